@@ -1,0 +1,1 @@
+"""The ``cov`` command line."""

@@ -1,0 +1,396 @@
+"""The run commands: dispatch, runs, status, result, logs, wait, cancel, redispatch, rm, config."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from typing import Any, Dict, List, Optional, Tuple
+
+import click
+import yaml
+
+from covalent_cli.cli.main import Context, cli, pass_ctx
+from covalent_cli.errors import CovError, ExitCode, RunNotFound, RunUnreadable, UserError
+from covalent_cli.inspect import (format_seconds, format_time, list_runs, run_summary,
+                                  task_rows)
+from covalent_cli.result import resolve_run, wait_for_run
+from runner.rundir import RunDir, RunDirError
+from runner.state import CANCELLED, COMPLETED, FAILED, TERMINAL, RunState
+
+STATUS_EXIT = {COMPLETED: ExitCode.SUCCESS, FAILED: ExitCode.RUN_FAILED,
+               CANCELLED: ExitCode.RUN_CANCELLED}
+COLORS = {COMPLETED: "green", FAILED: "red", CANCELLED: "yellow", "RUNNING": "blue",
+          "DISPATCHING": "blue"}
+
+
+def _run(ctx: Context, run_id: str) -> RunDir:
+    run = resolve_run(run_id, ctx.home)
+    try:
+        run.header()
+    except RunDirError as exc:
+        raise RunUnreadable(str(exc)) from None
+    return run
+
+
+def _state(run: RunDir) -> RunState:
+    try:
+        return run.state()
+    except RunDirError as exc:
+        raise RunUnreadable(str(exc)) from None
+
+
+def _echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, default=str))
+
+
+def _status_text(status: str) -> str:
+    return click.style(status, fg=COLORS.get(status)) if sys.stdout.isatty() else status
+
+
+# -- dispatch ---------------------------------------------------------------------------------
+def _parse_args(pairs: Tuple[str, ...], args_file: Optional[str]) -> Tuple[List[Any], Dict[str, Any]]:
+    args: List[Any] = []
+    kwargs: Dict[str, Any] = {}
+    if args_file:
+        try:
+            with open(args_file, encoding="utf-8") as f:
+                data = yaml.safe_load(f) or {}
+        except OSError as exc:
+            raise UserError(f"cannot read --args-file {args_file}: {exc.strerror}") from None
+        except yaml.YAMLError:
+            raise UserError(f"--args-file {args_file} is not valid YAML or JSON") from None
+        if isinstance(data, list):
+            args = data
+        elif isinstance(data, dict):
+            args = list(data.pop("args", []) or []) if isinstance(data.get("args"), list) else []
+            kwargs = dict(data.pop("kwargs", data) or {})
+        else:
+            raise UserError(f"--args-file {args_file} must hold a mapping of names to values")
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise UserError(f"bad --arg {pair!r}: expected NAME=VALUE", "e.g. -a n=10")
+        try:
+            kwargs[name.strip()] = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError:
+            kwargs[name.strip()] = value
+    return args, kwargs
+
+
+@cli.command()
+@click.argument("script", type=click.Path(dir_okay=True))
+@click.argument("lattice_name", metavar="[LATTICE]", required=False)
+@click.option("-a", "--arg", "pairs", multiple=True, metavar="NAME=VALUE",
+              help="A lattice argument (value parsed as YAML: 3, 1.5, true, [1, 2], text).")
+@click.option("--args-file", type=click.Path(), help="YAML/JSON mapping of arguments.")
+@click.option("--wait", "wait_", is_flag=True, help="Wait for the end; print the result.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the dispatch id(s).")
+@click.option("--json", "as_json", is_flag=True, help="Print the dispatch id(s) as JSON.")
+@pass_ctx
+def dispatch(ctx: Context, script: str, lattice_name: Optional[str], pairs: Tuple[str, ...],
+             args_file: Optional[str], wait_: bool, quiet: bool, as_json: bool) -> None:
+    """Run SCRIPT (a Covalent script) and dispatch its lattice.
+
+    If the script dispatches on its own when run (the usual Covalent script), those dispatches
+    are reported; otherwise its one lattice (or LATTICE) is dispatched with the -a arguments.
+    """
+    from covalent_cli.dispatch import create_run, start_runner
+    from covalent_cli.script import find_lattices, run_script
+
+    args, kwargs = _parse_args(pairs, args_file)
+    namespace, ids = run_script(script)
+    if not ids:
+        lattices = find_lattices(namespace)
+        if lattice_name:
+            if lattice_name not in lattices:
+                raise UserError(f"no lattice named '{lattice_name}' in {script}",
+                                f"found: {', '.join(sorted(lattices)) or 'none'}")
+            chosen = lattices[lattice_name]
+        elif len(lattices) == 1:
+            chosen = next(iter(lattices.values()))
+        elif not lattices:
+            raise UserError(f"{script} defines no lattice and dispatched nothing",
+                            "decorate a function with @ct.lattice")
+        else:
+            raise UserError(f"{script} defines several lattices: {', '.join(sorted(lattices))}",
+                            "name one: cov dispatch SCRIPT LATTICE")
+        run = create_run(chosen, args, kwargs)
+        start_runner(run.path.parent)
+        ids = [run.dispatch_id]
+    elif pairs or args_file or lattice_name:
+        raise UserError(f"{script} dispatched on its own; -a/--args-file/LATTICE do not apply",
+                        "remove the dispatch from the script or the arguments from the command")
+    if as_json:
+        _echo_json({"dispatch_ids": ids})
+    else:
+        for dispatch_id in ids:
+            click.echo(dispatch_id if quiet else f"Dispatched {dispatch_id}")
+    if wait_:
+        codes = [_wait_and_report(ctx, dispatch_id, None, quiet, show_result=True)
+                 for dispatch_id in ids]
+        code = max(codes)
+        if code:
+            sys.exit(code)
+
+
+def _wait_and_report(ctx: Context, run_id: str, timeout: Optional[float], quiet: bool,
+                     show_result: bool) -> int:
+    run = _run(ctx, run_id)
+    state = _wait_with_progress(run, timeout, quiet)
+    if state.status not in TERMINAL:
+        if not quiet:
+            click.echo(f"{run.dispatch_id}: still {state.status} after {timeout:g}s", err=True)
+        return int(ExitCode.TIMEOUT)
+    if state.status == COMPLETED and show_result:
+        from covalent_cli.result import Result
+
+        click.echo(repr(Result(run).result))
+    elif state.status != COMPLETED:
+        click.echo(f"{run.dispatch_id}: {state.status}" +
+                   (f"\n{state.error}" if state.error else ""), err=True)
+    return int(STATUS_EXIT.get(state.status, ExitCode.ERROR))
+
+
+def _wait_with_progress(run: RunDir, timeout: Optional[float], quiet: bool) -> RunState:
+    if quiet or not sys.stderr.isatty():
+        return wait_for_run(run, timeout)
+    total = int(run.header().get("task_count") or 0)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        step = 0.2 if deadline is None else max(0.0, min(0.2, deadline - time.monotonic()))
+        state = wait_for_run(run, step)
+        done = sum(1 for t in state.tasks.values() if t.status == COMPLETED)
+        click.echo(f"\r{run.dispatch_id[:8]} {state.status} {done}/{total} tasks", nl=False, err=True)
+        if state.status in TERMINAL or (deadline is not None and time.monotonic() >= deadline):
+            click.echo("", err=True)
+            return state
+
+
+# -- listing and inspecting -------------------------------------------------------------------
+@cli.command("runs")
+@click.option("--status", "status_filter", help="Only runs with this status (e.g. FAILED).")
+@click.option("--json", "as_json", is_flag=True, help="JSON list.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only run ids.")
+@click.option("-n", "--limit", type=int, default=0, help="At most this many (newest first).")
+@pass_ctx
+def runs_cmd(ctx: Context, status_filter: Optional[str], as_json: bool, quiet: bool,
+             limit: int) -> None:
+    """List runs, newest first."""
+    rows = list_runs(ctx.home, status_filter)
+    if limit:
+        rows = rows[:limit]
+    if as_json:
+        _echo_json(rows)
+        return
+    if quiet:
+        for row in rows:
+            click.echo(row["dispatch_id"])
+        return
+    if not rows:
+        click.echo(f"No runs under {ctx.home}.", err=True)
+        return
+    click.echo(f"{'DISPATCH ID':36}  {'LATTICE':16}  {'STATUS':10}  {'TASKS':>9}  "
+               f"{'STARTED':19}  RUNTIME")
+    for r in rows:
+        status = r["status"]
+        click.echo(f"{r['dispatch_id']:36}  {r['lattice'][:16]:16}  "
+                   f"{_status_text(status) + ' ' * max(0, 10 - len(status))}  "
+                   f"{str(r['done']) + '/' + str(r['total']):>9}  {format_time(r['started']):19}  "
+                   f"{format_seconds(r['runtime'])}")
+
+
+cli.add_command(runs_cmd, "list")
+
+
+@cli.command()
+@click.argument("run_id", default="latest", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Run and task states as JSON.")
+@click.option("--all", "show_all", is_flag=True, help="Include parameter nodes.")
+@pass_ctx
+def status(ctx: Context, run_id: str, as_json: bool, show_all: bool) -> None:
+    """One run's status and its task table (RUN: id, prefix or 'latest')."""
+    run = _run(ctx, run_id)
+    try:
+        summary = run_summary(run)
+        rows = task_rows(run, include_parameters=show_all)
+    except RunDirError as exc:
+        raise RunUnreadable(str(exc)) from None
+    if as_json:
+        _echo_json({**summary, "tasks": rows})
+        return
+    click.echo(f"run      {summary['dispatch_id']}  ({summary['lattice']})")
+    click.echo(f"status   {_status_text(summary['status'])}  {summary['done']}/{summary['total']}"
+               f" tasks  runtime {format_seconds(summary['runtime'])}")
+    if summary["error"]:
+        click.echo(f"error    {summary['error']}")
+    click.echo("")
+    click.echo(f"{'ID':>5}  {'NAME':28}  {'STATUS':10}  {'EXECUTOR':10}  {'HOST':12}  "
+               f"{'RUNTIME':>8}  NOTE")
+    for r in rows:
+        note = r["error"] or r["exception"] or (f"child {r['child']}" if r["child"] else "")
+        status_value = r["status"]
+        click.echo(f"{r['id']:>5}  {r['name'][:28]:28}  "
+                   f"{_status_text(status_value) + ' ' * max(0, 10 - len(status_value))}  "
+                   f"{(r['executor'] or '-')[:10]:10}  {(r['host'] or '-')[:12]:12}  "
+                   f"{format_seconds(r['runtime']):>8}  {note.splitlines()[0] if note else ''}")
+
+
+@cli.command()
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@pass_ctx
+def result(ctx: Context, run_id: str, as_json: bool) -> None:
+    """Print a finished run's result (exit 3 if it failed, 4 cancelled, 5 not finished)."""
+    from covalent_cli.result import Result
+
+    run = _run(ctx, run_id)
+    state = _state(run)
+    if state.status not in TERMINAL:
+        raise _NotFinished(f"run {run.dispatch_id} is {state.status}", "wait with `cov wait`")
+    value = Result(run).result if state.status == COMPLETED else None
+    if as_json:
+        try:
+            encoded = json.loads(json.dumps(value))
+        except (TypeError, ValueError):
+            encoded = repr(value)
+        _echo_json({"dispatch_id": run.dispatch_id, "status": state.status,
+                    "result": encoded, "error": state.error})
+    elif state.status == COMPLETED:
+        click.echo(repr(value))
+    else:
+        click.echo(f"{run.dispatch_id}: {state.status}" + (f"\n{state.error}" if state.error else ""),
+                   err=True)
+    sys.exit(int(STATUS_EXIT[state.status]))
+
+
+class _NotFinished(CovError):
+    exit_code = ExitCode.TIMEOUT
+
+
+@cli.command()
+@click.argument("run_id")
+@click.argument("node", type=int, required=False)
+@click.option("-f", "--follow", is_flag=True, help="Keep printing until the run ends.")
+@click.option("--stream", type=click.Choice(["stdout", "stderr", "both"]), default="both")
+@pass_ctx
+def logs(ctx: Context, run_id: str, node: Optional[int], follow: bool, stream: str) -> None:
+    """Print tasks' stdout and stderr (all tasks, or NODE)."""
+    run = _run(ctx, run_id)
+    manifest = run.manifest
+    if node is not None and not 0 <= node < len(manifest.nodes):
+        raise RunNotFound(f"run {run.dispatch_id} has no node {node}",
+                          f"node ids go from 0 to {len(manifest.nodes) - 1}")
+    streams = ["stdout", "stderr"] if stream == "both" else [stream]
+    offsets: Dict[Tuple[int, str], int] = {}
+    while True:
+        nodes = [node] if node is not None else [n.id for n in manifest.nodes if n.executes]
+        for n in nodes:
+            for s in streams:
+                path = run.stdout_path(n) if s == "stdout" else run.stderr_path(n)
+                try:
+                    with open(path, "rb") as f:
+                        f.seek(offsets.get((n, s), 0))
+                        data = f.read()
+                except FileNotFoundError:
+                    continue
+                if not data:
+                    continue
+                if node is None and (n, s) not in offsets:
+                    click.echo(f"== {n} {manifest.node(n).name} ({s}) ==")
+                offsets[(n, s)] = offsets.get((n, s), 0) + len(data)
+                target = sys.stdout if s == "stdout" else sys.stderr
+                target.write(data.decode("utf-8", "replace"))
+                target.flush()
+        if not follow or _state(run).finished:
+            break
+        time.sleep(0.5)
+
+
+@cli.command("wait")
+@click.argument("run_id")
+@click.option("--timeout", type=float, default=None, help="Give up after this many seconds (exit 5).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress, only the exit code.")
+@pass_ctx
+def wait_cmd(ctx: Context, run_id: str, timeout: Optional[float], quiet: bool) -> None:
+    """Wait for a run to end; exit 0 completed, 3 failed, 4 cancelled, 5 timeout."""
+    code = _wait_and_report(ctx, run_id, timeout, quiet, show_result=False)
+    if not quiet:
+        run = _run(ctx, run_id)
+        click.echo(f"{run.dispatch_id} {_state(run).status}")
+    sys.exit(code)
+
+
+@cli.command()
+@click.argument("run_id")
+@click.argument("nodes", type=int, nargs=-1)
+@pass_ctx
+def cancel(ctx: Context, run_id: str, nodes: Tuple[int, ...]) -> None:
+    """Cancel a run, or only NODES of it (and what depends on them)."""
+    from covalent_cli.redispatch import cancel as cancel_run
+
+    run = _run(ctx, run_id)
+    if _state(run).finished:
+        click.echo(f"{run.dispatch_id} already ended {_state(run).status}", err=True)
+        return
+    manifest = run.manifest
+    for n in nodes:
+        if not 0 <= n < len(manifest.nodes):
+            raise RunNotFound(f"run {run.dispatch_id} has no node {n}")
+    click.echo(cancel_run(run.dispatch_id, list(nodes) if nodes else None))
+
+
+@cli.command()
+@click.argument("run_id")
+@click.option("--reuse", is_flag=True, help="Reuse results of unchanged tasks.")
+@click.option("-a", "--arg", "pairs", multiple=True, metavar="NAME=VALUE", help="New arguments.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the new id.")
+@pass_ctx
+def redispatch(ctx: Context, run_id: str, reuse: bool, pairs: Tuple[str, ...], quiet: bool) -> None:
+    """Dispatch an old run's lattice again (its inputs, or new -a ones)."""
+    from covalent_cli.redispatch import redispatch as redispatch_run
+    from covalent_cli.script import alias_covalent
+
+    alias_covalent()
+    run = _run(ctx, run_id)
+    args, kwargs = _parse_args(pairs, None)
+    new_id = redispatch_run(run.dispatch_id, reuse_previous_results=reuse)(*args, **kwargs)
+    click.echo(new_id if quiet else f"Dispatched {new_id} (from {run.dispatch_id})")
+
+
+@cli.command()
+@click.argument("run_ids", nargs=-1, required=True)
+@click.option("--force", is_flag=True, help="Remove even runs that are still running.")
+@pass_ctx
+def rm(ctx: Context, run_ids: Tuple[str, ...], force: bool) -> None:
+    """Delete run directories."""
+    for run_id in run_ids:
+        run = resolve_run(run_id, ctx.home)
+        try:
+            running = not run.state().finished
+        except RunDirError:
+            running = False
+        if running and not force:
+            raise UserError(f"run {run.dispatch_id} is still running",
+                            "cancel it first, or pass --force")
+        # Rename first: the run vanishes at once and whole, then the files go.
+        trash = run.path.parent / f".rm-{run.dispatch_id}"
+        os.rename(run.path, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+        click.echo(f"Removed {run.dispatch_id}")
+
+
+@cli.command("config")
+@click.option("--json", "as_json", is_flag=True)
+def config_cmd(as_json: bool) -> None:
+    """Print the effective configuration (secrets masked) and where it comes from."""
+    from runner.config import config_path, load_config, mask_secrets, runs_home
+
+    data = mask_secrets(load_config())
+    if as_json:
+        _echo_json({"config_file": str(config_path()), "home": str(runs_home()), **data})
+        return
+    click.echo(f"# config file: {config_path()}" + ("" if config_path().exists() else " (absent)"))
+    click.echo(f"# runs home:   {runs_home()}")
+    click.echo(yaml.safe_dump(data, sort_keys=False).rstrip())

@@ -1,0 +1,87 @@
+"""``cov``: the command-line interface. Each user mistake is one ``Error:`` line and an exit
+code from ``ExitCode`` (README.md lists them); ``--debug`` shows tracebacks."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import click
+
+from covalent_cli.errors import CovError, ExitCode
+from runner.config import ConfigError, runs_home
+
+
+class Context:
+    """What every command needs: the runs home and output preferences."""
+
+    def __init__(self, home: Optional[str], debug: bool) -> None:
+        self._home = home
+        self.debug = debug
+
+    @property
+    def home(self) -> Path:
+        try:
+            return runs_home(self._home)
+        except ConfigError as exc:
+            raise CovError(str(exc)) from None
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+class CovGroup(click.Group):
+    """Turns our errors into one line and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except CovError as exc:
+            if getattr(ctx.obj, "debug", False):
+                raise
+            if exc.detail:
+                click.echo(exc.detail.rstrip(), err=True)
+            click.echo(f"Error: {exc.line()}", err=True)
+            ctx.exit(int(exc.exit_code))
+        except ConfigError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(int(ExitCode.ERROR))
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            ctx.exit(int(ExitCode.INTERRUPTED))
+
+
+@click.group(cls=CovGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--home", envvar="COV_HOME", metavar="DIR",
+              help="Runs home (default: $COV_HOME, the config's 'home', ~/.cov/runs).")
+@click.option("--debug", is_flag=True, help="Show tracebacks of cov's own errors.")
+@click.version_option(package_name="cov", prog_name="cov")
+@click.pass_context
+def cli(ctx: click.Context, home: Optional[str], debug: bool) -> None:
+    """cov: Covalent workflows from files. No server, no database."""
+    ctx.obj = Context(home, debug)
+    if home:
+        os.environ["COV_HOME"] = str(Path(home).expanduser().absolute())
+
+
+def main() -> None:
+    """Entry point of the ``cov`` script."""
+    import importlib
+
+    for module in COMMAND_MODULES:  # each registers its commands on ``cli``
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+    cli(prog_name="cov")
+
+
+COMMAND_MODULES = ("covalent_cli.cli.commands", "covalent_cli.cli.runner_cmd",
+                   "covalent_cli.cli.ui_cmd", "covalent_cli.cli.check_cmd")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
+    sys.exit(0)

@@ -1,0 +1,173 @@
+"""Executor declarations: where a task should run (``ct.executor.LocalExecutor`` ...).
+
+These are plain, picklable parameter holders with the names Covalent's executors and plugins
+accept; the runner's *backends* (``runner/backends``) carry them out. An executor is written into
+the manifest as ``{"type": <short name>, **parameters}`` (secrets masked).
+
+A Covalent-style custom executor (a ``BaseExecutor`` subclass implementing ``run(function, args,
+kwargs, task_metadata)``) works too: its ``run`` is called in a local pool worker.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional
+
+
+class BaseExecutor:
+    """Base of executor declarations; ``short_name`` selects the runner backend."""
+
+    short_name = "base"
+    # Parameters every Covalent executor accepts.
+    _base_defaults: Dict[str, Any] = {"log_stdout": "", "log_stderr": "", "cache_dir": "",
+                                      "time_limit": -1, "retries": 0}
+
+    def __init__(self, log_stdout: str = "", log_stderr: str = "", cache_dir: str = "",
+                 time_limit: int = -1, retries: int = 0, **kwargs: Any) -> None:
+        self.log_stdout = log_stdout
+        self.log_stderr = log_stderr
+        self.cache_dir = cache_dir
+        self.time_limit = time_limit
+        self.retries = retries
+        for key, value in kwargs.items():
+            setattr(self, key, value)
+
+    def to_dict(self) -> Dict[str, Any]:
+        """Covalent's serialized form."""
+        return {"type": str(type(self)), "short_name": self.short_name,
+                "attributes": dict(self.__dict__)}
+
+    def to_config(self) -> Dict[str, Any]:
+        """The manifest's form: type plus the parameters that differ from the defaults."""
+        params = {k: v for k, v in self.__dict__.items()
+                  if not k.startswith("_") and v is not None and v != self._base_defaults.get(k, ...)}
+        return {"type": self.short_name, **params}
+
+    def run(self, function: Any, args: List[Any], kwargs: Dict[str, Any],
+            task_metadata: Dict[str, Any]) -> Any:  # pragma: no cover - custom executors
+        raise NotImplementedError
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and self.__dict__ == other.__dict__  # type: ignore[union-attr]
+
+    def __hash__(self) -> int:
+        return hash(self.short_name)
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self.to_config().items() if k != "type")
+        return f"{type(self).__name__}({params})"
+
+
+class LocalExecutor(BaseExecutor):
+    """Run in the runner's pool of local worker processes.
+
+    ``workdir``: run the task in this directory instead of the dispatch's cwd;
+    ``create_unique_workdir``: a directory ``<workdir>/<dispatch_id>/node_<id>`` per task.
+    """
+
+    short_name = "local"
+
+    def __init__(self, workdir: Optional[str] = None, create_unique_workdir: bool = False,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.workdir = workdir
+        self.create_unique_workdir = create_unique_workdir
+
+
+class SSHExecutor(BaseExecutor):
+    """Run on a host reached with ssh; the remote needs only a Python with cloudpickle.
+
+    Accepts the covalent-ssh-plugin's parameters, plus ``port``, ``prelude`` (shell lines run
+    first, e.g. ``module load python``), ``shared_filesystem`` (the host sees the run directory at
+    the same path) and ``max_concurrent`` (tasks in flight on the host).
+    """
+
+    short_name = "ssh"
+
+    def __init__(self, username: Optional[str] = None, hostname: Optional[str] = None,
+                 ssh_key_file: Optional[str] = None, python_path: Optional[str] = None,
+                 conda_env: Optional[str] = None, remote_cache: Optional[str] = None,
+                 run_local_on_ssh_fail: bool = False, remote_workdir: Optional[str] = None,
+                 create_unique_workdir: Optional[bool] = None, poll_freq: Optional[float] = None,
+                 do_cleanup: Optional[bool] = None, retry_connect: Optional[bool] = None,
+                 max_connection_attempts: Optional[int] = None,
+                 retry_wait_time: Optional[float] = None, port: Optional[int] = None,
+                 prelude: Optional[List[str]] = None, shared_filesystem: Optional[bool] = None,
+                 max_concurrent: Optional[int] = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.username = username
+        self.hostname = hostname
+        self.ssh_key_file = ssh_key_file
+        self.python_path = python_path
+        self.conda_env = conda_env
+        self.remote_cache = remote_cache
+        self.run_local_on_ssh_fail = run_local_on_ssh_fail or None
+        self.remote_workdir = remote_workdir
+        self.create_unique_workdir = create_unique_workdir
+        self.poll_freq = poll_freq
+        self.do_cleanup = do_cleanup
+        self.retry_connect = retry_connect
+        self.max_connection_attempts = max_connection_attempts
+        self.retry_wait_time = retry_wait_time
+        self.port = port
+        self.prelude = prelude
+        self.shared_filesystem = shared_filesystem
+        self.max_concurrent = max_concurrent
+
+
+class SlurmExecutor(BaseExecutor):
+    """Submit the task as a Slurm job (``sbatch``), on the login node or through SSH.
+
+    Accepts the covalent-slurm-plugin's parameters; ``options`` become ``#SBATCH --key=value``.
+    """
+
+    short_name = "slurm"
+
+    def __init__(self, username: Optional[str] = None, address: Optional[str] = None,
+                 ssh_key_file: Optional[str] = None, cert_file: Optional[str] = None,
+                 remote_workdir: Optional[str] = None, create_unique_workdir: Optional[bool] = None,
+                 options: Optional[Dict[str, Any]] = None, variables: Optional[Dict[str, str]] = None,
+                 conda_env: Optional[str] = None, prerun_commands: Optional[List[str]] = None,
+                 postrun_commands: Optional[List[str]] = None, use_srun: Optional[bool] = None,
+                 srun_options: Optional[Dict[str, Any]] = None, srun_append: Optional[str] = None,
+                 bashrc_path: Optional[str] = None, slurm_path: Optional[str] = None,
+                 poll_freq: Optional[float] = None, cleanup: Optional[bool] = None,
+                 ignore_versions: Optional[bool] = None, python_path: Optional[str] = None,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.username = username
+        self.address = address
+        self.ssh_key_file = ssh_key_file
+        self.cert_file = cert_file
+        self.remote_workdir = remote_workdir
+        self.create_unique_workdir = create_unique_workdir
+        self.options = options
+        self.variables = variables
+        self.conda_env = conda_env
+        self.prerun_commands = prerun_commands
+        self.postrun_commands = postrun_commands
+        self.use_srun = use_srun
+        self.srun_options = srun_options
+        self.srun_append = srun_append
+        self.bashrc_path = bashrc_path
+        self.slurm_path = slurm_path
+        self.poll_freq = poll_freq
+        self.cleanup = cleanup
+        self.ignore_versions = ignore_versions
+        self.python_path = python_path
+
+
+# Covalent also has a Dask executor; with no Dask cluster here, "dask" runs in the local pool.
+class DaskExecutor(LocalExecutor):
+    """Accepted for compatibility; runs in the local pool."""
+
+    short_name = "local"
+
+    def __init__(self, scheduler_address: str = "", **kwargs: Any) -> None:
+        kwargs.pop("conda_env", None)
+        kwargs.pop("current_env_on_conda_fail", None)
+        super().__init__(**kwargs)
+
+
+BUILTIN_TYPES = ("local", "ssh", "slurm")
+NAME_ALIASES = {"dask": "local"}
+
+__all__ = ["BaseExecutor", "LocalExecutor", "SSHExecutor", "SlurmExecutor", "DaskExecutor"]

@@ -1,0 +1,251 @@
+"""``Result`` and ``get_result``: a run directory read back with Covalent's accessors."""
+from __future__ import annotations
+
+import os
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Union
+
+from covalent_cli.errors import RunNotFound, RunUnreadable
+from covalent_cli.status import RESULT_STATUS, Status
+from covalent_cli.transport import TransportableObject
+from runner.config import runs_home
+from runner.manifest import PARAMETER
+from runner.rundir import TMP_PREFIX, RunDir, RunDirError
+from runner.state import FAILED, TERMINAL, RunState
+
+
+def _time(stamp: Optional[float]) -> Optional[datetime]:
+    return datetime.fromtimestamp(stamp, tz=timezone.utc) if stamp else None
+
+
+class Result:
+    """The state and outputs of one run, read from its run directory."""
+
+    NEW_OBJECT = RESULT_STATUS.NEW_OBJECT
+    COMPLETED = RESULT_STATUS.COMPLETED
+    POSTPROCESSING = RESULT_STATUS.POSTPROCESSING
+    PENDING_POSTPROCESSING = RESULT_STATUS.PENDING_POSTPROCESSING
+    POSTPROCESSING_FAILED = RESULT_STATUS.POSTPROCESSING_FAILED
+    FAILED = RESULT_STATUS.FAILED
+    RUNNING = RESULT_STATUS.RUNNING
+    CANCELLED = RESULT_STATUS.CANCELLED
+    DISPATCHING = RESULT_STATUS.DISPATCHING
+
+    def __init__(self, rundir: RunDir) -> None:
+        self._dir = rundir
+        try:
+            self._manifest = rundir.manifest
+            self._state: RunState = rundir.state()
+        except RunDirError as exc:
+            raise RunUnreadable(str(exc)) from None
+
+    # -- run-level -----------------------------------------------------------------------
+    @property
+    def dispatch_id(self) -> str:
+        return self._manifest.dispatch_id
+
+    @property
+    def root_dispatch_id(self) -> str:
+        return self._manifest.root_dispatch_id
+
+    @property
+    def status(self) -> Status:
+        return Status(self._state.status)
+
+    @property
+    def result(self) -> Any:
+        """The lattice's output once COMPLETED, else None."""
+        if self._state.status != "COMPLETED":
+            return None
+        return self._dir.load_output(self._manifest.output_node)
+
+    @property
+    def encoded_result(self) -> Optional[TransportableObject]:
+        if self._state.status != "COMPLETED":
+            return None
+        return TransportableObject.from_pickle(self._dir.output_bytes(self._manifest.output_node))
+
+    @property
+    def error(self) -> Optional[str]:
+        return self._state.error
+
+    @property
+    def start_time(self) -> Optional[datetime]:
+        return _time(self._state.started)
+
+    @property
+    def end_time(self) -> Optional[datetime]:
+        return _time(self._state.ended)
+
+    @property
+    def inputs(self) -> TransportableObject:
+        """``{"args": [...], "kwargs": {...}}`` as a TransportableObject."""
+        return TransportableObject.from_pickle(self._dir.read_blob(self._manifest.blobs["inputs"]))
+
+    @property
+    def lattice(self) -> Any:
+        import pickle
+
+        return pickle.loads(self._dir.read_blob(self._manifest.blobs["workflow"]))
+
+    @property
+    def results_dir(self) -> str:
+        return str(self._dir.path)
+
+    @property
+    def run_dir(self) -> Path:
+        return self._dir.path
+
+    # -- node-level ----------------------------------------------------------------------
+    def _node_output(self, node_id: int) -> Optional[TransportableObject]:
+        node = self._manifest.node(node_id)
+        if node.kind != PARAMETER:
+            task = self._state.tasks.get(node_id)
+            if task is None or task.status != "COMPLETED":
+                return None
+        try:
+            return TransportableObject.from_pickle(self._dir.output_bytes(node_id))
+        except RunDirError:
+            return None
+
+    def get_node_result(self, node_id: int) -> Dict[str, Any]:
+        """Covalent's node dict: node_id, node_name, start_time, end_time, status, output,
+        error, sublattice_result, stdout, stderr. Unknown id: KeyError."""
+        if not isinstance(node_id, int) or not 0 <= node_id < len(self._manifest.nodes):
+            raise KeyError(node_id)
+        node = self._manifest.node(node_id)
+        task = self._state.tasks.get(node_id)
+        if node.kind == PARAMETER:
+            status = Status("COMPLETED")
+        else:
+            status = Status(task.status if task else "NEW_OBJECT")
+        sub = None
+        if task is not None and task.child:
+            try:
+                sub = get_result(task.child)
+            except RunNotFound:
+                sub = None
+        return {
+            "node_id": node_id,
+            "node_name": node.name,
+            "start_time": _time(task.started) if task else None,
+            "end_time": _time(task.ended) if task else None,
+            "status": status,
+            "output": self._node_output(node_id),
+            "error": task.error if task else None,
+            "sublattice_result": sub,
+            "stdout": self._dir.read_log(node_id, "stdout") or None,
+            "stderr": self._dir.read_log(node_id, "stderr") or None,
+        }
+
+    def get_all_node_results(self) -> List[Dict[str, Any]]:
+        return [self.get_node_result(n.id) for n in self._manifest.nodes]
+
+    def get_all_node_outputs(self) -> Dict[str, Any]:
+        """``{"<name>(<id>)": TransportableObject}`` for every node, parameters included."""
+        return {f"{n.name}({n.id})": self._node_output(n.id) for n in self._manifest.nodes}
+
+    def post_process(self) -> Any:
+        return self.result
+
+    def __str__(self) -> str:
+        lines = [
+            "Lattice Result", "=" * 14,
+            f"status: {self.status}",
+            f"result: {self.result!r}",
+            f"input args: {self._manifest.inputs.get('args')}",
+            f"input kwargs: {self._manifest.inputs.get('kwargs')}",
+            f"error: {self.error}", "",
+            f"start_time: {self.start_time}", f"end_time: {self.end_time}", "",
+            f"results_dir: {self.results_dir}", f"dispatch_id: {self.dispatch_id}", "",
+            "Node Outputs", "-" * 12,
+        ]
+        for key, value in self.get_all_node_outputs().items():
+            lines.append(f"{key}: {value.object_string if value is not None else None}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"<Result {self.dispatch_id} {self.status}>"
+
+
+def resolve_run(run_id: str, home: Optional[Path] = None) -> RunDir:
+    """A run by full id, unique prefix, or ``latest``."""
+    home = home or runs_home()
+    run_id = str(run_id).strip()
+    if not run_id or "/" in run_id or run_id.startswith("."):
+        raise RunNotFound(f"malformed run id {run_id!r}", "run `cov runs` to see ids")
+    direct = home / run_id
+    if run_id != "latest" and (direct / "manifest.yaml").is_file():
+        return RunDir(direct)
+    try:
+        names = [n for n in os.listdir(home) if not n.startswith(".") and
+                 not n.startswith(TMP_PREFIX)]
+    except FileNotFoundError:
+        names = []
+    if run_id == "latest":
+        runs = [RunDir(home / n) for n in names if (home / n / "manifest.yaml").is_file()]
+        if not runs:
+            raise RunNotFound(f"no runs under {home}", "dispatch one with `cov dispatch`")
+        return max(runs, key=lambda r: r.manifest_path.stat().st_mtime)
+    matches = [n for n in names if n.startswith(run_id)]
+    if len(matches) == 1:
+        return RunDir(home / matches[0])
+    if not matches:
+        raise RunNotFound(f"no run matches '{run_id}' under {home}", "run `cov runs` to see ids")
+    raise RunNotFound(f"'{run_id}' is ambiguous: {len(matches)} runs start with it "
+                      f"({', '.join(sorted(matches)[:3])}...)", "give more characters")
+
+
+def get_result(dispatch_id: str, wait: bool = False, dispatcher_addr: Optional[str] = None,
+               status_only: bool = False, *, results_dir: Optional[str] = None,
+               workflow_output: bool = True, intermediate_outputs: bool = True,
+               sublattice_results: bool = True, timeout: Optional[float] = None
+               ) -> Union[Result, Dict[str, str]]:
+    """The run's ``Result`` (or ``{"id", "status"}`` with ``status_only``). ``wait=True`` blocks
+    until the run is COMPLETED, FAILED or CANCELLED. Unknown id: ``MissingLatticeRecordError``
+    (a KeyError)."""
+    rundir = resolve_run(dispatch_id)
+    if wait:
+        wait_for_run(rundir, timeout)
+    if status_only:
+        try:
+            return {"id": rundir.dispatch_id, "status": str(rundir.state().status)}
+        except RunDirError as exc:
+            raise RunUnreadable(str(exc)) from None
+    return Result(rundir)
+
+
+def wait_for_run(rundir: RunDir, timeout: Optional[float] = None) -> RunState:
+    """Block until the run ends (or ``timeout`` seconds pass); returns its last state.
+
+    It polls the event log's size, which costs a ``stat``: a few ms at first, backing off to
+    0.25 s, so short runs return promptly and long waits stay cheap.
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    delay = 0.002
+    last_size = -1
+    try:
+        state = rundir.state()
+        while state.status not in TERMINAL:
+            if deadline is not None and time.monotonic() >= deadline:
+                return state
+            time.sleep(delay)
+            try:
+                size = rundir.events_path.stat().st_size
+            except FileNotFoundError:
+                size = 0
+            if size != last_size:
+                last_size = size
+                state = rundir.state()
+                delay = 0.002
+            else:
+                delay = min(delay * 1.5, 0.25)
+    except RunDirError as exc:
+        raise RunUnreadable(str(exc)) from None
+    return state
+
+
+def is_failed(state: RunState) -> bool:
+    return state.status == FAILED

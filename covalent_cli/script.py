@@ -1,0 +1,102 @@
+"""Loading a user's Covalent script inside ``cov dispatch``, with ``covalent`` meaning this SDK."""
+from __future__ import annotations
+
+import os
+import runpy
+import sys
+import traceback
+from typing import Any, Dict, List, Tuple
+
+from covalent_cli.errors import ScriptError, UserError
+
+
+def alias_covalent() -> None:
+    """Make ``import covalent`` (and ``covalent.executor`` ...) resolve to this SDK."""
+    import covalent_cli
+    from covalent_cli import executor
+
+    sys.modules.setdefault("covalent", covalent_cli)
+    sys.modules.setdefault("covalent.executor", executor)
+
+
+def run_script(path: str) -> Tuple[Dict[str, Any], List[str]]:
+    """Run the script as ``__main__``; return its namespace and the dispatch ids it made."""
+    from covalent_cli.dispatch import DISPATCHED
+
+    if not os.path.exists(path):
+        raise UserError(f"script not found: {path}", "check the path")
+    if os.path.isdir(path):
+        raise UserError(f"{path} is a directory, not a Python script")
+    if not os.access(path, os.R_OK):
+        raise UserError(f"cannot read script {path}: permission denied")
+    try:
+        with open(path, "rb") as f:
+            source = f.read()
+        compile(source, path, "exec")
+    except SyntaxError as exc:
+        where = f"{exc.filename}:{exc.lineno}" if exc.lineno else path
+        raise ScriptError(f"{where}: syntax error: {exc.msg}",
+                          "is this a Python script?") from None
+    except ValueError as exc:  # null bytes: a binary file
+        raise ScriptError(f"{path} is not a Python script ({exc})") from None
+    alias_covalent()
+    script_dir = os.path.dirname(os.path.abspath(path))
+    sys.path.insert(0, script_dir)
+    before = len(DISPATCHED)
+    saved_argv = sys.argv
+    sys.argv = [path]
+    try:
+        namespace = runpy.run_path(path, run_name="__main__")
+    except SystemExit as exc:
+        if exc.code not in (None, 0):
+            raise ScriptError(f"{path} exited with {exc.code!r} while loading") from None
+        namespace = {}
+    except ScriptError:
+        raise
+    except RecursionError:
+        raise ScriptError(f"{path}: RecursionError while loading (recursion too deep)") from None
+    except BaseException as exc:  # noqa: BLE001 - the user's error, shown as theirs
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        from covalent_cli.errors import CovError
+
+        if isinstance(exc, CovError):
+            raise
+        raise ScriptError(_user_error(exc, path), detail=_user_traceback(exc)) from None
+    finally:
+        sys.argv = saved_argv
+    return namespace, DISPATCHED[before:]
+
+
+def _user_frames(exc: BaseException) -> List[Any]:
+    ours = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return [f for f in traceback.extract_tb(exc.__traceback__)
+            if not os.path.abspath(f.filename).startswith(ours + os.sep)
+            and "runpy" not in f.filename and not f.filename.startswith("<frozen")]
+
+
+def _user_traceback(exc: BaseException) -> str:
+    """The traceback through the user's files only."""
+    lines = ["Traceback (most recent call last):\n"]
+    lines += traceback.format_list(_user_frames(exc))
+    lines += traceback.format_exception_only(type(exc), exc)
+    return "".join(lines)
+
+
+def _user_error(exc: BaseException, path: str) -> str:
+    """The exception and where in the user's files it arose (not our frames)."""
+    frames = _user_frames(exc)
+    where = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+    detail = str(exc).strip().splitlines()
+    message = f"{type(exc).__name__}: {detail[0]}" if detail else type(exc).__name__
+    if isinstance(exc, ImportError):
+        return f"{path} failed to import a module{where}: {message}"
+    return f"{path} raised {message}{where}"
+
+
+def find_lattices(namespace: Dict[str, Any]) -> Dict[str, Any]:
+    """The lattices defined at the script's top level, by name."""
+    from covalent_cli.lattice import Lattice
+
+    return {name: value for name, value in namespace.items()
+            if isinstance(value, Lattice) and not name.startswith("_")}

@@ -1,0 +1,5 @@
+import sys
+
+from runner.service import main
+
+sys.exit(main())

@@ -1,0 +1,114 @@
+"""Which runners are alive: heartbeat files under ``<home>/.runners/``.
+
+A runner writes ``<host>-<pid>.json`` (its id, host, pid, start time) when it starts and touches
+it every heartbeat interval. It is alive if the file is fresh and, on the same host, its pid
+exists. Never a stale flag: a runner killed with -9 is dead as soon as its pid is gone (same
+host) or its heartbeat ages (another host).
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from runner.fs import atomic_write
+
+RUNNERS_DIR = ".runners"
+HOST = socket.gethostname()
+STALE_AFTER_S = 30.0  # heartbeats come every 5 s by default; this leaves room for a slow NFS
+
+
+def runners_dir(home: Path) -> Path:
+    return home / RUNNERS_DIR
+
+
+def heartbeat_path(home: Path, host: str, pid: int) -> Path:
+    return runners_dir(home) / f"{host}-{pid}.json"
+
+
+def write_heartbeat(home: Path, info: Dict[str, Any]) -> Path:
+    path = heartbeat_path(home, info["host"], info["pid"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, json.dumps(info).encode())
+    return path
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is dead
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().split(b") ", 1)[1][:1] != b"Z"
+    except (OSError, IndexError):
+        return True
+
+
+def read_runners(home: Path) -> List[Dict[str, Any]]:
+    """Every heartbeat file with ``alive`` and ``age`` added."""
+    found = []
+    directory = runners_dir(home)
+    try:
+        entries = list(os.scandir(directory))
+    except FileNotFoundError:
+        return []
+    now = time.time()
+    for entry in entries:
+        if not entry.name.endswith(".json"):
+            continue
+        try:
+            info = json.loads(Path(entry.path).read_text())
+            age = now - entry.stat().st_mtime
+        except (OSError, ValueError):
+            continue
+        info["age"] = age
+        info["alive"] = is_alive(info, age)
+        info["path"] = entry.path
+        found.append(info)
+    return found
+
+
+def is_alive(info: Dict[str, Any], age: float) -> bool:
+    if info.get("host") == HOST:
+        return pid_alive(int(info.get("pid", 0))) and age < STALE_AFTER_S * 4
+    return age < STALE_AFTER_S
+
+
+def live_runner(home: Path) -> Optional[Dict[str, Any]]:
+    """A live runner serving ``home`` (all runs), if any."""
+    for info in read_runners(home):
+        if info["alive"] and not info.get("runs"):
+            return info
+        if not info["alive"] and info.get("host") == HOST and not pid_alive(int(info["pid"])):
+            try:  # our own host's dead runner: its file is only noise now
+                os.unlink(info["path"])
+            except OSError:
+                pass
+    return None
+
+
+class RunnerRegistry:
+    """Answers "is runner X alive?" for claims found in event logs (cached for a second)."""
+
+    def __init__(self, home: Path, me: str) -> None:
+        self.home = home
+        self.me = me
+        self._cache: Dict[str, bool] = {}
+        self._stamp = 0.0
+
+    def alive(self, runner_id: Optional[str]) -> bool:
+        if not runner_id:
+            return False
+        if runner_id == self.me:
+            return True
+        now = time.time()
+        if now - self._stamp > 1.0:
+            self._cache = {r.get("id", ""): r["alive"] for r in read_runners(self.home)}
+            self._stamp = now
+        return self._cache.get(runner_id, False)

@@ -1,0 +1,694 @@
+"""The runner: one mostly idle loop that runs the ready tasks of the runs under a home.
+
+Loop (single thread; watchdog's observer thread only writes hints to a pipe):
+
+1. wait for a hint (a watched directory changed), a backend's news (a worker's pipe), or a timer;
+2. collect finished attempts from the backends and record them (``end`` events, in one locked
+   append per run), which makes their dependents ready;
+3. refresh the runs the hints name: new runs, cancel requests, other runners' progress;
+4. claim ready nodes (``claim`` events, one locked append per run) and submit them;
+5. every ``rescan_interval``: rescan the home (the safety net under the hints), take over the
+   claims of dead runners, resolve finished sublattice runs; every ``heartbeat_interval``:
+   touch the heartbeat file and fsync the event logs written since the last time.
+
+A runner with nothing to do for ``idle_timeout`` seconds exits. Several runners may serve one
+home: a claim is made under the run's lock after re-reading the log, so a node is claimed once.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from multiprocessing.connection import wait as wait_for
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Set, Tuple
+
+from runner import worker
+from runner.backends import Backend, Completion, Task, backend_class
+from runner.backends.local import LocalBackend
+from runner.config import get_value, runs_home
+from runner.fs import atomic_write
+from runner.liveness import (HOST, RunnerRegistry, heartbeat_path, live_runner, runners_dir,
+                             write_heartbeat)
+from runner.locks import make_lock
+from runner.manifest import PARAMETER, NodeSpec
+from runner.rundir import TMP_PREFIX, RunDir, RunDirError
+from runner.scheduler import Schedule
+from runner.state import (CANCELLED, COMPLETED, DISPATCHING, FAILED, RUNNING, STARTING,
+                          failure_message)
+
+
+class ActiveRun:
+    """A run this runner is working on."""
+
+    def __init__(self, rundir: RunDir) -> None:
+        self.dir = rundir
+        self.manifest = rundir.manifest
+        self.state = rundir.state()
+        self.schedule = Schedule(self.manifest, self.state)
+        self.ours: Dict[int, Task] = {}  # attempts we submitted and wait for
+        self.children: Dict[int, str] = {}  # sublattice node -> child dispatch id
+        self.pending: List[Dict[str, Any]] = []  # events to append at the end of the step
+        self.cancel_stamp: Optional[float] = None
+        self.dirty = False  # events appended since the last fsync
+
+    @property
+    def path(self) -> str:
+        return str(self.dir.path)
+
+
+class Runner:
+    """Serves the runs of one home (or only the runs given)."""
+
+    def __init__(self, home: Path, runs: Optional[List[str]] = None, poll: bool = False,
+                 idle_timeout: Optional[float] = None, workers: Optional[int] = None) -> None:
+        self.home = home.absolute()
+        self.only = set(runs or [])
+        self.id = f"{HOST}:{os.getpid()}:{int(time.time() * 1000)}"
+        self.idle_timeout = float(idle_timeout if idle_timeout is not None
+                                  else get_value("runner.idle_timeout", 30.0))
+        self.rescan_interval = float(get_value("runner.rescan_interval", 2.0))
+        self.heartbeat_interval = float(get_value("runner.heartbeat_interval", 5.0))
+        self.poll_interval = float(get_value("runner.poll_interval", 1.0))
+        self.force_poll = poll
+        self.workers = workers or get_value("runner.workers")
+        self.active: Dict[str, ActiveRun] = {}
+        self.finished_runs: Set[str] = set()
+        self.backends: Dict[str, Backend] = {}
+        self.registry = RunnerRegistry(self.home, self.id)
+        self._hints: Set[str] = set()
+        self._hint_lock = threading.Lock()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._stop = False
+        self.watcher: Any = None
+
+    # -- hints ---------------------------------------------------------------------------
+    def hint(self, path: str) -> None:
+        """Called from the watcher thread (and by backends): something changed at ``path``."""
+        with self._hint_lock:
+            first = not self._hints
+            self._hints.add(path)
+        if first:
+            self.wake()
+
+    def wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"x")
+        except BlockingIOError:
+            pass
+
+    def _take_hints(self) -> Set[str]:
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+        with self._hint_lock:
+            hints, self._hints = self._hints, set()
+        return hints
+
+    # -- services for backends ------------------------------------------------------------
+    def record_handle(self, task: Task, handle: Dict[str, Any]) -> None:
+        run = self.active.get(task.run)
+        if run is not None:
+            run.pending.append({"ev": "handle", "node": task.node, "attempt": task.attempt,
+                                "handle": handle})
+
+    # -- main loop -----------------------------------------------------------------------
+    def run_forever(self) -> int:
+        self.home.mkdir(parents=True, exist_ok=True)
+        self._write_heartbeat()
+        from runner.watch import Watcher
+
+        self.watcher = Watcher(self.hint, str(self.home), force_poll=self.force_poll,
+                               poll_interval=self.poll_interval)
+        self.watcher.watch(str(self.home))
+        self._log(f"runner {self.id} serving {self.home} ({self.watcher.mode})")
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, self._on_signal)
+        last_scan = last_beat = 0.0
+        idle_since: Optional[float] = None
+        try:
+            while not self._stop:
+                now = time.time()
+                hints = self._take_hints()
+                if now - last_scan >= self.rescan_interval:
+                    self._rescan()
+                    last_scan = now
+                elif hints:
+                    self._apply_hints(hints)
+                self._collect()
+                self._schedule_all()
+                self._flush()
+                if now - last_beat >= self.heartbeat_interval:
+                    self._write_heartbeat()
+                    self._fsync_logs()
+                    last_beat = now
+                busy = bool(self.active) or any(b.busy() for b in self.backends.values())
+                if busy:
+                    idle_since = None
+                elif idle_since is None:
+                    idle_since = now
+                elif now - idle_since >= self.idle_timeout:
+                    break
+                self._wait(min(self.rescan_interval - (time.time() - last_scan),
+                               self.heartbeat_interval - (time.time() - last_beat)))
+        finally:
+            self._shutdown()
+        return 0
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self._stop = True
+        self.wake()
+
+    def _wait(self, timeout: float) -> None:
+        waitables: List[Any] = [self._wake_r]
+        for backend in self.backends.values():
+            waitables.extend(backend.waitables())
+            hint = backend.next_poll_in()
+            if hint is not None:
+                timeout = min(timeout, hint)
+        if self._has_ready_work():
+            timeout = 0
+        wait_for(waitables, timeout=max(0.0, timeout))
+
+    def _has_ready_work(self) -> bool:
+        return any(r.pending for r in self.active.values())
+
+    # -- discovering runs ----------------------------------------------------------------
+    def _rescan(self) -> None:
+        try:
+            names = os.listdir(self.home)
+        except FileNotFoundError:
+            names = []
+        for name in names:
+            if name.startswith(".") or name.startswith(TMP_PREFIX):
+                continue
+            path = str(self.home / name)
+            if path in self.active or name in self.finished_runs:
+                continue
+            if self.only and name not in self.only:
+                continue
+            self._activate(path)
+        for run in list(self.active.values()):
+            self._refresh(run, full=True)
+
+    def _apply_hints(self, hints: Set[str]) -> None:
+        home = str(self.home)
+        for path in hints:
+            parent = os.path.dirname(path)
+            if parent == home:
+                name = os.path.basename(path)
+                if path in self.active:
+                    self._refresh(self.active[path])
+                elif not name.startswith(".") and name not in self.finished_runs and \
+                        (not self.only or name in self.only):
+                    self._activate(path)
+                continue
+            run = self.active.get(parent) or self.active.get(os.path.dirname(parent))
+            if run is not None:
+                self._refresh(run)
+
+    def _activate(self, path: str) -> None:
+        rundir = RunDir(path)
+        if not rundir.exists():
+            return
+        try:
+            run = ActiveRun(rundir)
+        except (RunDirError, OSError) as exc:
+            self._log(f"skipping {path}: {exc}")
+            self.finished_runs.add(os.path.basename(path))
+            return
+        if run.state.finished:
+            self.finished_runs.add(rundir.dispatch_id)
+            rundir.close()
+            return
+        self.active[path] = run
+        self.watcher.watch(path)
+        self.watcher.optional_path(str(rundir.results_dir))
+        self._refresh(run, full=True)
+
+    # -- reading a run's progress ----------------------------------------------------------
+    def _refresh(self, run: ActiveRun, full: bool = False) -> None:
+        """Fold new events; apply cancel requests; on a full pass, adopt dead runners' work."""
+        self._absorb(run, run.dir.read_new_events())
+        self._check_cancel(run)
+        if full:
+            self._adopt_orphans(run)
+            self._check_children(run)
+        self._maybe_finish(run)
+
+    def _absorb(self, run: ActiveRun, events: List[Dict[str, Any]]) -> None:
+        from runner.state import apply
+
+        for event in events:
+            apply(run.state, event)
+            node = event.get("node")
+            if node is None:
+                continue
+            task = run.state.tasks[int(node)]
+            if task.finished:
+                run.schedule.finish(int(node), task.status)
+            elif event.get("ev") in ("claim", "dispatching") and int(node) not in run.ours:
+                run.schedule.mark_active(int(node))
+                if task.child:
+                    run.children[int(node)] = task.child
+
+    def _adopt_orphans(self, run: ActiveRun) -> None:
+        """Nodes claimed by runners that died: finish them from their outcome, or rerun."""
+        for node in list(run.schedule.active):
+            if node in run.ours:
+                continue
+            task = run.state.tasks.get(node)
+            if task is None or task.finished or self.registry.alive(task.runner):
+                continue
+            if task.status == DISPATCHING and task.child:
+                run.children[node] = task.child
+                continue
+            header = run.dir.outcome_header(node)
+            if header is not None and header.get("attempt", task.attempt) == task.attempt:
+                run.pending.append(self._end_event(run, node, task.attempt, header))
+                if header.get("ok") and header.get("child"):
+                    run.children[node] = header["child"]
+                continue
+            if task.handle and task.backend not in (None, "local"):
+                spec = self._task(run, run.manifest.node(node), task.attempt)
+                backend = self._backend(spec.executor)
+                if self._claim(run, [node], attempt=task.attempt, adopt=True) and \
+                        backend.reattach(spec, task.handle):
+                    run.ours[node] = spec
+                    continue
+            run.schedule.put_back([node])  # it never finished: run it again
+
+    def _check_cancel(self, run: ActiveRun) -> None:
+        try:
+            stamp = run.dir.cancel_path.stat().st_mtime
+        except FileNotFoundError:
+            return
+        if stamp == run.cancel_stamp:
+            return
+        run.cancel_stamp = stamp
+        request = run.dir.cancel_request() or {}
+        targets = set(run.schedule.unfinished()) if request.get("all") else \
+            {int(n) for n in request.get("nodes", ())}
+        for node in sorted(targets):
+            if node in run.schedule.finished:
+                continue
+            if node in run.ours:
+                self._backend(run.ours[node].executor).cancel(run.path, node)
+            elif node in run.children:
+                self._cancel_child(run.children[node])
+                run.pending.append({"ev": "end", "node": node, "status": CANCELLED,
+                                    "error": "cancelled"})
+                run.schedule.finish(node, CANCELLED)
+            elif node not in run.schedule.active or not self.registry.alive(
+                    run.state.tasks.get(node).runner if run.state.tasks.get(node) else None):
+                run.pending.append({"ev": "end", "node": node, "status": CANCELLED})
+                run.schedule.finish(node, CANCELLED)
+
+    def _cancel_child(self, child_id: str) -> None:
+        child = RunDir(self.home / child_id)
+        if child.exists():
+            child.request_cancel()
+
+    def _check_children(self, run: ActiveRun) -> None:
+        for node, child_id in list(run.children.items()):
+            child = self.active.get(str(self.home / child_id))
+            if child is not None and not child.state.finished:
+                continue
+            self._resolve_child(run, node, child_id)
+
+    def _resolve_child(self, run: ActiveRun, node: int, child_id: str) -> None:
+        """A sublattice node ends with its child run: its output is the child's result."""
+        child = RunDir(self.home / child_id)
+        try:
+            state = child.state()
+        except (RunDirError, OSError):
+            return
+        if not state.finished:
+            return
+        run.children.pop(node, None)
+        run.ours.pop(node, None)
+        attempt = run.state.tasks[node].attempt if node in run.state.tasks else 1
+        header: Dict[str, Any] = {"ok": False, "child": child_id, "start": state.started,
+                                  "end": state.ended, "attempt": attempt}
+        if state.status == COMPLETED:
+            payload = worker.read_outcome_payload(str(child.final_result_path)) or \
+                worker.read_outcome_payload(str(child.result_path(child.manifest.output_node)))
+            if payload is not None:
+                header["ok"] = True
+                worker.write_outcome(str(run.dir.result_path(node)), header, payload)
+                run.pending.append(self._end_event(run, node, attempt, header))
+                return
+        status = CANCELLED if state.status == CANCELLED else FAILED
+        error = f"sublattice run {child_id} ended {state.status}"
+        if state.error:
+            error += f": {state.error}"
+        run.pending.append({"ev": "end", "node": node, "status": status, "attempt": attempt,
+                            "error": error, "child": child_id})
+        run.schedule.finish(node, status)
+
+    # -- collecting outcomes ---------------------------------------------------------------
+    def _collect(self) -> None:
+        for backend in list(self.backends.values()):
+            for done in backend.poll():
+                self._on_completion(done)
+
+    def _on_completion(self, done: Completion) -> None:
+        run = self.active.get(done.run)
+        if run is None:
+            return
+        task = run.ours.get(done.node)
+        if task is None or task.attempt != done.attempt:
+            return
+        header = done.header
+        if header.get("ok") and header.get("child"):
+            run.children[done.node] = header["child"]
+            run.pending.append({"ev": "dispatching", "node": done.node, "child": header["child"]})
+            child = str(self.home / header["child"])
+            if child not in self.active:
+                self._activate(child)
+            return
+        del run.ours[done.node]
+        retries = int(task.executor.get("retries") or 0)
+        if not header.get("ok") and header.get("reason") not in ("cancelled",) and \
+                done.attempt <= retries:
+            run.schedule.put_back([done.node])  # Covalent's executor ``retries``
+            return
+        run.pending.append(self._end_event(run, done.node, done.attempt, header))
+
+    def _end_event(self, run: ActiveRun, node: int, attempt: int, header: Dict[str, Any]
+                   ) -> Dict[str, Any]:
+        if header.get("ok"):
+            status = COMPLETED
+        elif header.get("reason") == "cancelled":
+            status = CANCELLED
+        else:
+            status = FAILED
+        event: Dict[str, Any] = {"ev": "end", "node": node, "status": status, "attempt": attempt,
+                                 "start": header.get("start"), "end": header.get("end", time.time())}
+        if header.get("child"):
+            event["child"] = header["child"]
+        if status == FAILED:
+            if header.get("reason") == "exception":
+                # Covalent keeps a task's own exception out of ``error`` (it is in stderr).
+                event["exception"] = (header.get("error") or "").strip().splitlines()[-1:][0:1]
+                event["exception"] = event["exception"][0] if event["exception"] else ""
+            else:
+                event["error"] = header.get("error") or header.get("reason")
+        run.schedule.finish(node, status)
+        return event
+
+    # -- claiming and submitting -----------------------------------------------------------
+    def _schedule_all(self) -> None:
+        for run in list(self.active.values()):
+            if run.state.finished or not run.schedule.ready:
+                continue
+            self._schedule(run)
+
+    def _schedule(self, run: ActiveRun) -> None:
+        ready = run.schedule.peek_ready()
+        if not ready:
+            return
+        chosen: List[Tuple[int, Backend, Dict[str, Any]]] = []
+        room: Dict[int, int] = {}
+        for node_id in ready:
+            node = run.manifest.node(node_id)
+            config = run.manifest.executors.get(node.executor or "local", {"type": "local"})
+            backend = self._backend(config)
+            left = room.setdefault(id(backend), backend.capacity())
+            if left <= 0:
+                continue
+            room[id(backend)] = left - 1
+            chosen.append((node_id, backend, config))
+        if not chosen:
+            return
+        nodes = run.schedule.take_ready(None)
+        wanted = {n for n, _, _ in chosen}
+        run.schedule.put_back([n for n in nodes if n not in wanted])
+        claimed = self._claim(run, [n for n, _, _ in chosen])
+        run.schedule.put_back([n for n, _, _ in chosen if n not in claimed])
+        for node_id, backend, config in chosen:
+            if node_id not in claimed:
+                continue
+            spec = self._task(run, run.manifest.node(node_id), claimed[node_id])
+            run.ours[node_id] = spec
+            try:
+                backend.submit(spec)
+            except Exception as exc:  # noqa: BLE001 - a backend failing to submit fails the task
+                del run.ours[node_id]
+                run.pending.append(self._end_event(run, node_id, spec.attempt, {
+                    "ok": False, "reason": "submit", "start": time.time(),
+                    "error": f"could not submit task '{spec.name}': {type(exc).__name__}: {exc}"}))
+
+    def _claim(self, run: ActiveRun, nodes: List[int], attempt: Optional[int] = None,
+               adopt: bool = False) -> Dict[int, int]:
+        """Claim nodes under the run lock after re-reading the log; returns node -> attempt."""
+        claimed: Dict[int, int] = {}
+        with run.dir.lock():
+            self._absorb(run, run.dir.read_new_events())
+            events = []
+            for node in nodes:
+                task = run.state.tasks.get(node)
+                if task is not None and (task.finished or (
+                        task.attempt > 0 and task.runner != self.id and not adopt and
+                        self.registry.alive(task.runner))):
+                    continue
+                if task is not None and task.runner == self.id and node in run.ours:
+                    continue
+                number = attempt if attempt is not None else (task.attempt + 1 if task else 1)
+                config = run.manifest.executors.get(run.manifest.node(node).executor or "local", {})
+                events.append({"ev": "claim", "node": node, "attempt": number,
+                               "runner": self.id, "host": HOST,
+                               "backend": str(config.get("type", "local"))})
+                claimed[node] = number
+            if run.state.status == STARTING and events:
+                events.insert(0, {"ev": "run", "status": RUNNING, "runner": self.id})
+            self._append(run, run.pending + events)
+            run.pending = []
+        return claimed
+
+    def _task(self, run: ActiveRun, node: NodeSpec, attempt: int) -> Task:
+        inputs = []
+        for edge in node.parents:
+            parent = run.manifest.node(edge.node)
+            if parent.kind == PARAMETER:
+                assert parent.blob is not None
+                source: Tuple[Any, ...] = ("blob", parent.blob[0], parent.blob[1])
+            else:
+                source = ("result", edge.node)
+            key = edge.index if edge.type == "arg" else edge.param
+            inputs.append((edge.type, key, source))
+        assert node.blob is not None
+        return Task(run=run.path, dispatch_id=run.manifest.dispatch_id, node=node.id,
+                    name=node.name, attempt=attempt, fn=node.blob, inputs=inputs,
+                    executor=run.manifest.executors.get(node.executor or "local", {}),
+                    cwd=run.manifest.cwd, sys_path=run.manifest.sys_path)
+
+    def _backend(self, config: Dict[str, Any]) -> Backend:
+        type_name = str(config.get("type", "local"))
+        key = "local" if type_name == "local" else json.dumps(config, sort_keys=True, default=str)
+        backend = self.backends.get(key)
+        if backend is None:
+            if type_name == "local":
+                backend = LocalBackend(config, self, size=self.workers)
+            else:
+                backend = backend_class(type_name)(config, self)
+            self.backends[key] = backend
+        return backend
+
+    # -- writing -------------------------------------------------------------------------
+    def _flush(self) -> None:
+        for run in list(self.active.values()):
+            if run.pending:
+                with run.dir.lock():
+                    self._absorb(run, run.dir.read_new_events())
+                    self._append(run, run.pending)
+                    run.pending = []
+            self._maybe_finish(run)
+
+    def _append(self, run: ActiveRun, events: List[Dict[str, Any]]) -> None:
+        """Append under the lock (held by the caller) and fold into our own view."""
+        if not events:
+            return
+        run.dir.append_events(events)
+        run.dirty = True
+        self._absorb(run, run.dir.read_new_events())
+
+    def _maybe_finish(self, run: ActiveRun) -> None:
+        if run.state.finished:
+            self._retire(run)
+            return
+        if run.ours or run.children or run.pending or not run.schedule.over:
+            return
+        status, failed = run.schedule.outcome()
+        event: Dict[str, Any] = {"ev": "run", "status": status, "runner": self.id}
+        if status == FAILED:
+            event["error"] = failure_message(failed)
+        with run.dir.lock():
+            self._absorb(run, run.dir.read_new_events())
+            if run.state.finished:
+                self._retire(run)
+                return
+            if status == COMPLETED:
+                _link_final_result(run.dir)
+            self._append(run, [event])
+        self._fsync_run(run)
+        self._retire(run)
+
+    def _retire(self, run: ActiveRun) -> None:
+        self.active.pop(run.path, None)
+        self.finished_runs.add(run.dir.dispatch_id)
+        self.watcher.unwatch(run.path)
+        self.watcher.unwatch(str(run.dir.results_dir))
+        if run.dirty:
+            self._fsync_run(run)
+        run.dir.close()
+        parent = run.manifest.parent
+        if parent:
+            parent_run = self.active.get(str(self.home / parent["dispatch_id"]))
+            if parent_run is not None and int(parent["node"]) in parent_run.children:
+                self._resolve_child(parent_run, int(parent["node"]), run.dir.dispatch_id)
+
+    def _fsync_run(self, run: ActiveRun) -> None:
+        try:
+            fd = os.open(run.dir.events_path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError:
+            pass
+        run.dirty = False
+
+    def _fsync_logs(self) -> None:
+        """Batched durability: one fsync per written event log per heartbeat."""
+        for run in self.active.values():
+            if run.dirty:
+                self._fsync_run(run)
+
+    def _write_heartbeat(self) -> None:
+        info = {"id": self.id, "host": HOST, "pid": os.getpid(), "started": self.id.split(":")[-1],
+                "home": str(self.home), "runs": sorted(self.only)}
+        path = heartbeat_path(self.home, HOST, os.getpid())
+        try:
+            os.utime(path)
+            if not getattr(self, "_beat_written", False):
+                raise FileNotFoundError
+        except FileNotFoundError:
+            write_heartbeat(self.home, info)
+            self._beat_written = True
+
+    def _shutdown(self) -> None:
+        for backend in self.backends.values():
+            try:
+                backend.close()
+            except Exception as exc:  # noqa: BLE001
+                self._log(f"closing a backend failed: {exc}")
+        for run in self.active.values():
+            if run.pending:
+                with run.dir.lock():
+                    self._append(run, run.pending)
+            self._fsync_run(run)
+        if self.watcher is not None:
+            self.watcher.stop()
+        try:
+            os.unlink(heartbeat_path(self.home, HOST, os.getpid()))
+        except OSError:
+            pass
+        self._log(f"runner {self.id} exiting")
+
+    def _log(self, message: str) -> None:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        print(f"{stamp} {message}", file=sys.stderr, flush=True)
+
+
+def _link_final_result(rundir: RunDir) -> None:
+    """``result.pkl``: the output node's outcome, under a name people look for."""
+    source = rundir.result_path(rundir.manifest.output_node)
+    try:
+        if rundir.final_result_path.exists():
+            return
+        os.link(source, rundir.final_result_path)
+    except OSError:
+        try:
+            atomic_write(rundir.final_result_path, source.read_bytes())
+        except OSError:
+            pass
+
+
+# -- starting runners ---------------------------------------------------------------------------
+def ensure_running(home: Path) -> Optional[int]:
+    """Start a background runner for ``home`` unless a live one serves it; returns its pid."""
+    if os.environ.get("COV_NO_RUNNER"):
+        return None
+    if live_runner(home) is not None:
+        return None
+    directory = runners_dir(home)
+    directory.mkdir(parents=True, exist_ok=True)
+    with make_lock(str(directory / "spawn.lock"), timeout=30):
+        if live_runner(home) is not None:
+            return None
+        return spawn_runner(home)
+
+
+def spawn_runner(home: Path, extra: Optional[List[str]] = None) -> int:
+    """Start ``python -m runner`` detached, logging to ``<home>/.runners/runner.log``."""
+    directory = runners_dir(home)
+    directory.mkdir(parents=True, exist_ok=True)
+    log = open(directory / "runner.log", "ab")
+    env = dict(os.environ)
+    package_root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = package_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "runner", "--home", str(home), *(extra or [])],
+        stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+        close_fds=True, env=env, cwd="/")
+    log.close()
+    # A placeholder heartbeat so that dispatches right behind this one see a runner coming.
+    write_heartbeat(home, {"id": f"{HOST}:{process.pid}:starting", "host": HOST,
+                           "pid": process.pid, "home": str(home), "runs": []})
+    return process.pid
+
+
+def stop_runners(home: Path, timeout: float = 10.0) -> List[int]:
+    """SIGTERM every live runner of this host serving ``home``; returns their pids."""
+    from runner.liveness import read_runners
+
+    stopped = []
+    for info in read_runners(home):
+        if info["alive"] and info.get("host") == HOST:
+            try:
+                os.kill(int(info["pid"]), signal.SIGTERM)
+                stopped.append(int(info["pid"]))
+            except ProcessLookupError:
+                pass
+    deadline = time.time() + timeout
+    from runner.liveness import pid_alive
+
+    while time.time() < deadline and any(pid_alive(p) for p in stopped):
+        time.sleep(0.05)
+    return stopped
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m runner",
+                                     description="Run the ready tasks of the runs under a home.")
+    parser.add_argument("--home", default=None)
+    parser.add_argument("--run", action="append", default=[], help="only this run (repeatable)")
+    parser.add_argument("--poll", action="store_true", help="use the polling observer")
+    parser.add_argument("--idle-timeout", type=float, default=None)
+    parser.add_argument("--workers", type=int, default=None)
+    args = parser.parse_args(argv)
+    home = runs_home(args.home)
+    return Runner(home, runs=args.run, poll=args.poll, idle_timeout=args.idle_timeout,
+                  workers=args.workers).run_forever()

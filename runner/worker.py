@@ -1,0 +1,386 @@
+"""Run one task: load its function and inputs, run deps and hooks, write its outcome.
+
+This module imports nothing from the project, because it also runs alone on hosts that have only
+a Python with cloudpickle (SSH hosts, Slurm nodes): it is copied there and started as
+``python worker.py BUNDLE OUTCOME STDOUT STDERR``. On the local backend the same code serves a
+persistent pool process (``serve``), which reads functions and inputs straight from the run
+directory and keeps decoded functions cached, so a task costs microseconds, not a process.
+
+An outcome file is one JSON header line followed by the pickled value::
+
+    {"ok": true, "len": 1234, "start": ..., "end": ..., "host": "...", "pid": 12}\\n<pickle>
+    {"ok": false, "error": "Traceback ...", "reason": "exception", ...}\\n
+
+It is written to a temporary name and renamed into place, so a reader that finds it finds it
+whole; ``len`` lets a reader tell a file cut short by a machine crash. The worker never raises
+across the boundary: every failure becomes an outcome.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import secrets
+import socket
+import subprocess
+import sys
+import time
+import traceback
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import cloudpickle
+
+HOST = socket.gethostname()
+
+# The task this process is running: {"run", "dispatch_id", "node", "attempt"} (ct.get_context).
+CURRENT_TASK: Dict[str, Any] = {}
+
+
+class ChildRun:
+    """Returned by a sublattice task: its value is the child run's, once that run ends."""
+
+    def __init__(self, dispatch_id: str) -> None:
+        self.dispatch_id = dispatch_id
+
+
+class TaskFailed(Exception):
+    """A failure that is not the task's own exception (a dep failed, a value cannot be pickled)."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+# -- outcome files ----------------------------------------------------------------------------
+def write_outcome(path: str, header: Dict[str, Any], payload: bytes = b"") -> None:
+    """Write an outcome file atomically (temporary name, then rename)."""
+    header = dict(header, len=len(payload))
+    data = json.dumps(header).encode() + b"\n"
+    tmp = f"{path}.tmp-{os.getpid()}-{secrets.token_hex(3)}"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.write(payload)
+    os.replace(tmp, path)
+
+
+def read_outcome_header(path: str) -> Optional[Dict[str, Any]]:
+    """The header of a complete outcome file, or None (absent, torn, or cut short)."""
+    try:
+        with open(path, "rb") as f:
+            line = f.readline()
+            if not line.endswith(b"\n"):
+                return None
+            header = json.loads(line)
+            size = os.fstat(f.fileno()).st_size
+    except (OSError, ValueError):
+        return None
+    if not isinstance(header, dict) or size != len(line) + int(header.get("len", 0)):
+        return None
+    return header
+
+
+def read_outcome_payload(path: str) -> Optional[bytes]:
+    """The pickled value of a complete, successful outcome file."""
+    try:
+        with open(path, "rb") as f:
+            line = f.readline()
+            header = json.loads(line)
+            payload = f.read()
+    except (OSError, ValueError):
+        return None
+    if not header.get("ok") or len(payload) != int(header.get("len", -1)):
+        return None
+    return payload
+
+
+# -- running a task -----------------------------------------------------------------------------
+def run_task(electron: Dict[str, Any], args: List[Any], kwargs: Dict[str, Any],
+             stdout_fd: int, stderr_fd: int) -> Tuple[Dict[str, Any], bytes]:
+    """Run deps, hooks and the function in Covalent's order; return (header, payload)."""
+    start = time.time()
+    header: Dict[str, Any] = {"ok": False, "start": start, "host": HOST, "pid": os.getpid()}
+    payload = b""
+    try:
+        hooks = electron.get("hooks") or {}
+        for command in hooks.get("bash", ()):
+            _run_shell(command, stdout_fd, stderr_fd)
+        pip = hooks.get("pip")
+        if pip and (pip.get("packages") or pip.get("requirements")):
+            _pip_install(pip, stdout_fd, stderr_fd)
+        injected: Dict[str, List[Any]] = {}
+        for call in hooks.get("call_before", ()):
+            value = call["fn"](*call.get("args", ()), **call.get("kwargs", {}))
+            if call.get("retval_keyword"):
+                injected.setdefault(call["retval_keyword"], []).append(value)
+        for key, values in injected.items():
+            kwargs[key] = values[0] if len(values) == 1 else values
+        runner = electron.get("run_with")
+        if runner is not None:  # a Covalent-style executor object with run(fn, args, kwargs, meta)
+            value = runner(electron["fn"], args, kwargs, electron.get("meta", {}))
+        else:
+            value = electron["fn"](*args, **kwargs)
+        for call in hooks.get("call_after", ()):
+            call["fn"](*call.get("args", ()), **call.get("kwargs", {}))
+        if isinstance(value, ChildRun):
+            header.update(ok=True, child=value.dispatch_id)
+        else:
+            try:
+                payload = cloudpickle.dumps(value)
+            except Exception as exc:  # noqa: BLE001 - any pickling failure is the task's
+                raise TaskFailed(
+                    f"the result of {electron.get('name', 'the task')} cannot be pickled: "
+                    f"{type(exc).__name__}: {exc}", "unpicklable_result") from None
+            header["ok"] = True
+    except TaskFailed as exc:
+        header.update(error=str(exc), reason=exc.reason)
+        _write_fd(stderr_fd, f"{exc}\n")
+    except BaseException as exc:  # noqa: BLE001 - the worker never raises across the boundary
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)) and not isinstance(exc, SystemExit):
+            raise
+        text = "".join(traceback.format_exception(type(exc), exc, _user_traceback(exc)))
+        header.update(error=text, reason="exception")
+        _write_fd(stderr_fd, text)
+    header["end"] = time.time()
+    return header, payload
+
+
+def _user_traceback(exc: BaseException):
+    """Drop this module's frames so the traceback starts in the user's code."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    return tb or exc.__traceback__
+
+
+def _run_shell(command: str, stdout_fd: int, stderr_fd: int) -> None:
+    rc = subprocess.call(command, shell=True, stdout=stdout_fd, stderr=stderr_fd,
+                         executable="/bin/bash")
+    if rc != 0:
+        raise TaskFailed(f"DepsBash command failed with exit code {rc}: {command}", "deps")
+
+
+def _pip_install(pip: Dict[str, Any], stdout_fd: int, stderr_fd: int) -> None:
+    cmd = [sys.executable, "-m", "pip", "install", "-q", *pip.get("packages", ())]
+    reqs_file = None
+    if pip.get("requirements"):
+        reqs_file = f"/tmp/cov-reqs-{os.getpid()}-{secrets.token_hex(3)}.txt"
+        with open(reqs_file, "w") as f:
+            f.write(pip["requirements"])
+        cmd += ["-r", reqs_file]
+    try:
+        rc = subprocess.call(cmd, stdout=stdout_fd, stderr=stderr_fd)
+    finally:
+        if reqs_file:
+            os.unlink(reqs_file)
+    if rc != 0:
+        raise TaskFailed(f"DepsPip install failed with exit code {rc}: {' '.join(cmd[4:])}", "deps")
+
+
+def _write_fd(fd: int, text: str) -> None:
+    try:
+        os.write(fd, text.encode("utf-8", "replace"))
+    except OSError:
+        pass
+
+
+class _Redirect:
+    """Send fds 1 and 2 (and sys.stdout/err) to files while a task runs."""
+
+    def __init__(self, stdout_path: str, stderr_path: str) -> None:
+        self.paths = (stdout_path, stderr_path)
+
+    def __enter__(self) -> Tuple[int, int]:
+        _flush_std()
+        self.saved = (os.dup(1), os.dup(2))
+        self.fds = tuple(os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                         for p in self.paths)
+        os.dup2(self.fds[0], 1)
+        os.dup2(self.fds[1], 2)
+        return self.fds  # type: ignore[return-value]
+
+    def __exit__(self, *exc: Any) -> None:
+        _flush_std()
+        os.dup2(self.saved[0], 1)
+        os.dup2(self.saved[1], 2)
+        for fd in (*self.saved,):
+            os.close(fd)
+        for fd, path in zip(self.fds, self.paths):
+            empty = os.fstat(fd).st_size == 0
+            os.close(fd)
+            if empty:  # keep the run directory to the files that say something
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
+
+
+def _flush_std() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+# -- the local pool's side ----------------------------------------------------------------------
+class _RunFiles:
+    """Cached read access to one run's tasks.pkl and decoded functions."""
+
+    def __init__(self, run: str) -> None:
+        self.run = run
+        self.fd = os.open(os.path.join(run, "tasks.pkl"), os.O_RDONLY)
+        self.functions: Dict[Tuple[int, int], Dict[str, Any]] = {}
+
+    def blob(self, blob: Tuple[int, int]) -> bytes:
+        return os.pread(self.fd, blob[1], blob[0])
+
+    def electron(self, blob: Tuple[int, int]) -> Dict[str, Any]:
+        key = (blob[0], blob[1])
+        found = self.functions.get(key)
+        if found is None:
+            if len(self.functions) > 256:
+                self.functions.clear()
+            found = self.functions[key] = pickle.loads(self.blob(key))
+        return found
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def load_inputs(inputs: List[Tuple[str, Any, Any]], load: Callable[[Any], Any]
+                ) -> Tuple[List[Any], Dict[str, Any]]:
+    """Place each input value by its edge: ("arg", index, src) or ("kwarg", name, src)."""
+    positional: Dict[int, Any] = {}
+    kwargs: Dict[str, Any] = {}
+    for kind, key, source in inputs:
+        if kind == "arg":
+            positional[int(key)] = load(source)
+        else:
+            kwargs[key] = load(source)
+    args = [positional[i] for i in sorted(positional)]
+    return args, kwargs
+
+
+def execute_local(task: Dict[str, Any], runs: Dict[str, _RunFiles]) -> Dict[str, Any]:
+    """Run one task of the local pool; returns the outcome header (also written to disk)."""
+    run = task["run"]
+    files = runs.get(run)
+    if files is None:
+        if len(runs) > 16:
+            for old in runs.values():
+                old.close()
+            runs.clear()
+        files = runs[run] = _RunFiles(run)
+    node = task["node"]
+    out_path = os.path.join(run, "results", f"{node}.pkl")
+    logs = os.path.join(run, "logs")
+    cwd = task.get("cwd")
+    if cwd and cwd != os.getcwd():
+        try:
+            os.chdir(cwd)
+        except OSError:
+            pass
+    for entry in task.get("sys_path", ()):
+        if entry not in sys.path:
+            sys.path.insert(0, entry)
+
+    def load(source: Any) -> Any:
+        if source[0] == "blob":
+            return pickle.loads(files.blob((source[1], source[2])))
+        payload = read_outcome_payload(os.path.join(run, "results", f"{source[1]}.pkl"))
+        if payload is None:
+            raise TaskFailed(f"the result of node {source[1]} is missing or incomplete",
+                             "missing_input")
+        return pickle.loads(payload)
+
+    CURRENT_TASK.clear()
+    CURRENT_TASK.update(run=run, dispatch_id=os.path.basename(run), node=node,
+                        attempt=task.get("attempt", 1))
+    with _Redirect(os.path.join(logs, f"{node}.out"), os.path.join(logs, f"{node}.err")) as fds:
+        try:
+            electron = files.electron(tuple(task["fn"]))
+            args, kwargs = load_inputs(task["inputs"], load)
+        except BaseException as exc:  # noqa: BLE001
+            text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            header = {"ok": False, "error": f"cannot load the task's function or inputs:\n{text}",
+                      "reason": "load", "start": time.time(), "end": time.time(),
+                      "host": HOST, "pid": os.getpid()}
+            _write_fd(fds[1], header["error"])
+            payload = b""
+        else:
+            header, payload = run_task(electron, args, kwargs, fds[0], fds[1])
+    header["attempt"] = task.get("attempt", 1)
+    write_outcome(out_path, header, payload)
+    return header
+
+
+def serve(conn: Any) -> None:
+    """A pool process: receive task dicts on ``conn``, answer (run, node, attempt, header).
+
+    Messages already in the pipe are read before each task, so a ``skip`` (the task was
+    cancelled while queued here) is seen before the task would start.
+    """
+    runs: Dict[str, _RunFiles] = {}
+    pending: List[Dict[str, Any]] = []
+    skipped: set = set()
+    while True:
+        try:
+            while not pending or conn.poll():
+                message = conn.recv()
+                if message is None:
+                    return
+                if message.get("skip"):
+                    skipped.add((message["run"], message["node"]))
+                else:
+                    pending.append(message)
+        except (EOFError, OSError):
+            return
+        task = pending.pop(0)
+        if (task["run"], task["node"]) in skipped:
+            skipped.discard((task["run"], task["node"]))
+            continue
+        try:
+            header = execute_local(task, runs)
+        except BaseException as exc:  # noqa: BLE001 - e.g. results/ unwritable
+            header = {"ok": False, "reason": "worker",
+                      "error": f"worker could not record the outcome: {type(exc).__name__}: {exc}"}
+        conn.send((task["run"], task["node"], task.get("attempt", 1), header))
+
+
+# -- the batch side (SSH hosts, Slurm jobs) -------------------------------------------------------
+def execute_bundle(bundle_path: str, outcome_path: str, stdout_path: str, stderr_path: str) -> int:
+    """Run a self-contained task bundle; write its outcome. Returns 0 unless the outcome
+    itself could not be written."""
+    existing = read_outcome_header(outcome_path)
+    if existing is not None and existing.get("ok"):
+        return 0  # a requeued job whose attempt already succeeded: nothing to do
+    with _Redirect(stdout_path, stderr_path) as fds:
+        try:
+            with open(bundle_path, "rb") as f:
+                bundle = pickle.load(f)
+            if bundle.get("cwd"):
+                try:
+                    os.chdir(bundle["cwd"])
+                except OSError:
+                    pass
+            for entry in bundle.get("sys_path", ()):
+                sys.path.insert(0, entry)
+            CURRENT_TASK.update(bundle.get("context", {}))
+            electron = pickle.loads(bundle["fn"])
+            args, kwargs = load_inputs(bundle["inputs"], lambda src: pickle.loads(src))
+        except BaseException as exc:  # noqa: BLE001
+            text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            header = {"ok": False, "reason": "load", "host": HOST, "pid": os.getpid(),
+                      "error": f"cannot load the task on {HOST}:\n{text}",
+                      "start": time.time(), "end": time.time()}
+            _write_fd(fds[1], header["error"])
+            payload = b""
+        else:
+            header, payload = run_task(electron, args, kwargs, fds[0], fds[1])
+    write_outcome(outcome_path, header, payload)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(execute_bundle(*sys.argv[1:5]))
