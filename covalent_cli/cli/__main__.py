@@ -1,0 +1,3 @@
+from covalent_cli.cli.main import main
+
+main()
