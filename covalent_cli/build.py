@@ -225,7 +225,7 @@ class Proxy:
 
     def _op(self, symbol: str, other: Any, reflected: bool = False) -> "Proxy":
         a, b = (other, self) if reflected else (self, other)
-        return self._builder.call_builtin(f":{_label(a)}_{symbol}_{_label(b)}", OPERATOR,
+        return self._builder.call_builtin(f"{_label(a)}_{symbol}_{_label(b)}", OPERATOR,
                                           OPERATORS[symbol], (a, b))
 
     def __add__(self, o: Any) -> "Proxy": return self._op("+", o)

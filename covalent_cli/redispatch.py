@@ -48,30 +48,67 @@ def reusable_results(old: RunDir, new: Manifest, new_pack: bytes
         return a is not None and b is not None and a[1] == b[1] and \
             old.read_blob(a) == new_pack[b[0]:b[0] + b[1]]
 
-    events, results = [], []
-    for node in new.nodes:
-        if node.id >= len(om.nodes):
-            same[node.id] = False
-            continue
-        previous = om.node(node.id)
+    def unchanged(node_id: int) -> bool:
+        """Same node, same inputs, all ancestors unchanged (called in topological order)."""
+        if node_id in same:
+            return same[node_id]
+        node = new.node(node_id)
+        if node_id >= len(om.nodes):
+            return False
+        previous = om.node(node_id)
         ok = previous.name == node.name and previous.kind == node.kind and \
             [(e.node, e.param, e.type, e.index) for e in previous.parents] == \
             [(e.node, e.param, e.type, e.index) for e in node.parents] and \
-            blob_equal(previous.blob, node.blob) and \
-            all(same.get(e.node, False) for e in node.parents) and \
-            all(same.get(w, False) for w in node.waits)
-        if ok and node.kind != PARAMETER:
-            task = state.tasks.get(node.id)
-            header = old.outcome_header(node.id)
-            ok = bool(task and task.status == COMPLETED and header and header.get("ok")
+            sorted(previous.waits) == sorted(node.waits)
+        if ok and node.kind == PARAMETER:
+            ok = blob_equal(previous.blob, node.blob)
+        elif ok:
+            ok = previous.fingerprint == node.fingerprint and \
+                all(same.get(e.node, False) for e in node.parents) and \
+                all(same.get(w, False) for w in node.waits)
+            task = state.tasks.get(node_id)
+            header = old.outcome_header(node_id) if ok else None
+            ok = bool(ok and task and task.status == COMPLETED and header and header.get("ok")
                       and not header.get("child"))
-            if ok:
-                events.append({"ev": "end", "node": node.id, "status": COMPLETED,
-                               "start": task.started, "end": task.ended, "reused": True,
-                               "attempt": 0})
-                results.append((node.id, old.result_path(node.id)))
-        same[node.id] = ok
+        same[node_id] = ok
+        return ok
+
+    for node_id in topological_order(new):
+        unchanged(node_id)
+    events, results = [], []
+    for node in new.nodes:
+        if node.kind != PARAMETER and same.get(node.id):
+            task = state.tasks[node.id]
+            events.append({"ev": "end", "node": node.id, "status": COMPLETED, "attempt": 0,
+                           "start": task.started, "end": task.ended, "reused": True})
+            results.append((node.id, old.result_path(node.id)))
     return events, results
+
+
+def topological_order(manifest: Manifest) -> List[int]:
+    """Node ids, every node after its parents and waits (ids are not: Covalent numbers a
+    task before the nodes made for its arguments)."""
+    order: List[int] = []
+    seen: Dict[int, int] = {}  # 1 = on the stack, 2 = done
+    for root in range(len(manifest.nodes)):
+        if root in seen:
+            continue
+        stack = [(root, False)]
+        while stack:
+            node_id, expanded = stack.pop()
+            if expanded:
+                seen[node_id] = 2
+                order.append(node_id)
+                continue
+            if seen.get(node_id):
+                continue
+            seen[node_id] = 1
+            stack.append((node_id, True))
+            node = manifest.node(node_id)
+            for dep in [e.node for e in node.parents] + list(node.waits):
+                if not seen.get(dep):
+                    stack.append((dep, False))
+    return order
 
 
 def cancel(dispatch_id: str, task_ids: Union[int, Sequence[int], None] = None) -> str:

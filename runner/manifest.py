@@ -68,6 +68,7 @@ class NodeSpec:
     waits: List[int] = field(default_factory=list)  # nodes that must finish first, no value
     blob: Optional[Blob] = None  # function (+hooks) for tasks, the value for parameters
     value_repr: Optional[str] = None  # parameters only
+    fingerprint: Optional[str] = None  # hash of the task's code and hooks (redispatch reuse)
 
     @property
     def executes(self) -> bool:
@@ -85,6 +86,8 @@ class NodeSpec:
             d["blob"] = list(self.blob)
         if self.value_repr is not None:
             d["value"] = self.value_repr
+        if self.fingerprint is not None:
+            d["fp"] = self.fingerprint
         return d
 
     @classmethod
@@ -98,6 +101,7 @@ class NodeSpec:
             waits=[int(w) for w in d.get("waits", ())],
             blob=(int(blob[0]), int(blob[1])) if blob else None,
             value_repr=d.get("value"),
+            fingerprint=d.get("fp"),
         )
 
 

@@ -174,11 +174,12 @@ def _wait_with_progress(run: RunDir, timeout: Optional[float], quiet: bool) -> R
 @click.option("--json", "as_json", is_flag=True, help="JSON list.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only run ids.")
 @click.option("-n", "--limit", type=int, default=0, help="At most this many (newest first).")
+@click.option("--all", "show_all", is_flag=True, help="Include sublattices' child runs.")
 @pass_ctx
 def runs_cmd(ctx: Context, status_filter: Optional[str], as_json: bool, quiet: bool,
-             limit: int) -> None:
-    """List runs, newest first."""
-    rows = list_runs(ctx.home, status_filter)
+             limit: int, show_all: bool) -> None:
+    """List runs, newest first (sublattices' child runs only with --all)."""
+    rows = [r for r in list_runs(ctx.home, status_filter) if show_all or not r.get("parent")]
     if limit:
         rows = rows[:limit]
     if as_json:
