@@ -32,6 +32,8 @@ def run_script(path: str) -> Tuple[Dict[str, Any], List[str]]:
     try:
         with open(path, "rb") as f:
             source = f.read()
+        if b"\x00" in source:
+            raise ValueError("it holds binary data")
         compile(source, path, "exec")
     except SyntaxError as exc:
         where = f"{exc.filename}:{exc.lineno}" if exc.lineno else path
