@@ -121,8 +121,8 @@ class Builder:
         node = self.graph.add(":postprocess:reconstruct", POSTPROCESS, function=reconstruct,
                               owner=reconstruct, executor=self.lattice.workflow_executor)
         self.connect(retval, node.id, "retval", "arg", 0)
-        for parent in earlier:
-            self.graph.wait(node.id, parent)
+        direct = {e.parent for e in node.parents}
+        node.waits.extend(p for p in earlier if p not in direct)
         self.graph.output_node = node.id
         return self.graph
 

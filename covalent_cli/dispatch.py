@@ -202,9 +202,10 @@ def _dumps(value: Any, what: str) -> bytes:
         _Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(value)
         return buffer.getvalue()
     except RecursionError:
-        raise DispatchError(f"cannot pickle {what}: it is nested too deeply (RecursionError)") from None
+        raise DispatchError(f"cannot pickle {what}{': ' if what else ''}it is nested too deeply "
+                            "(RecursionError)") from None
     except Exception as exc:  # noqa: BLE001 - pickling raises all sorts
-        raise DispatchError(f"cannot pickle {what}: {type(exc).__name__}: {exc}",
+        raise DispatchError(f"cannot pickle {what}{': ' if what else ''}{type(exc).__name__}: {exc}",
                             "tasks and their arguments must be picklable with cloudpickle") from None
 
 
@@ -214,8 +215,12 @@ def _node_spec(node: GraphNode, graph: Graph, lattice: Lattice, packer: _Packer,
                     parents=[Edge(e.parent, e.param, e.type, e.index) for e in node.parents],
                     waits=list(node.waits))
     if node.kind == PARAMETER:
-        consumer = _consumer_name(node.id, graph)
-        spec.blob = packer.add_value(node.value, f"the argument {consumer}")
+        try:
+            spec.blob = packer.add_value(node.value, "")
+        except DispatchError as exc:  # name the task only now: finding it costs a graph scan
+            raise DispatchError(str(exc).replace("cannot pickle ", "cannot pickle the argument "
+                                                 f"{_consumer_name(node.id, graph)}", 1),
+                                exc.hint) from None
         spec.value_repr = node.name[len(":parameter:"):]
         return spec
     chosen = node.executor if node.executor is not None else (

@@ -55,6 +55,7 @@ class RunDir:
         self._events_offset = 0
         self._state: Optional[RunState] = None
         self._pack_fd: Optional[int] = None
+        self._appended: Optional[List[Dict[str, Any]]] = None
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
@@ -206,6 +207,8 @@ class RunDir:
     def read_new_events(self) -> List[Dict[str, Any]]:
         """Events appended since the last call (complete lines only)."""
         try:
+            if os.stat(self.events_path).st_size == self._events_offset:
+                return []  # a stat is much cheaper than an open on the hot path
             with open(self.events_path, "rb") as f:
                 f.seek(self._events_offset)
                 data = f.read()
@@ -229,18 +232,33 @@ class RunDir:
         return fold(new, self._state)
 
     def append_events(self, events: List[Dict[str, Any]], fsync: bool = False) -> None:
-        """Append events; the caller holds the run lock."""
+        """Append events; the caller holds the run lock and has read every earlier event
+        (``read_new_events``), so the appended ones are folded into ``state()`` directly."""
         if not events:
             return
         now = time.time()
-        data = "".join(json.dumps({"t": e.pop("t", now), **e}) + "\n" for e in events).encode()
+        stamped = [{"t": e.pop("t", now), **e} for e in events]
+        data = "".join(json.dumps(e) + "\n" for e in stamped).encode()
         fd = os.open(self.events_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
+            start = os.fstat(fd).st_size
             os.write(fd, data)
             if fsync:
                 os.fsync(fd)
         finally:
             os.close(fd)
+        if start == self._events_offset:  # nobody else wrote in between: no need to re-read
+            self._events_offset += len(data)
+            if self._state is not None:
+                fold(stamped, self._state)
+            self._appended = stamped
+        else:
+            self._appended = None
+
+    def take_appended(self) -> Optional[List[Dict[str, Any]]]:
+        """The events the last ``append_events`` folded without re-reading (else None)."""
+        appended, self._appended = self._appended, None
+        return appended
 
     # -- results -------------------------------------------------------------------------
     def outcome_header(self, node: int) -> Optional[Dict[str, Any]]:

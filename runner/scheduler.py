@@ -126,7 +126,7 @@ class Schedule:
     @property
     def over(self) -> bool:
         """Nothing ready, nothing running: the run can end."""
-        return not self.active and not any(n not in self.active for n in self._in_ready)
+        return not self.active and not self._in_ready
 
     def outcome(self) -> Tuple[str, List[Tuple[int, str]]]:
         """The run's final status and the failed nodes (id, name)."""

@@ -40,7 +40,7 @@ from runner.manifest import PARAMETER, NodeSpec
 from runner.rundir import TMP_PREFIX, RunDir, RunDirError
 from runner.scheduler import Schedule
 from runner.state import (CANCELLED, COMPLETED, DISPATCHING, FAILED, RUNNING, STARTING,
-                          failure_message)
+                          apply, failure_message)
 
 
 class ActiveRun:
@@ -232,7 +232,9 @@ class Runner:
             return
         self.active[path] = run
         self.watcher.watch(path)
-        self.watcher.optional_path(str(rundir.results_dir))
+        if any(e.get("type", "local") != "local" for e in run.manifest.executors.values()):
+            # outcomes written by other hosts; local ones arrive through the pool's pipes
+            self.watcher.optional_path(str(rundir.results_dir))
         self._refresh(run, full=True)
 
     # -- reading a run's progress ----------------------------------------------------------
@@ -245,11 +247,12 @@ class Runner:
             self._check_children(run)
         self._maybe_finish(run)
 
-    def _absorb(self, run: ActiveRun, events: List[Dict[str, Any]]) -> None:
-        from runner.state import apply
-
+    def _absorb(self, run: ActiveRun, events: List[Dict[str, Any]], folded: bool = False) -> None:
+        """Bring the schedule up to date with events (folding them into the state first,
+        unless ``append_events`` already did)."""
         for event in events:
-            apply(run.state, event)
+            if not folded:
+                apply(run.state, event)
             node = event.get("node")
             if node is None:
                 continue
@@ -414,28 +417,35 @@ class Runner:
             self._schedule(run)
 
     def _schedule(self, run: ActiveRun) -> None:
-        ready = run.schedule.peek_ready()
-        if not ready:
-            return
-        chosen: List[Tuple[int, Backend, Dict[str, Any]]] = []
+        """Claim as many ready nodes as the backends take now, lowest id first."""
+        chosen: List[Tuple[int, Backend]] = []
+        skipped: List[int] = []
         room: Dict[int, int] = {}
-        for node_id in ready:
-            node = run.manifest.node(node_id)
-            config = run.manifest.executors.get(node.executor or "local", {"type": "local"})
+        full: Set[int] = set()
+        while True:
+            taken = run.schedule.take_ready(1)
+            if not taken:
+                break
+            node_id = taken[0]
+            config = run.manifest.executors.get(run.manifest.node(node_id).executor or "local",
+                                                {"type": "local"})
             backend = self._backend(config)
-            left = room.setdefault(id(backend), backend.capacity())
+            key = id(backend)
+            left = room[key] if key in room else backend.capacity()
             if left <= 0:
+                skipped.append(node_id)
+                full.add(key)
+                if len(full) >= len(self.backends) or len(skipped) > 64:
+                    break
                 continue
-            room[id(backend)] = left - 1
-            chosen.append((node_id, backend, config))
+            room[key] = left - 1
+            chosen.append((node_id, backend))
+        run.schedule.put_back(skipped)
         if not chosen:
             return
-        nodes = run.schedule.take_ready(None)
-        wanted = {n for n, _, _ in chosen}
-        run.schedule.put_back([n for n in nodes if n not in wanted])
-        claimed = self._claim(run, [n for n, _, _ in chosen])
-        run.schedule.put_back([n for n, _, _ in chosen if n not in claimed])
-        for node_id, backend, config in chosen:
+        claimed = self._claim(run, [n for n, _ in chosen])
+        run.schedule.put_back([n for n, _ in chosen if n not in claimed])
+        for node_id, backend in chosen:
             if node_id not in claimed:
                 continue
             spec = self._task(run, run.manifest.node(node_id), claimed[node_id])
@@ -447,6 +457,8 @@ class Runner:
                 run.pending.append(self._end_event(run, node_id, spec.attempt, {
                     "ok": False, "reason": "submit", "start": time.time(),
                     "error": f"could not submit task '{spec.name}': {type(exc).__name__}: {exc}"}))
+        for backend in {id(b): b for _, b in chosen}.values():
+            backend.flush()
 
     def _claim(self, run: ActiveRun, nodes: List[int], attempt: Optional[int] = None,
                adopt: bool = False) -> Dict[int, int]:
@@ -520,7 +532,11 @@ class Runner:
             return
         run.dir.append_events(events)
         run.dirty = True
-        self._absorb(run, run.dir.read_new_events())
+        appended = run.dir.take_appended()
+        if appended is None:
+            self._absorb(run, run.dir.read_new_events())
+        else:
+            self._absorb(run, appended, folded=True)
 
     def _maybe_finish(self, run: ActiveRun) -> None:
         if run.state.finished:

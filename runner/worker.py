@@ -223,6 +223,54 @@ def _flush_std() -> None:
             pass
 
 
+class _Capture:
+    """A pool worker's fds 1 and 2, pointed at capture files in the current run's ``logs/``.
+
+    After a task, a capture file that received output is renamed to ``<node>.out``/``.err`` (the
+    same filesystem, so no copy) and a fresh one takes its place; an empty one is reused. A task
+    that prints nothing thus costs two ``fstat`` calls instead of creating and removing files.
+    """
+
+    def __init__(self) -> None:
+        self.logs: Optional[str] = None
+        self.paths: Tuple[str, str] = ("", "")
+
+    def point_at(self, logs: str) -> None:
+        if logs == self.logs:
+            return
+        self._drop()
+        self.logs = logs
+        self.paths = tuple(os.path.join(logs, f".capture-{os.getpid()}.{s}")  # type: ignore[assignment]
+                           for s in ("out", "err"))
+        self._open(0)
+        self._open(1)
+
+    def _open(self, stream: int) -> None:
+        fd = os.open(self.paths[stream], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(fd, stream + 1)
+        os.close(fd)
+
+    def finish(self, node: int) -> None:
+        """Give the output of the task that just ended to ``<node>.out``/``.err``."""
+        _flush_std()
+        for stream, suffix in ((0, "out"), (1, "err")):
+            if os.fstat(stream + 1).st_size:
+                os.replace(self.paths[stream], os.path.join(self.logs or "", f"{node}.{suffix}"))
+                self._open(stream)
+
+    def close(self) -> None:
+        self._drop()
+        self.logs, self.paths = None, ("", "")
+
+    def _drop(self) -> None:
+        for path in self.paths:
+            if path:
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
+
+
 # -- the local pool's side ----------------------------------------------------------------------
 class _RunFiles:
     """Cached read access to one run's tasks.pkl and decoded functions."""
@@ -262,7 +310,8 @@ def load_inputs(inputs: List[Tuple[str, Any, Any]], load: Callable[[Any], Any]
     return args, kwargs
 
 
-def execute_local(task: Dict[str, Any], runs: Dict[str, _RunFiles]) -> Dict[str, Any]:
+def execute_local(task: Dict[str, Any], runs: Dict[str, _RunFiles],
+                  capture: "_Capture") -> Dict[str, Any]:
     """Run one task of the local pool; returns the outcome header (also written to disk)."""
     run = task["run"]
     files = runs.get(run)
@@ -297,19 +346,20 @@ def execute_local(task: Dict[str, Any], runs: Dict[str, _RunFiles]) -> Dict[str,
     CURRENT_TASK.clear()
     CURRENT_TASK.update(run=run, dispatch_id=os.path.basename(run), node=node,
                         attempt=task.get("attempt", 1))
-    with _Redirect(os.path.join(logs, f"{node}.out"), os.path.join(logs, f"{node}.err")) as fds:
-        try:
-            electron = files.electron(tuple(task["fn"]))
-            args, kwargs = load_inputs(task["inputs"], load)
-        except BaseException as exc:  # noqa: BLE001
-            text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-            header = {"ok": False, "error": f"cannot load the task's function or inputs:\n{text}",
-                      "reason": "load", "start": time.time(), "end": time.time(),
-                      "host": HOST, "pid": os.getpid()}
-            _write_fd(fds[1], header["error"])
-            payload = b""
-        else:
-            header, payload = run_task(electron, args, kwargs, fds[0], fds[1])
+    capture.point_at(logs)
+    try:
+        electron = files.electron(tuple(task["fn"]))
+        args, kwargs = load_inputs(task["inputs"], load)
+    except BaseException as exc:  # noqa: BLE001
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        header = {"ok": False, "error": f"cannot load the task's function or inputs:\n{text}",
+                  "reason": "load", "start": time.time(), "end": time.time(),
+                  "host": HOST, "pid": os.getpid()}
+        _write_fd(2, header["error"])
+        payload = b""
+    else:
+        header, payload = run_task(electron, args, kwargs, 1, 2)
+    capture.finish(node)
     header["attempt"] = task.get("attempt", 1)
     write_outcome(out_path, header, payload)
     return header
@@ -322,6 +372,7 @@ def serve(conn: Any) -> None:
     cancelled while queued here) is seen before the task would start.
     """
     runs: Dict[str, _RunFiles] = {}
+    capture = _Capture()
     pending: List[Dict[str, Any]] = []
     skipped: set = set()
     while True:
@@ -329,11 +380,13 @@ def serve(conn: Any) -> None:
             while not pending or conn.poll():
                 message = conn.recv()
                 if message is None:
+                    capture.close()
                     return
-                if message.get("skip"):
-                    skipped.add((message["run"], message["node"]))
-                else:
-                    pending.append(message)
+                for item in message if isinstance(message, list) else [message]:
+                    if item.get("skip"):
+                        skipped.add((item["run"], item["node"]))
+                    else:
+                        pending.append(item)
         except (EOFError, OSError):
             return
         task = pending.pop(0)
@@ -341,7 +394,7 @@ def serve(conn: Any) -> None:
             skipped.discard((task["run"], task["node"]))
             continue
         try:
-            header = execute_local(task, runs)
+            header = execute_local(task, runs, capture)
         except BaseException as exc:  # noqa: BLE001 - e.g. results/ unwritable
             header = {"ok": False, "reason": "worker",
                       "error": f"worker could not record the outcome: {type(exc).__name__}: {exc}"}

@@ -92,6 +92,9 @@ class Backend(abc.ABC):
     def poll(self) -> List[Completion]:
         """Attempts that finished since the last call (never blocks)."""
 
+    def flush(self) -> None:
+        """Called after a round of ``submit`` calls: send what was batched (arrays, lists)."""
+
     def capacity(self) -> int:
         """How many more tasks ``submit`` takes now."""
         return 1_000_000

@@ -20,7 +20,9 @@ from typing import Any, Deque, Dict, List, Optional, Tuple
 from runner import worker
 from runner.backends.base import Backend, Completion, Services, Task
 
-PREFETCH = 2
+# Tasks queued in each worker: enough that a worker never waits for the runner between two
+# short tasks, and that the runner handles completions and claims in batches.
+PREFETCH = 8
 _CTX = multiprocessing.get_context("fork")
 
 
@@ -42,6 +44,7 @@ class _Worker:
         child.close()
         self.conn = parent
         self.queue: Deque[Task] = deque()
+        self.outbox: List[Dict[str, Any]] = []
         self.cancelled: set = set()
 
     @property
@@ -73,9 +76,16 @@ class LocalBackend(Backend):
         target = min(self.workers, key=lambda w: len(w.queue))
         task.cwd = _workdir(task) or task.cwd
         target.queue.append(task)
-        target.conn.send(task.message())
-        if len(target.queue) == 1:
-            self.services.record_handle(task, {"host": worker.HOST, "pid": target.pid})
+        target.outbox.append(task.message())
+
+    def flush(self) -> None:
+        for w in self.workers:
+            if w.outbox:
+                batch, w.outbox = w.outbox, []
+                try:
+                    w.conn.send(batch)
+                except OSError:
+                    pass  # the worker died; poll() sees it and requeues its tasks
 
     def waitables(self) -> List[Any]:
         return [w.conn for w in self.workers] + [w.process.sentinel for w in self.workers]
@@ -88,8 +98,6 @@ class LocalBackend(Backend):
                     run, node, attempt, header = w.conn.recv()
                     if self._pop(w, run, node):  # else: cancelled while queued; recorded
                         done.append(Completion(run, node, attempt, header))
-                    if w.queue:
-                        self.services.record_handle(w.queue[0], {"host": worker.HOST, "pid": w.pid})
             except (EOFError, OSError):
                 pass
             if not w.process.is_alive():
@@ -110,8 +118,10 @@ class LocalBackend(Backend):
         self.workers.remove(w)
         w.conn.close()
         lost: List[Completion] = []
+        w.outbox.clear()
         if w.queue:
             task = w.queue.popleft()
+            _keep_captured_output(w.pid, task)
             if (task.run, task.node) in w.cancelled:
                 header = {"ok": False, "reason": "cancelled", "error": "cancelled"}
             else:
@@ -128,6 +138,7 @@ class LocalBackend(Backend):
         w.queue.clear()
         for task in rest:
             self.submit(task)
+        self.flush()
         return lost
 
     def cancel(self, run: str, node: int) -> None:
@@ -142,7 +153,8 @@ class LocalBackend(Backend):
                             pass
                     else:  # queued in the worker: it will skip it when it arrives
                         del w.queue[i]
-                        w.conn.send({"skip": True, "run": run, "node": node})
+                        w.outbox.append({"skip": True, "run": run, "node": node})
+                        self.flush()
                         self._done.append(Completion(run, node, task.attempt,
                                                      {"ok": False, "reason": "cancelled",
                                                       "error": "cancelled"}))
@@ -164,6 +176,19 @@ class LocalBackend(Backend):
                     pass
                 w.process.join(timeout=1)
         self.workers.clear()
+
+
+def _keep_captured_output(pid: int, task: Task) -> None:
+    """A worker died mid-task: what the task printed so far becomes its logs."""
+    for suffix in ("out", "err"):
+        capture = os.path.join(task.run, "logs", f".capture-{pid}.{suffix}")
+        try:
+            if os.path.getsize(capture):
+                os.replace(capture, os.path.join(task.run, "logs", f"{task.node}.{suffix}"))
+            else:
+                os.unlink(capture)
+        except OSError:
+            pass
 
 
 def _workdir(task: Task) -> Optional[str]:

@@ -1,0 +1,169 @@
+"""Where a Slurm job's files live, as the job sees them.
+
+``SharedSite`` (the login-node mode, and the SSH mode with ``shared_filesystem``): the job reads
+its bundle from, and writes its outcome into, the run directory itself, on the filesystem the
+cluster shares. Everything under ``<run>/slurm/`` belongs to the Slurm backend::
+
+    <run>/slurm/worker.py                     runner/worker.py (the job needs nothing else)
+    <run>/slurm/bundles/<node>.<attempt>.pkl  one task each (make_bundle)
+    <run>/slurm/jobs/<job id>.sh              the submitted script (array: the array's id)
+    <run>/slurm/jobs/<job id>.out             the job's own output (array: <id>_<index>.out)
+
+A remote site (``runner.slurm.remote``) keeps the same layout under a directory on the cluster
+and copies bundles up and outcomes and logs back.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from typing import Dict, Iterable, List, Optional, Tuple
+
+from runner.backends.base import WORKER_SCRIPT
+from runner.fs import atomic_write, fsync_dir
+from runner.slurm.client import LocalShell, Shell, read_tail
+
+Identity = Tuple[int, int]  # (inode, mtime_ns) of an outcome file: tells attempts apart
+
+
+def outcome_name(node: int) -> str:
+    return f"{node}.pkl"
+
+
+class SharedSite:
+    """Job files in the run directory itself (the cluster mounts it at the same path)."""
+
+    def __init__(self, shell: Optional[Shell] = None) -> None:
+        self.shell: Shell = shell or LocalShell()
+        self._prepared: set = set()
+        self._results_seen: Dict[str, Tuple[int, float]] = {}
+
+    # -- layout --------------------------------------------------------------------------
+    def root(self, run: str) -> str:
+        """The run directory as the job sees it."""
+        return run
+
+    def slurm_dir(self, run: str) -> str:
+        return os.path.join(run, "slurm")
+
+    def bundle_path(self, run: str, node: int, attempt: int) -> str:
+        return os.path.join(run, "slurm", "bundles", f"{node}.{attempt}.pkl")
+
+    def jobs_dir(self, run: str) -> str:
+        return os.path.join(run, "slurm", "jobs")
+
+    def job_log(self, run: str, job_id: str) -> str:
+        return os.path.join(self.jobs_dir(run), f"{job_id}.out")
+
+    # -- writing -------------------------------------------------------------------------
+    def prepare(self, run: str) -> None:
+        """Create ``slurm/`` and copy the worker there (once per run and runner)."""
+        if run in self._prepared:
+            return
+        for sub in ("bundles", "jobs"):
+            os.makedirs(os.path.join(run, "slurm", sub), exist_ok=True)
+        with open(WORKER_SCRIPT, "rb") as f:
+            code = f.read()
+        target = os.path.join(run, "slurm", "worker.py")
+        try:
+            with open(target, "rb") as f:
+                same = f.read() == code
+        except OSError:
+            same = False
+        if not same:
+            atomic_write(target, code)
+        self._prepared.add(run)
+
+    def write_bundles(self, run: str, bundles: Iterable[Tuple[int, int, bytes]]) -> None:
+        for node, attempt, data in bundles:
+            atomic_write(self.bundle_path(run, node, attempt), data)
+
+    def write_script(self, run: str, text: str) -> str:
+        """Write a script about to be submitted; made durable first, so that a compute node
+        that starts the job at once finds the bundles and the script (NFS close-to-open)."""
+        path = os.path.join(self.jobs_dir(run), f".submit-{secrets.token_hex(4)}.sh")
+        atomic_write(path, text.encode())
+        fsync_dir(os.path.join(run, "slurm", "bundles"))
+        fsync_dir(self.jobs_dir(run))
+        return path
+
+    def submitted(self, run: str, path: str, job_id: str) -> None:
+        """Name the script after its job."""
+        try:
+            os.replace(path, os.path.join(self.jobs_dir(run), f"{job_id}.sh"))
+        except OSError:
+            pass
+
+    def discard_script(self, run: str, path: str) -> None:
+        _remove(path)
+
+    # -- reading -------------------------------------------------------------------------
+    def outcomes(self, run: str, nodes: Iterable[int], force: bool = False
+                 ) -> Optional[Dict[int, Identity]]:
+        """Outcome files present for ``nodes``; None when ``results/`` did not change since
+        the last look (checked at least every second anyway: NFS mtimes lag)."""
+        results = os.path.join(run, "results")
+        try:
+            stamp = os.stat(results).st_mtime_ns
+        except OSError:
+            return {}
+        now = time.monotonic()
+        seen = self._results_seen.get(run)
+        if not force and seen is not None and seen[0] == stamp and now - seen[1] < 1.0:
+            return None
+        self._results_seen[run] = (stamp, now)
+        try:
+            names = set(os.listdir(results))  # a listing also refreshes NFS's directory cache
+        except OSError:
+            return {}
+        found: Dict[int, Identity] = {}
+        for node in nodes:
+            name = outcome_name(node)
+            if name in names:
+                identity = self.identity(run, node)
+                if identity is not None:
+                    found[node] = identity
+        return found
+
+    def identity(self, run: str, node: int) -> Optional[Identity]:
+        try:
+            st = os.stat(os.path.join(run, "results", outcome_name(node)))
+        except OSError:
+            return None
+        return (st.st_ino, st.st_mtime_ns)
+
+    def fetch(self, run: str, node: int, job_id: str) -> None:
+        """Bring the outcome and logs into the run directory (they are there already)."""
+
+    def log_tail(self, run: str, job_id: str) -> Tuple[str, str]:
+        """(path, last lines) of a job's own output."""
+        path = self.job_log(run, job_id)
+        return path, read_tail(path)
+
+    # -- cleanup -------------------------------------------------------------------------
+    def remove_task_files(self, run: str, node: int, attempt: int, job_id: str) -> None:
+        """A task succeeded: drop its bundle, and its job log if the job printed nothing."""
+        _remove(self.bundle_path(run, node, attempt))
+        log = self.job_log(run, job_id)
+        try:
+            if os.path.getsize(log) == 0:
+                os.unlink(log)
+        except OSError:
+            pass
+
+    def remove_script(self, run: str, job_id: str) -> None:
+        _remove(os.path.join(self.jobs_dir(run), f"{job_id}.sh"))
+
+    def forget(self, run: str) -> None:
+        self._prepared.discard(run)
+        self._results_seen.pop(run, None)
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+__all__: List[str] = ["SharedSite", "Identity", "outcome_name"]
