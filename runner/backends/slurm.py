@@ -80,7 +80,7 @@ class SlurmBackend(Backend):
         self.cancels: Set[Key] = set()
         self.done: List[Completion] = []
         self.interval = self.settings.poll_freq
-        self.next_query = 0.0
+        self.next_query = float("inf")
         self.retry_at = 0.0
         self.scripts: Dict[Tuple[str, str], int] = {}  # (run, array id) -> tasks still out
         self._rundirs: Dict[str, RunDir] = {}
@@ -109,7 +109,7 @@ class SlurmBackend(Backend):
             raise SettingsError(self.error)
         if not self.queue:
             self.queued_at = time.monotonic()
-        job = _Job(task, stale=self.site.identity(self.site.root(task.run), task.node)
+        job = _Job(task, stale=self.site.identity(task.run, task.node)
                    if task.attempt > 1 else None)
         self.queue.setdefault(task.run, []).append(job)
 
@@ -253,7 +253,7 @@ class SlurmBackend(Backend):
                                               "submit"))
             return []
         try:
-            array_id = self.client.sbatch(path, cwd=self.site.jobs_dir(root))
+            array_id = self.client.sbatch(path, cwd=self.site.jobs_dir(run))
         except SlurmError as exc:
             self.site.discard_script(run, path)
             if exc.transient and chunk[0].tries + 1 < SUBMIT_RETRIES:
@@ -273,8 +273,7 @@ class SlurmBackend(Backend):
             self.services.record_handle(job.task, {"job_id": job.job_id, "host": self.host,
                                                    "submitted": round(now, 3)})
         self.interval = self.settings.poll_freq
-        self.next_query = min(self.next_query or float("inf"),
-                              time.monotonic() + self.settings.poll_freq)
+        self.next_query = min(self.next_query, time.monotonic() + self.settings.poll_freq)
         return []
 
     def _default_python(self) -> str:
@@ -385,12 +384,16 @@ class SlurmBackend(Backend):
         self.cancels.discard(key)
         self.done.append(Completion(job.task.run, job.task.node, job.task.attempt, header))
         script = (job.task.run, base_id(job.job_id))
-        if script in self.scripts:
-            self.scripts[script] -= 1 if header.get("ok") else 10**9  # keep a failed job's
-            if self.scripts[script] == 0 and self.settings.cleanup:
-                self.site.remove_script(job.task.run, script[1])
-            if self.scripts[script] <= 0:
+        remaining = self.scripts.get(script)
+        if remaining is not None:
+            if not header.get("ok"):
+                del self.scripts[script]  # a failed task's script stays, for debugging
+            elif remaining > 1:
+                self.scripts[script] = remaining - 1
+            else:
                 del self.scripts[script]
+                if self.settings.cleanup:
+                    self.site.remove_script(job.task.run, script[1])
         if header.get("ok") and self.settings.cleanup:
             self.site.remove_task_files(job.task.run, job.task.node, job.task.attempt,
                                         job.job_id)

@@ -91,8 +91,8 @@ def render_script(settings: SlurmSettings, *, root: str, dispatch_id: str,
     if not settings.has_option("job-name", "J"):
         lines.append(directive("job-name", name))
     if not settings.has_option("output", "o"):
-        log = f"{root}/slurm/jobs/" + ("%A_%a.out" if array else "%j.out")
-        lines.append(directive("output", filename_pattern(log)))
+        log = filename_pattern(f"{root}/slurm/jobs/") + ("%A_%a.out" if array else "%j.out")
+        lines.append(directive("output", log))
     if array:
         lines.append(directive("array", array_spec(len(tasks), settings.array_parallelism)))
     if settings.time_minutes is not None and not settings.has_option("time", "t"):

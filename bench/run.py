@@ -1,0 +1,164 @@
+"""cov's benchmarks, each figure next to a bare ProcessPoolExecutor(2) measured in the same run.
+
+    python bench/run.py            # W1-W4 (n=5/5/5/3), 10k-node dispatch, runner RSS, idle CPU
+    python bench/run.py --quick    # n=3, no W4
+
+Every trial is a cold process (and, for cov, a fresh runs home, so a cold runner too), timed from
+outside, as in shared/reference/peer-benchmarks.md. Medians are reported. Per-task overhead =
+(cov median - pool median) / tasks.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+TASKS = {"W1": 1001, "W2": 200, "W3": 1001, "W4": 41}
+
+
+def trial(workload: str, mode: str) -> dict:
+    home = Path(tempfile.mkdtemp(prefix="cov-bench-"))
+    env = {**os.environ, "COV_HOME": str(home / "runs"), "COV_CONFIG": str(home / "config.yaml"),
+           "PYTHONPATH": str(ROOT)}
+    (home / "config.yaml").write_text("runner:\n  idle_timeout: 2\n")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, str(HERE / "workloads.py"), workload, mode],
+                          capture_output=True, text=True, env=env, timeout=600)
+    wall = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if proc.returncode != 0:
+        raise SystemExit(f"{workload} {mode} failed:\n{proc.stdout}\n{proc.stderr}")
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    report.update(wall=wall, client_rss_mb=max(peak, before) / 1024)
+    if mode == "cov":
+        subprocess.run([sys.executable, "-m", "covalent_cli.cli", "runner", "stop"], env=env,
+                       capture_output=True, timeout=60)
+    shutil.rmtree(home, ignore_errors=True)
+    return report
+
+
+def measure(workload: str, n: int) -> dict:
+    rows = {}
+    for mode in ("pool", "cov"):
+        results = [trial(workload, mode) for _ in range(n)]
+        walls = [r["wall"] for r in results]
+        rows[mode] = {"median": statistics.median(walls), "min": min(walls), "max": max(walls),
+                      "rss": max(r.get("runner_rss_mb", 0) or r["client_rss_mb"] for r in results),
+                      "client_rss": max(r["client_rss_mb"] for r in results)}
+    return rows
+
+
+def dispatch_10k(n: int) -> dict:
+    code = (
+        "import time, covalent_cli as ct\n"
+        "def inc(x):\n    return x + 1\n"
+        "e = ct.electron(inc)\n"
+        "@ct.lattice\n"
+        "def big():\n    return [e(i) for i in range(5000)]\n"
+        "t = time.perf_counter(); ct.dispatch(big)(); print(time.perf_counter() - t)\n")
+    times = []
+    for _ in range(n):
+        home = Path(tempfile.mkdtemp(prefix="cov-bench-"))
+        env = {**os.environ, "COV_HOME": str(home), "COV_NO_RUNNER": "1", "PYTHONPATH": str(ROOT)}
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             env=env, check=True).stdout
+        times.append(float(out.strip()))
+        shutil.rmtree(home, ignore_errors=True)
+    return {"median": statistics.median(times), "min": min(times), "max": max(times)}
+
+
+def run_10k(n_nodes: int = 10_000) -> dict:
+    """A 10,000-node run end to end: wall, runner peak RSS, and `cov status --json` time."""
+    home = Path(tempfile.mkdtemp(prefix="cov-bench-"))
+    env = {**os.environ, "COV_HOME": str(home / "runs"), "COV_CONFIG": str(home / "config.yaml"),
+           "PYTHONPATH": str(ROOT)}
+    (home / "config.yaml").write_text("runner:\n  idle_timeout: 2\n")
+    code = (
+        "import json, time, covalent_cli as ct\n"
+        "from bench.workloads import runner_peak_rss_mb\n"
+        "from runner.config import runs_home\n"
+        "def inc(x):\n    return x + 1\n"
+        "def total(xs):\n    return sum(xs)\n"
+        "e, t_ = ct.electron(inc), ct.electron(total)\n"
+        f"@ct.lattice\ndef big():\n    return t_([e(i) for i in range({n_nodes // 2 - 2})])\n"
+        "t = time.perf_counter(); r = ct.dispatch_sync(big)(); w = time.perf_counter() - t\n"
+        "print(json.dumps({'wall': w, 'ok': r.status == 'COMPLETED', "
+        "'rss': runner_peak_rss_mb(runs_home()), 'id': r.dispatch_id}))\n")
+    out = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                    env=env, check=True, cwd=str(ROOT)).stdout.strip().splitlines()[-1])
+    status_times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "covalent_cli.cli", "status", out["id"], "--json"],
+                       env=env, capture_output=True, check=True)
+        status_times.append(time.perf_counter() - start)
+    subprocess.run([sys.executable, "-m", "covalent_cli.cli", "runner", "stop"], env=env,
+                   capture_output=True)
+    shutil.rmtree(home, ignore_errors=True)
+    out["status_median"] = statistics.median(status_times)
+    return out
+
+
+def idle_cpu(seconds: float = 5.0) -> float:
+    """CPU % of a runner with nothing to do (its heartbeat and rescans only)."""
+    home = Path(tempfile.mkdtemp(prefix="cov-bench-"))
+    env = {**os.environ, "COV_HOME": str(home), "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "runner", "--home", str(home),
+                             "--idle-timeout", str(seconds + 30)], env=env,
+                            stderr=subprocess.DEVNULL)
+    time.sleep(1.5)  # past start-up
+
+    def ticks() -> int:
+        with open(f"/proc/{proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+
+    first = ticks()
+    time.sleep(seconds)
+    used = (ticks() - first) / os.sysconf("SC_CLK_TCK")
+    proc.terminate()
+    proc.wait(timeout=10)
+    shutil.rmtree(home, ignore_errors=True)
+    return 100.0 * used / seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    n = 3 if args.quick else 5
+    workloads = ["W1", "W2", "W3"] + ([] if args.quick else ["W4"])
+    print(f"cov benchmarks on {os.cpu_count()} cores, Python {sys.version.split()[0]}; "
+          "medians of cold processes (min-max)\n")
+    print(f"{'workload':9} {'pool s':>16} {'cov s':>16} {'x pool':>7} {'ms/task':>8} "
+          f"{'runner MiB':>10}")
+    for w in workloads:
+        rows = measure(w, 3 if w == "W4" else n)
+        pool, cov = rows["pool"], rows["cov"]
+        overhead = (cov["median"] - pool["median"]) / TASKS[w] * 1000
+        print(f"{w:9} {pool['median']:6.2f} ({pool['min']:.2f}-{pool['max']:.2f}) "
+              f"{cov['median']:6.2f} ({cov['min']:.2f}-{cov['max']:.2f}) "
+              f"{cov['median'] / pool['median']:7.2f} {overhead:8.2f} {cov['rss']:10.1f}",
+              flush=True)
+    d = dispatch_10k(3)
+    print(f"\n10,000-node dispatch (graph + pickles + run dir): median {d['median']:.2f} s "
+          f"({d['min']:.2f}-{d['max']:.2f})")
+    big = run_10k()
+    print(f"10,000-node run: {big['wall']:.2f} s end to end, runner peak RSS {big['rss']:.0f} MiB, "
+          f"`cov status --json` {big['status_median']:.2f} s (median of 3)")
+    print(f"idle runner CPU: {idle_cpu():.2f} %")
+
+
+if __name__ == "__main__":
+    main()

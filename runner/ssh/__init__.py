@@ -1,0 +1,38 @@
+"""SSH for cov: one reused connection per host, and what a host needs to run a task.
+
+Two modules, each usable alone:
+
+``runner.ssh.connection``
+    ``HostSpec`` (where and how to connect, from an executor's parameters or ``user@host:port``),
+    ``SSHHost`` (one lazily opened, lock-guarded Fabric connection with reconnect and backoff:
+    ``run``, ``exec``, ``put_bytes``, ``get_bytes``), ``pool()`` (the process-wide
+    ``SSHPool``: one ``SSHHost`` per distinct spec), and the errors ``SSHError``,
+    ``ConnectFailed``, ``AuthFailed``, ``HostKeyError``, ``ConnectionLost``,
+    ``RemoteCommandFailed``.
+
+``runner.ssh.remote``
+    ``PythonSetup`` (python command, prelude, conda env), ``probe`` (remote Python and
+    cloudpickle versions, no writes), ``prepare`` (uploads ``worker.py`` and, when needed,
+    cloudpickle; returns a ``RemoteEnv`` that builds the shell line running a task), and
+    ``compare_versions`` (can tasks pickled here be loaded there?).
+
+Example::
+
+    from runner.ssh import HostSpec, pool
+
+    host = pool().host(HostSpec.parse("alice@login1:22", ssh_config="~/.ssh/config"))
+    print(host.run("hostname", check=True).text)
+"""
+from __future__ import annotations
+
+from runner.ssh.connection import (AuthFailed, ConnectFailed, ConnectionLost, HostKeyError,
+                                   HostSpec, RemoteCommandFailed, RemoteResult, SSHError,
+                                   SSHHost, SSHPool, pool)
+from runner.ssh.remote import (PythonSetup, RemoteEnv, VersionReport, compare_versions,
+                               prepare, probe)
+
+__all__ = [
+    "AuthFailed", "ConnectFailed", "ConnectionLost", "HostKeyError", "HostSpec",
+    "RemoteCommandFailed", "RemoteResult", "SSHError", "SSHHost", "SSHPool", "pool",
+    "PythonSetup", "RemoteEnv", "VersionReport", "compare_versions", "prepare", "probe",
+]

@@ -1,0 +1,629 @@
+"""One reused SSH connection per host, opened the way the user's own ``ssh`` would open it.
+
+A ``HostSpec`` says where to go (an ``~/.ssh/config`` alias, a hostname, or ``user@host:port``)
+plus the executor's overrides. ``pool().host(spec)`` gives the process's single ``SSHHost`` for
+that spec; it opens a Fabric ``Connection`` on first use and shares it between threads.
+
+What is honoured, as OpenSSH does:
+
+- the config file: ``HostSpec.ssh_config``, else ``$COV_SSH_CONFIG``, else ``~/.ssh/config``
+  then ``/etc/ssh/ssh_config`` (``"none"``: no file). Host aliases, ``HostName``, ``User``,
+  ``Port``, ``IdentityFile``, ``IdentitiesOnly``, ``ProxyJump`` (also ``none``),
+  ``ProxyCommand``, ``ConnectTimeout``, ``ServerAliveInterval``, ``UserKnownHostsFile``,
+  ``GlobalKnownHostsFile``, ``HostKeyAlias``, ``StrictHostKeyChecking``.
+  Explicit ``user``/``port``/``key_file`` win over the file. An explicit ``key_file`` is used
+  alone (no agent, no ``~/.ssh/id_*``), like ``IdentitiesOnly yes``.
+- host keys: Fabric's default is to accept any unknown key (``AutoAddPolicy``); cov does not.
+  Keys are checked against the known_hosts files (``HostKeyAlias`` or ``host`` /
+  ``[host]:port``). A key that differs from the recorded one always fails (no setting turns
+  that off). An unknown key fails too, because ``ssh``'s default ``StrictHostKeyChecking=ask``
+  cannot prompt in a background runner, unless ``StrictHostKeyChecking accept-new`` (or
+  ``no``) is set for that host in ssh_config or as the executor's
+  ``strict_host_key_checking``: then the key is appended to the user's known_hosts file and a
+  warning is logged. This applies to every ``ProxyJump`` hop too.
+
+Connections get TCP_NODELAY (Nagle adds ~40 ms to each command), a keepalive every
+``keepalive`` seconds, and a connect timeout. Opening is lock-guarded (Fabric's ``open`` is not
+thread-safe); channels on an open connection are opened concurrently, at most
+``max_sessions`` at a time (sshd's ``MaxSessions`` defaults to 10).
+
+Failures: an authentication failure, an unknown or changed host key, or a hostname that does
+not resolve fail at once (``AuthFailed``, ``HostKeyError``, ``ConnectFailed``). A refused,
+timed-out or dropped connection is retried ``max_connection_attempts`` times (if
+``retry_connect``), waiting ``retry_wait_time`` seconds, doubling each time (at most 60 s),
+then ``ConnectFailed`` names the host and the cause. Threads that waited while another thread
+failed get that failure instead of starting their own round of retries.
+"""
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import logging
+import os
+import shlex
+import socket
+import threading
+from dataclasses import dataclass, replace
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+import paramiko
+from paramiko.ssh_exception import (AuthenticationException, BadHostKeyException,
+                                    ChannelException, PasswordRequiredException, SSHException)
+
+log = logging.getLogger("cov.ssh")
+
+DEFAULT_CONNECT_TIMEOUT = 10.0
+DEFAULT_KEEPALIVE = 15.0
+DEFAULT_MAX_SESSIONS = 10
+MAX_BACKOFF = 60.0
+
+
+# -- errors ---------------------------------------------------------------------------------------
+class SSHError(Exception):
+    """Base of the SSH errors; ``host`` is the target as the user wrote it."""
+
+    def __init__(self, message: str, host: str = "") -> None:
+        super().__init__(message)
+        self.host = host
+
+
+class ConnectFailed(SSHError):
+    """The host could not be reached (after the configured retries). ``final``: retrying
+    cannot help (a name that does not resolve, a missing config file)."""
+
+    def __init__(self, message: str, host: str = "", final: bool = False) -> None:
+        super().__init__(message, host)
+        self.final = final
+
+
+class AuthFailed(SSHError):
+    """The server refused our credentials. Not retried."""
+
+
+class HostKeyError(SSHError):
+    """The server's host key is unknown or differs from known_hosts. Not retried."""
+
+
+class ConnectionLost(SSHError):
+    """The connection dropped (or went silent) while a command was running."""
+
+
+class RemoteCommandFailed(SSHError):
+    """``run(..., check=True)``: the command exited non-zero."""
+
+    def __init__(self, message: str, host: str, exit_code: int, stderr: str) -> None:
+        super().__init__(message, host)
+        self.exit_code = exit_code
+        self.stderr = stderr
+
+
+# -- what to connect to ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class HostSpec:
+    """Where and how to connect. Everything but ``host`` is optional (ssh_config fills in)."""
+
+    host: str
+    user: Optional[str] = None
+    port: Optional[int] = None
+    key_file: Optional[str] = None
+    ssh_config: Optional[str] = None  # a file, like ``ssh -F``; "none" for no file
+    known_hosts: Optional[str] = None  # file(s), space-separated; replaces ssh_config's
+    strict_host_key_checking: Optional[str] = None  # "yes"/"ask" (reject), "accept-new", "no"
+    connect_timeout: Optional[float] = None
+    keepalive: Optional[float] = None
+    max_sessions: int = DEFAULT_MAX_SESSIONS
+    retry_connect: bool = True
+    max_connection_attempts: int = 5
+    retry_wait_time: float = 5.0
+
+    @classmethod
+    def parse(cls, target: str, **overrides: Any) -> "HostSpec":
+        """``alias``, ``host``, ``user@host``, ``host:port``, ``user@[v6addr]:port``."""
+        user, _, rest = target.rpartition("@")
+        port: Optional[int] = None
+        if rest.startswith("["):
+            addr, _, tail = rest[1:].partition("]")
+            rest = addr
+            if tail.startswith(":") and tail[1:].isdigit():
+                port = int(tail[1:])
+        elif rest.count(":") == 1:
+            name, _, maybe = rest.partition(":")
+            if maybe.isdigit():
+                rest, port = name, int(maybe)
+        if not rest:
+            raise ValueError(f"no host in {target!r}")
+        fields: Dict[str, Any] = {"host": rest, "user": user or None, "port": port}
+        fields.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**fields)
+
+    @classmethod
+    def from_executor(cls, config: Dict[str, Any]) -> "HostSpec":
+        """From SSHExecutor parameters (``hostname``, ``username``, ``port``, ``ssh_key_file``,
+        ``ssh_config``, ``known_hosts``, ``strict_host_key_checking``, ``connect_timeout``,
+        ``keepalive``, ``max_sessions``, ``retry_connect``, ``max_connection_attempts``,
+        ``retry_wait_time``)."""
+        hostname = config.get("hostname") or config.get("address")
+        if not hostname:
+            raise ValueError("the SSH executor has no hostname: set hostname=... (an "
+                             "~/.ssh/config alias, a host name, or user@host:port)")
+
+        def num(key: str, kind: Any) -> Any:
+            value = config.get(key)
+            return None if value in (None, "") else kind(value)
+
+        return cls.parse(
+            str(hostname), user=config.get("username") or None, port=num("port", int),
+            key_file=config.get("ssh_key_file") or None, ssh_config=config.get("ssh_config"),
+            known_hosts=config.get("known_hosts"),
+            strict_host_key_checking=config.get("strict_host_key_checking"),
+            connect_timeout=num("connect_timeout", float), keepalive=num("keepalive", float),
+            max_sessions=num("max_sessions", int),
+            retry_connect=None if config.get("retry_connect") is None else
+            bool(config["retry_connect"]),
+            max_connection_attempts=num("max_connection_attempts", int),
+            retry_wait_time=num("retry_wait_time", float))
+
+    def label(self) -> str:
+        """The target as written: ``user@host:port`` with the parts that were given."""
+        text = f"{self.user}@{self.host}" if self.user else self.host
+        return f"{text}:{self.port}" if self.port else text
+
+
+@dataclass
+class RemoteResult:
+    """What a remote command gave back."""
+
+    exit_code: int
+    stdout: bytes = b""
+    stderr: bytes = b""
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+    @property
+    def text(self) -> str:
+        return self.stdout.decode("utf-8", "replace").strip()
+
+    @property
+    def error_text(self) -> str:
+        return self.stderr.decode("utf-8", "replace").strip()
+
+
+# -- ssh_config -----------------------------------------------------------------------------------
+def config_files(spec: HostSpec) -> List[str]:
+    """The ssh_config files read for ``spec``, in OpenSSH's order (first value wins)."""
+    chosen = spec.ssh_config or os.environ.get("COV_SSH_CONFIG")
+    if chosen:
+        return [] if chosen.lower() == "none" else [os.path.expanduser(chosen)]
+    return [os.path.expanduser("~/.ssh/config"), "/etc/ssh/ssh_config"]
+
+
+def load_ssh_config(spec: HostSpec) -> paramiko.SSHConfig:
+    """The parsed ssh_config for ``spec`` (a missing default file is skipped)."""
+    config = paramiko.SSHConfig()
+    for path in config_files(spec):
+        try:
+            with open(path, encoding="utf-8") as f:
+                config.parse(f)
+        except FileNotFoundError:
+            if spec.ssh_config:
+                raise ConnectFailed(f"ssh_config file {path} does not exist", spec.label(),
+                                    final=True) from None
+        except OSError as exc:
+            raise ConnectFailed(f"cannot read ssh_config file {path}: {exc.strerror}",
+                                spec.label(), final=True) from None
+    return config
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    """OpenSSH's ``SHA256:...`` fingerprint."""
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+class _KnownHostsPolicy(paramiko.MissingHostKeyPolicy):
+    """Called by paramiko only for a key with no entry (recorded keys are checked by paramiko
+    itself, which raises BadHostKeyException on a change)."""
+
+    def __init__(self, name: str, mode: str, files: List[str], label: str) -> None:
+        self.name, self.mode, self.files, self.label = name, mode, files, label
+
+    def missing_host_key(self, client: Any, hostname: str, key: paramiko.PKey) -> None:
+        what = f"{key.get_name()} key {fingerprint(key)}"
+        if self.mode in ("accept-new", "no", "off") and self.files:
+            path = self.files[0]
+            os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
+            with open(path, "a", encoding="utf-8") as f:
+                f.write(f"{self.name} {key.get_name()} {key.get_base64()}\n")
+            log.warning("ssh: permanently added %s (%s) to %s (StrictHostKeyChecking=%s)",
+                        self.name, what, path, self.mode)
+            return
+        files = ", ".join(self.files) or "no known_hosts file"
+        raise HostKeyError(
+            f"host key of {self.name} is unknown ({what}; looked in {files}). cov cannot ask "
+            f"for confirmation: check the fingerprint, then run `ssh {self.label}` once and "
+            f"answer yes, or add the key with `ssh-keyscan` to known_hosts, or set "
+            f"StrictHostKeyChecking accept-new for this host in ssh_config (or the "
+            f"executor's strict_host_key_checking='accept-new')", self.label)
+
+
+def _known_hosts_files(spec: HostSpec, lookup: Dict[str, Any]) -> Tuple[List[str], List[str]]:
+    """(user files, global files)."""
+    if spec.known_hosts:
+        return [os.path.expanduser(p) for p in spec.known_hosts.split()], []
+    user = (lookup.get("userknownhostsfile") or "~/.ssh/known_hosts ~/.ssh/known_hosts2").split()
+    glob = (lookup.get("globalknownhostsfile") or
+            "/etc/ssh/ssh_known_hosts /etc/ssh/ssh_known_hosts2").split()
+    return [os.path.expanduser(p) for p in user], [os.path.expanduser(p) for p in glob]
+
+
+def _secure(conn: Any, spec: HostSpec, target: bool) -> None:
+    """Replace Fabric's accept-anything policy on ``conn`` (and, recursively, its gateways)."""
+    lookup = conn.ssh_config
+    user_files, global_files = _known_hosts_files(spec, lookup)
+    name = lookup.get("hostkeyalias") or (conn.host if int(conn.port) == 22
+                                          else f"[{conn.host}]:{conn.port}")
+    paramiko_name = conn.host if int(conn.port) == 22 else f"[{conn.host}]:{conn.port}"
+    known = conn.client.get_host_keys()
+    for path in user_files + global_files:
+        try:
+            entries = paramiko.HostKeys(path).lookup(name)
+        except (OSError, SSHException, ValueError):
+            continue
+        for keytype in entries.keys() if entries else ():
+            if known.lookup(paramiko_name) is None or keytype not in known.lookup(paramiko_name):
+                known.add(paramiko_name, keytype, entries[keytype])
+    mode = ((spec.strict_host_key_checking if target else None) or
+            lookup.get("stricthostkeychecking") or "ask").lower()
+    label = spec.label() if target else str(conn.original_host)
+    conn.client.set_missing_host_key_policy(_KnownHostsPolicy(name, mode, user_files, label))
+    conn._cov_known = (name, user_files + global_files)  # for the changed-key message
+    if isinstance(conn.gateway, type(conn)):
+        _secure(conn.gateway, spec, target=False)
+
+
+# -- one host -------------------------------------------------------------------------------------
+class SSHHost:
+    """One lazily opened connection to a host, shared by threads."""
+
+    def __init__(self, spec: HostSpec) -> None:
+        self.spec = spec
+        self.label = spec.label()
+        self.description = self.label  # refined once connected: user@hostname:port via ...
+        self._lock = threading.Lock()
+        self._conn: Any = None
+        self._rounds = 0  # finished open attempts (success or failure)
+        self._failure: Optional[Tuple[int, SSHError]] = None
+        self._slots = threading.BoundedSemaphore(max(1, spec.max_sessions))
+        self._closed = threading.Event()
+
+    # -- opening ----------------------------------------------------------------------------------
+    def connection(self) -> Any:
+        """The open ``fabric.Connection`` (connecting, with retries, if needed)."""
+        conn = self._conn
+        if conn is not None and conn.is_connected:
+            return conn
+        seen = self._rounds
+        with self._lock:
+            conn = self._conn
+            if conn is not None and conn.is_connected:
+                return conn
+            if self._failure is not None and self._failure[0] > seen:
+                raise self._failure[1]  # another thread just failed: no second round
+            if conn is not None:
+                self._close_conn(conn)
+                log.warning("ssh: connection to %s was lost; reconnecting", self.label)
+            try:
+                self._conn = self._open_with_retries()
+                self._failure = None
+            except SSHError as exc:
+                self._failure = (self._rounds + 1, exc)
+                raise
+            finally:
+                self._rounds += 1
+            return self._conn
+
+    def transport(self) -> paramiko.Transport:
+        """The open paramiko transport."""
+        return self.connection().client.get_transport()
+
+    def _open_with_retries(self) -> Any:
+        spec = self.spec
+        attempts = max(1, spec.max_connection_attempts) if spec.retry_connect else 1
+        wait = max(0.0, spec.retry_wait_time)
+        for attempt in range(1, attempts + 1):
+            if self._closed.is_set():
+                raise ConnectFailed(f"connection to {self.label} abandoned: closing", self.label)
+            try:
+                return self._open_once()
+            except (AuthFailed, HostKeyError):
+                raise
+            except ConnectFailed as exc:
+                if exc.final or attempt == attempts:
+                    if attempts > 1 and not exc.final:
+                        raise ConnectFailed(f"cannot connect to {self.description} after "
+                                            f"{attempts} attempts: {exc}", self.label) from None
+                    raise ConnectFailed(f"cannot connect to {self.description}: {exc}",
+                                        self.label) from None
+                delay = min(wait * 2 ** (attempt - 1), max(wait, MAX_BACKOFF))
+                log.warning("ssh: %s: %s; retry %d/%d in %.1f s", self.label, exc, attempt,
+                            attempts - 1, delay)
+                if self._closed.wait(delay):
+                    raise ConnectFailed(f"connection to {self.label} abandoned: closing",
+                                        self.label) from None
+        raise AssertionError("unreachable")
+
+    def _open_once(self) -> Any:
+        import fabric
+
+        spec = self.spec
+        ssh_config = load_ssh_config(spec)
+        lookup = ssh_config.lookup(spec.host)
+        gateway: Any = None
+        if str(lookup.get("proxyjump", "")).lower() == "none" and "proxycommand" not in lookup:
+            gateway = False  # fabric would take "none" for a jump host's name
+        connect_kwargs: Dict[str, Any] = {}
+        if spec.key_file:
+            path = os.path.expanduser(spec.key_file)
+            if not os.path.isfile(path):
+                raise AuthFailed(f"ssh_key_file {path} does not exist", self.label)
+            connect_kwargs.update(key_filename=[path], look_for_keys=False, allow_agent=False)
+        elif str(lookup.get("identitiesonly", "")).lower() == "yes":
+            connect_kwargs.update(look_for_keys=False, allow_agent=False)
+        timeout = spec.connect_timeout or float(lookup.get("connecttimeout") or
+                                                DEFAULT_CONNECT_TIMEOUT)
+        connect_kwargs.update(banner_timeout=timeout, auth_timeout=timeout)
+        conn = fabric.Connection(
+            spec.host, user=spec.user, port=spec.port, gateway=gateway,
+            config=fabric.Config(ssh_config=ssh_config, lazy=True),
+            connect_timeout=max(1, int(timeout + 0.999)), connect_kwargs=connect_kwargs)
+        # OpenSSH skips IdentityFile entries that do not exist; paramiko would raise IOError.
+        keys = conn.connect_kwargs.get("key_filename") or []
+        conn.connect_kwargs["key_filename"] = [k for k in keys if os.path.isfile(
+            os.path.expanduser(k))]
+        via = ""
+        if isinstance(conn.gateway, str):
+            via = f" via ProxyCommand `{conn.gateway}`"
+        elif conn.gateway:
+            via = f" via ProxyJump {conn.gateway.original_host}"
+        self.description = f"{conn.user}@{conn.host}:{conn.port}{via}"
+        if spec.host not in (conn.host,):
+            self.description = f"{spec.host} ({self.description})"
+        _secure(conn, spec, target=True)
+        try:
+            conn.open()
+        except BaseException as exc:
+            self._close_conn(conn)
+            raise self._classify(exc, conn) from None
+        transport = conn.client.get_transport()
+        keepalive = spec.keepalive or float(lookup.get("serveraliveinterval") or DEFAULT_KEEPALIVE)
+        transport.set_keepalive(max(1, int(keepalive)))
+        hop = conn
+        while hop:  # the first hop's socket is a real one (direct, or under ProxyJump)
+            sock = hop.client.get_transport().sock
+            if isinstance(sock, socket.socket):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            hop = hop.gateway if isinstance(hop.gateway, type(conn)) else None
+        return conn
+
+    def _classify(self, exc: BaseException, conn: Any) -> SSHError:
+        if isinstance(exc, SSHError):
+            return exc
+        if isinstance(exc, BadHostKeyException):
+            name, files = getattr(conn, "_cov_known", (conn.host, []))
+            return HostKeyError(
+                f"HOST KEY CHANGED for {name}: known_hosts has {exc.expected_key.get_name()} "
+                f"{fingerprint(exc.expected_key)}, the server offered "
+                f"{exc.key.get_name()} {fingerprint(exc.key)}. Refusing to connect (this can be "
+                f"a man-in-the-middle attack). If the host was reinstalled, remove the old key "
+                f"with `ssh-keygen -R '{name}'` (files: {', '.join(files)}) and connect once "
+                f"with ssh to check and record the new one", self.label)
+        if isinstance(exc, PasswordRequiredException):
+            return AuthFailed(f"the key for {self.description} is encrypted: load it into "
+                              f"ssh-agent (ssh-add) or use a key without a passphrase", self.label)
+        if isinstance(exc, AuthenticationException):
+            keys = conn.connect_kwargs.get("key_filename") or []
+            tried = ", ".join(keys) if keys else "ssh-agent and ~/.ssh/id_*"
+            return AuthFailed(f"authentication failed for {self.description} (keys: {tried}): "
+                              f"{exc}. Check ssh_key_file / IdentityFile and that the public key "
+                              f"is in the remote ~/.ssh/authorized_keys", self.label)
+        if isinstance(exc, socket.gaierror):
+            return ConnectFailed(f"cannot resolve host name {conn.host}: {exc.strerror}",
+                                 self.label, final=True)
+        if isinstance(exc, (OSError, EOFError, SSHException)):
+            return ConnectFailed(_cause(exc, conn), self.label)
+        if isinstance(exc, Exception):
+            return ConnectFailed(f"{type(exc).__name__}: {exc}", self.label)
+        raise exc
+
+    # -- using ------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def channel(self, command: str, timeout: Optional[float] = None) -> Iterator[paramiko.Channel]:
+        """An exec channel running ``command`` (closed on exit). Reads time out after
+        ``timeout`` seconds; a dropped connection raises ``ConnectionLost``."""
+        self._slots.acquire()
+        try:
+            transport = self.transport()
+            try:
+                chan = transport.open_session(timeout=self.spec.connect_timeout or
+                                              DEFAULT_CONNECT_TIMEOUT)
+            except ChannelException as exc:
+                raise SSHError(f"{self.label} refused a new session ({exc}); the server's "
+                               f"MaxSessions may be lower than max_sessions="
+                               f"{self.spec.max_sessions}", self.label) from None
+            except (SSHException, EOFError, OSError):
+                self.invalidate(transport)  # it died while idle: reconnect once
+                transport = self.transport()
+                chan = transport.open_session(timeout=self.spec.connect_timeout or
+                                              DEFAULT_CONNECT_TIMEOUT)
+            try:
+                chan.settimeout(timeout)
+                chan.exec_command(command)
+                yield chan
+            except socket.timeout:
+                raise ConnectionLost(f"no answer from {self.label} for {timeout:.0f} s",
+                                     self.label) from None
+            except (SSHException, EOFError, OSError) as exc:
+                if not transport.is_active():
+                    self.invalidate(transport)
+                raise ConnectionLost(f"connection to {self.label} lost: {_cause(exc)}",
+                                     self.label) from None
+            finally:
+                chan.close()
+        finally:
+            self._slots.release()
+
+    def run(self, command: str, input: Optional[bytes] = None, timeout: Optional[float] = 120.0,
+            check: bool = False, retry: bool = False) -> RemoteResult:
+        """Run ``command`` (a shell line) and collect its output. ``input`` goes to stdin.
+        ``retry=True``: run it again once if the connection drops (idempotent commands only)."""
+        for attempt in (1, 2):
+            try:
+                with self.channel(command, timeout) as chan:
+                    if input:
+                        chan.sendall(input)
+                    chan.shutdown_write()
+                    out, err = _drain(chan, timeout)
+                    code = chan.recv_exit_status()
+                    if code == -1:  # closed without an exit status: the connection died
+                        raise EOFError("closed without an exit status")
+                break
+            except ConnectionLost:
+                if not retry or attempt == 2:
+                    raise
+        result = RemoteResult(code, out, err)
+        if check and not result.ok:
+            first = shlex.split(command)[0] if command.strip() else command
+            raise RemoteCommandFailed(
+                f"`{first} ...` on {self.label} exited with {code}: {result.error_text[-500:]}",
+                self.label, code, result.error_text)
+        return result
+
+    def put_bytes(self, data: bytes, path: str, mode: Optional[int] = None) -> None:
+        """Write ``data`` to the remote ``path`` atomically (temporary name, then rename)."""
+        q = shlex.quote
+        tmp = f"{path}.tmp-{os.getpid()}-{threading.get_ident()}"
+        chmod = f" && chmod {mode:o} {q(tmp)}" if mode is not None else ""
+        parent = os.path.dirname(path) or "."
+        self.run(f"mkdir -p {q(parent)} && cat > {q(tmp)}{chmod} && mv -f {q(tmp)} {q(path)}",
+                 input=data, check=True)
+
+    def get_bytes(self, path: str) -> bytes:
+        """The content of the remote file ``path``."""
+        return self.run(f"cat -- {shlex.quote(path)}", check=True, retry=True).stdout
+
+    def invalidate(self, transport: Optional[paramiko.Transport] = None) -> None:
+        """Drop the connection (if it is still ``transport``); the next use reconnects."""
+        with self._lock:
+            conn = self._conn
+            if conn is None:
+                return
+            if transport is not None and conn.client.get_transport() is not transport:
+                return
+            self._conn = None
+        self._close_conn(conn)
+
+    def close(self) -> None:
+        """Close the connection; retries in progress stop."""
+        self._closed.set()
+        self.invalidate()
+
+    @staticmethod
+    def _close_conn(conn: Any) -> None:
+        try:
+            conn.close()
+        except Exception:  # noqa: BLE001 - closing a dead connection may raise anything
+            pass
+        gateway = getattr(conn, "gateway", None)
+        if gateway and not isinstance(gateway, str):
+            SSHHost._close_conn(gateway)
+
+
+def _drain(chan: paramiko.Channel, timeout: Optional[float]) -> Tuple[bytes, bytes]:
+    """Read stdout and stderr to EOF without letting either fill the window."""
+    import select
+
+    out: List[bytes] = []
+    err: List[bytes] = []
+    while True:
+        got = False
+        while chan.recv_ready():
+            out.append(chan.recv(1 << 16))
+            got = True
+        while chan.recv_stderr_ready():
+            err.append(chan.recv_stderr(1 << 16))
+            got = True
+        if (chan.eof_received or chan.closed) and not chan.recv_ready() and \
+                not chan.recv_stderr_ready():
+            break
+        if not got:
+            ready, _, _ = select.select([chan], [], [], timeout)
+            if not ready:
+                raise socket.timeout()
+    return b"".join(out), b"".join(err)
+
+
+def _cause(exc: BaseException, conn: Any = None) -> str:
+    """A short human cause for a connection-level exception."""
+    if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
+        return "connection refused"
+    if isinstance(exc, socket.timeout):
+        return "timed out"
+    if isinstance(exc, paramiko.ssh_exception.ProxyCommandFailure):
+        return f"ProxyCommand failed: {exc}"
+    if isinstance(exc, EOFError):
+        return "the connection was closed by the remote end"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    text = str(exc) or type(exc).__name__
+    if "protocol banner" in text and conn is not None and isinstance(conn.gateway, str):
+        text += f" (ProxyCommand `{conn.gateway}` gave no SSH server)"
+    return text
+
+
+# -- the pool -------------------------------------------------------------------------------------
+class SSHPool:
+    """The process's connections: one ``SSHHost`` per distinct ``HostSpec``."""
+
+    def __init__(self) -> None:
+        self._hosts: Dict[HostSpec, SSHHost] = {}
+        self._lock = threading.Lock()
+
+    def host(self, spec: HostSpec) -> SSHHost:
+        """The shared ``SSHHost`` for ``spec`` (not connected until first used)."""
+        with self._lock:
+            found = self._hosts.get(spec)
+            if found is None or found._closed.is_set():
+                found = self._hosts[spec] = SSHHost(spec)
+            return found
+
+    def close_all(self) -> None:
+        with self._lock:
+            hosts, self._hosts = list(self._hosts.values()), {}
+        for host in hosts:
+            host.close()
+
+
+_POOL: Optional[SSHPool] = None
+_POOL_LOCK = threading.Lock()
+
+
+def pool() -> SSHPool:
+    """The process-wide ``SSHPool``."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = SSHPool()
+        return _POOL
+
+
+def with_defaults(spec: HostSpec, **defaults: Any) -> HostSpec:
+    """``spec`` with unset fields filled from ``defaults``."""
+    return replace(spec, **{k: v for k, v in defaults.items() if getattr(spec, k) is None})
+
+
+__all__ = ["AuthFailed", "ConnectFailed", "ConnectionLost", "HostKeyError", "HostSpec",
+           "RemoteCommandFailed", "RemoteResult", "SSHError", "SSHHost", "SSHPool", "pool",
+           "config_files", "fingerprint", "load_ssh_config", "with_defaults"]
