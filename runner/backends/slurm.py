@@ -113,6 +113,11 @@ class SlurmBackend(Backend):
                    if task.attempt > 1 else None)
         self.queue.setdefault(task.run, []).append(job)
 
+    def flush(self) -> None:
+        """The end of a round of ``submit`` calls: with no batching window, submit now."""
+        if self.queue and self.settings.batch_window <= 0:
+            self._flush()
+
     def reattach(self, task: Task, handle: Dict[str, Any]) -> bool:
         job_id = str(handle.get("job_id") or "")
         if not job_id or self.error:

@@ -1,7 +1,7 @@
 """The sbatch script of one job or job array: pure text, compared with golden files.
 
-One script runs any number of tasks of one run: element ``i`` of the array (or the job itself,
-``i = 0``) runs the task ``TASKS[i]``, named ``<node>.<attempt>``. Everything a job needs is
+One script runs any number of tasks of one run: element ``i`` of the array runs the task
+``COV_TASKS[i]``, named ``<node>.<attempt>``; a plain job runs one task. Everything a job needs is
 under ``root``, the run directory as the job sees it::
 
     root/slurm/worker.py                    runner/worker.py, copied once per run
@@ -110,8 +110,12 @@ def render_script(settings: SlurmSettings, *, root: str, dispatch_id: str,
         message = shlex.quote(f"cov: cannot activate conda environment {settings.conda_env}")
         lines.append(f"conda activate {env} || {{ echo {message} >&2; exit 1; }}")
     lines.append(f"COV_ROOT={shlex.quote(root)}")
-    lines.append("COV_TASKS=(" + " ".join(f"{node}.{attempt}" for node, attempt in tasks) + ")")
-    lines.append("COV_TASK=${COV_TASKS[${SLURM_ARRAY_TASK_ID:-0}]}")
+    names = [f"{node}.{attempt}" for node, attempt in tasks]
+    if array:
+        lines.append("COV_TASKS=(" + " ".join(names) + ")")
+        lines.append("COV_TASK=${COV_TASKS[$SLURM_ARRAY_TASK_ID]}")
+    else:  # not indexed: a job submitted from inside an array job inherits its task id
+        lines.append(f"COV_TASK={names[0]}")
     lines.append("COV_NODE=${COV_TASK%.*}")
     lines.append("export COV_DISPATCH_ID=" + shlex.quote(dispatch_id) + " COV_NODE")
     if settings.workdir:

@@ -150,7 +150,7 @@ def _wait(run_cov: Callable, run_id: str, timeout: float = 60) -> Dict[str, Any]
 def _result(run_cov: Callable, run_id: str) -> Any:
     result = run_cov("result", run_id, "--json")
     assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
+    return json.loads(result.stdout)["result"]
 
 
 def _events(home: Path, run_id: str) -> List[Dict[str, Any]]:

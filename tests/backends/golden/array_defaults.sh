@@ -1,0 +1,14 @@
+#!/bin/bash
+#SBATCH --job-name=cov-4f1c0000
+#SBATCH --output=/shared/runs/4f1c/slurm/jobs/%A_%a.out
+#SBATCH --array=0-2
+# cov: run 4f1c0000-1111-2222, 3 task(s): <node>.<attempt> below
+
+COV_ROOT=/shared/runs/4f1c
+COV_TASKS=(0.1 2.1 4.2)
+COV_TASK=${COV_TASKS[$SLURM_ARRAY_TASK_ID]}
+COV_NODE=${COV_TASK%.*}
+export COV_DISPATCH_ID=4f1c0000-1111-2222 COV_NODE
+srun /usr/bin/python3 "$COV_ROOT/slurm/worker.py" "$COV_ROOT/slurm/bundles/$COV_TASK.pkl" "$COV_ROOT/results/$COV_NODE.pkl" "$COV_ROOT/logs/$COV_NODE.out" "$COV_ROOT/logs/$COV_NODE.err"
+COV_RC=$?
+exit $COV_RC

@@ -1,0 +1,27 @@
+#!/bin/bash
+#SBATCH --output=/shared/runs/4f1c/slurm/jobs/%j.out
+#SBATCH --time=2
+#SBATCH --partition=gpu
+#SBATCH --cpus-per-task=4
+#SBATCH -J "my job"
+#SBATCH --comment="a \"quoted\" #1 \\ $HOME"
+#SBATCH --exclusive
+# cov: run 4f1c0000-1111-2222, 1 task(s): <node>.<attempt> below
+
+export OMP_NUM_THREADS=4
+export GREETING='it'"'"'s $HOME; `x`'
+source "$HOME"/.bashrc
+eval "$(conda shell.bash hook 2> /dev/null)"
+conda activate 'my env' || { echo 'cov: cannot activate conda environment my env' >&2; exit 1; }
+COV_ROOT=/shared/runs/4f1c
+COV_TASK=7.3
+COV_NODE=${COV_TASK%.*}
+export COV_DISPATCH_ID=4f1c0000-1111-2222 COV_NODE
+COV_WORKDIR="$HOME"/'scratch dir'/4f1c0000-1111-2222/node_"$COV_NODE"
+mkdir -p -- "$COV_WORKDIR" && cd -- "$COV_WORKDIR" || exit 1
+module load cuda/12
+nvidia-smi
+srun -n 1 --gpus=1 -x nsys profile '/opt/py 3/bin/python' "$COV_ROOT/slurm/worker.py" "$COV_ROOT/slurm/bundles/$COV_TASK.pkl" "$COV_ROOT/results/$COV_NODE.pkl" "$COV_ROOT/logs/$COV_NODE.out" "$COV_ROOT/logs/$COV_NODE.err"
+COV_RC=$?
+echo done
+exit $COV_RC
