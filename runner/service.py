@@ -395,8 +395,10 @@ class Runner:
             status = CANCELLED
         else:
             status = FAILED
+        claimed = run.state.tasks[node].claimed if node in run.state.tasks else None
         event: Dict[str, Any] = {"ev": "end", "node": node, "status": status, "attempt": attempt,
-                                 "start": header.get("start"), "end": header.get("end", time.time())}
+                                 "start": header.get("start") or claimed,
+                                 "end": header.get("end", time.time())}
         if header.get("child"):
             event["child"] = header["child"]
         if status == FAILED:
