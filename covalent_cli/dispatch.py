@@ -77,11 +77,8 @@ def create_run(lattice: Lattice, args: Sequence[Any], kwargs: Dict[str, Any], *,
                replacements: Optional[Dict[str, Any]] = None,
                reuse_from: Optional[RunDir] = None) -> RunDir:
     """Build the graph, pickle everything, and create the run directory."""
-    try:
-        graph = lattice.build_graph(*args, replacements=replacements, **kwargs)
-    except (ValueError, TypeError) as exc:
-        raise ScriptError(f"building the graph of lattice '{lattice.__name__}' failed: "
-                          f"{type(exc).__name__}: {exc}") from exc
+    # Exceptions of the lattice body propagate unchanged, as from Covalent's dispatch.
+    graph = lattice.build_graph(*args, replacements=replacements, **kwargs)
     dispatch_id = str(uuid.uuid4())
     _pickle_local_modules_by_value(_source_file(lattice))
     packer = _Packer()

@@ -64,7 +64,7 @@ def run_script(path: str) -> Tuple[Dict[str, Any], List[str]]:
 
         if isinstance(exc, CovError):
             raise
-        raise ScriptError(_user_error(exc, path), detail=_user_traceback(exc)) from None
+        raise ScriptError(_user_error(exc, path), detail=user_traceback(exc)) from None
     finally:
         sys.argv = saved_argv
     return namespace, DISPATCHED[before:]
@@ -77,7 +77,7 @@ def _user_frames(exc: BaseException) -> List[Any]:
             and "runpy" not in f.filename and not f.filename.startswith("<frozen")]
 
 
-def _user_traceback(exc: BaseException) -> str:
+def user_traceback(exc: BaseException) -> str:
     """The traceback through the user's files only."""
     lines = ["Traceback (most recent call last):\n"]
     lines += traceback.format_list(_user_frames(exc))

@@ -12,7 +12,8 @@ import click
 import yaml
 
 from covalent_cli.cli.main import Context, cli, pass_ctx
-from covalent_cli.errors import CovError, ExitCode, RunNotFound, RunUnreadable, UserError
+from covalent_cli.errors import (CovError, ExitCode, RunNotFound, RunUnreadable, ScriptError,
+                                 UserError)
 from covalent_cli.inspect import (format_seconds, format_time, list_runs, run_summary,
                                   task_rows)
 from covalent_cli.result import resolve_run, wait_for_run
@@ -96,7 +97,7 @@ def dispatch(ctx: Context, script: str, lattice_name: Optional[str], pairs: Tupl
     If the script dispatches on its own when run (the usual Covalent script), those dispatches
     are reported; otherwise its one lattice (or LATTICE) is dispatched with the -a arguments.
     """
-    from covalent_cli.dispatch import create_run, start_runner
+    from covalent_cli.dispatch import start_runner
     from covalent_cli.script import find_lattices, run_script
 
     args, kwargs = _parse_args(pairs, args_file)
@@ -116,7 +117,7 @@ def dispatch(ctx: Context, script: str, lattice_name: Optional[str], pairs: Tupl
         else:
             raise UserError(f"{script} defines several lattices: {', '.join(sorted(lattices))}",
                             "name one: cov dispatch SCRIPT LATTICE")
-        run = create_run(chosen, args, kwargs)
+        run = _create_from_cli(chosen, args, kwargs, script)
         start_runner(run.path.parent)
         ids = [run.dispatch_id]
     elif pairs or args_file or lattice_name:
@@ -133,6 +134,25 @@ def dispatch(ctx: Context, script: str, lattice_name: Optional[str], pairs: Tupl
         code = max(codes)
         if code:
             sys.exit(code)
+
+
+def _create_from_cli(lattice: Any, args: List[Any], kwargs: Dict[str, Any], script: str) -> Any:
+    """create_run, with the lattice body's own exceptions shown as the user's error."""
+    from covalent_cli.dispatch import create_run
+    from covalent_cli.script import user_traceback
+
+    from runner.config import ConfigError
+
+    try:
+        return create_run(lattice, args, kwargs)
+    except (CovError, ConfigError):
+        raise
+    except RecursionError:
+        raise ScriptError(f"building lattice '{lattice.__name__}' of {script} failed: "
+                          "RecursionError (recursion too deep)") from None
+    except Exception as exc:  # noqa: BLE001 - the user's code raised while building the graph
+        raise ScriptError(f"building lattice '{lattice.__name__}' of {script} failed: "
+                          f"{type(exc).__name__}: {exc}", detail=user_traceback(exc)) from None
 
 
 def _wait_and_report(ctx: Context, run_id: str, timeout: Optional[float], quiet: bool,

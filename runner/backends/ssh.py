@@ -1,0 +1,454 @@
+"""The SSH backend: tasks run on another host over one reused connection (``runner.ssh``).
+
+A task's life on the host (each step is one exec channel; a task costs one round trip plus its
+own run time):
+
+1. once per backend, ``runner.ssh.remote.prepare``: check the remote Python against ours and
+   upload ``worker.py`` (and cloudpickle, when needed) into ``<remote_cache>/lib``;
+2. one channel per task carries the bundle on stdin into ``<remote_cache>/<dispatch>/
+   <node>.<attempt>/`` (with ``shared_filesystem`` the bundle is written into the run directory
+   instead, under ``ssh/``, and the worker writes results and logs straight into the run
+   directory), starts ``worker.py`` with ``setsid`` in ``remote_workdir`` (its own session and
+   process group; its pid also goes to ``pid`` there), prints the pid (recorded with
+   ``record_handle``), waits for it, printing a heartbeat line every ``keepalive`` seconds, and
+   then streams back the outcome, stdout, stderr and the launcher's log, which are written into
+   the run directory;
+3. the files of finished tasks are removed on the next channel (unless ``do_cleanup=False``).
+
+Threads: the runner's loop never waits for SSH. ``submit`` queues the task for a small pool of
+daemon threads (``max_concurrent`` per backend, at most the connection's ``max_sessions`` − 2);
+they report through ``poll`` and ``services.wake()``.
+
+Faults: a dropped or silent connection (no heartbeat for 3 intervals) is reopened with the
+connection's retries, then the task is picked up again by its pid file: still running → wait
+again; finished → fetch; never started → start it. A task's own exception is its outcome, never
+a connection error. ``cancel`` kills the remote process group. A restarted runner calls
+``reattach`` with the recorded handle ``{"host", "pid", "workdir", "files"}``, which waits for
+the pid and fetches the result files the same way.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import queue
+import shlex
+import shutil
+import threading
+import time
+from typing import Any, BinaryIO, Dict, List, Optional, Tuple
+
+from runner import worker
+from runner.backends.base import Backend, Completion, Services, Task, make_bundle
+from runner.config import get_value
+from runner.fs import atomic_write
+from runner.rundir import RunDir
+from runner.ssh.connection import ConnectionLost, HostSpec, SSHError, SSHHost, pool
+from runner.ssh.remote import DEFAULT_CACHE, PythonSetup, RemoteEnv, prepare
+
+log = logging.getLogger("cov.ssh")
+
+DEFAULT_MAX_CONCURRENT = 8
+DEFAULT_WORKDIR = "covalent-workdir"
+SHARED_DIR = "ssh"  # <run>/ssh/<node>.<attempt>/: bundle, pid and launcher log (shared FS)
+FILES = ("outcome.pkl", "stdout.log", "stderr.log", "launch.log")
+MAX_LOSSES = 5  # connection losses survived by one task
+
+
+class _ScriptFailed(SSHError):
+    """The remote shell script exited before the task started."""
+
+
+class _Job:
+    def __init__(self, task: Task, files: str, workdir: str,
+                 handle: Optional[Dict[str, Any]] = None) -> None:
+        self.task = task
+        self.files = files
+        self.workdir = workdir
+        self.handle = handle
+        self.pid: Optional[int] = int(handle["pid"]) if handle and handle.get("pid") else None
+        self.cancelled = False
+        self.launch_log = b""
+
+
+def effective_config(config: Dict[str, Any]) -> Dict[str, Any]:
+    """An executor's parameters over the config file's ``executors.ssh`` defaults."""
+    defaults = get_value("executors.ssh", {}) or {}
+    merged = {k: v for k, v in defaults.items() if v is not None}
+    merged.update({k: v for k, v in config.items() if v is not None})
+    return merged
+
+
+class SSHBackend(Backend):
+    """Runs tasks on one SSH host."""
+
+    def __init__(self, config: Dict[str, Any], services: Services) -> None:
+        super().__init__(config, services)
+        self.params = effective_config(config)
+        self.spec = HostSpec.from_executor(self.params)
+        self.host: SSHHost = pool().host(self.spec)
+        self.setup = PythonSetup.from_executor(self.params)
+        self.shared = bool(self.params.get("shared_filesystem"))
+        self.cleanup = self.params.get("do_cleanup", True) is not False
+        self.heartbeat = float(self.spec.keepalive or self.params.get("heartbeat") or 15.0)
+        wanted = int(self.params.get("max_concurrent") or DEFAULT_MAX_CONCURRENT)
+        self.limit = max(1, min(wanted, self.spec.max_sessions - 2))
+        self._lock = threading.Lock()
+        self._env: Optional[RemoteEnv] = None
+        self._env_error: Optional[SSHError] = None
+        self._env_lock = threading.Lock()
+        self._inflight: Dict[Tuple[str, int], _Job] = {}
+        self._done: List[Completion] = []
+        self._handles: List[Tuple[Task, Dict[str, Any]]] = []
+        self._trash: List[str] = []
+        self._queue: "queue.Queue[Optional[_Job]]" = queue.Queue()
+        self._threads: List[threading.Thread] = []
+        self._closing = False
+
+    # -- the runner's side (loop thread) ----------------------------------------------------------
+    def capacity(self) -> int:
+        return self.limit - len(self._inflight)
+
+    def busy(self) -> bool:
+        return bool(self._inflight or self._done)
+
+    def submit(self, task: Task) -> None:
+        self._start(_Job(task, "", ""))
+
+    def reattach(self, task: Task, handle: Dict[str, Any]) -> bool:
+        if not handle.get("pid") or not handle.get("files"):
+            return False
+        self._start(_Job(task, str(handle["files"]), str(handle.get("workdir") or ""), handle))
+        return True
+
+    def _start(self, job: _Job) -> None:
+        with self._lock:
+            self._inflight[(job.task.run, job.task.node)] = job
+            if len(self._threads) < min(self.limit, len(self._inflight)):
+                thread = threading.Thread(target=self._serve, daemon=True,
+                                          name=f"cov-ssh-{self.host.label}")
+                self._threads.append(thread)
+                thread.start()
+        self._queue.put(job)
+
+    def poll(self) -> List[Completion]:
+        with self._lock:
+            handles, self._handles = self._handles, []
+            done, self._done = self._done, []
+        for task, handle in handles:
+            self.services.record_handle(task, handle)
+        return done
+
+    def cancel(self, run: str, node: int) -> None:
+        job = self._inflight.get((run, node))
+        if job is not None and not job.cancelled:
+            job.cancelled = True
+            if job.pid is not None:
+                threading.Thread(target=self._kill, args=(job,), daemon=True).start()
+
+    def close(self) -> None:
+        self._closing = True
+        for task, handle in self._handles:  # so that the next runner can re-attach
+            self.services.record_handle(task, handle)
+        self._handles = []
+        for _ in self._threads:
+            self._queue.put(None)
+        if self._trash and self.host._conn is not None and not self._inflight:
+            self._empty_trash(timeout=10)
+        self.host.close()  # running remote tasks go on; their handles are recorded
+
+    # -- worker threads ---------------------------------------------------------------------------
+    def _serve(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            try:
+                header = self._run(job)
+            except SSHError as exc:
+                header = {"ok": False, "error": f"{exc}",
+                          "reason": "version" if type(exc).__name__ == "VersionMismatch"
+                          else "connection"}
+            except Exception as exc:  # noqa: BLE001 - a backend bug must not lose the task
+                log.exception("ssh backend error")
+                header = {"ok": False, "reason": "backend",
+                          "error": f"SSH backend error on {self.host.label}: "
+                                   f"{type(exc).__name__}: {exc}"}
+            if self._closing:
+                return  # the runner is exiting: the handle lets the next one re-attach
+            if job.cancelled and not header.get("ok"):
+                header = {"ok": False, "reason": "cancelled", "error": "cancelled"}
+            header.setdefault("end", time.time())
+            header.setdefault("host", self.host.label)
+            with self._lock:
+                self._inflight.pop((job.task.run, job.task.node), None)
+                self._done.append(Completion(job.task.run, job.task.node, job.task.attempt,
+                                             header))
+                if self.cleanup and job.files and not self.shared:
+                    self._trash.append(job.files)
+                idle = not self._inflight and self._trash
+            self.services.wake()
+            if self.cleanup and self.shared and job.files:
+                shutil.rmtree(job.files, ignore_errors=True)
+            if idle:
+                self._empty_trash(timeout=30)
+
+    def _remote_env(self) -> RemoteEnv:
+        with self._env_lock:
+            if self._env_error is not None:
+                raise self._env_error
+            if self._env is None:
+                try:
+                    self._env = prepare(
+                        self.host, self.setup,
+                        cache=str(self.params.get("remote_cache") or DEFAULT_CACHE),
+                        ship_cloudpickle=self.params.get("ship_cloudpickle", True) is not False,
+                        ignore_versions=bool(self.params.get("ignore_versions")))
+                except SSHError as exc:
+                    if type(exc).__name__ == "VersionMismatch":
+                        self._env_error = exc  # permanent: every task fails the same way
+                    raise
+            return self._env
+
+    def _run(self, job: _Job) -> Dict[str, Any]:
+        env = self._remote_env()
+        task = job.task
+        if not job.files:
+            job.workdir = self._workdir(env, task)
+            job.files = os.path.join(task.run, SHARED_DIR, f"{task.node}.{task.attempt}") \
+                if self.shared else env.abspath(os.path.join(
+                    str(self.params.get("remote_cache") or DEFAULT_CACHE), task.dispatch_id,
+                    f"{task.node}.{task.attempt}"))
+        bundle: Optional[bytes] = None
+        started = job.handle is not None
+        losses = 0
+        while True:
+            if job.cancelled and job.pid is None:
+                return {"ok": False, "reason": "cancelled", "error": "cancelled"}
+            if not started and bundle is None:
+                bundle = self._bundle(job)
+            script = self._recover_script(job) if started else self._launch_script(env, job)
+            try:
+                with self.host.channel(f"/bin/sh -c {shlex.quote(script)}",
+                                       timeout=3 * self.heartbeat + 5) as chan:
+                    if not started and not self.shared:
+                        chan.sendall(bundle)
+                    chan.shutdown_write()
+                    reader = _Reader(chan)
+                    pid = int(reader.field("pid"))
+                    if pid < 0:  # recovering: it never started
+                        started = False
+                        continue
+                    started = True
+                    self._got_pid(job, pid, env)
+                    rc = int(reader.field("rc", skip="."))
+                    if not self.shared:
+                        self._receive(reader, job)
+                return self._outcome(job, rc)
+            except ConnectionLost as exc:
+                losses += 1
+                if self._closing or losses > MAX_LOSSES:
+                    raise ConnectionLost(f"{exc}; gave up after {losses} losses (the task may "
+                                         f"still run there, pid {job.pid})", exc.host) from None
+                log.warning("ssh: %s while running task %s; resuming", exc, task.name)
+                self.host.invalidate()
+                started = True  # the pid file tells if it had started
+            except _ScriptFailed as exc:
+                raise SSHError(f"could not start task '{task.name}' on {self.host.label}: {exc}",
+                               self.host.label) from None
+
+    def _got_pid(self, job: _Job, pid: int, env: RemoteEnv) -> None:
+        first = job.pid != pid
+        job.pid = pid
+        if first:
+            handle = {"host": env.report.hostname or self.host.label, "pid": pid,
+                      "workdir": job.workdir, "files": job.files, "target": self.host.label}
+            with self._lock:
+                self._handles.append((job.task, handle))
+            self.services.wake()
+        if job.cancelled:
+            self._kill(job)
+
+    def _kill(self, job: _Job) -> None:
+        pid = int(job.pid or 0)
+        if pid <= 0:
+            return
+        try:
+            self.host.run(f"kill -KILL -- -{pid} 2>/dev/null; kill -KILL {pid} 2>/dev/null; true",
+                          timeout=30, retry=True)
+        except SSHError as exc:
+            log.warning("ssh: cancelling pid %s on %s failed: %s", pid, self.host.label, exc)
+
+    # -- files ------------------------------------------------------------------------------------
+    def _workdir(self, env: RemoteEnv, task: Task) -> str:
+        base = env.abspath(str(self.params.get("remote_workdir") or DEFAULT_WORKDIR))
+        if self.params.get("create_unique_workdir"):
+            return os.path.join(base, task.dispatch_id, f"node_{task.node}")
+        return base
+
+    def _bundle(self, job: _Job) -> bytes:
+        task = dataclasses.replace(job.task, cwd=job.workdir)
+        rundir = RunDir(task.run)
+        try:
+            def result(node: int) -> bytes:
+                payload = worker.read_outcome_payload(str(rundir.result_path(node)))
+                if payload is None:
+                    raise SSHError(f"the result of node {node} is missing or incomplete")
+                return payload
+
+            data = make_bundle(task, rundir.read_blob, result)
+        finally:
+            rundir.close()
+        if self.shared:
+            os.makedirs(job.files, exist_ok=True)
+            atomic_write(os.path.join(job.files, "bundle.pkl"), data)
+        return data
+
+    def _receive(self, reader: "_Reader", job: _Job) -> None:
+        """Write the streamed files: outcome (atomically), logs, launcher log (kept aside)."""
+        task = job.task
+        for name in FILES:
+            size = int(reader.field("file"))
+            if size < 0:
+                continue
+            if name == "launch.log":
+                job.launch_log = reader.read(size)
+                continue
+            target = {"outcome.pkl": task.outcome_path, "stdout.log": task.stdout_path,
+                      "stderr.log": task.stderr_path}[name]
+            tmp = f"{target}.tmp-ssh-{os.getpid()}-{threading.get_ident()}"
+            with open(tmp, "wb") as f:
+                reader.copy(size, f)
+            os.replace(tmp, target)
+
+    def _outcome(self, job: _Job, rc: int) -> Dict[str, Any]:
+        task = job.task
+        deadline = time.time() + (10.0 if self.shared else 0.0)  # NFS may show it late
+        while True:
+            header = worker.read_outcome_header(task.outcome_path)
+            if header is not None and int(header.get("pid", job.pid) or 0) == job.pid:
+                return header
+            if time.time() >= deadline or (rc not in (0, -1) and self.shared):
+                break
+            time.sleep(0.1)
+        how = "was killed (signal 9)" if rc == 137 else \
+            f"exited with code {rc}" if rc >= 0 else "ended"
+        launch = job.launch_log
+        if self.shared:
+            try:
+                with open(os.path.join(job.files, "launch.log"), "rb") as f:
+                    launch = f.read()
+            except OSError:
+                pass
+        detail = launch.decode("utf-8", "replace").strip()[-2000:]
+        error = (f"the task's process on {self.host.label} (pid {job.pid}) {how} without "
+                 f"writing an outcome" + (f":\n{detail}" if detail else ""))
+        return {"ok": False, "reason": "worker_died", "error": error, "pid": job.pid}
+
+    # -- remote scripts ---------------------------------------------------------------------------
+    def _launch_script(self, env: RemoteEnv, job: _Job) -> str:
+        q = shlex.quote
+        f = job.files
+        outcome, out, err = (job.task.outcome_path, job.task.stdout_path,
+                             job.task.stderr_path) if self.shared else \
+            (f"{f}/outcome.pkl", f"{f}/stdout.log", f"{f}/stderr.log")
+        run = env.worker_command(f"{f}/bundle.pkl", outcome, out, err)
+        receive = "" if self.shared else ' && cat > "$F/bundle.pkl"'
+        lines = [f"F={q(f)}",
+                 f'mkdir -p "$F" {q(job.workdir)}{receive} && cd {q(job.workdir)} || exit 90',
+                 f'setsid {run} </dev/null >"$F/launch.log" 2>&1 &',
+                 'pid=$!; echo "$pid" > "$F/pid"; echo "pid $pid"',
+                 self._trash_line(), *self._wait_and_emit("wait $pid; rc=$?")]
+        return "\n".join(line for line in lines if line)
+
+    def _recover_script(self, job: _Job) -> str:
+        lines = [f"F={shlex.quote(job.files)}",
+                 'pid=$(cat "$F/pid" 2>/dev/null); echo "pid ${pid:--1}"',
+                 '[ -n "$pid" ] || exit 0',
+                 'alive() { kill -0 "$pid" 2>/dev/null && ps -ww -o args= -p "$pid" 2>/dev/null '
+                 '| grep -qF -- "$F/"; }',
+                 *self._wait_and_emit("while alive; do sleep 0.2; done; rc=-1")]
+        return "\n".join(lines)
+
+    def _wait_and_emit(self, wait: str) -> List[str]:
+        """Heartbeat lines while ``wait`` runs, then ``rc N`` and the files, each as
+        ``file SIZE`` and its bytes (``file -1``: absent)."""
+        names = "launch.log" if self.shared else " ".join(FILES)
+        return [f"(while :; do sleep {max(1, int(self.heartbeat))} </dev/null >/dev/null 2>&1; "
+                f"echo .; done) & hb=$!",
+                wait, "kill $hb 2>/dev/null; wait $hb 2>/dev/null", 'echo "rc $rc"',
+                f'for n in {names}; do if [ -f "$F/$n" ]; then echo "file $(wc -c < "$F/$n")"; '
+                f'cat "$F/$n"; else echo "file -1"; fi; done']
+
+    def _empty_trash(self, timeout: float) -> None:
+        line = self._trash_line()
+        if line:
+            try:
+                self.host.run(line, timeout=timeout)
+            except SSHError:
+                pass
+
+    def _trash_line(self) -> str:
+        with self._lock:
+            dirs, self._trash = self._trash, []
+        if not dirs:
+            return ""
+        parents = sorted({os.path.dirname(d) for d in dirs})
+        return (f"rm -rf -- {' '.join(shlex.quote(d) for d in dirs)} 2>/dev/null; "
+                f"rmdir -- {' '.join(shlex.quote(p) for p in parents)} 2>/dev/null")
+
+
+class _Reader:
+    """Buffered reads of a channel's stdout: ``field`` lines and exact byte counts."""
+
+    def __init__(self, chan: Any) -> None:
+        self.chan = chan
+        self.buffer = bytearray()
+
+    def _fill(self) -> None:
+        data = self.chan.recv(1 << 20)
+        if data:
+            self.buffer += data
+            return
+        if self.chan.recv_exit_status() >= 0:  # waits for the status or the close
+            err = b""
+            while self.chan.recv_stderr_ready():
+                err += self.chan.recv_stderr(1 << 16)
+            raise _ScriptFailed(f"exit {self.chan.recv_exit_status()}: "
+                                f"{err.decode('utf-8', 'replace').strip()[-500:]}")
+        raise EOFError("the connection closed")
+
+    def field(self, name: str, skip: str = "") -> str:
+        """The value of the next ``name VALUE`` line (lines equal to ``skip`` are skipped)."""
+        while True:
+            end = self.buffer.find(b"\n")
+            if end < 0:
+                self._fill()
+                continue
+            line = self.buffer[:end].decode("utf-8", "replace").strip()
+            del self.buffer[:end + 1]
+            if skip and line == skip:
+                continue
+            key, _, value = line.partition(" ")
+            if key != name:
+                raise _ScriptFailed(f"unexpected output {line[:200]!r} (wanted '{name}')")
+            return value
+
+    def read(self, size: int) -> bytes:
+        while len(self.buffer) < size:
+            self._fill()
+        data = bytes(self.buffer[:size])
+        del self.buffer[:size]
+        return data
+
+    def copy(self, size: int, out: BinaryIO) -> None:
+        take = min(size, len(self.buffer))
+        out.write(self.buffer[:take])
+        del self.buffer[:take]
+        left = size - take
+        while left > 0:
+            self._fill()
+            take = min(left, len(self.buffer))
+            out.write(self.buffer[:take])
+            del self.buffer[:take]
+            left -= take
