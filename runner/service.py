@@ -282,10 +282,11 @@ class Runner:
                     run.children[node] = header["child"]
                 continue
             if task.handle and task.backend not in (None, "local"):
+                handle = dict(task.handle)  # the re-claim below clears task.handle
                 spec = self._task(run, run.manifest.node(node), task.attempt)
                 backend = self._backend(spec.executor)
                 if self._claim(run, [node], attempt=task.attempt, adopt=True) and \
-                        backend.reattach(spec, task.handle):
+                        backend.reattach(spec, handle):
                     run.ours[node] = spec
                     continue
             run.schedule.put_back([node])  # it never finished: run it again

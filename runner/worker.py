@@ -27,6 +27,7 @@ import subprocess
 import sys
 import time
 import traceback
+from collections import OrderedDict
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import cloudpickle
@@ -273,12 +274,39 @@ class _Capture:
 
 # -- the local pool's side ----------------------------------------------------------------------
 class _RunFiles:
-    """Cached read access to one run's tasks.pkl and decoded functions."""
+    """Cached read access to one run: tasks.pkl, decoded functions, and recent outputs.
+
+    Outputs are immutable once their outcome file exists, so the pickled outputs this worker
+    wrote or read are kept (small ones, up to ``OUTPUT_CACHE_BYTES``): a fan-in whose parents
+    ran here, or many children of one parent, then read no file at all.
+    """
+
+    OUTPUT_CACHE_BYTES = 32 * 1024 * 1024
+    OUTPUT_CACHE_ITEM = 1024 * 1024
 
     def __init__(self, run: str) -> None:
         self.run = run
         self.fd = os.open(os.path.join(run, "tasks.pkl"), os.O_RDONLY)
         self.functions: Dict[Tuple[int, int], Dict[str, Any]] = {}
+        self.outputs: "OrderedDict[int, bytes]" = OrderedDict()
+        self.output_bytes = 0
+
+    def output(self, node: int) -> Optional[bytes]:
+        payload = self.outputs.get(node)
+        if payload is None:
+            payload = read_outcome_payload(os.path.join(self.run, "results", f"{node}.pkl"))
+            if payload is not None:
+                self.remember(node, payload)
+        return payload
+
+    def remember(self, node: int, payload: bytes) -> None:
+        if len(payload) > self.OUTPUT_CACHE_ITEM or node in self.outputs:
+            return
+        self.outputs[node] = payload
+        self.output_bytes += len(payload)
+        while self.output_bytes > self.OUTPUT_CACHE_BYTES:
+            _, dropped = self.outputs.popitem(last=False)
+            self.output_bytes -= len(dropped)
 
     def blob(self, blob: Tuple[int, int]) -> bytes:
         return os.pread(self.fd, blob[1], blob[0])
@@ -337,7 +365,7 @@ def execute_local(task: Dict[str, Any], runs: Dict[str, _RunFiles],
     def load(source: Any) -> Any:
         if source[0] == "blob":
             return pickle.loads(files.blob((source[1], source[2])))
-        payload = read_outcome_payload(os.path.join(run, "results", f"{source[1]}.pkl"))
+        payload = files.output(int(source[1]))
         if payload is None:
             raise TaskFailed(f"the result of node {source[1]} is missing or incomplete",
                              "missing_input")
@@ -362,6 +390,8 @@ def execute_local(task: Dict[str, Any], runs: Dict[str, _RunFiles],
     capture.finish(node)
     header["attempt"] = task.get("attempt", 1)
     write_outcome(out_path, header, payload)
+    if header.get("ok") and payload:
+        files.remember(node, payload)
     return header
 
 

@@ -38,7 +38,7 @@ from runner.backends.base import Backend, Completion, Services, Task, make_bundl
 from runner.config import get_value
 from runner.rundir import RunDir
 from runner.slurm.client import (FINAL_STATES, KILLED_STATES, JobInfo, SlurmClient, SlurmError,
-                                 base_id)
+                                 base_id, lookup)
 from runner.slurm.script import job_name, python_command, render_script
 from runner.slurm.settings import SettingsError, SlurmSettings, parse_settings
 from runner.slurm.site import Identity, SharedSite
@@ -312,12 +312,12 @@ class SlurmBackend(Backend):
             self.interval = min(self.interval * 2, self.settings.poll_freq * 4)
             self.next_query = now + self.interval
             return
-        missing = [j for j in ids if j not in infos]
+        missing = [j for j in ids if lookup(infos, j) is None]
         if missing:
             infos.update(self.client.history(missing))
         changed = False
         for job in self.jobs.values():
-            info = infos.get(job.job_id) or JobInfo(VANISHED)
+            info = lookup(infos, job.job_id) or JobInfo(VANISHED)
             if info.state != job.state:
                 changed = True
                 job.state, job.reason = info.state, info.reason

@@ -22,6 +22,7 @@ FINAL_STATES = frozenset({"COMPLETED", "FAILED", "TIMEOUT", "OUT_OF_MEMORY", "CA
 # Final states in which the scheduler stopped the job (so no outcome is expected).
 KILLED_STATES = frozenset({"TIMEOUT", "OUT_OF_MEMORY", "CANCELLED", "NODE_FAIL", "BOOT_FAIL",
                            "DEADLINE"})
+NO_TASK_ID = "4294967294"  # ArrayTaskId of an array's record for elements never started
 _TRANSIENT = re.compile(r"(timed out|try again|temporarily unavailable|unable to contact|"
                         r"connection refused|slurm_persist_conn|socket)", re.I)
 
@@ -173,6 +174,15 @@ def base_id(job_id: str) -> str:
     return job_id.split("_", 1)[0]
 
 
+def lookup(infos: Dict[str, JobInfo], job_id: str) -> Optional[JobInfo]:
+    """A job's info; an array element not listed on its own shares its array's record (the
+    elements that never started, e.g. cancelled while pending, show as ``123`` only)."""
+    found = infos.get(job_id)
+    if found is None and "_" in job_id:
+        found = infos.get(base_id(job_id))
+    return found
+
+
 def _numeric(job_id: str) -> Tuple[int, str]:
     head = base_id(job_id)
     return (int(head) if head.isdigit() else 0, job_id)
@@ -238,7 +248,10 @@ def parse_jobcomp(text: str) -> Dict[str, JobInfo]:
         if "JobId" not in fields or "JobState" not in fields:
             continue
         array_job, task = fields.get("ArrayJobId"), fields.get("ArrayTaskId")
-        key = f"{array_job}_{task}" if array_job and task and task.isdigit() else fields["JobId"]
+        if array_job and task and task.isdigit() and task != NO_TASK_ID:
+            key = f"{array_job}_{task}"
+        else:  # a plain job, or an array's never-started remainder (task id NO_VAL)
+            key = array_job or fields["JobId"]
         jobs[key] = JobInfo(state=fields["JobState"], exit_code=fields.get("ExitCode", ""))
     return jobs
 

@@ -8,7 +8,8 @@ under ``root``, the run directory as the job sees it::
     root/slurm/bundles/<node>.<attempt>.pkl the task (``make_bundle``)
     root/results/<node>.pkl                 its outcome, written by the worker
     root/logs/<node>.out|err                its stdout and stderr
-    root/slurm/jobs/<job id>.out            the job's own output (prerun, srun, slurmstepd)
+    root/slurm/jobs/<job id>.out            the job's own output (prerun, srun, slurmstepd);
+                                            removed by the job at its end if empty (cleanup)
 
 Quoting: commands are built with ``shlex.quote``; ``#SBATCH`` lines are read by sbatch, not by
 a shell, so a value with spaces, quotes or ``#`` goes in double quotes with ``\\`` and ``"``
@@ -136,6 +137,10 @@ def render_script(settings: SlurmSettings, *, root: str, dispatch_id: str,
     lines.append((launch + " " if launch else "") + worker)
     lines.append("COV_RC=$?")
     lines.extend(settings.postrun_commands)
+    if settings.cleanup and not settings.has_option("output", "o"):
+        log = "${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}" if array else "$SLURM_JOB_ID"
+        lines.append(f'COV_LOG="$COV_ROOT/slurm/jobs/{log}.out"  # the job\'s own output')
+        lines.append('[ -s "$COV_LOG" ] || rm -f -- "$COV_LOG"  # cleanup: only if empty')
     lines.append("exit $COV_RC")
     return "\n".join(lines) + "\n"
 

@@ -142,14 +142,8 @@ class SharedSite:
 
     # -- cleanup -------------------------------------------------------------------------
     def remove_task_files(self, run: str, node: int, attempt: int, job_id: str) -> None:
-        """A task succeeded: drop its bundle, and its job log if the job printed nothing."""
+        """A task succeeded: drop its bundle (an empty job log is removed by the job)."""
         _remove(self.bundle_path(run, node, attempt))
-        log = self.job_log(run, job_id)
-        try:
-            if os.path.getsize(log) == 0:
-                os.unlink(log)
-        except OSError:
-            pass
 
     def remove_script(self, run: str, job_id: str) -> None:
         _remove(os.path.join(self.jobs_dir(run), f"{job_id}.sh"))

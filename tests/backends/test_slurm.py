@@ -18,7 +18,8 @@ from typing import Any, Callable, Dict, List, Optional
 
 import pytest
 
-from runner.slurm.client import base_id, parse_config, parse_jobcomp, parse_sacct, parse_squeue
+from runner.slurm.client import (base_id, lookup, parse_config, parse_jobcomp, parse_sacct,
+                                 parse_squeue)
 from runner.slurm.script import array_spec, directive, render_script, shell_path
 from runner.slurm.settings import SettingsError, parse_settings
 
@@ -180,9 +181,12 @@ def _until(check: Callable[[], Any], timeout: float = 30, what: str = "") -> Any
 
 
 def _squeue(*job_ids: str) -> Dict[str, str]:
-    out = subprocess.run(["squeue", "-h", "-t", "all", "-r", "-j", ",".join(job_ids),
-                          "-o", "%i|%T"], capture_output=True, text=True).stdout
-    return dict(line.split("|", 1) for line in out.split())
+    """Each job's state per ``squeue -t all`` (elements never started share the array's)."""
+    out = subprocess.run(["squeue", "-h", "-t", "all", "-r", "-j",
+                          ",".join(sorted({base_id(j) for j in job_ids})), "-o", "%i|%T|"],
+                         capture_output=True, text=True).stdout
+    infos = parse_squeue(out)
+    return {j: info.state for j in job_ids for info in [lookup(infos, j)] if info is not None}
 
 
 def _task(status: Dict[str, Any], name: str) -> Dict[str, Any]:
@@ -249,7 +253,8 @@ def test_fan_out_of_50_goes_out_as_one_array(slurm_home: Path, run_cov: Callable
     (array,) = arrays
     assert sorted(int(ids[0].split("_")[1]) for ids in handles.values()) == list(range(50))
     # The scheduler's side: 50 elements of that array, and no other job of this run.
-    assert len(_squeue(array)) == 50
+    states = _squeue(*[ids[0] for ids in handles.values()])
+    assert len(states) == 50 and set(states.values()) == {"COMPLETED"}
     ours = [line for line in subprocess.run(["squeue", "-h", "-t", "all", "-r", "-o", "%i|%j"],
                                             capture_output=True, text=True).stdout.split()
             if line.endswith(f"|cov-{run_id[:8]}")]

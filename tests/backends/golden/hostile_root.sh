@@ -12,4 +12,6 @@ COV_NODE=${COV_TASK%.*}
 export COV_DISPATCH_ID=4f1c0000-1111-2222 COV_NODE
 /usr/bin/python3 "$COV_ROOT/slurm/worker.py" "$COV_ROOT/slurm/bundles/$COV_TASK.pkl" "$COV_ROOT/results/$COV_NODE.pkl" "$COV_ROOT/logs/$COV_NODE.out" "$COV_ROOT/logs/$COV_NODE.err"
 COV_RC=$?
+COV_LOG="$COV_ROOT/slurm/jobs/${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}.out"  # the job's own output
+[ -s "$COV_LOG" ] || rm -f -- "$COV_LOG"  # cleanup: only if empty
 exit $COV_RC

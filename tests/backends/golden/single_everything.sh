@@ -24,4 +24,6 @@ nvidia-smi
 srun -n 1 --gpus=1 -x nsys profile '/opt/py 3/bin/python' "$COV_ROOT/slurm/worker.py" "$COV_ROOT/slurm/bundles/$COV_TASK.pkl" "$COV_ROOT/results/$COV_NODE.pkl" "$COV_ROOT/logs/$COV_NODE.out" "$COV_ROOT/logs/$COV_NODE.err"
 COV_RC=$?
 echo done
+COV_LOG="$COV_ROOT/slurm/jobs/$SLURM_JOB_ID.out"  # the job's own output
+[ -s "$COV_LOG" ] || rm -f -- "$COV_LOG"  # cleanup: only if empty
 exit $COV_RC
