@@ -32,19 +32,21 @@ import dataclasses
 import logging
 import os
 import queue
-import shlex
 import shutil
 import threading
 import time
-from typing import Any, BinaryIO, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from runner import worker
 from runner.backends.base import Backend, Completion, Services, Task, make_bundle
 from runner.config import get_value
 from runner.fs import atomic_write
 from runner.rundir import RunDir
-from runner.ssh.connection import ConnectionLost, HostSpec, SSHError, SSHHost, pool
-from runner.ssh.remote import DEFAULT_CACHE, PythonSetup, RemoteEnv, prepare
+from runner.ssh import protocol
+from runner.ssh.connection import (DEFAULT_KEEPALIVE, AuthFailed, ConnectFailed,
+                                   ConnectionLost, HostKeyError, HostSpec, SSHError, SSHHost,
+                                   pool, send_all)
+from runner.ssh.remote import DEFAULT_CACHE, PythonSetup, RemoteEnv, VersionMismatch, prepare
 
 log = logging.getLogger("cov.ssh")
 
@@ -53,10 +55,6 @@ DEFAULT_WORKDIR = "covalent-workdir"
 SHARED_DIR = "ssh"  # <run>/ssh/<node>.<attempt>/: bundle, pid and launcher log (shared FS)
 FILES = ("outcome.pkl", "stdout.log", "stderr.log", "launch.log")
 MAX_LOSSES = 5  # connection losses survived by one task
-
-
-class _ScriptFailed(SSHError):
-    """The remote shell script exited before the task started."""
 
 
 class _Job:
@@ -68,6 +66,7 @@ class _Job:
         self.handle = handle
         self.pid: Optional[int] = int(handle["pid"]) if handle and handle.get("pid") else None
         self.cancelled = False
+        self.recorded = False  # its handle went to services.record_handle
         self.launch_log = b""
 
 
@@ -85,17 +84,22 @@ class SSHBackend(Backend):
     def __init__(self, config: Dict[str, Any], services: Services) -> None:
         super().__init__(config, services)
         self.params = effective_config(config)
-        self.spec = HostSpec.from_executor(self.params)
+        try:
+            self.spec = HostSpec.from_executor(self.params)
+            self._env_error: Optional[SSHError] = None
+        except ValueError as exc:  # reported as each task's failure, never raised in the loop
+            self.spec = HostSpec("?")
+            self._env_error = SSHError(str(exc))
         self.host: SSHHost = pool().host(self.spec)
         self.setup = PythonSetup.from_executor(self.params)
         self.shared = bool(self.params.get("shared_filesystem"))
         self.cleanup = self.params.get("do_cleanup", True) is not False
-        self.heartbeat = float(self.spec.keepalive or self.params.get("heartbeat") or 15.0)
+        self.heartbeat = float(self.spec.keepalive or DEFAULT_KEEPALIVE)  # a silent task channel
+        # (no heartbeat for 3 of these) counts as a lost connection
         wanted = int(self.params.get("max_concurrent") or DEFAULT_MAX_CONCURRENT)
         self.limit = max(1, min(wanted, self.spec.max_sessions - 2))
         self._lock = threading.Lock()
         self._env: Optional[RemoteEnv] = None
-        self._env_error: Optional[SSHError] = None
         self._env_lock = threading.Lock()
         self._inflight: Dict[Tuple[str, int], _Job] = {}
         self._done: List[Completion] = []
@@ -153,7 +157,7 @@ class SSHBackend(Backend):
         self._handles = []
         for _ in self._threads:
             self._queue.put(None)
-        if self._trash and self.host._conn is not None and not self._inflight:
+        if self._trash and self.host.connected and not self._inflight:
             self._empty_trash(timeout=10)
         self.host.close()  # running remote tasks go on; their handles are recorded
 
@@ -166,9 +170,10 @@ class SSHBackend(Backend):
             try:
                 header = self._run(job)
             except SSHError as exc:
-                header = {"ok": False, "error": f"{exc}",
-                          "reason": "version" if type(exc).__name__ == "VersionMismatch"
-                          else "connection"}
+                reason = "version" if isinstance(exc, VersionMismatch) else "connection" if \
+                    isinstance(exc, (ConnectFailed, AuthFailed, HostKeyError, ConnectionLost)) \
+                    else "ssh"
+                header = {"ok": False, "error": f"{exc}", "reason": reason}
             except Exception as exc:  # noqa: BLE001 - a backend bug must not lose the task
                 log.exception("ssh backend error")
                 header = {"ok": False, "reason": "backend",
@@ -190,8 +195,10 @@ class SSHBackend(Backend):
             self.services.wake()
             if self.cleanup and self.shared and job.files:
                 shutil.rmtree(job.files, ignore_errors=True)
-            if idle:
-                self._empty_trash(timeout=30)
+            if idle:  # later, so that a chain's next task does not wait behind it
+                timer = threading.Timer(2.0, self._empty_trash_if_idle)
+                timer.daemon = True
+                timer.start()
 
     def _remote_env(self) -> RemoteEnv:
         with self._env_lock:
@@ -204,9 +211,8 @@ class SSHBackend(Backend):
                         cache=str(self.params.get("remote_cache") or DEFAULT_CACHE),
                         ship_cloudpickle=self.params.get("ship_cloudpickle", True) is not False,
                         ignore_versions=bool(self.params.get("ignore_versions")))
-                except SSHError as exc:
-                    if type(exc).__name__ == "VersionMismatch":
-                        self._env_error = exc  # permanent: every task fails the same way
+                except VersionMismatch as exc:
+                    self._env_error = exc  # permanent: every task fails the same way
                     raise
             return self._env
 
@@ -227,21 +233,25 @@ class SSHBackend(Backend):
                 return {"ok": False, "reason": "cancelled", "error": "cancelled"}
             if not started and bundle is None:
                 bundle = self._bundle(job)
-            script = self._recover_script(job) if started else self._launch_script(env, job)
+            results = ["launch.log"] if self.shared else list(FILES)
+            script = protocol.recover_script(job.files, results, self.heartbeat) if started \
+                else protocol.launch_script(job.files, job.workdir, self._worker_line(env, job),
+                                            not self.shared, results, self.heartbeat,
+                                            before_wait=self._trash_line())
             try:
-                with self.host.channel(f"/bin/sh -c {shlex.quote(script)}",
+                with self.host.channel(protocol.command(script),
                                        timeout=3 * self.heartbeat + 5) as chan:
                     if not started and not self.shared:
-                        chan.sendall(bundle)
+                        send_all(chan, bundle)
                     chan.shutdown_write()
-                    reader = _Reader(chan)
+                    reader = protocol.ChannelReader(chan)
                     pid = int(reader.field("pid"))
                     if pid < 0:  # recovering: it never started
                         started = False
                         continue
                     started = True
                     self._got_pid(job, pid, env)
-                    rc = int(reader.field("rc", skip="."))
+                    rc = int(reader.field("rc"))
                     if not self.shared:
                         self._receive(reader, job)
                 return self._outcome(job, rc)
@@ -253,14 +263,14 @@ class SSHBackend(Backend):
                 log.warning("ssh: %s while running task %s; resuming", exc, task.name)
                 self.host.invalidate()
                 started = True  # the pid file tells if it had started
-            except _ScriptFailed as exc:
+            except protocol.ScriptFailed as exc:
                 raise SSHError(f"could not start task '{task.name}' on {self.host.label}: {exc}",
                                self.host.label) from None
 
     def _got_pid(self, job: _Job, pid: int, env: RemoteEnv) -> None:
-        first = job.pid != pid
         job.pid = pid
-        if first:
+        if not job.recorded:  # also after a reattach: the new claim cleared the old handle
+            job.recorded = True
             handle = {"host": env.report.hostname or self.host.label, "pid": pid,
                       "workdir": job.workdir, "files": job.files, "target": self.host.label}
             with self._lock:
@@ -274,8 +284,7 @@ class SSHBackend(Backend):
         if pid <= 0:
             return
         try:
-            self.host.run(f"kill -KILL -- -{pid} 2>/dev/null; kill -KILL {pid} 2>/dev/null; true",
-                          timeout=30, retry=True)
+            self.host.run(protocol.kill_line(pid), timeout=30, retry=True)
         except SSHError as exc:
             log.warning("ssh: cancelling pid %s on %s failed: %s", pid, self.host.label, exc)
 
@@ -304,22 +313,31 @@ class SSHBackend(Backend):
             atomic_write(os.path.join(job.files, "bundle.pkl"), data)
         return data
 
-    def _receive(self, reader: "_Reader", job: _Job) -> None:
+    def _worker_line(self, env: RemoteEnv, job: _Job) -> str:
+        task, f = job.task, job.files
+        if self.shared:  # the worker writes straight into the run directory
+            return env.worker_command(f"{f}/bundle.pkl", task.outcome_path, task.stdout_path,
+                                      task.stderr_path)
+        return env.worker_command(f"{f}/bundle.pkl", f"{f}/outcome.pkl", f"{f}/stdout.log",
+                                  f"{f}/stderr.log")
+
+    def _receive(self, reader: protocol.ChannelReader, job: _Job) -> None:
         """Write the streamed files: outcome (atomically), logs, launcher log (kept aside)."""
         task = job.task
-        for name in FILES:
-            size = int(reader.field("file"))
-            if size < 0:
-                continue
-            if name == "launch.log":
+        sizes = reader.files()
+        targets = {"outcome.pkl": task.outcome_path, "stdout.log": task.stdout_path,
+                   "stderr.log": task.stderr_path}
+        for name in ("stdout.log", "stderr.log"):  # an earlier attempt's logs must not stay
+            if name not in dict(sizes) and os.path.exists(targets[name]):
+                os.unlink(targets[name])
+        for name, size in sizes:
+            if name not in targets:
                 job.launch_log = reader.read(size)
                 continue
-            target = {"outcome.pkl": task.outcome_path, "stdout.log": task.stdout_path,
-                      "stderr.log": task.stderr_path}[name]
-            tmp = f"{target}.tmp-ssh-{os.getpid()}-{threading.get_ident()}"
+            tmp = f"{targets[name]}.tmp-ssh-{os.getpid()}-{threading.get_ident()}"
             with open(tmp, "wb") as f:
                 reader.copy(size, f)
-            os.replace(tmp, target)
+            os.replace(tmp, targets[name])
 
     def _outcome(self, job: _Job, rc: int) -> Dict[str, Any]:
         task = job.task
@@ -345,110 +363,22 @@ class SSHBackend(Backend):
                  f"writing an outcome" + (f":\n{detail}" if detail else ""))
         return {"ok": False, "reason": "worker_died", "error": error, "pid": job.pid}
 
-    # -- remote scripts ---------------------------------------------------------------------------
-    def _launch_script(self, env: RemoteEnv, job: _Job) -> str:
-        q = shlex.quote
-        f = job.files
-        outcome, out, err = (job.task.outcome_path, job.task.stdout_path,
-                             job.task.stderr_path) if self.shared else \
-            (f"{f}/outcome.pkl", f"{f}/stdout.log", f"{f}/stderr.log")
-        run = env.worker_command(f"{f}/bundle.pkl", outcome, out, err)
-        receive = "" if self.shared else ' && cat > "$F/bundle.pkl"'
-        lines = [f"F={q(f)}",
-                 f'mkdir -p "$F" {q(job.workdir)}{receive} && cd {q(job.workdir)} || exit 90',
-                 f'setsid {run} </dev/null >"$F/launch.log" 2>&1 &',
-                 'pid=$!; echo "$pid" > "$F/pid"; echo "pid $pid"',
-                 self._trash_line(), *self._wait_and_emit("wait $pid; rc=$?")]
-        return "\n".join(line for line in lines if line)
-
-    def _recover_script(self, job: _Job) -> str:
-        lines = [f"F={shlex.quote(job.files)}",
-                 'pid=$(cat "$F/pid" 2>/dev/null); echo "pid ${pid:--1}"',
-                 '[ -n "$pid" ] || exit 0',
-                 'alive() { kill -0 "$pid" 2>/dev/null && ps -ww -o args= -p "$pid" 2>/dev/null '
-                 '| grep -qF -- "$F/"; }',
-                 *self._wait_and_emit("while alive; do sleep 0.2; done; rc=-1")]
-        return "\n".join(lines)
-
-    def _wait_and_emit(self, wait: str) -> List[str]:
-        """Heartbeat lines while ``wait`` runs, then ``rc N`` and the files, each as
-        ``file SIZE`` and its bytes (``file -1``: absent)."""
-        names = "launch.log" if self.shared else " ".join(FILES)
-        return [f"(while :; do sleep {max(1, int(self.heartbeat))} </dev/null >/dev/null 2>&1; "
-                f"echo .; done) & hb=$!",
-                wait, "kill $hb 2>/dev/null; wait $hb 2>/dev/null", 'echo "rc $rc"',
-                f'for n in {names}; do if [ -f "$F/$n" ]; then echo "file $(wc -c < "$F/$n")"; '
-                f'cat "$F/$n"; else echo "file -1"; fi; done']
+    # -- cleaning up ------------------------------------------------------------------------------
+    def _empty_trash_if_idle(self) -> None:
+        if not self._inflight and not self._closing:
+            self._empty_trash(timeout=30)
 
     def _empty_trash(self, timeout: float) -> None:
-        line = self._trash_line()
-        if line:
+        with self._lock:
+            dirs, self._trash = self._trash, []
+        if dirs:
             try:
-                self.host.run(line, timeout=timeout)
+                self.host.run(protocol.remove_line(dirs), timeout=timeout)
             except SSHError:
-                pass
+                with self._lock:
+                    self._trash.extend(dirs)  # the next task's channel tries again
 
     def _trash_line(self) -> str:
         with self._lock:
             dirs, self._trash = self._trash, []
-        if not dirs:
-            return ""
-        parents = sorted({os.path.dirname(d) for d in dirs})
-        return (f"rm -rf -- {' '.join(shlex.quote(d) for d in dirs)} 2>/dev/null; "
-                f"rmdir -- {' '.join(shlex.quote(p) for p in parents)} 2>/dev/null")
-
-
-class _Reader:
-    """Buffered reads of a channel's stdout: ``field`` lines and exact byte counts."""
-
-    def __init__(self, chan: Any) -> None:
-        self.chan = chan
-        self.buffer = bytearray()
-
-    def _fill(self) -> None:
-        data = self.chan.recv(1 << 20)
-        if data:
-            self.buffer += data
-            return
-        if self.chan.recv_exit_status() >= 0:  # waits for the status or the close
-            err = b""
-            while self.chan.recv_stderr_ready():
-                err += self.chan.recv_stderr(1 << 16)
-            raise _ScriptFailed(f"exit {self.chan.recv_exit_status()}: "
-                                f"{err.decode('utf-8', 'replace').strip()[-500:]}")
-        raise EOFError("the connection closed")
-
-    def field(self, name: str, skip: str = "") -> str:
-        """The value of the next ``name VALUE`` line (lines equal to ``skip`` are skipped)."""
-        while True:
-            end = self.buffer.find(b"\n")
-            if end < 0:
-                self._fill()
-                continue
-            line = self.buffer[:end].decode("utf-8", "replace").strip()
-            del self.buffer[:end + 1]
-            if skip and line == skip:
-                continue
-            key, _, value = line.partition(" ")
-            if key != name:
-                raise _ScriptFailed(f"unexpected output {line[:200]!r} (wanted '{name}')")
-            return value
-
-    def read(self, size: int) -> bytes:
-        while len(self.buffer) < size:
-            self._fill()
-        data = bytes(self.buffer[:size])
-        del self.buffer[:size]
-        return data
-
-    def copy(self, size: int, out: BinaryIO) -> None:
-        take = min(size, len(self.buffer))
-        out.write(self.buffer[:take])
-        del self.buffer[:take]
-        left = size - take
-        while left > 0:
-            self._fill()
-            take = min(left, len(self.buffer))
-            out.write(self.buffer[:take])
-            del self.buffer[:take]
-            left -= take
+        return protocol.remove_line(dirs)

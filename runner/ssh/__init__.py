@@ -1,11 +1,11 @@
 """SSH for cov: one reused connection per host, and what a host needs to run a task.
 
-Two modules, each usable alone:
+Three modules:
 
 ``runner.ssh.connection``
     ``HostSpec`` (where and how to connect, from an executor's parameters or ``user@host:port``),
     ``SSHHost`` (one lazily opened, lock-guarded Fabric connection with reconnect and backoff:
-    ``run``, ``exec``, ``put_bytes``, ``get_bytes``), ``pool()`` (the process-wide
+    ``run``, ``channel``, ``put_bytes``, ``get_bytes``), ``pool()`` (the process-wide
     ``SSHPool``: one ``SSHHost`` per distinct spec), and the errors ``SSHError``,
     ``ConnectFailed``, ``AuthFailed``, ``HostKeyError``, ``ConnectionLost``,
     ``RemoteCommandFailed``.
@@ -15,6 +15,11 @@ Two modules, each usable alone:
     cloudpickle versions, no writes), ``prepare`` (uploads ``worker.py`` and, when needed,
     cloudpickle; returns a ``RemoteEnv`` that builds the shell line running a task), and
     ``compare_versions`` (can tasks pickled here be loaded there?).
+
+``runner.ssh.protocol``
+    The shell scripts that start a bundle with ``setsid``, wait for it and send its files back
+    over one channel (``launch_script``, ``recover_script``, ``kill_line``, ``remove_line``), and
+    ``ChannelReader`` for their output. Used by ``runner.backends.ssh``.
 
 Example::
 

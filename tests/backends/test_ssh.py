@@ -7,6 +7,7 @@ at; the real ``~/.ssh/config`` is never read or touched. The remote Python is th
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -40,7 +41,11 @@ def hosts(sshd_host: SSHHost, netns_hosts: List[SSHHost], infra_root: Path) -> D
              f"  IdentityFile {h1.key_file}\n  IdentitiesOnly yes\n"
              f"  UserKnownHostsFile {h1.known_hosts}\n  HostKeyAlias {h1.name}\n"
              f"  ProxyCommand ip netns exec {h1.name} nc %h %p\n  ServerAliveInterval 5\n")
-    parts = [alias] + [Path(h.ssh_config).read_text() for h in (sshd_host, h1, h2)]
+    jump = (f"Host cov-jump\n  HostName 127.0.0.1\n  Port {sshd_host.port}\n  User covtest\n"
+            f"  IdentityFile {sshd_host.key_file}\n  IdentitiesOnly yes\n"
+            f"  UserKnownHostsFile {sshd_host.known_hosts}\n  ProxyJump covtest\n")
+    parts = [alias, jump] + [Path(h.ssh_config).read_text() for h in (sshd_host, h1, h2)]
+    parts.append("Host *\n  ProxyJump none\n")  # fabric would take "none" for a host name
     config = infra_root / "cov-ssh-test-config"
     config.write_text("\n".join(parts))
     config.chmod(0o644)
@@ -73,6 +78,21 @@ def _wait_for_pid(home: Path, dispatch_id: str, node: int, timeout: float = 20) 
             return int(task.pid)
         time.sleep(0.05)
     raise AssertionError(f"node {node} of {dispatch_id} never reported a pid")
+
+
+def _sshd_session_processes(listener: int) -> List[int]:
+    """The sshd processes below the listener (per connection: the privileged monitor and the
+    user's child that holds the socket), not the shells and tasks they started."""
+    found, todo = [], [listener]
+    while todo:
+        parent = todo.pop()
+        out = subprocess.run(["pgrep", "-P", str(parent)], capture_output=True, text=True).stdout
+        for pid in map(int, out.split()):
+            with open(f"/proc/{pid}/comm") as f:
+                if f.read().strip() == "sshd":
+                    found.append(pid)
+                    todo.append(pid)
+    return found
 
 
 def _pid_gone(pid: int, timeout: float = 10) -> bool:
@@ -236,6 +256,13 @@ def test_host_keys_unknown_changed_and_accept_new(hosts, tmp_path):
     host.close()
 
 
+def test_proxy_jump_through_a_jump_host(hosts):
+    host = SSHPool().host(HostSpec("cov-jump", ssh_config=str(hosts["config"])))
+    assert host.run("id -un", check=True).text == "covtest"
+    assert "via ProxyJump covtest" in host.description
+    host.close()
+
+
 def test_auth_and_config_errors_from_the_connection_module(hosts, tmp_path):
     local = hosts["local"]
     with pytest.raises(AuthFailed, match="does not exist"):
@@ -247,7 +274,8 @@ def test_auth_and_config_errors_from_the_connection_module(hosts, tmp_path):
 
 
 def test_connection_killed_mid_task_is_resumed(ssh_home, hosts):
-    task = ct.electron(sleeper, executor=ct.executor.SSHExecutor(hostname="covtest"))
+    # keepalive=1: heartbeat lines come every second while the task runs
+    task = ct.electron(sleeper, executor=ct.executor.SSHExecutor(hostname="covtest", keepalive=1))
 
     @ct.lattice
     def wf():
@@ -255,16 +283,16 @@ def test_connection_killed_mid_task_is_resumed(ssh_home, hosts):
 
     dispatch_id = ct.dispatch(wf)()
     pid = _wait_for_pid(ssh_home, dispatch_id, 0)
-    sshd_pid = int((hosts["local"].dir / "sshd.pid").read_text())
-    children = subprocess.run(["pgrep", "-P", str(sshd_pid)], capture_output=True, text=True)
-    killed = [int(p) for p in children.stdout.split()]
-    assert killed, "no sshd child serves the runner's connection"
-    for child in killed:
+    killed = _sshd_session_processes(int((hosts["local"].dir / "sshd.pid").read_text()))
+    assert killed, "no sshd process serves the runner's connection"
+    for child in killed:  # the monitor and the unprivileged child: the TCP connection drops
         os.kill(child, signal.SIGKILL)
     result = ct.get_result(dispatch_id, wait=True)
     assert result.status == ct.status.COMPLETED, result.error
     assert result.result == 42
     assert _state(ssh_home, dispatch_id).tasks[0].pid == pid  # the same process, not a rerun
+    log = (ssh_home / ".runners" / "runner.log").read_text()
+    assert "while running task sleeper; resuming" in log
 
 
 def test_cancel_kills_the_remote_process_group(ssh_home, hosts):
@@ -281,6 +309,52 @@ def test_cancel_kills_the_remote_process_group(ssh_home, hosts):
     result = ct.get_result(dispatch_id, wait=True)
     assert result.status == ct.status.CANCELLED
     assert _pid_gone(pid), f"remote task pid {pid} still alive after cancel"
+
+
+def test_restarted_runner_reattaches_to_the_running_remote_task(ssh_home, hosts):
+    task = ct.electron(sleeper, executor=ct.executor.SSHExecutor(hostname="cov-h1"))
+
+    @ct.lattice
+    def wf():
+        return task(2, 7)
+
+    dispatch_id = ct.dispatch(wf)()
+    pid = _wait_for_pid(ssh_home, dispatch_id, 0)
+    from runner.liveness import read_runners
+    from runner.service import ensure_running
+
+    for info in read_runners(ssh_home):
+        os.kill(int(info["pid"]), signal.SIGKILL)
+    time.sleep(0.2)
+    ensure_running(ssh_home)
+    result = ct.get_result(dispatch_id, wait=True)
+    assert result.status == ct.status.COMPLETED, result.error
+    assert result.result == 7
+    state = _state(ssh_home, dispatch_id).tasks[0]
+    assert state.pid == pid and state.attempt == 1  # waited for, not started again
+
+
+def ssh_env_var() -> str:
+    return os.environ.get("COV_PRELUDE_SAYS", "") + " " + os.getcwd()
+
+
+def test_executor_ssh_uses_the_config_sections_defaults_and_prelude(ssh_home, hosts):
+    config = Path(os.environ["COV_CONFIG"])
+    config.write_text(config.read_text().replace(
+        "  ssh:\n", "  ssh:\n    hostname: covtest\n    prelude: ['export COV_PRELUDE_SAYS=hi']\n"
+        "    create_unique_workdir: true\n"))
+    task = ct.electron(ssh_env_var, executor="ssh")
+
+    @ct.lattice
+    def wf():
+        return task()
+
+    result = ct.dispatch_sync(wf)()
+    assert result.status == ct.status.COMPLETED, result.error
+    said, cwd = result.result.split(" ")
+    assert said == "hi"
+    assert cwd == f"/tmp/cov-ssh-test-work/{result.dispatch_id}/node_0"
+    assert _state(ssh_home, result.dispatch_id).tasks[0].host == socket.gethostname()
 
 
 def test_50_mb_argument_and_result(ssh_home):
@@ -350,13 +424,17 @@ def test_shared_filesystem_nothing_is_copied(cov_home, hosts, monkeypatch, infra
     assert not Path(REMOTE_HOME, ".cache/cov", result.dispatch_id).exists()
 
 
-def test_cov_check(run_cov, hosts, tmp_path, infra_root):
+def test_cov_check(ssh_home, run_cov, hosts, infra_root):
     env = {"COV_SSH_CONFIG": str(hosts["config"])}
     ok = run_cov("check", "cov-h1", env=env)
     assert ok.returncode == 0, ok.stderr
     assert "python" in ok.stdout and "3." in ok.stdout
     assert "cloudpickle" in ok.stdout and "ships its own copy" in ok.stdout
     assert hosts["h1"].name in ok.stdout
+    named = run_cov("check", "gpu-box", "--json", env=env)  # an executor in the config file
+    assert named.returncode == 0, named.stderr
+    report = json.loads(named.stdout)
+    assert report["usable"] and report["remote_hostname"] == hosts["h1"].name
 
     fake = infra_root / "fake-python"
     fake.write_text("#!/bin/sh\necho '{\"python\": [3, 6, 15], \"executable\": \"/old/python\", "
