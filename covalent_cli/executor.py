@@ -77,7 +77,10 @@ class SSHExecutor(BaseExecutor):
 
     Accepts the covalent-ssh-plugin's parameters, plus ``port``, ``prelude`` (shell lines run
     first, e.g. ``module load python``), ``shared_filesystem`` (the host sees the run directory at
-    the same path) and ``max_concurrent`` (tasks in flight on the host).
+    the same path), ``max_concurrent`` (tasks in flight on the host) and the connection settings
+    ``ssh_config``, ``known_hosts``, ``strict_host_key_checking``, ``connect_timeout``,
+    ``keepalive``, ``max_sessions``, ``ship_cloudpickle``, ``ignore_versions``
+    (docs/executors.md).
     """
 
     short_name = "ssh"
@@ -91,7 +94,12 @@ class SSHExecutor(BaseExecutor):
                  max_connection_attempts: Optional[int] = None,
                  retry_wait_time: Optional[float] = None, port: Optional[int] = None,
                  prelude: Optional[List[str]] = None, shared_filesystem: Optional[bool] = None,
-                 max_concurrent: Optional[int] = None, **kwargs: Any) -> None:
+                 max_concurrent: Optional[int] = None, ssh_config: Optional[str] = None,
+                 known_hosts: Optional[str] = None,
+                 strict_host_key_checking: Optional[str] = None,
+                 connect_timeout: Optional[float] = None, keepalive: Optional[float] = None,
+                 max_sessions: Optional[int] = None, ship_cloudpickle: Optional[bool] = None,
+                 ignore_versions: Optional[bool] = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.username = username
         self.hostname = hostname
@@ -111,6 +119,14 @@ class SSHExecutor(BaseExecutor):
         self.prelude = prelude
         self.shared_filesystem = shared_filesystem
         self.max_concurrent = max_concurrent
+        self.ssh_config = ssh_config
+        self.known_hosts = known_hosts
+        self.strict_host_key_checking = strict_host_key_checking
+        self.connect_timeout = connect_timeout
+        self.keepalive = keepalive
+        self.max_sessions = max_sessions
+        self.ship_cloudpickle = ship_cloudpickle
+        self.ignore_versions = ignore_versions
 
 
 class SlurmExecutor(BaseExecutor):

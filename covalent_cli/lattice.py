@@ -64,6 +64,12 @@ class Lattice:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.workflow_function(*args, **kwargs)
 
+    def __getstate__(self) -> Dict[str, Any]:
+        # The last built graph holds every argument's value: never pickle it with the lattice.
+        state = dict(self.__dict__)
+        state["transport_graph"] = None
+        return state
+
     def dispatch(self, *args: Any, **kwargs: Any) -> str:
         """Deprecated in Covalent; ``ct.dispatch(lattice)(...)``."""
         from covalent_cli.dispatch import dispatch
