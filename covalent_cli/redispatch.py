@@ -111,9 +111,10 @@ def topological_order(manifest: Manifest) -> List[int]:
     return order
 
 
-def cancel(dispatch_id: str, task_ids: Union[int, Sequence[int], None] = None) -> str:
+def cancel(dispatch_id: str, task_ids: Union[int, Sequence[int], None] = None,
+           home: Optional[Path] = None) -> str:
     """Cancel a run, or only some of its nodes (and what depends on them)."""
-    run = resolve_run(dispatch_id)
+    run = resolve_run(dispatch_id, home)
     nodes = None if task_ids is None else ([task_ids] if isinstance(task_ids, int) else list(task_ids))
     run.request_cancel(nodes)
     start_runner(run.path.parent)  # a runner must be there to carry the request out

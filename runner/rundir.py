@@ -12,6 +12,7 @@ Layout (format 1)::
         results/<n>.pkl   node n's outcome (JSON header line + pickle); written by the worker
         logs/<n>.out|err  node n's stdout/stderr; written by the worker
         result.pkl        the lattice's outcome (a hard link to the output node's result)
+        report.html       a static report; written (and rewritten) only by ``cov report``
 
 Single writers: dispatch writes manifest and tasks.pkl before the directory exists under its
 final name; exactly one worker (the claim holder's) writes a node's result and logs; events are
@@ -39,6 +40,7 @@ CANCEL = "cancel.json"
 RESULTS = "results"
 LOGS = "logs"
 FINAL_RESULT = "result.pkl"
+REPORT = "report.html"
 TMP_PREFIX = ".tmp-"
 
 
@@ -96,6 +98,10 @@ class RunDir:
     @property
     def final_result_path(self) -> Path:
         return self.path / FINAL_RESULT
+
+    @property
+    def report_path(self) -> Path:
+        return self.path / REPORT
 
     def result_path(self, node: int) -> Path:
         return self.results_dir / f"{node}.pkl"
@@ -239,10 +245,14 @@ class RunDir:
         now = time.time()
         stamped = [{"t": e.pop("t", now), **e} for e in events]
         data = "".join(json.dumps(e) + "\n" for e in stamped).encode()
-        fd = os.open(self.events_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(self.events_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             start = os.fstat(fd).st_size
-            os.write(fd, data)
+            if start and start != self._events_offset and os.pread(fd, 1, start - 1) != b"\n":
+                # A writer killed mid-write (or cut short by a full disk) left a torn last
+                # line: end it, or our first event would fuse with it and be lost to readers.
+                data = b"\n" + data
+            _append_whole(fd, data, start)
             if fsync:
                 os.fsync(fd)
         finally:
@@ -308,6 +318,18 @@ class RunDir:
                 current["nodes"] = sorted(set(current["nodes"]) | {int(n) for n in nodes})
             current["t"] = time.time()
             atomic_write(self.cancel_path, json.dumps(current).encode())
+
+
+def _append_whole(fd: int, data: bytes, start: int) -> None:
+    """Append all of ``data`` or nothing: what a failed write (a full disk) left is cut off
+    again, so the log never keeps half an event. The caller holds the run lock."""
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    except BaseException:
+        os.ftruncate(fd, start)
+        raise
 
 
 def _remove_tree(path: Path) -> None:

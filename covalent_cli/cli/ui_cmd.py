@@ -1,0 +1,59 @@
+"""``cov ui`` (the web UI) and ``cov report RUN`` (a static report.html)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import click
+
+from covalent_cli.cli.main import Context, cli, pass_ctx
+from covalent_cli.errors import UserError
+
+
+def _home(ctx: Context, home: Optional[str]) -> Path:
+    return Path(home).expanduser().absolute() if home else ctx.home
+
+
+@cli.command()
+@click.option("--home", "home", metavar="DIR", default=None,
+              help="Runs home to browse (default: the one cov uses).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. Anything but loopback requires a token.")
+@click.option("--port", type=int, default=None,
+              help="Port (default: 8765, or the next free one).")
+@click.option("--token", default=None, metavar="TEXT",
+              help="Require this token (generated when --host is not loopback).")
+@pass_ctx
+def ui(ctx: Context, home: Optional[str], host: str, port: Optional[int],
+       token: Optional[str]) -> None:
+    """Serve the web UI: runs, graphs, tasks, logs and files. Ctrl-C stops it.
+
+    It listens on 127.0.0.1: from another machine use `ssh -L 8765:localhost:8765 HOST`.
+    On another address it requires a token, printed in the URL.
+    """
+    from webui.server import serve
+
+    path = _home(ctx, home)
+    if not path.is_dir():
+        click.echo(f"Note: {path} does not exist yet; runs appear when dispatched.", err=True)
+    try:
+        serve(path, host=host, port=port, token=token, echo=click.echo)
+    except OSError as exc:
+        where = f"{host}:{port}" if port is not None else f"{host}:8765-8785"
+        raise UserError(f"cannot listen on {where}: {exc.strerror or exc}",
+                        "choose another --port") from None
+
+
+@cli.command()
+@click.argument("run_id", metavar="RUN")
+@click.option("--home", "home", metavar="DIR", default=None, help="Runs home of the run.")
+@pass_ctx
+def report(ctx: Context, run_id: str, home: Optional[str]) -> None:
+    """Write RUN's report.html into its run directory: graph, tasks, errors; one file that
+    opens in a browser with no server."""
+    from covalent_cli.result import resolve_run
+    from webui.report import write_report
+
+    path = _home(ctx, home)
+    run = resolve_run(run_id, path)
+    click.echo(str(write_report(run.path.parent, run.dispatch_id)))

@@ -1,0 +1,321 @@
+"""``create_app(home, token)``: the Bottle application, its routes and its guards.
+
+Pages are small HTML shells filled by the JavaScript in ``static/`` from the JSON API; the file
+browser and the config page are rendered here. The API is documented in docs/webui.md.
+
+Guards, on every request: the token when one is set (query ``?token=``, then a cookie); without
+a token, a ``Host`` that names this machine (no DNS rebinding). Responses carry a strict
+Content-Security-Policy (scripts only from ``/static``), ``nosniff`` and no referrer. The only
+request that changes anything is ``POST /api/runs/<id>/cancel``, which also needs the
+``X-Cov-Request`` header (a cross-site form cannot send it).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Dict, Optional
+from urllib.parse import urlencode
+
+import bottle
+from bottle import HTTPError, HTTPResponse, request, response
+
+from runner.manifest import ManifestError
+from runner.rundir import RunDirError
+
+from webui import files as files_mod
+from webui import security, views
+from webui.live import LiveRun, RunCache
+
+HERE = Path(__file__).resolve().parent
+STATIC = HERE / "static"
+TEMPLATES = [str(HERE / "templates")]
+
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+NOT_FOUND = "Not found."
+
+
+def render(template: str, **values: Any) -> str:
+    return bottle.template(template, template_lookup=TEMPLATES, **values)
+
+
+def page_json(data: Any) -> str:
+    """JSON safe to put inside a ``<script type="application/json">`` element."""
+    return json.dumps(data, default=str).replace("<", "\\u003c").replace(">", "\\u003e") \
+        .replace("&", "\\u0026")
+
+
+def json_response(data: Any, status: int = 200) -> HTTPResponse:
+    return HTTPResponse(json.dumps(data, default=str), status=status,
+                        headers={"Content-Type": "application/json; charset=utf-8",
+                                 "Cache-Control": "no-store"})
+
+
+def create_app(home: os.PathLike | str, token: Optional[str] = None,
+               host: str = "127.0.0.1") -> bottle.Bottle:
+    """A new WSGI application serving the runs under ``home``.
+
+    ``token``: if set, every request must carry it (``?token=`` once, then the cookie), as the
+    UI must when it listens on a non-loopback address. ``host``: the address it is bound to,
+    accepted as a ``Host`` header besides the loopback names when there is no token.
+    """
+    app = bottle.Bottle()
+    cache = RunCache(Path(home).expanduser().absolute())
+    guard = security.Token(token) if token else None
+    app.config["cov.home"] = str(cache.home)
+    app.config["cov.cache"] = cache
+
+    def api_request() -> bool:
+        return request.path.startswith("/api/")
+
+    def not_found() -> HTTPResponse:
+        if api_request():
+            return json_response({"error": NOT_FOUND}, 404)
+        return HTTPResponse(render("error.tpl", title="Not found", message=NOT_FOUND,
+                                   token=bool(guard)), status=404,
+                            headers={"Content-Type": "text/html; charset=utf-8"})
+
+    def unreadable_runs(callback: Any) -> Any:
+        """A plugin: a run directory that cannot be read (a corrupted manifest, a newer format)
+        is a 500 saying so, not a traceback."""
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return callback(*args, **kwargs)
+            except (RunDirError, ManifestError) as exc:
+                if api_request():
+                    return json_response({"error": f"cannot read the run: {exc}"}, 500)
+                return HTTPResponse(render("error.tpl", title="Unreadable run", message=str(exc),
+                                           token=bool(guard)), status=500,
+                                    headers={"Content-Type": "text/html; charset=utf-8"})
+        return wrapper
+
+    app.install(unreadable_runs)
+
+    def live_or_404(run_id: str, heavy: bool = False) -> LiveRun:
+        live = cache.open(run_id) if heavy else cache.get(run_id)
+        if live is None:
+            raise not_found()
+        return live
+
+    # -- guards ---------------------------------------------------------------------------------
+    @app.hook("before_request")
+    def check_access() -> None:
+        if guard is None:
+            if not security.host_allowed(request.get_header("Host", ""), host):
+                raise HTTPResponse("Forbidden: unexpected Host header.", status=403,
+                                   headers={"Content-Type": "text/plain"})
+            return
+        given = request.query.get("token")
+        if given is not None and guard.matches(given):
+            response.set_cookie(guard.cookie, guard.value, httponly=True, samesite="strict",
+                                path="/")
+            if request.method == "GET" and not api_request():
+                # Drop the token from the address bar (and from what gets bookmarked).
+                rest = [(k, v) for k, v in request.query.allitems() if k != "token"]
+                redirect = HTTPResponse(status=303)
+                redirect.set_header("Location",
+                                    request.path + ("?" + urlencode(rest) if rest else ""))
+                redirect.set_cookie(guard.cookie, guard.value, httponly=True,
+                                    samesite="strict", path="/")
+                raise redirect
+            return
+        if guard.matches(request.get_cookie(guard.cookie)) or \
+                guard.matches(request.get_header("X-Cov-Token")):
+            return
+        if api_request():
+            raise json_response({"error": "a token is required: open the URL cov ui printed"},
+                                403)
+        raise HTTPResponse(render("error.tpl", title="Token required", token=True,
+                                  message="This UI needs its token: open the URL that "
+                                          "`cov ui` printed (it ends in ?token=...)."),
+                           status=403, headers={"Content-Type": "text/html; charset=utf-8"})
+
+    @app.hook("after_request")
+    def security_headers() -> None:
+        response.set_header("X-Content-Type-Options", "nosniff")
+        response.set_header("Referrer-Policy", "no-referrer")
+        response.set_header("X-Frame-Options", "DENY")
+        response.set_header("Content-Security-Policy", CSP)
+
+    @app.error(404)
+    def error404(_: Any) -> str:
+        response.set_header("X-Content-Type-Options", "nosniff")
+        if api_request():
+            response.content_type = "application/json; charset=utf-8"
+            return json.dumps({"error": NOT_FOUND})
+        response.content_type = "text/html; charset=utf-8"
+        return render("error.tpl", title="Not found", message=NOT_FOUND, token=bool(guard))
+
+    @app.error(405)
+    def error405(_: Any) -> str:
+        response.content_type = "application/json; charset=utf-8"
+        return json.dumps({"error": "method not allowed"})
+
+    # -- pages ----------------------------------------------------------------------------------
+    @app.get("/")
+    def runs_page() -> str:
+        return render("runs.tpl", title="Runs", home=str(cache.home),
+                      data=page_json({"home": str(cache.home)}))
+
+    @app.get("/run/<run_id>")
+    def run_page(run_id: str) -> str:
+        live = live_or_404(run_id)
+        summary = views.run_row(live)
+        return render("run.tpl", title=f"{summary['lattice']} {run_id[:8]}", run=summary,
+                      data=page_json({"dispatch_id": run_id, "token": bool(guard)}))
+
+    @app.get("/run/<run_id>/files")
+    @app.get("/run/<run_id>/files/")
+    @app.get("/run/<run_id>/files/<rel:path>")
+    def files_page(run_id: str, rel: str = "") -> Any:
+        live = live_or_404(run_id, heavy=True)
+        path = security.inside(live.path, rel) if rel else live.path
+        if path is None:
+            raise not_found()
+        rel = rel.strip("/")
+        kind = files_mod.kind_of(path)
+        if request.query.get("download") and kind in ("text", "binary"):
+            return bottle.static_file(os.path.relpath(path, live.path), root=str(live.path),
+                                      download=path.name, mimetype="application/octet-stream")
+        crumbs = _crumbs(rel)
+        common = dict(title=f"{rel or 'files'} · {run_id[:8]}", run_id=run_id, rel=rel,
+                      crumbs=crumbs, kind=kind, name=path.name)
+        if kind == "dir":
+            return render("files.tpl", entries=files_mod.listing(live.path, path), **common)
+        if kind == "text":
+            return render("files.tpl", text=files_mod.text_of(path), **common)
+        if kind == "pickle":
+            view = files_mod.pickle_view(live, rel, path)
+            return render("files.tpl", pickle=view, header=files_mod.header_json(view["header"]),
+                          **common)
+        return render("files.tpl", size=path.stat().st_size, **common)
+
+    @app.get("/config")
+    def config_page() -> str:
+        import yaml
+
+        config = views_config()
+        return render("config.tpl", title="Config", home=str(cache.home),
+                      config_yaml=yaml.safe_dump(config["config"], sort_keys=False),
+                      config=config)
+
+    @app.get("/static/<name:path>")
+    def static(name: str) -> Any:
+        path = security.inside(STATIC, name)
+        if path is None or not path.is_file():
+            raise not_found()
+        return bottle.static_file(os.path.relpath(path, STATIC), root=str(STATIC))
+
+    # -- API ------------------------------------------------------------------------------------
+    @app.get("/api/runs")
+    def api_runs() -> HTTPResponse:
+        q = request.query
+        return json_response(views.runs_listing(
+            cache, status=q.get("status"), query=q.getunicode("q") or "",
+            page=_int(q.get("page"), 1), per_page=_int(q.get("per_page"), views.PER_PAGE)))
+
+    @app.get("/api/runs/<run_id>")
+    def api_run(run_id: str) -> HTTPResponse:
+        return json_response(views.run_detail(cache, live_or_404(run_id, heavy=True)))
+
+    @app.get("/api/runs/<run_id>/source")
+    def api_source(run_id: str) -> HTTPResponse:
+        return json_response(views.run_source(live_or_404(run_id, heavy=True)))
+
+    @app.get("/api/runs/<run_id>/state")
+    def api_state(run_id: str) -> HTTPResponse:
+        since = request.query.get("since")
+        return json_response(views.run_state(live_or_404(run_id),
+                                             _int(since, 0) if since is not None else None))
+
+    @app.get("/api/runs/<run_id>/graph")
+    def api_graph(run_id: str) -> HTTPResponse:
+        live = live_or_404(run_id, heavy=True)
+        graph = live.layout(parameters=_flag(request.query.get("parameters")),
+                            force=_flag(request.query.get("force")))
+        return json_response(graph)
+
+    @app.get("/api/runs/<run_id>/tasks/<node>")
+    def api_task(run_id: str, node: str) -> HTTPResponse:
+        node_id = security.parse_node(node)
+        live = live_or_404(run_id, heavy=True)
+        detail = views.task_detail(cache, live, node_id) if node_id is not None else None
+        if detail is None:
+            raise not_found()
+        return json_response(detail)
+
+    @app.get("/api/runs/<run_id>/files")
+    @app.get("/api/runs/<run_id>/files/<rel:path>")
+    def api_files(run_id: str, rel: str = "") -> HTTPResponse:
+        live = live_or_404(run_id, heavy=True)
+        path = security.inside(live.path, rel) if rel else live.path
+        if path is None:
+            raise not_found()
+        kind = files_mod.kind_of(path)
+        out: Dict[str, Any] = {"path": rel.strip("/"), "kind": kind}
+        if kind == "dir":
+            out["entries"] = files_mod.listing(live.path, path)
+        elif kind == "text":
+            out.update(files_mod.text_of(path))
+        elif kind == "pickle":
+            out.update(files_mod.pickle_view(live, rel.strip("/"), path))
+        else:
+            out["size"] = path.stat().st_size
+        return json_response(out)
+
+    @app.get("/api/config")
+    def api_config() -> HTTPResponse:
+        return json_response(views_config())
+
+    @app.post("/api/runs/<run_id>/cancel")
+    def api_cancel(run_id: str) -> HTTPResponse:
+        if request.get_header("X-Cov-Request") is None:
+            return json_response({"error": "send the X-Cov-Request header"}, 400)
+        live = live_or_404(run_id)
+        nodes = None
+        try:
+            body = request.json or {}
+        except (ValueError, HTTPError):
+            body = {}
+        if isinstance(body, dict) and body.get("nodes") is not None:
+            raw = body["nodes"] if isinstance(body["nodes"], list) else [body["nodes"]]
+            nodes = [security.parse_node(str(n)) for n in raw]
+            if any(n is None for n in nodes):
+                return json_response({"error": "nodes must be node ids"}, 400)
+        from covalent_cli.redispatch import cancel
+
+        message = cancel(live.dispatch_id, nodes, home=cache.home)
+        return json_response({"message": message})
+
+    def views_config() -> Dict[str, Any]:
+        from runner.config import ConfigError, config_path, load_config, mask_secrets
+
+        try:
+            config, error = load_config(), None
+        except ConfigError as exc:
+            config, error = {}, str(exc)
+        return {"path": str(config_path()), "home": str(cache.home),
+                "config": mask_secrets(config), "error": error}
+
+    return app
+
+
+def _int(value: Optional[str], default: int) -> int:
+    try:
+        return int(value) if value is not None else default
+    except ValueError:
+        return default
+
+
+def _flag(value: Optional[str]) -> bool:
+    return (value or "").lower() in ("1", "true", "yes", "on")
+
+
+def _crumbs(rel: str) -> list:
+    """[(name, path)] for each directory above and including ``rel``."""
+    out = []
+    parts = [p for p in rel.split("/") if p]
+    for i, part in enumerate(parts):
+        out.append((part, "/".join(parts[: i + 1])))
+    return out

@@ -1,0 +1,300 @@
+"""The JSON behind the pages (``/api/...``), built from ``LiveRun`` objects; no HTTP here.
+
+Every function returns plain data (str, int, float, None, lists, dicts) that ``json.dumps``
+takes as it is; docs/webui.md documents each shape.
+"""
+from __future__ import annotations
+
+import math
+import pickle
+import time
+from collections import Counter, defaultdict
+from typing import Any, Dict, List, Optional
+
+from runner.config import mask_secrets
+from runner.manifest import ELECTRON, PARAMETER, SUBLATTICE
+from runner.rundir import RunDirError
+from runner.state import COMPLETED, NEW_OBJECT, TERMINAL
+
+from webui import values
+from webui.live import LiveRun, RunCache
+
+UNREADABLE = "UNREADABLE"
+PER_PAGE = 20
+MAX_INPUTS = 100  # inputs of one task shown with their values (a reduce may have thousands)
+
+
+# -- runs ---------------------------------------------------------------------------------------
+def run_row(live: LiveRun) -> Dict[str, Any]:
+    """``run_summary``'s fields for one run, or an UNREADABLE row saying why."""
+    try:
+        return live.summary()
+    except (RunDirError, OSError) as exc:
+        return {"dispatch_id": live.dispatch_id, "root_dispatch_id": live.dispatch_id,
+                "parent": None, "lattice": "?", "doc": "", "status": UNREADABLE,
+                "error": str(exc), "done": 0, "total": 0, "created": "", "started": None,
+                "ended": None, "runtime": None, "path": str(live.path)}
+
+
+def status_group(status: str) -> str:
+    """The filter tab a status belongs to (everything unfinished is RUNNING)."""
+    if status in TERMINAL or status == UNREADABLE:
+        return status
+    return "RUNNING"
+
+
+def runs_listing(cache: RunCache, status: Optional[str] = None, query: Optional[str] = None,
+                 page: int = 1, per_page: int = PER_PAGE) -> Dict[str, Any]:
+    """Top-level runs, newest first, each with its sublattice runs nested in ``children``;
+    filtered by status group and by a search in ids and lattice names (a run matches if it or
+    one of its children does), then paged."""
+    rows = {live.dispatch_id: run_row(live) for live in cache.all()}
+    children: Dict[str, List[Dict[str, Any]]] = defaultdict(list)
+    roots = []
+    for row in rows.values():
+        parent = (row.get("parent") or {}).get("dispatch_id")
+        if parent and parent in rows and parent != row["dispatch_id"]:
+            children[parent].append(row)
+        else:
+            roots.append(row)
+
+    def nest(row: Dict[str, Any], depth: int = 0) -> Dict[str, Any]:
+        kids = sorted(children.get(row["dispatch_id"], ()), key=lambda r: r.get("created") or "")
+        row["children"] = [nest(k, depth + 1) for k in kids] if depth < 50 else []
+        return row
+
+    roots = [nest(r) for r in roots]
+    counts = Counter(status_group(r["status"]) for r in roots)
+    counts["ALL"] = len(roots)
+    wanted = (status or "").upper()
+    if wanted and wanted != "ALL":
+        roots = [r for r in roots if status_group(r["status"]) == wanted]
+    needle = (query or "").strip().lower()
+    if needle:
+        roots = [r for r in roots if _matches(r, needle)]
+    roots.sort(key=lambda r: r.get("created") or "", reverse=True)
+    per_page = max(1, min(int(per_page), 500))
+    pages = max(1, math.ceil(len(roots) / per_page))
+    page = max(1, min(int(page), pages))
+    return {"runs": roots[(page - 1) * per_page: page * per_page], "total": len(roots),
+            "page": page, "pages": pages, "per_page": per_page, "counts": dict(counts),
+            "home": str(cache.home), "now": time.time()}
+
+
+def _matches(row: Dict[str, Any], needle: str) -> bool:
+    if needle in row["dispatch_id"].lower() or needle in str(row.get("lattice", "")).lower():
+        return True
+    return any(_matches(child, needle) for child in row.get("children", ()))
+
+
+# -- one run ------------------------------------------------------------------------------------
+def run_detail(cache: RunCache, live: LiveRun) -> Dict[str, Any]:
+    """Everything the run page shows besides the graph: summary, docstring, inputs, result,
+    error and failed tasks, timings, executors, parent and child runs, the manifest header."""
+    import yaml
+
+    with live.lock:
+        summary = run_row(live)
+        state = live.state
+        manifest = live.manifest
+        header = mask_secrets(live.header())
+        result = None
+        if state.status == COMPLETED:
+            try:
+                result = values.pickled_value(live.data.output_bytes(manifest.output_node))
+            except (RunDirError, OSError) as exc:
+                result = {"repr": f"<cannot read the result: {exc}>", "size": None}
+        failed = [{"id": node, "name": manifest.node(node).name, "exception": task.exception,
+                   "error": task.error}
+                  for node, task in sorted(state.tasks.items())
+                  if task.status == "FAILED" and node < len(manifest.nodes)]
+        children = [{"node": node, "name": manifest.node(node).name, "dispatch_id": task.child,
+                     "status": _status_of(cache, task.child)}
+                    for node, task in sorted(state.tasks.items())
+                    if task.child and node < len(manifest.nodes)]
+        kinds = Counter(n.kind for n in manifest.nodes)
+    parent = header.get("parent")
+    if parent:
+        parent = dict(parent, status=_status_of(cache, parent.get("dispatch_id")))
+    return {
+        **summary,
+        "inputs": manifest.inputs,
+        "result": result,
+        "failed": failed,
+        "children": children,
+        "parent": parent,
+        "executors": mask_secrets(manifest.executors),
+        "kinds": dict(kinds),
+        "node_count": len(manifest.nodes),
+        "output_node": manifest.output_node,
+        "manifest": header,
+        "manifest_yaml": yaml.safe_dump(header, sort_keys=False, default_flow_style=False,
+                                        width=100),
+        "cancel_requested": live.rundir.cancel_request(),
+        "now": time.time(),
+    }
+
+
+def run_source(live: LiveRun) -> Dict[str, Any]:
+    """The workflow function's source (``{"text", "file", "line", "error"}``). Its own request:
+    the pickled lattice carries its whole graph, megabytes for a 10,000-task run."""
+    manifest = live.manifest
+    blob = manifest.blobs.get("workflow")
+    if not blob:
+        return {"text": None, "file": None, "line": None, "error": "no workflow in this run"}
+    return _source_from_blob(live, blob, manifest.cwd, attribute=None)
+
+
+def run_state(live: LiveRun, since: Optional[int] = None) -> Dict[str, Any]:
+    """The run's live state in one small object: run status and timings, counts per status, and
+    ``tasks`` ({node id: [status, started, ended]}) for every task with a state (``full``) or,
+    with ``since``, only those changed after that ``version``."""
+    with live.lock:
+        state = live.refresh()
+        full = since is None or since <= 0 or since > live.version
+        nodes = list(state.tasks) if full else live.changed_since(since)
+        tasks = {}
+        for node in nodes:
+            task = state.tasks[node]
+            tasks[str(node)] = [task.status, task.started, task.ended if task.finished else None]
+        counts = Counter(t.status for t in state.tasks.values())
+        total = int(live.header().get("task_count") or 0)
+        waiting = total - sum(counts.values())
+        if waiting > 0:
+            counts[NEW_OBJECT] += waiting
+        ended = state.ended if state.finished else None
+        return {
+            "dispatch_id": live.dispatch_id,
+            "status": state.status,
+            "error": state.error,
+            "started": state.started,
+            "ended": ended,
+            "runtime": ((ended or time.time()) - state.started) if state.started else None,
+            "done": counts.get(COMPLETED, 0),
+            "total": total,
+            "counts": dict(counts),
+            "version": live.version,
+            "full": full,
+            "tasks": tasks,
+            "now": time.time(),
+        }
+
+
+def task_detail(cache: RunCache, live: LiveRun, node_id: int) -> Optional[Dict[str, Any]]:
+    """One node in full: state, executor, host, times, inputs and result (reprs cut to size),
+    stdout, stderr, traceback, function source, sublattice run. None if there is no such node."""
+    manifest = live.manifest
+    if not 0 <= node_id < len(manifest.nodes):
+        return None
+    spec = manifest.node(node_id)
+    data = live.data
+    with live.lock:
+        state = live.refresh()
+        task = state.tasks.get(node_id)
+    status = COMPLETED if spec.kind == PARAMETER else (task.status if task else NEW_OBJECT)
+    header = data.outcome_header(node_id) if spec.kind != PARAMETER else None
+    executor = manifest.executors.get(spec.executor or "", {}) if spec.executor else {}
+    out: Dict[str, Any] = {
+        "dispatch_id": live.dispatch_id, "id": spec.id, "name": spec.name, "kind": spec.kind,
+        "status": status, "executor": spec.executor, "executor_config": mask_secrets(executor),
+        "value": spec.value_repr,
+    }
+    if task is not None:
+        out.update(attempt=task.attempt, backend=task.backend, host=task.host, pid=task.pid,
+                   job_id=task.job_id, runner=task.runner, claimed=task.claimed,
+                   started=task.started, ended=task.ended if task.finished else None,
+                   runtime=(task.ended - task.started) if task.finished and task.started and
+                   task.ended else None,
+                   error=task.error, exception=task.exception, reused=task.reused)
+    if header and not out.get("host"):
+        out["host"] = header.get("host")
+
+    out["inputs"] = [_input(live, state, edge.node, edge.param, edge.type)
+                     for edge in spec.parents[:MAX_INPUTS]]
+    out["inputs_total"] = len(spec.parents)
+    out["waits"] = list(spec.waits)
+    out["consumers"] = [{"id": n.id, "name": n.name, "params": [e.param for e in n.parents
+                                                                 if e.node == node_id]}
+                        for n in manifest.nodes if any(e.node == node_id for e in n.parents)]
+
+    out["result"] = None
+    if spec.kind == PARAMETER and spec.blob:
+        out["result"] = values.pickled_value(data.read_blob(spec.blob))
+    elif status == COMPLETED:
+        try:
+            out["result"] = values.pickled_value(data.output_bytes(node_id))
+        except (RunDirError, OSError) as exc:
+            out["result"] = {"repr": f"<cannot read the result: {exc}>", "size": None}
+
+    if spec.kind != PARAMETER:
+        out["stdout"] = values.read_tail(data.stdout_path(node_id))
+        out["stderr"] = values.read_tail(data.stderr_path(node_id))
+        out["traceback"] = values.traceback_of(header, out["stderr"]["text"])
+    out["source"] = _node_source(live, spec)
+
+    child = (task.child if task else None) or (header or {}).get("child")
+    out["child"] = {"dispatch_id": child, "status": _status_of(cache, child)} if child else None
+    out["now"] = time.time()
+    return out
+
+
+def _input(live: LiveRun, state: Any, node: int, param: str, kind: str) -> Dict[str, Any]:
+    manifest = live.manifest
+    source = manifest.node(node)
+    entry: Dict[str, Any] = {"param": param, "type": kind, "node": node, "name": source.name,
+                             "kind": source.kind}
+    if source.kind == PARAMETER:
+        size = source.blob[1] if source.blob else None
+        entry["value"] = {"repr": source.value_repr, "size": size,
+                          "size_text": values.human_size(size)}
+        return entry
+    task = state.tasks.get(node)
+    if task is None or task.status != COMPLETED:
+        entry["value"] = None  # not computed (yet)
+        return entry
+    try:
+        entry["value"] = values.pickled_value(live.data.output_bytes(node), limit=1000)
+    except (RunDirError, OSError) as exc:
+        entry["value"] = {"repr": f"<cannot read: {exc}>", "size": None}
+    return entry
+
+
+def _node_source(live: LiveRun, spec: Any) -> Optional[Dict[str, Any]]:
+    """The user's function for an electron; the sublattice's lattice for a sublattice node;
+    nothing for the nodes cov builds itself (collections, attributes, operators, result)."""
+    manifest = live.manifest
+    if spec.kind == ELECTRON and spec.blob:
+        return _source_from_blob(live, spec.blob, manifest.cwd, attribute="fn")
+    if spec.kind == SUBLATTICE:
+        for edge in spec.parents:
+            if edge.param == "sub_lattice":
+                parent = manifest.node(edge.node)
+                if parent.blob:
+                    return _source_from_blob(live, parent.blob, manifest.cwd, attribute=None)
+    return None
+
+
+def _source_from_blob(live: LiveRun, blob: Any, cwd: str, attribute: Optional[str]
+                      ) -> Dict[str, Any]:
+    try:
+        import cloudpickle  # noqa: F401
+
+        obj = pickle.loads(live.data.read_blob(blob))
+        if attribute:
+            obj = obj[attribute] if isinstance(obj, dict) else getattr(obj, attribute)
+    except Exception as exc:  # noqa: BLE001 - unpickling user code may fail in many ways
+        return {"text": None, "file": None, "line": None,
+                "error": f"cannot load the function: {type(exc).__name__}: {exc}"}
+    return values.function_source(obj, cwd)
+
+
+def _status_of(cache: RunCache, run_id: Optional[str]) -> Optional[str]:
+    if not run_id:
+        return None
+    live = cache.get(run_id)
+    if live is None:
+        return None
+    try:
+        return live.refresh().status
+    except (RunDirError, OSError):
+        return None
