@@ -1,9 +1,12 @@
-"""Slurm support for ``runner.backends.slurm``: pure pieces, tested without a cluster.
+"""Slurm support for ``runner.backends.slurm``; all but ``remote`` work without a cluster.
 
 Modules:
     settings    a Slurm executor's parameters, normalised and validated once
     script      the sbatch script of one job or job array (golden-file tested)
-    client      the scheduler commands (sbatch, squeue, scancel, scontrol, sacct, jobcomp),
-                run through a ``Shell`` (this host, or an SSH connection), and their parsers
-    site        where job files live: the run directory itself, or a copy on a remote cluster
+    client      the scheduler commands (sbatch, squeue, scancel, scontrol, sacct, the jobcomp
+                file), run through a ``Shell``, and parsers for what they print
+    jobs        the submitted jobs and what the scheduler's answers mean for them (no I/O)
+    site        where job files live: the run directory itself (a shared filesystem)
+    remote      the SSH mode: commands through ``runner.ssh``, files copied to and from the
+                cluster
 """

@@ -14,7 +14,7 @@ import re
 import shlex
 import subprocess
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Optional, Protocol, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Protocol, Sequence, Tuple
 
 # Job states after which a job never runs again (unless requeued: then it is PENDING again).
 FINAL_STATES = frozenset({"COMPLETED", "FAILED", "TIMEOUT", "OUT_OF_MEMORY", "CANCELLED",
@@ -83,7 +83,7 @@ class JobInfo:
 class SlurmClient:
     """sbatch, squeue, scancel, scontrol and the job history, through one shell."""
 
-    def __init__(self, shell: Shell, command=lambda name: name) -> None:
+    def __init__(self, shell: Shell, command: Callable[[str], str] = str) -> None:
         self.shell = shell
         self.command = command
         self._config: Optional[Dict[str, str]] = None

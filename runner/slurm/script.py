@@ -82,7 +82,7 @@ def array_spec(count: int, parallelism: int) -> str:
 
 def render_script(settings: SlurmSettings, *, root: str, dispatch_id: str,
                   tasks: Sequence[Tuple[int, int]], name: str, python: str,
-                  array: bool) -> str:
+                  array: bool, pythonpath: str = "") -> str:
     """The sbatch script running ``tasks`` ((node, attempt) pairs) as one job or one array."""
     if not tasks:
         raise ValueError("no tasks")
@@ -126,6 +126,8 @@ def render_script(settings: SlurmSettings, *, root: str, dispatch_id: str,
         lines.append(f"COV_WORKDIR={workdir}")
         lines.append('mkdir -p -- "$COV_WORKDIR" && cd -- "$COV_WORKDIR" || exit 1')
     lines.extend(settings.prerun_commands)
+    if pythonpath:  # cloudpickle shipped by cov (SSH mode, when the cluster has another)
+        lines.append(f"export PYTHONPATH={shlex.quote(pythonpath)}${{PYTHONPATH:+:$PYTHONPATH}}")
     command = [] if not settings.use_srun else ["srun", *_srun_options(settings.srun_options)]
     launch = " ".join(shlex.quote(part) for part in command)
     if settings.use_srun and settings.srun_append:

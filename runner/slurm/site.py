@@ -22,12 +22,21 @@ from typing import Dict, Iterable, List, Optional, Tuple
 from runner.backends.base import WORKER_SCRIPT
 from runner.fs import atomic_write, fsync_dir
 from runner.slurm.client import LocalShell, Shell, read_tail
+from runner.slurm.jobs import Identity
 
-Identity = Tuple[int, int]  # (inode, mtime_ns) of an outcome file: tells attempts apart
 
 
 def outcome_name(node: int) -> str:
     return f"{node}.pkl"
+
+
+def local_identity(run: str, node: int) -> Optional[Identity]:
+    """The identity of node's outcome file in the run directory (None if absent)."""
+    try:
+        st = os.stat(os.path.join(run, "results", outcome_name(node)))
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns)
 
 
 class SharedSite:
@@ -126,14 +135,12 @@ class SharedSite:
         return found
 
     def identity(self, run: str, node: int) -> Optional[Identity]:
-        try:
-            st = os.stat(os.path.join(run, "results", outcome_name(node)))
-        except OSError:
-            return None
-        return (st.st_ino, st.st_mtime_ns)
+        return local_identity(run, node)
 
-    def fetch(self, run: str, node: int, job_id: str) -> None:
-        """Bring the outcome and logs into the run directory (they are there already)."""
+    def next_check_in(self) -> Optional[float]:
+        """When ``outcomes`` will look again (None: whenever asked; the run directory is
+        watched)."""
+        return None
 
     def log_tail(self, run: str, job_id: str) -> Tuple[str, str]:
         """(path, last lines) of a job's own output."""
@@ -148,9 +155,11 @@ class SharedSite:
     def remove_script(self, run: str, job_id: str) -> None:
         _remove(os.path.join(self.jobs_dir(run), f"{job_id}.sh"))
 
-    def forget(self, run: str) -> None:
-        self._prepared.discard(run)
-        self._results_seen.pop(run, None)
+    def sweep(self) -> None:
+        """Deferred removals (none here: local removals are immediate)."""
+
+    def close(self) -> None:
+        pass
 
 
 def _remove(path: str) -> None:

@@ -11,20 +11,25 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, Iterator, List
 
 import pytest
 
+from runner.backends.base import Task
 from runner.slurm.client import (base_id, lookup, parse_config, parse_jobcomp, parse_sacct,
                                  parse_squeue)
-from runner.slurm.script import array_spec, directive, render_script, shell_path
+from runner.slurm.jobs import Job, JobTable, lost_message
+from runner.slurm.script import (array_spec, directive, python_command, render_script,
+                                 shell_path)
 from runner.slurm.settings import SettingsError, parse_settings
 
 GOLDEN = Path(__file__).parent / "golden"
-FAST = {"poll_freq": 0.3, "missing_grace": 3}
+REPO = Path(__file__).resolve().parents[2]
 
 # -- the generated script (no cluster) -----------------------------------------------------------
 SCRIPTS: Dict[str, Dict[str, Any]] = {
@@ -38,7 +43,8 @@ SCRIPTS: Dict[str, Dict[str, Any]] = {
                 "conda_env": "my env", "prerun_commands": ["module load cuda/12", "nvidia-smi"],
                 "postrun_commands": "echo done", "srun_options": {"n": 1, "gpus": 1, "x": True},
                 "srun_append": "nsys profile", "remote_workdir": "~/scratch dir",
-                "create_unique_workdir": True, "time_limit": 90, "python_path": "/opt/py 3/bin/python"},
+                "create_unique_workdir": True, "time_limit": 90,
+                "python_path": "/opt/py 3/bin/python"},
         root="/shared/runs/4f1c", tasks=[(7, 3)], array=False, name="cov-4f1c0000-train"),
     "hostile_root": dict(
         config={"use_srun": False, "array_parallelism": 2, "options": {"time": "10"},
@@ -52,8 +58,6 @@ SCRIPTS: Dict[str, Dict[str, Any]] = {
 def test_sbatch_script_matches_golden_file(case: str) -> None:
     spec = SCRIPTS[case]
     settings = parse_settings(spec["config"])
-    from runner.slurm.script import python_command
-
     text = render_script(settings, root=spec["root"], dispatch_id="4f1c0000-1111-2222",
                          tasks=spec["tasks"], name=spec["name"],
                          python=python_command(settings, "/usr/bin/python3"), array=spec["array"])
@@ -116,6 +120,48 @@ def test_parsers() -> None:
     assert base_id("12_4") == "12" and base_id("7") == "7"
 
 
+def _job(node: int, job_id: str) -> Job:
+    task = Task(run="/runs/r", dispatch_id="r", node=node, name="t", attempt=1, fn=(0, 0),
+                inputs=[])
+    return Job(task, job_id=job_id)
+
+
+def test_job_table_grace_periods_and_requeue() -> None:
+    """Ended without an outcome: overdue after the grace period (5 s at most when the
+    scheduler killed it); pending again (requeued): not ended any more."""
+    table = JobTable(missing_grace=60)
+    done, killed, gone, requeued = (_job(0, "7_0"), _job(1, "7_1"), _job(2, "8"),
+                                    _job(3, "7_3"))
+    for job in (done, killed, gone, requeued):
+        table.add(job)
+    answer = parse_squeue("7_0|COMPLETED|None\n7_1|TIMEOUT|TimeLimit\n7_3|FAILED|None\n")
+    assert table.unknown(answer) == ["8"]
+    assert table.apply(answer, now=100.0)
+    assert table.overdue_at == 105.0 and [j.key for j in table.overdue(105.0)] == [(
+        "/runs/r", 1)]
+    assert not table.apply(answer, now=101.0)  # nothing changed; grace clocks keep running
+    assert table.apply(parse_squeue("7_0|COMPLETED|\n7_1|TIMEOUT|\n7_3|PENDING|BeginTime"),
+                       now=130.0)
+    assert requeued.ended_since == 0.0 and gone.state == "VANISHED"
+    assert {j.task.node for j in table.overdue(160.0)} == {0, 1, 2}
+    table.pop(("/runs/r", 1))
+    assert set(table.by_run["/runs/r"]) == {0, 2, 3}
+    message = lost_message(killed, 60, "/runs/r/slurm/jobs/7_1.out", "*** DUE TO TIME LIMIT ***\n")
+    assert message == ("Slurm job 7_1 ended TIMEOUT (TimeLimit) without writing an outcome; end "
+                       "of the job's output (/runs/r/slurm/jobs/7_1.out):\n*** DUE TO TIME "
+                       "LIMIT ***")
+    assert "gone from the scheduler" in lost_message(gone, 60, "x", "")
+    assert "within 60 s" in lost_message(done, 60, "x", "")
+
+
+def test_array_elements_never_started_share_the_arrays_record() -> None:
+    """Elements cancelled while pending show only as the array's own record (``123``)."""
+    infos = parse_squeue("123|CANCELLED|None\n123_0|CANCELLED|None\n")
+    assert lookup(infos, "123_7").state == "CANCELLED" and lookup(infos, "124_0") is None
+    assert parse_jobcomp("JobId=123 JobState=CANCELLED ArrayJobId=123 ArrayTaskId=4294967294 "
+                         "ExitCode=0:0\n")["123"].state == "CANCELLED"
+
+
 # -- helpers for the real-cluster tests ----------------------------------------------------------
 @pytest.fixture
 def slurm_home(cov_home: Path, slurm_cluster: Any) -> Path:
@@ -126,11 +172,61 @@ def slurm_home(cov_home: Path, slurm_cluster: Any) -> Path:
           cluster:
             type: slurm
             poll_freq: 0.3
-            missing_grace: 3
+            missing_grace: 1
             options:
               partition: debug
         """))
     return cov_home
+
+
+@pytest.fixture(scope="module")
+def time_limited_run(slurm_cluster: Any, tmp_path_factory: pytest.TempPathFactory
+                     ) -> Iterator[Dict[str, Any]]:
+    """A run whose task outlives its ``time_limit``, started before the other cluster tests
+    and checked after them (``test_time_limit_...``), because Slurm enforces time limits on a
+    30-second tick: waiting in line would cost up to 30 s. ``time_limit=30`` becomes
+    ``--time=1`` (whole minutes, Slurm's unit); once the job runs, a thread moves its end time
+    to now, as an admin can (``scontrol update EndTime``), so Slurm's own enforcement kills it
+    at the next tick without the minute's wait. The run has its own runs home."""
+    base = tmp_path_factory.mktemp("time-limit")
+    home, config = base / "home", base / "config.yaml"
+    config.write_text("runner:\n  idle_timeout: 3\n  rescan_interval: 0.5\n")
+    env = {**os.environ, "COV_HOME": str(home), "COV_CONFIG": str(config)}
+
+    def cov(*args: str, timeout: float = 90) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "covalent_cli.cli", *args], env=env,
+                              capture_output=True, text=True, timeout=timeout, cwd=str(REPO))
+
+    found: Dict[str, Any] = {"cov": cov, "home": home}
+    found["run_id"] = _dispatch(cov, base, """
+        @ct.electron(executor=ct.executor.SlurmExecutor(poll_freq=0.3, time_limit=30,
+                                                        use_srun=False))
+        def slow():
+            time.sleep(300)
+
+        @ct.lattice
+        def limited():
+            return slow()
+        """)
+
+    def shorten() -> None:
+        try:
+            job = _until(lambda: _handles(home, found["run_id"]).get(0), what="the job id")[0]
+            _until(lambda: _squeue(job).get(job) == "RUNNING", what="the job to run")
+            found["job"] = job
+            found["scontrol"] = subprocess.run(["scontrol", "show", "job", job],
+                                               capture_output=True, text=True).stdout
+            subprocess.run(["scontrol", "update", f"JobId={job}", "EndTime=now"], check=True)
+        except Exception as exc:  # noqa: BLE001 - reported by the test
+            found["error"] = exc
+
+    thread = threading.Thread(target=shorten, daemon=True)
+    thread.start()
+    yield found
+    thread.join(timeout=60)
+    from runner.service import stop_runners
+
+    stop_runners(home)
 
 
 def _dispatch(run_cov: Callable, tmp_path: Path, source: str, *args: str) -> str:
@@ -194,6 +290,7 @@ def _task(status: Dict[str, Any], name: str) -> Dict[str, Any]:
 
 
 # -- a real cluster ------------------------------------------------------------------------------
+@pytest.mark.usefixtures("time_limited_run")  # starts it now; checked near the end
 def test_mixed_workflow_slurm_and_local(slurm_home: Path, run_cov: Callable,
                                         tmp_path: Path) -> None:
     """Tasks on the named Slurm executor, on a SlurmExecutor object and locally, chained."""
@@ -228,41 +325,6 @@ def test_mixed_workflow_slurm_and_local(slurm_home: Path, run_cov: Callable,
     assert not list((slurm_home / run_id / "slurm" / "bundles").iterdir())  # cleanup=True
 
 
-def test_fan_out_of_50_goes_out_as_one_array(slurm_home: Path, run_cov: Callable,
-                                             tmp_path: Path, slurm_cluster: Any) -> None:
-    run_id = _dispatch(run_cov, tmp_path, """
-        @ct.electron(executor=ct.executor.SlurmExecutor(poll_freq=0.3, use_srun=False))
-        def square(i):
-            return i * i
-
-        @ct.electron
-        def add(xs):
-            return sum(xs)
-
-        @ct.lattice
-        def fan(n=50):
-            return add([square(i) for i in range(n)])
-        """)
-    status = _wait(run_cov, run_id, timeout=80)
-    assert status["status"] == "COMPLETED", status
-    assert _result(run_cov, run_id) == sum(i * i for i in range(50))
-    handles = _handles(slurm_home, run_id)
-    assert len(handles) == 50 and all(len(ids) == 1 for ids in handles.values())
-    arrays = {base_id(ids[0]) for ids in handles.values()}
-    assert len(arrays) == 1, arrays  # one sbatch for the whole fan-out
-    (array,) = arrays
-    assert sorted(int(ids[0].split("_")[1]) for ids in handles.values()) == list(range(50))
-    # The scheduler's side: 50 elements of that array, and no other job of this run.
-    states = _squeue(*[ids[0] for ids in handles.values()])
-    assert len(states) == 50 and set(states.values()) == {"COMPLETED"}
-    ours = [line for line in subprocess.run(["squeue", "-h", "-t", "all", "-r", "-o", "%i|%j"],
-                                            capture_output=True, text=True).stdout.split()
-            if line.endswith(f"|cov-{run_id[:8]}")]
-    assert len(ours) == 50 and {base_id(line.split("|")[0]) for line in ours} == {array}
-    comp = parse_jobcomp(slurm_cluster.jobcomp_file.read_text())
-    assert sum(1 for key in comp if key.startswith(f"{array}_")) == 50
-
-
 def test_task_raising_fails_with_its_traceback(slurm_home: Path, run_cov: Callable,
                                               tmp_path: Path) -> None:
     run_id = _dispatch(run_cov, tmp_path, """
@@ -282,6 +344,29 @@ def test_task_raising_fails_with_its_traceback(slurm_home: Path, run_cov: Callab
     err = run_cov("logs", run_id, str(task["id"]), "--stream", "stderr").stderr
     assert "Traceback" in err and "raise ValueError" in err and "ValueError: bad value 7" in err
     assert "about to fail" in run_cov("logs", run_id, str(task["id"]), "--stream", "stdout").stdout
+
+
+def test_retry_is_a_new_job_and_the_failed_outcome_is_not_taken_for_its_result(
+        slurm_home: Path, run_cov: Callable, tmp_path: Path) -> None:
+    marker = tmp_path / "tried"
+    run_id = _dispatch(run_cov, tmp_path, f"""
+        @ct.electron(executor=ct.executor.SlurmExecutor(poll_freq=0.3, missing_grace=1,
+                                                        use_srun=False, retries=1))
+        def flaky(path={str(marker)!r}):
+            if not os.path.exists(path):
+                open(path, "w").close()
+                raise RuntimeError("the first attempt fails")
+            return "second attempt"
+
+        @ct.lattice
+        def retried():
+            return flaky()
+        """)
+    status = _wait(run_cov, run_id)
+    assert status["status"] == "COMPLETED", status
+    assert _result(run_cov, run_id) == "second attempt"
+    assert _task(status, "flaky")["attempt"] == 2
+    assert len(_handles(slurm_home, run_id)[0]) == 2  # two jobs, one per attempt
 
 
 def test_options_variables_and_prerun_reach_the_job(cov_home: Path, run_cov: Callable,
@@ -326,33 +411,6 @@ def test_options_variables_and_prerun_reach_the_job(cov_home: Path, run_cov: Cal
         from runner.service import stop_runners
 
         stop_runners(home)
-
-
-def test_time_limit_kills_the_job_and_the_task_fails_with_timeout(
-        slurm_home: Path, run_cov: Callable, tmp_path: Path) -> None:
-    """``time_limit`` becomes ``--time`` (whole minutes, Slurm's unit). Waiting a minute would
-    make this test slow, so once the job runs, its end time is moved to now, as an admin can
-    (``scontrol update EndTime``): Slurm's own limit enforcement then kills it (TIMEOUT)."""
-    run_id = _dispatch(run_cov, tmp_path, """
-        @ct.electron(executor=ct.executor.SlurmExecutor(poll_freq=0.3, time_limit=30,
-                                                        use_srun=False))
-        def slow():
-            time.sleep(300)
-
-        @ct.lattice
-        def limited():
-            return slow()
-        """)
-    job = _until(lambda: _handles(slurm_home, run_id).get(0), what="the job id")[0]
-    _until(lambda: _squeue(job).get(job) == "RUNNING", what="the job to run")
-    info = subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True).stdout
-    assert "TimeLimit=00:01:00" in info
-    subprocess.run(["scontrol", "update", f"JobId={job}", "EndTime=now"], check=True)
-    status = _wait(run_cov, run_id, timeout=60)
-    task = _task(status, "slow")
-    assert task["status"] == "FAILED", status
-    assert f"Slurm job {job} ended TIMEOUT" in task["error"]
-    assert "DUE TO TIME LIMIT" in task["error"]  # slurmstepd's line from the job's output
 
 
 def test_scancel_from_outside_cancels_the_task(slurm_home: Path, run_cov: Callable,
@@ -404,7 +462,7 @@ def test_runner_killed_and_restarted_reattaches_without_resubmitting(
     run_id = _dispatch(run_cov, tmp_path, """
         @ct.electron(executor="cluster")
         def step(i):
-            time.sleep(1.5)
+            time.sleep(1)
             return i
 
         @ct.electron
@@ -432,3 +490,140 @@ def test_runner_killed_and_restarted_reattaches_without_resubmitting(
     assert after == before  # the same job per task, none submitted twice
     assert {t["attempt"] for t in status["tasks"] if t["name"] == "step"} == {1}
     assert set(_squeue(*jobs).values()) == {"COMPLETED"}
+
+
+def test_ssh_mode_submits_through_the_login_node(slurm_cluster: Any, sshd_host: Any,
+                                                 cov_home: Path, run_cov: Callable,
+                                                 tmp_path: Path) -> None:
+    """``address`` set: sbatch/squeue run over SSH as the remote user (``covtest``); bundles go
+    up and outcomes and logs come back (no shared filesystem); cloudpickle is shipped by
+    ``runner.ssh.remote.prepare`` if the cluster's Python lacks it. The login node's
+    environment (here ``SLURM_CONF``) comes from ``bashrc_path``, as with Covalent's plugin."""
+    env_file = Path(f"/home/{sshd_host.username}/.cov-test-slurm-env")
+    env_file.write_text(f"export SLURM_CONF={slurm_cluster.conf}\n")
+    subprocess.run(["chown", f"{sshd_host.username}:", str(env_file)], check=True)
+    workdir = f"/home/{sshd_host.username}/cov-slurm-test"
+    run_id = _dispatch(run_cov, tmp_path, f"""
+        cluster = ct.executor.SlurmExecutor(
+            address={sshd_host.name!r}, ssh_config={sshd_host.ssh_config!r},
+            bashrc_path="~/{env_file.name}", remote_workdir={workdir!r},
+            poll_freq=0.3, missing_grace=3, options={{"partition": "debug"}})
+
+        @ct.electron(executor=cluster)
+        def where(i):
+            import getpass
+            print(f"task {{i}} says hi")
+            return [getpass.getuser(), os.getcwd(), os.environ["SLURM_JOB_ID"], i * 2]
+
+        @ct.electron
+        def gather(rows):
+            return rows
+
+        @ct.lattice
+        def remote(n=3):
+            return gather([where(i) for i in range(n)])
+        """)
+    status = _wait(run_cov, run_id, timeout=60)
+    assert status["status"] == "COMPLETED", status
+    rows = _result(run_cov, run_id)
+    assert [r[3] for r in rows] == [0, 2, 4]
+    assert {r[0] for r in rows} == {sshd_host.username} and {r[1] for r in rows} == {workdir}
+    handles = _handles(cov_home, run_id)
+    assert len({base_id(ids[0]) for ids in handles.values()}) == 1  # one array
+    node = _task(status, "where")["id"]
+    assert "says hi" in run_cov("logs", run_id, str(node), "--stream", "stdout").stdout
+    remote = Path(workdir) / ".cov" / run_id
+    assert (remote / "slurm" / "worker.py").is_file()
+    _until(lambda: not list((remote / "slurm" / "bundles").iterdir()), timeout=5,
+           what="the remote bundles to be cleaned up")
+
+
+def test_requeued_job_reruns_or_exits_if_its_task_already_succeeded(
+        slurm_home: Path, run_cov: Callable, tmp_path: Path) -> None:
+    """A running job requeued (as preemption does) runs the task again and the task completes
+    with the same job; a finished job requeued finds its outcome and exits without running the
+    task a third time. Slurm holds requeued jobs for 2 minutes; the test releases them at once
+    (``scontrol update StartTime=now``)."""
+    marker = tmp_path / "starts"
+    run_id = _dispatch(run_cov, tmp_path, f"""
+        @ct.electron(executor="cluster")
+        def once(path={str(marker)!r}):
+            with open(path, "a") as f:
+                f.write("start\\n")
+            with open(path) as f:
+                if f.read().count("start") == 1:
+                    time.sleep(60)  # the first run is requeued while here
+            return "done"
+
+        @ct.lattice
+        def requeued():
+            return once()
+        """)
+
+    def requeue(job: str) -> None:
+        subprocess.run(["scontrol", "requeue", job], check=True)
+        _until(lambda: _squeue(job).get(job) == "PENDING", what="the job to be requeued")
+        subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
+
+    job = _until(lambda: _handles(slurm_home, run_id).get(0), what="the job id")[0]
+    _until(lambda: marker.exists() and _squeue(job).get(job) == "RUNNING", what="a running job")
+    requeue(job)
+    status = _wait(run_cov, run_id)
+    assert status["status"] == "COMPLETED", status
+    assert _result(run_cov, run_id) == "done"
+    assert marker.read_text() == "start\n" * 2
+    assert _handles(slurm_home, run_id) == {0: [job]} and _task(status, "once")["attempt"] == 1
+    requeue(job)  # finished: the worker sees the successful outcome and exits at once
+    _until(lambda: (lambda info: "Restarts=2" in info and "JobState=COMPLETED" in info)(
+        subprocess.run(["scontrol", "show", "job", "-o", job], capture_output=True,
+                       text=True).stdout), what="the twice-requeued job to complete")
+    assert marker.read_text() == "start\n" * 2
+
+
+def test_time_limit_kills_the_job_and_the_task_fails_with_timeout(
+        time_limited_run: Dict[str, Any]) -> None:
+    """See ``time_limited_run``: the task's job was killed by Slurm for its time limit."""
+    cov, run_id = time_limited_run["cov"], time_limited_run["run_id"]
+    status = _wait(cov, run_id, timeout=60)
+    assert "error" not in time_limited_run, time_limited_run.get("error")
+    job = time_limited_run["job"]
+    assert "TimeLimit=00:01:00" in time_limited_run["scontrol"]  # time_limit=30 s -> 1 min
+    task = _task(status, "slow")
+    assert task["status"] == "FAILED", status
+    assert f"Slurm job {job} ended TIMEOUT" in task["error"]
+    assert "DUE TO TIME LIMIT" in task["error"]  # slurmstepd's line from the job's output
+
+
+def test_fan_out_of_50_goes_out_as_one_array(slurm_home: Path, run_cov: Callable,
+                                             tmp_path: Path, slurm_cluster: Any) -> None:
+    run_id = _dispatch(run_cov, tmp_path, """
+        @ct.electron(executor=ct.executor.SlurmExecutor(poll_freq=0.3, use_srun=False))
+        def square(i):
+            return i * i
+
+        @ct.electron
+        def add(xs):
+            return sum(xs)
+
+        @ct.lattice
+        def fan(n=50):
+            return add([square(i) for i in range(n)])
+        """)
+    status = _wait(run_cov, run_id, timeout=80)
+    assert status["status"] == "COMPLETED", status
+    assert _result(run_cov, run_id) == sum(i * i for i in range(50))
+    handles = _handles(slurm_home, run_id)
+    assert len(handles) == 50 and all(len(ids) == 1 for ids in handles.values())
+    arrays = {base_id(ids[0]) for ids in handles.values()}
+    assert len(arrays) == 1, arrays  # one sbatch for the whole fan-out
+    (array,) = arrays
+    assert sorted(int(ids[0].split("_")[1]) for ids in handles.values()) == list(range(50))
+    # The scheduler's side: 50 elements of that array, and no other job of this run.
+    states = _squeue(*[ids[0] for ids in handles.values()])
+    assert len(states) == 50 and set(states.values()) == {"COMPLETED"}
+    ours = [line for line in subprocess.run(["squeue", "-h", "-t", "all", "-r", "-o", "%i|%j"],
+                                            capture_output=True, text=True).stdout.split()
+            if line.endswith(f"|cov-{run_id[:8]}")]
+    assert len(ours) == 50 and {base_id(line.split("|")[0]) for line in ours} == {array}
+    comp = parse_jobcomp(slurm_cluster.jobcomp_file.read_text())
+    assert sum(1 for key in comp if key.startswith(f"{array}_")) == 50

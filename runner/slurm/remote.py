@@ -1,0 +1,236 @@
+"""The SSH mode: Slurm's commands on a login node reached through ``runner.ssh``.
+
+``RemoteShell`` runs a command there (``cd DIR && argv``, quoted with ``shlex``; with
+``bashrc_path`` set, that file is sourced first, as the Covalent plugin does: sites put
+``module load slurm`` or ``SLURM_CONF`` there). Files:
+
+* ``shared_filesystem=True``: the cluster sees the run directory at the same path, so job files
+  stay in the run directory (``SharedSite``) and only commands go through SSH;
+* otherwise (``RemoteSite``): a copy of the run directory's layout under
+  ``<remote_workdir>/.cov/<dispatch id>/`` on the cluster. Bundles go up in one ``tar`` stream
+  per submission; finished outcomes and logs come back in one ``tar`` stream per check; the
+  copies of finished tasks are removed in one ``rm`` per poll (``cleanup``).
+
+Version checks and cloudpickle shipping are ``runner.ssh.remote.prepare``'s (once per backend).
+"""
+from __future__ import annotations
+
+import io
+import os
+import shlex
+import tarfile
+import time
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+
+from runner.backends.base import WORKER_SCRIPT
+from runner.fs import atomic_write
+from runner.slurm.client import Result
+from runner.slurm.script import shell_path
+from runner.slurm.settings import SlurmSettings
+from runner.slurm.site import Identity, SharedSite, outcome_name
+
+REMOTE_DIR = ".cov"  # under remote_workdir: one directory per run
+
+
+class RemoteShell:
+    """Commands on the cluster's login node, over the shared SSH connection."""
+
+    def __init__(self, host: Any, bashrc_path: str = "") -> None:
+        self.host = host
+        self.bashrc = bashrc_path
+
+    def line(self, argv: Sequence[str], cwd: Optional[str] = None) -> str:
+        command = shlex.join(argv)
+        if cwd:
+            command = f"cd {shlex.quote(cwd)} && {command}"
+        if self.bashrc:
+            command = f"source {shell_path(self.bashrc)} >/dev/null 2>&1; {command}"
+            command = f"bash -c {shlex.quote(command)}"
+        return command
+
+    def run(self, argv: Sequence[str], cwd: Optional[str] = None,
+            timeout: float = 60.0, input: Optional[bytes] = None) -> Result:
+        from runner.ssh.connection import SSHError
+
+        try:
+            result = self.host.run(self.line(argv, cwd), input=input, timeout=timeout)
+        except SSHError as exc:
+            return Result(255, "", f"ssh: {exc}")
+        return Result(result.exit_code, result.stdout.decode("utf-8", "replace"),
+                      result.stderr.decode("utf-8", "replace"))
+
+    def run_bytes(self, command: str, input: Optional[bytes] = None,
+                  timeout: float = 120.0) -> Tuple[int, bytes, str]:
+        """A raw shell line (tar streams); raises ``SSHError`` if the connection fails."""
+        result = self.host.run(command, input=input, timeout=timeout)
+        return result.exit_code, result.stdout, result.stderr.decode("utf-8", "replace")
+
+
+class RemoteSite(SharedSite):
+    """Job files in a copy of the run directory on the cluster; outcomes copied back."""
+
+    def __init__(self, shell: RemoteShell, base: str, check_every: float) -> None:
+        super().__init__(shell)
+        self.remote: RemoteShell = shell
+        self.base = base.rstrip("/")  # absolute: <remote home>/<remote_workdir>/.cov
+        self.check_every = check_every
+        self._last_check: Dict[str, float] = {}
+        self._renames: List[Tuple[str, str]] = []
+        self._removals: List[str] = []
+
+    # -- layout (as the job sees it) -------------------------------------------------------------
+    def root(self, run: str) -> str:
+        return f"{self.base}/{os.path.basename(run)}"
+
+    def jobs_dir(self, run: str) -> str:
+        return f"{self.root(run)}/slurm/jobs"
+
+    def job_log(self, run: str, job_id: str) -> str:
+        return f"{self.jobs_dir(run)}/{job_id}.out"
+
+    # -- writing -------------------------------------------------------------------------
+    def prepare(self, run: str) -> None:
+        if run in self._prepared:
+            return
+        os.makedirs(os.path.join(run, "slurm"), exist_ok=True)  # the local side of the copy
+        root = shlex.quote(self.root(run))
+        with open(WORKER_SCRIPT, "rb") as f:
+            code = f.read()
+        command = (f"mkdir -p {root}/results {root}/logs {root}/slurm/bundles {root}/slurm/jobs"
+                   f" && cat > {root}/slurm/worker.py")
+        self._checked(command, code)
+        self._prepared.add(run)
+
+    def write_bundles(self, run: str, bundles: Iterable[Tuple[int, int, bytes]]) -> None:
+        """One tar stream; an earlier attempt's outcome there is removed (it would look new)."""
+        items = list(bundles)
+        if not items:
+            return
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            for node, attempt, data in items:
+                info = tarfile.TarInfo(f"{node}.{attempt}.pkl")
+                info.size, info.mtime, info.mode = len(data), int(time.time()), 0o644
+                tar.addfile(info, io.BytesIO(data))
+        root = shlex.quote(self.root(run))
+        stale = " ".join(shlex.quote(f"results/{outcome_name(n)}") for n, a, _ in items if a > 1)
+        command = f"cd {root}/slurm/bundles && tar xf -"
+        if stale:
+            command += f" && cd {root} && rm -f -- {stale}"
+        self._checked(command, buffer.getvalue())
+
+    def write_script(self, run: str, text: str) -> str:
+        path = f"{self.jobs_dir(run)}/.submit-{os.urandom(4).hex()}.sh"
+        self._checked(f"cat > {shlex.quote(path)}", text.encode())
+        return path
+
+    def submitted(self, run: str, path: str, job_id: str) -> None:
+        self._renames.append((path, f"{self.jobs_dir(run)}/{job_id}.sh"))
+
+    def discard_script(self, run: str, path: str) -> None:
+        self._removals.append(path)
+
+    # -- reading -------------------------------------------------------------------------
+    def outcomes(self, run: str, nodes: Iterable[int], force: bool = False
+                 ) -> Optional[Dict[int, Identity]]:
+        """List the remote ``results/`` (at most every ``check_every`` s unless ``force``),
+        copy new outcomes and their logs into the run directory, report the local files."""
+        now = time.monotonic()
+        if not force and now - self._last_check.get(run, 0.0) < self.check_every:
+            return None
+        self._last_check[run] = now
+        wanted = {outcome_name(n): n for n in nodes}
+        root = shlex.quote(self.root(run))
+        names = " ".join(shlex.quote(name) for name in sorted(wanted))
+        # List which wanted outcomes exist, then tar them with their logs, in one round trip.
+        script = (f"cd {root} || exit 3; set --; for f in {names}; do [ -f results/$f ] && "
+                  f"set -- \"$@\" results/$f; for s in out err; do [ -f logs/${{f%.pkl}}.$s ] "
+                  f"&& set -- \"$@\" logs/${{f%.pkl}}.$s; done; done; "
+                  f"[ $# -eq 0 ] || tar cf - -- \"$@\"")
+        code, data, err = self.remote.run_bytes(f"sh -c {shlex.quote(script)}")
+        if code != 0 or not data:
+            return {}
+        found: Dict[int, Identity] = {}
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r") as tar:
+            members = tar.getmembers()
+            # logs first: once the outcome is in place the runner may read the logs
+            for member in sorted(members, key=lambda m: m.name.startswith("results/")):
+                source = tar.extractfile(member)
+                if source is None:
+                    continue
+                top, _, name = member.name.partition("/")
+                if top not in ("results", "logs") or "/" in name or name.startswith("."):
+                    continue
+                atomic_write(os.path.join(run, top, name), source.read())
+                if top == "results" and name in wanted:
+                    identity = self.identity(run, wanted[name])
+                    if identity is not None:
+                        found[wanted[name]] = identity
+        return found
+
+    def next_check_in(self) -> Optional[float]:
+        if not self._last_check:
+            return None
+        return max(0.0, min(self._last_check.values()) + self.check_every - time.monotonic())
+
+    def log_tail(self, run: str, job_id: str) -> Tuple[str, str]:
+        path = self.job_log(run, job_id)
+        result = self.remote.run(["tail", "-c", "2000", path])
+        return f"{self.remote.host.label}:{path}", result.stdout if result.ok else ""
+
+    # -- cleanup -------------------------------------------------------------------------
+    def remove_task_files(self, run: str, node: int, attempt: int, job_id: str) -> None:
+        root = self.root(run)
+        self._removals += [f"{root}/slurm/bundles/{node}.{attempt}.pkl",
+                           f"{root}/results/{outcome_name(node)}",
+                           f"{root}/logs/{node}.out", f"{root}/logs/{node}.err"]
+
+    def remove_script(self, run: str, job_id: str) -> None:
+        self._removals.append(f"{self.jobs_dir(run)}/{job_id}.sh")
+
+    def sweep(self) -> None:
+        """Renames and removals gathered since the last poll, in one command."""
+        renames, self._renames = self._renames, []
+        removals, self._removals = self._removals, []
+        parts = [f"mv -f -- {shlex.quote(a)} {shlex.quote(b)}" for a, b in renames]
+        if removals:
+            parts.append("rm -f -- " + " ".join(shlex.quote(p) for p in removals))
+        if not parts:
+            return
+        try:
+            self.remote.run_bytes("; ".join(parts))
+        except Exception:  # noqa: BLE001 - leftovers are harmless; the next sweep may work
+            pass
+
+    def close(self) -> None:
+        self.sweep()
+
+    def _checked(self, command: str, data: bytes) -> None:
+        code, _, err = self.remote.run_bytes(command, input=data)
+        if code != 0:
+            from runner.ssh.connection import SSHError
+
+            raise SSHError(f"`{command[:60]}...` failed on {self.remote.host.label} "
+                           f"(exit {code}): {err.strip()[-300:]}", self.remote.host.label)
+
+
+def connect(settings: SlurmSettings) -> Tuple[SharedSite, str]:
+    """Open the connection, check the cluster's Python (``runner.ssh.remote.prepare``, which
+    also ships cloudpickle when needed) and return the site and the PYTHONPATH jobs need."""
+    from runner.ssh.connection import HostSpec, pool
+    from runner.ssh.remote import DEFAULT_CACHE, PythonSetup, prepare
+
+    config: Dict[str, Any] = dict(settings.extra)
+    config.update(address=settings.address, username=settings.username or None,
+                  ssh_key_file=settings.ssh_key_file or None, port=settings.port)
+    host = pool().host(HostSpec.from_executor(config))
+    setup = PythonSetup(python=settings.python_path or "python3", conda_env=settings.conda_env)
+    extra = settings.extra
+    env = prepare(host, setup, cache=str(extra.get("remote_cache") or DEFAULT_CACHE),
+                  ship_cloudpickle=extra.get("ship_cloudpickle") not in (False, "false", "no", 0),
+                  ignore_versions=bool(extra.get("ignore_versions")))
+    shell = RemoteShell(host, settings.bashrc_path)
+    if settings.shared_filesystem:
+        return SharedSite(shell), env.pythonpath
+    base = env.abspath(f"{settings.remote_workdir.rstrip('/')}/{REMOTE_DIR}")
+    return RemoteSite(shell, base, check_every=min(settings.poll_freq, 5.0)), env.pythonpath
