@@ -12,7 +12,7 @@ import os
 import socket
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Set
 
 from runner.fs import atomic_write
 
@@ -101,6 +101,7 @@ class RunnerRegistry:
         self.me = me
         self._cache: Dict[str, bool] = {}
         self._stamp = 0.0
+        self._dead: Set[str] = set()  # ids a read made after we first asked found dead
 
     def alive(self, runner_id: Optional[str]) -> bool:
         if not runner_id:
@@ -108,7 +109,14 @@ class RunnerRegistry:
         if runner_id == self.me:
             return True
         now = time.time()
-        if now - self._stamp > 1.0:
+        # A runner missing from the cache may have started after the last read: it writes its
+        # heartbeat before its first claim, so a read made now sees it if it lives. Answering
+        # "dead" from the old read would let us take over (and run again) its fresh claims.
+        if now - self._stamp > 1.0 or (runner_id not in self._cache and
+                                       runner_id not in self._dead):
             self._cache = {r.get("id", ""): r["alive"] for r in read_runners(self.home)}
             self._stamp = now
-        return self._cache.get(runner_id, False)
+        alive = self._cache.get(runner_id, False)
+        if not alive:
+            self._dead.add(runner_id)  # ids are never reused: dead stays dead
+        return alive

@@ -16,6 +16,7 @@ home: a claim is made under the run's lock after re-reading the log, so a node i
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -88,6 +89,9 @@ class Runner:
         os.set_blocking(self._wake_w, False)
         self._stop = False
         self.watcher: Any = None
+        # After an event log could not be written (a full disk), writes wait until then.
+        self._stalled_until = 0.0
+        self._write_error: Optional[str] = None
 
     # -- hints ---------------------------------------------------------------------------
     def hint(self, path: str) -> None:
@@ -175,12 +179,17 @@ class Runner:
             hint = backend.next_poll_in()
             if hint is not None:
                 timeout = min(timeout, hint)
-        if self._has_ready_work():
+        if self._stalled():
+            timeout = min(timeout, self._stalled_until - time.time())
+        elif self._has_ready_work():
             timeout = 0
         wait_for(waitables, timeout=max(0.0, timeout))
 
     def _has_ready_work(self) -> bool:
         return any(r.pending for r in self.active.values())
+
+    def _stalled(self) -> bool:
+        return time.time() < self._stalled_until
 
     # -- discovering runs ----------------------------------------------------------------
     def _rescan(self) -> None:
@@ -414,6 +423,8 @@ class Runner:
 
     # -- claiming and submitting -----------------------------------------------------------
     def _schedule_all(self) -> None:
+        if self._stalled():
+            return  # a claim is an event: none can be written now
         for run in list(self.active.values()):
             if run.state.finished or not run.schedule.ready:
                 continue
@@ -447,7 +458,7 @@ class Runner:
         if not chosen:
             return
         claimed = self._claim(run, [n for n, _ in chosen])
-        run.schedule.put_back([n for n, _ in chosen if n not in claimed])
+        self._not_claimed(run, [n for n, _ in chosen if n not in claimed])
         for node_id, backend in chosen:
             if node_id not in claimed:
                 continue
@@ -463,6 +474,17 @@ class Runner:
         for backend in {id(b): b for _, b in chosen}.values():
             backend.flush()
 
+    def _not_claimed(self, run: ActiveRun, nodes: List[int]) -> None:
+        """Nodes we took but did not claim: another runner's claim stays active here (if that
+        runner dies, ``_adopt_orphans`` looks for its outcome first); the rest are ready again."""
+        for node in nodes:
+            task = run.state.tasks.get(node)
+            if task is not None and not task.finished and task.attempt > 0 and \
+                    task.runner != self.id:
+                run.schedule.mark_active(node)
+            else:
+                run.schedule.put_back([node])
+
     def _claim(self, run: ActiveRun, nodes: List[int], attempt: Optional[int] = None,
                adopt: bool = False) -> Dict[int, int]:
         """Claim nodes under the run lock after re-reading the log; returns node -> attempt."""
@@ -474,7 +496,8 @@ class Runner:
                 task = run.state.tasks.get(node)
                 if task is not None and (task.finished or (
                         task.attempt > 0 and task.runner != self.id and not adopt and
-                        self.registry.alive(task.runner))):
+                        (self.registry.alive(task.runner) or
+                         self._finished_on_disk(run, node, task.attempt)))):
                     continue
                 if task is not None and task.runner == self.id and node in run.ours:
                     continue
@@ -486,9 +509,16 @@ class Runner:
                 claimed[node] = number
             if run.state.status == STARTING and events:
                 events.insert(0, {"ev": "run", "status": RUNNING, "runner": self.id})
-            self._append(run, run.pending + events)
+            if not self._append(run, run.pending + events):
+                return {}  # nothing was written: nothing is claimed
             run.pending = []
         return claimed
+
+    def _finished_on_disk(self, run: ActiveRun, node: int, attempt: int) -> bool:
+        """A dead runner's attempt whose outcome is complete: ``_adopt_orphans`` records it;
+        it is never run again."""
+        header = run.dir.outcome_header(node)
+        return header is not None and header.get("attempt", attempt) == attempt
 
     def _task(self, run: ActiveRun, node: NodeSpec, attempt: int) -> Task:
         inputs = []
@@ -521,25 +551,43 @@ class Runner:
 
     # -- writing -------------------------------------------------------------------------
     def _flush(self) -> None:
+        if self._stalled():
+            return
         for run in list(self.active.values()):
             if run.pending:
                 with run.dir.lock():
                     self._absorb(run, run.dir.read_new_events())
-                    self._append(run, run.pending)
-                    run.pending = []
+                    if self._append(run, run.pending):
+                        run.pending = []
             self._maybe_finish(run)
 
-    def _append(self, run: ActiveRun, events: List[Dict[str, Any]]) -> None:
-        """Append under the lock (held by the caller) and fold into our own view."""
+    def _append(self, run: ActiveRun, events: List[Dict[str, Any]]) -> bool:
+        """Append under the lock (held by the caller) and fold into our own view. False if
+        the log cannot be written now (a full disk): nothing was appended, the caller keeps
+        the events, and writes pause for a second instead of failing the runner."""
         if not events:
-            return
-        run.dir.append_events(events)
+            return True
+        try:
+            run.dir.append_events(events)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            self._stalled_until = time.time() + 1.0
+            if self._write_error is None:
+                self._log(f"cannot write {run.dir.events_path}: {exc.strerror or exc}; "
+                          "retrying every second (tasks keep their results meanwhile)")
+            self._write_error = str(exc)
+            return False
+        if self._write_error is not None:
+            self._log("event logs are writable again")
+            self._write_error = None
         run.dirty = True
         appended = run.dir.take_appended()
         if appended is None:
             self._absorb(run, run.dir.read_new_events())
         else:
             self._absorb(run, appended, folded=True)
+        return True
 
     def _maybe_finish(self, run: ActiveRun) -> None:
         if run.state.finished:
@@ -558,7 +606,8 @@ class Runner:
                 return
             if status == COMPLETED:
                 _link_final_result(run.dir)
-            self._append(run, [event])
+            if not self._append(run, [event]):
+                return  # tried again on a later step
         self._fsync_run(run)
         self._retire(run)
 
@@ -626,7 +675,10 @@ class Runner:
 
     def _log(self, message: str) -> None:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        print(f"{stamp} {message}", file=sys.stderr, flush=True)
+        try:
+            print(f"{stamp} {message}", file=sys.stderr, flush=True)
+        except OSError:
+            pass  # runner.log is on the full disk too: the runner goes on without it
 
 
 def _link_final_result(rundir: RunDir) -> None:

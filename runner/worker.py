@@ -17,6 +17,7 @@ across the boundary: every failure becomes an outcome.
 """
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -59,10 +60,32 @@ def write_outcome(path: str, header: Dict[str, Any], payload: bytes = b"") -> No
     header = dict(header, len=len(payload))
     data = json.dumps(header).encode() + b"\n"
     tmp = f"{path}.tmp-{os.getpid()}-{secrets.token_hex(3)}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.write(payload)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.write(payload)
+        os.replace(tmp, path)
+    except BaseException:
+        try:  # a full disk: what was written of it would only hold space
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def write_outcome_when_space(path: str, header: Dict[str, Any], payload: bytes = b"") -> None:
+    """``write_outcome``, waiting for space while the disk (or quota) is full: the value is in
+    memory, so a full disk delays the run instead of failing a task that did its work."""
+    delay = 0.2
+    while True:
+        try:
+            write_outcome(path, header, payload)
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 5.0)
 
 
 def read_outcome_header(path: str) -> Optional[Dict[str, Any]]:
@@ -389,7 +412,7 @@ def execute_local(task: Dict[str, Any], runs: Dict[str, _RunFiles],
         header, payload = run_task(electron, args, kwargs, 1, 2)
     capture.finish(node)
     header["attempt"] = task.get("attempt", 1)
-    write_outcome(out_path, header, payload)
+    write_outcome_when_space(out_path, header, payload)
     if header.get("ok") and payload:
         files.remember(node, payload)
     return header

@@ -164,9 +164,7 @@ def _wait_and_report(ctx: Context, run_id: str, timeout: Optional[float], quiet:
             click.echo(f"{run.dispatch_id}: still {state.status} after {timeout:g}s", err=True)
         return int(ExitCode.TIMEOUT)
     if state.status == COMPLETED and show_result:
-        from covalent_cli.result import Result
-
-        click.echo(repr(Result(run).result))
+        click.echo(repr(_result_value(run)))
     elif state.status != COMPLETED:
         click.echo(f"{run.dispatch_id}: {state.status}" +
                    (f"\n{state.error}" if state.error else ""), err=True)
@@ -264,13 +262,11 @@ def status(ctx: Context, run_id: str, as_json: bool, show_all: bool) -> None:
 @pass_ctx
 def result(ctx: Context, run_id: str, as_json: bool) -> None:
     """Print a finished run's result (exit 3 if it failed, 4 cancelled, 5 not finished)."""
-    from covalent_cli.result import Result
-
     run = _run(ctx, run_id)
     state = _state(run)
     if state.status not in TERMINAL:
         raise _NotFinished(f"run {run.dispatch_id} is {state.status}", "wait with `cov wait`")
-    value = Result(run).result if state.status == COMPLETED else None
+    value = _result_value(run) if state.status == COMPLETED else None
     if as_json:
         try:
             encoded = json.loads(json.dumps(value))
@@ -284,6 +280,20 @@ def result(ctx: Context, run_id: str, as_json: bool) -> None:
         click.echo(f"{run.dispatch_id}: {state.status}" + (f"\n{state.error}" if state.error else ""),
                    err=True)
     sys.exit(int(STATUS_EXIT[state.status]))
+
+
+def _result_value(run: RunDir) -> Any:
+    """A completed run's result; a result file cut short or damaged is one line, not our
+    traceback (``cov redispatch --reuse`` recomputes it)."""
+    from covalent_cli.result import Result
+
+    try:
+        return Result(run).result
+    except RunDirError as exc:
+        raise RunUnreadable(str(exc), "recompute it with `cov redispatch --reuse`") from None
+    except Exception as exc:  # noqa: BLE001 - unpickling a damaged file raises anything
+        raise RunUnreadable(f"run {run.dispatch_id}: its result cannot be unpickled: "
+                            f"{type(exc).__name__}: {exc}") from None
 
 
 class _NotFinished(CovError):

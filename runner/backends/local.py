@@ -26,12 +26,16 @@ PREFETCH = 8
 _CTX = multiprocessing.get_context("fork")
 
 
-def _worker_main(conn: Any) -> None:
+def _worker_main(conn: Any, runner_pid: int) -> None:
     os.setpgrp()  # its own group: cancel kills the task's children too
     try:  # die with the runner (Linux)
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except Exception:  # noqa: BLE001 - not Linux: the EOF on the pipe ends the worker instead
         pass
+    if os.getppid() != runner_pid:
+        # The runner died between our fork and the prctl: no signal will come, and the pipe
+        # gives no EOF either (this process holds both its ends). Go now, not in a year.
+        os._exit(0)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     worker.serve(conn)
 
@@ -39,7 +43,7 @@ def _worker_main(conn: Any) -> None:
 class _Worker:
     def __init__(self) -> None:
         parent, child = _CTX.Pipe()
-        self.process = _CTX.Process(target=_worker_main, args=(child,), daemon=True)
+        self.process = _CTX.Process(target=_worker_main, args=(child, os.getpid()), daemon=True)
         self.process.start()
         child.close()
         self.conn = parent
