@@ -43,7 +43,9 @@ def _state(run: RunDir) -> RunState:
 
 
 def _echo_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2, default=str))
+    # Compact: json's C encoder (indent forces the pure-Python one, 2x slower on 10k tasks).
+    # Pipe through `jq` to read it.
+    click.echo(json.dumps(value, default=str))
 
 
 def _status_text(status: str) -> str:
