@@ -14,11 +14,20 @@ import sys
 import threading
 from typing import Callable, Dict, Optional
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (DirCreatedEvent, DirMovedEvent, FileCreatedEvent, FileMovedEvent,
+                             FileSystemEvent, FileSystemEventHandler)
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
 from runner.fs import filesystem_type, is_network_filesystem
+
+
+# Only names appearing: new runs (renamed into the home), cancel requests and outcome files
+# (renamed into place). Appends to events.jsonl and the lock file's open/close are left out of
+# the inotify mask: they come with every task, and handling them in watchdog's thread takes the
+# GIL from the runner's loop (milliseconds per task). Other runners' appends are seen by the
+# rescan and under the lock at each claim.
+EVENT_FILTER = [FileCreatedEvent, FileMovedEvent, DirCreatedEvent, DirMovedEvent]
 
 
 class _Handler(FileSystemEventHandler):
@@ -58,13 +67,15 @@ class Watcher:
                 return
             try:
                 self._watches[path] = self._observer.schedule(_Handler(self.notify), path,
-                                                              recursive=False)
+                                                              recursive=False,
+                                                              event_filter=EVENT_FILTER)
             except OSError as exc:
                 if self.polling:
                     return  # the directory vanished; the rescan will notice
                 self._fall_back(exc)
                 self._watches[path] = self._observer.schedule(_Handler(self.notify), path,
-                                                              recursive=False)
+                                                              recursive=False,
+                                                              event_filter=EVENT_FILTER)
 
     def _fall_back(self, exc: OSError) -> None:
         """inotify limits (ENOSPC: watches, EMFILE: instances): switch to polling."""
@@ -81,7 +92,8 @@ class Watcher:
         self._watches = {}
         for path in paths:
             self._watches[path] = self._observer.schedule(_Handler(self.notify), path,
-                                                          recursive=False)
+                                                          recursive=False,
+                                                          event_filter=EVENT_FILTER)
 
     def unwatch(self, path: str) -> None:
         with self._lock:
