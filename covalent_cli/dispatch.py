@@ -26,8 +26,8 @@ import cloudpickle
 
 from covalent_cli import executor as executor_mod
 from covalent_cli.deps import hooks_to_plain
-from covalent_cli.errors import DispatchError, ScriptError, UserError
-from covalent_cli.graph import NO_VALUE, Graph, GraphNode
+from covalent_cli.errors import DispatchError, UserError
+from covalent_cli.graph import Graph, GraphNode
 from covalent_cli.lattice import DEFAULT_EXECUTOR, Lattice
 from runner import backends
 from runner.config import ConfigError, get_value, mask_secrets, runs_home

@@ -6,7 +6,7 @@ being built and returns a placeholder for its output (see ``build.py``).
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, List, Optional
 
 from covalent_cli.build import Proxy, current_builder
 from covalent_cli.deps import DepsBash, DepsCall, DepsPip, as_bash, as_calls, as_pip

@@ -13,7 +13,7 @@ from covalent_cli.transport import TransportableObject
 from runner.config import runs_home
 from runner.manifest import PARAMETER
 from runner.rundir import TMP_PREFIX, RunDir, RunDirError
-from runner.state import FAILED, TERMINAL, RunState
+from runner.state import TERMINAL, RunState
 
 
 def _time(stamp: Optional[float]) -> Optional[datetime]:
@@ -259,7 +259,3 @@ def _ends_with_run_end(rundir: RunDir, size: int) -> bool:
         return False
     last = tail.rstrip(b"\n").rsplit(b"\n", 1)[-1]
     return b'"ev": "run"' in last and any(s.encode() in last for s in TERMINAL)
-
-
-def is_failed(state: RunState) -> bool:
-    return state.status == FAILED

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import secrets
-from pathlib import Path
 from typing import Union
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -89,11 +88,3 @@ def is_network_filesystem(path: PathLike) -> bool:
     """True where inotify cannot see other hosts' writes and flock cannot be trusted."""
     fs_type = filesystem_type(path)
     return fs_type in NETWORK_FS_TYPES or fs_type.startswith("fuse.sshfs")
-
-
-def read_text_if_exists(path: PathLike) -> str | None:
-    """The file's text, or None when it does not exist."""
-    try:
-        return Path(path).read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        return None

@@ -19,7 +19,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -322,7 +321,7 @@ class Runner:
                                     "error": "cancelled"})
                 run.schedule.finish(node, CANCELLED)
             elif node not in run.schedule.active or not self.registry.alive(
-                    run.state.tasks.get(node).runner if run.state.tasks.get(node) else None):
+                    getattr(run.state.tasks.get(node), "runner", None)):
                 run.pending.append({"ev": "end", "node": node, "status": CANCELLED})
                 run.schedule.finish(node, CANCELLED)
 

@@ -18,7 +18,6 @@ across the boundary: every failure becomes an outcome.
 from __future__ import annotations
 
 import errno
-import io
 import json
 import os
 import pickle

@@ -15,7 +15,7 @@ import os
 import signal
 import time
 from collections import deque
-from typing import Any, Deque, Dict, List, Optional, Tuple
+from typing import Any, Deque, Dict, List, Optional
 
 from runner import worker
 from runner.backends.base import Backend, Completion, Services, Task
