@@ -21,7 +21,10 @@ def _start_ui(ui_home, *args):
     proc = subprocess.Popen([sys.executable, "-m", "covalent_cli.cli", "ui", "--home",
                              str(ui_home.home), "--port", "0", *args],
                             env=ui_home.env, cwd=str(REPO), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            # a shell that starts jobs in the background ignores SIGINT in them;
+                            # this test is about Ctrl-C, so give the UI the default disposition
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 30
     lines = []
     while time.time() < deadline:
