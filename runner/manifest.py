@@ -95,9 +95,10 @@ class NodeSpec:
     def from_dict(cls, d: Dict[str, Any]) -> "NodeSpec":
         """A node from its manifest line; ``ManifestError`` naming the field if it is malformed."""
         if not isinstance(d, dict):
-            raise ManifestError(f"a node line is {type(d).__name__}, not a mapping")
+            raise ManifestError(f"manifest.yaml: a node line is {type(d).__name__}, "
+                                "not a mapping")
         node_id = d.get("id")
-        where = f"node {node_id!r}"
+        where = f"manifest.yaml: node {node_id!r}"
         if not _is_int(node_id) or node_id < 0:
             raise ManifestError(f"{where}: 'id' must be a non-negative integer")
         for name in ("name", "kind"):

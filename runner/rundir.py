@@ -42,6 +42,8 @@ LOGS = "logs"
 FINAL_RESULT = "result.pkl"
 REPORT = "report.html"
 TMP_PREFIX = ".tmp-"
+# <home>/.unreadable/<run>: why a runner set that run aside (kept out of the damaged directory).
+UNREADABLE_DIR = ".unreadable"
 
 
 class RunDirError(Exception):
@@ -229,6 +231,8 @@ class RunDir:
                 data = f.read()
         except FileNotFoundError:
             return []
+        except OSError as exc:  # a directory in its place, an I/O error
+            raise RunDirError(f"cannot read {self.events_path}: {exc.strerror or exc}") from None
         end = data.rfind(b"\n") + 1
         events = []
         for line in data[:end].splitlines():
@@ -352,6 +356,53 @@ class RunDir:
                 current["nodes"] = sorted(set(current["nodes"]) | {int(n) for n in nodes})
             current["t"] = time.time()
             atomic_write(self.cancel_path, json.dumps(current).encode())
+
+
+def files_stamp(path: os.PathLike | str) -> List[Optional[int]]:
+    """When a run's files last changed (manifest, event log, cancel request, results)."""
+    stamps: List[Optional[int]] = []
+    for name in (MANIFEST, EVENTS, CANCEL, RESULTS):
+        try:
+            stamps.append(os.stat(os.path.join(path, name)).st_mtime_ns)
+        except OSError:
+            stamps.append(None)
+    return stamps
+
+
+def mark_unreadable(home: Path, name: str, reason: str) -> None:
+    """Record why a runner stopped serving run ``name``, for readers that would not find the
+    damage themselves (listings read only the manifest header). Best effort."""
+    record = {"reason": reason, "stamp": files_stamp(home / name), "t": time.time()}
+    try:
+        (home / UNREADABLE_DIR).mkdir(exist_ok=True)
+        atomic_write(home / UNREADABLE_DIR / name, json.dumps(record).encode())
+    except OSError:
+        pass
+
+
+def clear_unreadable(home: Path, name: str) -> None:
+    try:
+        os.unlink(home / UNREADABLE_DIR / name)
+    except OSError:
+        pass
+
+
+def unreadable_reasons(home: Path) -> Dict[str, str]:
+    """Runs a runner set aside, by name, with why; only while their files are as they were
+    then (a repaired run is read again)."""
+    try:
+        names = os.listdir(home / UNREADABLE_DIR)
+    except OSError:
+        return {}
+    found = {}
+    for name in names:
+        try:
+            record = json.loads((home / UNREADABLE_DIR / name).read_text())
+            if record["stamp"] == files_stamp(home / name):
+                found[name] = str(record["reason"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return found
 
 
 _HEADER_TYPES: Dict[str, tuple] = {

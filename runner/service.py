@@ -44,9 +44,10 @@ from runner.config import get_value, runs_home
 from runner.fs import atomic_write
 from runner.liveness import (HOST, RunnerRegistry, heartbeat_path, live_runner, runners_dir,
                              write_heartbeat)
-from runner.locks import Lock, holder, make_lock, try_acquire
+from runner.locks import holder, make_lock, try_acquire
 from runner.manifest import PARAMETER, NodeSpec
-from runner.rundir import TMP_PREFIX, RunDir, RunDirError
+from runner.rundir import (TMP_PREFIX, RunDir, RunDirError, clear_unreadable, files_stamp,
+                           mark_unreadable)
 from runner.scheduler import Schedule
 from runner.state import (CANCELLED, COMPLETED, DISPATCHING, FAILED, RUNNING, STARTING,
                           apply, failure_message)
@@ -224,7 +225,7 @@ class Runner:
             if self.only and name not in self.only:
                 continue
             if name in self.unreadable:
-                if self.unreadable[name][1] == _files_stamp(path):
+                if self.unreadable[name][1] == files_stamp(path):
                     continue
                 del self.unreadable[name]  # changed (repaired?): read it again
             self._activate(path)
@@ -263,6 +264,7 @@ class Runner:
         except BaseException:
             rundir.close()
             raise
+        clear_unreadable(self.home, rundir.dispatch_id)  # readable now (repaired, if it was not)
         if run.state.finished:
             self.finished_runs.add(rundir.dispatch_id)
             rundir.close()
@@ -305,22 +307,32 @@ class Runner:
             detail = "" if isinstance(exc, (RunDirError, OSError)) else \
                 "\n" + traceback.format_exc().rstrip()
             self._log(f"run {name} is unreadable, not serving it: {reason}{detail}")
-        self.unreadable[name] = (reason, _files_stamp(path))
+        self.unreadable[name] = (reason, files_stamp(path))
+        mark_unreadable(self.home, name, reason)
 
-    def _lock(self, run: ActiveRun) -> Optional[Lock]:
-        """The run's lock, acquired within a few milliseconds; None if another process holds
-        it (the run is then left alone for a growing back-off, and the others are served)."""
+    @contextmanager
+    def _locked(self, run: ActiveRun) -> Iterator[bool]:
+        """Hold the run's lock if it can be had within a few milliseconds (yields True); if
+        another process holds it, yields False and leaves the run alone for a growing back-off
+        while the others are served."""
         lock = run.dir.lock()
         if try_acquire(lock):
             run.busy_wait = 0.0
-            return lock
+            try:
+                yield True
+            finally:
+                lock.release()
+            return
+        self._back_off(run)
+        yield False
+
+    def _back_off(self, run: ActiveRun) -> None:
         if not run.busy_wait:
             self._log(f"run {run.dir.dispatch_id} is locked by {holder(str(run.dir.lock_path))};"
                       " serving the other runs and retrying")
         run.busy_wait = min(max(run.busy_wait * 2, 0.1), 2.0)
         run.busy_until = time.time() + run.busy_wait
         self._retry_at = min(self._retry_at or run.busy_until, run.busy_until)
-        return None
 
     @staticmethod
     def _busy(run: ActiveRun) -> bool:
@@ -346,8 +358,7 @@ class Runner:
             if node is None:
                 continue
             if not 0 <= node < len(run.manifest.nodes):
-                raise RunDirError(f"run {run.dir.dispatch_id}: events.jsonl names node {node}, "
-                                  "which the manifest does not have")
+                continue  # no such node: ignored, as the fold at activation ignores it
             task = run.state.tasks[int(node)]
             if task.finished:
                 run.schedule.finish(int(node), task.status)
@@ -576,10 +587,9 @@ class Runner:
                adopt: bool = False) -> Dict[int, int]:
         """Claim nodes under the run lock after re-reading the log; returns node -> attempt."""
         claimed: Dict[int, int] = {}
-        lock = self._lock(run)
-        if lock is None:
-            return {}  # nothing is claimed; the nodes are taken again on a later step
-        with lock:
+        with self._locked(run) as held:
+            if not held:
+                return {}  # nothing is claimed; the nodes are taken again on a later step
             self._absorb(run, run.dir.read_new_events())
             events = []
             for node in nodes:
@@ -651,10 +661,9 @@ class Runner:
 
     def _flush_run(self, run: ActiveRun) -> None:
         if run.pending:
-            lock = self._lock(run)
-            if lock is None:
-                return
-            with lock:
+            with self._locked(run) as held:
+                if not held:
+                    return
                 self._absorb(run, run.dir.read_new_events())
                 if self._append(run, run.pending):
                     run.pending = []
@@ -698,10 +707,9 @@ class Runner:
         event: Dict[str, Any] = {"ev": "run", "status": status, "runner": self.id}
         if status == FAILED:
             event["error"] = failure_message(failed)
-        lock = self._lock(run)
-        if lock is None:
-            return  # tried again on a later step
-        with lock:
+        with self._locked(run) as held:
+            if not held:
+                return  # tried again on a later step
             self._absorb(run, run.dir.read_new_events())
             if run.state.finished:
                 self._retire(run)
@@ -767,8 +775,12 @@ class Runner:
                 if run.pending:
                     # Bounded: a lock held by a stopped process must not keep us from exiting;
                     # the outcomes are on disk and whoever serves the run next records them.
-                    with run.dir.lock(timeout=5.0):
-                        self._append(run, run.pending)
+                    lock = run.dir.lock(timeout=5.0)
+                    if try_acquire(lock, 5.0):
+                        try:
+                            self._append(run, run.pending)
+                        finally:
+                            lock.release()
                 self._fsync_run(run)
         if self.watcher is not None:
             self.watcher.stop()
@@ -784,17 +796,6 @@ class Runner:
             print(f"{stamp} {message}", file=sys.stderr, flush=True)
         except OSError:
             pass  # runner.log is on the full disk too: the runner goes on without it
-
-
-def _files_stamp(path: str) -> Tuple[Optional[int], ...]:
-    """When a run's files last changed (manifest, event log, cancel request, results)."""
-    stamps = []
-    for name in ("manifest.yaml", "events.jsonl", "cancel.json", "results"):
-        try:
-            stamps.append(os.stat(os.path.join(path, name)).st_mtime_ns)
-        except OSError:
-            stamps.append(None)
-    return tuple(stamps)
 
 
 def _link_final_result(rundir: RunDir) -> None:

@@ -14,8 +14,8 @@ import yaml
 from covalent_cli.cli.main import Context, cli, pass_ctx
 from covalent_cli.errors import (CovError, ExitCode, RunNotFound, RunUnreadable, ScriptError,
                                  UserError)
-from covalent_cli.inspect import (format_seconds, format_time, list_runs, run_summary,
-                                  task_rows)
+from covalent_cli.inspect import (check_readable, format_seconds, format_time, list_runs,
+                                  run_summary, task_rows)
 from covalent_cli.result import resolve_run, wait_for_run
 from runner.rundir import RunDir, RunDirError
 from runner.state import CANCELLED, COMPLETED, FAILED, TERMINAL, RunState
@@ -27,12 +27,12 @@ COLORS = {COMPLETED: "green", FAILED: "red", CANCELLED: "yellow", "RUNNING": "bl
 
 
 def _run(ctx: Context, run_id: str) -> RunDir:
+    """The run, checked readable: a damaged one is one ``Error:`` line and exit 8."""
     run = resolve_run(run_id, ctx.home)
     try:
-        run.header()
-    except RunDirError as exc:
+        return check_readable(run)
+    except (RunDirError, OSError) as exc:
         raise RunUnreadable(str(exc)) from None
-    return run
 
 
 def _state(run: RunDir) -> RunState:
