@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 import filelock
 
@@ -31,6 +31,16 @@ SOFT_LOCK_LEASE_S = 30.0
 LOOP_LOCK_WAIT_S = 0.05
 
 Lock = Union[filelock.FileLock, filelock.SoftFileLease]
+
+
+class LockBusy(Exception):
+    """A lock another process kept held for longer than we would wait."""
+
+    def __init__(self, path: str, who: str, waited: float) -> None:
+        super().__init__(f"{path} is still locked by {who} after {waited:g} s")
+        self.path = path
+        self.holder = who
+        self.waited = waited
 
 
 @lru_cache(maxsize=64)
@@ -53,6 +63,19 @@ def try_acquire(lock: Lock, wait: float = LOOP_LOCK_WAIT_S) -> bool:
     except filelock.Timeout:
         return False
     return True
+
+
+def acquire_patiently(lock: Lock, path: str, wait: float,
+                      on_busy: Optional[Callable[[str], None]] = None) -> None:
+    """Acquire ``lock``, telling ``on_busy`` who holds it if that takes more than a moment;
+    ``LockBusy`` after ``wait`` seconds (never a bare ``filelock.Timeout``)."""
+    if try_acquire(lock, min(0.2, wait)):
+        return
+    who = holder(path)
+    if on_busy is not None:
+        on_busy(who)
+    if not try_acquire(lock, max(0.0, wait - 0.2)):
+        raise LockBusy(path, holder(path) if who == "another process" else who, wait)
 
 
 def holder(path: str) -> str:

@@ -24,11 +24,11 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from runner import worker
 from runner.fs import atomic_write, fsync_dir
-from runner.locks import make_lock
+from runner.locks import acquire_patiently, make_lock
 from runner.manifest import Manifest, ManifestError
 from runner.state import EventError, RunState, check_event, fold
 
@@ -346,9 +346,14 @@ class RunDir:
                               f'(expected {{"all": true|false, "nodes": [ids]}}); remove it')
         return {**request, "all": request.get("all", False), "nodes": nodes}
 
-    def request_cancel(self, nodes: Optional[Iterable[int]] = None) -> None:
-        """Record a cancel request for the whole run or for some nodes."""
-        with self.lock():
+    def request_cancel(self, nodes: Optional[Iterable[int]] = None, wait: float = 60.0,
+                       on_busy: Optional[Callable[[str], None]] = None) -> None:
+        """Record a cancel request for the whole run or for some nodes. If the run's lock is
+        held, ``on_busy`` is told by whom (``pid N on HOST``) and the lock is waited for up
+        to ``wait`` seconds, then ``LockBusy``."""
+        lock = self.lock(timeout=wait)
+        acquire_patiently(lock, str(self.lock_path), wait, on_busy)
+        try:
             current = self.cancel_request() or {"all": False, "nodes": []}
             if nodes is None:
                 current["all"] = True
@@ -356,6 +361,8 @@ class RunDir:
                 current["nodes"] = sorted(set(current["nodes"]) | {int(n) for n in nodes})
             current["t"] = time.time()
             atomic_write(self.cancel_path, json.dumps(current).encode())
+        finally:
+            lock.release()
 
 
 def files_stamp(path: os.PathLike | str) -> List[Optional[int]]:

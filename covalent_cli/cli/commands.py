@@ -17,6 +17,7 @@ from covalent_cli.errors import (CovError, ExitCode, RunNotFound, RunUnreadable,
 from covalent_cli.inspect import (check_readable, format_seconds, format_time, list_runs,
                                   run_summary, task_rows)
 from covalent_cli.result import resolve_run, wait_for_run
+from runner.locks import LockBusy
 from runner.rundir import RunDir, RunDirError
 from runner.state import CANCELLED, COMPLETED, FAILED, TERMINAL, RunState
 
@@ -371,7 +372,21 @@ def cancel(ctx: Context, run_id: str, nodes: Tuple[int, ...]) -> None:
     for n in nodes:
         if not 0 <= n < len(manifest.nodes):
             raise RunNotFound(f"run {run.dispatch_id} has no node {n}")
-    click.echo(cancel_run(run.dispatch_id, list(nodes) if nodes else None))
+
+    def busy(who: str) -> None:
+        click.echo(f"{run.dispatch_id} is locked by {who}; retrying", err=True)
+
+    try:
+        message = cancel_run(run.dispatch_id, list(nodes) if nodes else None, ctx.home,
+                             on_busy=busy)
+    except LockBusy as exc:
+        raise UserError(f"{run.dispatch_id} is still locked by {exc.holder} after "
+                        f"{exc.waited:g} s; nothing was cancelled",
+                        "resume or end that process (a stopped one: kill -CONT PID), "
+                        "then cancel again") from None
+    except RunDirError as exc:
+        raise RunUnreadable(str(exc)) from None
+    click.echo(message)
 
 
 @cli.command()
