@@ -40,7 +40,7 @@ from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 from runner import worker
 from runner.backends import Backend, Completion, Task, backend_class
 from runner.backends.local import LocalBackend
-from runner.config import get_value, runs_home
+from runner.config import ConfigError, check_config, get_value, runs_home
 from runner.fs import atomic_write
 from runner.liveness import (HOST, RunnerRegistry, heartbeat_path, live_runner, runners_dir,
                              write_heartbeat)
@@ -79,6 +79,7 @@ class Runner:
 
     def __init__(self, home: Path, runs: Optional[List[str]] = None, poll: bool = False,
                  idle_timeout: Optional[float] = None, workers: Optional[int] = None) -> None:
+        check_config()  # a wrong-typed value would fail the loop later, for every run
         self.home = home.absolute()
         self.only = set(runs or [])
         self.id = f"{HOST}:{os.getpid()}:{int(time.time() * 1000)}"
@@ -877,6 +878,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--idle-timeout", type=float, default=None)
     parser.add_argument("--workers", type=int, default=None)
     args = parser.parse_args(argv)
-    home = runs_home(args.home)
-    return Runner(home, runs=args.run, poll=args.poll, idle_timeout=args.idle_timeout,
-                  workers=args.workers).run_forever()
+    try:
+        home = runs_home(args.home)
+        runner = Runner(home, runs=args.run, poll=args.poll, idle_timeout=args.idle_timeout,
+                        workers=args.workers)
+    except ConfigError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 1
+    return runner.run_forever()

@@ -432,10 +432,11 @@ def rm(ctx: Context, run_ids: Tuple[str, ...], force: bool) -> None:
 @cli.command("config")
 @click.option("--json", "as_json", is_flag=True)
 def config_cmd(as_json: bool) -> None:
-    """Print the effective configuration (secrets masked) and where it comes from."""
-    from runner.config import config_path, load_config, mask_secrets, runs_home
+    """Print the effective configuration (secrets masked) and where it comes from; an
+    unknown key or a value of the wrong type is an error (exit 1)."""
+    from runner.config import check_config, config_path, mask_secrets, runs_home
 
-    data = mask_secrets(load_config())
+    data = mask_secrets(check_config())
     if as_json:
         _echo_json({"config_file": str(config_path()), "home": str(runs_home()), **data})
         return
