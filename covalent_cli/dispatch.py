@@ -30,7 +30,8 @@ from covalent_cli.errors import DispatchError, UserError
 from covalent_cli.graph import Graph, GraphNode
 from covalent_cli.lattice import DEFAULT_EXECUTOR, Lattice
 from runner import backends
-from runner.config import ConfigError, get_value, mask_secrets, runs_home
+from runner.config import (ConfigError, check_config, executor_problem, get_value, mask_secrets,
+                           runs_home)
 from runner.manifest import LOCAL_ONLY_KINDS, PARAMETER, Edge, Manifest, NodeSpec
 from runner.rundir import RunDir
 
@@ -77,6 +78,7 @@ def create_run(lattice: Lattice, args: Sequence[Any], kwargs: Dict[str, Any], *,
                replacements: Optional[Dict[str, Any]] = None,
                reuse_from: Optional[RunDir] = None) -> RunDir:
     """Build the graph, pickle everything, and create the run directory."""
+    check_config()  # a config mistake is one line now, not a runner dying later
     # Exceptions of the lattice body propagate unchanged, as from Covalent's dispatch.
     graph = lattice.build_graph(*args, replacements=replacements, **kwargs)
     dispatch_id = str(uuid.uuid4())
@@ -333,6 +335,9 @@ class _ExecutorTable:
                                 "register a backend class by 'module:Class' or an entry point")
 
     def _add(self, stem: str, config: Dict[str, Any], exact: bool = False) -> str:
+        problem = executor_problem(stem, config)
+        if problem:  # the runner would fail the task (or itself) on it later
+            raise DispatchError(problem, "fix the executor's arguments or its config entry")
         config = mask_secrets(config)
         for key, existing in self.table.items():
             if existing == config and (key == stem or not exact):

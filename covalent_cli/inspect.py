@@ -6,8 +6,10 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
-from runner.rundir import TMP_PREFIX, RunDir, RunDirError
+from runner.rundir import TMP_PREFIX, RunDir, RunDirError, unreadable_reasons
 from runner.state import COMPLETED, TERMINAL, RunState
+
+UNREADABLE = "UNREADABLE"  # the status of a run directory that cannot be read
 
 
 def iter_runs(home: Path) -> Iterator[RunDir]:
@@ -51,20 +53,54 @@ def run_summary(run: RunDir, state: Optional[RunState] = None) -> Dict[str, Any]
     }
 
 
+def check_readable(run: RunDir) -> RunDir:
+    """``run`` if every file readers trust is well-formed (manifest, event log, cancel
+    request), else ``RunDirError`` saying what is damaged: what makes a run UNREADABLE. A run
+    a runner set aside for damage only it finds (see ``safe_summary``) is unreadable too."""
+    reason = unreadable_reasons(run.path.parent).get(run.path.name)
+    if reason:
+        raise RunDirError(reason)
+    run.header()
+    run.manifest  # noqa: B018 - parsed and checked once, kept for the caller
+    run.state()
+    run.cancel_request()
+    return run
+
+
+def unreadable_row(dispatch_id: str, path: Path, exc: BaseException) -> Dict[str, Any]:
+    """A listing row for a run that cannot be read: ``run_summary``'s fields, status
+    UNREADABLE, and why in ``error`` (docs/run-directory.md says what makes a run unreadable)."""
+    reason = str(exc) if isinstance(exc, RunDirError) else f"{type(exc).__name__}: {exc}"
+    return {"dispatch_id": dispatch_id, "root_dispatch_id": dispatch_id, "parent": None,
+            "lattice": "?", "doc": "", "status": UNREADABLE, "error": reason, "done": 0,
+            "total": 0, "created": "", "started": None, "ended": None, "runtime": None,
+            "path": str(path)}
+
+
+def safe_summary(run: Any, set_aside: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
+    """``run.summary()`` or ``run_summary(run)``; an UNREADABLE row if the run cannot be read,
+    or if a runner set it aside (``set_aside``: ``unreadable_reasons(home)``, for damage a
+    listing, which reads only the manifest header and the event log, would not see). One
+    damaged run must never break a listing of all runs, whatever the damage."""
+    reason = (set_aside or {}).get(run.path.name)
+    if reason:
+        return unreadable_row(run.dispatch_id, run.path, RunDirError(reason))
+    try:
+        return run.summary() if hasattr(run, "summary") else run_summary(run)
+    except Exception as exc:  # noqa: BLE001 - any damage makes this one row UNREADABLE
+        return unreadable_row(run.dispatch_id, run.path, exc)
+
+
 def list_runs(home: Path, status: Optional[str] = None) -> List[Dict[str, Any]]:
     """Summaries of every readable run, newest first; unreadable runs are listed with why."""
     rows = []
+    set_aside = unreadable_reasons(home)
     for run in iter_runs(home):
-        try:
-            row = run_summary(run)
-        except (RunDirError, OSError) as exc:
-            row = {"dispatch_id": run.dispatch_id, "lattice": "?", "status": "UNREADABLE",
-                   "error": str(exc), "done": 0, "total": 0, "created": "", "started": None,
-                   "ended": None, "runtime": None, "path": str(run.path), "parent": None}
+        row = safe_summary(run, set_aside)
         if status and row["status"] != status.upper():
             continue
         rows.append(row)
-    rows.sort(key=lambda r: r.get("created") or "", reverse=True)
+    rows.sort(key=lambda r: str(r.get("created") or ""), reverse=True)
     return rows
 
 

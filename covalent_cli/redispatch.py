@@ -112,11 +112,12 @@ def topological_order(manifest: Manifest) -> List[int]:
 
 
 def cancel(dispatch_id: str, task_ids: Union[int, Sequence[int], None] = None,
-           home: Optional[Path] = None) -> str:
-    """Cancel a run, or only some of its nodes (and what depends on them)."""
+           home: Optional[Path] = None, on_busy: Optional[Callable[[str], None]] = None) -> str:
+    """Cancel a run, or only some of its nodes (and what depends on them). ``on_busy`` is
+    told who holds the run's lock if it is held (the lock is then waited for)."""
     run = resolve_run(dispatch_id, home)
     nodes = None if task_ids is None else ([task_ids] if isinstance(task_ids, int) else list(task_ids))
-    run.request_cancel(nodes)
+    run.request_cancel(nodes, on_busy=on_busy)
     start_runner(run.path.parent)  # a runner must be there to carry the request out
     what = "dispatch" if nodes is None else f"task(s) {', '.join(map(str, nodes))} of dispatch"
     return f"Cancellation requested for {what} {run.dispatch_id}"

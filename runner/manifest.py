@@ -32,12 +32,13 @@ SUBLATTICE = "sublattice"
 POSTPROCESS = "postprocess"
 # Kinds the runner always runs on the local backend: they only reshape values already at hand.
 LOCAL_ONLY_KINDS = frozenset({COLLECTION, ATTRIBUTE, OPERATOR, SUBLATTICE, POSTPROCESS})
+KINDS = LOCAL_ONLY_KINDS | {ELECTRON, PARAMETER}
 
 Blob = Tuple[int, int]  # (offset, length) in tasks.pkl
 
 
 class ManifestError(Exception):
-    """A manifest that cannot be read: corrupted, or from a newer format."""
+    """A manifest that cannot be read: corrupted, wrong-typed, or from a newer format."""
 
 
 @dataclass
@@ -92,17 +93,48 @@ class NodeSpec:
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "NodeSpec":
+        """A node from its manifest line; ``ManifestError`` naming the field if it is malformed."""
+        if not isinstance(d, dict):
+            raise ManifestError(f"manifest.yaml: a node line is {type(d).__name__}, "
+                                "not a mapping")
+        node_id = d.get("id")
+        where = f"manifest.yaml: node {node_id!r}"
+        if not _is_int(node_id) or node_id < 0:
+            raise ManifestError(f"{where}: 'id' must be a non-negative integer")
+        for name in ("name", "kind"):
+            if not isinstance(d.get(name), str):
+                raise ManifestError(f"{where}: '{name}' must be text (found {d.get(name)!r})")
+        if d["kind"] not in KINDS:
+            raise ManifestError(f"{where}: unknown kind {d['kind']!r}")
+        for name in ("executor", "value", "fp"):
+            if not isinstance(d.get(name), (str, type(None))):
+                raise ManifestError(f"{where}: '{name}' must be text (found {d.get(name)!r})")
         blob = d.get("blob")
+        if not (isinstance(blob, list) and len(blob) == 2 and all(_is_int(v) and v >= 0
+                                                                  for v in blob)):
+            raise ManifestError(f"{where}: 'blob' must be [offset, length] (found {blob!r})")
+        parents = d.get("parents", [])
+        waits = d.get("waits", [])
+        if not isinstance(parents, list) or not isinstance(waits, list) or \
+                not all(_is_int(w) for w in waits):
+            raise ManifestError(f"{where}: 'parents' and 'waits' must be lists")
         return cls(
-            id=int(d["id"]), name=str(d["name"]), kind=str(d["kind"]),
-            executor=d.get("executor"),
-            parents=[Edge(int(e["node"]), str(e["param"]), e.get("type", "arg"), e.get("index"))
-                     for e in d.get("parents", ())],
-            waits=[int(w) for w in d.get("waits", ())],
-            blob=(int(blob[0]), int(blob[1])) if blob else None,
-            value_repr=d.get("value"),
-            fingerprint=d.get("fp"),
+            id=node_id, name=d["name"], kind=d["kind"], executor=d.get("executor"),
+            parents=[_edge(e, where) for e in parents], waits=list(waits),
+            blob=(blob[0], blob[1]), value_repr=d.get("value"), fingerprint=d.get("fp"),
         )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _edge(e: Any, where: str) -> Edge:
+    if not isinstance(e, dict) or not _is_int(e.get("node")) or \
+            not isinstance(e.get("param"), str) or e.get("type", "arg") not in ("arg", "kwarg") \
+            or not (e.get("index") is None or _is_int(e.get("index"))):
+        raise ManifestError(f"{where}: malformed input edge {e!r}")
+    return Edge(e["node"], e["param"], e.get("type", "arg"), e.get("index"))
 
 
 @dataclass
@@ -129,10 +161,7 @@ class Manifest:
     format_version: str = FORMAT_VERSION
 
     def node(self, node_id: int) -> NodeSpec:
-        node = self.nodes[node_id]
-        if node.id != node_id:  # ids are dense and ordered; this guards a hand-edited file
-            node = next(n for n in self.nodes if n.id == node_id)
-        return node
+        return self.nodes[node_id]  # ids are dense and ordered (checked when read)
 
     @property
     def task_count(self) -> int:
@@ -181,33 +210,126 @@ class Manifest:
         return cls._from_parts(header, nodes)
 
     @classmethod
-    def _from_parts(cls, h: Dict[str, Any], node_dicts: List[Dict[str, Any]]) -> "Manifest":
-        version = str(h.get("format_version", ""))
-        check_format_version(version)
+    def _from_parts(cls, h: Dict[str, Any], node_dicts: Any) -> "Manifest":
+        h = check_header(h)
+        if not isinstance(node_dicts, list):
+            raise ManifestError("manifest.yaml: 'nodes' must be a list")
         try:
-            lattice = h.get("lattice") or {}
-            return cls(
-                format_version=version,
-                dispatch_id=str(h["dispatch_id"]),
-                root_dispatch_id=str(h.get("root_dispatch_id") or h["dispatch_id"]),
+            lattice = h["lattice"]
+            manifest = cls(
+                format_version=str(h["format_version"]),
+                dispatch_id=h["dispatch_id"],
+                root_dispatch_id=h["root_dispatch_id"],
                 parent=h.get("parent"),
                 lattice_name=str(lattice.get("name", "")),
-                doc=lattice.get("doc") or "",
+                doc=str(lattice.get("doc") or ""),
                 source_file=lattice.get("source_file"),
-                created=str(h.get("created", "")),
+                created=h["created"],
                 cwd=str(h.get("cwd", "")),
                 host=str(h.get("host", "")),
                 user=str(h.get("user", "")),
-                versions=dict(h.get("versions") or {}),
-                sys_path=list(h.get("sys_path") or []),
-                inputs=dict(h.get("inputs") or {}),
-                blobs={k: (int(v[0]), int(v[1])) for k, v in (h.get("blobs") or {}).items()},
-                output_node=int(h["output_node"]),
-                executors=dict(h.get("executors") or {}),
+                versions=_mapping(h, "versions"),
+                sys_path=[str(p) for p in _listing(h, "sys_path")],
+                inputs=_mapping(h, "inputs"),
+                blobs={str(k): _blob(v, f"blobs.{k}") for k, v in _mapping(h, "blobs").items()},
+                output_node=h["output_node"],
+                executors=_executors(h),
                 nodes=[NodeSpec.from_dict(d) for d in node_dicts],
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ManifestError(f"manifest.yaml is missing or has a malformed field ({exc})") from None
+        manifest._check_graph()
+        return manifest
+
+    def _check_graph(self) -> None:
+        """Every reference points at a node or executor that exists (ids are dense)."""
+        count = len(self.nodes)
+        for position, node in enumerate(self.nodes):
+            if node.id != position:
+                raise ManifestError(f"manifest.yaml: node ids must be 0..{count - 1} in order "
+                                    f"(line {position} has id {node.id})")
+            for dep in [e.node for e in node.parents] + node.waits:
+                if not 0 <= dep < count:
+                    raise ManifestError(f"manifest.yaml: node {node.id} depends on node {dep}, "
+                                        "which does not exist")
+            if node.executor is not None and node.executor not in self.executors:
+                raise ManifestError(f"manifest.yaml: node {node.id} uses executor "
+                                    f"{node.executor!r}, which is not in 'executors'")
+        if not 0 <= self.output_node < count:
+            raise ManifestError(f"manifest.yaml: output_node {self.output_node} does not exist")
+
+
+def check_header(h: Any) -> Dict[str, Any]:
+    """The manifest header with its listing fields checked and normalised (``created`` as
+    text, ``lattice`` a mapping); ``ManifestError`` naming the first bad field."""
+    if not isinstance(h, dict):
+        raise ManifestError("manifest.yaml's header is not a mapping")
+    version = str(h.get("format_version", ""))
+    check_format_version(version)
+    dispatch_id = h.get("dispatch_id")
+    if not isinstance(dispatch_id, str) or not dispatch_id:
+        raise ManifestError(f"manifest.yaml: 'dispatch_id' must be text (found {dispatch_id!r})")
+    lattice = h.get("lattice") or {}
+    if not isinstance(lattice, dict) or not isinstance(lattice.get("name", ""), str):
+        raise ManifestError(f"manifest.yaml: 'lattice' must be a mapping with a name "
+                            f"(found {lattice!r})")
+    parent = h.get("parent")
+    if parent is not None and not (isinstance(parent, dict) and
+                                   isinstance(parent.get("dispatch_id"), str) and
+                                   _is_int(parent.get("node"))):
+        raise ManifestError(f"manifest.yaml: 'parent' must be {{dispatch_id, node}} "
+                            f"(found {parent!r})")
+    root = h.get("root_dispatch_id") or dispatch_id
+    if not isinstance(root, str):
+        raise ManifestError(f"manifest.yaml: 'root_dispatch_id' must be text (found {root!r})")
+    for name in ("output_node", "task_count"):
+        if name in h and not _is_int(h[name]):
+            raise ManifestError(f"manifest.yaml: '{name}' must be an integer (found {h[name]!r})")
+    created = h.get("created", "")
+    # An unquoted timestamp (hand edit) is a datetime to YAML: listings sort it as text.
+    created = created.isoformat() if hasattr(created, "isoformat") else str(created or "")
+    return {**h, "format_version": version, "dispatch_id": dispatch_id, "lattice": lattice,
+            "root_dispatch_id": root, "created": created}
+
+
+def _mapping(h: Dict[str, Any], name: str) -> Dict[str, Any]:
+    value = h.get(name) or {}
+    if not isinstance(value, dict):
+        raise ManifestError(f"manifest.yaml: '{name}' must be a mapping (found {value!r})")
+    return value
+
+
+def _listing(h: Dict[str, Any], name: str) -> List[Any]:
+    value = h.get(name) or []
+    if not isinstance(value, list):
+        raise ManifestError(f"manifest.yaml: '{name}' must be a list (found {value!r})")
+    return value
+
+
+def _blob(value: Any, where: str) -> Blob:
+    if not (isinstance(value, list) and len(value) == 2 and all(_is_int(v) and v >= 0
+                                                                for v in value)):
+        raise ManifestError(f"manifest.yaml: '{where}' must be [offset, length] (found {value!r})")
+    return value[0], value[1]
+
+
+# Executor fields the runner itself reads, with their types (backends check their own).
+_EXECUTOR_FIELDS: Dict[str, tuple] = {"type": (str,), "retries": (int, type(None)),
+                                      "custom": (str, type(None))}
+
+
+def _executors(h: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
+    table = _mapping(h, "executors")
+    for key, config in table.items():
+        if not isinstance(config, dict):
+            raise ManifestError(f"manifest.yaml: executor {key!r} must be a mapping "
+                                f"(found {config!r})")
+        for name, types in _EXECUTOR_FIELDS.items():
+            value = config.get(name)
+            if name in config and (not isinstance(value, types) or isinstance(value, bool)):
+                raise ManifestError(f"manifest.yaml: executor {key!r} has {name}={value!r} "
+                                    "(wrong type)")
+    return table
 
 
 def check_format_version(version: str) -> None:

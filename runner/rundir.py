@@ -24,13 +24,13 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from runner import worker
 from runner.fs import atomic_write, fsync_dir
-from runner.locks import make_lock
+from runner.locks import acquire_patiently, make_lock
 from runner.manifest import Manifest, ManifestError
-from runner.state import RunState, fold
+from runner.state import EventError, RunState, check_event, fold
 
 MANIFEST = "manifest.yaml"
 PACK = "tasks.pkl"
@@ -42,10 +42,17 @@ LOGS = "logs"
 FINAL_RESULT = "result.pkl"
 REPORT = "report.html"
 TMP_PREFIX = ".tmp-"
+# <home>/.unreadable/<run>: why a runner set that run aside (kept out of the damaged directory).
+UNREADABLE_DIR = ".unreadable"
 
 
 class RunDirError(Exception):
-    """A run directory that is missing or cannot be read."""
+    """A run directory that is missing or cannot be read (the message says why).
+
+    Raised for every kind of damage found where data enters: a manifest that is not valid or
+    has wrong-typed fields, an event line that is not an event, a cancel request or an outcome
+    header of the wrong shape. Readers show such a run as UNREADABLE with this message; the
+    runner stops serving it and goes on with the others."""
 
 
 class RunDir:
@@ -155,6 +162,9 @@ class RunDir:
                 raise RunDirError(f"{self.path} is not a run directory (no {MANIFEST})") from None
             except OSError as exc:
                 raise RunDirError(f"cannot read {self.manifest_path}: {exc.strerror}") from None
+            except UnicodeDecodeError:
+                raise RunDirError(f"run {self.dispatch_id}: {MANIFEST} is not text "
+                                  "(binary or corrupted)") from None
             try:
                 self._manifest = Manifest.from_yaml(text)
             except ManifestError as exc:
@@ -165,7 +175,7 @@ class RunDir:
         """The manifest's header only (no node list): cheap, for listings."""
         import yaml
 
-        from runner.manifest import check_format_version
+        from runner.manifest import check_header
 
         try:
             with open(self.manifest_path, "rb") as f:
@@ -177,18 +187,19 @@ class RunDir:
                     head += chunk
         except FileNotFoundError:
             raise RunDirError(f"{self.path} is not a run directory (no {MANIFEST})") from None
-        text = head.split(b"\nnodes:\n", 1)[0].decode("utf-8", "replace")
+        except OSError as exc:
+            raise RunDirError(f"cannot read {self.manifest_path}: {exc.strerror}") from None
         try:
+            text = head.split(b"\nnodes:\n", 1)[0].decode("utf-8")
             data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-        except yaml.YAMLError:
+        except (UnicodeDecodeError, yaml.YAMLError):
             data = None
         if not isinstance(data, dict) or "dispatch_id" not in data:
             raise RunDirError(f"run {self.dispatch_id}: manifest.yaml is corrupted")
         try:
-            check_format_version(str(data.get("format_version", "")))
+            return check_header(data)
         except ManifestError as exc:
             raise RunDirError(f"run {self.dispatch_id}: {exc}") from None
-        return data
 
     def read_blob(self, blob: Tuple[int, int]) -> bytes:
         """The bytes of one packed pickle."""
@@ -220,13 +231,19 @@ class RunDir:
                 data = f.read()
         except FileNotFoundError:
             return []
+        except OSError as exc:  # a directory in its place, an I/O error
+            raise RunDirError(f"cannot read {self.events_path}: {exc.strerror or exc}") from None
         end = data.rfind(b"\n") + 1
         events = []
         for line in data[:end].splitlines():
             try:
-                events.append(json.loads(line))
+                event = json.loads(line)
             except ValueError:
                 continue  # a line torn by a crash is followed by whole ones; skip it
+            try:
+                events.append(check_event(event))
+            except EventError as exc:  # whole but wrong: damage, reported every time it is read
+                raise RunDirError(f"run {self.dispatch_id}: {EVENTS}: {exc}") from None
         self._events_offset += end
         return events
 
@@ -272,8 +289,19 @@ class RunDir:
 
     # -- results -------------------------------------------------------------------------
     def outcome_header(self, node: int) -> Optional[Dict[str, Any]]:
-        """The outcome header of node's result file, or None if absent or incomplete."""
-        return worker.read_outcome_header(str(self.result_path(node)))
+        """The outcome header of node's result file, or None if absent or incomplete;
+        ``RunDirError`` if it is whole but not a header of ours."""
+        path = str(self.result_path(node))
+        try:
+            header = worker.read_outcome_header(path)
+        except (TypeError, ValueError):  # a "len" that is not a number
+            header = {}
+        if header is None:
+            return None
+        problem = _header_problem(header)
+        if problem:
+            raise RunDirError(f"run {self.dispatch_id}: {RESULTS}/{node}.pkl: {problem}")
+        return header
 
     def load_output(self, node: int) -> Any:
         """The deserialized output of a node (parameter value or task result)."""
@@ -302,15 +330,30 @@ class RunDir:
 
     # -- cancel --------------------------------------------------------------------------
     def cancel_request(self) -> Optional[Dict[str, Any]]:
-        """``{"all": bool, "nodes": [ids]}`` if a cancel was requested."""
+        """``{"all": bool, "nodes": [ids]}`` if a cancel was requested. A file that is not JSON
+        is no request (the runner ignores it); JSON of another shape is ``RunDirError``."""
         try:
-            return json.loads(self.cancel_path.read_text())
+            request = json.loads(self.cancel_path.read_text())
         except (FileNotFoundError, ValueError):
             return None
+        except OSError as exc:
+            raise RunDirError(f"cannot read {self.cancel_path}: {exc.strerror}") from None
+        nodes = request.get("nodes", []) if isinstance(request, dict) else None
+        if not isinstance(request, dict) or not isinstance(request.get("all", False), bool) or \
+                not isinstance(nodes, list) or \
+                not all(isinstance(n, int) and not isinstance(n, bool) for n in nodes):
+            raise RunDirError(f"run {self.dispatch_id}: {CANCEL} is not a cancel request "
+                              f'(expected {{"all": true|false, "nodes": [ids]}}); remove it')
+        return {**request, "all": request.get("all", False), "nodes": nodes}
 
-    def request_cancel(self, nodes: Optional[Iterable[int]] = None) -> None:
-        """Record a cancel request for the whole run or for some nodes."""
-        with self.lock():
+    def request_cancel(self, nodes: Optional[Iterable[int]] = None, wait: float = 60.0,
+                       on_busy: Optional[Callable[[str], None]] = None) -> None:
+        """Record a cancel request for the whole run or for some nodes. If the run's lock is
+        held, ``on_busy`` is told by whom (``pid N on HOST``) and the lock is waited for up
+        to ``wait`` seconds, then ``LockBusy``."""
+        lock = self.lock(timeout=wait)
+        acquire_patiently(lock, str(self.lock_path), wait, on_busy)
+        try:
             current = self.cancel_request() or {"all": False, "nodes": []}
             if nodes is None:
                 current["all"] = True
@@ -318,6 +361,74 @@ class RunDir:
                 current["nodes"] = sorted(set(current["nodes"]) | {int(n) for n in nodes})
             current["t"] = time.time()
             atomic_write(self.cancel_path, json.dumps(current).encode())
+        finally:
+            lock.release()
+
+
+def files_stamp(path: os.PathLike | str) -> List[Optional[int]]:
+    """When a run's files last changed (manifest, event log, cancel request, results)."""
+    stamps: List[Optional[int]] = []
+    for name in (MANIFEST, EVENTS, CANCEL, RESULTS):
+        try:
+            stamps.append(os.stat(os.path.join(path, name)).st_mtime_ns)
+        except OSError:
+            stamps.append(None)
+    return stamps
+
+
+def mark_unreadable(home: Path, name: str, reason: str) -> None:
+    """Record why a runner stopped serving run ``name``, for readers that would not find the
+    damage themselves (listings read only the manifest header). Best effort."""
+    record = {"reason": reason, "stamp": files_stamp(home / name), "t": time.time()}
+    try:
+        (home / UNREADABLE_DIR).mkdir(exist_ok=True)
+        atomic_write(home / UNREADABLE_DIR / name, json.dumps(record).encode())
+    except OSError:
+        pass
+
+
+def clear_unreadable(home: Path, name: str) -> None:
+    try:
+        os.unlink(home / UNREADABLE_DIR / name)
+    except OSError:
+        pass
+
+
+def unreadable_reasons(home: Path) -> Dict[str, str]:
+    """Runs a runner set aside, by name, with why; only while their files are as they were
+    then (a repaired run is read again)."""
+    try:
+        names = os.listdir(home / UNREADABLE_DIR)
+    except OSError:
+        return {}
+    found = {}
+    for name in names:
+        try:
+            record = json.loads((home / UNREADABLE_DIR / name).read_text())
+            if record["stamp"] == files_stamp(home / name):
+                found[name] = str(record["reason"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return found
+
+
+_HEADER_TYPES: Dict[str, tuple] = {
+    "ok": (bool,), "attempt": (int,), "len": (int,), "reason": (str, type(None)),
+    "error": (str, type(None)), "child": (str, type(None)),
+    "start": (int, float, type(None)), "end": (int, float, type(None)),
+}
+
+
+def _header_problem(header: Any) -> str:
+    """What is wrong with an outcome header ("" if nothing)."""
+    if not isinstance(header, dict) or not header:
+        return "the outcome header is not a JSON object of ours"
+    for name, types in _HEADER_TYPES.items():
+        value = header.get(name)
+        if name in header and (not isinstance(value, types) or
+                               (isinstance(value, bool) and bool not in types)):
+            return f"the outcome header has {name}={value!r} (wrong type)"
+    return ""
 
 
 def _append_whole(fd: int, data: bytes, start: int) -> None:

@@ -13,6 +13,13 @@ Loop (single thread; watchdog's observer thread only writes hints to a pipe):
 
 A runner with nothing to do for ``idle_timeout`` seconds exits. Several runners may serve one
 home: a claim is made under the run's lock after re-reading the log, so a node is claimed once.
+
+One run's fault costs only that run. Each run's processing (activation, refresh, claims,
+completions, writes) runs inside ``_run_boundary``: a run directory found damaged (any
+``RunDirError``) or any other error in its processing sets the run aside as unreadable (logged
+once, tried again when its files change) and the loop goes on with the others. The loop never
+waits long for a run's lock: a lock held elsewhere (a stopped process) makes that run wait for a
+later step while the others are served.
 """
 from __future__ import annotations
 
@@ -24,20 +31,23 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
+from contextlib import contextmanager
 from multiprocessing.connection import wait as wait_for
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Set, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
 from runner import worker
 from runner.backends import Backend, Completion, Task, backend_class
 from runner.backends.local import LocalBackend
-from runner.config import get_value, runs_home
+from runner.config import ConfigError, check_config, get_value, runs_home
 from runner.fs import atomic_write
 from runner.liveness import (HOST, RunnerRegistry, heartbeat_path, live_runner, runners_dir,
                              write_heartbeat)
-from runner.locks import make_lock
+from runner.locks import holder, make_lock, try_acquire
 from runner.manifest import PARAMETER, NodeSpec
-from runner.rundir import TMP_PREFIX, RunDir, RunDirError
+from runner.rundir import (TMP_PREFIX, RunDir, RunDirError, clear_unreadable, files_stamp,
+                           mark_unreadable)
 from runner.scheduler import Schedule
 from runner.state import (CANCELLED, COMPLETED, DISPATCHING, FAILED, RUNNING, STARTING,
                           apply, failure_message)
@@ -56,6 +66,8 @@ class ActiveRun:
         self.pending: List[Dict[str, Any]] = []  # events to append at the end of the step
         self.cancel_stamp: Optional[float] = None
         self.dirty = False  # events appended since the last fsync
+        self.busy_until = 0.0  # its lock was held elsewhere: left alone until then
+        self.busy_wait = 0.0  # the current back-off (doubles while the lock stays held)
 
     @property
     def path(self) -> str:
@@ -67,6 +79,7 @@ class Runner:
 
     def __init__(self, home: Path, runs: Optional[List[str]] = None, poll: bool = False,
                  idle_timeout: Optional[float] = None, workers: Optional[int] = None) -> None:
+        check_config()  # a wrong-typed value would fail the loop later, for every run
         self.home = home.absolute()
         self.only = set(runs or [])
         self.id = f"{HOST}:{os.getpid()}:{int(time.time() * 1000)}"
@@ -79,6 +92,8 @@ class Runner:
         self.workers = workers or get_value("runner.workers")
         self.active: Dict[str, ActiveRun] = {}
         self.finished_runs: Set[str] = set()
+        # Runs set aside: name -> (why, the stamp of their files when that was found).
+        self.unreadable: Dict[str, Tuple[str, Any]] = {}
         self.backends: Dict[str, Backend] = {}
         self.registry = RunnerRegistry(self.home, self.id)
         self._hints: Set[str] = set()
@@ -91,6 +106,7 @@ class Runner:
         # After an event log could not be written (a full disk), writes wait until then.
         self._stalled_until = 0.0
         self._write_error: Optional[str] = None
+        self._retry_at = 0.0  # when the first run whose lock was held elsewhere is tried again
 
     # -- hints ---------------------------------------------------------------------------
     def hint(self, path: str) -> None:
@@ -182,10 +198,15 @@ class Runner:
             timeout = min(timeout, self._stalled_until - time.time())
         elif self._has_ready_work():
             timeout = 0
+        if self._retry_at:  # a run left alone for its held lock is due to be tried again
+            timeout = min(timeout, max(0.0, self._retry_at - time.time()))
+            if self._retry_at <= time.time():
+                self._retry_at = 0.0
         wait_for(waitables, timeout=max(0.0, timeout))
 
     def _has_ready_work(self) -> bool:
-        return any(r.pending for r in self.active.values())
+        return any(r.pending and not self._busy(r) for r in self.active.values())
+
 
     def _stalled(self) -> bool:
         return time.time() < self._stalled_until
@@ -204,9 +225,14 @@ class Runner:
                 continue
             if self.only and name not in self.only:
                 continue
+            if name in self.unreadable:
+                if self.unreadable[name][1] == files_stamp(path):
+                    continue
+                del self.unreadable[name]  # changed (repaired?): read it again
             self._activate(path)
         for run in list(self.active.values()):
-            self._refresh(run, full=True)
+            with self._run_boundary(run.path):
+                self._refresh(run, full=True)
 
     def _apply_hints(self, hints: Set[str]) -> None:
         home = str(self.home)
@@ -215,25 +241,31 @@ class Runner:
             if parent == home:
                 name = os.path.basename(path)
                 if path in self.active:
-                    self._refresh(self.active[path])
+                    with self._run_boundary(path):
+                        self._refresh(self.active[path])
                 elif not name.startswith(".") and name not in self.finished_runs and \
-                        (not self.only or name in self.only):
+                        name not in self.unreadable and (not self.only or name in self.only):
                     self._activate(path)
                 continue
             run = self.active.get(parent) or self.active.get(os.path.dirname(parent))
             if run is not None:
-                self._refresh(run)
+                with self._run_boundary(run.path):
+                    self._refresh(run)
 
     def _activate(self, path: str) -> None:
+        with self._run_boundary(path):
+            self._start_serving(path)
+
+    def _start_serving(self, path: str) -> None:
         rundir = RunDir(path)
         if not rundir.exists():
             return
         try:
             run = ActiveRun(rundir)
-        except (RunDirError, OSError) as exc:
-            self._log(f"skipping {path}: {exc}")
-            self.finished_runs.add(os.path.basename(path))
-            return
+        except BaseException:
+            rundir.close()
+            raise
+        clear_unreadable(self.home, rundir.dispatch_id)  # readable now (repaired, if it was not)
         if run.state.finished:
             self.finished_runs.add(rundir.dispatch_id)
             rundir.close()
@@ -244,6 +276,68 @@ class Runner:
             # outcomes written by other hosts; local ones arrive through the pool's pipes
             self.watcher.optional_path(str(rundir.results_dir))
         self._refresh(run, full=True)
+
+    # -- one run's fault stays that run's ----------------------------------------------------
+    @contextmanager
+    def _run_boundary(self, path: str) -> Iterator[None]:
+        """Run one run's processing; an error in it sets that run aside, not the runner."""
+        try:
+            yield
+        except Exception as exc:  # noqa: BLE001 - any fault of one run must not stop the others
+            self._set_aside(path, exc)
+
+    def _set_aside(self, path: str, exc: Exception) -> None:
+        """Stop serving a run that cannot be processed: forget it (its attempts here are
+        cancelled), log why once, and try it again only when its files change."""
+        name = os.path.basename(path)
+        reason = str(exc) if isinstance(exc, RunDirError) else \
+            f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        run = self.active.pop(path, None)
+        if run is not None:
+            for node, task in list(run.ours.items()):
+                try:
+                    self._backend(task.executor).cancel(run.path, node)
+                except Exception:  # noqa: BLE001 - best effort: the run is set aside anyway
+                    pass
+            run.ours.clear()
+            run.dir.close()
+        if self.watcher is not None:
+            self.watcher.unwatch(path)
+            self.watcher.unwatch(os.path.join(path, "results"))
+        if name not in self.unreadable:
+            detail = "" if isinstance(exc, (RunDirError, OSError)) else \
+                "\n" + traceback.format_exc().rstrip()
+            self._log(f"run {name} is unreadable, not serving it: {reason}{detail}")
+        self.unreadable[name] = (reason, files_stamp(path))
+        mark_unreadable(self.home, name, reason)
+
+    @contextmanager
+    def _locked(self, run: ActiveRun) -> Iterator[bool]:
+        """Hold the run's lock if it can be had within a few milliseconds (yields True); if
+        another process holds it, yields False and leaves the run alone for a growing back-off
+        while the others are served."""
+        lock = run.dir.lock()
+        if try_acquire(lock):
+            run.busy_wait = 0.0
+            try:
+                yield True
+            finally:
+                lock.release()
+            return
+        self._back_off(run)
+        yield False
+
+    def _back_off(self, run: ActiveRun) -> None:
+        if not run.busy_wait:
+            self._log(f"run {run.dir.dispatch_id} is locked by {holder(str(run.dir.lock_path))};"
+                      " serving the other runs and retrying")
+        run.busy_wait = min(max(run.busy_wait * 2, 0.1), 2.0)
+        run.busy_until = time.time() + run.busy_wait
+        self._retry_at = min(self._retry_at or run.busy_until, run.busy_until)
+
+    @staticmethod
+    def _busy(run: ActiveRun) -> bool:
+        return run.busy_until > time.time()
 
     # -- reading a run's progress ----------------------------------------------------------
     def _refresh(self, run: ActiveRun, full: bool = False) -> None:
@@ -264,6 +358,8 @@ class Runner:
             node = event.get("node")
             if node is None:
                 continue
+            if not 0 <= node < len(run.manifest.nodes):
+                continue  # no such node: ignored, as the fold at activation ignores it
             task = run.state.tasks[int(node)]
             if task.finished:
                 run.schedule.finish(int(node), task.status)
@@ -293,8 +389,10 @@ class Runner:
                 handle = dict(task.handle)  # the re-claim below clears task.handle
                 spec = self._task(run, run.manifest.node(node), task.attempt)
                 backend = self._backend(spec.executor)
-                if self._claim(run, [node], attempt=task.attempt, adopt=True) and \
-                        backend.reattach(spec, handle):
+                claimed = self._claim(run, [node], attempt=task.attempt, adopt=True)
+                if self._busy(run):
+                    continue  # its lock is held elsewhere: a later pass adopts it
+                if claimed and backend.reattach(spec, handle):
                     run.ours[node] = spec
                     continue
             run.schedule.put_back([node])  # it never finished: run it again
@@ -371,7 +469,8 @@ class Runner:
     def _collect(self) -> None:
         for backend in list(self.backends.values()):
             for done in backend.poll():
-                self._on_completion(done)
+                with self._run_boundary(done.run):
+                    self._on_completion(done)
 
     def _on_completion(self, done: Completion) -> None:
         run = self.active.get(done.run)
@@ -425,9 +524,10 @@ class Runner:
         if self._stalled():
             return  # a claim is an event: none can be written now
         for run in list(self.active.values()):
-            if run.state.finished or not run.schedule.ready:
+            if run.state.finished or not run.schedule.ready or self._busy(run):
                 continue
-            self._schedule(run)
+            with self._run_boundary(run.path):
+                self._schedule(run)
 
     def _schedule(self, run: ActiveRun) -> None:
         """Claim as many ready nodes as the backends take now, lowest id first."""
@@ -488,7 +588,9 @@ class Runner:
                adopt: bool = False) -> Dict[int, int]:
         """Claim nodes under the run lock after re-reading the log; returns node -> attempt."""
         claimed: Dict[int, int] = {}
-        with run.dir.lock():
+        with self._locked(run) as held:
+            if not held:
+                return {}  # nothing is claimed; the nodes are taken again on a later step
             self._absorb(run, run.dir.read_new_events())
             events = []
             for node in nodes:
@@ -553,12 +655,20 @@ class Runner:
         if self._stalled():
             return
         for run in list(self.active.values()):
-            if run.pending:
-                with run.dir.lock():
-                    self._absorb(run, run.dir.read_new_events())
-                    if self._append(run, run.pending):
-                        run.pending = []
-            self._maybe_finish(run)
+            if self._busy(run):
+                continue
+            with self._run_boundary(run.path):
+                self._flush_run(run)
+
+    def _flush_run(self, run: ActiveRun) -> None:
+        if run.pending:
+            with self._locked(run) as held:
+                if not held:
+                    return
+                self._absorb(run, run.dir.read_new_events())
+                if self._append(run, run.pending):
+                    run.pending = []
+        self._maybe_finish(run)
 
     def _append(self, run: ActiveRun, events: List[Dict[str, Any]]) -> bool:
         """Append under the lock (held by the caller) and fold into our own view. False if
@@ -598,7 +708,9 @@ class Runner:
         event: Dict[str, Any] = {"ev": "run", "status": status, "runner": self.id}
         if status == FAILED:
             event["error"] = failure_message(failed)
-        with run.dir.lock():
+        with self._locked(run) as held:
+            if not held:
+                return  # tried again on a later step
             self._absorb(run, run.dir.read_new_events())
             if run.state.finished:
                 self._retire(run)
@@ -659,11 +771,18 @@ class Runner:
                 backend.close()
             except Exception as exc:  # noqa: BLE001
                 self._log(f"closing a backend failed: {exc}")
-        for run in self.active.values():
-            if run.pending:
-                with run.dir.lock():
-                    self._append(run, run.pending)
-            self._fsync_run(run)
+        for run in list(self.active.values()):
+            with self._run_boundary(run.path):
+                if run.pending:
+                    # Bounded: a lock held by a stopped process must not keep us from exiting;
+                    # the outcomes are on disk and whoever serves the run next records them.
+                    lock = run.dir.lock(timeout=5.0)
+                    if try_acquire(lock, 5.0):
+                        try:
+                            self._append(run, run.pending)
+                        finally:
+                            lock.release()
+                self._fsync_run(run)
         if self.watcher is not None:
             self.watcher.stop()
         try:
@@ -759,6 +878,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--idle-timeout", type=float, default=None)
     parser.add_argument("--workers", type=int, default=None)
     args = parser.parse_args(argv)
-    home = runs_home(args.home)
-    return Runner(home, runs=args.run, poll=args.poll, idle_timeout=args.idle_timeout,
-                  workers=args.workers).run_forever()
+    try:
+        home = runs_home(args.home)
+        runner = Runner(home, runs=args.run, poll=args.poll, idle_timeout=args.idle_timeout,
+                        workers=args.workers)
+    except ConfigError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 1
+    return runner.run_forever()

@@ -11,7 +11,10 @@ Each line of the log is one JSON object with a time ``t`` and a kind ``ev``:
 =============  ===========================================================================
 
 The fold is pure: ``fold(events)`` gives the same states whoever reads the log. A torn last line
-(a writer killed mid-append) is ignored by the reader.
+(a writer killed mid-append) is ignored by the reader. A whole line that is not an event of this
+shape (``[1,2,3]``, a node id that is a string, a status that is a number) is damage, not a tear:
+``check_event`` names it and readers report the run as unreadable. Kinds this version does not
+know are ignored, so newer writers may add them.
 """
 from __future__ import annotations
 
@@ -27,6 +30,66 @@ COMPLETED = "COMPLETED"
 FAILED = "FAILED"
 CANCELLED = "CANCELLED"
 TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED})
+STATUSES = frozenset({NEW_OBJECT, STARTING, RUNNING, DISPATCHING, COMPLETED, FAILED, CANCELLED})
+
+
+class EventError(ValueError):
+    """An event-log line that is valid JSON but not a well-formed event."""
+
+
+_NUMBER = (int, float)
+_OPTIONAL_TEXT = (str, type(None))
+# Per known kind: field -> the types it may have (absent is always allowed).
+_FIELDS: Dict[str, Dict[str, tuple]] = {
+    "run": {"status": (str,), "error": _OPTIONAL_TEXT},
+    "claim": {"node": (int,), "attempt": (int,), "runner": _OPTIONAL_TEXT,
+              "backend": _OPTIONAL_TEXT, "host": _OPTIONAL_TEXT},
+    "handle": {"node": (int,), "attempt": (int,), "handle": (dict, type(None))},
+    "dispatching": {"node": (int,), "child": _OPTIONAL_TEXT},
+    "end": {"node": (int,), "attempt": (int,), "status": (str,), "error": _OPTIONAL_TEXT,
+            "exception": _OPTIONAL_TEXT, "child": _OPTIONAL_TEXT,
+            "start": _NUMBER + (type(None),), "end": _NUMBER + (type(None),)},
+}
+_HANDLE_FIELDS = {"pid": (int, type(None)), "host": _OPTIONAL_TEXT,
+                  "job_id": (str, int, type(None))}
+
+
+def check_event(event: Any) -> Dict[str, Any]:
+    """``event`` if it is a well-formed event, else ``EventError`` saying what is wrong."""
+    if not isinstance(event, dict):
+        raise EventError(f"a line is {type(event).__name__}, not an event object")
+    kind = event.get("ev")
+    if not isinstance(kind, str):
+        raise EventError(f"an event has no valid 'ev' (found {kind!r})")
+    t = event.get("t")
+    if t is not None and (not isinstance(t, _NUMBER) or isinstance(t, bool)):
+        raise EventError(f"a {kind!r} event has a non-numeric time {t!r}")
+    fields = _FIELDS.get(kind)
+    if fields is None:
+        return event  # a kind from a newer writer: ignored by the fold
+    if kind != "run" and "node" not in event:
+        raise EventError(f"a {kind!r} event has no node")
+    for name, types in fields.items():
+        if name in event:
+            _check_field(kind, name, event[name], types)
+    node = event.get("node")
+    if node is not None and node < 0:
+        raise EventError(f"a {kind!r} event names node {node}")
+    status = event.get("status")
+    if status is not None and status not in STATUSES:
+        raise EventError(f"a {kind!r} event has an unknown status {status!r}")
+    handle = event.get("handle")
+    if handle:
+        for name, types in _HANDLE_FIELDS.items():
+            if name in handle:
+                _check_field("handle", name, handle[name], types)
+    return event
+
+
+def _check_field(kind: str, name: str, value: Any, types: tuple) -> None:
+    # bool is an int to isinstance; no field of ours is a bool where a number is expected
+    if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+        raise EventError(f"a {kind!r} event has {name}={value!r} (wrong type)")
 
 
 @dataclass

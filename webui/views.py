@@ -11,29 +11,23 @@ import time
 from collections import Counter, defaultdict
 from typing import Any, Dict, List, Optional
 
+from covalent_cli.inspect import UNREADABLE, safe_summary
 from runner.config import mask_secrets
 from runner.manifest import ELECTRON, PARAMETER, SUBLATTICE
-from runner.rundir import RunDirError
+from runner.rundir import RunDirError, unreadable_reasons
 from runner.state import COMPLETED, NEW_OBJECT, TERMINAL
 
 from webui import values
 from webui.live import LiveRun, RunCache
 
-UNREADABLE = "UNREADABLE"
 PER_PAGE = 20
 MAX_INPUTS = 100  # inputs of one task shown with their values (a reduce may have thousands)
 
 
 # -- runs ---------------------------------------------------------------------------------------
-def run_row(live: LiveRun) -> Dict[str, Any]:
+def run_row(live: LiveRun, set_aside: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
     """``run_summary``'s fields for one run, or an UNREADABLE row saying why."""
-    try:
-        return live.summary()
-    except (RunDirError, OSError) as exc:
-        return {"dispatch_id": live.dispatch_id, "root_dispatch_id": live.dispatch_id,
-                "parent": None, "lattice": "?", "doc": "", "status": UNREADABLE,
-                "error": str(exc), "done": 0, "total": 0, "created": "", "started": None,
-                "ended": None, "runtime": None, "path": str(live.path)}
+    return safe_summary(live, set_aside)
 
 
 def status_group(status: str) -> str:
@@ -48,7 +42,8 @@ def runs_listing(cache: RunCache, status: Optional[str] = None, query: Optional[
     """Top-level runs, newest first, each with its sublattice runs nested in ``children``;
     filtered by status group and by a search in ids and lattice names (a run matches if it or
     one of its children does), then paged."""
-    rows = {live.dispatch_id: run_row(live) for live in cache.all()}
+    set_aside = unreadable_reasons(cache.home)
+    rows = {live.dispatch_id: run_row(live, set_aside) for live in cache.all()}
     children: Dict[str, List[Dict[str, Any]]] = defaultdict(list)
     roots = []
     for row in rows.values():
@@ -72,7 +67,7 @@ def runs_listing(cache: RunCache, status: Optional[str] = None, query: Optional[
     needle = (query or "").strip().lower()
     if needle:
         roots = [r for r in roots if _matches(r, needle)]
-    roots.sort(key=lambda r: r.get("created") or "", reverse=True)
+    roots.sort(key=lambda r: str(r.get("created") or ""), reverse=True)
     per_page = max(1, min(int(per_page), 500))
     pages = max(1, math.ceil(len(roots) / per_page))
     page = max(1, min(int(page), pages))

@@ -14,9 +14,10 @@ import yaml
 from covalent_cli.cli.main import Context, cli, pass_ctx
 from covalent_cli.errors import (CovError, ExitCode, RunNotFound, RunUnreadable, ScriptError,
                                  UserError)
-from covalent_cli.inspect import (format_seconds, format_time, list_runs, run_summary,
-                                  task_rows)
+from covalent_cli.inspect import (check_readable, format_seconds, format_time, list_runs,
+                                  run_summary, task_rows)
 from covalent_cli.result import resolve_run, wait_for_run
+from runner.locks import LockBusy
 from runner.rundir import RunDir, RunDirError
 from runner.state import CANCELLED, COMPLETED, FAILED, TERMINAL, RunState
 
@@ -27,12 +28,12 @@ COLORS = {COMPLETED: "green", FAILED: "red", CANCELLED: "yellow", "RUNNING": "bl
 
 
 def _run(ctx: Context, run_id: str) -> RunDir:
+    """The run, checked readable: a damaged one is one ``Error:`` line and exit 8."""
     run = resolve_run(run_id, ctx.home)
     try:
-        run.header()
-    except RunDirError as exc:
+        return check_readable(run)
+    except (RunDirError, OSError) as exc:
         raise RunUnreadable(str(exc)) from None
-    return run
 
 
 def _state(run: RunDir) -> RunState:
@@ -371,7 +372,21 @@ def cancel(ctx: Context, run_id: str, nodes: Tuple[int, ...]) -> None:
     for n in nodes:
         if not 0 <= n < len(manifest.nodes):
             raise RunNotFound(f"run {run.dispatch_id} has no node {n}")
-    click.echo(cancel_run(run.dispatch_id, list(nodes) if nodes else None))
+
+    def busy(who: str) -> None:
+        click.echo(f"{run.dispatch_id} is locked by {who}; retrying", err=True)
+
+    try:
+        message = cancel_run(run.dispatch_id, list(nodes) if nodes else None, ctx.home,
+                             on_busy=busy)
+    except LockBusy as exc:
+        raise UserError(f"{run.dispatch_id} is still locked by {exc.holder} after "
+                        f"{exc.waited:g} s; nothing was cancelled",
+                        "resume or end that process (a stopped one: kill -CONT PID), "
+                        "then cancel again") from None
+    except RunDirError as exc:
+        raise RunUnreadable(str(exc)) from None
+    click.echo(message)
 
 
 @cli.command()
@@ -417,10 +432,11 @@ def rm(ctx: Context, run_ids: Tuple[str, ...], force: bool) -> None:
 @cli.command("config")
 @click.option("--json", "as_json", is_flag=True)
 def config_cmd(as_json: bool) -> None:
-    """Print the effective configuration (secrets masked) and where it comes from."""
-    from runner.config import config_path, load_config, mask_secrets, runs_home
+    """Print the effective configuration (secrets masked) and where it comes from; an
+    unknown key or a value of the wrong type is an error (exit 1)."""
+    from runner.config import check_config, config_path, mask_secrets, runs_home
 
-    data = mask_secrets(load_config())
+    data = mask_secrets(check_config())
     if as_json:
         _echo_json({"config_file": str(config_path()), "home": str(runs_home()), **data})
         return

@@ -7,7 +7,7 @@ from typing import Optional
 import click
 
 from covalent_cli.cli.main import Context, cli, pass_ctx
-from covalent_cli.errors import UserError
+from covalent_cli.errors import RunUnreadable, UserError
 
 
 def _home(ctx: Context, home: Optional[str]) -> Path:
@@ -51,9 +51,23 @@ def ui(ctx: Context, home: Optional[str], host: str, port: Optional[int],
 def report(ctx: Context, run_id: str, home: Optional[str]) -> None:
     """Write RUN's report.html into its run directory: graph, tasks, errors; one file that
     opens in a browser with no server."""
+    from covalent_cli.inspect import check_readable
     from covalent_cli.result import resolve_run
+    from runner.rundir import RunDirError
     from webui.report import write_report
+    from webui.security import valid_run_id
 
     path = _home(ctx, home)
     run = resolve_run(run_id, path)
-    click.echo(str(write_report(run.path.parent, run.dispatch_id)))
+    if not valid_run_id(run.dispatch_id):
+        raise UserError(f"run directory name {run.dispatch_id!r} is not a run id (letters, "
+                        "digits, '-' and '_')", "rename the directory to its dispatch id")
+    try:
+        check_readable(run)
+        written = write_report(run.path.parent, run.dispatch_id)
+    except (RunDirError, OSError) as exc:
+        raise RunUnreadable(str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - the report reads everything of a damaged run
+        raise RunUnreadable(f"run {run.dispatch_id}: cannot build its report: "
+                            f"{type(exc).__name__}: {exc}") from None
+    click.echo(str(written))
