@@ -76,12 +76,14 @@ def create_run(lattice: Lattice, args: Sequence[Any], kwargs: Dict[str, Any], *,
                home: Optional[Path] = None, parent: Optional[Dict[str, Any]] = None,
                root_dispatch_id: Optional[str] = None,
                replacements: Optional[Dict[str, Any]] = None,
-               reuse_from: Optional[RunDir] = None) -> RunDir:
-    """Build the graph, pickle everything, and create the run directory."""
+               reuse_from: Optional[RunDir] = None,
+               dispatch_id: Optional[str] = None) -> RunDir:
+    """Build the graph, pickle everything, and create the run directory (``dispatch_id``: a
+    given id, for a run created again by a re-run task; if it exists it is returned as is)."""
     check_config()  # a config mistake is one line now, not a runner dying later
     # Exceptions of the lattice body propagate unchanged, as from Covalent's dispatch.
     graph = lattice.build_graph(*args, replacements=replacements, **kwargs)
-    dispatch_id = str(uuid.uuid4())
+    dispatch_id = dispatch_id or str(uuid.uuid4())
     _pickle_local_modules_by_value(_source_file(lattice))
     packer = _Packer()
     executors = _ExecutorTable()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
@@ -127,9 +128,15 @@ class RunDir:
     def create(cls, home: Path, manifest: Manifest, pack: bytes,
                events: Iterable[Dict[str, Any]] = (),
                results: Iterable[Tuple[int, Path]] = ()) -> "RunDir":
-        """Build the run under a temporary name and rename it into place: whole or absent."""
+        """Build the run under a temporary name and rename it into place: whole or absent.
+
+        Idempotent for a given dispatch id (a sublattice's child, re-created by a re-run of its
+        building task): if the run already exists, that run is returned and nothing written."""
         home.mkdir(parents=True, exist_ok=True)
-        tmp = home / f"{TMP_PREFIX}{manifest.dispatch_id}"
+        final = home / manifest.dispatch_id
+        # A name of its own: a creator killed half-way leaves its directory, and two creators
+        # of one child run never share one.
+        tmp = home / f"{TMP_PREFIX}{manifest.dispatch_id}.{secrets.token_hex(3)}"
         tmp.mkdir()
         try:
             (tmp / RESULTS).mkdir()
@@ -145,12 +152,18 @@ class RunDir:
             atomic_write(tmp / EVENTS, lines.encode(), fsync=bool(lines))
             atomic_write(tmp / MANIFEST, manifest.to_yaml().encode(), fsync=True)
             fsync_dir(tmp)
-            os.rename(tmp, home / manifest.dispatch_id)
+            try:
+                os.rename(tmp, final)
+            except OSError:
+                if not (final / MANIFEST).is_file():
+                    raise
+                _remove_tree(tmp)  # another creator of this run won: it is whole
+                return cls(final)
             fsync_dir(home)
         except BaseException:
             _remove_tree(tmp)
             raise
-        return cls(home / manifest.dispatch_id)
+        return cls(final)
 
     # -- manifest and pack ---------------------------------------------------------------
     @property

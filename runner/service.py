@@ -381,9 +381,12 @@ class Runner:
                 continue
             header = run.dir.outcome_header(node)
             if header is not None and header.get("attempt", task.attempt) == task.attempt:
-                run.pending.append(self._end_event(run, node, task.attempt, header))
                 if header.get("ok") and header.get("child"):
-                    run.children[node] = header["child"]
+                    # "child started" (or the child's result, not yet recorded): the node ends
+                    # with its child run, never with this file's header.
+                    self._follow_child(run, node, header["child"])
+                else:
+                    run.pending.append(self._end_event(run, node, task.attempt, header))
                 continue
             if task.handle and task.backend not in (None, "local"):
                 handle = dict(task.handle)  # the re-claim below clears task.handle
@@ -427,6 +430,14 @@ class Runner:
         child = RunDir(self.home / child_id)
         if child.exists():
             child.request_cancel()
+
+    def _follow_child(self, run: ActiveRun, node: int, child_id: str) -> None:
+        """Sublattice ``node`` started its child run: record it, and serve the child."""
+        run.children[node] = child_id
+        run.pending.append({"ev": "dispatching", "node": node, "child": child_id})
+        child = str(self.home / child_id)
+        if child not in self.active:
+            self._activate(child)
 
     def _check_children(self, run: ActiveRun) -> None:
         for node, child_id in list(run.children.items()):
@@ -481,11 +492,7 @@ class Runner:
             return
         header = done.header
         if header.get("ok") and header.get("child"):
-            run.children[done.node] = header["child"]
-            run.pending.append({"ev": "dispatching", "node": done.node, "child": header["child"]})
-            child = str(self.home / header["child"])
-            if child not in self.active:
-                self._activate(child)
+            self._follow_child(run, done.node, header["child"])
             return
         del run.ours[done.node]
         retries = int(task.executor.get("retries") or 0)
