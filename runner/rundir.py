@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from runner import worker
-from runner.fs import atomic_write, fsync_dir
+from runner.fs import DIR_MODE, FILE_MODE, atomic_write, fsync_dir
 from runner.locks import make_lock
 from runner.manifest import Manifest, ManifestError
 from runner.state import RunState, fold
@@ -121,12 +121,12 @@ class RunDir:
                events: Iterable[Dict[str, Any]] = (),
                results: Iterable[Tuple[int, Path]] = ()) -> "RunDir":
         """Build the run under a temporary name and rename it into place: whole or absent."""
-        home.mkdir(parents=True, exist_ok=True)
+        home.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
         tmp = home / f"{TMP_PREFIX}{manifest.dispatch_id}"
-        tmp.mkdir()
+        tmp.mkdir(mode=DIR_MODE)  # the owner's only: inputs, results and logs are inside
         try:
-            (tmp / RESULTS).mkdir()
-            (tmp / LOGS).mkdir()
+            (tmp / RESULTS).mkdir(mode=DIR_MODE)
+            (tmp / LOGS).mkdir(mode=DIR_MODE)
             for node, source in results:  # reused results of a redispatch
                 dest = tmp / RESULTS / f"{node}.pkl"
                 try:
@@ -245,7 +245,7 @@ class RunDir:
         now = time.time()
         stamped = [{"t": e.pop("t", now), **e} for e in events]
         data = "".join(json.dumps(e) + "\n" for e in stamped).encode()
-        fd = os.open(self.events_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(self.events_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, FILE_MODE)
         try:
             start = os.fstat(fd).st_size
             if start and start != self._events_offset and os.pread(fd, 1, start - 1) != b"\n":

@@ -8,6 +8,7 @@ import click
 
 from covalent_cli.cli.main import Context, cli, pass_ctx
 from covalent_cli.errors import UserError
+from runner.fs import home_warning
 
 
 def _home(ctx: Context, home: Optional[str]) -> Path:
@@ -43,6 +44,10 @@ def ui(ctx: Context, home: Optional[str], host: str, port: Optional[int],
     path = _home(ctx, home)
     if not path.is_dir():
         click.echo(f"Note: {path} does not exist yet; runs appear when dispatched.", err=True)
+    elif home:  # ctx.home warns about the default home itself
+        warning = home_warning(path)
+        if warning:
+            click.echo(warning, err=True)
     try:
         serve(path, host=host, port=port, token=token, echo=click.echo, no_token=no_token)
     except OSError as exc:

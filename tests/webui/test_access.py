@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import shutil
+import stat
 import subprocess
+import sys
+from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
 
 from runner.rundir import RunDir
+from tests.conftest import REPO
 from tests.webui.conftest import TOKEN
 from tests.webui.test_cli_and_layout import _start_ui, _stop
 
@@ -130,3 +135,85 @@ def test_a_cancel_body_that_cannot_be_read_is_a_400_not_cancel_everything(served
         assert not RunDir(ui_home.home / run).cancel_request()["all"]
     finally:
         flag.touch()
+
+
+MODES_SCRIPT = '''
+import covalent_cli as ct
+
+
+@ct.electron
+def talk(x):
+    import sys
+    print("secret stdout", x)
+    print("secret stderr", x, file=sys.stderr)
+    return {"secret": x}
+
+
+@ct.lattice
+def wf(x="input-secret"):
+    return talk(x)
+
+
+print(ct.dispatch_sync(wf)().dispatch_id)
+'''
+
+
+@pytest.fixture
+def open_dir():
+    """A directory every account can traverse (pytest's own temp dirs are 0700, which would
+    hide a home's modes from the test)."""
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="cov-modes-"))
+    os.chmod(base, 0o755)
+    yield base
+    from runner.service import stop_runners
+
+    stop_runners(base / "home", timeout=10)
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def test_runs_are_readable_by_their_owner_only(open_dir):
+    home, config = open_dir / "home", open_dir / "config.yaml"
+    config.write_text("runner:\n  idle_timeout: 3\n  rescan_interval: 0.5\n")
+    script = open_dir / "wf.py"
+    script.write_text(MODES_SCRIPT)
+    env = {**os.environ, "COV_HOME": str(home), "COV_CONFIG": str(config),
+           "PYTHONPATH": str(REPO)}
+    env.pop("COV_NO_RUNNER", None)
+    done = subprocess.run([sys.executable, str(script)], cwd=str(open_dir), env=env,
+                          capture_output=True, text=True, timeout=120,
+                          preexec_fn=lambda: os.umask(0o022))  # the usual permissive umask
+    assert done.returncode == 0, done.stderr
+    run = home / done.stdout.strip().splitlines()[-1]
+    assert (run / "logs").is_dir() and list((run / "logs").iterdir())
+    loose = []
+    # Everything in the home but the empty lock files and the runners' directory (whose
+    # log and heartbeats hold no run data; the 0700 home shuts them in as well).
+    for path in [home, *home.rglob("*")]:
+        mode = stat.S_IMODE(path.lstat().st_mode)
+        if mode & 0o077 and path.name not in ("run.lock", ".runners") and \
+                path.parent != home / ".runners":
+            loose.append(f"{path.relative_to(open_dir)} {mode:04o}")
+    assert not loose, loose
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    assert stat.S_IMODE(run.stat().st_mode) == 0o700
+    for path in (home, run / "results" / "0.pkl", run / "logs", run / "tasks.pkl"):
+        refused = subprocess.run(["runuser", "-u", "nobody", "--", "cat", str(path)],
+                                 capture_output=True, text=True, timeout=30)
+        assert refused.returncode != 0 and "Permission denied" in refused.stderr, path
+
+
+def test_a_home_others_can_write_to_is_warned_about(open_dir):
+    home = open_dir / "home"
+    home.mkdir(mode=0o700)
+    os.chmod(home, 0o777)
+    env = {**os.environ, "COV_HOME": str(home), "PYTHONPATH": str(REPO),
+           "COV_CONFIG": str(open_dir / "none.yaml")}
+    done = subprocess.run([sys.executable, "-m", "covalent_cli.cli", "runs"], env=env,
+                          cwd=str(REPO), capture_output=True, text=True, timeout=60)
+    assert f"Warning: the runs home {home} is writable by every account" in done.stderr
+    os.chmod(home, 0o700)
+    done = subprocess.run([sys.executable, "-m", "covalent_cli.cli", "runs"], env=env,
+                          cwd=str(REPO), capture_output=True, text=True, timeout=60)
+    assert "Warning" not in done.stderr
