@@ -1,17 +1,25 @@
-"""Atomic file writes and filesystem-type detection.
+"""Atomic file writes, the modes of what cov creates, and filesystem-type detection.
 
 Every file of a run directory is written to a temporary name in the same directory and renamed
 into place, so a reader sees the old file or the new one, never half of one. ``fsync`` (which
 protects against a machine crash, not a killed process) is optional per call: it costs
 milliseconds, so hot paths batch it (see docs/run-directory.md, "Durability").
+
+What cov creates is its owner's only (``FILE_MODE``, ``DIR_MODE``): run directories hold task
+inputs, results and logs, and a login node has hundreds of accounts. The mode is given to the
+``open``/``mkdir`` that creates the file, so it costs nothing; a umask can only narrow it.
 """
 from __future__ import annotations
 
 import os
 import secrets
-from typing import Union
+import stat
+from typing import Optional, Union
 
 PathLike = Union[str, "os.PathLike[str]"]
+
+FILE_MODE = 0o600  # files cov creates (runner/worker.py, which imports nothing, repeats it)
+DIR_MODE = 0o700  # directories cov creates: the runs home, run directories, results/, logs/
 
 # Filesystems on which inotify does not see other hosts' writes and flock may be a no-op.
 NETWORK_FS_TYPES = frozenset(
@@ -20,11 +28,12 @@ NETWORK_FS_TYPES = frozenset(
 )
 
 
-def atomic_write(path: PathLike, data: bytes, fsync: bool = False) -> None:
-    """Write ``data`` to ``path`` through a temporary name and a rename."""
+def atomic_write(path: PathLike, data: bytes, fsync: bool = False, mode: int = FILE_MODE) -> None:
+    """Write ``data`` to ``path`` through a temporary name and a rename; the file gets
+    ``mode`` (owner-only by default)."""
     path = os.fspath(path)
     tmp = f"{path}.tmp-{os.getpid()}-{secrets.token_hex(3)}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         view = memoryview(data)
         while view:
@@ -43,6 +52,21 @@ def atomic_write(path: PathLike, data: bytes, fsync: bool = False) -> None:
         raise
     if fsync:
         fsync_dir(os.path.dirname(path) or ".")
+
+
+def home_warning(home: PathLike) -> Optional[str]:
+    """A warning if other accounts can write into the runs home ``home`` (they could plant run
+    directories there, or remove yours); None if not, or if it does not exist yet."""
+    try:
+        mode = os.stat(home).st_mode
+    except OSError:
+        return None
+    if not mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return None
+    who = "every account" if mode & stat.S_IWOTH else "its group"
+    return (f"Warning: the runs home {os.fspath(home)} is writable by {who} "
+            f"(mode {stat.S_IMODE(mode):04o}): others can add or remove runs there; "
+            f"fix it with `chmod go-w {os.fspath(home)}`")
 
 
 def fsync_dir(path: PathLike) -> None:

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Set
 
-from runner.fs import atomic_write
+from runner.fs import DIR_MODE, atomic_write
 
 RUNNERS_DIR = ".runners"
 HOST = socket.gethostname()
@@ -31,7 +31,7 @@ def heartbeat_path(home: Path, host: str, pid: int) -> Path:
 
 def write_heartbeat(home: Path, info: Dict[str, Any]) -> Path:
     path = heartbeat_path(home, info["host"], info["pid"])
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
     atomic_write(path, json.dumps(info).encode())
     return path
 

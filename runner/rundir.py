@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from runner import worker
-from runner.fs import atomic_write, fsync_dir
+from runner.fs import DIR_MODE, FILE_MODE, atomic_write, fsync_dir
 from runner.locks import acquire_patiently, make_lock
 from runner.manifest import Manifest, ManifestError
 from runner.state import EventError, RunState, check_event, fold
@@ -132,15 +132,15 @@ class RunDir:
 
         Idempotent for a given dispatch id (a sublattice's child, re-created by a re-run of its
         building task): if the run already exists, that run is returned and nothing written."""
-        home.mkdir(parents=True, exist_ok=True)
+        home.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
         final = home / manifest.dispatch_id
         # A name of its own: a creator killed half-way leaves its directory, and two creators
         # of one child run never share one.
         tmp = home / f"{TMP_PREFIX}{manifest.dispatch_id}.{secrets.token_hex(3)}"
-        tmp.mkdir()
+        tmp.mkdir(mode=DIR_MODE)  # the owner's only: inputs, results and logs are inside
         try:
-            (tmp / RESULTS).mkdir()
-            (tmp / LOGS).mkdir()
+            (tmp / RESULTS).mkdir(mode=DIR_MODE)
+            (tmp / LOGS).mkdir(mode=DIR_MODE)
             for node, source in results:  # reused results of a redispatch
                 dest = tmp / RESULTS / f"{node}.pkl"
                 try:
@@ -275,7 +275,7 @@ class RunDir:
         now = time.time()
         stamped = [{"t": e.pop("t", now), **e} for e in events]
         data = "".join(json.dumps(e) + "\n" for e in stamped).encode()
-        fd = os.open(self.events_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(self.events_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, FILE_MODE)
         try:
             start = os.fstat(fd).st_size
             if start and start != self._events_offset and os.pread(fd, 1, start - 1) != b"\n":

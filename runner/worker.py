@@ -37,6 +37,8 @@ HOST = socket.gethostname()
 # The task this process is running: {"run", "dispatch_id", "node", "attempt"} (ct.get_context).
 CURRENT_TASK: Dict[str, Any] = {}
 
+FILE_MODE = 0o600  # outcomes and logs are the owner's only (runner/fs.py FILE_MODE)
+
 
 class ChildRun:
     """Returned by a sublattice task: its value is the child run's, once that run ends."""
@@ -60,7 +62,7 @@ def write_outcome(path: str, header: Dict[str, Any], payload: bytes = b"") -> No
     data = json.dumps(header).encode() + b"\n"
     tmp = f"{path}.tmp-{os.getpid()}-{secrets.token_hex(3)}"
     try:
-        with open(tmp, "wb") as f:
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE), "wb") as f:
             f.write(data)
             f.write(payload)
         os.replace(tmp, path)
@@ -216,7 +218,7 @@ class _Redirect:
     def __enter__(self) -> Tuple[int, int]:
         _flush_std()
         self.saved = (os.dup(1), os.dup(2))
-        self.fds = tuple(os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        self.fds = tuple(os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
                          for p in self.paths)
         os.dup2(self.fds[0], 1)
         os.dup2(self.fds[1], 2)
@@ -269,7 +271,7 @@ class _Capture:
         self._open(1)
 
     def _open(self, stream: int) -> None:
-        fd = os.open(self.paths[stream], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        fd = os.open(self.paths[stream], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
         os.dup2(fd, stream + 1)
         os.close(fd)
 

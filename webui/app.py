@@ -3,11 +3,13 @@
 Pages are small HTML shells filled by the JavaScript in ``static/`` from the JSON API; the file
 browser and the config page are rendered here. The API is documented in docs/webui.md.
 
-Guards, on every request: the token when one is set (query ``?token=``, then a cookie); without
-a token, a ``Host`` that names this machine (no DNS rebinding). Responses carry a strict
-Content-Security-Policy (scripts only from ``/static``), ``nosniff`` and no referrer. The only
-request that changes anything is ``POST /api/runs/<id>/cancel``, which also needs the
-``X-Cov-Request`` header (a cross-site form cannot send it).
+Guards, on every request: the token (query ``?token=`` once, which sets an HttpOnly,
+SameSite=Strict cookie and redirects to the clean URL; then the cookie, or an ``X-Cov-Token``
+header), unless the app was made without one; on loopback, a ``Host`` that names this machine
+(no DNS rebinding). Responses carry a strict Content-Security-Policy (scripts only from
+``/static``), ``nosniff`` and no referrer. The requests that change anything or unpickle
+(``POST /api/runs/<id>/cancel``, the ``load`` endpoints) also need the ``X-Cov-Request`` header,
+which a cross-site form or link cannot send, and an ``Origin``, when sent, that is this server.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from typing import Any, Dict, Optional
 from urllib.parse import urlencode
 
 import bottle
-from bottle import HTTPError, HTTPResponse, request, response
+from bottle import HTTPResponse, request, response
 
 from runner.manifest import ManifestError
 from runner.rundir import RunDirError
@@ -56,9 +58,9 @@ def create_app(home: os.PathLike | str, token: Optional[str] = None,
                host: str = "127.0.0.1") -> bottle.Bottle:
     """A new WSGI application serving the runs under ``home``.
 
-    ``token``: if set, every request must carry it (``?token=`` once, then the cookie), as the
-    UI must when it listens on a non-loopback address. ``host``: the address it is bound to,
-    accepted as a ``Host`` header besides the loopback names when there is no token.
+    ``token``: every request must carry it (``?token=`` once, then the cookie); None only when
+    the user chose ``--no-token`` (then any local account can use the UI). ``host``: the
+    address it is bound to, accepted as a ``Host`` header besides the loopback names.
     """
     app = bottle.Bottle()
     cache = RunCache(Path(home).expanduser().absolute())
@@ -101,24 +103,27 @@ def create_app(home: os.PathLike | str, token: Optional[str] = None,
     # -- guards ---------------------------------------------------------------------------------
     @app.hook("before_request")
     def check_access() -> None:
+        if security.is_loopback(host) and \
+                not security.host_allowed(request.get_header("Host", ""), host):
+            # DNS rebinding: a web page whose name is re-pointed to 127.0.0.1 sends its own name.
+            raise HTTPResponse("Forbidden: unexpected Host header.", status=403,
+                               headers={"Content-Type": "text/plain"})
+        if request.method not in ("GET", "HEAD") and not security.same_origin(
+                request.get_header("Origin"), request.get_header("Host", "")):
+            raise json_response({"error": "cross-origin request refused"}, 403)
         if guard is None:
-            if not security.host_allowed(request.get_header("Host", ""), host):
-                raise HTTPResponse("Forbidden: unexpected Host header.", status=403,
-                                   headers={"Content-Type": "text/plain"})
             return
         given = request.query.get("token")
         if given is not None and guard.matches(given):
-            response.set_cookie(guard.cookie, guard.value, httponly=True, samesite="strict",
-                                path="/")
             if request.method == "GET" and not api_request():
-                # Drop the token from the address bar (and from what gets bookmarked).
+                # Drop the token from the address bar (and from history and bookmarks).
                 rest = [(k, v) for k, v in request.query.allitems() if k != "token"]
                 redirect = HTTPResponse(status=303)
                 redirect.set_header("Location",
                                     request.path + ("?" + urlencode(rest) if rest else ""))
-                redirect.set_cookie(guard.cookie, guard.value, httponly=True,
-                                    samesite="strict", path="/")
+                guard.set_cookie(redirect)
                 raise redirect
+            guard.set_cookie(response)
             return
         if guard.matches(request.get_cookie(guard.cookie)) or \
                 guard.matches(request.get_header("X-Cov-Token")):
@@ -273,16 +278,11 @@ def create_app(home: os.PathLike | str, token: Optional[str] = None,
         if request.get_header("X-Cov-Request") is None:
             return json_response({"error": "send the X-Cov-Request header"}, 400)
         live = live_or_404(run_id)
-        nodes = None
         try:
-            body = request.json or {}
-        except (ValueError, HTTPError):
-            body = {}
-        if isinstance(body, dict) and body.get("nodes") is not None:
-            raw = body["nodes"] if isinstance(body["nodes"], list) else [body["nodes"]]
-            nodes = [security.parse_node(str(n)) for n in raw]
-            if any(n is None for n in nodes):
-                return json_response({"error": "nodes must be node ids"}, 400)
+            nodes = security.cancel_targets(request.content_type, request.content_length,
+                                            request.body)
+        except ValueError as exc:
+            return json_response({"error": str(exc)}, 400)
         from covalent_cli.redispatch import cancel
 
         message = cancel(live.dispatch_id, nodes, home=cache.home)

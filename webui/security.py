@@ -1,4 +1,5 @@
-"""What the UI lets in: run and node ids, paths inside a run directory, the access token.
+"""What the UI lets in: run and node ids, paths inside a run directory, the access token,
+request origins and the cancel request's body.
 
 Every refusal of a path looks the same as a missing file (404): a probe cannot tell "outside the
 home" from "not there". Paths are checked after ``realpath``, so a symlink inside a run directory
@@ -9,13 +10,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import json
 import os
 import re
 from pathlib import Path
-from typing import Optional
+from typing import Any, List, Optional
+from urllib.parse import urlsplit
 
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 MAX_NODE = 10 ** 9
+MAX_BODY = 64 * 1024  # bytes of a cancel request's body
 
 def valid_run_id(value: str) -> bool:
     """A dispatch id: a UUID or another word of letters, digits, ``_`` and ``-``."""
@@ -86,9 +90,50 @@ def host_allowed(host_header: str, bound: str) -> bool:
     return name in ("localhost", bound.strip("[]")) or is_loopback(name)
 
 
+def same_origin(origin: Optional[str], host_header: str) -> bool:
+    """True if a request's ``Origin`` (sent by browsers on every POST) is this server, or
+    absent (curl, scripts). A page of another origin cannot forge it."""
+    if origin is None:
+        return True
+    try:
+        parts = urlsplit(origin)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.netloc) and \
+        parts.netloc.lower() == host_header.lower()
+
+
+def cancel_targets(content_type: str, length: Optional[int], body: Any) -> Optional[List[int]]:
+    """The nodes a cancel request names (None: the whole run), from its JSON body.
+
+    The body must be a JSON object (``{}`` or ``{"nodes": [ids]}``) sent as
+    ``application/json``: anything else raises ValueError (a 400), so a request whose body
+    cannot be read never turns into "cancel the whole run".
+    """
+    if (content_type or "").split(";")[0].strip().lower() != "application/json":
+        raise ValueError("send the body as application/json: {} or {\"nodes\": [ids]}")
+    if length is None or length < 0 or length > MAX_BODY:
+        raise ValueError(f"the body must have a Content-Length of at most {MAX_BODY} bytes")
+    try:
+        data = json.loads(body.read(MAX_BODY + 1) or b"")
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError("the body is not JSON: send {} or {\"nodes\": [ids]}") from None
+    if not isinstance(data, dict) or set(data) - {"nodes"}:
+        raise ValueError("the body must be {} or {\"nodes\": [ids]}")
+    raw = data.get("nodes")
+    if raw is None:
+        return None
+    raw = raw if isinstance(raw, list) else [raw]
+    nodes = [parse_node(str(n)) if isinstance(n, (int, str)) and not isinstance(n, bool)
+             else None for n in raw]
+    if not nodes or any(n is None for n in nodes):
+        raise ValueError("nodes must be a list of node ids")
+    return nodes  # type: ignore[return-value]
+
+
 class Token:
-    """The access token of a UI that needs one: checked on every request, from the query
-    (``?token=``, then kept in a cookie) or the cookie."""
+    """The UI's access token: checked on every request (in constant time), from the query
+    (``?token=``, then kept in a cookie), the cookie, or an ``X-Cov-Token`` header."""
 
     def __init__(self, value: str) -> None:
         self.value = value
@@ -97,3 +142,8 @@ class Token:
 
     def matches(self, candidate: Optional[str]) -> bool:
         return bool(candidate) and hmac.compare_digest(str(candidate).encode(), self.value.encode())
+
+    def set_cookie(self, target: Any) -> None:
+        """Keep the token in the browser: HttpOnly (no script reads it), SameSite=Strict (no
+        other site's page or link sends it), for the whole UI, until the browser closes."""
+        target.set_cookie(self.cookie, self.value, httponly=True, samesite="strict", path="/")

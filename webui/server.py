@@ -46,12 +46,15 @@ def url_of(server: WSGIServer, host: str, token: Optional[str]) -> str:
     return f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
 
 
-def prepare(home: Path, host: str, port: Optional[int], token: Optional[str]
-            ) -> Tuple[WSGIServer, str, Optional[str]]:
-    """The app and its bound server; ``port=None`` tries 8765 and the next 20 ports."""
+def prepare(home: Path, host: str, port: Optional[int], token: Optional[str],
+            no_token: bool = False) -> Tuple[WSGIServer, str, Optional[str]]:
+    """The app and its bound server; ``port=None`` tries 8765 and the next 20 ports. A token
+    is generated unless one is given or ``no_token``."""
     from webui.app import create_app
 
-    if not is_loopback(host) and not token:
+    if no_token:
+        token = None
+    elif not token:
         token = secrets.token_urlsafe(24)
     app = create_app(home, token=token, host=host)
     candidates = [port] if port is not None else list(range(8765, 8786))
@@ -67,10 +70,14 @@ def prepare(home: Path, host: str, port: Optional[int], token: Optional[str]
 
 
 def serve(home: Path, host: str = "127.0.0.1", port: Optional[int] = None,
-          token: Optional[str] = None, echo: Callable[[str], None] = print) -> None:
+          token: Optional[str] = None, echo: Callable[[str], None] = print,
+          no_token: bool = False) -> None:
     """Serve until Ctrl-C."""
-    server, url, token = prepare(home, host, port, token)
+    server, url, token = prepare(home, host, port, token, no_token)
     echo(f"cov ui: serving the runs in {home}")
+    if token is None:
+        echo("Warning: no token: every account on this machine (and, off loopback, anyone "
+             "who can reach it) can read these runs and cancel them.")
     echo(f"    {url}")
     if is_loopback(host):
         echo(f"From another machine: ssh -L {server.server_address[1]}:localhost:"

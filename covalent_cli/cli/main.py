@@ -11,6 +11,7 @@ import click
 
 from covalent_cli.errors import CovError, ExitCode
 from runner.config import ConfigError, runs_home
+from runner.fs import home_warning
 
 
 class Context:
@@ -19,13 +20,20 @@ class Context:
     def __init__(self, home: Optional[str], debug: bool) -> None:
         self._home = home
         self.debug = debug
+        self._warned = False
 
     @property
     def home(self) -> Path:
         try:
-            return runs_home(self._home)
+            path = runs_home(self._home)
         except ConfigError as exc:
             raise CovError(str(exc)) from None
+        if not self._warned:
+            self._warned = True
+            warning = home_warning(path)
+            if warning:
+                click.echo(warning, err=True)
+        return path
 
 
 pass_ctx = click.make_pass_decorator(Context)

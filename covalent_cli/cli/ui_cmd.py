@@ -8,6 +8,7 @@ import click
 
 from covalent_cli.cli.main import Context, cli, pass_ctx
 from covalent_cli.errors import RunUnreadable, UserError
+from runner.fs import home_warning
 
 
 def _home(ctx: Context, home: Optional[str]) -> Path:
@@ -18,26 +19,37 @@ def _home(ctx: Context, home: Optional[str]) -> Path:
 @click.option("--home", "home", metavar="DIR", default=None,
               help="Runs home to browse (default: the one cov uses).")
 @click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on. Anything but loopback requires a token.")
+              help="Address to listen on.")
 @click.option("--port", type=int, default=None,
               help="Port (default: 8765, or the next free one).")
 @click.option("--token", default=None, metavar="TEXT",
-              help="Require this token (generated when --host is not loopback).")
+              help="Require this token (default: a new random one, printed in the URL).")
+@click.option("--no-token", "no_token", is_flag=True,
+              help="Require no token: every account on this machine can then read and cancel "
+                   "your runs.")
 @pass_ctx
 def ui(ctx: Context, home: Optional[str], host: str, port: Optional[int],
-       token: Optional[str]) -> None:
+       token: Optional[str], no_token: bool) -> None:
     """Serve the web UI: runs, graphs, tasks, logs and files. Ctrl-C stops it.
 
-    It listens on 127.0.0.1: from another machine use `ssh -L 8765:localhost:8765 HOST`.
-    On another address it requires a token, printed in the URL.
+    It listens on 127.0.0.1 and requires a token, printed in the URL (other accounts on a
+    shared machine reach 127.0.0.1 too). From another machine use
+    `ssh -L 8765:localhost:8765 HOST` and open the URL printed.
     """
     from webui.server import serve
+
+    if token and no_token:
+        raise UserError("--token and --no-token contradict each other", "give one of them")
 
     path = _home(ctx, home)
     if not path.is_dir():
         click.echo(f"Note: {path} does not exist yet; runs appear when dispatched.", err=True)
+    elif home:  # ctx.home warns about the default home itself
+        warning = home_warning(path)
+        if warning:
+            click.echo(warning, err=True)
     try:
-        serve(path, host=host, port=port, token=token, echo=click.echo)
+        serve(path, host=host, port=port, token=token, echo=click.echo, no_token=no_token)
     except OSError as exc:
         where = f"{host}:{port}" if port is not None else f"{host}:8765-8785"
         raise UserError(f"cannot listen on {where}: {exc.strerror or exc}",

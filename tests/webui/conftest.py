@@ -21,6 +21,9 @@ import pytest
 
 from tests.conftest import REPO
 
+TOKEN = "test-token-0123456789"
+"""The token of the ``app`` and ``served`` fixtures (a UI always has one unless --no-token)."""
+
 RUNS_SCRIPT = '''
 import json
 import covalent_cli as ct
@@ -168,19 +171,20 @@ def ui_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UIHome]:
 
 @pytest.fixture(scope="session")
 def app(ui_home: UIHome) -> Any:
-    """The Bottle app over ``ui_home`` (no token)."""
+    """The Bottle app over ``ui_home``, with the token ``TOKEN`` (``call`` sends it)."""
     from webui.app import create_app
 
-    return create_app(ui_home.home)
+    return create_app(ui_home.home, token=TOKEN)
 
 
 @pytest.fixture(scope="session")
 def served(ui_home: UIHome) -> Iterator[str]:
-    """The app served on 127.0.0.1 (a free port) in a thread; yields its base URL."""
+    """The app (token ``TOKEN``) served on 127.0.0.1 (a free port) in a thread; yields its base
+    URL. ``chromium_page`` holds the token's cookie for it."""
     from webui.app import create_app
     from webui.server import make
 
-    server = make(create_app(ui_home.home), "127.0.0.1", 0)
+    server = make(create_app(ui_home.home, token=TOKEN), "127.0.0.1", 0)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
                               daemon=True)
     thread.start()
@@ -190,11 +194,21 @@ def served(ui_home: UIHome) -> Iterator[str]:
     thread.join(5)
 
 
+@pytest.fixture
+def chromium_page(chromium_page: Any, served: str) -> Any:
+    """The infrastructure's page, logged in to ``served``: it visited the tokenised URL, as a
+    user opens the URL ``cov ui`` prints, and holds the cookie that visit set."""
+    chromium_page.goto(f"{served}/?token={TOKEN}")
+    chromium_page.wait_for_url(f"{served}/")
+    return chromium_page
+
+
 def call(app: Any, path: str, method: str = "GET", query: str = "",
-         headers: Optional[Dict[str, str]] = None, body: bytes = b""
-         ) -> Tuple[int, Dict[str, str], bytes]:
+         headers: Optional[Dict[str, str]] = None, body: bytes = b"",
+         token: Optional[str] = TOKEN) -> Tuple[int, Dict[str, str], bytes]:
     """One request straight through the WSGI app: (status, headers, body). ``path`` is what a
-    server puts in PATH_INFO (already percent-decoded)."""
+    server puts in PATH_INFO (already percent-decoded). ``token`` goes in ``X-Cov-Token``
+    (None: no credentials)."""
     import io
 
     env: Dict[str, Any] = {}
@@ -202,6 +216,8 @@ def call(app: Any, path: str, method: str = "GET", query: str = "",
     env.update(PATH_INFO=path, QUERY_STRING=query, REQUEST_METHOD=method,
                CONTENT_LENGTH=str(len(body)), HTTP_HOST="127.0.0.1:8765")
     env["wsgi.input"] = io.BytesIO(body)
+    if token is not None:
+        env["HTTP_X_COV_TOKEN"] = token
     for name, value in (headers or {}).items():
         key = name.upper().replace("-", "_")
         env[key if key in ("CONTENT_TYPE",) else "HTTP_" + key] = value

@@ -181,22 +181,24 @@ def test_config_page_masks_secrets(ui_home, monkeypatch, tmp_path):
 def test_token_checked_on_every_request(ui_home):
     app = create_app(ui_home.home, token="s3cret", host="0.0.0.0")
     for path in ("/", "/api/runs", "/static/style.css", f"/run/{ui_home.ids['failing']}"):
-        status, _, _ = call(app, path)
+        status, _, _ = call(app, path, token=None)
         assert status == 403, path
-    status, _, _ = call(app, "/api/runs", query="token=wrong")
+    status, _, _ = call(app, "/api/runs", query="token=wrong", token=None)
     assert status == 403
-    status, headers, _ = call(app, "/run/" + ui_home.ids["failing"], query="token=s3cret&x=1")
+    status, headers, _ = call(app, "/run/" + ui_home.ids["failing"], query="token=s3cret&x=1",
+                              token=None)
     assert status == 303 and headers["Location"].endswith(f"/run/{ui_home.ids['failing']}?x=1")
     cookie = headers["Set-Cookie"].split(";")[0]
     assert "s3cret" in cookie and "httponly" in headers["Set-Cookie"].lower()
-    assert call(app, "/", headers={"Cookie": cookie})[0] == 200
-    assert call(app, "/api/runs", headers={"X-Cov-Token": "s3cret"})[0] == 200
-    assert call(app, "/api/runs", query="token=s3cret")[0] == 200
-    # any Host is fine once the token is checked (it is how a non-loopback UI is reached)
-    assert call(app, "/api/runs", headers={"Cookie": cookie, "Host": "node12:8765"})[0] == 200
+    assert call(app, "/", headers={"Cookie": cookie}, token=None)[0] == 200
+    assert call(app, "/api/runs", token="s3cret")[0] == 200
+    assert call(app, "/api/runs", query="token=s3cret", token=None)[0] == 200
+    # off loopback any Host is fine once the token is checked (how such a UI is reached)
+    assert call(app, "/api/runs", headers={"Cookie": cookie, "Host": "node12:8765"},
+                token=None)[0] == 200
 
 
-def test_without_token_only_loopback_host_names(app):
+def test_on_loopback_only_loopback_host_names(app):
     assert call(app, "/api/runs", headers={"Host": "evil.example:8765"})[0] == 403
     assert call(app, "/api/runs", headers={"Host": "localhost:9999"})[0] == 200
     assert call(app, "/api/runs", headers={"Host": "[::1]:8765"})[0] == 200
@@ -216,14 +218,13 @@ def test_cancel_is_a_post_with_a_header_and_the_token(ui_home):
     run = ui_home.ids["bigvalue"]
     app = create_app(ui_home.home, token="tok")
     path = f"/api/runs/{run}/cancel"
-    assert call(app, path, headers={"X-Cov-Token": "tok"})[0] == 405  # GET
-    assert call(app, path, method="POST", headers={"X-Cov-Request": "1"})[0] == 403
-    status, _, body = call(app, path, method="POST", headers={"X-Cov-Token": "tok"})
+    assert call(app, path, token="tok")[0] == 405  # GET
+    assert call(app, path, method="POST", headers={"X-Cov-Request": "1"}, token=None)[0] == 403
+    status, _, body = call(app, path, method="POST", token="tok")
     assert status == 400 and b"X-Cov-Request" in body
     assert RunDir(ui_home.run_dir("bigvalue")).cancel_request() is None
-    status, _, body = call(app, path, method="POST", body=b'{"nodes": [0]}',
-                           headers={"X-Cov-Token": "tok", "X-Cov-Request": "1",
-                                    "Content-Type": "application/json"})
+    status, _, body = call(app, path, method="POST", body=b'{"nodes": [0]}', token="tok",
+                           headers={"X-Cov-Request": "1", "Content-Type": "application/json"})
     assert status == 200 and json.loads(body)["message"].startswith("Cancellation requested")
     assert RunDir(ui_home.run_dir("bigvalue")).cancel_request()["nodes"] == [0]
 

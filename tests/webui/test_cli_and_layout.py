@@ -47,9 +47,9 @@ def _stop(proc):
 def test_cov_ui_prints_its_url_and_serves_until_ctrl_c(ui_home):
     proc, url, lines = _start_ui(ui_home)
     try:
-        assert url.startswith("http://127.0.0.1:") and "token" not in url
+        assert url.startswith("http://127.0.0.1:") and "/?token=" in url
         assert str(ui_home.home) in "".join(lines)
-        with urllib.request.urlopen(url + "api/runs", timeout=10) as resp:
+        with urllib.request.urlopen(url.replace("/?", "/api/runs?"), timeout=10) as resp:
             data = json.loads(resp.read())
         assert ui_home.ids["failing"] in [r["dispatch_id"] for r in data["runs"]]
     finally:
@@ -71,15 +71,17 @@ def test_cov_ui_with_a_token_refuses_requests_without_it(ui_home):
         _stop(proc)
 
 
-def test_a_non_loopback_address_gets_a_generated_token(ui_home):
+def test_every_address_gets_a_generated_token(ui_home):
     from webui.server import prepare
 
-    server, url, token = prepare(ui_home.home, "0.0.0.0", 0, None)
-    try:
-        assert token and len(token) >= 24 and url.endswith(f"?token={token}")
-    finally:
+    tokens = set()
+    for host in ("0.0.0.0", "127.0.0.1"):
+        server, url, token = prepare(ui_home.home, host, 0, None)
         server.server_close()
-    server, url, token = prepare(ui_home.home, "127.0.0.1", 0, None)
+        assert token and len(token) >= 24 and url.endswith(f"?token={token}")
+        tokens.add(token)
+    assert len(tokens) == 2
+    server, url, token = prepare(ui_home.home, "127.0.0.1", 0, None, no_token=True)
     server.server_close()
     assert token is None and "token" not in url
 

@@ -13,6 +13,8 @@ from urllib.parse import urlparse
 
 import pytest
 
+from tests.webui.conftest import TOKEN
+
 SECRET = "top-secret-outside-the-home"
 
 
@@ -21,6 +23,7 @@ def fetch(base: str, path: str) -> Tuple[int, str, bytes]:
     conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
     try:
         conn.putrequest("GET", path, skip_accept_encoding=True)
+        conn.putheader("X-Cov-Token", TOKEN)
         conn.endheaders()
         resp = conn.getresponse()
         return resp.status, resp.getheader("Content-Type", ""), resp.read()
@@ -117,7 +120,8 @@ def test_pickles_are_never_served_raw(served, ui_home, name):
 def test_text_download_is_an_attachment(served, ui_home):
     url = urlparse(served)
     conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
-    conn.request("GET", f"/run/{ui_home.ids['failing']}/files/manifest.yaml?download=1")
+    conn.request("GET", f"/run/{ui_home.ids['failing']}/files/manifest.yaml?download=1",
+                 headers={"X-Cov-Token": TOKEN})
     resp = conn.getresponse()
     body = resp.read()
     conn.close()
