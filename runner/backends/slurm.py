@@ -15,7 +15,8 @@ Policy:
 * A job that ended without an outcome is FAILED with the scheduler's final state (TIMEOUT,
   OUT_OF_MEMORY, NODE_FAIL ...) and the tail of its output, once ``missing_grace`` (60 s) has
   passed: a shared filesystem may show the outcome late (for jobs the scheduler killed, 5 s at
-  most). A job CANCELLED from outside cancels its task. ``cancel`` (``cov cancel``) scancels
+  most), and once an answer ``requeue_window`` (10 s) after the end still shows it: a job being
+  requeued looks ended for a moment (``runner.slurm.jobs``). A job CANCELLED from outside cancels its task. ``cancel`` (``cov cancel``) scancels
   the job or array element; the cancels of one poll go in one ``scancel``.
 * ``max_jobs`` (1000) caps the tasks out in Slurm at once; freed room is used in batches of at
   least a tenth of it, so a long fan-out goes out as arrays, not one job per completion.
@@ -80,7 +81,7 @@ class SlurmBackend(Backend):
         # the engine's
         self.queue: Dict[str, List[Job]] = {}
         self.queued_at = 0.0
-        self.jobs = JobTable(self.settings.missing_grace)
+        self.jobs = JobTable(self.settings.missing_grace, self.settings.requeue_window)
         self.cancels: Set[Key] = set()
         self.interval = self.settings.poll_freq
         self.next_query = float("inf")
@@ -408,7 +409,8 @@ class SlurmBackend(Backend):
         changed = self.jobs.apply(infos, now)
         self.interval = self.settings.poll_freq if changed else \
             min(self.interval * 1.5, self.settings.poll_freq * 4)
-        self.next_query = now + self.interval
+        # a job that looks ended is asked about again when its requeue window closes
+        self.next_query = min(now + self.interval, self.jobs.confirm_at)
 
     def _check_overdue(self) -> None:
         assert self.site is not None

@@ -16,12 +16,16 @@ import subprocess
 from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, List, Optional, Protocol, Sequence, Tuple
 
-# Job states after which a job never runs again (unless requeued: then it is PENDING again).
+# Job states after which a job never runs again, unless it is requeued: then it goes through
+# REQUEUED / REQUEUE_HOLD / COMPLETING to PENDING with its restart count one higher. Slurm can
+# show one of these for a moment while it requeues a job (runner.slurm.jobs: the requeue window).
 FINAL_STATES = frozenset({"COMPLETED", "FAILED", "TIMEOUT", "OUT_OF_MEMORY", "CANCELLED",
                           "NODE_FAIL", "BOOT_FAIL", "DEADLINE", "PREEMPTED"})
 # Final states in which the scheduler stopped the job (so no outcome is expected).
 KILLED_STATES = frozenset({"TIMEOUT", "OUT_OF_MEMORY", "CANCELLED", "NODE_FAIL", "BOOT_FAIL",
                            "DEADLINE"})
+# id|state|reason|restart count| (a width of 0: unpadded; the "|" is each field's suffix)
+SQUEUE_FIELDS = "JobArrayID:|,State:|,Reason:|,RestartCnt:|"
 NO_TASK_ID = "4294967294"  # ArrayTaskId of an array's record for elements never started
 _TRANSIENT = re.compile(r"(timed out|try again|temporarily unavailable|unable to contact|"
                         r"connection refused|slurm_persist_conn|socket)", re.I)
@@ -78,6 +82,7 @@ class JobInfo:
     state: str
     reason: str = ""
     exit_code: str = ""
+    restarts: Optional[int] = None  # times requeued (squeue's RestartCnt; None: not known)
 
 
 class SlurmClient:
@@ -125,7 +130,7 @@ class SlurmClient:
             return {}
         result = self.shell.run([self.command("squeue"), "--noheader", "--states=all",
                                  "--array", "--jobs=" + ",".join(ids),
-                                 "--format=%i|%T|%r"])
+                                 "--Format=" + SQUEUE_FIELDS])
         if not result.ok:
             if "Invalid job id" in result.stderr:
                 return {}  # every listed job is gone (one valid id would have made rc 0)
@@ -199,14 +204,17 @@ def parse_config(text: str) -> Dict[str, str]:
 
 
 def parse_squeue(text: str) -> Dict[str, JobInfo]:
-    """``%i|%T|%r`` lines; array ranges still pending (``12_[3-9%2]``) are expanded."""
+    """``id|state|reason[|restarts]`` lines; array ranges still pending (``12_[3-9%2]``) are
+    expanded."""
     jobs: Dict[str, JobInfo] = {}
     for line in text.splitlines():
-        parts = line.strip().split("|")
+        parts = [part.strip() for part in line.strip().split("|")]
         if len(parts) < 2 or not parts[0]:
             continue
+        restarts = parts[3] if len(parts) > 3 else ""
         info = JobInfo(state=parts[1].split()[0] if parts[1] else "UNKNOWN",
-                       reason=parts[2] if len(parts) > 2 else "")
+                       reason=parts[2] if len(parts) > 2 else "",
+                       restarts=int(restarts) if restarts.isdigit() else None)
         for job_id in _expand(parts[0]):
             jobs[job_id] = info
     return jobs

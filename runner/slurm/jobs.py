@@ -2,10 +2,19 @@
 
 A ``Job`` is one task's attempt with its job id (``123`` or ``123_4``). ``JobTable.apply``
 folds one scheduler answer ({job id: ``JobInfo``}) into the table: a job in a final state, or
-in no record at all (``VANISHED``), starts its grace period; a job seen pending or running
-again (requeued) ends it. ``overdue`` lists the jobs whose grace period is over: they ended
-without an outcome. Grace: ``missing_grace`` (a shared filesystem may show an outcome late),
-at most ``KILLED_GRACE`` for jobs the scheduler killed (they wrote none).
+in no record at all (``VANISHED``), starts its clock; a job seen pending or running again
+(requeued) stops it. ``overdue`` lists the jobs that ended without an outcome: their task fails.
+
+Two conditions make a job overdue:
+
+* the **requeue window**: a requeued job can look final for a moment (its old run is killed:
+  ``FAILED (NonZeroExitCode)``, ``CANCELLED``, ``PREEMPTED``) before Slurm makes it PENDING again,
+  with its restart count one higher. So an ended state counts only once a scheduler answer at
+  least ``requeue_window`` seconds after it was first seen still shows the same state and the
+  same restart count; any other answer (pending, running, requeued, a higher restart count)
+  restarts the clock. ``confirm_at`` tells the backend when to ask for that answer.
+* the **grace period**: ``missing_grace`` (a shared filesystem may show an outcome late), at
+  most ``KILLED_GRACE`` for jobs the scheduler killed (they wrote none).
 """
 from __future__ import annotations
 
@@ -19,6 +28,7 @@ Key = Tuple[str, int]  # (run path, node)
 Identity = Tuple[int, int]  # (inode, mtime_ns) of an outcome file
 VANISHED = "VANISHED"  # in neither squeue, sacct nor the jobcomp file
 KILLED_GRACE = 5.0
+REQUEUE_WINDOW = 10.0  # seconds an ended state must last before it is believed
 
 
 @dataclass
@@ -30,7 +40,9 @@ class Job:
     stale: Optional[Identity] = None  # an earlier attempt's outcome file, to be ignored
     state: str = ""  # the state the scheduler last reported
     reason: str = ""
+    restarts: int = 0  # the highest restart count the scheduler reported
     ended_since: float = 0.0  # first seen ended (or gone) without an outcome
+    ended_seen: float = 0.0  # the latest answer still showing that same end
     tries: int = 0  # failed sbatch attempts (transient errors)
 
     @property
@@ -41,11 +53,13 @@ class Job:
 class JobTable:
     """Submitted jobs by (run, node) and by run, with their grace periods."""
 
-    def __init__(self, missing_grace: float) -> None:
+    def __init__(self, missing_grace: float, requeue_window: float = REQUEUE_WINDOW) -> None:
         self.missing_grace = missing_grace
+        self.requeue_window = requeue_window
         self.jobs: Dict[Key, Job] = {}
         self.by_run: Dict[str, Dict[int, Job]] = {}
         self.overdue_at = float("inf")  # the earliest end of a grace period
+        self.confirm_at = float("inf")  # when an answer would close a requeue window
 
     def __len__(self) -> int:
         return len(self.jobs)
@@ -84,15 +98,26 @@ class JobTable:
         changed = False
         for job in self.jobs.values():
             info = lookup(infos, job.job_id) or JobInfo(VANISHED)
-            if info.state != job.state:
+            requeued = info.restarts is not None and info.restarts > job.restarts
+            same_end = bool(job.ended_since) and info.state == job.state and not requeued
+            if info.state != job.state or requeued:
                 changed = True
                 job.state, job.reason = info.state, info.reason
-            if info.state in FINAL_STATES or info.state == VANISHED:
-                job.ended_since = job.ended_since or now
-            else:
-                job.ended_since = 0.0  # running, or requeued and pending again
+            if requeued:
+                job.restarts = info.restarts or 0
+            if info.state not in FINAL_STATES and info.state != VANISHED:
+                job.ended_since = job.ended_seen = 0.0  # running, or requeued and pending
+            elif same_end:
+                job.ended_seen = now
+            else:  # newly ended, or ended again after a requeue: the window starts now
+                job.ended_since = job.ended_seen = now
         self._update_overdue()
         return changed
+
+    def ended(self, job: Job) -> bool:
+        """The job's end outlasted the requeue window (an answer after it still showed it)."""
+        return bool(job.ended_since) and \
+            job.ended_seen - job.ended_since >= self.requeue_window
 
     def grace(self, job: Job) -> float:
         if job.state in KILLED_STATES:
@@ -101,14 +126,18 @@ class JobTable:
 
     def overdue(self, now: float) -> List[Job]:
         """Jobs that ended without an outcome and whose grace period is over."""
-        found = [job for job in self.jobs.values()
-                 if job.ended_since and now - job.ended_since >= self.grace(job)]
-        return found
+        return [job for job in self.jobs.values()
+                if self.ended(job) and now - job.ended_since >= self.grace(job)]
 
     def _update_overdue(self) -> None:
-        ends = [job.ended_since + self.grace(job) for job in self.jobs.values()
-                if job.ended_since]
+        ends, windows = [], []
+        for job in self.jobs.values():
+            if self.ended(job):
+                ends.append(job.ended_since + self.grace(job))
+            elif job.ended_since:
+                windows.append(job.ended_since + self.requeue_window)
         self.overdue_at = min(ends) if ends else float("inf")
+        self.confirm_at = min(windows) if windows else float("inf")
 
     def settle(self) -> None:
         """Recompute the next grace deadline (after overdue jobs were finished)."""

@@ -2,7 +2,7 @@
 
 The parameters are Covalent's ``SlurmExecutor``'s (``covalent-slurm-plugin``), plus a few of
 cov's own for the scheduler etiquette (``array``, ``array_parallelism``, ``max_jobs``,
-``missing_grace``, ``batch_window``) and for the SSH mode (``port``, ``shared_filesystem``).
+``missing_grace``, ``requeue_window``, ``batch_window``) and for the SSH mode (``port``, ``shared_filesystem``).
 Values missing from an executor fall back to the config file's ``executors.slurm`` table.
 """
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 DEFAULT_POLL_FREQ = 30.0  # seconds between scheduler queries, before backoff
 DEFAULT_MISSING_GRACE = 60.0  # how long a finished job's outcome may take to become visible
+DEFAULT_REQUEUE_WINDOW = 10.0  # how long an ended state must last (a requeue passes through)
 DEFAULT_BATCH_WINDOW = 0.1  # tasks queued within this window go out as one array
 DEFAULT_ARRAY_PARALLELISM = 256  # the ``%K`` of ``--array`` (submitit's default)
 DEFAULT_MAX_JOBS = 1000  # tasks of one executor queued or running in Slurm at once
@@ -49,6 +50,7 @@ class SlurmSettings:
     time_minutes: Optional[int] = None  # from ``time_limit`` unless options set ``time``
     poll_freq: float = DEFAULT_POLL_FREQ
     missing_grace: float = DEFAULT_MISSING_GRACE
+    requeue_window: float = DEFAULT_REQUEUE_WINDOW
     batch_window: float = DEFAULT_BATCH_WINDOW
     array: bool = True
     array_parallelism: int = DEFAULT_ARRAY_PARALLELISM
@@ -117,6 +119,8 @@ def parse_settings(config: Dict[str, Any], defaults: Optional[Dict[str, Any]] = 
         poll_freq=max(MIN_POLL_FREQ, poll_freq),
         missing_grace=max(0.0, _number(merged.get("missing_grace"), "missing_grace",
                                        DEFAULT_MISSING_GRACE)),
+        requeue_window=max(0.0, _number(merged.get("requeue_window"), "requeue_window",
+                                        DEFAULT_REQUEUE_WINDOW)),
         batch_window=max(0.0, _number(merged.get("batch_window"), "batch_window",
                                       DEFAULT_BATCH_WINDOW)),
         array=_flag(merged.get("array"), True),
@@ -138,7 +142,7 @@ _KNOWN = frozenset({
     "type", "options", "variables", "conda_env", "bashrc_path", "prerun_commands",
     "postrun_commands", "use_srun", "srun_options", "srun_append", "python_path", "slurm_path",
     "remote_workdir", "create_unique_workdir", "time_limit", "poll_freq", "missing_grace",
-    "batch_window", "array", "array_parallelism", "max_jobs", "cleanup", "address", "username",
+    "requeue_window", "batch_window", "array", "array_parallelism", "max_jobs", "cleanup", "address", "username",
     "ssh_key_file", "port", "shared_filesystem", "retries",
 })
 

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
 import textwrap
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List
+from typing import Any, Callable, Dict, Iterator, List, Tuple
 
 import pytest
 
@@ -128,8 +131,9 @@ def _job(node: int, job_id: str) -> Job:
 
 def test_job_table_grace_periods_and_requeue() -> None:
     """Ended without an outcome: overdue after the grace period (5 s at most when the
-    scheduler killed it); pending again (requeued): not ended any more."""
-    table = JobTable(missing_grace=60)
+    scheduler killed it), once a second answer past the requeue window still shows the end;
+    pending again (requeued): not ended any more."""
+    table = JobTable(missing_grace=60, requeue_window=10)
     done, killed, gone, requeued = (_job(0, "7_0"), _job(1, "7_1"), _job(2, "8"),
                                     _job(3, "7_3"))
     for job in (done, killed, gone, requeued):
@@ -137,9 +141,10 @@ def test_job_table_grace_periods_and_requeue() -> None:
     answer = parse_squeue("7_0|COMPLETED|None\n7_1|TIMEOUT|TimeLimit\n7_3|FAILED|None\n")
     assert table.unknown(answer) == ["8"]
     assert table.apply(answer, now=100.0)
-    assert table.overdue_at == 105.0 and [j.key for j in table.overdue(105.0)] == [(
+    assert table.confirm_at == 110.0 and table.overdue(500.0) == []  # one answer proves nothing
+    assert not table.apply(answer, now=111.0)  # nothing changed; grace clocks keep running
+    assert table.overdue_at == 105.0 and [j.key for j in table.overdue(111.0)] == [(
         "/runs/r", 1)]
-    assert not table.apply(answer, now=101.0)  # nothing changed; grace clocks keep running
     assert table.apply(parse_squeue("7_0|COMPLETED|\n7_1|TIMEOUT|\n7_3|PENDING|BeginTime"),
                        now=130.0)
     assert requeued.ended_since == 0.0 and gone.state == "VANISHED"
@@ -152,6 +157,31 @@ def test_job_table_grace_periods_and_requeue() -> None:
                        "LIMIT ***")
     assert "gone from the scheduler" in lost_message(gone, 60, "x", "")
     assert "within 60 s" in lost_message(done, 60, "x", "")
+
+
+def test_job_looking_ended_while_it_is_requeued_keeps_its_task() -> None:
+    """The requeue race, answer by answer: Slurm kills the old run of a requeued job and may
+    show ``FAILED (NonZeroExitCode)`` before the job is PENDING again with its restart count
+    one higher. Only an end that lasts past the requeue window fails the task."""
+    table = JobTable(missing_grace=1, requeue_window=10)
+    job = _job(0, "9")
+    table.add(job)
+    table.apply(parse_squeue("9|RUNNING|None|0|"), now=0.0)
+    table.apply(parse_squeue("9|FAILED|NonZeroExitCode|0|"), now=1.0)
+    assert table.confirm_at == 11.0 and table.overdue(9.0) == []  # grace alone: failed at 2 s
+    table.apply(parse_squeue("9|FAILED|NonZeroExitCode|1|"), now=5.0)  # requeued meanwhile
+    assert job.ended_since == 5.0 and job.restarts == 1 and table.confirm_at == 15.0
+    table.apply(parse_squeue("9|PENDING|BeginTime|1|"), now=6.0)
+    assert job.ended_since == 0.0 and table.confirm_at == float("inf")
+    for state in ("REQUEUED", "REQUEUE_HOLD", "COMPLETING", "RUNNING"):
+        table.apply(parse_squeue(f"9|{state}|None|1|"), now=7.0)
+        assert job.ended_since == 0.0, state
+    table.apply(parse_squeue("9|FAILED|NonZeroExitCode|1|"), now=20.0)  # the rerun failed
+    assert table.apply(parse_squeue("9|FAILED|NonZeroExitCode|1|"), now=29.0) is False
+    assert table.overdue(29.5) == []  # 9 s < the window
+    table.apply(parse_squeue("9|FAILED|NonZeroExitCode|1|"), now=30.0)
+    assert table.overdue(30.0) == [job] and table.overdue_at == 21.0
+    assert JobTable(missing_grace=1, requeue_window=0).requeue_window == 0  # opt out
 
 
 def test_array_elements_never_started_share_the_arrays_record() -> None:
@@ -283,6 +313,21 @@ def _squeue(*job_ids: str) -> Dict[str, str]:
                          capture_output=True, text=True).stdout
     infos = parse_squeue(out)
     return {j: info.state for j in job_ids for info in [lookup(infos, j)] if info is not None}
+
+
+def _requeue(job: str) -> None:
+    """``scontrol requeue``, then start the job again as soon as Slurm allows. Slurm holds a
+    requeued job until its old run's credential expires (``cred_expire``: 120 s by default, 5 s
+    on the test cluster): a job started earlier (``StartTime=now`` at once) is refused by
+    slurmd ("Job credential revoked") and Slurm ends it FAILED (NonZeroExitCode) for good.
+    That was this test's flakiness. The job is released only past its EligibleTime."""
+    subprocess.run(["scontrol", "requeue", job], check=True)
+    _until(lambda: _squeue(job).get(job) == "PENDING", what="the job to be requeued")
+    info = subprocess.run(["scontrol", "show", "job", "-o", job], capture_output=True,
+                          text=True).stdout
+    eligible = datetime.fromisoformat(info.split("EligibleTime=", 1)[1].split()[0])
+    _until(lambda: datetime.now() > eligible, what="the requeued job to be eligible")
+    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
 
 
 def _task(status: Dict[str, Any], name: str) -> Dict[str, Any]:
@@ -542,8 +587,7 @@ def test_requeued_job_reruns_or_exits_if_its_task_already_succeeded(
         slurm_home: Path, run_cov: Callable, tmp_path: Path) -> None:
     """A running job requeued (as preemption does) runs the task again and the task completes
     with the same job; a finished job requeued finds its outcome and exits without running the
-    task a third time. Slurm holds requeued jobs for 2 minutes; the test releases them at once
-    (``scontrol update StartTime=now``)."""
+    task a third time. See ``_requeue`` for the job's way back to the queue."""
     marker = tmp_path / "starts"
     run_id = _dispatch(run_cov, tmp_path, f"""
         @ct.electron(executor="cluster")
@@ -560,24 +604,92 @@ def test_requeued_job_reruns_or_exits_if_its_task_already_succeeded(
             return once()
         """)
 
-    def requeue(job: str) -> None:
-        subprocess.run(["scontrol", "requeue", job], check=True)
-        _until(lambda: _squeue(job).get(job) == "PENDING", what="the job to be requeued")
-        subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
-
     job = _until(lambda: _handles(slurm_home, run_id).get(0), what="the job id")[0]
     _until(lambda: marker.exists() and _squeue(job).get(job) == "RUNNING", what="a running job")
-    requeue(job)
+    _requeue(job)
     status = _wait(run_cov, run_id)
-    assert status["status"] == "COMPLETED", status
+    assert status["status"] == "COMPLETED", json.dumps(_task(status, "once"))
     assert _result(run_cov, run_id) == "done"
     assert marker.read_text() == "start\n" * 2
     assert _handles(slurm_home, run_id) == {0: [job]} and _task(status, "once")["attempt"] == 1
-    requeue(job)  # finished: the worker sees the successful outcome and exits at once
+    _requeue(job)  # finished: the worker sees the successful outcome and exits at once
     _until(lambda: (lambda info: "Restarts=2" in info and "JobState=COMPLETED" in info)(
         subprocess.run(["scontrol", "show", "job", "-o", job], capture_output=True,
                        text=True).stdout), what="the twice-requeued job to complete")
     assert marker.read_text() == "start\n" * 2
+
+
+def _squeue_tap(directory: Path) -> Path:
+    """A ``slurm_path`` whose ``squeue`` is the real one, each answer line also appended to
+    ``directory/answers`` after the time it was given: the test sees what the runner saw."""
+    directory.mkdir()
+    for name in ("sbatch", "scancel", "scontrol", "sacct"):
+        found = shutil.which(name)
+        if found:
+            (directory / name).symlink_to(found)
+    answers = directory / "answers"
+    (directory / "squeue").write_text(textwrap.dedent(f"""\
+        #!/bin/sh
+        out=$({shlex.quote(str(shutil.which("squeue")))} "$@"); rc=$?
+        printf '%s\\n' "$out"
+        now=$(date +%s.%N)
+        printf '%s\\n' "$out" | sed "s/^/$now /" >> {shlex.quote(str(answers))}
+        exit $rc
+        """))
+    (directory / "squeue").chmod(0o755)
+    return answers
+
+
+def _answers(path: Path, job: str) -> List[Tuple[float, str, int]]:
+    """(time, state, restart count) of each squeue answer line about ``job``."""
+    found = []
+    for line in path.read_text().splitlines() if path.exists() else ():
+        stamp, _, rest = line.partition(" ")
+        parts = rest.split("|")
+        if len(parts) >= 3 and parts[0] == job:
+            found.append((float(stamp), parts[1], int(parts[3]) if parts[3:4] != [""] and
+                          len(parts) > 3 else 0))
+    return found
+
+
+def test_job_looking_failed_then_requeued_within_the_window_keeps_its_task(
+        slurm_home: Path, run_cov: Callable, tmp_path: Path) -> None:
+    """The requeue race on purpose: the job first ends FAILED (NonZeroExitCode) without an
+    outcome, as a requeued job's killed run can look, and the test lets the runner see that
+    answer again and again, longer than ``missing_grace``, before it requeues the job. The
+    task must not fail in that window; the requeued job runs it to completion."""
+    answers = _squeue_tap(tmp_path / "slurm-bin")
+    mark = tmp_path / "first run failed"
+    run_id = _dispatch(run_cov, tmp_path, f"""
+        @ct.electron(executor=ct.executor.SlurmExecutor(
+            poll_freq=0.3, missing_grace=1, requeue_window=30, use_srun=False,
+            slurm_path={str(tmp_path / "slurm-bin")!r},
+            prerun_commands=["[ -e {shlex.quote(str(mark))} ] || {{ touch {shlex.quote(str(mark))}; exit 3; }}"]))
+        def survivor():
+            return "ran after the requeue"
+
+        @ct.lattice
+        def raced():
+            return survivor()
+        """)
+    job = _until(lambda: _handles(slurm_home, run_id).get(0), what="the job id")[0]
+
+    def task_status() -> str:
+        return _task(json.loads(run_cov("status", run_id, "--json").stdout), "survivor")["status"]
+
+    def failed_long_enough() -> bool:  # answers showing FAILED, spanning > missing_grace
+        seen = [t for t, state, _ in _answers(answers, job) if state == "FAILED"]
+        return len(seen) >= 3 and seen[-1] - seen[0] > 1.5 or task_status() == "FAILED"
+
+    _until(failed_long_enough, what="the runner to see the job FAILED for longer than 1 s")
+    assert task_status() not in ("FAILED", "COMPLETED")
+    _requeue(job)
+    status = _wait(run_cov, run_id)
+    assert status["status"] == "COMPLETED", status
+    assert _result(run_cov, run_id) == "ran after the requeue"
+    assert _handles(slurm_home, run_id) == {0: [job]} and _task(status, "survivor")["attempt"] == 1
+    assert "Restarts=1" in subprocess.run(["scontrol", "show", "job", "-o", job],
+                                          capture_output=True, text=True).stdout
 
 
 def test_time_limit_kills_the_job_and_the_task_fails_with_timeout(
