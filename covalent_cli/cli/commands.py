@@ -16,7 +16,8 @@ from covalent_cli.errors import (CovError, ExitCode, RunNotFound, RunUnreadable,
                                  UserError)
 from covalent_cli.inspect import (check_readable, format_seconds, format_time, list_runs,
                                   run_summary, task_rows)
-from covalent_cli.result import resolve_run, wait_for_run
+from covalent_cli.result import keep_served, resolve_run, wait_for_run
+from runner.daemon import Keeper
 from runner.locks import LockBusy
 from runner.rundir import RunDir, RunDirError
 from runner.state import CANCELLED, COMPLETED, FAILED, TERMINAL, RunState
@@ -175,13 +176,14 @@ def _wait_and_report(ctx: Context, run_id: str, timeout: Optional[float], quiet:
 
 
 def _wait_with_progress(run: RunDir, timeout: Optional[float], quiet: bool) -> RunState:
+    keeper = Keeper(run.path, strict=True)
     if quiet or not sys.stderr.isatty():
-        return wait_for_run(run, timeout)
+        return wait_for_run(run, timeout, keeper)
     total = int(run.header().get("task_count") or 0)
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         step = 0.2 if deadline is None else max(0.0, min(0.2, deadline - time.monotonic()))
-        state = wait_for_run(run, step)
+        state = wait_for_run(run, step, keeper)
         done = sum(1 for t in state.tasks.values() if t.status == COMPLETED)
         click.echo(f"\r{run.dispatch_id[:8]} {state.status} {done}/{total} tasks", nl=False, err=True)
         if state.status in TERMINAL or (deadline is not None and time.monotonic() >= deadline):
@@ -239,6 +241,8 @@ def status(ctx: Context, run_id: str, as_json: bool, show_all: bool) -> None:
         rows = task_rows(run, include_parameters=show_all)
     except RunDirError as exc:
         raise RunUnreadable(str(exc)) from None
+    if summary["status"] not in TERMINAL:
+        keep_served(run)
     if as_json:
         _echo_json({**summary, "tasks": rows})
         return
@@ -268,6 +272,7 @@ def result(ctx: Context, run_id: str, as_json: bool) -> None:
     run = _run(ctx, run_id)
     state = _state(run)
     if state.status not in TERMINAL:
+        keep_served(run)
         raise _NotFinished(f"run {run.dispatch_id} is {state.status}", "wait with `cov wait`")
     value = _result_value(run) if state.status == COMPLETED else None
     if as_json:
@@ -318,7 +323,10 @@ def logs(ctx: Context, run_id: str, node: Optional[int], follow: bool, stream: s
                           f"node ids go from 0 to {len(manifest.nodes) - 1}")
     streams = ["stdout", "stderr"] if stream == "both" else [stream]
     offsets: Dict[Tuple[int, str], int] = {}
+    keeper = Keeper(run.path, strict=follow) if not _state(run).finished else None
     while True:
+        if keeper is not None:
+            keep_served(run, keeper)
         nodes = [node] if node is not None else [n.id for n in manifest.nodes if n.executes]
         for n in nodes:
             for s in streams:
