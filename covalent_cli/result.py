@@ -186,10 +186,7 @@ def resolve_run(run_id: str, home: Optional[Path] = None) -> RunDir:
     except FileNotFoundError:
         names = []
     if run_id == "latest":
-        runs = [RunDir(home / n) for n in names if (home / n / "manifest.yaml").is_file()]
-        if not runs:
-            raise RunNotFound(f"no runs under {home}", "dispatch one with `cov dispatch`")
-        return max(runs, key=lambda r: r.manifest_path.stat().st_mtime)
+        return _latest(home, names)
     matches = [n for n in names if n.startswith(run_id)]
     if len(matches) == 1:
         return RunDir(home / matches[0])
@@ -197,6 +194,24 @@ def resolve_run(run_id: str, home: Optional[Path] = None) -> RunDir:
         raise RunNotFound(f"no run matches '{run_id}' under {home}", "run `cov runs` to see ids")
     raise RunNotFound(f"'{run_id}' is ambiguous: {len(matches)} runs start with it "
                       f"({', '.join(sorted(matches)[:3])}...)", "give more characters")
+
+
+def _latest(home: Path, names: List[str]) -> RunDir:
+    """The newest top-level run (a sublattice's child run is never "latest")."""
+    stamped = []
+    for name in names:
+        try:
+            stamped.append((os.stat(home / name / "manifest.yaml").st_mtime, name))
+        except OSError:
+            continue
+    for _, name in sorted(stamped, reverse=True):
+        run = RunDir(home / name)
+        try:
+            if not run.header().get("parent"):
+                return run
+        except RunDirError:
+            return run  # unreadable: the command reading it says why
+    raise RunNotFound(f"no runs under {home}", "dispatch one with `cov dispatch`")
 
 
 def get_result(dispatch_id: str, wait: bool = False, dispatcher_addr: Optional[str] = None,
