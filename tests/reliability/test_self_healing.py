@@ -229,11 +229,12 @@ def test_runner_dying_at_start_is_reported_without_a_restart_loop(run_cov, gated
     proc = run_cov("wait", run_id, env=env, timeout=60)
     assert proc.returncode == 1, proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
-    reason = "ValueError: could not convert string to float: 'soon'"
+    reason = "runner.idle_timeout must be a number of seconds (found 'soon')"
     assert last.startswith(f"Error: the runner started for run {run_id} exited on an error: "
-                           f"{reason}"), proc.stderr
+                           f"config file {broken}: {reason}"), proc.stderr
     assert str(log) in last
-    assert log.read_text().strip().splitlines()[-1].endswith(f"exited on an error: {reason}")
+    logged = log.read_text().strip().splitlines()[-1]
+    assert "exited on an error: config file" in logged and reason in logged
     assert failures() == 1
     for _ in range(3):  # readers within the backoff start nothing and say why
         status = run_cov("status", run_id, env=env)
