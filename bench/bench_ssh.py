@@ -115,7 +115,7 @@ def main() -> int:
         host.close()
 
         import covalent_cli as ct
-        from runner.service import stop_runners
+        from runner.daemon import stop_runners
 
         home = work / "home"
         ssh_tasks = _chain_task_times(home, ct.executor.SSHExecutor(hostname="covtest"),

@@ -67,7 +67,7 @@ def dispatch_sync(lattice: Lattice, dispatcher_addr: Optional[str] = None) -> Ca
 
 
 def start_runner(home: Path) -> None:
-    from runner.service import ensure_running
+    from runner.daemon import ensure_running
 
     ensure_running(home)
 

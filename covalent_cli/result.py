@@ -7,10 +7,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
-from covalent_cli.errors import RunNotFound, RunUnreadable
+from covalent_cli.errors import RunNotFound, RunUnreadable, UserError
 from covalent_cli.status import RESULT_STATUS, Status
 from covalent_cli.transport import TransportableObject
 from runner.config import runs_home
+from runner.daemon import Keeper, RunnerUnavailable
 from runner.manifest import PARAMETER
 from runner.rundir import TMP_PREFIX, RunDir, RunDirError
 from runner.state import TERMINAL, RunState
@@ -185,10 +186,7 @@ def resolve_run(run_id: str, home: Optional[Path] = None) -> RunDir:
     except FileNotFoundError:
         names = []
     if run_id == "latest":
-        runs = [RunDir(home / n) for n in names if (home / n / "manifest.yaml").is_file()]
-        if not runs:
-            raise RunNotFound(f"no runs under {home}", "dispatch one with `cov dispatch`")
-        return max(runs, key=lambda r: r.manifest_path.stat().st_mtime)
+        return _latest(home, names)
     matches = [n for n in names if n.startswith(run_id)]
     if len(matches) == 1:
         return RunDir(home / matches[0])
@@ -198,6 +196,24 @@ def resolve_run(run_id: str, home: Optional[Path] = None) -> RunDir:
                       f"({', '.join(sorted(matches)[:3])}...)", "give more characters")
 
 
+def _latest(home: Path, names: List[str]) -> RunDir:
+    """The newest top-level run (a sublattice's child run is never "latest")."""
+    stamped = []
+    for name in names:
+        try:
+            stamped.append((os.stat(home / name / "manifest.yaml").st_mtime, name))
+        except OSError:
+            continue
+    for _, name in sorted(stamped, reverse=True):
+        run = RunDir(home / name)
+        try:
+            if not run.header().get("parent"):
+                return run
+        except RunDirError:
+            return run  # unreadable: the command reading it says why
+    raise RunNotFound(f"no runs under {home}", "dispatch one with `cov dispatch`")
+
+
 def get_result(dispatch_id: str, wait: bool = False, dispatcher_addr: Optional[str] = None,
                status_only: bool = False, *, results_dir: Optional[str] = None,
                workflow_output: bool = True, intermediate_outputs: bool = True,
@@ -205,10 +221,12 @@ def get_result(dispatch_id: str, wait: bool = False, dispatcher_addr: Optional[s
                ) -> Union[Result, Dict[str, str]]:
     """The run's ``Result`` (or ``{"id", "status"}`` with ``status_only``). ``wait=True`` blocks
     until the run is COMPLETED, FAILED or CANCELLED. Unknown id: ``MissingLatticeRecordError``
-    (a KeyError)."""
+    (a KeyError). An unfinished run no live runner serves gets one (see ``keep_served``)."""
     rundir = resolve_run(dispatch_id)
     if wait:
         wait_for_run(rundir, timeout)
+    else:
+        keep_served(rundir)
     if status_only:
         try:
             return {"id": rundir.dispatch_id, "status": str(rundir.state().status)}
@@ -217,21 +235,42 @@ def get_result(dispatch_id: str, wait: bool = False, dispatcher_addr: Optional[s
     return Result(rundir)
 
 
-def wait_for_run(rundir: RunDir, timeout: Optional[float] = None) -> RunState:
+def keep_served(rundir: RunDir, keeper: Optional[Keeper] = None) -> None:
+    """For a reader of a run: if it is unfinished and no live runner serves it, start one
+    (one line on stderr). ``keeper``: a waiter's own (strict) one, checked once per second;
+    without one, a reader's check: a failure to start is a warning line, not an error."""
+    try:
+        if keeper is None:
+            if rundir.state().status in TERMINAL:
+                return
+            keeper = Keeper(rundir.path)
+        keeper.check()
+    except RunDirError as exc:
+        raise RunUnreadable(str(exc)) from None
+    except RunnerUnavailable as exc:
+        raise UserError(str(exc), exc.hint) from None
+
+
+def wait_for_run(rundir: RunDir, timeout: Optional[float] = None,
+                 keeper: Optional[Keeper] = None) -> RunState:
     """Block until the run ends (or ``timeout`` seconds pass); returns its last state.
 
     Polls the event log cheaply: a ``stat``, and when it grew, a look at its last line only
     (the run's final event is always the last one written). The interval grows from 1 ms to
     20 ms, then to 0.25 s after the first 10 s, so short runs return promptly and a long wait
     costs next to nothing; and the waiter does not compete with the workers for the CPU.
+    While it waits, ``keeper`` (by default a strict one of its own) makes sure a live runner
+    serves the run: a runner that dies is replaced; one that cannot start is a ``UserError``.
     """
     start = time.monotonic()
     deadline = None if timeout is None else start + timeout
     delay = 0.001
     last_size = -1
+    keeper = keeper or Keeper(rundir.path, strict=True)
     try:
         state = rundir.state()
         while state.status not in TERMINAL:
+            keep_served(rundir, keeper)
             now = time.monotonic()
             if deadline is not None and now >= deadline:
                 return rundir.state()

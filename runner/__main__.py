@@ -1,5 +1,5 @@
 import sys
 
-from runner.service import main
+from runner.daemon import main
 
 sys.exit(main())

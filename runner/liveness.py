@@ -80,10 +80,10 @@ def is_alive(info: Dict[str, Any], age: float) -> bool:
     return age < STALE_AFTER_S
 
 
-def live_runner(home: Path) -> Optional[Dict[str, Any]]:
-    """A live runner serving ``home`` (all runs), if any."""
+def live_runner(home: Path, dispatch_id: Optional[str] = None) -> Optional[Dict[str, Any]]:
+    """A live runner serving ``home`` (all its runs, or at least run ``dispatch_id``), if any."""
     for info in read_runners(home):
-        if info["alive"] and not info.get("runs"):
+        if info["alive"] and (not info.get("runs") or dispatch_id in info["runs"]):
             return info
         if not info["alive"] and info.get("host") == HOST and not pid_alive(int(info["pid"])):
             try:  # our own host's dead runner: its file is only noise now

@@ -27,7 +27,6 @@ import errno
 import json
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -40,11 +39,10 @@ from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 from runner import worker
 from runner.backends import Backend, Completion, Task, backend_class
 from runner.backends.local import LocalBackend
-from runner.config import ConfigError, check_config, get_value, runs_home
+from runner.config import check_config, get_value
 from runner.fs import atomic_write
-from runner.liveness import (HOST, RunnerRegistry, heartbeat_path, live_runner, runners_dir,
-                             write_heartbeat)
-from runner.locks import holder, make_lock, try_acquire
+from runner.liveness import HOST, RunnerRegistry, heartbeat_path, write_heartbeat
+from runner.locks import holder, try_acquire
 from runner.manifest import PARAMETER, NodeSpec
 from runner.rundir import (TMP_PREFIX, RunDir, RunDirError, clear_unreadable, files_stamp,
                            mark_unreadable)
@@ -818,78 +816,3 @@ def _link_final_result(rundir: RunDir) -> None:
             atomic_write(rundir.final_result_path, source.read_bytes())
         except OSError:
             pass
-
-
-# -- starting runners ---------------------------------------------------------------------------
-def ensure_running(home: Path) -> Optional[int]:
-    """Start a background runner for ``home`` unless a live one serves it; returns its pid."""
-    if os.environ.get("COV_NO_RUNNER"):
-        return None
-    if live_runner(home) is not None:
-        return None
-    directory = runners_dir(home)
-    directory.mkdir(parents=True, exist_ok=True)
-    with make_lock(str(directory / "spawn.lock"), timeout=30):
-        if live_runner(home) is not None:
-            return None
-        return spawn_runner(home)
-
-
-def spawn_runner(home: Path, extra: Optional[List[str]] = None) -> int:
-    """Start ``python -m runner`` detached, logging to ``<home>/.runners/runner.log``."""
-    directory = runners_dir(home)
-    directory.mkdir(parents=True, exist_ok=True)
-    log = open(directory / "runner.log", "ab")
-    env = dict(os.environ)
-    package_root = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = package_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "runner", "--home", str(home), *(extra or [])],
-        stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-        close_fds=True, env=env, cwd="/")
-    log.close()
-    # A placeholder heartbeat so that dispatches right behind this one see a runner coming.
-    write_heartbeat(home, {"id": f"{HOST}:{process.pid}:starting", "host": HOST,
-                           "pid": process.pid, "home": str(home), "runs": []})
-    return process.pid
-
-
-def stop_runners(home: Path, timeout: float = 10.0) -> List[int]:
-    """SIGTERM every live runner of this host serving ``home``; returns their pids."""
-    from runner.liveness import read_runners
-
-    stopped = []
-    for info in read_runners(home):
-        if info["alive"] and info.get("host") == HOST:
-            try:
-                os.kill(int(info["pid"]), signal.SIGTERM)
-                stopped.append(int(info["pid"]))
-            except ProcessLookupError:
-                pass
-    deadline = time.time() + timeout
-    from runner.liveness import pid_alive
-
-    while time.time() < deadline and any(pid_alive(p) for p in stopped):
-        time.sleep(0.05)
-    return stopped
-
-
-def main(argv: Optional[List[str]] = None) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m runner",
-                                     description="Run the ready tasks of the runs under a home.")
-    parser.add_argument("--home", default=None)
-    parser.add_argument("--run", action="append", default=[], help="only this run (repeatable)")
-    parser.add_argument("--poll", action="store_true", help="use the polling observer")
-    parser.add_argument("--idle-timeout", type=float, default=None)
-    parser.add_argument("--workers", type=int, default=None)
-    args = parser.parse_args(argv)
-    try:
-        home = runs_home(args.home)
-        runner = Runner(home, runs=args.run, poll=args.poll, idle_timeout=args.idle_timeout,
-                        workers=args.workers)
-    except ConfigError as exc:
-        print(f"Error: {exc}", file=sys.stderr)
-        return 1
-    return runner.run_forever()

@@ -29,8 +29,8 @@ def cov_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("COV_CONFIG", str(config))
     monkeypatch.delenv("COV_NO_RUNNER", raising=False)
     yield home
+    from runner.daemon import stop_runners
     from runner.liveness import pid_alive, read_runners
-    from runner.service import stop_runners
 
     stop_runners(home, timeout=10)
     leaked = [r for r in read_runners(home) if r.get("host") and pid_alive(int(r["pid"]))]

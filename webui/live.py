@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from covalent_cli.inspect import iter_runs, run_summary
+from runner.daemon import Keeper
 from runner.manifest import Manifest
 from runner.rundir import RunDir, RunDirError
 from runner.state import RunState, apply
@@ -41,6 +42,8 @@ class LiveRun:
         self._header: Optional[Dict[str, Any]] = None
         self._stamp = _stamp(path)
         self._layouts: Dict[Any, Dict[str, Any]] = {}
+        # Starts a runner if none serves this run while unfinished; says so once per run.
+        self._keeper = Keeper(path, interval=2.0, once=True)
 
     @property
     def dispatch_id(self) -> str:
@@ -79,6 +82,8 @@ class LiveRun:
                         self.changed[int(node)] = self.version
                     except (TypeError, ValueError):
                         pass
+            if not self.state.finished:
+                self._keeper.check()
             return self.state
 
     def changed_since(self, version: int) -> List[int]:

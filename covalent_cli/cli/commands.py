@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import sys
@@ -14,9 +15,10 @@ import yaml
 from covalent_cli.cli.main import Context, cli, pass_ctx
 from covalent_cli.errors import (CovError, ExitCode, RunNotFound, RunUnreadable, ScriptError,
                                  UserError)
-from covalent_cli.inspect import (check_readable, format_seconds, format_time, list_runs,
-                                  run_summary, task_rows)
-from covalent_cli.result import resolve_run, wait_for_run
+from covalent_cli.inspect import (check_readable, format_seconds, format_time, iter_runs,
+                                  list_runs, run_summary, task_rows)
+from covalent_cli.result import keep_served, resolve_run, wait_for_run
+from runner.daemon import Keeper
 from runner.locks import LockBusy
 from runner.rundir import RunDir, RunDirError
 from runner.state import CANCELLED, COMPLETED, FAILED, TERMINAL, RunState
@@ -54,13 +56,64 @@ def _status_text(status: str) -> str:
 
 
 # -- dispatch ---------------------------------------------------------------------------------
+MAX_ALIAS_EXPANSION = 100_000  # values YAML aliases may add to an argument once copied out
+
+
+def _load_yaml(text: str, what: str) -> Any:
+    """``yaml.safe_load``, refusing a document whose aliases add more than
+    ``MAX_ALIAS_EXPANSION`` values once expanded (a "billion laughs" bomb: tiny as text,
+    exponential once repr'd, as the manifest does). Big documents without aliases pass."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        expanded, distinct = _expanded_size(node)
+        if expanded - distinct > MAX_ALIAS_EXPANSION:
+            raise UserError(f"{what}: its YAML aliases expand past {MAX_ALIAS_EXPANSION:,} "
+                            "values (or loop)", "write the values out, or have the lattice "
+                            "read them from a file")
+        return loader.construct_document(node)
+    except RecursionError:
+        raise UserError(f"{what} is nested too deeply") from None
+    finally:
+        loader.dispose()
+
+
+def _expanded_size(root: yaml.Node) -> Tuple[float, int]:
+    """Values in the document once every alias is copied out (an alias loop: infinite), and
+    distinct values. Linear in the composed graph: each node's size is computed once."""
+    sizes: Dict[int, float] = {}
+    stack: List[Tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        if done:
+            children = _children(node)
+            sizes[id(node)] = 1 + sum(sizes.get(id(c), math.inf) for c in children)
+            continue
+        if id(node) in sizes:
+            continue
+        sizes[id(node)] = math.inf  # on the stack: met again before it is done, it is a loop
+        stack.append((node, True))
+        stack.extend((c, False) for c in _children(node) if id(c) not in sizes)
+    return sizes[id(root)], len(sizes)
+
+
+def _children(node: yaml.Node) -> List[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
+
+
 def _parse_args(pairs: Tuple[str, ...], args_file: Optional[str]) -> Tuple[List[Any], Dict[str, Any]]:
     args: List[Any] = []
     kwargs: Dict[str, Any] = {}
     if args_file:
         try:
             with open(args_file, encoding="utf-8") as f:
-                data = yaml.safe_load(f) or {}
+                data = _load_yaml(f.read(), f"--args-file {args_file}") or {}
         except OSError as exc:
             raise UserError(f"cannot read --args-file {args_file}: {exc.strerror}") from None
         except yaml.YAMLError:
@@ -77,7 +130,7 @@ def _parse_args(pairs: Tuple[str, ...], args_file: Optional[str]) -> Tuple[List[
         if not sep or not name.strip():
             raise UserError(f"bad --arg {pair!r}: expected NAME=VALUE", "e.g. -a n=10")
         try:
-            kwargs[name.strip()] = yaml.safe_load(value) if value.strip() else ""
+            kwargs[name.strip()] = _load_yaml(value, f"-a {name.strip()}") if value.strip() else ""
         except yaml.YAMLError:
             kwargs[name.strip()] = value
     return args, kwargs
@@ -175,13 +228,14 @@ def _wait_and_report(ctx: Context, run_id: str, timeout: Optional[float], quiet:
 
 
 def _wait_with_progress(run: RunDir, timeout: Optional[float], quiet: bool) -> RunState:
+    keeper = Keeper(run.path, strict=True)
     if quiet or not sys.stderr.isatty():
-        return wait_for_run(run, timeout)
+        return wait_for_run(run, timeout, keeper)
     total = int(run.header().get("task_count") or 0)
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         step = 0.2 if deadline is None else max(0.0, min(0.2, deadline - time.monotonic()))
-        state = wait_for_run(run, step)
+        state = wait_for_run(run, step, keeper)
         done = sum(1 for t in state.tasks.values() if t.status == COMPLETED)
         click.echo(f"\r{run.dispatch_id[:8]} {state.status} {done}/{total} tasks", nl=False, err=True)
         if state.status in TERMINAL or (deadline is not None and time.monotonic() >= deadline):
@@ -239,6 +293,8 @@ def status(ctx: Context, run_id: str, as_json: bool, show_all: bool) -> None:
         rows = task_rows(run, include_parameters=show_all)
     except RunDirError as exc:
         raise RunUnreadable(str(exc)) from None
+    if summary["status"] not in TERMINAL:
+        keep_served(run)
     if as_json:
         _echo_json({**summary, "tasks": rows})
         return
@@ -268,6 +324,7 @@ def result(ctx: Context, run_id: str, as_json: bool) -> None:
     run = _run(ctx, run_id)
     state = _state(run)
     if state.status not in TERMINAL:
+        keep_served(run)
         raise _NotFinished(f"run {run.dispatch_id} is {state.status}", "wait with `cov wait`")
     value = _result_value(run) if state.status == COMPLETED else None
     if as_json:
@@ -303,6 +360,25 @@ class _NotFinished(CovError):
     exit_code = ExitCode.TIMEOUT
 
 
+class _Seconds(click.ParamType):
+    """A duration: a number >= 0 (``inf`` is forever); ``nan`` and negatives are refused."""
+
+    name = "seconds"
+
+    def convert(self, value: Any, param: Optional[click.Parameter],
+                ctx: Optional[click.Context]) -> float:
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        if math.isnan(seconds) or seconds < 0:
+            self.fail(f"{value!r} is not a duration (give a number of seconds >= 0)", param, ctx)
+        return seconds
+
+
+SECONDS = _Seconds()
+
+
 @cli.command()
 @click.argument("run_id")
 @click.argument("node", type=int, required=False)
@@ -318,7 +394,10 @@ def logs(ctx: Context, run_id: str, node: Optional[int], follow: bool, stream: s
                           f"node ids go from 0 to {len(manifest.nodes) - 1}")
     streams = ["stdout", "stderr"] if stream == "both" else [stream]
     offsets: Dict[Tuple[int, str], int] = {}
+    keeper = Keeper(run.path, strict=follow) if not _state(run).finished else None
     while True:
+        if keeper is not None:
+            keep_served(run, keeper)
         nodes = [node] if node is not None else [n.id for n in manifest.nodes if n.executes]
         for n in nodes:
             for s in streams:
@@ -344,7 +423,7 @@ def logs(ctx: Context, run_id: str, node: Optional[int], follow: bool, stream: s
 
 @cli.command("wait")
 @click.argument("run_id")
-@click.option("--timeout", type=float, default=None, help="Give up after this many seconds (exit 5).")
+@click.option("--timeout", type=SECONDS, default=None, help="Give up after this many seconds (exit 5).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress, only the exit code.")
 @pass_ctx
 def wait_cmd(ctx: Context, run_id: str, timeout: Optional[float], quiet: bool) -> None:
@@ -407,26 +486,71 @@ def redispatch(ctx: Context, run_id: str, reuse: bool, pairs: Tuple[str, ...], q
     click.echo(new_id if quiet else f"Dispatched {new_id} (from {run.dispatch_id})")
 
 
+RM_STOP_TIMEOUT_S = 60.0  # how long `cov rm` waits for a cancelled run to stop
+
+
 @cli.command()
 @click.argument("run_ids", nargs=-1, required=True)
-@click.option("--force", is_flag=True, help="Remove even runs that are still running.")
+@click.option("--force", is_flag=True,
+              help=f"Remove a run even if it has not stopped {RM_STOP_TIMEOUT_S:g}s after its "
+                   "cancel.")
 @pass_ctx
 def rm(ctx: Context, run_ids: Tuple[str, ...], force: bool) -> None:
-    """Delete run directories."""
+    """Delete runs with their sublattices' child runs; a running one is cancelled first (its
+    tasks are stopped), then removed."""
+    children: Dict[str, List[RunDir]] = {}
+    for other in iter_runs(ctx.home):
+        try:
+            parent = (other.header().get("parent") or {}).get("dispatch_id")
+        except (RunDirError, AttributeError):
+            continue
+        if parent:
+            children.setdefault(str(parent), []).append(other)
     for run_id in run_ids:
         run = resolve_run(run_id, ctx.home)
+        family = _descendants(run, children) + [run]
+        _cancel_and_wait(family, force)
+        for member in family:
+            # Rename first: the run vanishes at once and whole, then the files go.
+            trash = member.path.parent / f".rm-{member.dispatch_id}"
+            try:
+                os.rename(member.path, trash)
+            except FileNotFoundError:
+                continue  # named twice, or removed meanwhile
+            shutil.rmtree(trash, ignore_errors=True)
+        extra = f" and {len(family) - 1} child run(s)" if len(family) > 1 else ""
+        click.echo(f"Removed {run.dispatch_id}{extra}")
+
+
+def _descendants(run: RunDir, children: Dict[str, List[RunDir]]) -> List[RunDir]:
+    """The child runs of ``run``, deepest first (each before its parent)."""
+    found: List[RunDir] = []
+    for child in children.get(run.dispatch_id, []):
+        found += _descendants(child, children) + [child]
+    return found
+
+
+def _cancel_and_wait(runs: List[RunDir], force: bool) -> None:
+    """Cancel the unfinished ones and wait until they have stopped (a runner carries the
+    cancel out: removing the directory first would leave its tasks running)."""
+    def unfinished(run: RunDir) -> bool:
         try:
-            running = not run.state().finished
+            return not run.state().finished
         except RunDirError:
-            running = False
-        if running and not force:
-            raise UserError(f"run {run.dispatch_id} is still running",
-                            "cancel it first, or pass --force")
-        # Rename first: the run vanishes at once and whole, then the files go.
-        trash = run.path.parent / f".rm-{run.dispatch_id}"
-        os.rename(run.path, trash)
-        shutil.rmtree(trash, ignore_errors=True)
-        click.echo(f"Removed {run.dispatch_id}")
+            return False  # unreadable: nothing can run it
+
+    pending = [r for r in runs if unfinished(r)]
+    for run in pending:
+        run.request_cancel()
+    deadline = time.monotonic() + RM_STOP_TIMEOUT_S
+    for run in pending:
+        try:
+            state = wait_for_run(run, max(0.0, deadline - time.monotonic()))
+        except RunUnreadable:
+            continue
+        if state.status not in TERMINAL and not force:
+            raise UserError(f"run {run.dispatch_id} has not stopped {RM_STOP_TIMEOUT_S:g}s after "
+                            "its cancel", "see `cov status`; pass --force to remove it anyway")
 
 
 @cli.command("config")

@@ -23,12 +23,12 @@ def runner() -> None:
 def start(ctx: Context, foreground: bool, poll: bool, idle_timeout: float, workers: int,
           runs: tuple) -> None:
     """Start a runner for the home (in the background unless --foreground)."""
-    from runner.service import Runner, spawn_runner
+    from runner.daemon import serve, spawn_runner
 
     home = ctx.home
     if foreground:
-        raise SystemExit(Runner(home, runs=list(runs), poll=poll, idle_timeout=idle_timeout,
-                                workers=workers).run_forever())
+        raise SystemExit(serve(home, runs=list(runs), poll=poll, idle_timeout=idle_timeout,
+                               workers=workers))
     extra = (["--poll"] if poll else []) + ([f"--idle-timeout={idle_timeout}"] if idle_timeout
                                             is not None else [])
     extra += [f"--workers={workers}"] if workers else []
@@ -41,11 +41,17 @@ def start(ctx: Context, foreground: bool, poll: bool, idle_timeout: float, worke
 @runner.command("stop")
 @pass_ctx
 def stop(ctx: Context) -> None:
-    """Stop this host's runners of the home (running local tasks are re-run later)."""
-    from runner.service import stop_runners
+    """Stop this host's runners of the home (running local tasks are re-run later).
+
+    Unfinished runs are not lost: the next command that needs one (a dispatch, `cov wait`,
+    `cov status`, `cov result`, `cov logs`, the web UI, `ct.get_result`) starts a runner."""
+    from runner.daemon import stop_runners
 
     pids = stop_runners(ctx.home)
     click.echo(f"Stopped {len(pids)} runner(s)" + (f": {', '.join(map(str, pids))}" if pids else ""))
+    if pids:
+        click.echo("Unfinished runs resume when a command next needs them "
+                   "(cov wait, cov status, cov result, a dispatch).")
 
 
 @runner.command("status")

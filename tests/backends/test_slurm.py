@@ -254,7 +254,7 @@ def time_limited_run(slurm_cluster: Any, tmp_path_factory: pytest.TempPathFactor
     thread.start()
     yield found
     thread.join(timeout=60)
-    from runner.service import stop_runners
+    from runner.daemon import stop_runners
 
     stop_runners(home)
 
@@ -453,7 +453,7 @@ def test_options_variables_and_prerun_reach_the_job(cov_home: Path, run_cov: Cal
         log = home / run_id / "slurm" / "jobs" / f"{env['SLURM_JOB_ID']}.out"
         assert log.read_text() == "post-ran\n"  # the job's own output, not the task's
     finally:
-        from runner.service import stop_runners
+        from runner.daemon import stop_runners
 
         stop_runners(home)
 

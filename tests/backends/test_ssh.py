@@ -321,7 +321,7 @@ def test_restarted_runner_reattaches_to_the_running_remote_task(ssh_home, hosts)
     dispatch_id = ct.dispatch(wf)()
     pid = _wait_for_pid(ssh_home, dispatch_id, 0)
     from runner.liveness import read_runners
-    from runner.service import ensure_running
+    from runner.daemon import ensure_running
 
     for info in read_runners(ssh_home):
         os.kill(int(info["pid"]), signal.SIGKILL)
@@ -414,7 +414,7 @@ def test_shared_filesystem_nothing_is_copied(cov_home, hosts, monkeypatch, infra
         result = ct.dispatch_sync(wf)()
     finally:
         os.umask(old)
-        from runner.service import stop_runners
+        from runner.daemon import stop_runners
 
         stop_runners(shared)
     assert result.status == ct.status.COMPLETED, result.error

@@ -273,10 +273,11 @@ def test_result_of_an_unfinished_run(run_cov, tmp_path, cov_home):
     assert_one_line_error(run_cov("result", run.name), 5, "is STARTING")
 
 
-def test_rm_of_a_running_run_without_force(run_cov, tmp_path, cov_home):
+def test_rm_of_a_pending_run_cancels_it_first(run_cov, tmp_path, cov_home):
     run = pending_run(run_cov, tmp_path, cov_home)
-    assert_one_line_error(run_cov("rm", run.name), 1, "still running")
-    assert (run / "manifest.yaml").exists()
+    proc = run_cov("rm", run.name)
+    assert proc.returncode == 0, proc.stderr
+    assert not run.exists()
 
 
 # -- damaged run directories --------------------------------------------------------------------

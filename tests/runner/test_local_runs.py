@@ -268,7 +268,7 @@ def test_killed_runner_is_replaced_and_finished_results_are_not_recomputed(cov_h
         os.kill(int(info["pid"]), signal.SIGKILL)
     run = RunDir(cov_home / dispatch_id)
     finished_before = {n for n, t in run.state().tasks.items() if t.status == "COMPLETED"}
-    from runner.service import ensure_running
+    from runner.daemon import ensure_running
 
     time.sleep(0.2)
     ensure_running(cov_home)

@@ -161,8 +161,8 @@ def ui_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UIHome]:
     made = UIHome(root, home, config, {})
     made.ids = json.loads(made.run_script(RUNS_SCRIPT, name="make_runs.py").strip().splitlines()[-1])
     yield made
+    from runner.daemon import stop_runners
     from runner.liveness import pid_alive, read_runners
-    from runner.service import stop_runners
 
     stop_runners(home, timeout=10)
     leaked = [r for r in read_runners(home) if r.get("host") and pid_alive(int(r["pid"]))]

@@ -167,7 +167,7 @@ def open_dir():
     base = Path(tempfile.mkdtemp(prefix="cov-modes-"))
     os.chmod(base, 0o755)
     yield base
-    from runner.service import stop_runners
+    from runner.daemon import stop_runners
 
     stop_runners(base / "home", timeout=10)
     shutil.rmtree(base, ignore_errors=True)

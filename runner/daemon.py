@@ -1,0 +1,249 @@
+"""Runner processes: start one when needed, stop them, and keep every unfinished run served.
+
+A runner is started on demand (by a dispatch, or by any command that waits on or reads an
+unfinished run that no live runner serves) and exits when idle. So a run never stalls silently:
+``Keeper.check`` is called by every waiting loop and reader; it costs a ``scandir`` of the
+heartbeat files when a runner is alive, and starts one (saying so on one line) when none is.
+
+A runner that exits on an error writes why as the last line of ``.runners/runner.log`` and in
+``.runners/last-failure`` (time, line, count). Readers then hold off starting another one for a
+backoff that doubles with each failure in a row (no restart loop); a waiter tries once more and,
+if the runner it started dies the same way, reports that line as its error.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+from runner.fs import atomic_write
+from runner.liveness import (HOST, live_runner, pid_alive, read_runners, runners_dir,
+                             write_heartbeat)
+from runner.locks import make_lock
+
+LOG_NAME = "runner.log"
+FAILURE_NAME = "last-failure"  # JSON; not *.json, the heartbeat files' pattern
+BACKOFF_S = 5.0  # after one failure at start; doubles per failure in a row, up to BACKOFF_MAX_S
+BACKOFF_MAX_S = 300.0
+FAILURES_FORGOTTEN_AFTER_S = 600.0  # a failure older than this starts the count again
+
+
+class RunnerUnavailable(Exception):
+    """No runner serves a run and none can be started (or the one started died)."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+# -- starting and stopping ----------------------------------------------------------------------
+def ensure_running(home: Path) -> Optional[int]:
+    """Start a background runner for ``home`` unless a live one serves it; returns its pid."""
+    if os.environ.get("COV_NO_RUNNER"):
+        return None
+    if live_runner(home) is not None:
+        return None
+    directory = runners_dir(home)
+    directory.mkdir(parents=True, exist_ok=True)
+    with make_lock(str(directory / "spawn.lock"), timeout=30):
+        if live_runner(home) is not None:
+            return None
+        return spawn_runner(home)
+
+
+def spawn_runner(home: Path, extra: Optional[List[str]] = None) -> int:
+    """Start ``python -m runner`` detached, logging to ``<home>/.runners/runner.log``."""
+    directory = runners_dir(home)
+    directory.mkdir(parents=True, exist_ok=True)
+    log = open(directory / LOG_NAME, "ab")
+    env = dict(os.environ)
+    package_root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = package_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "runner", "--home", str(home), *(extra or [])],
+        stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+        close_fds=True, env=env, cwd="/")
+    log.close()
+    # A placeholder heartbeat so that dispatches right behind this one see a runner coming.
+    write_heartbeat(home, {"id": f"{HOST}:{process.pid}:starting", "host": HOST,
+                           "pid": process.pid, "home": str(home), "runs": []})
+    return process.pid
+
+
+def stop_runners(home: Path, timeout: float = 10.0) -> List[int]:
+    """SIGTERM every live runner of this host serving ``home``; returns their pids."""
+    stopped = []
+    for info in read_runners(home):
+        if info["alive"] and info.get("host") == HOST:
+            try:
+                os.kill(int(info["pid"]), signal.SIGTERM)
+                stopped.append(int(info["pid"]))
+            except ProcessLookupError:
+                pass
+    deadline = time.time() + timeout
+    while time.time() < deadline and any(pid_alive(p) for p in stopped):
+        time.sleep(0.05)
+    return stopped
+
+
+# -- failures -----------------------------------------------------------------------------------
+def last_failure(home: Path) -> Optional[Dict[str, Any]]:
+    """The last runner failure recorded under ``home`` (``time``, ``line``, ``count``), if any."""
+    try:
+        data = json.loads((runners_dir(home) / FAILURE_NAME).read_text())
+        data["time"], data["count"] = float(data["time"]), int(data.get("count", 1))
+        data["line"] = str(data.get("line", ""))
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    return data
+
+
+def backoff_left(failure: Dict[str, Any]) -> float:
+    """Seconds until starting a runner again is worth it after ``failure``."""
+    wait = min(BACKOFF_S * 2 ** min(failure["count"] - 1, 16), BACKOFF_MAX_S)
+    return failure["time"] + wait - time.time()
+
+
+def _record_failure(home: Path, line: str) -> None:
+    previous = last_failure(home)
+    now = time.time()
+    count = 1
+    if previous and now - previous["time"] < FAILURES_FORGOTTEN_AFTER_S:
+        count = previous["count"] + 1
+    try:
+        atomic_write(runners_dir(home) / FAILURE_NAME,
+                     json.dumps({"time": now, "pid": os.getpid(), "line": line,
+                                 "count": count}).encode())
+    except OSError:
+        pass  # the log line below is all we can leave
+
+
+# -- keeping runs served ------------------------------------------------------------------------
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+class Keeper:
+    """Makes sure a live runner serves an unfinished run, for a command waiting on or reading it.
+
+    ``check()`` is cheap and may be called in a tight loop: it looks at most once per
+    ``interval`` (a ``scandir`` of the heartbeat files). When no live runner serves the run it
+    starts one and says ``no runner was serving RUN: started one``.
+
+    ``strict`` (waiters): a runner that cannot be started, or that dies of an error right after
+    this keeper started it, raises ``RunnerUnavailable``. Otherwise (readers, the web UI) such a
+    failure is said once as a warning, and no runner is started while the backoff after the
+    last failure runs. ``once``: say at most one line in this keeper's life (the web UI).
+    """
+
+    def __init__(self, run_path: Path, *, strict: bool = False, interval: float = 1.0,
+                 once: bool = False, say: Callable[[str], None] = _stderr) -> None:
+        self.home = Path(run_path).parent
+        self.dispatch_id = Path(run_path).name
+        self.strict = strict
+        self.interval = interval
+        self.once = once
+        self._say_to = say
+        self._said = False
+        self._warned = False
+        self._next = 0.0
+        self._started: Optional[float] = None  # wall time we last started a runner
+
+    def check(self) -> None:
+        """Start a runner if none serves the run (at most one look per ``interval``)."""
+        now = time.monotonic()
+        if now < self._next or os.environ.get("COV_NO_RUNNER"):
+            return
+        self._next = now + self.interval
+        if live_runner(self.home, self.dispatch_id) is not None:
+            return
+        failure = last_failure(self.home)
+        log = runners_dir(self.home) / LOG_NAME
+        if self._started is not None and failure and failure["time"] >= self._started:
+            self._started = None
+            self._fail(f"the runner started for run {self.dispatch_id} exited on an error: "
+                       f"{failure['line']}", f"see {log}")
+            return  # (not strict) the backoff below decides when to try again
+        if not self.strict and failure and backoff_left(failure) > 0:
+            if not self._warned:
+                self._fail(f"no runner serves run {self.dispatch_id}: the last one exited on an "
+                           f"error: {failure['line']}",
+                           f"next try in {math.ceil(backoff_left(failure))}s; see {log}")
+            return
+        started = time.time()
+        try:
+            pid = ensure_running(self.home)
+        except OSError as exc:
+            self._fail(f"no runner serves run {self.dispatch_id} and none can be started: "
+                       f"cannot write {runners_dir(self.home)}: {exc.strerror or exc}",
+                       "make the runs home writable, or start a runner where it is")
+            return
+        if pid is not None:
+            self._started = started
+            self._say(f"no runner was serving {self.dispatch_id}: started one")
+
+    def _fail(self, message: str, hint: str) -> None:
+        if self.strict:
+            raise RunnerUnavailable(message, hint)
+        self._warned = True
+        self._say(f"warning: {message} ({hint})")
+
+    def _say(self, line: str) -> None:
+        if self.once and self._said:
+            return
+        self._said = True
+        self._say_to(line)
+
+
+# -- the runner process -------------------------------------------------------------------------
+def serve(home: Path, **options: Any) -> int:
+    """Run a runner in this process until it is idle; an error ends it with exit 1, leaving its
+    reason as the last line of the log (stderr) and in ``last-failure``."""
+    from runner.config import ConfigError
+    from runner.service import Runner
+
+    try:
+        return Runner(home, **options).run_forever()
+    except Exception as exc:  # noqa: BLE001 - whatever it is, the next command must learn why
+        config = isinstance(exc, ConfigError)  # the user's to fix: the message says it all
+        line = (str(exc) if config else f"{type(exc).__name__}: {exc}").splitlines()[0]
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        try:
+            if not config:
+                traceback.print_exc(file=sys.stderr)
+            print(f"{stamp} runner {HOST}:{os.getpid()} exited on an error: {line}",
+                  file=sys.stderr, flush=True)
+        except OSError:
+            pass
+        _record_failure(home, line)
+        return 1
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """``python -m runner``: serve a home (started by ``spawn_runner``)."""
+    import argparse
+
+    from runner.config import ConfigError, runs_home
+
+    parser = argparse.ArgumentParser(prog="python -m runner",
+                                     description="Run the ready tasks of the runs under a home.")
+    parser.add_argument("--home", default=None)
+    parser.add_argument("--run", action="append", default=[], help="only this run (repeatable)")
+    parser.add_argument("--poll", action="store_true", help="use the polling observer")
+    parser.add_argument("--idle-timeout", type=float, default=None)
+    parser.add_argument("--workers", type=int, default=None)
+    args = parser.parse_args(argv)
+    try:
+        home = runs_home(args.home)
+    except ConfigError as exc:
+        print(f"runner: {exc}", file=sys.stderr)
+        return 1
+    return serve(home, runs=args.run, poll=args.poll, idle_timeout=args.idle_timeout,
+                 workers=args.workers)

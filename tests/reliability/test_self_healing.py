@@ -1,0 +1,268 @@
+"""No run stalls silently: every command that waits on or reads an unfinished run starts a
+runner when no live one serves it, and says so on one line; a runner that cannot start (a
+read-only home) or dies of an error at start is reported, without a restart loop.
+
+Real processes throughout: the runner is killed with SIGKILL or stopped with ``cov runner
+stop``; the read-only home is a read-only bind mount (root ignores permission bits)."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Callable, List
+
+import pytest
+
+from runner.liveness import live_runner, pid_alive, read_runners
+from runner.rundir import RunDir
+from tests.conftest import REPO
+
+GATED = textwrap.dedent('''
+    import os
+    import time
+
+    import covalent as ct
+
+
+    @ct.electron
+    def wait_for(path):
+        print("waiting", flush=True)
+        while not os.path.exists(path):
+            time.sleep(0.05)
+        return "opened"
+
+
+    @ct.electron
+    def shout(text):
+        return text.upper()
+
+
+    @ct.lattice
+    def gated(path):
+        return shout(wait_for(path))
+''')
+
+
+def wait_until(condition: Callable[[], object], timeout: float = 60.0, what: str = "") -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what or condition}")
+
+
+def started_line(run_id: str) -> str:
+    return f"no runner was serving {run_id}: started one"
+
+
+@pytest.fixture
+def gated(run_cov, tmp_path: Path, cov_home: Path):
+    """Dispatch the gated workflow (its first task waits for ``flag``); returns (id, flag)."""
+    script = tmp_path / "gated.py"
+    script.write_text(GATED)
+    flag = tmp_path / "flag"
+
+    def dispatch(env: dict | None = None) -> str:
+        proc = run_cov("dispatch", "-q", str(script), "-a", f"path={flag}", env=env or {})
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.strip()
+
+    return dispatch, flag
+
+
+def task_running(home: Path, run_id: str) -> bool:
+    state = RunDir(home / run_id).state()
+    return any(t.status == "RUNNING" for t in state.tasks.values())
+
+
+def live_pids(home: Path) -> List[int]:
+    return [int(r["pid"]) for r in read_runners(home) if r["alive"]]
+
+
+def kill_runners(home: Path) -> None:
+    pids = live_pids(home)
+    assert pids, "no runner to kill"
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: not any(pid_alive(p) for p in pids), what="the runner to die")
+
+
+def test_kill_9_of_the_runner_then_cov_wait_finishes(run_cov, gated, cov_home):
+    """Before: the run stayed RUNNING and `cov wait` hung with no word."""
+    dispatch, flag = gated
+    run_id = dispatch()
+    wait_until(lambda: task_running(cov_home, run_id), what="the task to run")
+    kill_runners(cov_home)
+    flag.touch()
+    proc = run_cov("wait", run_id, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().endswith(f"{run_id} COMPLETED")
+    assert proc.stderr.count(started_line(run_id)) == 1, proc.stderr
+    assert run_cov("result", run_id).stdout.strip() == "'OPENED'"
+
+
+def test_runner_killed_during_cov_wait_is_replaced(gated, cov_home):
+    """The waiter keeps checking while it waits, not only when it starts."""
+    dispatch, flag = gated
+    run_id = dispatch()
+    wait_until(lambda: task_running(cov_home, run_id), what="the task to run")
+    waiter = subprocess.Popen([sys.executable, "-m", "covalent_cli.cli", "wait", run_id],
+                              cwd=str(REPO), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    try:
+        time.sleep(0.5)  # the waiter is in its loop (it has nothing to say yet)
+        kill_runners(cov_home)
+        wait_until(lambda: live_pids(cov_home), what="a new runner")
+        flag.touch()
+        out, err = waiter.communicate(timeout=120)
+    finally:
+        waiter.kill()
+    assert waiter.returncode == 0, err
+    assert out.strip().endswith(f"{run_id} COMPLETED")
+    assert err.count(started_line(run_id)) == 1, err
+
+
+def test_runner_stop_says_runs_resume_and_readers_resume_them(run_cov, gated, cov_home, tmp_path):
+    dispatch, flag = gated
+    run_id = dispatch()
+    wait_until(lambda: task_running(cov_home, run_id), what="the task to run")
+
+    def stop() -> None:
+        proc = run_cov("runner", "stop")
+        assert proc.returncode == 0, proc.stderr
+        assert "Unfinished runs resume when a command next needs them" in proc.stdout
+        assert live_runner(cov_home) is None
+
+    stop()
+    status = run_cov("status", run_id)
+    assert status.returncode == 0 and "RUNNING" in status.stdout, status.stderr
+    assert status.stderr.strip() == started_line(run_id)
+    wait_until(lambda: live_runner(cov_home, run_id), what="the runner `cov status` started")
+
+    stop()
+    result = run_cov("result", run_id)
+    assert result.returncode == 5  # not finished yet
+    assert started_line(run_id) in result.stderr.splitlines()
+    wait_until(lambda: live_runner(cov_home, run_id), what="the runner `cov result` started")
+
+    stop()
+    reader = tmp_path / "reader.py"
+    reader.write_text("import sys\nimport covalent_cli as ct\n"
+                      "print(ct.get_result(sys.argv[1], wait=True).result)\n")
+    waiter = subprocess.Popen([sys.executable, str(reader), run_id], cwd=str(tmp_path),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        wait_until(lambda: live_runner(cov_home, run_id), what="the runner get_result started")
+        flag.touch()
+        out, err = waiter.communicate(timeout=120)
+    finally:
+        waiter.kill()
+    assert waiter.returncode == 0, err
+    assert out.strip() == "OPENED"
+    assert err.strip() == started_line(run_id)
+
+
+def test_readers_of_a_served_run_start_nothing(run_cov, gated, cov_home):
+    """A live runner's heartbeat is enough: no second runner, no line."""
+    dispatch, flag = gated
+    run_id = dispatch()
+    wait_until(lambda: task_running(cov_home, run_id), what="the task to run")
+    before = live_pids(cov_home)
+    for command in (("status", run_id), ("result", run_id), ("logs", run_id)):
+        proc = run_cov(*command)
+        assert started_line(run_id) not in proc.stderr, (command, proc.stderr)
+    assert live_pids(cov_home) == before
+    flag.touch()
+    assert run_cov("wait", run_id, "-q").returncode == 0
+
+
+@pytest.fixture
+def read_only_view(cov_home: Path, tmp_path: Path):
+    """``cov_home`` seen through a read-only bind mount (root bypasses permission bits)."""
+    view = tmp_path / "ro"
+    view.mkdir()
+    cov_home.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "--bind", str(cov_home), str(view)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,ro,bind", str(view)], check=True)
+        yield view
+    finally:
+        subprocess.run(["umount", str(view)], check=True)
+
+
+def test_cov_wait_in_a_read_only_home_is_one_error_line(run_cov, gated, cov_home, read_only_view):
+    dispatch, _ = gated
+    run_id = dispatch(env={"COV_NO_RUNNER": "1"})
+    proc = run_cov("--home", str(read_only_view), "wait", run_id, timeout=60)
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"Error: no runner serves run {run_id} and none can be started")
+    assert "Read-only file system" in lines[0] and "make the runs home writable" in lines[0]
+    # A reader still reads, with a warning instead of an error.
+    status = run_cov("--home", str(read_only_view), "status", run_id)
+    assert status.returncode == 0 and "STARTING" in status.stdout
+    assert status.stderr.startswith("warning: no runner serves run")
+
+
+def test_runner_dying_at_start_is_reported_without_a_restart_loop(run_cov, gated, cov_home,
+                                                                 tmp_path):
+    """A config the runner cannot start with: `cov wait` shows the runner.log line; readers
+    after it back off instead of starting one more failing runner each."""
+    dispatch, flag = gated
+    run_id = dispatch(env={"COV_NO_RUNNER": "1"})
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("runner:\n  idle_timeout: soon\n")
+    env = {"COV_CONFIG": str(broken)}
+    log = cov_home / ".runners" / "runner.log"
+
+    def failures() -> int:
+        return log.read_text().count("exited on an error") if log.exists() else 0
+
+    proc = run_cov("wait", run_id, env=env, timeout=60)
+    assert proc.returncode == 1, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    reason = "runner.idle_timeout must be a number of seconds (found 'soon')"
+    assert last.startswith(f"Error: the runner started for run {run_id} exited on an error: "
+                           f"config file {broken}: {reason}"), proc.stderr
+    assert str(log) in last
+    logged = log.read_text().strip().splitlines()[-1]
+    assert "exited on an error: config file" in logged and reason in logged
+    assert failures() == 1
+    for _ in range(3):  # readers within the backoff start nothing and say why
+        status = run_cov("status", run_id, env=env)
+        assert status.returncode == 0
+        assert "the last one exited on an error" in status.stderr and reason in status.stderr
+    time.sleep(1.5)  # any runner a reader had started would have died by now
+    assert failures() == 1
+    # Config fixed: a waiter tries at once (it does not wait out the readers' backoff).
+    flag.touch()
+    proc = run_cov("wait", run_id, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert failures() == 1
+
+
+def test_web_ui_starts_a_runner_once_for_an_unfinished_run(gated, cov_home, capfd):
+    """The UI's reads of an unfinished run start a runner, saying so once however often the
+    browser asks."""
+    from webui.live import RunCache
+
+    dispatch, flag = gated
+    run_id = dispatch(env={"COV_NO_RUNNER": "1"})
+    cache = RunCache(cov_home)
+    live = cache.get(run_id)
+    live.refresh()
+    wait_until(lambda: live_runner(cov_home, run_id), what="the runner the UI started")
+    kill_runners(cov_home)
+    wait_until(lambda: (live.refresh(), live_runner(cov_home, run_id))[1], what="a second one")
+    flag.touch()
+    wait_until(lambda: live.refresh().status == "COMPLETED", what="the run to end")
+    err = capfd.readouterr().err
+    assert err.count(started_line(run_id)) == 1, err
