@@ -131,6 +131,10 @@ def test_dispatch_keeps_secrets_out_of_files_others_can_read(
     run = cov_home / run_id
     secrets = [*values.values(), token]
     assert _leaks([cov_home], secrets) == []
+    planted = run / "logs" / "planted.txt"  # the check itself finds a readable copy
+    planted.write_text(token)
+    assert _leaks([cov_home], secrets) == [f"{planted} (-rw-r--r--)"]
+    planted.unlink()
     manifest = (run / "manifest.yaml").read_text()
     assert "/keys/box" in manifest and "API_TOKEN: '***'" in manifest and "PLAIN: p" in manifest
     assert stat.S_IMODE((run / "secrets").stat().st_mode) == 0o700
