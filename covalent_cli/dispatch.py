@@ -32,7 +32,7 @@ from covalent_cli.lattice import DEFAULT_EXECUTOR, Lattice
 from runner import backends
 from runner.config import ConfigError, check_config, executor_problem, get_value, runs_home
 from runner.manifest import LOCAL_ONLY_KINDS, PARAMETER, Edge, Manifest, NodeSpec
-from runner.redact import MASK, split_secrets, unmask
+from runner.redact import has_mask, split_secrets, unmask
 from runner.rundir import RunDir
 
 # Dispatch ids made by this process, newest last (``cov dispatch`` reports a script's own).
@@ -355,7 +355,7 @@ class _ExecutorTable:
         if problem:  # the runner would fail the task (or itself) on it later
             raise DispatchError(problem, "fix the executor's arguments or its config entry")
         masked, secrets = split_secrets(config)
-        if self._old is not None and _has_mask(secrets):
+        if self._old is not None and has_mask(secrets):
             secrets = self._inherited(masked, secrets)
         full = unmask(masked, secrets)
         for key, existing in self._full.items():
@@ -377,10 +377,6 @@ class _ExecutorTable:
             if old == masked:
                 return self._old.executor_secrets(key) or secrets
         return secrets
-
-
-def _has_mask(secrets: Dict[str, Any]) -> bool:
-    return any(v == MASK or (isinstance(v, dict) and _has_mask(v)) for v in secrets.values())
 
 
 def _source_file(lattice: Lattice) -> Optional[str]:

@@ -71,6 +71,15 @@ def unmask(masked: Dict[str, Any], secrets: Dict[str, Any]) -> Dict[str, Any]:
     return merged
 
 
+def has_mask(value: Any) -> bool:
+    """Whether a (manifest's) configuration holds a masked value anywhere."""
+    if isinstance(value, dict):
+        return any(has_mask(v) for v in value.values())
+    if isinstance(value, list):
+        return any(has_mask(v) for v in value)
+    return value == MASK
+
+
 def task_secrets(run: str, node: int) -> Dict[str, Any]:
     """The secret fields of the executor of ``node`` in run directory ``run`` ({} if none)."""
     from runner.rundir import RunDir, RunDirError

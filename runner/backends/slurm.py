@@ -42,7 +42,7 @@ from typing import Any, Dict, List, Optional, Set, Tuple
 from runner import worker
 from runner.backends.base import Backend, Completion, Services, Task, make_bundle
 from runner.config import get_value
-from runner.redact import task_secrets
+from runner.redact import has_mask, is_secret, task_secrets
 from runner.rundir import RunDir
 from runner.slurm.client import SlurmClient, SlurmError, base_id
 from runner.slurm.jobs import Job, JobTable, Key, lost_message
@@ -102,7 +102,8 @@ class SlurmBackend(Backend):
             raise SettingsError(self.error)
         job = Job(task, stale=local_identity(task.run, task.node) if task.attempt > 1 else None)
         if self.settings.over_ssh and self._login_secrets is None:
-            self._login_secrets = task_secrets(task.run, task.node)
+            self._login_secrets = task_secrets(task.run, task.node) if has_mask(self.config) \
+                else {}
         with self._lock:
             if not self._inbox and not self.queue:
                 self.queued_at = time.monotonic()
@@ -343,6 +344,10 @@ class SlurmBackend(Backend):
         return rundir
 
     def _executor_key(self, task: Task) -> str:
+        """The task's executor in its run's manifest ("" when no variable is secret: then
+        every task of the run can share a script, and the manifest need not be read)."""
+        if not any(is_secret(name) for name, _ in self.settings.variables):
+            return ""
         return self._rundir(task.run).manifest.node(task.node).executor or "local"
 
     def _bundle(self, task: Task) -> bytes:
@@ -401,6 +406,8 @@ class SlurmBackend(Backend):
         """The secret variables, with the run's values, in a 0600 file the script sources
         ("" when there are none): never in the script, which others may read."""
         assert self.site is not None
+        if not executor:
+            return ""
         values = self._rundir(run).executor_secrets(executor).get("variables") or {}
         text = secret_exports(self.settings, values if isinstance(values, dict) else {})
         if not text:

@@ -41,7 +41,7 @@ from runner import worker
 from runner.backends.base import Backend, Completion, Services, Task, make_bundle
 from runner.config import get_value
 from runner.fs import atomic_write
-from runner.redact import task_secrets, unmask
+from runner.redact import has_mask, task_secrets, unmask
 from runner.rundir import RunDir
 from runner.ssh import protocol
 from runner.ssh.connection import (DEFAULT_KEEPALIVE, AuthFailed, ConnectFailed,
@@ -139,7 +139,8 @@ class SSHBackend(Backend):
     def _start(self, job: _Job) -> None:
         if not self._secrets_taken:  # before the first connection: the spec's secrets
             self._secrets_taken = True
-            self._take_secrets(task_secrets(job.task.run, job.task.node))
+            if has_mask(self.config):
+                self._take_secrets(task_secrets(job.task.run, job.task.node))
         with self._lock:
             self._inflight[(job.task.run, job.task.node)] = job
             if len(self._threads) < min(self.limit, len(self._inflight)):

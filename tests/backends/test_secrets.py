@@ -22,7 +22,7 @@ from typing import Any, Callable, Dict, Iterable, List
 
 import pytest
 
-from runner.redact import is_secret, mask_secrets
+from runner.redact import has_mask, is_secret, mask_secrets, split_secrets, unmask
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -77,6 +77,10 @@ def test_one_rule_names_secrets_and_paths() -> None:
     assert mask_secrets({"a": {"api_key": "x", "key_file": "/k"}, "pwd": "", "l": [{"token": 1}]}
                         ) == {"a": {"api_key": "***", "key_file": "/k"}, "pwd": "",
                               "l": [{"token": "***"}]}
+    config = {"hostname": "h", "password": "p", "variables": {"API_TOKEN": "t", "N": "1"}}
+    masked, secrets = split_secrets(config)
+    assert secrets == {"password": "p", "variables": {"API_TOKEN": "t"}}
+    assert has_mask(masked) and not has_mask(config) and unmask(masked, secrets) == config
 
 
 def test_repr_and_cov_config_mask_every_secret_field(run_cov: Callable, cov_home: Path) -> None:
