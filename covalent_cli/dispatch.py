@@ -30,9 +30,9 @@ from covalent_cli.errors import DispatchError, UserError
 from covalent_cli.graph import Graph, GraphNode
 from covalent_cli.lattice import DEFAULT_EXECUTOR, Lattice
 from runner import backends
-from runner.config import (ConfigError, check_config, executor_problem, get_value, mask_secrets,
-                           runs_home)
+from runner.config import ConfigError, check_config, executor_problem, get_value, runs_home
 from runner.manifest import LOCAL_ONLY_KINDS, PARAMETER, Edge, Manifest, NodeSpec
+from runner.redact import has_mask, split_secrets, unmask
 from runner.rundir import RunDir
 
 # Dispatch ids made by this process, newest last (``cov dispatch`` reports a script's own).
@@ -77,16 +77,18 @@ def create_run(lattice: Lattice, args: Sequence[Any], kwargs: Dict[str, Any], *,
                root_dispatch_id: Optional[str] = None,
                replacements: Optional[Dict[str, Any]] = None,
                reuse_from: Optional[RunDir] = None,
-               dispatch_id: Optional[str] = None) -> RunDir:
+               dispatch_id: Optional[str] = None,
+               secrets_from: Optional[RunDir] = None) -> RunDir:
     """Build the graph, pickle everything, and create the run directory (``dispatch_id``: a
-    given id, for a run created again by a re-run task; if it exists it is returned as is)."""
+    given id, for a run created again by a re-run task; if it exists it is returned as is;
+    ``secrets_from``: a redispatched run, whose executors' secrets are taken over)."""
     check_config()  # a config mistake is one line now, not a runner dying later
     # Exceptions of the lattice body propagate unchanged, as from Covalent's dispatch.
     graph = lattice.build_graph(*args, replacements=replacements, **kwargs)
     dispatch_id = dispatch_id or str(uuid.uuid4())
     _pickle_local_modules_by_value(_source_file(lattice))
     packer = _Packer()
-    executors = _ExecutorTable()
+    executors = _ExecutorTable(secrets_from)
     nodes = [_node_spec(node, graph, lattice, packer, executors) for node in graph.nodes]
     packer.add_named("workflow", lattice, "the lattice function")
     packer.add_named("inputs", {"args": list(args), "kwargs": dict(kwargs)}, "the lattice inputs")
@@ -117,7 +119,8 @@ def create_run(lattice: Lattice, args: Sequence[Any], kwargs: Dict[str, Any], *,
 
         events, results = reusable_results(reuse_from, manifest, packer.data())
     try:
-        run = RunDir.create(home, manifest, packer.data(), events=events, results=results)
+        run = RunDir.create(home, manifest, packer.data(), events=events, results=results,
+                            secret_values=executors.secrets)
     except PermissionError:
         raise UserError(f"cannot write runs home {home}: permission denied",
                         "set COV_HOME to a writable directory") from None
@@ -294,11 +297,16 @@ def _type_of(executor: Any) -> str:
 
 
 class _ExecutorTable:
-    """The manifest's ``executors`` table: each distinct executor once, by a short key."""
+    """The manifest's ``executors`` table: each distinct executor once, by a short key, with
+    its secret fields masked; their values go to ``secrets`` (the run's 0600 file). A redispatch
+    takes the secrets of the old run's executors back (its pickled executors are masked)."""
 
-    def __init__(self) -> None:
+    def __init__(self, reuse_from: Optional[RunDir] = None) -> None:
         self.table: Dict[str, Dict[str, Any]] = {}
+        self.secrets: Dict[str, Dict[str, Any]] = {}
+        self._full: Dict[str, Dict[str, Any]] = {}
         self._by_name: Dict[str, Tuple[str, Any]] = {}
+        self._old = reuse_from
 
     def key(self, executor: Any, task: str) -> Tuple[str, Any]:
         if isinstance(executor, str):
@@ -309,6 +317,12 @@ class _ExecutorTable:
         if isinstance(executor, executor_mod.BaseExecutor) and type(executor).__module__ != \
                 executor_mod.__name__:
             # A user's Covalent-style executor: its run() is called in a local pool worker.
+            secret = sorted(split_secrets(vars(executor))[1])
+            if secret:
+                raise DispatchError(
+                    f"custom executor {type(executor).__name__} of task '{task}' has secret "
+                    f"field(s) {', '.join(secret)}: it would be stored in the run directory",
+                    "read the secret inside run() (from the environment or a file)")
             return self._add(f"{type(executor).__name__}", {"type": "local",
                              "custom": type(executor).__qualname__}), executor.run
         if isinstance(executor, executor_mod.BaseExecutor):
@@ -340,16 +354,29 @@ class _ExecutorTable:
         problem = executor_problem(stem, config)
         if problem:  # the runner would fail the task (or itself) on it later
             raise DispatchError(problem, "fix the executor's arguments or its config entry")
-        config = mask_secrets(config)
-        for key, existing in self.table.items():
-            if existing == config and (key == stem or not exact):
+        masked, secrets = split_secrets(config)
+        if self._old is not None and has_mask(secrets):
+            secrets = self._inherited(masked, secrets)
+        full = unmask(masked, secrets)
+        for key, existing in self._full.items():
+            if existing == full and (key == stem or not exact):
                 return key
         key, n = stem, 1
         while key in self.table:
             n += 1
             key = f"{stem}-{n}"
-        self.table[key] = config
+        self.table[key], self._full[key] = masked, full
+        if secrets:
+            self.secrets[key] = secrets
         return key
+
+    def _inherited(self, masked: Dict[str, Any], secrets: Dict[str, Any]) -> Dict[str, Any]:
+        """A redispatched executor's masked values, from the old run's same executor."""
+        assert self._old is not None
+        for key, old in self._old.manifest.executors.items():
+            if old == masked:
+                return self._old.executor_secrets(key) or secrets
+        return secrets
 
 
 def _source_file(lattice: Lattice) -> Optional[str]:

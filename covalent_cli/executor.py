@@ -2,7 +2,10 @@
 
 These are plain, picklable parameter holders with the names Covalent's executors and plugins
 accept; the runner's *backends* (``runner/backends``) carry them out. An executor is written into
-the manifest as ``{"type": <short name>, **parameters}`` (secrets masked).
+the manifest as ``{"type": <short name>, **parameters}``. Secret fields (``runner.redact``: ``password``,
+``passphrase``, ``api_key``, ``token`` ...; not ``*_file`` paths) are masked there, in ``repr()``
+and in every pickle of an executor (``tasks.pkl`` holds the workflow with its executors); their
+values go to the run's 0600 ``secrets/executors.json`` only.
 
 A Covalent-style custom executor (a ``BaseExecutor`` subclass implementing ``run(function, args,
 kwargs, task_metadata)``) works too: its ``run`` is called in a local pool worker.
@@ -10,6 +13,8 @@ kwargs, task_metadata)``) works too: its ``run`` is called in a local pool worke
 from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
+
+from runner.redact import mask_secrets
 
 
 class BaseExecutor:
@@ -41,6 +46,10 @@ class BaseExecutor:
                   if not k.startswith("_") and v is not None and v != self._base_defaults.get(k, ...)}
         return {"type": self.short_name, **params}
 
+    def __getstate__(self) -> Dict[str, Any]:
+        # Pickled executors land in tasks.pkl and task bundles, files others may read.
+        return mask_secrets(self.__dict__)
+
     def run(self, function: Any, args: List[Any], kwargs: Dict[str, Any],
             task_metadata: Dict[str, Any]) -> Any:  # pragma: no cover - custom executors
         raise NotImplementedError
@@ -52,7 +61,8 @@ class BaseExecutor:
         return hash(self.short_name)
 
     def __repr__(self) -> str:
-        params = ", ".join(f"{k}={v!r}" for k, v in self.to_config().items() if k != "type")
+        params = ", ".join(f"{k}={v!r}" for k, v in mask_secrets(self.to_config()).items()
+                           if k != "type")
         return f"{type(self).__name__}({params})"
 
 

@@ -29,7 +29,8 @@ def redispatch(dispatch_id: str, replace_electrons: Optional[Dict[str, Any]] = N
             args, kwargs = tuple(inputs["args"]), dict(inputs["kwargs"])
         run = create_run(lattice, args, kwargs, home=old.path.parent,
                          replacements=replace_electrons,
-                         reuse_from=old if reuse_previous_results else None)
+                         reuse_from=old if reuse_previous_results else None,
+                         secrets_from=old)
         start_runner(run.path.parent)
         return run.dispatch_id
 

@@ -38,10 +38,6 @@ DEFAULTS: Dict[str, Any] = {
     },
 }
 
-# Keys whose values never appear in a manifest, a log or the UI.
-SECRET_MARKERS = ("password", "passphrase", "secret", "token", "credential")
-
-
 class ConfigError(Exception):
     """The config file cannot be read, or holds an unknown key or a value of the wrong type."""
 
@@ -265,13 +261,3 @@ def runs_home(override: Optional[str] = None) -> Path:
     if chosen:
         return Path(chosen).expanduser().absolute()
     return Path(os.path.expanduser("~")) / ".cov" / "runs"
-
-
-def mask_secrets(value: Any) -> Any:
-    """A copy with the values of secret-looking keys replaced by ``***``."""
-    if isinstance(value, dict):
-        return {k: ("***" if any(m in str(k).lower() for m in SECRET_MARKERS) and v else
-                    mask_secrets(v)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [mask_secrets(v) for v in value]
-    return value

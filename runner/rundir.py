@@ -13,6 +13,9 @@ Layout (format 1)::
         logs/<n>.out|err  node n's stdout/stderr; written by the worker
         result.pkl        the lattice's outcome (a hard link to the output node's result)
         report.html       a static report; written (and rewritten) only by ``cov report``
+        secrets/          (0700, only when an executor has secret fields) executors.json (0600):
+                          their values, by executor key; the Slurm backend's env files. No
+                          reader shows it (``runner.redact``)
 
 Single writers: dispatch writes manifest and tasks.pkl before the directory exists under its
 final name; exactly one worker (the claim holder's) writes a node's result and logs; events are
@@ -42,9 +45,19 @@ RESULTS = "results"
 LOGS = "logs"
 FINAL_RESULT = "result.pkl"
 REPORT = "report.html"
+SECRETS = "secrets"  # a directory, 0700: its files are 0600 and never shown
+EXECUTOR_SECRETS = "executors.json"
 TMP_PREFIX = ".tmp-"
 # <home>/.unreadable/<run>: why a runner set that run aside (kept out of the damaged directory).
 UNREADABLE_DIR = ".unreadable"
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write a file only its owner can read (0600, in a 0700 directory), atomically: the
+    modes are the secrets' own, whatever ``FILE_MODE`` and ``DIR_MODE`` become."""
+    path.parent.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(path.parent, 0o700)
+    atomic_write(path, data, mode=0o600)
 
 
 class RunDirError(Exception):
@@ -111,6 +124,10 @@ class RunDir:
     def report_path(self) -> Path:
         return self.path / REPORT
 
+    @property
+    def secrets_dir(self) -> Path:
+        return self.path / SECRETS
+
     def result_path(self, node: int) -> Path:
         return self.results_dir / f"{node}.pkl"
 
@@ -127,8 +144,10 @@ class RunDir:
     @classmethod
     def create(cls, home: Path, manifest: Manifest, pack: bytes,
                events: Iterable[Dict[str, Any]] = (),
-               results: Iterable[Tuple[int, Path]] = ()) -> "RunDir":
+               results: Iterable[Tuple[int, Path]] = (),
+               secret_values: Optional[Dict[str, Dict[str, Any]]] = None) -> "RunDir":
         """Build the run under a temporary name and rename it into place: whole or absent.
+        ``secret_values`` ({executor key: secret fields}) go to a 0600 file, never the manifest.
 
         Idempotent for a given dispatch id (a sublattice's child, re-created by a re-run of its
         building task): if the run already exists, that run is returned and nothing written."""
@@ -148,6 +167,9 @@ class RunDir:
                 except OSError:
                     atomic_write(dest, Path(source).read_bytes())
             atomic_write(tmp / PACK, pack, fsync=True)
+            if secret_values:
+                write_private(tmp / SECRETS / EXECUTOR_SECRETS,
+                              json.dumps(secret_values).encode())
             lines = "".join(json.dumps(e) + "\n" for e in events)
             atomic_write(tmp / EVENTS, lines.encode(), fsync=bool(lines))
             atomic_write(tmp / MANIFEST, manifest.to_yaml().encode(), fsync=True)
@@ -213,6 +235,15 @@ class RunDir:
             return check_header(data)
         except ManifestError as exc:
             raise RunDirError(f"run {self.dispatch_id}: {exc}") from None
+
+    def executor_secrets(self, key: str) -> Dict[str, Any]:
+        """The secret fields of the run's executor ``key`` ({} when it has none)."""
+        try:
+            with open(self.secrets_dir / EXECUTOR_SECRETS, encoding="utf-8") as f:
+                found = json.load(f).get(key)
+        except (OSError, ValueError, AttributeError):
+            return {}
+        return found if isinstance(found, dict) else {}
 
     def read_blob(self, blob: Tuple[int, int]) -> bytes:
         """The bytes of one packed pickle."""

@@ -289,7 +289,8 @@ def create_app(home: os.PathLike | str, token: Optional[str] = None,
         return json_response({"message": message})
 
     def views_config() -> Dict[str, Any]:
-        from runner.config import ConfigError, config_path, load_config, mask_secrets
+        from runner.config import ConfigError, config_path, load_config
+        from runner.redact import mask_secrets
 
         try:
             config, error = load_config(), None

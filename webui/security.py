@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any, List, Optional
 from urllib.parse import urlsplit
 
+from runner.rundir import MANIFEST, SECRETS
+
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 MAX_NODE = 10 ** 9
 MAX_BODY = 64 * 1024  # bytes of a cancel request's body
@@ -51,6 +53,9 @@ def inside(root: Path, relative: str) -> Optional[Path]:
         return None
     if target != real_root and not target.startswith(real_root + os.sep):
         return None
+    if os.path.relpath(target, real_root).split(os.sep)[0] == SECRETS and \
+            os.path.isfile(os.path.join(real_root, MANIFEST)):
+        return None  # a run's secrets (0600) are never shown
     if not os.path.exists(target):
         return None
     return Path(target)

@@ -12,8 +12,8 @@ from collections import Counter, defaultdict
 from typing import Any, Dict, List, Optional
 
 from covalent_cli.inspect import UNREADABLE, safe_summary
-from runner.config import mask_secrets
 from runner.manifest import ELECTRON, PARAMETER, SUBLATTICE
+from runner.redact import mask_secrets
 from runner.rundir import RunDirError, unreadable_reasons
 from runner.state import COMPLETED, NEW_OBJECT, TERMINAL
 

@@ -558,7 +558,8 @@ def _cancel_and_wait(runs: List[RunDir], force: bool) -> None:
 def config_cmd(as_json: bool) -> None:
     """Print the effective configuration (secrets masked) and where it comes from; an
     unknown key or a value of the wrong type is an error (exit 1)."""
-    from runner.config import check_config, config_path, mask_secrets, runs_home
+    from runner.config import check_config, config_path, runs_home
+    from runner.redact import mask_secrets
 
     data = mask_secrets(check_config())
     if as_json:

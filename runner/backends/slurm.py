@@ -32,6 +32,7 @@ Other threads talk to it through ``_inbox``/``_cancel_requests`` and hear back t
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import sys
 import threading
@@ -41,10 +42,11 @@ from typing import Any, Dict, List, Optional, Set, Tuple
 from runner import worker
 from runner.backends.base import Backend, Completion, Services, Task, make_bundle
 from runner.config import get_value
+from runner.redact import has_mask, is_secret, task_secrets
 from runner.rundir import RunDir
 from runner.slurm.client import SlurmClient, SlurmError, base_id
 from runner.slurm.jobs import Job, JobTable, Key, lost_message
-from runner.slurm.script import job_name, python_command, render_script
+from runner.slurm.script import job_name, python_command, render_script, secret_exports
 from runner.slurm.settings import SettingsError, SlurmSettings, parse_settings
 from runner.slurm.site import SharedSite, local_identity
 
@@ -88,6 +90,7 @@ class SlurmBackend(Backend):
         self.retry_at = 0.0
         self.scripts: Dict[Tuple[str, str], int] = {}  # (run, array id) -> its tasks still out
         self._rundirs: Dict[str, RunDir] = {}
+        self._login_secrets: Optional[Dict[str, Any]] = None  # over SSH: password, passphrase
 
     def _use_site(self, site: SharedSite) -> None:
         self.site = site
@@ -98,6 +101,9 @@ class SlurmBackend(Backend):
         if self.error:
             raise SettingsError(self.error)
         job = Job(task, stale=local_identity(task.run, task.node) if task.attempt > 1 else None)
+        if self.settings.over_ssh and self._login_secrets is None:
+            self._login_secrets = task_secrets(task.run, task.node) if has_mask(self.config) \
+                else {}
         with self._lock:
             if not self._inbox and not self.queue:
                 self.queued_at = time.monotonic()
@@ -241,7 +247,7 @@ class SlurmBackend(Backend):
         try:
             from runner.slurm.remote import connect
 
-            site, self.pythonpath = connect(self.settings)
+            site, self.pythonpath = connect(self.settings, self._login_secrets)
             self._use_site(site)
             return True
         except Exception as exc:  # noqa: BLE001 - SSHError, VersionMismatch, bad parameters
@@ -311,8 +317,12 @@ class SlurmBackend(Backend):
         size = min(self.client.max_array_size(), self.settings.max_jobs) \
             if self.settings.array else 1
         retry: List[Job] = []
-        for start in range(0, len(ready), size):
-            retry.extend(self._sbatch(run, ready[start:start + size]))
+        by_executor: Dict[str, List[Job]] = {}  # one script per executor: its own secrets
+        for job in ready:
+            by_executor.setdefault(self._executor_key(job.task), []).append(job)
+        for key, group in by_executor.items():
+            for start in range(0, len(group), size):
+                retry.extend(self._sbatch(run, group[start:start + size], key))
         return retry
 
     def _submit_failed(self, jobs: List[Job], message: str, transient: bool = True
@@ -327,10 +337,21 @@ class SlurmBackend(Backend):
             self._emit(self._failed(job, message, "submit"))
         return []
 
-    def _bundle(self, task: Task) -> bytes:
-        rundir = self._rundirs.get(task.run)
+    def _rundir(self, run: str) -> RunDir:
+        rundir = self._rundirs.get(run)
         if rundir is None:
-            rundir = self._rundirs[task.run] = RunDir(task.run)
+            rundir = self._rundirs[run] = RunDir(run)
+        return rundir
+
+    def _executor_key(self, task: Task) -> str:
+        """The task's executor in its run's manifest ("" when no variable is secret: then
+        every task of the run can share a script, and the manifest need not be read)."""
+        if not any(is_secret(name) for name, _ in self.settings.variables):
+            return ""
+        return self._rundir(task.run).manifest.node(task.node).executor or "local"
+
+    def _bundle(self, task: Task) -> bytes:
+        rundir = self._rundir(task.run)
 
         def read_result(node: int) -> bytes:
             payload = worker.read_outcome_payload(str(rundir.result_path(node)))
@@ -342,17 +363,21 @@ class SlurmBackend(Backend):
             task = dataclasses.replace(task, cwd="")
         return make_bundle(task, rundir.read_blob, read_result)
 
-    def _sbatch(self, run: str, chunk: List[Job]) -> List[Job]:
+    def _sbatch(self, run: str, chunk: List[Job], executor: str) -> List[Job]:
         assert self.site is not None and self.client is not None
         array = len(chunk) > 1
         first = chunk[0].task
+        try:
+            secrets_file = self._write_secrets(run, executor)
+        except Exception as exc:  # noqa: BLE001
+            return self._submit_failed(chunk, f"cannot write the job's secrets file: {exc}")
         try:
             text = render_script(
                 self.settings, root=self.site.root(run), dispatch_id=first.dispatch_id,
                 tasks=[(j.task.node, j.task.attempt) for j in chunk],
                 name=job_name(first.dispatch_id, None if array else first.name),
                 python=python_command(self.settings, self._default_python()), array=array,
-                pythonpath=self.pythonpath)
+                pythonpath=self.pythonpath, secrets_file=secrets_file)
         except SettingsError as exc:
             return self._submit_failed(chunk, f"cannot write the sbatch script: {exc}", False)
         try:
@@ -376,6 +401,19 @@ class SlurmBackend(Backend):
         self.interval = self.settings.poll_freq
         self.next_query = min(self.next_query, time.monotonic() + self.settings.poll_freq)
         return []
+
+    def _write_secrets(self, run: str, executor: str) -> str:
+        """The secret variables, with the run's values, in a 0600 file the script sources
+        ("" when there are none): never in the script, which others may read."""
+        assert self.site is not None
+        if not executor:
+            return ""
+        values = self._rundir(run).executor_secrets(executor).get("variables") or {}
+        text = secret_exports(self.settings, values if isinstance(values, dict) else {})
+        if not text:
+            return ""
+        name = "slurm-" + hashlib.sha256(executor.encode()).hexdigest()[:12] + ".env"
+        return self.site.write_secrets(run, name, text)
 
     def _default_python(self) -> str:
         return "python3" if self.settings.over_ssh else sys.executable

@@ -41,6 +41,7 @@ from runner import worker
 from runner.backends.base import Backend, Completion, Services, Task, make_bundle
 from runner.config import get_value
 from runner.fs import atomic_write
+from runner.redact import has_mask, task_secrets, unmask
 from runner.rundir import RunDir
 from runner.ssh import protocol
 from runner.ssh.connection import (DEFAULT_KEEPALIVE, AuthFailed, ConnectFailed,
@@ -108,6 +109,16 @@ class SSHBackend(Backend):
         self._queue: "queue.Queue[Optional[_Job]]" = queue.Queue()
         self._threads: List[threading.Thread] = []
         self._closing = False
+        self._secrets_taken = False
+
+    def _take_secrets(self, secrets: Dict[str, Any]) -> None:
+        """Secret fields (``password``, ``passphrase``) are masked in the manifest; their values
+        come from the run's 0600 secrets file, once, before anything connects."""
+        if not secrets or self._env_error is not None:
+            return
+        self.params = unmask(self.params, secrets)
+        self.spec = HostSpec.from_executor(self.params)
+        self.host = pool().host(self.spec)
 
     # -- the runner's side (loop thread) ----------------------------------------------------------
     def capacity(self) -> int:
@@ -126,6 +137,10 @@ class SSHBackend(Backend):
         return True
 
     def _start(self, job: _Job) -> None:
+        if not self._secrets_taken:  # before the first connection: the spec's secrets
+            self._secrets_taken = True
+            if has_mask(self.config):
+                self._take_secrets(task_secrets(job.task.run, job.task.node))
         with self._lock:
             self._inflight[(job.task.run, job.task.node)] = job
             if len(self._threads) < min(self.limit, len(self._inflight)):

@@ -24,6 +24,8 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from runner.backends.base import WORKER_SCRIPT
 from runner.fs import atomic_write
+from runner.rundir import SECRETS
+from runner.redact import unmask
 from runner.slurm.client import Result
 from runner.slurm.script import shell_path
 from runner.slurm.settings import SlurmSettings
@@ -124,6 +126,16 @@ class RemoteSite(SharedSite):
         self._checked(f"cat > {shlex.quote(path)}", text.encode())
         return path
 
+    def write_secrets(self, run: str, name: str, text: str) -> str:
+        """0600 in a 0700 directory on the cluster (umask 077); the text goes on stdin, never
+        on a command line other users see in ``ps``."""
+        directory = f"{self.root(run)}/{SECRETS}"
+        path, tmp = f"{directory}/{name}", f"{directory}/.{name}.tmp"
+        self._checked(f"umask 077 && mkdir -p {shlex.quote(directory)} && chmod 700 "
+                      f"{shlex.quote(directory)} && cat > {shlex.quote(tmp)} && mv -f "
+                      f"{shlex.quote(tmp)} {shlex.quote(path)}", text.encode())
+        return path
+
     def submitted(self, run: str, path: str, job_id: str) -> None:
         self._renames.append((path, f"{self.jobs_dir(run)}/{job_id}.sh"))
 
@@ -214,13 +226,16 @@ class RemoteSite(SharedSite):
                            f"(exit {code}): {err.strip()[-300:]}", self.remote.host.label)
 
 
-def connect(settings: SlurmSettings) -> Tuple[SharedSite, str]:
+def connect(settings: SlurmSettings, secrets: Optional[Dict[str, Any]] = None
+            ) -> Tuple[SharedSite, str]:
     """Open the connection, check the cluster's Python (``runner.ssh.remote.prepare``, which
-    also ships cloudpickle when needed) and return the site and the PYTHONPATH jobs need."""
+    also ships cloudpickle when needed) and return the site and the PYTHONPATH jobs need.
+    ``secrets``: the executor's secret fields (``password``, ``passphrase``) for the login."""
     from runner.ssh.connection import HostSpec, pool
     from runner.ssh.remote import DEFAULT_CACHE, PythonSetup, prepare
 
-    config: Dict[str, Any] = dict(settings.extra)
+    config: Dict[str, Any] = unmask(dict(settings.extra), {
+        k: v for k, v in (secrets or {}).items() if k in ("password", "passphrase")})
     config.update(address=settings.address, username=settings.username or None,
                   ssh_key_file=settings.ssh_key_file or None, port=settings.port)
     host = pool().host(HostSpec.from_executor(config))

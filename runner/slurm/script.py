@@ -11,6 +11,9 @@ under ``root``, the run directory as the job sees it::
     root/slurm/jobs/<job id>.out            the job's own output (prerun, srun, slurmstepd);
                                             removed by the job at its end if empty (cleanup)
 
+Secrets: variables with secret names (``runner.redact``) are not in the script (a file others may
+read): the backend writes them to a 0600 file under ``root/secrets/`` that the script sources.
+
 Quoting: commands are built with ``shlex.quote``; ``#SBATCH`` lines are read by sbatch, not by
 a shell, so a value with spaces, quotes or ``#`` goes in double quotes with ``\\`` and ``"``
 escaped (how sbatch reads them). User ``prerun_commands``/``postrun_commands`` are shell text
@@ -20,8 +23,9 @@ from __future__ import annotations
 
 import re
 import shlex
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from runner.redact import is_secret
 from runner.slurm.settings import SettingsError, SlurmSettings
 
 _BARE = re.compile(r"^[A-Za-z0-9_@%+=:,./-]*$")
@@ -82,8 +86,9 @@ def array_spec(count: int, parallelism: int) -> str:
 
 def render_script(settings: SlurmSettings, *, root: str, dispatch_id: str,
                   tasks: Sequence[Tuple[int, int]], name: str, python: str,
-                  array: bool, pythonpath: str = "") -> str:
-    """The sbatch script running ``tasks`` ((node, attempt) pairs) as one job or one array."""
+                  array: bool, pythonpath: str = "", secrets_file: str = "") -> str:
+    """The sbatch script running ``tasks`` ((node, attempt) pairs) as one job or one array;
+    ``secrets_file`` (exports of the secret variables) is sourced where they would be set."""
     if not tasks:
         raise ValueError("no tasks")
     if not array and len(tasks) != 1:
@@ -102,7 +107,10 @@ def render_script(settings: SlurmSettings, *, root: str, dispatch_id: str,
     lines.append(f"# cov: run {dispatch_id}, {len(tasks)} task(s): <node>.<attempt> below")
     lines.append("")
     for key, value in settings.variables:
-        lines.append(f"export {key}={shlex.quote(value)}")
+        if not is_secret(key):
+            lines.append(f"export {key}={shlex.quote(value)}")
+    if secrets_file:
+        lines.append(f"source {shlex.quote(secrets_file)}")
     if settings.bashrc_path or settings.conda_env:
         lines.append(f"source {shell_path(settings.bashrc_path or '~/.bashrc')}")
     if settings.conda_env:
@@ -160,6 +168,13 @@ def _srun_options(options: Sequence[Tuple[str, Any]]) -> List[str]:
         else:
             argv.append(f"--{key}" + ("" if flag else f"={value}"))
     return argv
+
+
+def secret_exports(settings: SlurmSettings, values: Dict[str, Any]) -> str:
+    """The secrets file's text: the secret variables, with their values from ``values`` (the
+    run's secrets) where the manifest holds them masked."""
+    return "".join(f"export {key}={shlex.quote(str(values.get(key, value)))}\n"
+                   for key, value in settings.variables if is_secret(key))
 
 
 def python_command(settings: SlurmSettings, default: str) -> str:

@@ -8,6 +8,7 @@ cluster shares. Everything under ``<run>/slurm/`` belongs to the Slurm backend::
     <run>/slurm/bundles/<node>.<attempt>.pkl  one task each (make_bundle)
     <run>/slurm/jobs/<job id>.sh              the submitted script (array: the array's id)
     <run>/slurm/jobs/<job id>.out             the job's own output (array: <id>_<index>.out)
+    <run>/secrets/slurm-<executor>.env        0600: the secret variables, sourced by the job
 
 A remote site (``runner.slurm.remote``) keeps the same layout under a directory on the cluster
 and copies bundles up and outcomes and logs back.
@@ -17,10 +18,12 @@ from __future__ import annotations
 import os
 import secrets
 import time
+from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Tuple
 
 from runner.backends.base import WORKER_SCRIPT
 from runner.fs import atomic_write, fsync_dir
+from runner.rundir import SECRETS, write_private
 from runner.slurm.client import LocalShell, Shell, read_tail
 from runner.slurm.jobs import Identity
 
@@ -94,6 +97,12 @@ class SharedSite:
         atomic_write(path, text.encode())
         fsync_dir(os.path.join(run, "slurm", "bundles"))
         fsync_dir(self.jobs_dir(run))
+        return path
+
+    def write_secrets(self, run: str, name: str, text: str) -> str:
+        """A file only the user can read (0600 in a 0700 ``secrets/``); its path for the job."""
+        path = os.path.join(run, SECRETS, name)
+        write_private(Path(path), text.encode())
         return path
 
     def submitted(self, run: str, path: str, job_id: str) -> None:

@@ -44,7 +44,7 @@ import os
 import shlex
 import socket
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import paramiko
@@ -116,6 +116,9 @@ class HostSpec:
     retry_connect: bool = True
     max_connection_attempts: int = 5
     retry_wait_time: float = 5.0
+    # secrets: in memory only (resolved from the run's 0600 secrets file), never shown
+    password: Optional[str] = field(default=None, repr=False)
+    passphrase: Optional[str] = field(default=None, repr=False)  # of an encrypted key_file
 
     @classmethod
     def parse(cls, target: str, **overrides: Any) -> "HostSpec":
@@ -162,7 +165,9 @@ class HostSpec:
             retry_connect=None if config.get("retry_connect") is None else
             bool(config["retry_connect"]),
             max_connection_attempts=num("max_connection_attempts", int),
-            retry_wait_time=num("retry_wait_time", float))
+            retry_wait_time=num("retry_wait_time", float),
+            password=config.get("password") or None,
+            passphrase=config.get("passphrase") or config.get("ssh_key_passphrase") or None)
 
     def label(self) -> str:
         """The target as written: ``user@host:port`` with the parts that were given."""
@@ -381,6 +386,10 @@ class SSHHost:
             connect_kwargs.update(key_filename=[path], look_for_keys=False, allow_agent=False)
         elif str(lookup.get("identitiesonly", "")).lower() == "yes":
             connect_kwargs.update(look_for_keys=False, allow_agent=False)
+        if spec.password:
+            connect_kwargs["password"] = spec.password
+        if spec.passphrase:
+            connect_kwargs["passphrase"] = spec.passphrase
         timeout = spec.connect_timeout or float(lookup.get("connecttimeout") or
                                                 DEFAULT_CONNECT_TIMEOUT)
         connect_kwargs.update(banner_timeout=timeout, auth_timeout=timeout)
@@ -433,7 +442,7 @@ class SSHHost:
                 f"with ssh to check and record the new one", self.label)
         if isinstance(exc, PasswordRequiredException):
             return AuthFailed(f"the key for {self.description} is encrypted: load it into "
-                              f"ssh-agent (ssh-add) or use a key without a passphrase", self.label)
+                              f"ssh-agent (ssh-add) or give the executor its passphrase", self.label)
         if isinstance(exc, AuthenticationException):
             keys = conn.connect_kwargs.get("key_filename") or []
             tried = ", ".join(keys) if keys else "ssh-agent and ~/.ssh/id_*"

@@ -77,7 +77,8 @@ def _wait_and_send(wait: str, results: Sequence[str], heartbeat: float) -> List[
     return [f"(while :; do sleep {max(1, int(heartbeat))} </dev/null >/dev/null 2>&1; "
             f"echo .; done) & hb=$!",
             wait, "kill $hb 2>/dev/null; wait $hb 2>/dev/null", 'echo "@cov rc $rc"',
-            f'cd "$F" 2>/dev/null && set -- && for n in {" ".join(results)}; do [ -f "$n" ] && '
+            f'cd "$F" 2>/dev/null && set -- && for n in {" ".join(map(shlex.quote, results))}; '
+            f'do [ -f "$n" ] && '
             f'set -- "$@" "$n"; done; echo "@cov files $#"',
             '[ $# -gt 0 ] && wc -c "$@" && cat "$@"']
 

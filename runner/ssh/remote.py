@@ -68,10 +68,10 @@ class PythonSetup:
         ``setsid`` or ``exec``)."""
         q = shlex.quote
         lines = list(self.prelude)
-        if self.conda_env:
-            env = q(self.conda_env)
-            lines.append(f'eval "$(conda shell.bash hook 2>/dev/null)" && conda activate {env} '
-                         f'|| {{ echo "cov: cannot activate conda env {env}" >&2; exit 97; }}')
+        if self.conda_env:  # every value single-quoted: never inside double quotes
+            message = q(f"cov: cannot activate conda env {self.conda_env}")
+            lines.append(f'eval "$(conda shell.bash hook 2>/dev/null)" && conda activate '
+                         f'{q(self.conda_env)} || {{ echo {message} >&2; exit 97; }}')
         if pythonpath:
             lines.append(f'PYTHONPATH={q(pythonpath)}${{PYTHONPATH:+:$PYTHONPATH}}; '
                          f'export PYTHONPATH')
@@ -239,8 +239,8 @@ def prepare(host: SSHHost, setup: PythonSetup, cache: str = DEFAULT_CACHE,
     zip_data, zip_name = _cloudpickle_zip()
     lib = f"{cache.rstrip('/')}/lib"
     lib_shell = f'"$HOME"/{q(lib[2:])}' if lib.startswith("~/") else q(lib)
-    pre = (f"mkdir -p {lib_shell} && cd {lib_shell} && {{ test -f {worker_name} && "
-           f"echo have-worker; test -f {zip_name} && echo have-zip; }};")
+    pre = (f"mkdir -p {lib_shell} && cd {lib_shell} && {{ test -f {q(worker_name)} && "
+           f"echo have-worker; test -f {q(zip_name)} && echo have-zip; }};")
     report, said = probe(host, setup, pre=pre)
     env = RemoteEnv(host=host, setup=setup, report=report, cache="", worker="")
     env.cache = env.abspath(cache)

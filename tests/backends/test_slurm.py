@@ -361,7 +361,7 @@ def test_mixed_workflow_slurm_and_local(slurm_home: Path, run_cov: Callable,
             return here(a, on_slurm_too(a))
         """)
     status = _wait(run_cov, run_id)
-    assert status["status"] == "COMPLETED", status
+    assert status["status"] == "COMPLETED", json.dumps(status["tasks"])
     value = _result(run_cov, run_id)
     assert value["sum"] == 40 + 41 and value["local_job"] is None
     assert all(value["jobs"]) and value["jobs"][0] != value["jobs"][1]
