@@ -18,7 +18,7 @@ from covalent_cli.inspect import (check_readable, format_seconds, format_time, l
                                   run_summary, task_rows)
 from covalent_cli.result import resolve_run, wait_for_run
 from runner.locks import LockBusy
-from runner.rundir import RunDir, RunDirError
+from runner.rundir import OutsideRunError, RunDir, RunDirError
 from runner.state import CANCELLED, COMPLETED, FAILED, TERMINAL, RunState
 
 STATUS_EXIT = {COMPLETED: ExitCode.SUCCESS, FAILED: ExitCode.RUN_FAILED,
@@ -239,14 +239,18 @@ def status(ctx: Context, run_id: str, as_json: bool, show_all: bool) -> None:
         rows = task_rows(run, include_parameters=show_all)
     except RunDirError as exc:
         raise RunUnreadable(str(exc)) from None
+    preview = _result_preview(run) if summary["status"] == COMPLETED else None
     if as_json:
-        _echo_json({**summary, "tasks": rows})
+        _echo_json({**summary, "result_preview": preview, "tasks": rows})
         return
     click.echo(f"run      {summary['dispatch_id']}  ({summary['lattice']})")
     click.echo(f"status   {_status_text(summary['status'])}  {summary['done']}/{summary['total']}"
                f" tasks  runtime {format_seconds(summary['runtime'])}")
     if summary["error"]:
         click.echo(f"error    {summary['error']}")
+    if summary["status"] == COMPLETED:
+        click.echo("result   " + (f"{preview['repr']}  ({preview['type']})" if preview else
+                                  "(preview not recorded; `cov result` loads the value)"))
     click.echo("")
     click.echo(f"{'ID':>5}  {'NAME':28}  {'STATUS':10}  {'EXECUTOR':10}  {'HOST':12}  "
                f"{'RUNTIME':>8}  NOTE")
@@ -264,7 +268,11 @@ def status(ctx: Context, run_id: str, as_json: bool, show_all: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_ctx
 def result(ctx: Context, run_id: str, as_json: bool) -> None:
-    """Print a finished run's result (exit 3 if it failed, 4 cancelled, 5 not finished)."""
+    """Print a finished run's result (exit 3 if it failed, 4 cancelled, 5 not finished).
+
+    It unpickles the value, which runs code from the run: only for runs you trust (`cov status`
+    shows a preview recorded when the task finished, without unpickling).
+    """
     run = _run(ctx, run_id)
     state = _state(run)
     if state.status not in TERMINAL:
@@ -283,6 +291,17 @@ def result(ctx: Context, run_id: str, as_json: bool) -> None:
         click.echo(f"{run.dispatch_id}: {state.status}" + (f"\n{state.error}" if state.error else ""),
                    err=True)
     sys.exit(int(STATUS_EXIT[state.status]))
+
+
+def _result_preview(run: RunDir) -> Optional[Dict[str, str]]:
+    """The result's preview recorded when its task finished (``{"type", "repr"}``), or None:
+    ``cov status`` shows it without unpickling, which would run the run's code."""
+    try:
+        header, _ = run.read_outcome(run.manifest.output_node)
+    except (RunDirError, OSError):
+        return None
+    preview = (header or {}).get("preview")
+    return preview if isinstance(preview, dict) and isinstance(preview.get("repr"), str) else None
 
 
 def _result_value(run: RunDir) -> Any:
@@ -318,16 +337,22 @@ def logs(ctx: Context, run_id: str, node: Optional[int], follow: bool, stream: s
                           f"node ids go from 0 to {len(manifest.nodes) - 1}")
     streams = ["stdout", "stderr"] if stream == "both" else [stream]
     offsets: Dict[Tuple[int, str], int] = {}
+    refused: set = set()
     while True:
         nodes = [node] if node is not None else [n.id for n in manifest.nodes if n.executes]
         for n in nodes:
             for s in streams:
                 path = run.stdout_path(n) if s == "stdout" else run.stderr_path(n)
                 try:
-                    with open(path, "rb") as f:
+                    with run.open_file(path) as f:  # contained: the run may be someone else's
                         f.seek(offsets.get((n, s), 0))
                         data = f.read()
                 except FileNotFoundError:
+                    continue
+                except OutsideRunError as exc:
+                    if (n, s) not in refused:
+                        refused.add((n, s))
+                        click.echo(f"Warning: {exc}", err=True)
                     continue
                 if not data:
                     continue
