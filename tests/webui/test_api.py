@@ -156,6 +156,7 @@ def test_sublattice_task_links_its_child_run(app, ui_home):
     t = get_json(app, f"/api/runs/{run}/tasks/{sub}")
     child = get_json(app, f"/api/runs/{run}")["children"][0]["dispatch_id"]
     assert t["child"] == {"dispatch_id": child, "status": "COMPLETED"}
+    assert (t["result"]["repr"], t["result"]["type"]) == ("10", "int")  # the child's preview
     source = load_json(app, f"/api/runs/{run}/tasks/{sub}/source")
     assert "def inner(x):" in source["text"]  # the sublattice's lattice, not cov's glue
 

@@ -22,7 +22,7 @@ from runner import worker
 from runner.manifest import Manifest
 from runner.rundir import RunDir
 from tests.conftest import REPO
-from tests.webui.conftest import TOKEN, call, get_json
+from tests.webui.conftest import call, get_json
 
 PAYLOAD = ('<img src=x onerror="window.__pwned=1"><b class="injected">x</b>'
            '<script>window.__pwned=2</script>"\' ><svg onload="window.__pwned=3">')
