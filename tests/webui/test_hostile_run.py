@@ -42,8 +42,10 @@ def _copy_run(ui_home, name: str, new_id: str) -> Path:
 @pytest.fixture(scope="module")
 def hostile(ui_home) -> str:
     """The failed run with markup in every field the UI shows: lattice name and doc, inputs,
-    parent id, node names and kinds, executor names and types, parameter reprs, statuses,
-    error texts, hosts, value previews and types, logs and a file name."""
+    parent id, node names, executor names and types, parameter reprs, statuses, error texts,
+    hosts, value previews and types, logs and a file name. (Kinds are checked when the manifest
+    is read: one that is not a kind makes the run UNREADABLE; the graph's drawing of any kind
+    is tested on its own below.)"""
     run = _copy_run(ui_home, "failing", "hostile-run")
     manifest = Manifest.from_yaml((run / "manifest.yaml").read_text())
     manifest.lattice_name = manifest.doc = PAYLOAD
@@ -56,8 +58,6 @@ def hostile(ui_home) -> str:
             node.executor = PAYLOAD
         if node.kind == "parameter":
             node.value_repr = PAYLOAD
-        elif node.kind == "electron":
-            node.kind = PAYLOAD
     (run / "manifest.yaml").write_text(manifest.to_yaml())
     events = [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines()]
     for event in events:
@@ -65,8 +65,6 @@ def hostile(ui_home) -> str:
             event["host"] = PAYLOAD
         if event.get("ev") == "end":
             event.update(exception=PAYLOAD, error=PAYLOAD)
-            if event["status"] == "COMPLETED":
-                event["status"] = PAYLOAD  # an unknown status, as a crafted log may hold
         if event.get("ev") == "run" and event.get("status") == "FAILED":
             event["error"] = PAYLOAD
     (run / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
@@ -80,6 +78,13 @@ def hostile(ui_home) -> str:
     for log in (run / "logs").iterdir():
         log.write_text(PAYLOAD + "\n")
     (run / BAD_NAME).write_text(PAYLOAD)
+    # Kinds and statuses are checked where they are read: markup there makes the run UNREADABLE,
+    # and the reason, which quotes it, is shown (the graph's drawing of any kind and status is
+    # tested on its own below).
+    bad = _copy_run(ui_home, "failing", "hostile-kind")
+    text = (bad / "manifest.yaml").read_text()
+    (bad / "manifest.yaml").write_text(text.replace('"kind": "electron"',
+                                                    '"kind": ' + json.dumps(PAYLOAD), 1))
     return run.name
 
 
@@ -95,7 +100,11 @@ def test_markup_in_a_run_runs_no_script_in_the_ui(chromium_page, served, hostile
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     page.goto(f"{served}/?q=hostile")
     page.locator('#runs-body tr[data-id="hostile-run"]').wait_for()
+    page.locator('#runs-body tr[data-id="hostile-kind"]').wait_for()
     assert '<b class="injected">' in page.locator("#runs-body").inner_text()  # shown as text
+    _assert_nothing_ran(page)
+    page.goto(f"{served}/run/hostile-kind")  # the unreadable run's error page quotes the kind
+    assert '<b class="injected">' in page.locator("main").inner_text()
     _assert_nothing_ran(page)
 
     page.goto(f"{served}/run/{hostile}")
@@ -124,6 +133,31 @@ def test_markup_in_a_run_runs_no_script_in_the_ui(chromium_page, served, hostile
     page.locator("#pickle-header").wait_for()
     _assert_nothing_ran(page)
     assert dialogs == []
+
+
+def test_graph_drawing_escapes_every_layout_value(chromium_page, served, ui_home):
+    """graph.js on its own, in the page that uses it, with markup in every value of a layout
+    and of a status (the server's checks keep such kinds and statuses out; this is the layer
+    under them)."""
+    page = chromium_page
+    page.goto(f"{served}/run/{ui_home.ids['failing']}")
+    page.locator("#graph .node").first.wait_for()
+    drawn = page.evaluate("""(p) => {
+      const box = document.createElement("div");
+      document.body.appendChild(box);
+      const g = new cov.Graph(box, {});
+      g.status[p] = p;
+      g.draw({width: 100, height: 100, nodes: [
+        {id: p, name: p, kind: p, executor: p, executor_type: p, value: p, x: p, y: 1, w: p, h: 1},
+        {id: 1, name: p, kind: "parameter", value: p, x: 1, y: 1, w: 1, h: 1}],
+        edges: [{source: p, target: p, params: [p], wait: false, points: [[p, p], [1, 1]],
+                 label_at: [p, p]}]});
+      g.setStatus(p, p + "x");
+      return box.querySelectorAll(".node").length;
+    }""", PAYLOAD)
+    assert drawn == 2
+    _assert_nothing_ran(page)
+    assert page.locator("svg text", has_text='<b class="injected">').count() >= 1
 
 
 def test_markup_in_a_run_runs_no_script_in_its_report(chromium_page, ui_home, hostile):
