@@ -23,12 +23,14 @@ appended only under the run lock.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import secrets
+import stat
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Any, BinaryIO, Callable, Dict, Iterable, List, Optional, Tuple
 
 from runner import worker
 from runner.fs import DIR_MODE, FILE_MODE, atomic_write, fsync_dir
@@ -67,6 +69,11 @@ class RunDirError(Exception):
     has wrong-typed fields, an event line that is not an event, a cancel request or an outcome
     header of the wrong shape. Readers show such a run as UNREADABLE with this message; the
     runner stops serving it and goes on with the others."""
+
+
+class OutsideRunError(RunDirError, PermissionError):
+    """A path of a run that leads outside its directory (``..``, a symlink) or is not a regular
+    file: refused, never opened (a run directory may come from someone else)."""
 
 
 class RunDir:
@@ -140,6 +147,49 @@ class RunDir:
     def exists(self) -> bool:
         return self.manifest_path.is_file()
 
+    def open_file(self, path: os.PathLike | str) -> BinaryIO:
+        """Open a file of this run for reading, contained: ``path`` (relative to the run
+        directory, or one of this object's paths) must stay inside the run directory, symlinks
+        included, and be a regular file; else OutsideRunError (FileNotFoundError if absent).
+
+        Every reader that shows a run (UI, report, ``cov logs``/``result``) opens its files
+        here. The directory holding the file is opened first and its real path, read back from
+        the open descriptor, checked to be inside the run (so swapping a directory for a symlink
+        after the check gains nothing); the file is then opened relative to it with O_NOFOLLOW
+        (a symlink is refused, not followed) and O_NONBLOCK (a FIFO cannot hang the reader).
+        """
+        text = os.fspath(path)
+        where = os.path.relpath(text, self.path) if os.path.isabs(text) else text
+        parts = [p for p in where.split(os.sep) if p not in ("", ".")]
+        if "\x00" in text or not parts or ".." in parts:
+            raise OutsideRunError(f"{text} is not inside the run directory {self.path}")
+        root = os.path.realpath(self.path)
+        parent = os.path.join(root, *parts[:-1])
+        dfd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            try:
+                real = os.readlink(f"/proc/self/fd/{dfd}")
+            except OSError:  # no /proc: the path resolved now
+                real = os.path.realpath(parent)
+            if real != root and not real.startswith(root + os.sep):
+                raise OutsideRunError(f"{'/'.join(parts)} of run {self.dispatch_id} leads "
+                                      f"outside its directory; not read")
+            try:
+                fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK |
+                             os.O_CLOEXEC, dir_fd=dfd)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise OutsideRunError(f"{'/'.join(parts)} of run {self.dispatch_id} is a "
+                                          f"symbolic link; not followed") from None
+                raise
+        finally:
+            os.close(dfd)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise OutsideRunError(f"{'/'.join(parts)} of run {self.dispatch_id} is not a "
+                                  f"regular file; not read")
+        return os.fdopen(fd, "rb")
+
     # -- creation ------------------------------------------------------------------------
     @classmethod
     def create(cls, home: Path, manifest: Manifest, pack: bytes,
@@ -192,9 +242,12 @@ class RunDir:
     def manifest(self) -> Manifest:
         if self._manifest is None:
             try:
-                text = self.manifest_path.read_text(encoding="utf-8")
+                with self.open_file(MANIFEST) as f:
+                    text = f.read().decode("utf-8")
             except FileNotFoundError:
                 raise RunDirError(f"{self.path} is not a run directory (no {MANIFEST})") from None
+            except RunDirError:  # OutsideRunError: a symlink, not a manifest
+                raise
             except OSError as exc:
                 raise RunDirError(f"cannot read {self.manifest_path}: {exc.strerror}") from None
             except UnicodeDecodeError:
@@ -213,7 +266,7 @@ class RunDir:
         from runner.manifest import check_header
 
         try:
-            with open(self.manifest_path, "rb") as f:
+            with self.open_file(MANIFEST) as f:
                 head = b""
                 while b"\nnodes:\n" not in head:
                     chunk = f.read(65536)
@@ -248,7 +301,8 @@ class RunDir:
     def read_blob(self, blob: Tuple[int, int]) -> bytes:
         """The bytes of one packed pickle."""
         if self._pack_fd is None:
-            self._pack_fd = os.open(self.pack_path, os.O_RDONLY)
+            with self.open_file(PACK) as f:
+                self._pack_fd = os.dup(f.fileno())
         offset, length = blob
         data = os.pread(self._pack_fd, length, offset)
         if len(data) != length:
@@ -334,7 +388,9 @@ class RunDir:
     # -- results -------------------------------------------------------------------------
     def outcome_header(self, node: int) -> Optional[Dict[str, Any]]:
         """The outcome header of node's result file, or None if absent or incomplete;
-        ``RunDirError`` if it is whole but not a header of ours."""
+        ``RunDirError`` if it is whole but not a header of ours. The runner's own read (it runs
+        the run's code anyway); readers that show a run to someone use ``read_outcome``, which
+        is contained."""
         path = str(self.result_path(node))
         try:
             header = worker.read_outcome_header(path)
@@ -346,6 +402,29 @@ class RunDir:
         if problem:
             raise RunDirError(f"run {self.dispatch_id}: {RESULTS}/{node}.pkl: {problem}")
         return header
+
+    def read_outcome(self, node: int, payload: bool = False
+                     ) -> Tuple[Optional[Dict[str, Any]], Optional[bytes]]:
+        """(header, pickled value) of node's outcome file, opened through ``open_file``;
+        (None, None) if absent or incomplete, the value None unless ``payload`` and the task
+        succeeded. The format is worker.py's (a JSON header line, then ``len`` bytes)."""
+        try:
+            with self.open_file(self.result_path(node)) as f:
+                line = f.readline()
+                size = os.fstat(f.fileno()).st_size
+                header = json.loads(line) if line.endswith(b"\n") else None
+                if not isinstance(header, dict) or \
+                        size != len(line) + int(header.get("len", 0)):
+                    return None, None
+                data = f.read() if payload and header.get("ok") else None
+        except FileNotFoundError:
+            return None, None
+        except (TypeError, ValueError):  # not JSON, or a "len" that is not a number
+            return None, None
+        problem = _header_problem(header)
+        if problem:
+            raise RunDirError(f"run {self.dispatch_id}: {RESULTS}/{node}.pkl: {problem}")
+        return header, data
 
     def load_output(self, node: int) -> Any:
         """The deserialized output of a node (parameter value or task result)."""
@@ -360,15 +439,17 @@ class RunDir:
         if spec.kind == "parameter":
             assert spec.blob is not None
             return self.read_blob(spec.blob)
-        payload = worker.read_outcome_payload(str(self.result_path(node)))
+        _, payload = self.read_outcome(node, payload=True)
         if payload is None:
             raise RunDirError(f"run {self.dispatch_id}: node {node} has no complete result")
         return payload
 
     def read_log(self, node: int, stream: str) -> str:
+        """A task's stdout or stderr ("" if it wrote none), read through ``open_file``."""
         path = self.stdout_path(node) if stream == "stdout" else self.stderr_path(node)
         try:
-            return path.read_text(encoding="utf-8", errors="replace")
+            with self.open_file(path) as f:
+                return f.read().decode("utf-8", "replace")
         except FileNotFoundError:
             return ""
 
@@ -377,9 +458,12 @@ class RunDir:
         """``{"all": bool, "nodes": [ids]}`` if a cancel was requested. A file that is not JSON
         is no request (the runner ignores it); JSON of another shape is ``RunDirError``."""
         try:
-            request = json.loads(self.cancel_path.read_text())
+            with self.open_file(CANCEL) as f:
+                request = json.loads(f.read())
         except (FileNotFoundError, ValueError):
             return None
+        except RunDirError:  # OutsideRunError
+            raise
         except OSError as exc:
             raise RunDirError(f"cannot read {self.cancel_path}: {exc.strerror}") from None
         nodes = request.get("nodes", []) if isinstance(request, dict) else None

@@ -462,7 +462,8 @@ class Runner:
             payload = worker.read_outcome_payload(str(child.final_result_path)) or \
                 worker.read_outcome_payload(str(child.result_path(child.manifest.output_node)))
             if payload is not None:
-                header["ok"] = True
+                preview = (child.outcome_header(child.manifest.output_node) or {}).get("preview")
+                header.update(ok=True, **({"preview": preview} if preview else {}))
                 worker.write_outcome(str(run.dir.result_path(node)), header, payload)
                 run.pending.append(self._end_event(run, node, attempt, header))
                 return

@@ -21,6 +21,7 @@ import errno
 import json
 import os
 import pickle
+import reprlib
 import secrets
 import socket
 import subprocess
@@ -156,7 +157,7 @@ def run_task(electron: Dict[str, Any], args: List[Any], kwargs: Dict[str, Any],
                 raise TaskFailed(
                     f"the result of {electron.get('name', 'the task')} cannot be pickled: "
                     f"{type(exc).__name__}: {exc}", "unpicklable_result") from None
-            header["ok"] = True
+            header.update(ok=True, preview=value_preview(value))
     except TaskFailed as exc:
         header.update(error=str(exc), reason=exc.reason)
         _write_fd(stderr_fd, f"{exc}\n")
@@ -168,6 +169,30 @@ def run_task(electron: Dict[str, Any], args: List[Any], kwargs: Dict[str, Any],
         _write_fd(stderr_fd, text)
     header["end"] = time.time()
     return header, payload
+
+
+PREVIEW_CHARS = 300
+_PREVIEW = reprlib.Repr()
+_PREVIEW.maxstring = _PREVIEW.maxother = _PREVIEW.maxlong = PREVIEW_CHARS
+_PREVIEW.maxlist = _PREVIEW.maxtuple = _PREVIEW.maxset = _PREVIEW.maxfrozenset = 20
+_PREVIEW.maxdict = _PREVIEW.maxdeque = _PREVIEW.maxarray = 20
+
+
+def value_preview(value: Any) -> Dict[str, str]:
+    """``{"type", "repr"}`` for the outcome header: what viewers show without unpickling (which
+    would run the value's code on the viewer's account). The repr is reprlib's (containers
+    abbreviated, long strings cut), at most ``PREVIEW_CHARS`` characters; a failing
+    ``__repr__`` gives a note instead of an error."""
+    cls = type(value)
+    module = getattr(cls, "__module__", "?")
+    name = getattr(cls, "__qualname__", "?")
+    try:
+        text = _PREVIEW.repr(value)
+    except Exception as exc:  # noqa: BLE001 - a user's __repr__ may raise anything
+        text = f"<{name} object: repr failed: {type(exc).__name__}>"
+    if len(text) > PREVIEW_CHARS:
+        text = text[:PREVIEW_CHARS - 1] + "…"
+    return {"type": name if module == "builtins" else f"{module}.{name}", "repr": text}
 
 
 def _user_traceback(exc: BaseException):

@@ -175,26 +175,32 @@ def create_app(home: os.PathLike | str, token: Optional[str] = None,
     @app.get("/run/<run_id>/files/<rel:path>")
     def files_page(run_id: str, rel: str = "") -> Any:
         live = live_or_404(run_id, heavy=True)
+        path, rel = located(live, rel)
+        try:
+            kind = files_mod.kind_of(live.data, rel, path)
+            if request.query.get("download") and kind in ("text", "binary"):
+                return files_mod.download(live.data, rel)
+            crumbs = _crumbs(rel)
+            common = dict(title=f"{rel or 'files'} · {run_id[:8]}", run_id=run_id, rel=rel,
+                          crumbs=crumbs, kind=kind, name=path.name)
+            if kind == "dir":
+                return render("files.tpl", entries=files_mod.listing(live.path, path), **common)
+            if kind == "text":
+                return render("files.tpl", text=files_mod.text_of(live.data, rel), **common)
+            if kind == "pickle":
+                view = files_mod.pickle_view(live, rel)
+                return render("files.tpl", pickle=view,
+                              header=files_mod.header_json(view["header"]), **common)
+            return render("files.tpl", size=files_mod.size_of(live.data, rel), **common)
+        except OSError:  # gone, unreadable, or leading out of the run (OutsideRunError)
+            raise not_found() from None
+
+    def located(live: LiveRun, rel: str) -> Any:
+        """(resolved path, clean relative path) of a file of the run, or a 404."""
         path = security.inside(live.path, rel) if rel else live.path
         if path is None:
             raise not_found()
-        rel = rel.strip("/")
-        kind = files_mod.kind_of(path)
-        if request.query.get("download") and kind in ("text", "binary"):
-            return bottle.static_file(os.path.relpath(path, live.path), root=str(live.path),
-                                      download=path.name, mimetype="application/octet-stream")
-        crumbs = _crumbs(rel)
-        common = dict(title=f"{rel or 'files'} · {run_id[:8]}", run_id=run_id, rel=rel,
-                      crumbs=crumbs, kind=kind, name=path.name)
-        if kind == "dir":
-            return render("files.tpl", entries=files_mod.listing(live.path, path), **common)
-        if kind == "text":
-            return render("files.tpl", text=files_mod.text_of(path), **common)
-        if kind == "pickle":
-            view = files_mod.pickle_view(live, rel, path)
-            return render("files.tpl", pickle=view, header=files_mod.header_json(view["header"]),
-                          **common)
-        return render("files.tpl", size=path.stat().st_size, **common)
+        return path, rel.strip("/")
 
     @app.get("/config")
     def config_page() -> str:
@@ -224,9 +230,36 @@ def create_app(home: os.PathLike | str, token: Optional[str] = None,
     def api_run(run_id: str) -> HTTPResponse:
         return json_response(views.run_detail(cache, live_or_404(run_id, heavy=True)))
 
+    # -- loading: unpickles what the run holds, i.e. runs its code; only on an explicit request
+    def loading(run_id: str) -> LiveRun:
+        if request.get_header("X-Cov-Request") is None:
+            raise json_response({"error": "loading unpickles the run's data, which runs its "
+                                          "code: send the X-Cov-Request header"}, 400)
+        return live_or_404(run_id, heavy=True)
+
     @app.get("/api/runs/<run_id>/source")
     def api_source(run_id: str) -> HTTPResponse:
-        return json_response(views.run_source(live_or_404(run_id, heavy=True)))
+        return json_response(views.load_run_source(loading(run_id)))
+
+    @app.get("/api/runs/<run_id>/value")
+    def api_value(run_id: str) -> HTTPResponse:
+        return json_response(views.load_value(loading(run_id)))
+
+    @app.get("/api/runs/<run_id>/tasks/<node>/value")
+    def api_task_value(run_id: str, node: str) -> HTTPResponse:
+        node_id = security.parse_node(node)
+        found = views.load_value(loading(run_id), node_id) if node_id is not None else None
+        if found is None:
+            raise not_found()
+        return json_response(found)
+
+    @app.get("/api/runs/<run_id>/tasks/<node>/source")
+    def api_task_source(run_id: str, node: str) -> HTTPResponse:
+        node_id = security.parse_node(node)
+        found = views.load_task_source(loading(run_id), node_id) if node_id is not None else None
+        if found is None:
+            raise not_found()
+        return json_response(found)
 
     @app.get("/api/runs/<run_id>/state")
     def api_state(run_id: str) -> HTTPResponse:
@@ -254,19 +287,20 @@ def create_app(home: os.PathLike | str, token: Optional[str] = None,
     @app.get("/api/runs/<run_id>/files/<rel:path>")
     def api_files(run_id: str, rel: str = "") -> HTTPResponse:
         live = live_or_404(run_id, heavy=True)
-        path = security.inside(live.path, rel) if rel else live.path
-        if path is None:
-            raise not_found()
-        kind = files_mod.kind_of(path)
-        out: Dict[str, Any] = {"path": rel.strip("/"), "kind": kind}
-        if kind == "dir":
-            out["entries"] = files_mod.listing(live.path, path)
-        elif kind == "text":
-            out.update(files_mod.text_of(path))
-        elif kind == "pickle":
-            out.update(files_mod.pickle_view(live, rel.strip("/"), path))
-        else:
-            out["size"] = path.stat().st_size
+        path, rel = located(live, rel)
+        try:
+            kind = files_mod.kind_of(live.data, rel, path)
+            out: Dict[str, Any] = {"path": rel, "kind": kind}
+            if kind == "dir":
+                out["entries"] = files_mod.listing(live.path, path)
+            elif kind == "text":
+                out.update(files_mod.text_of(live.data, rel))
+            elif kind == "pickle":
+                out.update(files_mod.pickle_view(live, rel))
+            else:
+                out["size"] = files_mod.size_of(live.data, rel)
+        except OSError:  # gone, unreadable, or leading out of the run (OutsideRunError)
+            raise not_found() from None
         return json_response(out)
 
     @app.get("/api/config")

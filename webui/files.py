@@ -1,10 +1,12 @@
-"""Read-only browsing of a run directory: listings, text, pickles as reprs, downloads.
+"""Read-only browsing of a run directory: listings, text, pickles described, downloads.
 
 Paths come in relative to the run directory and go through ``security.inside``; anything it
-refuses is the caller's 404. Pickles are never sent as bytes: a node's outcome file
-(``results/<n>.pkl``, ``result.pkl``) is shown as its JSON header and the repr of its value, the
-packed ``tasks.pkl`` as the list of what it packs; any other ``.pkl`` as the repr of what it
-loads to. Other files are shown as text when they decode as UTF-8, else offered as a download.
+refuses is the caller's 404. Files are opened through ``RunDir.open_file`` (contained: a symlink
+swapped in after the check is not followed). Pickles are never sent as bytes nor unpickled: a
+node's outcome file (``results/<n>.pkl``, ``result.pkl``) is shown as its JSON header, with the
+value's recorded preview; the packed ``tasks.pkl`` as the list of what it packs; any other
+``.pkl`` as its size. Other files are shown as text when they decode as UTF-8, else offered as
+a download.
 """
 from __future__ import annotations
 
@@ -14,8 +16,11 @@ import stat
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from bottle import HTTPResponse
+
 from covalent_cli.inspect import format_time
 from runner.manifest import PARAMETER
+from runner.rundir import RunDir
 
 from webui import security, values
 from webui.live import LiveRun
@@ -43,17 +48,14 @@ def listing(root: Path, directory: Path) -> List[Dict[str, Any]]:
     return rows
 
 
-def kind_of(path: Path) -> str:
-    """``dir``, ``pickle``, ``text`` or ``binary``."""
+def kind_of(run: RunDir, rel: str, path: Path) -> str:
+    """``dir``, ``pickle``, ``text`` or ``binary``, for ``rel`` (resolved: ``path``) of ``run``."""
     if path.is_dir():
         return "dir"
     if path.suffix == ".pkl":
         return "pickle"
-    try:
-        with open(path, "rb") as f:
-            head = f.read(SNIFF)
-    except OSError:
-        return "binary"
+    with run.open_file(rel) as f:
+        head = f.read(SNIFF)
     if b"\x00" in head:
         return "binary"
     try:
@@ -64,16 +66,32 @@ def kind_of(path: Path) -> str:
     return "text"
 
 
-def text_of(path: Path) -> Dict[str, Any]:
+def text_of(run: RunDir, rel: str) -> Dict[str, Any]:
     """The start of a text file: ``{"text", "size", "truncated"}``."""
-    with open(path, "rb") as f:
+    with run.open_file(rel) as f:
         size = os.fstat(f.fileno()).st_size
         data = f.read(TEXT_LIMIT)
     return {"text": data.decode("utf-8", "replace"), "size": size, "truncated": size > TEXT_LIMIT}
 
 
-def pickle_view(live: LiveRun, rel: str, path: Path) -> Dict[str, Any]:
-    """What a pickle in the run directory holds, as text: never its bytes."""
+def size_of(run: RunDir, rel: str) -> int:
+    with run.open_file(rel) as f:
+        return os.fstat(f.fileno()).st_size
+
+
+def download(run: RunDir, rel: str) -> HTTPResponse:
+    """The file as an attachment (``application/octet-stream``: never rendered), streamed from
+    the descriptor ``open_file`` checked."""
+    f = run.open_file(rel)
+    size = os.fstat(f.fileno()).st_size
+    name = rel.rsplit("/", 1)[-1].replace('"', "_").replace("\r", "_").replace("\n", "_")
+    return HTTPResponse(f, headers={"Content-Type": "application/octet-stream",
+                                    "Content-Length": str(size),
+                                    "Content-Disposition": f'attachment; filename="{name}"'})
+
+
+def pickle_view(live: LiveRun, rel: str) -> Dict[str, Any]:
+    """What a pickle in the run directory holds, as text: never its bytes, never unpickled."""
     data = live.data
     parts = rel.split("/")
     if rel == "tasks.pkl":
@@ -93,21 +111,15 @@ def pickle_view(live: LiveRun, rel: str, path: Path) -> Dict[str, Any]:
     elif rel == "result.pkl":
         node = data.manifest.output_node
     if node is not None and node < len(data.manifest.nodes):
-        from runner import worker
-
-        header = worker.read_outcome_header(str(path))
+        header, _ = data.read_outcome(node)
         if header is None:
             return {"header": None, "value": None,
                     "text": "an incomplete outcome file (the task may still be writing it)"}
-        value = None
-        if header.get("ok"):
-            payload = worker.read_outcome_payload(str(path))
-            value = values.pickled_value(payload) if payload is not None else None
-        return {"header": header, "value": value, "text": None}
-    if path.stat().st_size > values.MAX_UNPICKLE:
-        return {"header": None, "text": None,
-                "value": {"repr": "<not loaded: too big>", "size": path.stat().st_size}}
-    return {"header": None, "value": values.pickled_value(path.read_bytes()), "text": None}
+        return {"header": header, "value": values.outcome_preview(header), "text": None}
+    size = size_of(data, rel)
+    return {"header": None, "value": None,
+            "text": f"a pickle of {values.human_size(size)}, not loaded: unpickling runs code "
+                    "from the run"}
 
 
 def header_json(header: Optional[Dict[str, Any]]) -> str:

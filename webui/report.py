@@ -5,11 +5,19 @@ the scripts inlined, the data (run details, laid-out graph, task states and task
 embedded as JSON. It needs no server and loads nothing from anywhere, so it opens from the file
 system, from a mail attachment, or on a machine without cov.
 
-Task details (inputs, result, logs, traceback, source) are embedded for every failed task and
-for the first ``DETAILED_TASKS`` others; the rest keep their row (status, times, host, error).
+Task details (inputs, result, logs, traceback) are embedded for every failed task and for the
+first ``DETAILED_TASKS`` others; the rest keep their row (status, times, host, error). Values
+are the previews recorded when tasks finished and sources are left out: writing a report
+unpickles nothing, so a report of someone else's run runs none of its code.
+
+The page is safe to open whatever the run holds: every value goes into the page as text (the
+scripts build elements with ``textContent``; the template escapes), and a Content-Security-Policy
+lets only the inlined scripts run (by their hashes) and the page load nothing.
 """
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -29,7 +37,6 @@ SCRIPTS = ("common.js", "graph.js", "taskview.js", "report.js")
 def report_data(cache: RunCache, live: LiveRun) -> Dict[str, Any]:
     """Everything the report shows, as JSON-ready data."""
     detail = views.run_detail(cache, live)
-    detail["source"] = views.run_source(live)
     state = views.run_state(live)
     graph = live.layout(parameters=False, force=False)
     tasks: Dict[str, Any] = {}
@@ -55,8 +62,22 @@ def render_report(data: Dict[str, Any]) -> str:
         scripts.append(text)
     return render("report.tpl", title=f"{data['run']['lattice']} report", css=css,
                   scripts=scripts, run=data["run"], data=page_json(data),
+                  csp=report_csp(css, scripts),
                   generated=time.strftime("%Y-%m-%d %H:%M:%S",
                                           time.localtime(data["generated"])))
+
+
+def report_csp(css: str, scripts: list) -> str:
+    """The report's Content-Security-Policy: nothing loaded from anywhere, no plugin, no form,
+    and only these inline scripts and this stylesheet (by hash), so markup that got into the
+    page could run nothing."""
+    def digest(text: str) -> str:
+        return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+    # The template puts a newline on each side of every inlined text.
+    hashes = " ".join(digest("\n" + s + "\n") for s in scripts)
+    return (f"default-src 'none'; script-src {hashes}; style-src {digest(chr(10) + css + chr(10))}; "
+            "img-src data:; base-uri 'none'; form-action 'none'")
 
 
 def write_report(home: Path, run_id: str) -> Path:

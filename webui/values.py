@@ -1,8 +1,10 @@
-"""Values shown to people: reprs cut to size, log tails, tracebacks, function sources.
+"""Values shown to people: previews, reprs cut to size, log tails, tracebacks, sources.
 
-Unpickling a value runs code of the user's classes. The UI does it only for the outputs of the
-user's own runs, read through ``RunDir`` from inside a run directory, and never for a pickle over
-``MAX_UNPICKLE`` bytes (its size is shown instead).
+Unpickling a value runs code: the value's classes', or anything a crafted pickle asks for, on
+the viewer's account. So viewing never unpickles: a task's value is shown as the preview its
+worker recorded in the outcome header (``outcome_preview``), a parameter as the repr recorded at
+dispatch. Only an explicit "load" (``pickled_value``, behind the UI's load endpoints, and
+``cov result``) unpickles, which trusts the run; never for a pickle over ``MAX_UNPICKLE`` bytes.
 """
 from __future__ import annotations
 
@@ -13,11 +15,14 @@ import reprlib
 import textwrap
 from typing import Any, Dict, Optional
 
+from runner.rundir import OutsideRunError, RunDir
+
 REPR_LIMIT = 4000  # characters of a value's repr shown
 LOG_LIMIT = 256 * 1024  # bytes of a log shown (its end)
 MAX_UNPICKLE = 64 * 1024 * 1024  # bigger pickles are described, not loaded
 BIG_PICKLE = 1024 * 1024  # bigger ones get an abbreviated repr
 TRACEBACK_START = "Traceback (most recent call last):"
+NOT_RECORDED = "(preview not recorded; load value)"
 
 
 def human_size(size: Optional[int]) -> str:
@@ -51,6 +56,31 @@ def shown_repr(value: Any, limit: int = REPR_LIMIT, big: bool = False) -> Dict[s
             "truncated": big or len(text) > limit, "length": None if big else len(text)}
 
 
+def outcome_preview(header: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+    """A ``VALUE`` for a task's result from its outcome header, without unpickling: the
+    ``preview`` the worker recorded (``{"type", "repr"}``), or ``NOT_RECORDED`` for outcomes
+    written before previews existed. None if the task has no value."""
+    if not header or not header.get("ok"):
+        return None
+    recorded = header.get("preview")
+    size = header.get("len") if isinstance(header.get("len"), int) else None
+    out: Dict[str, Any] = {"repr": NOT_RECORDED, "type": None, "truncated": False,
+                           "length": None, "size": size, "size_text": human_size(size),
+                           "preview": True}
+    if isinstance(recorded, dict) and isinstance(recorded.get("repr"), str):
+        out.update(repr=recorded["repr"][:REPR_LIMIT],
+                   type=str(recorded["type"])[:200] if recorded.get("type") else None)
+    return out
+
+
+def recorded_repr(text: Optional[str], size: Optional[int]) -> Dict[str, Any]:
+    """A ``VALUE`` for a parameter from the repr recorded at dispatch (never its pickle)."""
+    shown = NOT_RECORDED if text is None else str(text)
+    return {"repr": shown[:REPR_LIMIT], "type": None, "truncated": len(shown) > REPR_LIMIT,
+            "length": len(shown), "size": size, "size_text": human_size(size),
+            "preview": True}
+
+
 def pickled_value(data: bytes, limit: int = REPR_LIMIT) -> Dict[str, Any]:
     """The repr of a pickled value with its pickled size; not loaded when too big."""
     size = len(data)
@@ -71,16 +101,19 @@ def pickled_value(data: bytes, limit: int = REPR_LIMIT) -> Dict[str, Any]:
     return out
 
 
-def read_tail(path: os.PathLike, limit: int = LOG_LIMIT) -> Dict[str, Any]:
-    """The end of a text file: ``{"text", "size", "truncated"}`` (empty if absent)."""
+def read_tail(run: RunDir, path: os.PathLike, limit: int = LOG_LIMIT) -> Dict[str, Any]:
+    """The end of a text file of ``run``: ``{"text", "size", "truncated"}`` (empty if absent;
+    a note saying so if it leads outside the run)."""
     try:
-        with open(path, "rb") as f:
+        with run.open_file(path) as f:
             size = os.fstat(f.fileno()).st_size
             if size > limit:
                 f.seek(size - limit)
             data = f.read(limit)
-    except (FileNotFoundError, IsADirectoryError):
+    except FileNotFoundError:
         return {"text": "", "size": 0, "truncated": False}
+    except OutsideRunError as exc:
+        return {"text": f"(not shown: {exc})", "size": 0, "truncated": False, "refused": True}
     return {"text": data.decode("utf-8", "replace"), "size": size, "truncated": size > limit}
 
 

@@ -1,7 +1,8 @@
 """The JSON behind the pages (``/api/...``), built from ``LiveRun`` objects; no HTTP here.
 
 Every function returns plain data (str, int, float, None, lists, dicts) that ``json.dumps``
-takes as it is; docs/webui.md documents each shape.
+takes as it is; docs/webui.md documents each shape. Viewing unpickles nothing (values are the
+recorded previews, see ``values``); only the ``load_*`` functions do, on an explicit request.
 """
 from __future__ import annotations
 
@@ -95,10 +96,7 @@ def run_detail(cache: RunCache, live: LiveRun) -> Dict[str, Any]:
         header = mask_secrets(live.header())
         result = None
         if state.status == COMPLETED:
-            try:
-                result = values.pickled_value(live.data.output_bytes(manifest.output_node))
-            except (RunDirError, OSError) as exc:
-                result = {"repr": f"<cannot read the result: {exc}>", "size": None}
+            result = _node_value(live, manifest.output_node)
         failed = [{"id": node, "name": manifest.node(node).name, "exception": task.exception,
                    "error": task.error}
                   for node, task in sorted(state.tasks.items())
@@ -130,9 +128,10 @@ def run_detail(cache: RunCache, live: LiveRun) -> Dict[str, Any]:
     }
 
 
-def run_source(live: LiveRun) -> Dict[str, Any]:
-    """The workflow function's source (``{"text", "file", "line", "error"}``). Its own request:
-    the pickled lattice carries its whole graph, megabytes for a 10,000-task run."""
+def load_run_source(live: LiveRun) -> Dict[str, Any]:
+    """The workflow function's source (``{"text", "file", "line", "error"}``): unpickles the
+    workflow (trusting the run). Its own request: the pickled lattice carries its whole graph,
+    megabytes for a 10,000-task run."""
     manifest = live.manifest
     blob = manifest.blobs.get("workflow")
     if not blob:
@@ -187,7 +186,7 @@ def task_detail(cache: RunCache, live: LiveRun, node_id: int) -> Optional[Dict[s
         state = live.refresh()
         task = state.tasks.get(node_id)
     status = COMPLETED if spec.kind == PARAMETER else (task.status if task else NEW_OBJECT)
-    header = data.outcome_header(node_id) if spec.kind != PARAMETER else None
+    header = _outcome_header(live, node_id) if spec.kind != PARAMETER else None
     executor = manifest.executors.get(spec.executor or "", {}) if spec.executor else {}
     out: Dict[str, Any] = {
         "dispatch_id": live.dispatch_id, "id": spec.id, "name": spec.name, "kind": spec.kind,
@@ -214,18 +213,16 @@ def task_detail(cache: RunCache, live: LiveRun, node_id: int) -> Optional[Dict[s
 
     out["result"] = None
     if spec.kind == PARAMETER and spec.blob:
-        out["result"] = values.pickled_value(data.read_blob(spec.blob))
+        out["result"] = values.recorded_repr(spec.value_repr, spec.blob[1])
     elif status == COMPLETED:
-        try:
-            out["result"] = values.pickled_value(data.output_bytes(node_id))
-        except (RunDirError, OSError) as exc:
-            out["result"] = {"repr": f"<cannot read the result: {exc}>", "size": None}
+        out["result"] = _node_value(live, node_id)
 
     if spec.kind != PARAMETER:
-        out["stdout"] = values.read_tail(data.stdout_path(node_id))
-        out["stderr"] = values.read_tail(data.stderr_path(node_id))
+        out["stdout"] = values.read_tail(data, data.stdout_path(node_id))
+        out["stderr"] = values.read_tail(data, data.stderr_path(node_id))
         out["traceback"] = values.traceback_of(header, out["stderr"]["text"])
-    out["source"] = _node_source(live, spec)
+    out["source"] = None  # load_task_source, on request: it unpickles the function
+    out["source_loadable"] = _source_blob(live, spec) is not None
 
     child = (task.child if task else None) or (header or {}).get("child")
     out["child"] = {"dispatch_id": child, "status": _status_of(cache, child)} if child else None
@@ -247,25 +244,68 @@ def _input(live: LiveRun, state: Any, node: int, param: str, kind: str) -> Dict[
     if task is None or task.status != COMPLETED:
         entry["value"] = None  # not computed (yet)
         return entry
-    try:
-        entry["value"] = values.pickled_value(live.data.output_bytes(node), limit=1000)
-    except (RunDirError, OSError) as exc:
-        entry["value"] = {"repr": f"<cannot read: {exc}>", "size": None}
+    entry["value"] = _node_value(live, node)
     return entry
 
 
-def _node_source(live: LiveRun, spec: Any) -> Optional[Dict[str, Any]]:
-    """The user's function for an electron; the sublattice's lattice for a sublattice node;
-    nothing for the nodes cov builds itself (collections, attributes, operators, result)."""
+_NO_RESULT = {"repr": "(no complete result file)", "type": None, "size": None, "preview": True}
+
+
+def _outcome_header(live: LiveRun, node: int) -> Optional[Dict[str, Any]]:
+    """A node's outcome header, or None (absent, incomplete, or leading out of the run)."""
+    try:
+        return live.data.read_outcome(node)[0]
+    except (RunDirError, OSError):
+        return None
+
+
+def _node_value(live: LiveRun, node: int) -> Dict[str, Any]:
+    """A completed node's ``VALUE`` as its outcome header previews it (nothing unpickled)."""
+    try:
+        header, _ = live.data.read_outcome(node)
+    except (RunDirError, OSError) as exc:
+        return {"repr": f"<cannot read the result: {exc}>", "size": None, "preview": True}
+    return values.outcome_preview(header) or _NO_RESULT
+
+
+def load_value(live: LiveRun, node: Optional[int] = None) -> Optional[Dict[str, Any]]:
+    """The ``VALUE`` of a node (None: the run's result) from its unpickled value: trusts the
+    run, since unpickling runs its code. None if there is no such node or no value yet."""
     manifest = live.manifest
+    node = manifest.output_node if node is None else node
+    if not 0 <= node < len(manifest.nodes):
+        return None
+    try:
+        return values.pickled_value(live.data.output_bytes(node))
+    except (RunDirError, OSError) as exc:
+        return {"repr": f"<cannot read the value: {exc}>", "size": None}
+
+
+def load_task_source(live: LiveRun, node: int) -> Optional[Dict[str, Any]]:
+    """A task's function source, from its unpickled function (trusts the run); None if the
+    node has none (parameters, and the nodes cov builds itself)."""
+    manifest = live.manifest
+    if not 0 <= node < len(manifest.nodes):
+        return None
+    found = _source_blob(live, manifest.node(node))
+    if found is None:
+        return None
+    blob, attribute = found
+    return _source_from_blob(live, blob, manifest.cwd, attribute=attribute)
+
+
+def _source_blob(live: LiveRun, spec: Any) -> Optional[Any]:
+    """(blob, attribute) holding the user's function for an electron, the sublattice's lattice
+    for a sublattice node; None for the nodes cov builds itself (collections, attributes,
+    operators, result)."""
     if spec.kind == ELECTRON and spec.blob:
-        return _source_from_blob(live, spec.blob, manifest.cwd, attribute="fn")
+        return spec.blob, "fn"
     if spec.kind == SUBLATTICE:
         for edge in spec.parents:
             if edge.param == "sub_lattice":
-                parent = manifest.node(edge.node)
+                parent = live.manifest.node(edge.node)
                 if parent.blob:
-                    return _source_from_blob(live, parent.blob, manifest.cwd, attribute=None)
+                    return parent.blob, None
     return None
 
 

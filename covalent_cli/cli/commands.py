@@ -20,7 +20,7 @@ from covalent_cli.inspect import (check_readable, format_seconds, format_time, i
 from covalent_cli.result import keep_served, resolve_run, wait_for_run
 from runner.daemon import Keeper
 from runner.locks import LockBusy
-from runner.rundir import RunDir, RunDirError
+from runner.rundir import OutsideRunError, RunDir, RunDirError
 from runner.state import CANCELLED, COMPLETED, FAILED, TERMINAL, RunState
 
 STATUS_EXIT = {COMPLETED: ExitCode.SUCCESS, FAILED: ExitCode.RUN_FAILED,
@@ -295,14 +295,18 @@ def status(ctx: Context, run_id: str, as_json: bool, show_all: bool) -> None:
         raise RunUnreadable(str(exc)) from None
     if summary["status"] not in TERMINAL:
         keep_served(run)
+    preview = _result_preview(run) if summary["status"] == COMPLETED else None
     if as_json:
-        _echo_json({**summary, "tasks": rows})
+        _echo_json({**summary, "result_preview": preview, "tasks": rows})
         return
     click.echo(f"run      {summary['dispatch_id']}  ({summary['lattice']})")
     click.echo(f"status   {_status_text(summary['status'])}  {summary['done']}/{summary['total']}"
                f" tasks  runtime {format_seconds(summary['runtime'])}")
     if summary["error"]:
         click.echo(f"error    {summary['error']}")
+    if summary["status"] == COMPLETED:
+        click.echo("result   " + (f"{preview['repr']}  ({preview['type']})" if preview else
+                                  "(preview not recorded; `cov result` loads the value)"))
     click.echo("")
     click.echo(f"{'ID':>5}  {'NAME':28}  {'STATUS':10}  {'EXECUTOR':10}  {'HOST':12}  "
                f"{'RUNTIME':>8}  NOTE")
@@ -320,7 +324,11 @@ def status(ctx: Context, run_id: str, as_json: bool, show_all: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_ctx
 def result(ctx: Context, run_id: str, as_json: bool) -> None:
-    """Print a finished run's result (exit 3 if it failed, 4 cancelled, 5 not finished)."""
+    """Print a finished run's result (exit 3 if it failed, 4 cancelled, 5 not finished).
+
+    It unpickles the value, which runs code from the run: only for runs you trust (`cov status`
+    shows a preview recorded when the task finished, without unpickling).
+    """
     run = _run(ctx, run_id)
     state = _state(run)
     if state.status not in TERMINAL:
@@ -340,6 +348,17 @@ def result(ctx: Context, run_id: str, as_json: bool) -> None:
         click.echo(f"{run.dispatch_id}: {state.status}" + (f"\n{state.error}" if state.error else ""),
                    err=True)
     sys.exit(int(STATUS_EXIT[state.status]))
+
+
+def _result_preview(run: RunDir) -> Optional[Dict[str, str]]:
+    """The result's preview recorded when its task finished (``{"type", "repr"}``), or None:
+    ``cov status`` shows it without unpickling, which would run the run's code."""
+    try:
+        header, _ = run.read_outcome(run.manifest.output_node)
+    except (RunDirError, OSError):
+        return None
+    preview = (header or {}).get("preview")
+    return preview if isinstance(preview, dict) and isinstance(preview.get("repr"), str) else None
 
 
 def _result_value(run: RunDir) -> Any:
@@ -395,6 +414,7 @@ def logs(ctx: Context, run_id: str, node: Optional[int], follow: bool, stream: s
     streams = ["stdout", "stderr"] if stream == "both" else [stream]
     offsets: Dict[Tuple[int, str], int] = {}
     keeper = Keeper(run.path, strict=follow) if not _state(run).finished else None
+    refused: set = set()
     while True:
         if keeper is not None:
             keep_served(run, keeper)
@@ -403,10 +423,15 @@ def logs(ctx: Context, run_id: str, node: Optional[int], follow: bool, stream: s
             for s in streams:
                 path = run.stdout_path(n) if s == "stdout" else run.stderr_path(n)
                 try:
-                    with open(path, "rb") as f:
+                    with run.open_file(path) as f:  # contained: the run may be someone else's
                         f.seek(offsets.get((n, s), 0))
                         data = f.read()
                 except FileNotFoundError:
+                    continue
+                except OutsideRunError as exc:
+                    if (n, s) not in refused:
+                        refused.add((n, s))
+                        click.echo(f"Warning: {exc}", err=True)
                     continue
                 if not data:
                     continue

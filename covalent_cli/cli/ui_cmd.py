@@ -22,8 +22,9 @@ def _home(ctx: Context, home: Optional[str]) -> Path:
               help="Address to listen on.")
 @click.option("--port", type=int, default=None,
               help="Port (default: 8765, or the next free one).")
-@click.option("--token", default=None, metavar="TEXT",
-              help="Require this token (default: a new random one, printed in the URL).")
+@click.option("--token", default=None, metavar="TEXT", envvar="COV_UI_TOKEN",
+              help="Require this token (default: a new random one, printed in the URL). "
+                   "Other accounts see command lines in `ps`: prefer $COV_UI_TOKEN.")
 @click.option("--no-token", "no_token", is_flag=True,
               help="Require no token: every account on this machine can then read and cancel "
                    "your runs.")

@@ -238,3 +238,12 @@ def get_json(app: Any, path: str, query: str = "") -> Any:
     assert status == 200, (path, status, data[:300])
     assert headers["Content-Type"].startswith("application/json")
     return json.loads(data)
+
+
+def load_json(app: Any, path: str) -> Any:
+    """A load request (it unpickles): refused without the X-Cov-Request header, then its JSON."""
+    status, _, data = call(app, path)
+    assert status == 400 and b"X-Cov-Request" in data, (path, status, data[:300])
+    status, headers, data = call(app, path, headers={"X-Cov-Request": "1"})
+    assert status == 200, (path, status, data[:300])
+    return json.loads(data)

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from tests.webui.conftest import call, get_json
+from tests.webui.conftest import call, get_json, load_json
 from webui import values
 from webui.app import create_app
 
@@ -60,7 +60,7 @@ def test_run_detail_of_a_failed_run(app, ui_home):
     assert d["doc"].startswith("divide() raises")
     assert d["started"] <= d["ended"] and d["runtime"] >= 0
     assert ui_home.ids["failing"] in d["manifest_yaml"]
-    source = get_json(app, f"/api/runs/{ui_home.ids['failing']}/source")
+    source = load_json(app, f"/api/runs/{ui_home.ids['failing']}/source")
     assert "def failing(x=1):" in source["text"] and source["error"] is None
 
 
@@ -120,7 +120,9 @@ def test_task_view_of_a_failed_task(app, ui_home):
     assert "ZeroDivisionError" in t["stderr"]["text"]
     assert [(i["param"], i["value"]["repr"]) for i in t["inputs"]] == [("a", "1"), ("b", "0")]
     assert t["result"] is None
-    assert t["source"]["text"].startswith("@ct.electron\ndef divide(a, b):")
+    assert t["source"] is None and t["source_loadable"]  # viewing unpickles no function
+    source = load_json(app, f"/api/runs/{run}/tasks/{divide}/source")
+    assert source["text"].startswith("@ct.electron\ndef divide(a, b):")
     assert [c["name"] for c in t["consumers"]] == ["combine"]
 
 
@@ -136,11 +138,13 @@ def test_task_view_of_a_completed_task(app, ui_home):
 def test_large_result_is_truncated_with_its_size(app, ui_home):
     run = ui_home.ids["bigvalue"]
     big = _node(ui_home.run_dir("bigvalue"), "big")
-    r = get_json(app, f"/api/runs/{run}/tasks/{big}")["result"]
-    assert r["truncated"] and r["type"] == "list"
-    assert r["size"] > 100_000 and r["size_text"].endswith("KiB")
+    preview = get_json(app, f"/api/runs/{run}/tasks/{big}")["result"]
+    assert preview["preview"] and preview["type"] == "list"
+    assert preview["size"] > 100_000 and preview["size_text"].endswith("KiB")
+    assert preview["repr"].startswith("[0, 1, 2, ") and len(preview["repr"]) < 300
+    r = load_json(app, f"/api/runs/{run}/tasks/{big}/value")
+    assert r["truncated"] and r["type"] == "list" and r["size"] == preview["size"]
     assert len(r["repr"]) == values.REPR_LIMIT and r["repr"].startswith("[0, 1, 2, ")
-    assert r["length"] > values.REPR_LIMIT
 
 
 def test_sublattice_task_links_its_child_run(app, ui_home):
@@ -152,7 +156,9 @@ def test_sublattice_task_links_its_child_run(app, ui_home):
     t = get_json(app, f"/api/runs/{run}/tasks/{sub}")
     child = get_json(app, f"/api/runs/{run}")["children"][0]["dispatch_id"]
     assert t["child"] == {"dispatch_id": child, "status": "COMPLETED"}
-    assert "def inner(x):" in t["source"]["text"]  # the sublattice's lattice, not cov's glue
+    assert (t["result"]["repr"], t["result"]["type"]) == ("10", "int")  # the child's preview
+    source = load_json(app, f"/api/runs/{run}/tasks/{sub}/source")
+    assert "def inner(x):" in source["text"]  # the sublattice's lattice, not cov's glue
 
 
 @pytest.mark.parametrize("path", [

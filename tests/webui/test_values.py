@@ -38,10 +38,13 @@ def test_values_that_cannot_be_unpickled_or_shown_are_described():
 
 
 def test_log_tail_keeps_the_end(tmp_path):
+    from runner.rundir import RunDir
+
     log = tmp_path / "x.out"
     log.write_text("a" * 1000 + "THE END")
-    tail = values.read_tail(log, limit=10)
+    run = RunDir(tmp_path)
+    tail = values.read_tail(run, log, limit=10)
     assert tail == {"text": "aaaTHE END", "size": 1007, "truncated": True}
-    assert values.read_tail(tmp_path / "missing")["text"] == ""
+    assert values.read_tail(run, tmp_path / "missing")["text"] == ""
     assert values.traceback_of(None, "noise\nTraceback (most recent call last):\n  boom\n") == \
         "Traceback (most recent call last):\n  boom\n"

@@ -12,10 +12,13 @@ cov.pageData = function (id) {
   return node ? JSON.parse(node.textContent) : {};
 };
 
-/* GET (or POST with a JSON body) and parse the JSON answer; rejects with the error text. */
+/* GET (or POST with a JSON body) and parse the JSON answer; rejects with the error text.
+   options.load: a load request (it unpickles, so it needs the X-Cov-Request header, which
+   another site's page cannot send). */
 cov.api = function (path, options) {
   options = options || {};
   var init = { credentials: "same-origin", headers: { "Accept": "application/json" } };
+  if (options.load) init.headers["X-Cov-Request"] = "1";
   if (options.method) {
     init.method = options.method;
     init.headers["X-Cov-Request"] = "1";

@@ -20,6 +20,12 @@ cov.Graph = function (container, options) {
 
 cov.Graph.prototype.NS = "http://www.w3.org/2000/svg";
 
+/* A coordinate: a finite number, else 0 (never text that could end the attribute). */
+function num(v) {
+  v = Number(v);
+  return isFinite(v) ? v : 0;
+}
+
 function cut(text, n) {
   text = String(text === null || text === undefined ? "" : text);
   return text.length > n ? text.slice(0, n - 1) + "…" : text;
@@ -27,37 +33,39 @@ function cut(text, n) {
 
 cov.Graph.prototype.draw = function (layout) {
   this.layout = layout;
+  // Every value from the layout is escaped, numbers included: a run directory may come from
+  // someone else, and its manifest can hold anything in any field.
   var esc = cov.esc, parts = [];
   parts.push('<svg xmlns="http://www.w3.org/2000/svg" class="dag"><defs>' +
     '<marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" ' +
     'orient="auto"><path d="M0,0 L10,5 L0,10 z"/></marker></defs><g class="viewport">');
   parts.push('<g class="edges">');
   layout.edges.forEach(function (e) {
-    var d = "M" + e.points.map(function (p) { return p[0] + "," + p[1]; }).join(" L");
+    var d = "M" + e.points.map(function (p) { return num(p[0]) + "," + num(p[1]); }).join(" L");
     parts.push('<path class="edge' + (e.wait ? " wait" : "") + '" d="' + d +
-      '" marker-end="url(#arrow)" data-source="' + e.source + '" data-target="' + e.target + '"/>');
+      '" marker-end="url(#arrow)" data-source="' + esc(e.source) + '" data-target="' +
+      esc(e.target) + '"/>');
   });
   parts.push('</g><g class="elabels">');
   layout.edges.forEach(function (e) {
     if (!e.params.length) return;
-    parts.push('<text class="elabel" x="' + (e.label_at[0] + 4) + '" y="' + e.label_at[1] + '">' +
-      esc(cut(e.params.join(", "), 24)) + "</text>");
+    parts.push('<text class="elabel" x="' + num(e.label_at[0] + 4) + '" y="' + num(e.label_at[1]) +
+      '">' + esc(cut(e.params.join(", "), 24)) + "</text>");
   });
   parts.push('</g><g class="nodes">');
   var self = this;
   layout.nodes.forEach(function (n) {
-    var x = n.x - n.w / 2, y = n.y - n.h / 2;
-    var status = n.kind === "parameter" ? "COMPLETED" : (self.status[n.id] || "NEW_OBJECT");
+    var x = num(n.x - n.w / 2), y = num(n.y - n.h / 2);
     self.kinds[n.id] = n.kind;
-    parts.push('<g class="node st-' + status + " kind-" + n.kind + '" data-id="' + n.id +
-      '" transform="translate(' + x + "," + y + ')"><title>' + esc(n.name) + " (#" + n.id +
-      ")</title>" + '<rect width="' + n.w + '" height="' + n.h + '" rx="7"/>');
+    parts.push('<g class="' + esc(self._classes(n.id)) + '" data-id="' + esc(n.id) +
+      '" transform="translate(' + x + "," + y + ')"><title>' + esc(n.name) + " (#" + esc(n.id) +
+      ")</title>" + '<rect width="' + num(n.w) + '" height="' + num(n.h) + '" rx="7"/>');
     if (n.kind === "parameter") {
       parts.push('<text x="8" y="17">' + esc(cut(n.value !== null && n.value !== undefined ?
         n.value : n.name, 15)) + "</text>");
     } else {
       parts.push('<text class="nm" x="9" y="18">' + esc(cut(n.name, 22)) + "</text>" +
-        '<text class="meta" x="9" y="35">#' + n.id + " · " +
+        '<text class="meta" x="9" y="35">#' + esc(n.id) + " · " +
         esc(cut(n.executor_type || n.executor || n.kind, 16)) + "</text>");
     }
     parts.push("</g>");

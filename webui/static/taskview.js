@@ -13,18 +13,53 @@ function kv(rows) {
   }));
 }
 
-function valueBlock(value, what) {
-  if (!value) return cov.pre(null);
+/* A button that asks the server to unpickle something (trusting the run) and shows it. */
+function loadButton(label, url, show) {
+  var button = cov.el("button", { class: "button load", type: "button", text: label,
+    title: "Unpickles it in the UI process, which runs the run's code: only for runs you trust" });
+  button.addEventListener("click", function () {
+    button.disabled = true;
+    cov.api(url, { load: true }).then(show).catch(function (err) {
+      button.replaceWith(cov.el("p", { class: "error-text", text: "Cannot load: " + err.message }));
+    });
+  });
+  return button;
+}
+
+/* A VALUE: a preview (recorded when the task finished, or the repr recorded at dispatch) with
+   a "Load value" button when loadUrl is given, or a value the server loaded. */
+function valueBlock(value, what, loadUrl) {
+  var box = cov.el("div", { class: "value " + (what || "") });
+  if (!value) { box.appendChild(cov.pre(null)); return box; }
   var notes = [];
+  if (value.preview) notes.push("preview");
   if (value.type) notes.push(value.type);
   if (value.size !== null && value.size !== undefined)
     notes.push("pickle " + (value.size_text || cov.humanSize(value.size)));
   if (value.truncated)
     notes.push("repr truncated" + (value.length ? " (" + value.length + " characters)" : ""));
-  var frag = document.createDocumentFragment();
-  if (notes.length) frag.appendChild(cov.el("div", { class: "size-note", text: notes.join(" · ") }));
-  frag.appendChild(cov.pre(value.repr, "wrap " + (what || "")));
-  return frag;
+  if (notes.length) box.appendChild(cov.el("div", { class: "size-note", text: notes.join(" · ") }));
+  box.appendChild(cov.pre(value.repr, "wrap " + (what || "")));
+  if (value.preview && loadUrl) box.appendChild(loadButton("Load value", loadUrl, function (v) {
+    box.replaceWith(valueBlock(v, what, null));
+  }));
+  return box;
+}
+
+/* A function's source; in the live UI, loaded on request (it unpickles the function). */
+function sourceBlock(title, src, loadUrl) {
+  var box = cov.el("div", { class: "source-box" });
+  function show(s) {
+    box.replaceChildren(cov.el("h3", { text: title + (s.file ? " · " + s.file +
+      (s.line ? ":" + s.line : "") : "") }),
+      s.text ? cov.pre(s.text, "source") :
+        cov.el("p", { class: "muted", text: "Source not available: " + s.error }));
+  }
+  if (src) show(src);
+  else if (loadUrl) box.replaceChildren(cov.el("h3", { text: title }),
+    loadButton("Load source", loadUrl, show));
+  else return null;
+  return box;
 }
 
 function logBlock(log, label, link) {
@@ -41,13 +76,14 @@ function logBlock(log, label, link) {
 
 cov.runLink = function (id, options) {
   if (!id) return null;
-  return options.live ? cov.el("a", { class: "mono", href: "/run/" + id, text: id }) :
+  return options.live ? cov.el("a", { class: "mono", href: "/run/" + encodeURIComponent(id), text: id }) :
     cov.el("code", { text: id });
 };
 
 cov.renderTask = function (box, t, options) {
   options = options || { live: true };
-  var base = "/run/" + t.dispatch_id + "/files/";
+  var base = "/run/" + encodeURIComponent(t.dispatch_id) + "/files/";
+  var api = "/api/runs/" + encodeURIComponent(t.dispatch_id) + "/tasks/" + encodeURIComponent(t.id);
   var parts = [];
   parts.push(cov.el("div", { class: "task-head" }, [
     cov.el("h2", { text: t.name + "  #" + t.id }), cov.pill(t.status),
@@ -98,19 +134,17 @@ cov.renderTask = function (box, t, options) {
   }
   if (t.kind !== "parameter" || t.result) {
     parts.push(cov.el("h3", { text: t.kind === "parameter" ? "Value" : "Result" }));
-    parts.push(t.result ? valueBlock(t.result) : cov.el("p", { class: "muted",
+    parts.push(t.result ? valueBlock(t.result, "", options.live ? api + "/value" : null) :
+      cov.el("p", { class: "muted",
       text: t.status === "COMPLETED" ? "(no value)" : "Not available: the task is " + t.status + "." }));
   }
   if (t.stdout !== undefined) {
     parts.push(logBlock(t.stdout, "stdout", options.live ? base + "logs/" + t.id + ".out" : null));
     parts.push(logBlock(t.stderr, "stderr", options.live ? base + "logs/" + t.id + ".err" : null));
   }
-  if (t.source) {
-    parts.push(cov.el("h3", { text: "Source" + (t.source.file ? " · " + t.source.file + ":" +
-      t.source.line : "") }));
-    parts.push(t.source.text ? cov.pre(t.source.text, "source") :
-      cov.el("p", { class: "muted", text: "Source not available: " + t.source.error }));
-  }
+  var source = sourceBlock("Source", t.source,
+    options.live && t.source_loadable ? api + "/source" : null);
+  if (source) parts.push(source);
   if (t.consumers && t.consumers.length) {
     parts.push(cov.el("h3", { text: "Used by" }));
     parts.push(cov.el("p", {}, t.consumers.map(function (c) {
@@ -155,8 +189,9 @@ cov.renderRunDetails = function (box, d, options) {
   Object.keys(inputs.kwargs || {}).forEach(function (k) { rows.push([k, inputs.kwargs[k]]); });
   parts.push(rows.length ? kv(rows) : cov.el("p", { class: "muted", text: "(none)" }));
   parts.push(cov.el("h3", { text: "Result" }));
-  parts.push(d.result ? valueBlock(d.result, "result") : cov.el("p", { class: "muted",
-    text: "Not available: the run is " + d.status + "." }));
+  var runApi = "/api/runs/" + encodeURIComponent(d.dispatch_id);
+  parts.push(d.result ? valueBlock(d.result, "result", options.live ? runApi + "/value" : null) :
+    cov.el("p", { class: "muted", text: "Not available: the run is " + d.status + "." }));
   if (d.children && d.children.length) {
     parts.push(cov.el("h3", { text: "Sublattice runs" }));
     parts.push(cov.el("ul", {}, d.children.map(function (c) {
@@ -164,17 +199,11 @@ cov.renderRunDetails = function (box, d, options) {
         " ", c.status ? cov.pill(c.status) : null]);
     })));
   }
-  var sourceBox = cov.el("div", { class: "workflow-source" });
-  parts.push(sourceBox);
-  function showSource(src) {
-    sourceBox.replaceChildren(
-      cov.el("h3", { text: "Workflow source" + (src.file ? " · " + src.file : "") }),
-      src.text ? cov.pre(src.text, "source") :
-        cov.el("p", { class: "muted", text: "Source not available: " + src.error }));
+  var source = sourceBlock("Workflow source", d.source, options.live ? runApi + "/source" : null);
+  if (source) {
+    source.classList.add("workflow-source");
+    parts.push(source);
   }
-  if (d.source) showSource(d.source);
-  else if (options.live) cov.api("/api/runs/" + encodeURIComponent(d.dispatch_id) + "/source")
-    .then(showSource).catch(function () {});
   parts.push(cov.el("h3", { text: "Executors" }));
   parts.push(cov.pre(JSON.stringify(d.executors || {}, null, 2)));
   parts.push(cov.el("h3", { text: "Manifest" }));
