@@ -2,11 +2,12 @@
 
 On a local filesystem a ``filelock.FileLock`` (flock) is exact and freed by the kernel when its
 holder dies. On network filesystems flock may be a no-op or only exclude processes on one host,
-so a ``filelock.SoftFileLease`` is used (``COV_LOCKS=soft`` forces it): an O_EXCL marker file
-holding host and pid, which a thread of the holder renews every third of the lease while it
-holds the lock. A contender takes a marker over only when its holder is dead (same host: its pid
-is gone) or when the marker went unrenewed for a whole lease (``SOFT_LOCK_LEASE_S``), which a
-live holder never lets happen however long it keeps the lock, stalled in a slow write or not.
+so a soft lock is used (``COV_LOCKS=soft`` forces it): ``filelock.SoftFileLease``, an O_EXCL
+marker file holding host and pid, which a thread of the holder renews every third of the lease
+while it holds the lock, however long it is stalled in a slow write. A contender takes a marker
+over only when the holder is gone: on this host, its pid no longer exists (a stopped holder keeps
+its lock, as with flock); on another host, the lease went unrenewed (``SOFT_LOCK_LEASE_S``,
+``$COV_LOCK_LEASE``; every host must agree) *and* the holder's runner heartbeat is stale.
 Lock files are never unlinked by us (unlinking a flock file lets two holders lock different
 inodes).
 
@@ -17,18 +18,30 @@ the run is tried again on a later step, so one run whose lock is held by a stopp
 from __future__ import annotations
 
 import os
+import time
 from functools import lru_cache
+from pathlib import Path
 from typing import Callable, Optional, Union
 
 import filelock
 
 from runner.fs import is_network_filesystem
+from runner.liveness import HOST, STALE_AFTER_S, heartbeat_path, pid_alive
 
 # Renewed every third of this by its live holder; a marker unrenewed this long was left by a
 # holder that died (or is frozen) on another host.
-SOFT_LOCK_LEASE_S = 30.0
+SOFT_LOCK_LEASE_S = float(os.environ.get("COV_LOCK_LEASE") or 30.0)
 # How long the runner's loop waits for a run's lock before moving on to other runs.
 LOOP_LOCK_WAIT_S = 0.05
+
+class _Lease(filelock.SoftFileLease):
+    """A ``SoftFileLease`` that is never broken while its holder shows a sign of life."""
+
+    def _try_break_stale_lock(self) -> None:  # filelock calls it on finding a marker
+        if not _holder_gone(self.lock_file):
+            return
+        super()._try_break_stale_lock()
+
 
 Lock = Union[filelock.FileLock, filelock.SoftFileLease]
 
@@ -51,8 +64,7 @@ def _network(directory: str) -> bool:
 def make_lock(path: str, timeout: float = 60.0) -> Lock:
     """A lock on ``path``: flock locally, a renewed lease on network filesystems."""
     if _network(os.path.dirname(path)):
-        return filelock.SoftFileLease(path, timeout=timeout, lease_duration=SOFT_LOCK_LEASE_S,
-                                      thread_local=False)
+        return _Lease(path, timeout=timeout, lease_duration=SOFT_LOCK_LEASE_S, thread_local=False)
     return filelock.FileLock(path, timeout=timeout, thread_local=False)
 
 
@@ -80,20 +92,44 @@ def acquire_patiently(lock: Lock, path: str, wait: float,
 
 def holder(path: str) -> str:
     """Who holds the lock at ``path``, for messages: ``pid N on HOST``, or a vaguer answer."""
+    pid, host = _marker_owner(path)
+    if pid is not None:  # a soft lock's marker
+        return f"pid {pid} on {host or 'an unknown host'}"
+    pid = _flock_holder(path)
+    if pid is not None:
+        return f"pid {pid} on {HOST}"
+    return "another process"
+
+
+def _marker_owner(path: str) -> "tuple[Optional[int], str]":
+    """(pid, host) from a soft lock's marker (``pid=N`` and ``host=H`` lines)."""
     try:
         with open(path, "rb") as f:
             text = f.read(4096).decode("utf-8", "replace")
     except OSError:
-        text = ""
+        return None, ""
     fields = dict(line.partition("=")[::2] for line in text.splitlines() if "=" in line)
-    if fields.get("pid"):  # a soft lock's marker
-        return f"pid {fields['pid']} on {fields.get('host') or 'an unknown host'}"
-    pid = _flock_holder(path)
-    if pid is not None:
-        import socket
+    try:
+        return int(fields.get("pid", "")), fields.get("host", "")
+    except ValueError:
+        return None, ""
 
-        return f"pid {pid} on {socket.gethostname()}"
-    return "another process"
+
+def _holder_gone(path: str) -> bool:
+    """False while the marker's holder shows a sign of life: its pid on this host, or a fresh
+    runner heartbeat (``<home>/.runners/``, home being two levels up from a run's lock and
+    from ``.runners/spawn.lock``) on another. True lets filelock apply its own rules."""
+    pid, host = _marker_owner(path)
+    if pid is None:
+        return True
+    if host == HOST:
+        return not pid_alive(pid)
+    home = Path(path).parent.parent
+    try:
+        age = time.time() - os.stat(heartbeat_path(home, host, pid)).st_mtime
+    except OSError:
+        return True
+    return age >= STALE_AFTER_S
 
 
 def _flock_holder(path: str) -> Optional[int]:

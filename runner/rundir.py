@@ -34,7 +34,7 @@ from typing import Any, BinaryIO, Callable, Dict, Iterable, List, Optional, Tupl
 
 from runner import worker
 from runner.fs import DIR_MODE, FILE_MODE, atomic_write, fsync_dir
-from runner.locks import acquire_patiently, make_lock
+from runner.locks import Lock, acquire_patiently, make_lock
 from runner.manifest import Manifest, ManifestError
 from runner.state import EventError, RunState, check_event, fold
 
@@ -86,6 +86,7 @@ class RunDir:
         self._state: Optional[RunState] = None
         self._pack_fd: Optional[int] = None
         self._appended: Optional[List[Dict[str, Any]]] = None
+        self._lock: Optional[Lock] = None
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
@@ -315,9 +316,14 @@ class RunDir:
             self._pack_fd = None
 
     # -- events and state ----------------------------------------------------------------
-    def lock(self, timeout: float = 60.0):
-        """The run lock: held while appending events or changing the cancel request."""
-        return make_lock(str(self.lock_path), timeout=timeout)
+    def lock(self, timeout: float = 60.0) -> Lock:
+        """The run lock: held while appending events or changing the cancel request. One
+        object per ``RunDir``: a soft lock's contender measures how long a marker has gone
+        unrenewed across its attempts, which a fresh object would start again from zero."""
+        if self._lock is None:
+            self._lock = make_lock(str(self.lock_path), timeout=timeout)
+        self._lock.timeout = timeout
+        return self._lock
 
     def read_new_events(self) -> List[Dict[str, Any]]:
         """Events appended since the last call (complete lines only)."""

@@ -108,3 +108,33 @@ def test_a_dead_holders_soft_lock_is_taken_over(home: Home):
         home.runner_log_text()
     assert time.monotonic() - start < 25
     assert _claims(run, node, 1) == 1
+
+
+def test_a_frozen_holder_on_this_host_keeps_its_soft_lock(home: Home):
+    """A holder stopped with SIGSTOP renews nothing; on its own host its pid shows it alive,
+    so its lock is not broken however long the lease has expired (here 3 s, stopped 12 s)."""
+    run = dispatch(home, CHAIN, "chain.py")
+    node = _first_task(run)
+    env = {**_soft(home), "COV_LOCK_LEASE": "3"}
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(home.path), str(run), str(node),
+                               "2"], stdout=subprocess.PIPE, text=True, env=env)
+    home.procs.append(holder)
+    assert holder.stdout.readline().strip() == "locked"
+    os.kill(holder.pid, signal.SIGSTOP)
+    try:
+        with open(home.runner_log, "ab") as log:
+            runner = subprocess.Popen([sys.executable, "-m", "runner", "--home", str(home.path),
+                                       "--idle-timeout", "30"], stdout=log, stderr=log, env=env,
+                                      cwd="/")
+        home.procs.append(runner)
+        assert wait_until(lambda: "is locked by pid" in home.runner_log_text(), 30, step=0.1)
+        time.sleep(12)  # four leases pass while the holder is frozen
+        assert _claims(run, node, 1) == 0, (run / "events.jsonl").read_text()
+    finally:
+        os.kill(holder.pid, signal.SIGCONT)
+    assert holder.stdout.readline().strip() == "released"
+    holder.wait(timeout=30)
+    assert wait_until(lambda: status(home, run) == "COMPLETED", 90, step=0.2), \
+        home.runner_log_text()
+    assert _claims(run, node, 1) == 1
+    assert "Traceback" not in home.runner_log_text()
