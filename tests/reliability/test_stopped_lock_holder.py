@@ -11,11 +11,14 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import textwrap
 import time
 from pathlib import Path
 
 from tests.fault.harness import Home, wait_until
+
+COV = [sys.executable, "-m", "covalent_cli.cli"]
 
 CHAIN = textwrap.dedent('''
     import covalent as ct
@@ -91,7 +94,7 @@ def test_flock_holder_stops_only_its_run_and_cancel_says_who(home: Home):
         assert log.count(f"run {locked.name} is locked by pid {holder.pid} on ") == 1, log
         assert status(home, locked) == "STARTING"
 
-        cancel = subprocess.Popen([*_cov(home), "cancel", locked.name], stdout=subprocess.PIPE,
+        cancel = subprocess.Popen([*COV, "cancel", locked.name], stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True, env=home.env)
         line = cancel.stderr.readline()
         assert line.startswith(f"{locked.name} is locked by pid {holder.pid} on "), line
@@ -117,7 +120,7 @@ def test_cancel_gives_up_with_one_line_when_the_lock_stays_held(home: Home):
                               start_new_session=True)
     try:
         assert wait_until(lambda: flock_holders(holder.pid, run / "run.lock"), 10)
-        proc = subprocess.run([*_cov(home), "cancel", run.name], capture_output=True, text=True,
+        proc = subprocess.run([*COV, "cancel", run.name], capture_output=True, text=True,
                               env={**home.env, "COV_NO_RUNNER": "1"}, timeout=200)
         assert proc.returncode == 1, proc.stderr
         lines = proc.stderr.strip().splitlines()
@@ -172,9 +175,3 @@ def _ended(run: Path) -> bool:
 def _state_letter(pid: int) -> str:
     with open(f"/proc/{pid}/stat", "rb") as f:
         return f.read().rsplit(b") ", 1)[1][:1].decode()
-
-
-def _cov(home: Home):
-    import sys
-
-    return [sys.executable, "-m", "covalent_cli.cli"]
