@@ -233,8 +233,9 @@ def test_runner_dying_at_start_is_reported_without_a_restart_loop(run_cov, gated
     assert last.startswith(f"Error: the runner started for run {run_id} exited on an error: "
                            f"config file {broken}: {reason}"), proc.stderr
     assert str(log) in last
-    logged = log.read_text().strip().splitlines()[-1]
-    assert "exited on an error: config file" in logged and reason in logged
+    logged = log.read_text().strip().splitlines()
+    assert logged[-2].endswith("exited on an error:")
+    assert logged[-1].startswith(f"Error: config file {broken}: {reason}; fix it there")
     assert failures() == 1
     for _ in range(3):  # readers within the backoff start nothing and say why
         status = run_cov("status", run_id, env=env)
