@@ -205,7 +205,7 @@ class Keeper:
 # -- the runner process -------------------------------------------------------------------------
 def serve(home: Path, **options: Any) -> int:
     """Run a runner in this process until it is idle; an error ends it with exit 1, leaving its
-    reason as the last line of the log (stderr) and in ``last-failure``."""
+    reason as the last line of the log (stderr: ``Error: ...``) and in ``last-failure``."""
     from runner.config import ConfigError
     from runner.service import Runner
 
@@ -218,7 +218,7 @@ def serve(home: Path, **options: Any) -> int:
         try:
             if not config:
                 traceback.print_exc(file=sys.stderr)
-            print(f"{stamp} runner {HOST}:{os.getpid()} exited on an error: {line}",
+            print(f"{stamp} runner {HOST}:{os.getpid()} exited on an error:\nError: {line}",
                   file=sys.stderr, flush=True)
         except OSError:
             pass

@@ -7,6 +7,7 @@ stop``; the read-only home is a read-only bind mount (root ignores permission bi
 from __future__ import annotations
 
 import os
+import pty
 import signal
 import subprocess
 import sys
@@ -107,25 +108,69 @@ def test_kill_9_of_the_runner_then_cov_wait_finishes(run_cov, gated, cov_home):
     assert run_cov("result", run_id).stdout.strip() == "'OPENED'"
 
 
-def test_runner_killed_during_cov_wait_is_replaced(gated, cov_home):
+class Terminal:
+    """A pseudo-terminal for a command's stderr (so `cov wait` shows its progress line)."""
+
+    def __init__(self) -> None:
+        self.master, self.slave = pty.openpty()
+        os.set_blocking(self.master, False)
+        self.text = ""
+
+    def read(self) -> str:
+        try:
+            while True:
+                chunk = os.read(self.master, 65536)
+                if not chunk:
+                    break
+                self.text += chunk.decode(errors="replace")
+        except (BlockingIOError, OSError):
+            pass
+        return self.text
+
+    def close(self) -> None:
+        os.close(self.master)
+        os.close(self.slave)
+
+
+def sleeping(pid: int) -> bool:
+    """In ``time.sleep`` (which a starting Python never is)."""
+    try:
+        with open(f"/proc/{pid}/wchan") as f:
+            return f.read().strip() in ("hrtimer_nanosleep", "do_nanosleep")
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("command", [["wait"], ["logs", "-f"]])
+def test_runner_killed_while_a_command_waits_is_replaced(gated, cov_home, command):
     """The waiter keeps checking while it waits, not only when it starts."""
     dispatch, flag = gated
     run_id = dispatch()
     wait_until(lambda: task_running(cov_home, run_id), what="the task to run")
-    waiter = subprocess.Popen([sys.executable, "-m", "covalent_cli.cli", "wait", run_id],
-                              cwd=str(REPO), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True)
+    out, err = Terminal(), Terminal()
+    waiter = subprocess.Popen([sys.executable, "-m", "covalent_cli.cli", *command, run_id],
+                              cwd=str(REPO), stdout=out.slave, stderr=err.slave)
     try:
-        time.sleep(0.5)  # the waiter is in its loop (it has nothing to say yet)
+        # Before the kill, the command is in its loop: `cov wait` redraws its progress line,
+        # `cov logs -f` sleeps between looks (a task's output shows only once it ends).
+        if command == ["wait"]:
+            wait_until(lambda: "RUNNING" in err.read(), what="the progress line")
+        else:
+            wait_until(lambda: sleeping(waiter.pid), what="logs -f to sleep in its loop")
         kill_runners(cov_home)
-        wait_until(lambda: live_pids(cov_home), what="a new runner")
+        wait_until(lambda: (out.read(), err.read(), live_pids(cov_home))[-1], what="a runner")
         flag.touch()
-        out, err = waiter.communicate(timeout=120)
+        wait_until(lambda: (out.read(), err.read(), waiter.poll() is not None)[-1], timeout=120,
+                   what="the command to end")
     finally:
         waiter.kill()
-    assert waiter.returncode == 0, err
-    assert out.strip().endswith(f"{run_id} COMPLETED")
-    assert err.count(started_line(run_id)) == 1, err
+        waiter.wait()
+        out.read(), err.read()
+        out.close(), err.close()
+    assert waiter.returncode == 0, err.text
+    if command == ["wait"]:
+        assert out.text.strip().endswith(f"{run_id} COMPLETED")
+    assert err.text.count(started_line(run_id)) == 1, err.text
 
 
 def test_runner_stop_says_runs_resume_and_readers_resume_them(run_cov, gated, cov_home, tmp_path):
@@ -226,27 +271,31 @@ def test_runner_dying_at_start_is_reported_without_a_restart_loop(run_cov, gated
     def failures() -> int:
         return log.read_text().count("exited on an error") if log.exists() else 0
 
-    proc = run_cov("wait", run_id, env=env, timeout=60)
-    assert proc.returncode == 1, proc.stderr
-    last = proc.stderr.strip().splitlines()[-1]
     reason = "runner.idle_timeout must be a number of seconds (found 'soon')"
-    assert last.startswith(f"Error: the runner started for run {run_id} exited on an error: "
-                           f"config file {broken}: {reason}"), proc.stderr
-    assert str(log) in last
-    logged = log.read_text().strip().splitlines()[-1]
-    assert "exited on an error: config file" in logged and reason in logged
-    assert failures() == 1
-    for _ in range(3):  # readers within the backoff start nothing and say why
+    for attempt in (1, 2):  # each waiter starts one runner, sees it die, and says why
+        proc = run_cov("wait", run_id, env=env, timeout=60)
+        assert proc.returncode == 1, proc.stderr
+        assert proc.stderr.count("started one") == 1, proc.stderr
+        last = proc.stderr.strip().splitlines()[-1]
+        assert last.startswith(f"Error: the runner started for run {run_id} exited on an "
+                               f"error: config file {broken}: {reason}"), proc.stderr
+        assert str(log) in last
+        logged = log.read_text().strip().splitlines()
+        assert logged[-2].endswith("exited on an error:")
+        assert logged[-1].startswith(f"Error: config file {broken}: {reason}; fix it there")
+        assert failures() == attempt
+    # Two failures in a row: readers hold off for 10 s, start nothing, and say why.
+    for _ in range(3):
         status = run_cov("status", run_id, env=env)
         assert status.returncode == 0
         assert "the last one exited on an error" in status.stderr and reason in status.stderr
-    time.sleep(1.5)  # any runner a reader had started would have died by now
-    assert failures() == 1
+        assert "started one" not in status.stderr  # said by every start
+    assert failures() == 2
     # Config fixed: a waiter tries at once (it does not wait out the readers' backoff).
     flag.touch()
     proc = run_cov("wait", run_id, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert failures() == 1
+    assert failures() == 2
 
 
 def test_web_ui_starts_a_runner_once_for_an_unfinished_run(gated, cov_home, capfd):
