@@ -2,10 +2,10 @@
 
 These are plain, picklable parameter holders with the names Covalent's executors and plugins
 accept; the runner's *backends* (``runner/backends``) carry them out. An executor is written into
-the manifest as ``{"type": <short name>, **parameters}``. Secret fields (``runner.redact``: ``password``,
-``passphrase``, ``api_key``, ``token`` ...; not ``*_file`` paths) are masked there, in ``repr()``
-and in every pickle of an executor (``tasks.pkl`` holds the workflow with its executors); their
-values go to the run's 0600 ``secrets/executors.json`` only.
+the manifest as ``{"type": <short name>, **parameters}``. Secret fields (``runner.redact``:
+``password``, ``passphrase``, ``api_key``, ``token`` ...; not ``*_file`` paths) are masked there,
+in ``repr()`` and in every pickle of an executor (``tasks.pkl`` holds the workflow with its
+executors); their values go to the run's 0600 ``secrets/executors.json`` only.
 
 A Covalent-style custom executor (a ``BaseExecutor`` subclass implementing ``run(function, args,
 kwargs, task_metadata)``) works too: its ``run`` is called in a local pool worker.

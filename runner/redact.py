@@ -18,6 +18,7 @@ A secret's value shows as ``***`` (an empty value stays empty: nothing to hide).
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any, Dict, Tuple
 
 MASK = "***"
@@ -27,6 +28,7 @@ _PATH_WORDS = frozenset({"file", "path", "dir", "filename"})
 _SPLIT = re.compile(r"[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])")
 
 
+@lru_cache(maxsize=4096)  # names repeat: every node's executor has the same fields
 def is_secret(name: Any) -> bool:
     """Whether a field called ``name`` holds a secret (see the module docstring)."""
     words = [w.lower() for w in _SPLIT.split(str(name)) if w]

@@ -16,8 +16,9 @@ Policy:
   OUT_OF_MEMORY, NODE_FAIL ...) and the tail of its output, once ``missing_grace`` (60 s) has
   passed: a shared filesystem may show the outcome late (for jobs the scheduler killed, 5 s at
   most), and once an answer ``requeue_window`` (10 s) after the end still shows it: a job being
-  requeued looks ended for a moment (``runner.slurm.jobs``). A job CANCELLED from outside cancels its task. ``cancel`` (``cov cancel``) scancels
-  the job or array element; the cancels of one poll go in one ``scancel``.
+  requeued looks ended for a moment (``runner.slurm.jobs``). A job CANCELLED from outside
+  cancels its task. ``cancel`` (``cov cancel``) scancels the job or array element; the cancels
+  of one poll go in one ``scancel``.
 * ``max_jobs`` (1000) caps the tasks out in Slurm at once; freed room is used in batches of at
   least a tenth of it, so a long fan-out goes out as arrays, not one job per completion.
 * Through SSH (``address`` set) the same steps run in a background thread, so a slow or broken

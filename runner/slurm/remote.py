@@ -24,8 +24,8 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from runner.backends.base import WORKER_SCRIPT
 from runner.fs import atomic_write
-from runner.rundir import SECRETS
 from runner.redact import unmask
+from runner.rundir import SECRETS
 from runner.slurm.client import Result
 from runner.slurm.script import shell_path
 from runner.slurm.settings import SlurmSettings

@@ -2,7 +2,8 @@
 
 The parameters are Covalent's ``SlurmExecutor``'s (``covalent-slurm-plugin``), plus a few of
 cov's own for the scheduler etiquette (``array``, ``array_parallelism``, ``max_jobs``,
-``missing_grace``, ``requeue_window``, ``batch_window``) and for the SSH mode (``port``, ``shared_filesystem``).
+``missing_grace``, ``requeue_window``, ``batch_window``) and for the SSH mode (``port``,
+``shared_filesystem``).
 Values missing from an executor fall back to the config file's ``executors.slurm`` table.
 """
 from __future__ import annotations
@@ -142,8 +143,8 @@ _KNOWN = frozenset({
     "type", "options", "variables", "conda_env", "bashrc_path", "prerun_commands",
     "postrun_commands", "use_srun", "srun_options", "srun_append", "python_path", "slurm_path",
     "remote_workdir", "create_unique_workdir", "time_limit", "poll_freq", "missing_grace",
-    "requeue_window", "batch_window", "array", "array_parallelism", "max_jobs", "cleanup", "address", "username",
-    "ssh_key_file", "port", "shared_filesystem", "retries",
+    "requeue_window", "batch_window", "array", "array_parallelism", "max_jobs", "cleanup",
+    "address", "username", "ssh_key_file", "port", "shared_filesystem", "retries",
 })
 
 

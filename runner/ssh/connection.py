@@ -442,7 +442,8 @@ class SSHHost:
                 f"with ssh to check and record the new one", self.label)
         if isinstance(exc, PasswordRequiredException):
             return AuthFailed(f"the key for {self.description} is encrypted: load it into "
-                              f"ssh-agent (ssh-add) or give the executor its passphrase", self.label)
+                              f"ssh-agent (ssh-add) or give the executor its passphrase",
+                              self.label)
         if isinstance(exc, AuthenticationException):
             keys = conn.connect_kwargs.get("key_filename") or []
             tried = ", ".join(keys) if keys else "ssh-agent and ~/.ssh/id_*"

@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import socket
 import stat
 import subprocess
 import sys
@@ -32,19 +34,19 @@ def _secret(label: str) -> str:
 
 
 def _leaks(roots: Iterable[Path], secrets: Iterable[str]) -> List[str]:
-    """Files readable by group or others (or in a directory they can enter) holding a secret."""
+    """Files holding a secret other than 0600 files in a 0700 ``secrets/`` directory. The modes
+    of the directories above do not excuse a file: run directories are 0700 today, but a copy,
+    an archive or a group-shared runs home is not."""
     found = []
     wanted = [s.encode() for s in secrets]
     for root in roots:
         for path in [root, *root.rglob("*")] if root.exists() else ():
             if path.is_symlink() or not path.is_file():
                 continue
-            mode = path.stat().st_mode
-            private = not mode & (stat.S_IRGRP | stat.S_IROTH) or any(
-                not parent.stat().st_mode & (stat.S_IXGRP | stat.S_IXOTH)
-                for parent in path.parents if root in parent.parents or parent == root)
-            data = path.read_bytes()
-            if not private and any(s in data for s in wanted):
+            if not any(s in path.read_bytes() for s in wanted):
+                continue
+            mode, parent = path.stat().st_mode, path.parent.stat().st_mode
+            if path.parent.name != "secrets" or mode & 0o077 or parent & 0o077:
                 found.append(f"{path} ({stat.filemode(mode)})")
     return found
 
@@ -135,9 +137,10 @@ def test_dispatch_keeps_secrets_out_of_files_others_can_read(
     run = cov_home / run_id
     secrets = [*values.values(), token]
     assert _leaks([cov_home], secrets) == []
-    planted = run / "logs" / "planted.txt"  # the check itself finds a readable copy
+    planted = run / "logs" / "planted.txt"  # the check itself finds a copy, even a 0600 one
     planted.write_text(token)
-    assert _leaks([cov_home], secrets) == [f"{planted} (-rw-r--r--)"]
+    planted.chmod(0o600)
+    assert _leaks([cov_home], secrets) == [f"{planted} (-rw-------)"]
     planted.unlink()
     manifest = (run / "manifest.yaml").read_text()
     assert "/keys/box" in manifest and "API_TOKEN: '***'" in manifest and "PLAIN: p" in manifest
@@ -216,6 +219,55 @@ def test_ssh_passphrase_reaches_the_login_and_no_file(run_cov: Callable, cov_hom
     assert "cannot activate conda env $(touch" in tasks["in_conda"]["error"]
     assert not pwned.exists()
     assert _leaks([cov_home, Path(f"/home/{sshd_host.username}")], [passphrase]) == []
+
+
+def test_ssh_password_reaches_the_login_and_no_file(run_cov: Callable, cov_home: Path,
+                                                    tmp_path: Path, sshd_host: Any) -> None:
+    """A second sshd (the fixture's config, with password logins) and a password set for the
+    test user for the length of the test."""
+    password = _secret("pw")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = (sshd_host.dir / "sshd_config").read_text()
+    config = re.sub(r"(?m)^Port .*$", f"Port {port}", config)
+    config = re.sub(r"(?m)^PidFile .*$", f"PidFile {tmp_path / 'sshd.pid'}", config)
+    config = config.replace("PasswordAuthentication no", "PasswordAuthentication yes")
+    (tmp_path / "sshd_config").write_text(config)
+    known = tmp_path / "known_hosts"
+    known.write_text(f"[127.0.0.1]:{port} " + next(sshd_host.dir.glob("host_*.pub")).read_text())
+    subprocess.run(["chpasswd"], input=f"{sshd_host.username}:{password}\n", text=True,
+                   check=True)
+    sshd = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(tmp_path / "sshd_config")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            with socket.socket() as client:
+                if client.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert time.monotonic() < deadline, "the password sshd did not start"
+            time.sleep(0.1)
+        run_id = _dispatch(run_cov, tmp_path, f"""
+            @ct.electron(executor=ct.executor.SSHExecutor(
+                hostname="127.0.0.1", port={port}, username={sshd_host.username!r},
+                password={password!r}, ssh_config="none", known_hosts={str(known)!r},
+                max_connection_attempts=1))
+            def there():
+                import getpass
+                return getpass.getuser()
+
+            @ct.lattice
+            def wf():
+                return there()
+            """)
+        status = _status(run_cov, run_id)
+        assert status["status"] == "COMPLETED", status["tasks"]
+        assert _leaks([cov_home, Path(f"/home/{sshd_host.username}")], [password]) == []
+    finally:
+        sshd.terminate()
+        sshd.wait(timeout=10)
+        subprocess.run(["usermod", "-p", "*", sshd_host.username], check=True)  # keys only
 
 
 # -- Slurm: secret variables reach the job, through no readable file -----------------------------

@@ -659,12 +659,13 @@ def test_job_looking_failed_then_requeued_within_the_window_keeps_its_task(
     answer again and again, longer than ``missing_grace``, before it requeues the job. The
     task must not fail in that window; the requeued job runs it to completion."""
     answers = _squeue_tap(tmp_path / "slurm-bin")
-    mark = tmp_path / "first run failed"
+    mark = shlex.quote(str(tmp_path / "first run failed"))
+    first_run_fails = f"[ -e {mark} ] || {{ touch {mark}; exit 3; }}"
     run_id = _dispatch(run_cov, tmp_path, f"""
         @ct.electron(executor=ct.executor.SlurmExecutor(
             poll_freq=0.3, missing_grace=1, requeue_window=30, use_srun=False,
             slurm_path={str(tmp_path / "slurm-bin")!r},
-            prerun_commands=["[ -e {shlex.quote(str(mark))} ] || {{ touch {shlex.quote(str(mark))}; exit 3; }}"]))
+            prerun_commands=[{first_run_fails!r}]))
         def survivor():
             return "ran after the requeue"
 
