@@ -119,8 +119,9 @@ def create_app(home: os.PathLike | str, token: Optional[str] = None,
                 # Drop the token from the address bar (and from history and bookmarks).
                 rest = [(k, v) for k, v in request.query.allitems() if k != "token"]
                 redirect = HTTPResponse(status=303)
-                redirect.set_header("Location",
-                                    request.path + ("?" + urlencode(rest) if rest else ""))
+                # One leading slash: "//host/..." would send the browser to another site.
+                redirect.set_header("Location", "/" + request.path.lstrip("/") +
+                                    ("?" + urlencode(rest) if rest else ""))
                 guard.set_cookie(redirect)
                 raise redirect
             guard.set_cookie(response)

@@ -198,6 +198,7 @@ def served(ui_home: UIHome) -> Iterator[str]:
 def chromium_page(chromium_page: Any, served: str) -> Any:
     """The infrastructure's page, logged in to ``served``: it visited the tokenised URL, as a
     user opens the URL ``cov ui`` prints, and holds the cookie that visit set."""
+    chromium_page.set_default_timeout(45_000)  # a loaded 2-core machine: wait generously
     chromium_page.goto(f"{served}/?token={TOKEN}")
     chromium_page.wait_for_url(f"{served}/")
     return chromium_page

@@ -67,6 +67,8 @@ def test_the_tokenised_url_sets_a_strict_cookie_and_leaves_the_address_bar(ui_ho
     assert "httponly" in cookie and "samesite=strict" in cookie and "path=/" in cookie
     assert call(app, "/", headers={"Cookie": headers["Set-Cookie"].split(";")[0]},
                 token=None)[0] == 200
+    status, headers, _ = call(app, "//evil.example/x", query=f"token={TOKEN}", token=None)
+    assert status == 303 and headers["Location"] == "/evil.example/x"  # not another site
 
 
 def test_no_token_is_an_explicit_choice_with_a_warning(ui_home):
