@@ -12,6 +12,8 @@ Layout (format 1)::
         results/<n>.pkl   node n's outcome (JSON header line + pickle); written by the worker
         logs/<n>.out|err  node n's stdout/stderr; written by the worker
         result.pkl        the lattice's outcome (a hard link to the output node's result)
+        env.json          the dispatch's interpreter and environment variables (mode 0600;
+                          optional: runs without it run in the runner's environment)
         report.html       a static report; written (and rewritten) only by ``cov report``
 
 Single writers: dispatch writes manifest and tasks.pkl before the directory exists under its
@@ -42,6 +44,7 @@ RESULTS = "results"
 LOGS = "logs"
 FINAL_RESULT = "result.pkl"
 REPORT = "report.html"
+ENV = "env.json"
 TMP_PREFIX = ".tmp-"
 
 
@@ -104,6 +107,20 @@ class RunDir:
     def report_path(self) -> Path:
         return self.path / REPORT
 
+    @property
+    def env_path(self) -> Path:
+        return self.path / ENV
+
+    def recorded_env(self) -> Optional[Dict[str, Any]]:
+        """``{"python": ..., "environ": {...}}`` as the dispatch recorded it, or None."""
+        try:
+            data = json.loads(self.env_path.read_bytes())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(data, dict) or not isinstance(data.get("environ"), dict):
+            return None
+        return data
+
     def result_path(self, node: int) -> Path:
         return self.results_dir / f"{node}.pkl"
 
@@ -120,7 +137,8 @@ class RunDir:
     @classmethod
     def create(cls, home: Path, manifest: Manifest, pack: bytes,
                events: Iterable[Dict[str, Any]] = (),
-               results: Iterable[Tuple[int, Path]] = ()) -> "RunDir":
+               results: Iterable[Tuple[int, Path]] = (),
+               env: Optional[bytes] = None) -> "RunDir":
         """Build the run under a temporary name and rename it into place: whole or absent.
 
         Idempotent for a given dispatch id (a sublattice's child, re-created by a re-run of its
@@ -141,6 +159,12 @@ class RunDir:
                 except OSError:
                     atomic_write(dest, Path(source).read_bytes())
             atomic_write(tmp / PACK, pack, fsync=True)
+            if env is not None:  # secrets may be in it: readable by the user only
+                fd = os.open(tmp / ENV, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                try:
+                    _append_whole(fd, env, 0)
+                finally:
+                    os.close(fd)
             lines = "".join(json.dumps(e) + "\n" for e in events)
             atomic_write(tmp / EVENTS, lines.encode(), fsync=bool(lines))
             atomic_write(tmp / MANIFEST, manifest.to_yaml().encode(), fsync=True)
