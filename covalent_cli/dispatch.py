@@ -10,6 +10,7 @@ from __future__ import annotations
 import getpass
 import hashlib
 import io
+import json
 import os
 import pickle
 import platform
@@ -120,7 +121,7 @@ def create_run(lattice: Lattice, args: Sequence[Any], kwargs: Dict[str, Any], *,
         events, results = reusable_results(reuse_from, manifest, packer.data())
     try:
         run = RunDir.create(home, manifest, packer.data(), events=events, results=results,
-                            secret_values=executors.secrets)
+                            secret_values=executors.secrets, env=_environment())
     except PermissionError:
         raise UserError(f"cannot write runs home {home}: permission denied",
                         "set COV_HOME to a writable directory") from None
@@ -129,6 +130,13 @@ def create_run(lattice: Lattice, args: Sequence[Any], kwargs: Dict[str, Any], *,
                         "free space or set COV_HOME elsewhere") from None
     DISPATCHED.append(dispatch_id)
     return run
+
+
+def _environment() -> bytes:
+    """What the run's tasks run with: this interpreter and these environment variables (after a
+    ``module load``, in another virtualenv...), not the ones the runner happened to start with.
+    The file is the user's alone (0600) and never shown: it may hold secrets."""
+    return json.dumps({"python": sys.executable, "environ": dict(os.environ)}).encode()
 
 
 def _home() -> Path:

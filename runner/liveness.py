@@ -18,7 +18,9 @@ from runner.fs import DIR_MODE, atomic_write
 
 RUNNERS_DIR = ".runners"
 HOST = socket.gethostname()
-STALE_AFTER_S = 30.0  # heartbeats come every 5 s by default; this leaves room for a slow NFS
+# Heartbeats come every 5 s by default; this leaves room for a slow NFS. ``COV_STALE_AFTER_S``
+# shortens it (tests that stop a runner past it).
+STALE_AFTER_S = float(os.environ.get("COV_STALE_AFTER_S") or 30.0)
 
 
 def runners_dir(home: Path) -> Path:
@@ -27,6 +29,12 @@ def runners_dir(home: Path) -> Path:
 
 def heartbeat_path(home: Path, host: str, pid: int) -> Path:
     return runners_dir(home) / f"{host}-{pid}.json"
+
+
+def fence_path(home: Path, runner_id: str) -> Path:
+    """Exists once another runner took ``runner_id``'s claims over (it was stopped or stalled
+    past the stale limit): that runner's pool workers then start none of its tasks."""
+    return runners_dir(home) / f"{runner_id}.fenced"
 
 
 def write_heartbeat(home: Path, info: Dict[str, Any]) -> Path:

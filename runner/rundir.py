@@ -12,6 +12,8 @@ Layout (format 1)::
         results/<n>.pkl   node n's outcome (JSON header line + pickle); written by the worker
         logs/<n>.out|err  node n's stdout/stderr; written by the worker
         result.pkl        the lattice's outcome (a hard link to the output node's result)
+        env.json          the dispatch's interpreter and environment variables (mode 0600;
+                          optional: runs without it run in the runner's environment)
         report.html       a static report; written (and rewritten) only by ``cov report``
         secrets/          (0700, only when an executor has secret fields) executors.json (0600):
                           their values, by executor key; the Slurm backend's env files. No
@@ -49,6 +51,7 @@ FINAL_RESULT = "result.pkl"
 REPORT = "report.html"
 SECRETS = "secrets"  # a directory, 0700: its files are 0600 and never shown
 EXECUTOR_SECRETS = "executors.json"
+ENV = "env.json"
 TMP_PREFIX = ".tmp-"
 # <home>/.unreadable/<run>: why a runner set that run aside (kept out of the damaged directory).
 UNREADABLE_DIR = ".unreadable"
@@ -136,6 +139,20 @@ class RunDir:
     def secrets_dir(self) -> Path:
         return self.path / SECRETS
 
+    @property
+    def env_path(self) -> Path:
+        return self.path / ENV
+
+    def recorded_env(self) -> Optional[Dict[str, Any]]:
+        """``{"python": ..., "environ": {...}}`` as the dispatch recorded it, or None."""
+        try:
+            data = json.loads(self.env_path.read_bytes())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(data, dict) or not isinstance(data.get("environ"), dict):
+            return None
+        return data
+
     def result_path(self, node: int) -> Path:
         return self.results_dir / f"{node}.pkl"
 
@@ -196,7 +213,8 @@ class RunDir:
     def create(cls, home: Path, manifest: Manifest, pack: bytes,
                events: Iterable[Dict[str, Any]] = (),
                results: Iterable[Tuple[int, Path]] = (),
-               secret_values: Optional[Dict[str, Dict[str, Any]]] = None) -> "RunDir":
+               secret_values: Optional[Dict[str, Dict[str, Any]]] = None,
+               env: Optional[bytes] = None) -> "RunDir":
         """Build the run under a temporary name and rename it into place: whole or absent.
         ``secret_values`` ({executor key: secret fields}) go to a 0600 file, never the manifest.
 
@@ -221,6 +239,12 @@ class RunDir:
             if secret_values:
                 write_private(tmp / SECRETS / EXECUTOR_SECRETS,
                               json.dumps(secret_values).encode())
+            if env is not None:  # secrets may be in it: readable by the user only
+                fd = os.open(tmp / ENV, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                try:
+                    _append_whole(fd, env, 0)
+                finally:
+                    os.close(fd)
             lines = "".join(json.dumps(e) + "\n" for e in events)
             atomic_write(tmp / EVENTS, lines.encode(), fsync=bool(lines))
             atomic_write(tmp / MANIFEST, manifest.to_yaml().encode(), fsync=True)

@@ -24,6 +24,7 @@ later step while the others are served.
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import signal
@@ -41,7 +42,8 @@ from runner.backends import Backend, Completion, Task, backend_class
 from runner.backends.local import LocalBackend
 from runner.config import check_config, get_value
 from runner.fs import atomic_write
-from runner.liveness import HOST, RunnerRegistry, heartbeat_path, write_heartbeat
+from runner.liveness import (HOST, RunnerRegistry, fence_path, heartbeat_path,
+                             pid_alive, runners_dir, write_heartbeat)
 from runner.locks import holder, try_acquire
 from runner.manifest import PARAMETER, NodeSpec
 from runner.rundir import (TMP_PREFIX, RunDir, RunDirError, clear_unreadable, files_stamp,
@@ -66,6 +68,7 @@ class ActiveRun:
         self.dirty = False  # events appended since the last fsync
         self.busy_until = 0.0  # its lock was held elsewhere: left alone until then
         self.busy_wait = 0.0  # the current back-off (doubles while the lock stays held)
+        self.env = _recorded_env(rundir)
 
     @property
     def path(self) -> str:
@@ -94,6 +97,8 @@ class Runner:
         self.unreadable: Dict[str, Tuple[str, Any]] = {}
         self.backends: Dict[str, Backend] = {}
         self.registry = RunnerRegistry(self.home, self.id)
+        self.fence = str(fence_path(self.home, self.id))  # our claims' fencing token
+        self._fenced: Set[str] = set()  # runners whose claims we fenced off
         self._hints: Set[str] = set()
         self._hint_lock = threading.Lock()
         self._wake_r, self._wake_w = os.pipe()
@@ -150,6 +155,7 @@ class Runner:
         self._log(f"runner {self.id} serving {self.home} ({self.watcher.mode})")
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, self._on_signal)
+        self._remove_dead_fences()
         last_scan = last_beat = 0.0
         idle_since: Optional[float] = None
         try:
@@ -165,6 +171,7 @@ class Runner:
                 self._schedule_all()
                 self._flush()
                 if now - last_beat >= self.heartbeat_interval:
+                    self._check_fenced()
                     self._write_heartbeat()
                     self._fsync_logs()
                     last_beat = now
@@ -368,6 +375,7 @@ class Runner:
 
     def _adopt_orphans(self, run: ActiveRun) -> None:
         """Nodes claimed by runners that died: finish them from their outcome, or rerun."""
+        self._drop_lost_claims(run)
         for node in list(run.schedule.active):
             if node in run.ours:
                 continue
@@ -389,7 +397,7 @@ class Runner:
             if task.handle and task.backend not in (None, "local"):
                 handle = dict(task.handle)  # the re-claim below clears task.handle
                 spec = self._task(run, run.manifest.node(node), task.attempt)
-                backend = self._backend(spec.executor)
+                backend = self._backend(spec.executor, run.env)
                 claimed = self._claim(run, [node], attempt=task.attempt, adopt=True)
                 if self._busy(run):
                     continue  # its lock is held elsewhere: a later pass adopts it
@@ -413,7 +421,7 @@ class Runner:
             if node in run.schedule.finished:
                 continue
             if node in run.ours:
-                self._backend(run.ours[node].executor).cancel(run.path, node)
+                self._backend(run.ours[node].executor, run.env).cancel(run.path, node)
             elif node in run.children:
                 self._cancel_child(run.children[node])
                 run.pending.append({"ev": "end", "node": node, "status": CANCELLED,
@@ -490,6 +498,13 @@ class Runner:
         if task is None or task.attempt != done.attempt:
             return
         header = done.header
+        claim = run.state.tasks.get(done.node)
+        if header.get("reason") == "fenced" or claim is None or claim.runner != self.id or \
+                claim.attempt != done.attempt:
+            # another runner took the claim over (we were stopped past the stale limit)
+            del run.ours[done.node]
+            self._check_fenced()
+            return
         if header.get("ok") and header.get("child"):
             self._follow_child(run, done.node, header["child"])
             return
@@ -548,7 +563,7 @@ class Runner:
             node_id = taken[0]
             config = run.manifest.executors.get(run.manifest.node(node_id).executor or "local",
                                                 {"type": "local"})
-            backend = self._backend(config)
+            backend = self._backend(config, run.env)
             key = id(backend)
             left = room[key] if key in room else backend.capacity()
             if left <= 0:
@@ -608,6 +623,9 @@ class Runner:
                     continue
                 if task is not None and task.runner == self.id and node in run.ours:
                     continue
+                if task is not None and task.runner not in (None, self.id) and \
+                        not self._fence_off(task.runner):
+                    continue  # a dead runner's claim, taken over only once it is fenced off
                 number = attempt if attempt is not None else (task.attempt + 1 if task else 1)
                 config = run.manifest.executors.get(run.manifest.node(node).executor or "local", {})
                 events.append({"ev": "claim", "node": node, "attempt": number,
@@ -620,6 +638,72 @@ class Runner:
                 return {}  # nothing was written: nothing is claimed
             run.pending = []
         return claimed
+
+    # -- fencing: a runner stopped past the stale limit must not run what others took over ----
+    def _fence_off(self, runner_id: str) -> bool:
+        """Before a claim of ``runner_id`` is superseded: create its fence, so that its pool
+        workers (alive if it was only stopped) start none of its tasks. False if the fence
+        cannot be written (then the claim must not be taken)."""
+        if runner_id in self._fenced:
+            return True
+        host, _, rest = runner_id.partition(":")
+        pid = rest.partition(":")[0]
+        if host == HOST and pid.isdigit() and not pid_alive(int(pid)):
+            self._fenced.add(runner_id)  # dead: its workers died with it (PR_SET_PDEATHSIG)
+            return True
+        try:
+            os.close(os.open(fence_path(self.home, runner_id), os.O_WRONLY | os.O_CREAT, 0o644))
+        except OSError as exc:
+            self._log(f"cannot fence off runner {runner_id}: {exc}; its claims stay its own")
+            return False
+        self._fenced.add(runner_id)
+        return True
+
+    def _check_fenced(self) -> None:
+        """If another runner fenced us off, drop every attempt we hold and go on under a new
+        id: the claims of the old one are a dead runner's, adopted from their outcomes (by
+        whichever runner gets there first, us included) or run again."""
+        if not os.path.exists(self.fence):
+            return
+        old = self.id
+        self._log(f"runner {old} was taken for dead (stopped or stalled past the stale limit) "
+                  "and its claims taken over; dropping the attempts it held")
+        for run in self.active.values():
+            self._absorb(run, run.dir.read_new_events())
+            for node, task in list(run.ours.items()):
+                self._backend(task.executor, run.env).drop(task)
+                del run.ours[node]
+            run.pending = [e for e in run.pending if _still_applies(run, e)]
+        self.id = f"{HOST}:{os.getpid()}:{int(time.time() * 1000)}"
+        self.registry = RunnerRegistry(self.home, self.id)
+        self.fence = str(fence_path(self.home, self.id))
+        self._beat_written = False
+        self._write_heartbeat()
+
+    def _drop_lost_claims(self, run: ActiveRun) -> None:
+        """Attempts we hold whose claim is now another runner's (read from the log)."""
+        for node, task in list(run.ours.items()):
+            claim = run.state.tasks.get(node)
+            if claim is not None and not claim.finished and (
+                    claim.runner != self.id or claim.attempt != task.attempt):
+                self._backend(task.executor, run.env).drop(task)
+                del run.ours[node]
+
+    def _remove_dead_fences(self) -> None:
+        """Fences of this host's runners that are gone: nothing is left to fence off."""
+        try:
+            names = os.listdir(runners_dir(self.home))
+        except FileNotFoundError:
+            return
+        for name in names:
+            host, _, rest = name.partition(":")
+            pid = rest.partition(":")[0]
+            if name.endswith(".fenced") and host == HOST and pid.isdigit() and \
+                    not pid_alive(int(pid)):
+                try:
+                    os.unlink(runners_dir(self.home) / name)
+                except OSError:
+                    pass
 
     def _finished_on_disk(self, run: ActiveRun, node: int, attempt: int) -> bool:
         """A dead runner's attempt whose outcome is complete: ``_adopt_orphans`` records it;
@@ -642,19 +726,33 @@ class Runner:
         return Task(run=run.path, dispatch_id=run.manifest.dispatch_id, node=node.id,
                     name=node.name, attempt=attempt, fn=node.blob, inputs=inputs,
                     executor=run.manifest.executors.get(node.executor or "local", {}),
-                    cwd=run.manifest.cwd, sys_path=run.manifest.sys_path)
+                    cwd=run.manifest.cwd, sys_path=run.manifest.sys_path, fence=self.fence)
 
-    def _backend(self, config: Dict[str, Any]) -> Backend:
+    def _backend(self, config: Dict[str, Any], env: Optional[Dict[str, Any]] = None) -> Backend:
+        """The backend for an executor config; local tasks get the pool of their run's
+        environment (one pool per environment: dispatches from one shell share one)."""
         type_name = str(config.get("type", "local"))
-        key = "local" if type_name == "local" else json.dumps(config, sort_keys=True, default=str)
+        if type_name == "local":
+            key = "local" if env is None else f"local:{env['key']}"
+        else:
+            key = json.dumps(config, sort_keys=True, default=str)
         backend = self.backends.get(key)
         if backend is None:
             if type_name == "local":
-                backend = LocalBackend(config, self, size=self.workers)
+                self._close_idle_pools()
+                backend = LocalBackend(config, self, size=self.workers, env=env)
             else:
                 backend = backend_class(type_name)(config, self)
             self.backends[key] = backend
         return backend
+
+    def _close_idle_pools(self) -> None:
+        """Before a pool for a new environment starts: the pools of other environments with
+        nothing to do go (they start again if their environment dispatches again)."""
+        for key, backend in list(self.backends.items()):
+            if key.startswith("local:") and not backend.busy():
+                del self.backends[key]
+                backend.close()
 
     # -- writing -------------------------------------------------------------------------
     def _flush(self) -> None:
@@ -736,6 +834,8 @@ class Runner:
         if run.dirty:
             self._fsync_run(run)
         run.dir.close()
+        for backend in self.backends.values():
+            backend.release(run.path)
         parent = run.manifest.parent
         if parent:
             parent_run = self.active.get(str(self.home / parent["dispatch_id"]))
@@ -803,6 +903,35 @@ class Runner:
             print(f"{stamp} {message}", file=sys.stderr, flush=True)
         except OSError:
             pass  # runner.log is on the full disk too: the runner goes on without it
+
+
+# Variables that differ between shells of one session without changing what a task sees.
+_VOLATILE_ENV = frozenset({"PWD", "OLDPWD", "SHLVL", "_"})
+
+
+def _recorded_env(rundir: RunDir) -> Optional[Dict[str, Any]]:
+    """The interpreter and environment the run's dispatch recorded, with a key naming them
+    (the local pool serving them); None for runs without ``env.json`` (the runner's own)."""
+    data = rundir.recorded_env()
+    if data is None:
+        return None
+    python = str(data.get("python") or sys.executable)
+    environ = {str(k): str(v) for k, v in data["environ"].items()}
+    stable = sorted((k, v) for k, v in environ.items() if k not in _VOLATILE_ENV)
+    key = hashlib.sha256(json.dumps([python, stable]).encode()).hexdigest()[:16]
+    return {"python": python, "environ": environ, "key": key}
+
+
+def _still_applies(run: ActiveRun, event: Dict[str, Any]) -> bool:
+    """A pending event about a node is kept only while that node's attempt is still open."""
+    if event.get("node") is None:
+        return True
+    claim = run.state.tasks.get(int(event["node"]))
+    if claim is None:
+        return True
+    if claim.finished:
+        return False
+    return "attempt" not in event or int(event["attempt"]) == claim.attempt
 
 
 def _link_final_result(rundir: RunDir) -> None:

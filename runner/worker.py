@@ -23,6 +23,7 @@ import os
 import pickle
 import reprlib
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -284,6 +285,7 @@ class _Capture:
     def __init__(self) -> None:
         self.logs: Optional[str] = None
         self.paths: Tuple[str, str] = ("", "")
+        self.ids: List[Tuple[int, int]] = [(0, 0), (0, 0)]  # (st_dev, st_ino) of fds 1 and 2
 
     def point_at(self, logs: str) -> None:
         if logs == self.logs:
@@ -297,16 +299,45 @@ class _Capture:
 
     def _open(self, stream: int) -> None:
         fd = os.open(self.paths[stream], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
-        os.dup2(fd, stream + 1)
-        os.close(fd)
+        st = os.fstat(fd)
+        self.ids[stream] = (st.st_dev, st.st_ino)
+        if fd != stream + 1:  # (it is when the task closed that fd: it was the lowest free)
+            os.dup2(fd, stream + 1)
+            os.close(fd)
 
     def finish(self, node: int) -> None:
-        """Give the output of the task that just ended to ``<node>.out``/``.err``."""
+        """Give the output of the task that just ended to ``<node>.out``/``.err``; point fds
+        1 and 2 back at the capture files if the task closed or redirected them."""
         _flush_std()
         for stream, suffix in ((0, "out"), (1, "err")):
-            if os.fstat(stream + 1).st_size:
+            try:
+                st = os.fstat(stream + 1)
+                same = (st.st_dev, st.st_ino) == self.ids[stream]
+            except OSError:  # the task closed it
+                same = False
+            if same:
+                size = st.st_size
+            else:  # what it printed before it redirected the fd is in the file
+                try:
+                    size = os.stat(self.paths[stream]).st_size
+                except OSError:
+                    size = 0
+            if size:
                 os.replace(self.paths[stream], os.path.join(self.logs or "", f"{node}.{suffix}"))
                 self._open(stream)
+            elif not same:
+                self._open(stream)
+
+    def discard(self) -> None:
+        """Forget what the task that just ended printed (its attempt does not count)."""
+        _flush_std()
+        self._open(0)
+        self._open(1)
+
+    def release(self, logs: str) -> None:
+        """Remove the capture files if they are in ``logs`` (its run ended)."""
+        if self.logs == logs:
+            self.close()
 
     def close(self) -> None:
         self._drop()
@@ -401,12 +432,6 @@ def execute_local(task: Dict[str, Any], runs: Dict[str, _RunFiles],
     node = task["node"]
     out_path = os.path.join(run, "results", f"{node}.pkl")
     logs = os.path.join(run, "logs")
-    cwd = task.get("cwd")
-    if cwd and cwd != os.getcwd():
-        try:
-            os.chdir(cwd)
-        except OSError:
-            pass
     for entry in task.get("sys_path", ()):
         if entry not in sys.path:
             sys.path.insert(0, entry)
@@ -424,24 +449,129 @@ def execute_local(task: Dict[str, Any], runs: Dict[str, _RunFiles],
     CURRENT_TASK.update(run=run, dispatch_id=os.path.basename(run), node=node,
                         attempt=task.get("attempt", 1))
     capture.point_at(logs)
+    cwd = task.get("cwd") or run
     try:
-        electron = files.electron(tuple(task["fn"]))
-        args, kwargs = load_inputs(task["inputs"], load)
-    except BaseException as exc:  # noqa: BLE001
-        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        header = {"ok": False, "error": f"cannot load the task's function or inputs:\n{text}",
-                  "reason": "load", "start": time.time(), "end": time.time(),
-                  "host": HOST, "pid": os.getpid()}
-        _write_fd(2, header["error"])
+        os.chdir(cwd)  # every task starts in its own run's directory
+    except OSError as exc:
+        header = _failure(f"the run's working directory {cwd} cannot be entered "
+                          f"({exc.strerror}): it was removed or changed after the dispatch; "
+                          "dispatch again from a directory that stays", "cwd")
         payload = b""
     else:
-        header, payload = run_task(electron, args, kwargs, 1, 2)
+        try:
+            electron = files.electron(tuple(task["fn"]))
+            args, kwargs = load_inputs(task["inputs"], load)
+        except BaseException as exc:  # noqa: BLE001
+            text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            header = _failure(f"cannot load the task's function or inputs:\n{text}", "load")
+            payload = b""
+        else:
+            header, payload = run_task(electron, args, kwargs, 1, 2)
+            WORKER.after_task()  # a forked copy that returned ends here
+    if fenced(task):  # another runner took the claim over while this ran: its result stands
+        capture.discard()
+        return dict(FENCED)
     capture.finish(node)
     header["attempt"] = task.get("attempt", 1)
     write_outcome_when_space(out_path, header, payload)
     if header.get("ok") and payload:
         files.remember(node, payload)
     return header
+
+
+def _failure(message: str, reason: str) -> Dict[str, Any]:
+    """The header of a task that could not start (written to its stderr too)."""
+    _write_fd(2, message)
+    now = time.time()
+    return {"ok": False, "error": message, "reason": reason, "start": now, "end": now,
+            "host": HOST, "pid": os.getpid()}
+
+
+class _WorkerState:
+    """What a pool worker restores after every task, so that a task that changed it (closed
+    ``sys.stdout``, set ``os.environ``, forked and returned in both processes) fails or
+    succeeds alone and the next task, of any run, starts clean. Checks cost a few identity and
+    dict comparisons; restoring happens only when something changed."""
+
+    def __init__(self) -> None:
+        self.pid = 0
+
+    def start(self) -> None:
+        self.pid = os.getpid()
+        self.streams = (sys.stdout, sys.stderr)
+        self.environ = dict(os.environ)
+        # os.environ's own mapping, compared without building a dict per task
+        self.environ_data = dict(os.environ._data)  # type: ignore[attr-defined]
+        os.register_at_fork(after_in_child=_die_with_parent)
+
+    def after_task(self) -> None:
+        if os.getpid() != self.pid:  # the copy a task forked returned here: it must not go on
+            _flush_std()
+            os._exit(0)
+
+    def restore(self) -> None:
+        out, err = self.streams
+        if sys.stdout is not out or sys.stderr is not err or out.closed or err.closed:
+            if out.closed:
+                out = open(1, "w", closefd=False, errors="backslashreplace")
+            if err.closed:
+                err = open(2, "w", closefd=False, errors="backslashreplace")
+            sys.stdout, sys.stderr = self.streams = (out, err)
+        if os.environ._data != self.environ_data:  # type: ignore[attr-defined]
+            os.environ.clear()
+            os.environ.update(self.environ)
+
+
+WORKER = _WorkerState()
+
+
+def _die_with_parent() -> None:
+    """In a process a task forks: die with the worker (which dies with the runner)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+    except Exception:  # noqa: BLE001 - not Linux
+        pass
+
+
+# The reply for a task whose claim another runner took over (nothing was written for it).
+FENCED = {"ok": False, "reason": "fenced", "error": "another runner took the claim over"}
+
+
+def fenced(task: Dict[str, Any]) -> bool:
+    """True once the claim's fencing token exists (one ``stat`` per check)."""
+    return bool(task.get("fence")) and os.path.exists(task["fence"])
+
+
+def enter_pool(runner_pid: int, environ: Optional[Dict[str, str]] = None) -> None:
+    """Make this process a pool worker of the runner ``runner_pid``: its own process group
+    (cancel kills the task's children too), death with the runner, and the environment of the
+    dispatch whose runs it serves."""
+    os.setpgrp()
+    _die_with_parent()  # not Linux: the EOF on the pipe ends the worker instead
+    if os.getppid() != runner_pid:
+        # The runner died before the prctl: no signal will come, and a forked worker gets no
+        # EOF on its pipe either (it holds both ends). Go now, not in a year.
+        os._exit(0)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # not the runner's handlers: a task's own
+        signal.signal(sig, signal.SIG_DFL)       # processes (a Pool's) must die of SIGTERM
+    if environ is not None:
+        os.environ.clear()
+        os.environ.update(environ)
+        for entry in reversed(environ.get("PYTHONPATH", "").split(os.pathsep)):
+            if entry and entry not in sys.path:  # a forked interpreter read it long ago
+                sys.path.insert(0, entry)
+
+
+def serve_spawned() -> None:
+    """``python -c "from runner.worker import serve_spawned; serve_spawned()" FD RUNNER_PID``:
+    a pool worker of another interpreter than the runner's, talking over socket ``FD``."""
+    from multiprocessing.connection import Connection
+
+    enter_pool(int(sys.argv[2]))
+    serve(Connection(int(sys.argv[1])))
 
 
 def serve(conn: Any) -> None:
@@ -452,6 +582,7 @@ def serve(conn: Any) -> None:
     """
     runs: Dict[str, _RunFiles] = {}
     capture = _Capture()
+    WORKER.start()
     pending: List[Dict[str, Any]] = []
     skipped: set = set()
     while True:
@@ -464,6 +595,11 @@ def serve(conn: Any) -> None:
                 for item in message if isinstance(message, list) else [message]:
                     if item.get("skip"):
                         skipped.add((item["run"], item["node"]))
+                    elif item.get("release"):  # the run ended: leave nothing in it
+                        capture.release(os.path.join(item["release"], "logs"))
+                        files = runs.pop(item["release"], None)
+                        if files is not None:
+                            files.close()
                     else:
                         pending.append(item)
         except (EOFError, OSError):
@@ -472,11 +608,15 @@ def serve(conn: Any) -> None:
         if (task["run"], task["node"]) in skipped:
             skipped.discard((task["run"], task["node"]))
             continue
+        if fenced(task):
+            conn.send((task["run"], task["node"], task.get("attempt", 1), dict(FENCED)))
+            continue
         try:
             header = execute_local(task, runs, capture)
         except BaseException as exc:  # noqa: BLE001 - e.g. results/ unwritable
             header = {"ok": False, "reason": "worker",
                       "error": f"worker could not record the outcome: {type(exc).__name__}: {exc}"}
+        WORKER.restore()
         conn.send((task["run"], task["node"], task.get("attempt", 1), header))
 
 

@@ -40,6 +40,9 @@ class Task:
     executor: Dict[str, Any] = field(default_factory=dict)
     cwd: str = ""
     sys_path: List[str] = field(default_factory=list)
+    # The claim's fencing token: a path that exists once another runner took this runner's
+    # claims over; a pool worker then neither starts the task nor writes its outcome.
+    fence: str = ""
 
     @property
     def outcome_path(self) -> str:
@@ -56,7 +59,8 @@ class Task:
     def message(self) -> Dict[str, Any]:
         """The local pool's form (paths and offsets; the worker reads the run directory)."""
         return {"run": self.run, "node": self.node, "attempt": self.attempt, "fn": self.fn,
-                "inputs": self.inputs, "cwd": self.cwd, "sys_path": self.sys_path}
+                "inputs": self.inputs, "cwd": self.cwd, "sys_path": self.sys_path,
+                "fence": self.fence}
 
 
 @dataclass
@@ -109,6 +113,13 @@ class Backend(abc.ABC):
 
     def cancel(self, run: str, node: int) -> None:
         """Stop a running attempt; its Completion then reports ``reason: cancelled``."""
+
+    def drop(self, task: Task) -> None:
+        """Forget an attempt whose claim another runner took over (that runner may watch the
+        same job: a remote one is left alone). Its Completion, if one comes, is ignored."""
+
+    def release(self, run: str) -> None:
+        """The run ended: let go of whatever is kept open or left in its directory for it."""
 
     def reattach(self, task: Task, handle: Dict[str, Any]) -> bool:
         """Resume watching an attempt a previous runner started; False if it cannot."""

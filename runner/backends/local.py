@@ -9,47 +9,88 @@ writes a result behind a new runner's back.
 """
 from __future__ import annotations
 
-import ctypes
 import multiprocessing
 import os
 import signal
+import socket
+import subprocess
+import sys
 import time
 from collections import deque
+from multiprocessing.connection import Connection
 from typing import Any, Deque, Dict, List, Optional
 
 from runner import worker
 from runner.backends.base import Backend, Completion, Services, Task
+from runner.liveness import pid_alive
 
 # Tasks queued in each worker: enough that a worker never waits for the runner between two
 # short tasks, and that the runner handles completions and claims in batches.
 PREFETCH = 8
 _CTX = multiprocessing.get_context("fork")
+PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def _worker_main(conn: Any, runner_pid: int) -> None:
-    os.setpgrp()  # its own group: cancel kills the task's children too
-    try:  # die with the runner (Linux)
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except Exception:  # noqa: BLE001 - not Linux: the EOF on the pipe ends the worker instead
-        pass
-    if os.getppid() != runner_pid:
-        # The runner died between our fork and the prctl: no signal will come, and the pipe
-        # gives no EOF either (this process holds both its ends). Go now, not in a year.
-        os._exit(0)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+def _worker_main(conn: Any, runner_pid: int, environ: Optional[Dict[str, str]]) -> None:
+    worker.enter_pool(runner_pid, environ)
+    # Daemonic to the runner (reaped at its exit), but a task may start processes of its own
+    # (multiprocessing.Pool, ProcessPoolExecutor), as under Covalent's LocalExecutor.
+    multiprocessing.current_process().daemon = False
     worker.serve(conn)
 
 
+class _Spawned:
+    """A pool worker of another interpreter (the run was dispatched from another virtualenv),
+    started afresh; it offers what the runner uses of a ``multiprocessing.Process``."""
+
+    def __init__(self, env: Dict[str, Any]) -> None:
+        ours, theirs = socket.socketpair()
+        environ = dict(env["environ"])
+        environ["PYTHONPATH"] = PACKAGE_ROOT + (os.pathsep + environ["PYTHONPATH"]
+                                                if environ.get("PYTHONPATH") else "")
+        self.popen = subprocess.Popen(
+            [env["python"], "-c", "from runner.worker import serve_spawned; serve_spawned()",
+             str(theirs.fileno()), str(os.getpid())],
+            pass_fds=(theirs.fileno(),), env=environ, cwd="/", stdin=subprocess.DEVNULL)
+        theirs.close()
+        self.conn = Connection(ours.detach())
+        self.pid = self.popen.pid
+        self.sentinel = os.pidfd_open(self.pid)  # readable once it exits
+
+    @property
+    def exitcode(self) -> Optional[int]:
+        return self.popen.poll()
+
+    def is_alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def join(self, timeout: Optional[float] = None) -> None:
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return
+        if self.sentinel >= 0:
+            os.close(self.sentinel)
+            self.sentinel = -1
+
+
 class _Worker:
-    def __init__(self) -> None:
-        parent, child = _CTX.Pipe()
-        self.process = _CTX.Process(target=_worker_main, args=(child, os.getpid()), daemon=True)
-        self.process.start()
-        child.close()
-        self.conn = parent
+    def __init__(self, env: Optional[Dict[str, Any]] = None) -> None:
+        if env is not None and env["python"] != sys.executable:
+            self.process: Any = _Spawned(env)
+            self.conn = self.process.conn
+        else:
+            parent, child = _CTX.Pipe()
+            self.process = _CTX.Process(target=_worker_main, daemon=True, args=(
+                child, os.getpid(), env["environ"] if env is not None else None))
+            self.process.start()
+            child.close()
+            self.conn = parent
         self.queue: Deque[Task] = deque()
         self.outbox: List[Dict[str, Any]] = []
         self.cancelled: set = set()
+        self.dropped: Optional[Task] = None  # the running task, killed for a lost claim
+        self.last_run = ""  # the run whose logs/ holds this worker's capture files
 
     @property
     def pid(self) -> int:
@@ -59,15 +100,19 @@ class _Worker:
 class LocalBackend(Backend):
     """Runs tasks in a pool of forked worker processes on this host."""
 
-    def __init__(self, config: Dict[str, Any], services: Services, size: Optional[int] = None) -> None:
+    def __init__(self, config: Dict[str, Any], services: Services, size: Optional[int] = None,
+                 env: Optional[Dict[str, Any]] = None) -> None:
+        """``env``: the interpreter and environment variables of the runs this pool serves
+        (``{"python", "environ"}``; None: the runner's own)."""
         super().__init__(config, services)
+        self.env = env
         self.size = max(1, int(size or config.get("workers") or os.cpu_count() or 1))
         self.workers: List[_Worker] = []
         self._done: List[Completion] = []
 
     def _ensure_workers(self) -> None:
         while len(self.workers) < self.size:
-            self.workers.append(_Worker())
+            self.workers.append(_Worker(self.env))
 
     def capacity(self) -> int:
         return self.size * PREFETCH - sum(len(w.queue) for w in self.workers)
@@ -80,6 +125,7 @@ class LocalBackend(Backend):
         target = min(self.workers, key=lambda w: len(w.queue))
         task.cwd = _workdir(task) or task.cwd
         target.queue.append(task)
+        target.last_run = task.run
         target.outbox.append(task.message())
 
     def flush(self) -> None:
@@ -100,7 +146,7 @@ class LocalBackend(Backend):
             try:
                 while w.conn.poll():
                     run, node, attempt, header = w.conn.recv()
-                    if self._pop(w, run, node):  # else: cancelled while queued; recorded
+                    if self._pop(w, run, node, attempt):  # else: cancelled or dropped
                         done.append(Completion(run, node, attempt, header))
             except (EOFError, OSError):
                 pass
@@ -108,9 +154,9 @@ class LocalBackend(Backend):
                 done.extend(self._replace(w))
         return done
 
-    def _pop(self, w: _Worker, run: str, node: int) -> bool:
+    def _pop(self, w: _Worker, run: str, node: int, attempt: int) -> bool:
         for i, task in enumerate(w.queue):
-            if task.run == run and task.node == node:
+            if task.run == run and task.node == node and task.attempt == attempt:
                 del w.queue[i]
                 return True
         return False
@@ -123,7 +169,11 @@ class LocalBackend(Backend):
         w.conn.close()
         lost: List[Completion] = []
         w.outbox.clear()
-        if w.queue:
+        if w.dropped is not None:  # the running task's claim was lost: nothing is its output
+            _keep_captured_output(w.pid, w.dropped, keep=False)
+        elif not w.queue and w.last_run:  # it died between tasks
+            _remove_captures(w.last_run, {w.pid})
+        elif w.queue:
             task = w.queue.popleft()
             _keep_captured_output(w.pid, task)
             if (task.run, task.node) in w.cancelled:
@@ -164,6 +214,37 @@ class LocalBackend(Backend):
                                                       "error": "cancelled"}))
                     return
 
+    def drop(self, task: Task) -> None:
+        """Another runner took the claim over: kill the attempt if it runs, skip it if queued,
+        and report nothing (its output is not the node's)."""
+        for w in self.workers:
+            for i, queued in enumerate(w.queue):
+                if queued is not task:
+                    continue
+                del w.queue[i]
+                if i == 0:  # running: kill its process group; the worker is replaced
+                    w.dropped = task
+                    try:
+                        os.killpg(w.pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                else:
+                    w.outbox.append({"skip": True, "run": task.run, "node": task.node})
+                    self.flush()
+                return
+
+    def release(self, run: str) -> None:
+        """Workers drop their capture files in the run's ``logs/``; those of workers that died
+        with an earlier runner (kill -9) are removed."""
+        mine = set()
+        for w in self.workers:
+            mine.add(w.pid)
+            if w.last_run == run:
+                w.outbox.append({"release": run})
+                w.last_run = ""
+        self.flush()
+        _remove_captures(run, None, keep=mine)
+
     def close(self) -> None:
         for w in self.workers:
             try:
@@ -182,15 +263,37 @@ class LocalBackend(Backend):
         self.workers.clear()
 
 
-def _keep_captured_output(pid: int, task: Task) -> None:
-    """A worker died mid-task: what the task printed so far becomes its logs."""
+def _keep_captured_output(pid: int, task: Task, keep: bool = True) -> None:
+    """A worker died mid-task: what the task printed so far becomes its logs (or, for an
+    attempt that does not count, is removed)."""
     for suffix in ("out", "err"):
         capture = os.path.join(task.run, "logs", f".capture-{pid}.{suffix}")
         try:
-            if os.path.getsize(capture):
+            if keep and os.path.getsize(capture):
                 os.replace(capture, os.path.join(task.run, "logs", f"{task.node}.{suffix}"))
             else:
                 os.unlink(capture)
+        except OSError:
+            pass
+
+
+def _remove_captures(run: str, pids: Optional[set], keep: set = frozenset()) -> None:
+    """Remove ``logs/.capture-<pid>.*`` of the given pids, or (``pids`` None) of every pid
+    that is neither in ``keep`` nor alive."""
+    logs = os.path.join(run, "logs")
+    if pids is not None:
+        names = [f".capture-{pid}.{s}" for pid in pids for s in ("out", "err")]
+    else:
+        try:
+            names = [n for n in os.listdir(logs) if n.startswith(".capture-")]
+        except OSError:
+            return
+    for name in names:
+        pid = name[len(".capture-"):].partition(".")[0]
+        if pids is None and (not pid.isdigit() or int(pid) in keep or pid_alive(int(pid))):
+            continue
+        try:
+            os.unlink(os.path.join(logs, name))
         except OSError:
             pass
 
