@@ -12,6 +12,7 @@ if the runner it started dies the same way, reports that line as its error.
 """
 from __future__ import annotations
 
+import getpass
 import json
 import math
 import os
@@ -21,12 +22,13 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Set
 
 from runner.fs import atomic_write
 from runner.liveness import (HOST, live_runner, pid_alive, read_runners, runners_dir,
                              write_heartbeat)
 from runner.locks import make_lock
+from runner.rundir import RunDir, RunDirError
 
 LOG_NAME = "runner.log"
 FAILURE_NAME = "last-failure"  # JSON; not *.json, the heartbeat files' pattern
@@ -130,6 +132,16 @@ def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+def _my_names() -> Set[str]:
+    """The names a manifest's ``user`` has for us (dispatch writes the login name, else the uid)."""
+    names = {str(os.getuid())}
+    try:
+        names.add(getpass.getuser())
+    except Exception:  # noqa: BLE001 - no passwd entry in some containers
+        pass
+    return names
+
+
 class Keeper:
     """Makes sure a live runner serves an unfinished run, for a command waiting on or reading it.
 
@@ -155,6 +167,7 @@ class Keeper:
         self._warned = False
         self._next = 0.0
         self._started: Optional[float] = None  # wall time we last started a runner
+        self._foreign_by: Optional[str] = None  # who dispatched the run, if not us ("": us)
 
     def check(self) -> None:
         """Start a runner if none serves the run (at most one look per ``interval``)."""
@@ -163,6 +176,14 @@ class Keeper:
             return
         self._next = now + self.interval
         if live_runner(self.home, self.dispatch_id) is not None:
+            return
+        if self._foreign_by is None:
+            self._foreign_by = self._foreign()
+        if self._foreign_by:
+            if self.strict:
+                self._fail(f"no runner serves run {self.dispatch_id}, and it was dispatched by "
+                           f"{self._foreign_by}: cov starts runners only for your own runs",
+                           "its owner can resume it, or `cov runner start` runs it as you")
             return
         failure = last_failure(self.home)
         log = runners_dir(self.home) / LOG_NAME
@@ -188,6 +209,19 @@ class Keeper:
         if pid is not None:
             self._started = started
             self._say(f"no runner was serving {self.dispatch_id}: started one")
+
+    def _foreign(self) -> str:
+        """Who dispatched the run, if not us: a runner runs a run's code, and someone else's
+        run (one copied here, or a home shared with us) is only data to view."""
+        run_path = self.home / self.dispatch_id
+        try:
+            owner = os.stat(run_path).st_uid
+            if owner != os.geteuid():
+                return f"uid {owner}"
+            user = str(RunDir(run_path).header().get("user") or "")
+        except (OSError, RunDirError):
+            return ""  # gone or unreadable: the reader says so itself
+        return user if user and user not in _my_names() else ""
 
     def _fail(self, message: str, hint: str) -> None:
         if self.strict:

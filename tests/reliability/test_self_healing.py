@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import pty
+import re
 import signal
 import subprocess
 import sys
@@ -20,6 +21,7 @@ import pytest
 
 from runner.liveness import live_runner, pid_alive, read_runners
 from runner.rundir import RunDir
+from tests.cli.test_cli import assert_one_line_error
 from tests.conftest import REPO
 
 GATED = textwrap.dedent('''
@@ -296,6 +298,30 @@ def test_runner_dying_at_start_is_reported_without_a_restart_loop(run_cov, gated
     proc = run_cov("wait", run_id, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert failures() == 2
+
+
+@pytest.mark.parametrize("whose", ["owned-by-nobody", "dispatched-by-a-colleague"])
+def test_someone_elses_run_gets_no_runner(run_cov, gated, cov_home, whose):
+    """Reading a run is not running it: for a run not ours (its directory owned by another
+    account, or its manifest naming another user: a run copied here) no runner is started."""
+    dispatch, _ = gated
+    run_id = dispatch(env={"COV_NO_RUNNER": "1"})
+    run = cov_home / run_id
+    if whose == "owned-by-nobody":
+        os.chown(run, 65534, 65534)
+        by = "uid 65534"
+    else:
+        manifest = run / "manifest.yaml"
+        text = manifest.read_text()
+        assert "\nuser: " in text
+        manifest.write_text(re.sub(r"\nuser: .*\n", "\nuser: colleague\n", text, count=1))
+        by = "colleague"
+    status = run_cov("status", run_id)
+    assert status.returncode == 0 and status.stderr == "", status.stderr
+    waited = run_cov("wait", run_id, timeout=60)
+    assert_one_line_error(waited, 1, f"no runner serves run {run_id}, and it was dispatched by "
+                          f"{by}: cov starts runners only for your own runs")
+    assert not (cov_home / ".runners").exists()  # no runner was ever started
 
 
 def test_web_ui_starts_a_runner_once_for_an_unfinished_run(gated, cov_home, capfd):
