@@ -239,7 +239,7 @@ class Keeper:
 # -- the runner process -------------------------------------------------------------------------
 def serve(home: Path, **options: Any) -> int:
     """Run a runner in this process until it is idle; an error ends it with exit 1, leaving its
-    reason as the last line of the log (stderr: ``Error: ...``) and in ``last-failure``."""
+    reason as the last line of the log (stderr) and in ``last-failure``."""
     from runner.config import ConfigError
     from runner.service import Runner
 
@@ -252,7 +252,7 @@ def serve(home: Path, **options: Any) -> int:
         try:
             if not config:
                 traceback.print_exc(file=sys.stderr)
-            print(f"{stamp} runner {HOST}:{os.getpid()} exited on an error:\nError: {line}",
+            print(f"{stamp} runner {HOST}:{os.getpid()} exited on an error: {line}",
                   file=sys.stderr, flush=True)
         except OSError:
             pass
