@@ -29,8 +29,9 @@ HOLDER = textwrap.dedent('''
 
     home, run, node, stall = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
     me = f"{HOST}:{os.getpid()}:holder"
-    write_heartbeat(home, {"id": me, "host": HOST, "pid": os.getpid(), "home": str(home),
-                           "runs": ["-"]})
+    if sys.argv[5:] != ["no-heartbeat"]:  # a runner has one; `cov cancel` has none
+        write_heartbeat(home, {"id": me, "host": HOST, "pid": os.getpid(), "home": str(home),
+                               "runs": ["-"]})
     rundir = RunDir(run)
     lock = rundir.lock()
     lock.acquire()
@@ -138,3 +139,58 @@ def test_a_frozen_holder_on_this_host_keeps_its_soft_lock(home: Home):
         home.runner_log_text()
     assert _claims(run, node, 1) == 1
     assert "Traceback" not in home.runner_log_text()
+
+
+def _elsewhere(*argv: str) -> list:
+    """A command run as if on another host: its own UTS namespace, hostname ``otherhost``
+    (same filesystem, same pids, but a contender cannot tell its pid from ours)."""
+    return ["unshare", "--uts", "sh", "-c", 'hostname otherhost && exec "$@"', "sh", *argv]
+
+
+def test_a_live_holder_on_another_host_keeps_its_soft_lock_past_the_lease(home: Home):
+    """Across hosts there is no pid to look at: a holder without a runner heartbeat (such as
+    `cov cancel`) keeps its lock only by renewing its lease, for four leases of 2 s here."""
+    run = dispatch(home, CHAIN, "chain.py")
+    node = _first_task(run)
+    env = {**_soft(home), "COV_LOCK_LEASE": "2"}
+    holder = subprocess.Popen(_elsewhere(sys.executable, "-c", HOLDER, str(home.path), str(run),
+                                         str(node), "8", "no-heartbeat"),
+                              stdout=subprocess.PIPE, text=True, env=env)
+    home.procs.append(holder)
+    assert holder.stdout.readline().strip() == "locked"
+    assert "otherhost" in (run / "run.lock").read_text()  # the marker names its host
+    with open(home.runner_log, "ab") as log:
+        runner = subprocess.Popen([sys.executable, "-m", "runner", "--home", str(home.path),
+                                   "--idle-timeout", "30"], stdout=log, stderr=log, env=env,
+                                  cwd="/")
+    home.procs.append(runner)
+    assert holder.stdout.readline().strip() == "released"
+    holder.wait(timeout=30)
+    assert _claims(run, node, 1) == 1, (run / "events.jsonl").read_text()
+    assert wait_until(lambda: status(home, run) == "COMPLETED", 90, step=0.2), \
+        home.runner_log_text()
+    assert _claims(run, node, 1) == 1
+    assert "is locked by pid" in home.runner_log_text() and \
+        "on otherhost" in home.runner_log_text()
+
+
+def test_a_dead_holder_on_another_host_loses_its_soft_lock_after_the_lease(home: Home):
+    """No pid to look at, no heartbeat: the lock is taken once its lease has gone unrenewed."""
+    run = dispatch(home, CHAIN, "chain.py")
+    node = _first_task(run)
+    env = {**_soft(home), "COV_LOCK_LEASE": "2"}
+    holder = subprocess.Popen(_elsewhere(sys.executable, "-c", HOLDER, str(home.path), str(run),
+                                         str(node), "600", "no-heartbeat"),
+                              stdout=subprocess.PIPE, text=True, env=env)
+    home.procs.append(holder)
+    assert holder.stdout.readline().strip() == "locked"
+    os.kill(holder.pid, signal.SIGKILL)  # exec'd: the pid is the holder's own
+    holder.wait(timeout=10)
+    with open(home.runner_log, "ab") as log:
+        runner = subprocess.Popen([sys.executable, "-m", "runner", "--home", str(home.path),
+                                   "--idle-timeout", "30"], stdout=log, stderr=log, env=env,
+                                  cwd="/")
+    home.procs.append(runner)
+    assert wait_until(lambda: status(home, run) == "COMPLETED", 60, step=0.2), \
+        home.runner_log_text()
+    assert _claims(run, node, 1) == 1
