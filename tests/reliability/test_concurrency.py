@@ -99,7 +99,10 @@ def test_status_readers_never_see_a_half_written_file(home, tmp_path):
     from runner.rundir import RunDir
     from runner.worker import read_outcome_header
 
-    run_dir, log = _dispatch_fan(home, tmp_path, 1500, delay=0.005)
+    # 1500 tasks of 20 ms on two workers: a run of ~15 s, long enough for several reads of
+    # each kind even on a loaded machine (a read of this run takes ~50 ms in process, more
+    # through a CLI process)
+    run_dir, log = _dispatch_fan(home, tmp_path, 1500, delay=0.02)
     for _ in range(2):
         home.start_runner()
     errors: List[str] = []
