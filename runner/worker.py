@@ -330,8 +330,8 @@ class _Capture:
         """(Re)create a capture file; the caller holds the lock."""
         if self.files[stream] >= 0:
             os.close(self.files[stream])
-        self.files[stream] = os.open(self.paths[stream],
-                                     os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, FILE_MODE)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+        self.files[stream] = os.open(self.paths[stream], flags, FILE_MODE)
         self.written[stream] = 0
 
     def _pump(self) -> None:

@@ -22,6 +22,7 @@ from typing import Any, Deque, Dict, List, Optional, Tuple
 
 from runner import worker
 from runner.backends.base import Backend, Completion, Services, Task
+from runner.fs import FILE_MODE
 from runner.liveness import pid_alive
 
 # Tasks queued in each worker: enough that a worker never waits for the runner between two
@@ -296,7 +297,8 @@ def _rescue_output(w: _Worker, task: Task) -> None:
         if chunks:
             path = os.path.join(task.run, "logs", f".capture-{w.pid}.{suffix}")
             try:
-                with open(path, "ab") as f:
+                with open(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE),
+                          "wb") as f:
                     f.write(b"".join(chunks))
             except OSError:
                 pass
