@@ -41,7 +41,7 @@ from runner import worker
 from runner.backends import Backend, Completion, Task, backend_class
 from runner.backends.local import LocalBackend
 from runner.config import check_config, get_value
-from runner.fs import atomic_write
+from runner.fs import FILE_MODE, atomic_write
 from runner.liveness import (HOST, RunnerRegistry, fence_path, heartbeat_path,
                              pid_alive, runners_dir, write_heartbeat)
 from runner.locks import holder, try_acquire
@@ -652,7 +652,7 @@ class Runner:
             self._fenced.add(runner_id)  # dead: its workers died with it (PR_SET_PDEATHSIG)
             return True
         try:
-            os.close(os.open(fence_path(self.home, runner_id), os.O_WRONLY | os.O_CREAT, 0o644))
+            os.close(os.open(fence_path(self.home, runner_id), os.O_WRONLY | os.O_CREAT, FILE_MODE))
         except OSError as exc:
             self._log(f"cannot fence off runner {runner_id}: {exc}; its claims stay its own")
             return False

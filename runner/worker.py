@@ -18,15 +18,20 @@ across the boundary: every failure becomes an outcome.
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import os
 import pickle
 import reprlib
 import secrets
+import select
 import signal
 import socket
+import struct
 import subprocess
 import sys
+import termios
+import threading
 import time
 import traceback
 from collections import OrderedDict
@@ -275,64 +280,136 @@ def _flush_std() -> None:
 
 
 class _Capture:
-    """A pool worker's fds 1 and 2, pointed at capture files in the current run's ``logs/``.
+    """A pool worker's fds 1 and 2: pipes that a pump thread splices into capture files in the
+    current run's ``logs/``.
 
     After a task, a capture file that received output is renamed to ``<node>.out``/``.err`` (the
-    same filesystem, so no copy) and a fresh one takes its place; an empty one is reused. A task
-    that prints nothing thus costs two ``fstat`` calls instead of creating and removing files.
+    same filesystem, so no copy) and a fresh one takes its place; an empty one is reused, so a
+    task that prints nothing costs a few system calls, not files. Through the pipe, a full disk
+    never fails a task's ``print``: what the disk refuses stays in the pipe (the task's writes
+    wait once it is full) until space is back, and the task's end waits for it, as its result
+    does. The runner holds the pipes' read ends too: what a worker that died had not yet moved
+    to its file is still there for the runner to keep.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, pipes: Optional[List[Tuple[int, int]]] = None) -> None:
         self.logs: Optional[str] = None
         self.paths: Tuple[str, str] = ("", "")
-        self.ids: List[Tuple[int, int]] = [(0, 0), (0, 0)]  # (st_dev, st_ino) of fds 1 and 2
+        self.files = [-1, -1]  # the capture files (the pump writes them)
+        self.written = [0, 0]  # bytes in each since it was opened
+        self.stalled = [False, False]  # the disk refused the last splice
+        self.pipes: List[Tuple[int, int]] = list(pipes or ())  # (read end, write end)
+        self.ids: List[Tuple[int, int]] = []  # (st_dev, st_ino) of the write ends
+        self.lock = threading.Lock()
+
+    def _start(self) -> None:
+        if not self.pipes:
+            self.pipes = [os.pipe(), os.pipe()]
+        self.unread = select.poll()  # one call says whether either pipe holds data
+        for stream, (read_end, write_end) in enumerate(self.pipes):
+            st = os.fstat(write_end)
+            self.ids.append((st.st_dev, st.st_ino))
+            os.dup2(write_end, stream + 1)
+            self.unread.register(read_end, select.POLLIN)
+        threading.Thread(target=self._pump, name="cov-capture", daemon=True).start()
 
     def point_at(self, logs: str) -> None:
         if logs == self.logs:
             return
-        self._drop()
-        self.logs = logs
-        self.paths = tuple(os.path.join(logs, f".capture-{os.getpid()}.{s}")  # type: ignore[assignment]
-                           for s in ("out", "err"))
-        self._open(0)
-        self._open(1)
+        if not self.ids:
+            self._start()
+        with self.lock:
+            self._drop()
+            self.logs = logs
+            self.paths = tuple(os.path.join(logs, f".capture-{os.getpid()}.{s}")  # type: ignore[assignment]
+                               for s in ("out", "err"))
+            self._open(0)
+            self._open(1)
 
     def _open(self, stream: int) -> None:
-        fd = os.open(self.paths[stream], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
-        st = os.fstat(fd)
-        self.ids[stream] = (st.st_dev, st.st_ino)
-        if fd != stream + 1:  # (it is when the task closed that fd: it was the lowest free)
-            os.dup2(fd, stream + 1)
-            os.close(fd)
+        """(Re)create a capture file; the caller holds the lock."""
+        if self.files[stream] >= 0:
+            os.close(self.files[stream])
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+        self.files[stream] = os.open(self.paths[stream], flags, FILE_MODE)
+        self.written[stream] = 0
 
-    def finish(self, node: int) -> None:
-        """Give the output of the task that just ended to ``<node>.out``/``.err``; point fds
-        1 and 2 back at the capture files if the task closed or redirected them."""
+    def _pump(self) -> None:
+        poller = select.poll()
+        streams = {read_end: stream for stream, (read_end, _) in enumerate(self.pipes)}
+        for read_end in streams:
+            poller.register(read_end, select.POLLIN)
+        while True:
+            # while the disk is full the data stays in the pipe (ready forever): poll slowly
+            events = [] if any(self.stalled) else poller.poll()
+            if any(self.stalled):
+                time.sleep(0.2)
+                events = [(r, 0) for r, s in streams.items() if self.stalled[s]] + \
+                    [e for e in poller.poll(0) if not self.stalled[streams[e[0]]]]
+            with self.lock:
+                for fd, _ in events:
+                    self._move(streams[fd], fd)
+
+    def _move(self, stream: int, read_end: int) -> None:
+        """Splice what is in the pipe into the capture file (the caller holds the lock)."""
+        self.stalled[stream] = False
+        if self.files[stream] < 0:  # between runs: it belongs to no task
+            if _unread(read_end):
+                os.read(read_end, 1 << 20)
+            return
+        while _unread(read_end):
+            try:
+                self.written[stream] += os.splice(read_end, self.files[stream], 1 << 20)
+            except OSError as exc:
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                    self.stalled[stream] = True  # kept in the pipe, tried again in a moment
+                else:  # nowhere to put it
+                    os.read(read_end, 1 << 20)
+                return
+
+    def _settle(self) -> None:
+        """Point fds 1 and 2 back at the pipes if the task closed or redirected them, and wait
+        until everything it wrote is in the capture files (while the disk is full: until then)."""
         _flush_std()
-        for stream, suffix in ((0, "out"), (1, "err")):
+        for stream, (_, write_end) in enumerate(self.pipes):
             try:
                 st = os.fstat(stream + 1)
                 same = (st.st_dev, st.st_ino) == self.ids[stream]
             except OSError:  # the task closed it
                 same = False
-            if same:
-                size = st.st_size
-            else:  # what it printed before it redirected the fd is in the file
-                try:
-                    size = os.stat(self.paths[stream]).st_size
-                except OSError:
-                    size = 0
-            if size:
-                os.replace(self.paths[stream], os.path.join(self.logs or "", f"{node}.{suffix}"))
-                self._open(stream)
-            elif not same:
-                self._open(stream)
+            if not same:
+                os.dup2(write_end, stream + 1)
+        delay, deadline = 0.0005, 0.0
+        while True:
+            with self.lock:
+                ready = self.unread.poll(0)
+                if not ready and not any(self.stalled):
+                    return
+                for fd, _ in ready:
+                    self._move(0 if fd == self.pipes[0][0] else 1, fd)
+                if not any(self.stalled):  # a process the task left may print on: not forever
+                    deadline = deadline or time.monotonic() + 2.0
+                    if time.monotonic() > deadline:
+                        return
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    def finish(self, node: int) -> None:
+        """Give the output of the task that just ended to ``<node>.out``/``.err``."""
+        self._settle()
+        with self.lock:
+            for stream, suffix in ((0, "out"), (1, "err")):
+                if self.written[stream]:
+                    os.replace(self.paths[stream],
+                               os.path.join(self.logs or "", f"{node}.{suffix}"))
+                    self._open(stream)
 
     def discard(self) -> None:
         """Forget what the task that just ended printed (its attempt does not count)."""
-        _flush_std()
-        self._open(0)
-        self._open(1)
+        self._settle()
+        with self.lock:
+            self._open(0)
+            self._open(1)
 
     def release(self, logs: str) -> None:
         """Remove the capture files if they are in ``logs`` (its run ended)."""
@@ -340,16 +417,25 @@ class _Capture:
             self.close()
 
     def close(self) -> None:
-        self._drop()
-        self.logs, self.paths = None, ("", "")
+        with self.lock:
+            self._drop()
+            self.logs, self.paths = None, ("", "")
 
     def _drop(self) -> None:
-        for path in self.paths:
+        for stream, path in enumerate(self.paths):
+            if self.files[stream] >= 0:
+                os.close(self.files[stream])
+                self.files[stream] = -1
             if path:
                 try:
                     os.unlink(path)
                 except OSError:
                     pass
+
+
+def _unread(fd: int) -> int:
+    """Bytes waiting in a pipe."""
+    return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
 
 
 # -- the local pool's side ----------------------------------------------------------------------
@@ -566,22 +652,24 @@ def enter_pool(runner_pid: int, environ: Optional[Dict[str, str]] = None) -> Non
 
 
 def serve_spawned() -> None:
-    """``python -c "from runner.worker import serve_spawned; serve_spawned()" FD RUNNER_PID``:
-    a pool worker of another interpreter than the runner's, talking over socket ``FD``."""
+    """``python -c "from runner.worker import serve_spawned; serve_spawned()" FD RUNNER_PID
+    OUT_R OUT_W ERR_R ERR_W``: a pool worker of another interpreter than the runner's, talking
+    over socket ``FD``, its output through the two pipes given."""
     from multiprocessing.connection import Connection
 
     enter_pool(int(sys.argv[2]))
-    serve(Connection(int(sys.argv[1])))
+    fds = [int(a) for a in sys.argv[3:7]]
+    serve(Connection(int(sys.argv[1])), [(fds[0], fds[1]), (fds[2], fds[3])])
 
 
-def serve(conn: Any) -> None:
+def serve(conn: Any, pipes: Optional[List[Tuple[int, int]]] = None) -> None:
     """A pool process: receive task dicts on ``conn``, answer (run, node, attempt, header).
 
     Messages already in the pipe are read before each task, so a ``skip`` (the task was
     cancelled while queued here) is seen before the task would start.
     """
     runs: Dict[str, _RunFiles] = {}
-    capture = _Capture()
+    capture = _Capture(pipes)
     WORKER.start()
     pending: List[Dict[str, Any]] = []
     skipped: set = set()

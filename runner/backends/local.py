@@ -18,10 +18,11 @@ import sys
 import time
 from collections import deque
 from multiprocessing.connection import Connection
-from typing import Any, Deque, Dict, List, Optional
+from typing import Any, Deque, Dict, List, Optional, Tuple
 
 from runner import worker
 from runner.backends.base import Backend, Completion, Services, Task
+from runner.fs import FILE_MODE
 from runner.liveness import pid_alive
 
 # Tasks queued in each worker: enough that a worker never waits for the runner between two
@@ -31,27 +32,29 @@ _CTX = multiprocessing.get_context("fork")
 PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def _worker_main(conn: Any, runner_pid: int, environ: Optional[Dict[str, str]]) -> None:
+def _worker_main(conn: Any, runner_pid: int, environ: Optional[Dict[str, str]],
+                 pipes: List[Tuple[int, int]]) -> None:
     worker.enter_pool(runner_pid, environ)
     # Daemonic to the runner (reaped at its exit), but a task may start processes of its own
     # (multiprocessing.Pool, ProcessPoolExecutor), as under Covalent's LocalExecutor.
     multiprocessing.current_process().daemon = False
-    worker.serve(conn)
+    worker.serve(conn, pipes)
 
 
 class _Spawned:
     """A pool worker of another interpreter (the run was dispatched from another virtualenv),
     started afresh; it offers what the runner uses of a ``multiprocessing.Process``."""
 
-    def __init__(self, env: Dict[str, Any]) -> None:
+    def __init__(self, env: Dict[str, Any], pipes: List[Tuple[int, int]]) -> None:
         ours, theirs = socket.socketpair()
+        fds = [fd for pair in pipes for fd in pair]
         environ = dict(env["environ"])
         environ["PYTHONPATH"] = PACKAGE_ROOT + (os.pathsep + environ["PYTHONPATH"]
                                                 if environ.get("PYTHONPATH") else "")
         self.popen = subprocess.Popen(
             [env["python"], "-c", "from runner.worker import serve_spawned; serve_spawned()",
-             str(theirs.fileno()), str(os.getpid())],
-            pass_fds=(theirs.fileno(),), env=environ, cwd="/", stdin=subprocess.DEVNULL)
+             str(theirs.fileno()), str(os.getpid()), *map(str, fds)],
+            pass_fds=(theirs.fileno(), *fds), env=environ, cwd="/", stdin=subprocess.DEVNULL)
         theirs.close()
         self.conn = Connection(ours.detach())
         self.pid = self.popen.pid
@@ -76,16 +79,22 @@ class _Spawned:
 
 class _Worker:
     def __init__(self, env: Optional[Dict[str, Any]] = None) -> None:
+        # The output pipes are made here: the runner keeps their read ends, so that what a
+        # worker that died had not yet moved to its capture file is not lost with it.
+        pipes = [os.pipe(), os.pipe()]
         if env is not None and env["python"] != sys.executable:
-            self.process: Any = _Spawned(env)
+            self.process: Any = _Spawned(env, pipes)
             self.conn = self.process.conn
         else:
             parent, child = _CTX.Pipe()
             self.process = _CTX.Process(target=_worker_main, daemon=True, args=(
-                child, os.getpid(), env["environ"] if env is not None else None))
+                child, os.getpid(), env["environ"] if env is not None else None, pipes))
             self.process.start()
             child.close()
             self.conn = parent
+        for _, write_end in pipes:
+            os.close(write_end)
+        self.output = [read_end for read_end, _ in pipes]
         self.queue: Deque[Task] = deque()
         self.outbox: List[Dict[str, Any]] = []
         self.cancelled: set = set()
@@ -95,6 +104,11 @@ class _Worker:
     @property
     def pid(self) -> int:
         return int(self.process.pid or 0)
+
+    def close_output(self) -> None:
+        for fd in self.output:
+            os.close(fd)
+        self.output = []
 
 
 class LocalBackend(Backend):
@@ -175,6 +189,7 @@ class LocalBackend(Backend):
             _remove_captures(w.last_run, {w.pid})
         elif w.queue:
             task = w.queue.popleft()
+            _rescue_output(w, task)
             _keep_captured_output(w.pid, task)
             if (task.run, task.node) in w.cancelled:
                 header = {"ok": False, "reason": "cancelled", "error": "cancelled"}
@@ -188,6 +203,7 @@ class LocalBackend(Backend):
                           "error": f"worker died: {cause} while running task '{task.name}'"}
             header.update(end=time.time(), host=worker.HOST, pid=w.pid)
             lost.append(Completion(task.run, task.node, task.attempt, header))
+        w.close_output()
         rest = list(w.queue)
         w.queue.clear()
         for task in rest:
@@ -260,7 +276,32 @@ class LocalBackend(Backend):
                 except ProcessLookupError:
                     pass
                 w.process.join(timeout=1)
+            w.close_output()
         self.workers.clear()
+
+
+def _rescue_output(w: _Worker, task: Task) -> None:
+    """A worker died mid-task: what it wrote that its pump had not yet moved is still in the
+    pipes (whose read ends the runner holds); append it to the capture files."""
+    for fd, suffix in zip(w.output, ("out", "err")):
+        os.set_blocking(fd, False)
+        chunks = []
+        try:
+            while True:
+                chunk = os.read(fd, 1 << 20)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        except BlockingIOError:
+            pass
+        if chunks:
+            path = os.path.join(task.run, "logs", f".capture-{w.pid}.{suffix}")
+            try:
+                with open(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE),
+                          "wb") as f:
+                    f.write(b"".join(chunks))
+            except OSError:
+                pass
 
 
 def _keep_captured_output(pid: int, task: Task, keep: bool = True) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -26,6 +27,7 @@ CONFIG = "runner:\n  idle_timeout: 30\n  rescan_interval: 0.5\n  heartbeat_inter
 BAD = textwrap.dedent('''
     import io
     import os
+    import shutil
     import sys
 
     import covalent as ct
@@ -53,8 +55,7 @@ BAD = textwrap.dedent('''
         elif how == "fork-and-return":
             return os.fork()  # returns in both processes
         elif how == "delete-cwd":
-            shutil_rmtree = __import__("shutil").rmtree
-            shutil_rmtree(os.getcwd())
+            shutil.rmtree(os.getcwd())
         return 0
 
 
@@ -179,12 +180,12 @@ def test_a_run_whose_working_directory_was_deleted_fails_alone(home, tmp_path):
     check_probe(home, stable)  # used to FAIL: "worker could not record the outcome"
     second = tmp_path / "ci-job-2"
     second.mkdir()
-    os.kill(runner.pid, 19)  # SIGSTOP: the run is dispatched, then its directory goes
+    os.kill(runner.pid, signal.SIGSTOP)  # the run is dispatched, then its directory goes
     try:
         gone = dispatch(home, "probe.py", cwd=second)
         shutil.rmtree(second)
     finally:
-        os.kill(runner.pid, 18)
+        os.kill(runner.pid, signal.SIGCONT)
     done = finish(home, gone)
     assert done["status"] == "FAILED", done
     errors = " ".join(str(n.get("error")) for n in done["tasks"])
