@@ -58,7 +58,9 @@ FILES = ("outcome.pkl", "stdout.log", "stderr.log", "launch.log")
 MAX_LOSSES = 5  # connection losses survived by one task
 
 
-class _Job:
+class SSHAttempt:
+    """One task attempt on the host: where its files are, its pid there, whether cancelled."""
+
     def __init__(self, task: Task, files: str, workdir: str,
                  handle: Optional[Dict[str, Any]] = None) -> None:
         self.task = task
@@ -102,11 +104,11 @@ class SSHBackend(Backend):
         self._lock = threading.Lock()
         self._env: Optional[RemoteEnv] = None
         self._env_lock = threading.Lock()
-        self._inflight: Dict[Tuple[str, int], _Job] = {}
+        self._inflight: Dict[Tuple[str, int], SSHAttempt] = {}
         self._done: List[Completion] = []
         self._handles: List[Tuple[Task, Dict[str, Any]]] = []
         self._trash: List[str] = []
-        self._queue: "queue.Queue[Optional[_Job]]" = queue.Queue()
+        self._queue: "queue.Queue[Optional[SSHAttempt]]" = queue.Queue()
         self._threads: List[threading.Thread] = []
         self._closing = False
         self._secrets_taken = False
@@ -128,15 +130,16 @@ class SSHBackend(Backend):
         return bool(self._inflight or self._done)
 
     def submit(self, task: Task) -> None:
-        self._start(_Job(task, "", ""))
+        self._start(SSHAttempt(task, "", ""))
 
     def reattach(self, task: Task, handle: Dict[str, Any]) -> bool:
         if not handle.get("pid") or not handle.get("files"):
             return False
-        self._start(_Job(task, str(handle["files"]), str(handle.get("workdir") or ""), handle))
+        self._start(SSHAttempt(task, str(handle["files"]), str(handle.get("workdir") or ""),
+                               handle))
         return True
 
-    def _start(self, job: _Job) -> None:
+    def _start(self, job: SSHAttempt) -> None:
         if not self._secrets_taken:  # before the first connection: the spec's secrets
             self._secrets_taken = True
             if has_mask(self.config):
@@ -231,7 +234,7 @@ class SSHBackend(Backend):
                     raise
             return self._env
 
-    def _run(self, job: _Job) -> Dict[str, Any]:
+    def _run(self, job: SSHAttempt) -> Dict[str, Any]:
         env = self._remote_env()
         task = job.task
         if not job.files:
@@ -282,7 +285,7 @@ class SSHBackend(Backend):
                 raise SSHError(f"could not start task '{task.name}' on {self.host.label}: {exc}",
                                self.host.label) from None
 
-    def _got_pid(self, job: _Job, pid: int, env: RemoteEnv) -> None:
+    def _got_pid(self, job: SSHAttempt, pid: int, env: RemoteEnv) -> None:
         job.pid = pid
         if not job.recorded:  # also after a reattach: the new claim cleared the old handle
             job.recorded = True
@@ -294,7 +297,7 @@ class SSHBackend(Backend):
         if job.cancelled:
             self._kill(job)
 
-    def _kill(self, job: _Job) -> None:
+    def _kill(self, job: SSHAttempt) -> None:
         pid = int(job.pid or 0)
         if pid <= 0:
             return
@@ -310,7 +313,7 @@ class SSHBackend(Backend):
             return os.path.join(base, task.dispatch_id, f"node_{task.node}")
         return base
 
-    def _bundle(self, job: _Job) -> bytes:
+    def _bundle(self, job: SSHAttempt) -> bytes:
         task = dataclasses.replace(job.task, cwd=job.workdir)
         rundir = RunDir(task.run)
         try:
@@ -328,7 +331,7 @@ class SSHBackend(Backend):
             atomic_write(os.path.join(job.files, "bundle.pkl"), data)
         return data
 
-    def _worker_line(self, env: RemoteEnv, job: _Job) -> str:
+    def _worker_line(self, env: RemoteEnv, job: SSHAttempt) -> str:
         task, f = job.task, job.files
         if self.shared:  # the worker writes straight into the run directory
             return env.worker_command(f"{f}/bundle.pkl", task.outcome_path, task.stdout_path,
@@ -336,7 +339,7 @@ class SSHBackend(Backend):
         return env.worker_command(f"{f}/bundle.pkl", f"{f}/outcome.pkl", f"{f}/stdout.log",
                                   f"{f}/stderr.log")
 
-    def _receive(self, reader: protocol.ChannelReader, job: _Job) -> None:
+    def _receive(self, reader: protocol.ChannelReader, job: SSHAttempt) -> None:
         """Write the streamed files: outcome (atomically), logs, launcher log (kept aside)."""
         task = job.task
         sizes = reader.files()
@@ -354,7 +357,7 @@ class SSHBackend(Backend):
                 reader.copy(size, f)
             os.replace(tmp, targets[name])
 
-    def _outcome(self, job: _Job, rc: int) -> Dict[str, Any]:
+    def _outcome(self, job: SSHAttempt, rc: int) -> Dict[str, Any]:
         task = job.task
         deadline = time.time() + (10.0 if self.shared else 0.0)  # NFS may show it late
         while True:
