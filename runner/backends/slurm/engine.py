@@ -27,8 +27,8 @@ Policy:
 State (the "engine", touched by one thread: the runner's, or over SSH the backend's own):
 ``queue`` (run -> ``SlurmJob`` s to submit), ``jobs`` (a ``jobs.JobTable``: the submitted
 ones, their last scheduler state and grace periods), ``cancels`` (keys to scancel). Other
-threads talk to it through ``_inbox``/``_cancel_requests`` and hear back through
-``_handles``/``_done``, all under ``_lock``.
+threads talk to it through ``_inbox``/``_cancel_requests`` and hear back as a
+``ThreadedBackend`` does (handles and completions), all under ``_lock``.
 """
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ import time
 from typing import Any, Dict, List, Optional, Set, Tuple
 
 from runner import worker
-from runner.backends.base import Backend, Completion, Services, Task, make_bundle
+from runner.backends.base import Completion, Services, Task, ThreadedBackend, make_bundle
 from runner.backends.slurm.client import SlurmClient, SlurmError, base_id
 from runner.backends.slurm.jobs import SlurmJob, JobTable, Key, lost_message
 from runner.backends.slurm.script import job_name, python_command, render_script, secret_exports
@@ -56,7 +56,7 @@ log = logging.getLogger("cov.slurm")
 SUBMIT_RETRIES = 3
 
 
-class SlurmBackend(Backend):
+class SlurmBackend(ThreadedBackend):
     """Runs tasks as Slurm jobs, from the login node or through SSH."""
 
     def __init__(self, config: Dict[str, Any], services: Services) -> None:
@@ -74,12 +74,9 @@ class SlurmBackend(Backend):
         self.pythonpath = ""
         if not self.settings.over_ssh:
             self._use_site(SharedSite())
-        # shared with other threads, under _lock
-        self._lock = threading.Lock()
+        # shared with other threads, under _lock (with the handles and completions)
         self._inbox: List[SlurmJob] = []
         self._cancel_requests: List[Key] = []
-        self._handles: List[Tuple[Task, Dict[str, Any]]] = []
-        self._done: List[Completion] = []
         self._thread: Optional[threading.Thread] = None
         # the engine's
         self.queue: Dict[str, List[SlurmJob]] = {}
@@ -159,14 +156,13 @@ class SlurmBackend(Backend):
         elif not self._running() and self._next_step_in(bool(self._inbox)) == 0.0:
             self._thread = threading.Thread(target=self._step, name="cov-slurm", daemon=True)
             self._thread.start()
-        with self._lock:
-            done, self._done = self._done, []
-        return done
+        return self._take_done()
 
     def close(self) -> None:
         """Jobs keep running without the runner; the next runner re-attaches to them."""
         if self._thread is not None:
             self._thread.join(timeout=10)
+        super().close()  # the job ids the thread got since the last poll
         for rundir in self._rundirs.values():
             rundir.close()
         self._rundirs.clear()
@@ -175,12 +171,6 @@ class SlurmBackend(Backend):
 
     def _running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
-
-    def _deliver_handles(self) -> None:
-        with self._lock:
-            handles, self._handles = self._handles, []
-        for task, handle in handles:
-            self.services.record_handle(task, handle)
 
     def _next_step_in(self, inbox: bool) -> Optional[float]:
         """Seconds until the engine has something to do (read only while it is idle)."""
@@ -353,17 +343,9 @@ class SlurmBackend(Backend):
         return self._rundir(task.run).manifest.node(task.node).executor or "local"
 
     def _bundle(self, task: Task) -> bytes:
-        rundir = self._rundir(task.run)
-
-        def read_result(node: int) -> bytes:
-            payload = worker.read_outcome_payload(str(rundir.result_path(node)))
-            if payload is None:
-                raise RuntimeError(f"the result of node {node} is missing or incomplete")
-            return payload
-
         if self.settings.workdir:  # the script changes to remote_workdir; the worker stays
             task = dataclasses.replace(task, cwd="")
-        return make_bundle(task, rundir.read_blob, read_result)
+        return make_bundle(task, self._rundir(task.run))
 
     def _sbatch(self, run: str, chunk: List[SlurmJob], executor: str) -> List[SlurmJob]:
         assert self.site is not None and self.client is not None
@@ -397,9 +379,8 @@ class SlurmBackend(Backend):
         for index, job in enumerate(chunk):
             job.job_id = f"{array_id}_{index}" if array else array_id
             self.jobs.add(job)
-            with self._lock:
-                self._handles.append((job.task, {"job_id": job.job_id, "host": self.host,
-                                                 "submitted": now}))
+            self._emit_handle(job.task, {"job_id": job.job_id, "host": self.host,
+                                         "submitted": now})
         self.interval = self.settings.poll_freq
         self.next_query = min(self.next_query, time.monotonic() + self.settings.poll_freq)
         return []
@@ -484,16 +465,12 @@ class SlurmBackend(Backend):
                                                        f"{note}").header)
 
     # -- ending a task ----------------------------------------------------------------------
-    def _emit(self, completion: Completion) -> None:
-        with self._lock:
-            self._done.append(completion)
-
     def _finish(self, job: SlurmJob, header: Dict[str, Any]) -> None:
         assert self.site is not None
         if self.jobs.pop(job.key) is None:
             return
         self.cancels.discard(job.key)
-        self._emit(Completion(job.task.run, job.task.node, job.task.attempt, header))
+        self._emit(Completion.of(job.task, header))
         script = (job.task.run, base_id(job.job_id))
         remaining = self.scripts.get(script)
         if remaining is not None:
@@ -510,11 +487,9 @@ class SlurmBackend(Backend):
                                         job.job_id)
 
     def _failed(self, job: SlurmJob, message: str, reason: str) -> Completion:
-        return Completion(job.task.run, job.task.node, job.task.attempt, {
-            "ok": False, "reason": reason, "error": message, "host": self.host,
-            "job_id": job.job_id or None, "end": time.time()})
+        return Completion.failed(job.task, reason, message, host=self.host,
+                                 job_id=job.job_id or None)
 
     def _cancelled(self, job: SlurmJob, message: str) -> Completion:
-        return Completion(job.task.run, job.task.node, job.task.attempt, {
-            "ok": False, "reason": "cancelled", "error": message, "host": self.host,
-            "job_id": job.job_id or None, "end": time.time()})
+        return Completion.cancelled(job.task, message, host=self.host,
+                                    job_id=job.job_id or None)
