@@ -3,6 +3,8 @@ its one list of executor types, the task bundle, the completion headers, the thr
 from __future__ import annotations
 
 import pickle
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
@@ -12,19 +14,35 @@ import pytest
 import covalent_cli as ct
 from covalent_cli import executor as sdk_executor
 from covalent_cli.dispatch import create_run
+from covalent_cli.sublattice import _executor
 from runner import backends, config
 from runner.backends.base import Backend, Completion, Task, ThreadedBackend, make_bundle
 from runner.manifest import PARAMETER
 from runner.rundir import RunDir
+
+REPO = Path(__file__).resolve().parents[2]
+
 
 def test_executor_types_come_from_the_registry() -> None:
     """The config's default executors and the SDK's executor classes name the registry's
     built-in types, and each resolves to its backend."""
     assert list(config.DEFAULTS["executors"]) == list(backends.BUILTIN)
     assert sorted(sdk_executor.BY_TYPE) == sorted(backends.BUILTIN)
+    for name, cls in sdk_executor.BY_TYPE.items():  # a sublattice's inherited executor
+        assert type(_executor({"type": name})) is cls
+    assert _executor({"type": "pkg.mod:Backend"}) == "pkg.mod:Backend"
     for name in backends.BUILTIN:
         cls = backends.backend_class(name)
         assert issubclass(cls, Backend) and cls.__module__.startswith("runner.backends.")
+
+
+def test_the_runner_reaches_every_backend_through_the_registry() -> None:
+    """The runner imports no backend itself, not even the local pool: each loads on first use."""
+    code = ("import sys, runner.service; "
+            "print(sorted(m for m in sys.modules if m.startswith('runner.backends.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=REPO, check=True, timeout=60).stdout
+    assert out.strip() == "['runner.backends.base']"
 
 
 @ct.electron
