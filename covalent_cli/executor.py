@@ -12,7 +12,7 @@ kwargs, task_metadata)``) works too: its ``run`` is called in a local pool worke
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Type
 
 from runner.redact import mask_secrets
 
@@ -193,7 +193,10 @@ class DaskExecutor(LocalExecutor):
         super().__init__(**kwargs)
 
 
-BUILTIN_TYPES = ("local", "ssh", "slurm")
+# By executor type (``short_name``): the SDK's class for each of the registry's built-in types
+# (``runner.backends.BUILTIN``; a test holds the two to the same names).
+BY_TYPE: Dict[str, Type[BaseExecutor]] = {
+    cls.short_name: cls for cls in (LocalExecutor, SSHExecutor, SlurmExecutor)}
 NAME_ALIASES = {"dask": "local"}
 
 __all__ = ["BaseExecutor", "LocalExecutor", "SSHExecutor", "SlurmExecutor", "DaskExecutor"]

@@ -52,8 +52,7 @@ def _executor(value: Any) -> Any:
     if isinstance(value, dict):
         from covalent_cli import executor as ex
 
-        classes = {"local": ex.LocalExecutor, "ssh": ex.SSHExecutor, "slurm": ex.SlurmExecutor}
         params = {k: v for k, v in value.items() if k != "type"}
-        cls = classes.get(value.get("type", "local"))
+        cls = ex.BY_TYPE.get(value.get("type", "local"))
         return cls(**params) if cls else value.get("type")
     return value

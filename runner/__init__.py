@@ -5,11 +5,17 @@ Modules:
     locks       the lock factory (flock locally, lock files on network filesystems)
     manifest    the graph of a run as written once at dispatch (``manifest.yaml``)
     rundir      ``RunDir``: the only code that knows the run directory's layout
-    events      the append-only state log and its fold into task states
+    state       the append-only state log's events and their fold into task states
     scheduler   pure bookkeeping of ready/waiting/finished nodes
     service     the runner's main loop and heartbeats
     daemon      runner processes: start on demand, stop, keep unfinished runs served
     liveness    which runners are alive (heartbeat files)
     worker      executes one task; imports nothing from this project
-    backends    where tasks run: local pool, SSH hosts, Slurm
+    config      the config file, its schema, and where the runs live
+    watch       filesystem events that wake the loop (watchdog, polling on network filesystems)
+    redact      which executor parameters are secret, masked everywhere but the secrets file
+    backends    where tasks run: ``local`` (the worker pool), ``ssh``, ``slurm/`` (one folder
+                per backend), on ``base`` (the contract and the shared plumbing)
+    ssh         the SSH library: connections, the remote setup, the channel protocol (used by
+                the SSH backend, Slurm over SSH and ``cov check``)
 """

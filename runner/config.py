@@ -20,6 +20,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import yaml
 
+from runner import backends
 from runner.fs import atomic_write
 
 DEFAULTS: Dict[str, Any] = {
@@ -31,11 +32,7 @@ DEFAULTS: Dict[str, Any] = {
         "poll_interval": 1.0,  # polling observer's interval (network filesystems, --poll)
         "heartbeat_interval": 5.0,
     },
-    "executors": {
-        "local": {"type": "local"},
-        "ssh": {"type": "ssh"},
-        "slurm": {"type": "slurm"},
-    },
+    "executors": {name: {"type": name} for name in backends.BUILTIN},  # local, ssh, slurm
 }
 
 class ConfigError(Exception):
@@ -188,8 +185,6 @@ def executor_problem(name: str, executor: Any) -> str:
 
 
 def _backend_problem(where: str, type_name: str) -> str:
-    from runner import backends
-
     if not backends.is_known(type_name):
         known = backends.known_types()
         close = difflib.get_close_matches(type_name, known, n=1)

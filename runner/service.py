@@ -39,7 +39,6 @@ from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
 from runner import worker
 from runner.backends import Backend, Completion, Task, backend_class
-from runner.backends.local import LocalBackend
 from runner.config import check_config, get_value
 from runner.fs import FILE_MODE, atomic_write
 from runner.liveness import (HOST, RunnerRegistry, fence_path, heartbeat_path,
@@ -738,11 +737,13 @@ class Runner:
             key = json.dumps(config, sort_keys=True, default=str)
         backend = self.backends.get(key)
         if backend is None:
+            cls = backend_class(type_name)
             if type_name == "local":
                 self._close_idle_pools()
-                backend = LocalBackend(config, self, size=self.workers, env=env)
+                # LocalBackend: the pool's size and the environment it serves
+                backend = cls(config, self, size=self.workers, env=env)  # type: ignore[call-arg]
             else:
-                backend = backend_class(type_name)(config, self)
+                backend = cls(config, self)
             self.backends[key] = backend
         return backend
 

@@ -1,6 +1,8 @@
 """Backends by executor type, imported on first use so that fabric loads only for SSH.
 
-Built-in types: ``local``, ``ssh``, ``slurm``. A user's own backend is registered by an entry
+The runner takes every backend from here, the local pool included. Built-in types: ``local``,
+``ssh``, ``slurm`` (``BUILTIN``: the one list of them; the config file's default executors and
+the SDK's executor classes follow it). A user's own backend is registered by an entry
 point in the group ``cov.backends`` (``name = "package.module:Class"``) or named directly as an
 executor's ``type: "package.module:Class"`` in the config file.
 """

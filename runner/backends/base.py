@@ -10,20 +10,30 @@ is the task's outcome header (see ``runner.worker``), after its outcome file
 
 To write a backend for a platform cov lacks: subclass ``Backend``, implement ``submit`` and
 ``poll`` (and ``cancel``/``reattach`` if the platform can), and register it (see
-``runner.backends``). ``make_bundle`` gives a task as one self-contained pickle and
-``worker.py`` runs it anywhere with ``python worker.py BUNDLE OUTCOME STDOUT STDERR``.
+``runner.backends``). What the built-in backends share is here, so that each keeps only its
+platform verbs (submitit's ``PicklingExecutor`` model):
+
+* ``make_bundle(task, rundir)``: the task as one self-contained pickle, which ``worker.py`` runs
+  anywhere with ``python worker.py BUNDLE OUTCOME STDOUT STDERR``;
+* ``Completion.failed`` / ``Completion.cancelled``: the header of an attempt that ended without
+  an outcome of its own;
+* ``ThreadedBackend``: for a backend whose platform work runs in threads of its own (SSH, Slurm
+  over SSH): the hand-over of completions and handles to the runner's thread.
 """
 from __future__ import annotations
 
 import abc
 import os
 import pickle
+import threading
+import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Protocol, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Protocol, Tuple
 
 from runner import worker
 
-WORKER_SCRIPT = os.path.abspath(worker.__file__)
+if TYPE_CHECKING:
+    from runner.rundir import RunDir
 
 
 @dataclass
@@ -71,6 +81,26 @@ class Completion:
     node: int
     attempt: int
     header: Dict[str, Any]
+
+    @classmethod
+    def of(cls, task: Task, header: Dict[str, Any]) -> "Completion":
+        """The task's attempt, ended with ``header`` (typically its outcome file's)."""
+        return cls(task.run, task.node, task.attempt, header)
+
+    @classmethod
+    def failed(cls, task: Task, reason: str, error: str, **fields: Any) -> "Completion":
+        """The attempt ended without an outcome of its own: ``reason`` is the kind of failure
+        (``worker_died``, ``connection``, ``submit`` ...), ``error`` the message the user sees,
+        ``fields`` where it happened (``host``, ``pid``, ``job_id``)."""
+        header: Dict[str, Any] = {"ok": False, "reason": reason, "error": error}
+        header.update(fields)
+        header.setdefault("end", time.time())
+        return cls.of(task, header)
+
+    @classmethod
+    def cancelled(cls, task: Task, error: str = "cancelled", **fields: Any) -> "Completion":
+        """The attempt was stopped by a cancel (``reason: cancelled``: the node is CANCELLED)."""
+        return cls.failed(task, "cancelled", error, **fields)
 
 
 class Services(Protocol):
@@ -133,16 +163,67 @@ class Backend(abc.ABC):
         """Release processes and connections (the runner is exiting)."""
 
 
-def make_bundle(task: Task, read_blob: Any, read_result: Any) -> bytes:
-    """The task as one self-contained pickle for ``worker.py`` on another host."""
+class ThreadedBackend(Backend):
+    """A backend whose platform work runs in threads of its own (SSH channels, Slurm over SSH).
+
+    The runner's loop is single-threaded and its services are not thread-safe, so the threads
+    never call them directly: they hand finished attempts (``_emit``) and handles
+    (``_emit_handle``) over under ``_lock`` and call ``services.wake()``; the loop's thread
+    passes them on in ``poll`` and, so that a next runner can re-attach, in ``close``.
+    """
+
+    def __init__(self, config: Dict[str, Any], services: Services) -> None:
+        super().__init__(config, services)
+        self._lock = threading.Lock()
+        self._done: List[Completion] = []
+        self._handles: List[Tuple[Task, Dict[str, Any]]] = []
+
+    # -- any thread ----------------------------------------------------------------------------
+    def _emit(self, completion: Completion) -> None:
+        with self._lock:
+            self._done.append(completion)
+
+    def _emit_handle(self, task: Task, handle: Dict[str, Any]) -> None:
+        with self._lock:
+            self._handles.append((task, handle))
+
+    # -- the runner's thread -------------------------------------------------------------------
+    def _deliver_handles(self) -> None:
+        with self._lock:
+            handles, self._handles = self._handles, []
+        for task, handle in handles:
+            self.services.record_handle(task, handle)
+
+    def _take_done(self) -> List[Completion]:
+        with self._lock:
+            done, self._done = self._done, []
+        return done
+
+    def poll(self) -> List[Completion]:
+        self._deliver_handles()
+        return self._take_done()
+
+    def close(self) -> None:
+        """Record the handles not yet passed on (the attempts go on without the runner)."""
+        self._deliver_handles()
+
+
+def make_bundle(task: Task, rundir: "RunDir") -> bytes:
+    """The task as one self-contained pickle for ``worker.py`` on another host: its function
+    and inputs read from ``rundir``. An input whose result file is missing or incomplete raises
+    ``RuntimeError`` (the task cannot start)."""
+    def result(node: int) -> bytes:
+        payload = worker.read_outcome_payload(str(rundir.result_path(node)))
+        if payload is None:
+            raise RuntimeError(f"the result of node {node} is missing or incomplete")
+        return payload
+
     inputs = []
     for kind, key, source in task.inputs:
-        if source[0] == "blob":
-            data = read_blob((source[1], source[2]))
-        else:
-            data = read_result(source[1])
+        data = rundir.read_blob((source[1], source[2])) if source[0] == "blob" \
+            else result(source[1])
         inputs.append((kind, key, data))
-    bundle = {"fn": read_blob(task.fn), "inputs": inputs, "cwd": task.cwd,
+    bundle = {"fn": rundir.read_blob(task.fn), "inputs": inputs, "cwd": task.cwd,
               "sys_path": task.sys_path,
               "context": {"dispatch_id": task.dispatch_id, "node": task.node,
                           "attempt": task.attempt}}

@@ -192,17 +192,16 @@ class LocalBackend(Backend):
             _rescue_output(w, task)
             _keep_captured_output(w.pid, task)
             if (task.run, task.node) in w.cancelled:
-                header = {"ok": False, "reason": "cancelled", "error": "cancelled"}
+                lost.append(Completion.cancelled(task, host=worker.HOST, pid=w.pid))
             else:
                 cause = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
                 try:
                     cause += f" ({signal.Signals(-code).name})" if code is not None and code < 0 else ""
                 except ValueError:
                     pass
-                header = {"ok": False, "reason": "worker_died",
-                          "error": f"worker died: {cause} while running task '{task.name}'"}
-            header.update(end=time.time(), host=worker.HOST, pid=w.pid)
-            lost.append(Completion(task.run, task.node, task.attempt, header))
+                lost.append(Completion.failed(
+                    task, "worker_died", f"worker died: {cause} while running task '{task.name}'",
+                    host=worker.HOST, pid=w.pid))
         w.close_output()
         rest = list(w.queue)
         w.queue.clear()
@@ -225,9 +224,7 @@ class LocalBackend(Backend):
                         del w.queue[i]
                         w.outbox.append({"skip": True, "run": run, "node": node})
                         self.flush()
-                        self._done.append(Completion(run, node, task.attempt,
-                                                     {"ok": False, "reason": "cancelled",
-                                                      "error": "cancelled"}))
+                        self._done.append(Completion.cancelled(task))
                     return
 
     def drop(self, task: Task) -> None:

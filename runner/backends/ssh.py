@@ -17,7 +17,7 @@ own run time):
 
 Threads: the runner's loop never waits for SSH. ``submit`` queues the task for a small pool of
 daemon threads (``max_concurrent`` per backend, at most the connection's ``max_sessions`` − 2);
-they report through ``poll`` and ``services.wake()``.
+they hand completions and handles over as a ``ThreadedBackend``.
 
 Faults: a dropped or silent connection (no heartbeat for 3 intervals) is reopened with the
 connection's retries, then the task is picked up again by its pid file: still running → wait
@@ -38,7 +38,7 @@ import time
 from typing import Any, Dict, List, Optional, Tuple
 
 from runner import worker
-from runner.backends.base import Backend, Completion, Services, Task, make_bundle
+from runner.backends.base import Completion, Services, Task, ThreadedBackend, make_bundle
 from runner.config import get_value
 from runner.fs import atomic_write
 from runner.redact import has_mask, task_secrets, unmask
@@ -58,7 +58,9 @@ FILES = ("outcome.pkl", "stdout.log", "stderr.log", "launch.log")
 MAX_LOSSES = 5  # connection losses survived by one task
 
 
-class _Job:
+class SSHAttempt:
+    """One task attempt on the host: where its files are, its pid there, whether cancelled."""
+
     def __init__(self, task: Task, files: str, workdir: str,
                  handle: Optional[Dict[str, Any]] = None) -> None:
         self.task = task
@@ -79,7 +81,7 @@ def effective_config(config: Dict[str, Any]) -> Dict[str, Any]:
     return merged
 
 
-class SSHBackend(Backend):
+class SSHBackend(ThreadedBackend):
     """Runs tasks on one SSH host."""
 
     def __init__(self, config: Dict[str, Any], services: Services) -> None:
@@ -99,14 +101,11 @@ class SSHBackend(Backend):
         # (no heartbeat for 3 of these) counts as a lost connection
         wanted = int(self.params.get("max_concurrent") or DEFAULT_MAX_CONCURRENT)
         self.limit = max(1, min(wanted, self.spec.max_sessions - 2))
-        self._lock = threading.Lock()
         self._env: Optional[RemoteEnv] = None
         self._env_lock = threading.Lock()
-        self._inflight: Dict[Tuple[str, int], _Job] = {}
-        self._done: List[Completion] = []
-        self._handles: List[Tuple[Task, Dict[str, Any]]] = []
+        self._inflight: Dict[Tuple[str, int], SSHAttempt] = {}
         self._trash: List[str] = []
-        self._queue: "queue.Queue[Optional[_Job]]" = queue.Queue()
+        self._queue: "queue.Queue[Optional[SSHAttempt]]" = queue.Queue()
         self._threads: List[threading.Thread] = []
         self._closing = False
         self._secrets_taken = False
@@ -128,15 +127,16 @@ class SSHBackend(Backend):
         return bool(self._inflight or self._done)
 
     def submit(self, task: Task) -> None:
-        self._start(_Job(task, "", ""))
+        self._start(SSHAttempt(task, "", ""))
 
     def reattach(self, task: Task, handle: Dict[str, Any]) -> bool:
         if not handle.get("pid") or not handle.get("files"):
             return False
-        self._start(_Job(task, str(handle["files"]), str(handle.get("workdir") or ""), handle))
+        self._start(SSHAttempt(task, str(handle["files"]), str(handle.get("workdir") or ""),
+                               handle))
         return True
 
-    def _start(self, job: _Job) -> None:
+    def _start(self, job: SSHAttempt) -> None:
         if not self._secrets_taken:  # before the first connection: the spec's secrets
             self._secrets_taken = True
             if has_mask(self.config):
@@ -150,14 +150,6 @@ class SSHBackend(Backend):
                 thread.start()
         self._queue.put(job)
 
-    def poll(self) -> List[Completion]:
-        with self._lock:
-            handles, self._handles = self._handles, []
-            done, self._done = self._done, []
-        for task, handle in handles:
-            self.services.record_handle(task, handle)
-        return done
-
     def cancel(self, run: str, node: int) -> None:
         job = self._inflight.get((run, node))
         if job is not None and not job.cancelled:
@@ -167,9 +159,7 @@ class SSHBackend(Backend):
 
     def close(self) -> None:
         self._closing = True
-        for task, handle in self._handles:  # so that the next runner can re-attach
-            self.services.record_handle(task, handle)
-        self._handles = []
+        super().close()  # the handles, so that the next runner can re-attach
         for _ in self._threads:
             self._queue.put(None)
         if self._trash and self.host.connected and not self._inflight:
@@ -182,28 +172,12 @@ class SSHBackend(Backend):
             job = self._queue.get()
             if job is None:
                 return
-            try:
-                header = self._run(job)
-            except SSHError as exc:
-                reason = "version" if isinstance(exc, VersionMismatch) else "connection" if \
-                    isinstance(exc, (ConnectFailed, AuthFailed, HostKeyError, ConnectionLost)) \
-                    else "ssh"
-                header = {"ok": False, "error": f"{exc}", "reason": reason}
-            except Exception as exc:  # noqa: BLE001 - a backend bug must not lose the task
-                log.exception("ssh backend error")
-                header = {"ok": False, "reason": "backend",
-                          "error": f"SSH backend error on {self.host.label}: "
-                                   f"{type(exc).__name__}: {exc}"}
+            done = self._attempt(job)
             if self._closing:
                 return  # the runner is exiting: the handle lets the next one re-attach
-            if job.cancelled and not header.get("ok"):
-                header = {"ok": False, "reason": "cancelled", "error": "cancelled"}
-            header.setdefault("end", time.time())
-            header.setdefault("host", self.host.label)
             with self._lock:
                 self._inflight.pop((job.task.run, job.task.node), None)
-                self._done.append(Completion(job.task.run, job.task.node, job.task.attempt,
-                                             header))
+                self._done.append(done)
                 if self.cleanup and job.files and not self.shared:
                     self._trash.append(job.files)
                 idle = not self._inflight and self._trash
@@ -214,6 +188,26 @@ class SSHBackend(Backend):
                 timer = threading.Timer(2.0, self._empty_trash_if_idle)
                 timer.daemon = True
                 timer.start()
+
+    def _attempt(self, job: SSHAttempt) -> Completion:
+        """Run the attempt to its end; a connection or backend failure is its outcome."""
+        task = job.task
+        try:
+            done = self._run(job)
+        except SSHError as exc:
+            reason = "version" if isinstance(exc, VersionMismatch) else "connection" if \
+                isinstance(exc, (ConnectFailed, AuthFailed, HostKeyError, ConnectionLost)) \
+                else "ssh"
+            done = Completion.failed(task, reason, f"{exc}")
+        except Exception as exc:  # noqa: BLE001 - a backend bug must not lose the task
+            log.exception("ssh backend error")
+            done = Completion.failed(task, "backend", f"SSH backend error on {self.host.label}: "
+                                                      f"{type(exc).__name__}: {exc}")
+        if job.cancelled and not done.header.get("ok"):
+            done = Completion.cancelled(task)
+        done.header.setdefault("end", time.time())
+        done.header.setdefault("host", self.host.label)
+        return done
 
     def _remote_env(self) -> RemoteEnv:
         with self._env_lock:
@@ -231,7 +225,7 @@ class SSHBackend(Backend):
                     raise
             return self._env
 
-    def _run(self, job: _Job) -> Dict[str, Any]:
+    def _run(self, job: SSHAttempt) -> Completion:
         env = self._remote_env()
         task = job.task
         if not job.files:
@@ -245,7 +239,7 @@ class SSHBackend(Backend):
         losses = 0
         while True:
             if job.cancelled and job.pid is None:
-                return {"ok": False, "reason": "cancelled", "error": "cancelled"}
+                return Completion.cancelled(task)
             if not started and bundle is None:
                 bundle = self._bundle(job)
             results = ["launch.log"] if self.shared else list(FILES)
@@ -282,19 +276,18 @@ class SSHBackend(Backend):
                 raise SSHError(f"could not start task '{task.name}' on {self.host.label}: {exc}",
                                self.host.label) from None
 
-    def _got_pid(self, job: _Job, pid: int, env: RemoteEnv) -> None:
+    def _got_pid(self, job: SSHAttempt, pid: int, env: RemoteEnv) -> None:
         job.pid = pid
         if not job.recorded:  # also after a reattach: the new claim cleared the old handle
             job.recorded = True
-            handle = {"host": env.report.hostname or self.host.label, "pid": pid,
-                      "workdir": job.workdir, "files": job.files, "target": self.host.label}
-            with self._lock:
-                self._handles.append((job.task, handle))
+            self._emit_handle(job.task, {
+                "host": env.report.hostname or self.host.label, "pid": pid,
+                "workdir": job.workdir, "files": job.files, "target": self.host.label})
             self.services.wake()
         if job.cancelled:
             self._kill(job)
 
-    def _kill(self, job: _Job) -> None:
+    def _kill(self, job: SSHAttempt) -> None:
         pid = int(job.pid or 0)
         if pid <= 0:
             return
@@ -310,17 +303,12 @@ class SSHBackend(Backend):
             return os.path.join(base, task.dispatch_id, f"node_{task.node}")
         return base
 
-    def _bundle(self, job: _Job) -> bytes:
-        task = dataclasses.replace(job.task, cwd=job.workdir)
-        rundir = RunDir(task.run)
+    def _bundle(self, job: SSHAttempt) -> bytes:
+        rundir = RunDir(job.task.run)
         try:
-            def result(node: int) -> bytes:
-                payload = worker.read_outcome_payload(str(rundir.result_path(node)))
-                if payload is None:
-                    raise SSHError(f"the result of node {node} is missing or incomplete")
-                return payload
-
-            data = make_bundle(task, rundir.read_blob, result)
+            data = make_bundle(dataclasses.replace(job.task, cwd=job.workdir), rundir)
+        except RuntimeError as exc:  # an input's result is missing: the task cannot start
+            raise SSHError(str(exc)) from None
         finally:
             rundir.close()
         if self.shared:
@@ -328,7 +316,7 @@ class SSHBackend(Backend):
             atomic_write(os.path.join(job.files, "bundle.pkl"), data)
         return data
 
-    def _worker_line(self, env: RemoteEnv, job: _Job) -> str:
+    def _worker_line(self, env: RemoteEnv, job: SSHAttempt) -> str:
         task, f = job.task, job.files
         if self.shared:  # the worker writes straight into the run directory
             return env.worker_command(f"{f}/bundle.pkl", task.outcome_path, task.stdout_path,
@@ -336,7 +324,7 @@ class SSHBackend(Backend):
         return env.worker_command(f"{f}/bundle.pkl", f"{f}/outcome.pkl", f"{f}/stdout.log",
                                   f"{f}/stderr.log")
 
-    def _receive(self, reader: protocol.ChannelReader, job: _Job) -> None:
+    def _receive(self, reader: protocol.ChannelReader, job: SSHAttempt) -> None:
         """Write the streamed files: outcome (atomically), logs, launcher log (kept aside)."""
         task = job.task
         sizes = reader.files()
@@ -354,13 +342,13 @@ class SSHBackend(Backend):
                 reader.copy(size, f)
             os.replace(tmp, targets[name])
 
-    def _outcome(self, job: _Job, rc: int) -> Dict[str, Any]:
+    def _outcome(self, job: SSHAttempt, rc: int) -> Completion:
         task = job.task
         deadline = time.time() + (10.0 if self.shared else 0.0)  # NFS may show it late
         while True:
             header = worker.read_outcome_header(task.outcome_path)
             if header is not None and int(header.get("pid", job.pid) or 0) == job.pid:
-                return header
+                return Completion.of(task, header)
             if time.time() >= deadline or (rc not in (0, -1) and self.shared):
                 break
             time.sleep(0.1)
@@ -376,7 +364,7 @@ class SSHBackend(Backend):
         detail = launch.decode("utf-8", "replace").strip()[-2000:]
         error = (f"the task's process on {self.host.label} (pid {job.pid}) {how} without "
                  f"writing an outcome" + (f":\n{detail}" if detail else ""))
-        return {"ok": False, "reason": "worker_died", "error": error, "pid": job.pid}
+        return Completion.failed(task, "worker_died", error, pid=job.pid)
 
     # -- cleaning up ------------------------------------------------------------------------------
     def _empty_trash_if_idle(self) -> None:

@@ -24,12 +24,12 @@ from typing import Any, Callable, Dict, Iterator, List, Tuple
 import pytest
 
 from runner.backends.base import Task
-from runner.slurm.client import (base_id, lookup, parse_config, parse_jobcomp, parse_sacct,
-                                 parse_squeue)
-from runner.slurm.jobs import Job, JobTable, lost_message
-from runner.slurm.script import (array_spec, directive, python_command, render_script,
-                                 shell_path)
-from runner.slurm.settings import SettingsError, parse_settings
+from runner.backends.slurm.client import (base_id, lookup, parse_config, parse_jobcomp,
+                                          parse_sacct, parse_squeue)
+from runner.backends.slurm.jobs import SlurmJob, JobTable, lost_message
+from runner.backends.slurm.script import (array_spec, directive, python_command,
+                                          render_script, shell_path)
+from runner.backends.slurm.settings import SettingsError, parse_settings
 
 GOLDEN = Path(__file__).parent / "golden"
 REPO = Path(__file__).resolve().parents[2]
@@ -123,10 +123,10 @@ def test_parsers() -> None:
     assert base_id("12_4") == "12" and base_id("7") == "7"
 
 
-def _job(node: int, job_id: str) -> Job:
+def _job(node: int, job_id: str) -> SlurmJob:
     task = Task(run="/runs/r", dispatch_id="r", node=node, name="t", attempt=1, fn=(0, 0),
                 inputs=[])
-    return Job(task, job_id=job_id)
+    return SlurmJob(task, job_id=job_id)
 
 
 def test_job_table_grace_periods_and_requeue() -> None:

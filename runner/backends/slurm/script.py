@@ -25,8 +25,8 @@ import re
 import shlex
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from runner.backends.slurm.settings import SettingsError, SlurmSettings
 from runner.redact import is_secret
-from runner.slurm.settings import SettingsError, SlurmSettings
 
 _BARE = re.compile(r"^[A-Za-z0-9_@%+=:,./-]*$")
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")

@@ -1,6 +1,7 @@
-"""Slurm support for ``runner.backends.slurm``; all but ``remote`` work without a cluster.
+"""The Slurm backend (``SlurmBackend``); all but ``remote`` work without a cluster.
 
 Modules:
+    engine      ``SlurmBackend``: queue, batching into job arrays, sbatch, polling, cancels
     settings    a Slurm executor's parameters, normalised and validated once
     script      the sbatch script of one job or job array (golden-file tested)
     client      the scheduler commands (sbatch, squeue, scancel, scontrol, sacct, the jobcomp
@@ -10,3 +11,6 @@ Modules:
     remote      the SSH mode: commands through ``runner.ssh``, files copied to and from the
                 cluster
 """
+from runner.backends.slurm.engine import SlurmBackend
+
+__all__ = ["SlurmBackend"]

@@ -1,6 +1,6 @@
 """The jobs a Slurm backend has out, and what the scheduler's answers mean for them. No I/O.
 
-A ``Job`` is one task's attempt with its job id (``123`` or ``123_4``). ``JobTable.apply``
+A ``SlurmJob`` is one task's attempt with its job id (``123`` or ``123_4``). ``JobTable.apply``
 folds one scheduler answer ({job id: ``JobInfo``}) into the table: a job in a final state, or
 in no record at all (``VANISHED``), starts its clock; a job seen pending or running again
 (requeued) stops it. ``overdue`` lists the jobs that ended without an outcome: their task fails.
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Dict, Iterator, List, Optional, Tuple
 
 from runner.backends.base import Task
-from runner.slurm.client import FINAL_STATES, KILLED_STATES, JobInfo, lookup
+from runner.backends.slurm.client import FINAL_STATES, KILLED_STATES, JobInfo, lookup
 
 Key = Tuple[str, int]  # (run path, node)
 Identity = Tuple[int, int]  # (inode, mtime_ns) of an outcome file
@@ -32,7 +32,7 @@ REQUEUE_WINDOW = 10.0  # seconds an ended state must last before it is believed
 
 
 @dataclass
-class Job:
+class SlurmJob:
     """One task attempt handed to Slurm (``job_id`` is empty until it is submitted)."""
 
     task: Task
@@ -56,8 +56,8 @@ class JobTable:
     def __init__(self, missing_grace: float, requeue_window: float = REQUEUE_WINDOW) -> None:
         self.missing_grace = missing_grace
         self.requeue_window = requeue_window
-        self.jobs: Dict[Key, Job] = {}
-        self.by_run: Dict[str, Dict[int, Job]] = {}
+        self.jobs: Dict[Key, SlurmJob] = {}
+        self.by_run: Dict[str, Dict[int, SlurmJob]] = {}
         self.overdue_at = float("inf")  # the earliest end of a grace period
         self.confirm_at = float("inf")  # when an answer would close a requeue window
 
@@ -67,17 +67,17 @@ class JobTable:
     def __contains__(self, key: object) -> bool:
         return key in self.jobs
 
-    def __iter__(self) -> Iterator[Job]:
+    def __iter__(self) -> Iterator[SlurmJob]:
         return iter(list(self.jobs.values()))
 
-    def get(self, key: Key) -> Optional[Job]:
+    def get(self, key: Key) -> Optional[SlurmJob]:
         return self.jobs.get(key)
 
-    def add(self, job: Job) -> None:
+    def add(self, job: SlurmJob) -> None:
         self.jobs[job.key] = job
         self.by_run.setdefault(job.task.run, {})[job.task.node] = job
 
-    def pop(self, key: Key) -> Optional[Job]:
+    def pop(self, key: Key) -> Optional[SlurmJob]:
         job = self.jobs.pop(key, None)
         if job is not None:
             in_run = self.by_run.get(key[0], {})
@@ -114,17 +114,17 @@ class JobTable:
         self._update_overdue()
         return changed
 
-    def ended(self, job: Job) -> bool:
+    def ended(self, job: SlurmJob) -> bool:
         """The job's end outlasted the requeue window (an answer after it still showed it)."""
         return bool(job.ended_since) and \
             job.ended_seen - job.ended_since >= self.requeue_window
 
-    def grace(self, job: Job) -> float:
+    def grace(self, job: SlurmJob) -> float:
         if job.state in KILLED_STATES:
             return min(self.missing_grace, KILLED_GRACE)
         return self.missing_grace
 
-    def overdue(self, now: float) -> List[Job]:
+    def overdue(self, now: float) -> List[SlurmJob]:
         """Jobs that ended without an outcome and whose grace period is over."""
         return [job for job in self.jobs.values()
                 if self.ended(job) and now - job.ended_since >= self.grace(job)]
@@ -144,7 +144,7 @@ class JobTable:
         self._update_overdue()
 
 
-def lost_message(job: Job, missing_grace: float, log_path: str, log_tail: str) -> str:
+def lost_message(job: SlurmJob, missing_grace: float, log_path: str, log_tail: str) -> str:
     """Why a job's task failed without an outcome, with the end of the job's own output."""
     if job.state == VANISHED:
         what = (f"Slurm job {job.job_id} is gone from the scheduler (no accounting or job "

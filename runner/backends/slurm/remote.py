@@ -22,14 +22,14 @@ import tarfile
 import time
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from runner.backends.base import WORKER_SCRIPT
+from runner import worker
+from runner.backends.slurm.client import Result
+from runner.backends.slurm.script import shell_path
+from runner.backends.slurm.settings import SlurmSettings
+from runner.backends.slurm.site import Identity, SharedSite, outcome_name
 from runner.fs import atomic_write
 from runner.redact import unmask
 from runner.rundir import SECRETS
-from runner.slurm.client import Result
-from runner.slurm.script import shell_path
-from runner.slurm.settings import SlurmSettings
-from runner.slurm.site import Identity, SharedSite, outcome_name
 
 REMOTE_DIR = ".cov"  # under remote_workdir: one directory per run
 
@@ -96,7 +96,7 @@ class RemoteSite(SharedSite):
             return
         os.makedirs(os.path.join(run, "slurm"), exist_ok=True)  # the local side of the copy
         root = shlex.quote(self.root(run))
-        with open(WORKER_SCRIPT, "rb") as f:
+        with open(worker.__file__, "rb") as f:
             code = f.read()
         command = (f"mkdir -p {root}/results {root}/logs {root}/slurm/bundles {root}/slurm/jobs"
                    f" && cat > {root}/slurm/worker.py")

@@ -10,8 +10,8 @@ cluster shares. Everything under ``<run>/slurm/`` belongs to the Slurm backend::
     <run>/slurm/jobs/<job id>.out             the job's own output (array: <id>_<index>.out)
     <run>/secrets/slurm-<executor>.env        0600: the secret variables, sourced by the job
 
-A remote site (``runner.slurm.remote``) keeps the same layout under a directory on the cluster
-and copies bundles up and outcomes and logs back.
+A remote site (``runner.backends.slurm.remote``) keeps the same layout under a directory on the
+cluster and copies bundles up and outcomes and logs back.
 """
 from __future__ import annotations
 
@@ -21,11 +21,11 @@ import time
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Tuple
 
-from runner.backends.base import WORKER_SCRIPT
+from runner import worker
+from runner.backends.slurm.client import LocalShell, Shell, read_tail
+from runner.backends.slurm.jobs import Identity
 from runner.fs import atomic_write, fsync_dir
 from runner.rundir import SECRETS, write_private
-from runner.slurm.client import LocalShell, Shell, read_tail
-from runner.slurm.jobs import Identity
 
 
 
@@ -74,7 +74,7 @@ class SharedSite:
             return
         for sub in ("bundles", "jobs"):
             os.makedirs(os.path.join(run, "slurm", sub), exist_ok=True)
-        with open(WORKER_SCRIPT, "rb") as f:
+        with open(worker.__file__, "rb") as f:
             code = f.read()
         target = os.path.join(run, "slurm", "worker.py")
         try:

@@ -18,7 +18,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Protocol, Sequence,
 
 # Job states after which a job never runs again, unless it is requeued: then it goes through
 # REQUEUED / REQUEUE_HOLD / COMPLETING to PENDING with its restart count one higher. Slurm can
-# show one of these for a moment while it requeues a job (runner.slurm.jobs: the requeue window).
+# show one of these for a moment while it requeues a job (``jobs``: the requeue window).
 FINAL_STATES = frozenset({"COMPLETED", "FAILED", "TIMEOUT", "OUT_OF_MEMORY", "CANCELLED",
                           "NODE_FAIL", "BOOT_FAIL", "DEADLINE", "PREEMPTED"})
 # Final states in which the scheduler stopped the job (so no outcome is expected).

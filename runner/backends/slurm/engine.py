@@ -16,19 +16,19 @@ Policy:
   OUT_OF_MEMORY, NODE_FAIL ...) and the tail of its output, once ``missing_grace`` (60 s) has
   passed: a shared filesystem may show the outcome late (for jobs the scheduler killed, 5 s at
   most), and once an answer ``requeue_window`` (10 s) after the end still shows it: a job being
-  requeued looks ended for a moment (``runner.slurm.jobs``). A job CANCELLED from outside
-  cancels its task. ``cancel`` (``cov cancel``) scancels the job or array element; the cancels
-  of one poll go in one ``scancel``.
+  requeued looks ended for a moment (``jobs``). A job CANCELLED from outside cancels its
+  task. ``cancel`` (``cov cancel``) scancels the job or array element; the cancels of one
+  poll go in one ``scancel``.
 * ``max_jobs`` (1000) caps the tasks out in Slurm at once; freed room is used in batches of at
   least a tenth of it, so a long fan-out goes out as arrays, not one job per completion.
 * Through SSH (``address`` set) the same steps run in a background thread, so a slow or broken
   connection never stalls the runner's loop; it wakes the loop when it has news.
 
 State (the "engine", touched by one thread: the runner's, or over SSH the backend's own):
-``queue`` (run -> ``Job`` s to submit), ``jobs`` (a ``runner.slurm.jobs.JobTable``: the
-submitted ones, their last scheduler state and grace periods), ``cancels`` (keys to scancel).
-Other threads talk to it through ``_inbox``/``_cancel_requests`` and hear back through
-``_handles``/``_done``, all under ``_lock``.
+``queue`` (run -> ``SlurmJob`` s to submit), ``jobs`` (a ``jobs.JobTable``: the submitted
+ones, their last scheduler state and grace periods), ``cancels`` (keys to scancel). Other
+threads talk to it through ``_inbox``/``_cancel_requests`` and hear back as a
+``ThreadedBackend`` does (handles and completions), all under ``_lock``.
 """
 from __future__ import annotations
 
@@ -41,22 +41,22 @@ import time
 from typing import Any, Dict, List, Optional, Set, Tuple
 
 from runner import worker
-from runner.backends.base import Backend, Completion, Services, Task, make_bundle
+from runner.backends.base import Completion, Services, Task, ThreadedBackend, make_bundle
+from runner.backends.slurm.client import SlurmClient, SlurmError, base_id
+from runner.backends.slurm.jobs import SlurmJob, JobTable, Key, lost_message
+from runner.backends.slurm.script import job_name, python_command, render_script, secret_exports
+from runner.backends.slurm.settings import SettingsError, SlurmSettings, parse_settings
+from runner.backends.slurm.site import SharedSite, local_identity
 from runner.config import get_value
 from runner.redact import has_mask, is_secret, task_secrets
 from runner.rundir import RunDir
-from runner.slurm.client import SlurmClient, SlurmError, base_id
-from runner.slurm.jobs import Job, JobTable, Key, lost_message
-from runner.slurm.script import job_name, python_command, render_script, secret_exports
-from runner.slurm.settings import SettingsError, SlurmSettings, parse_settings
-from runner.slurm.site import SharedSite, local_identity
 
 log = logging.getLogger("cov.slurm")
 
 SUBMIT_RETRIES = 3
 
 
-class SlurmBackend(Backend):
+class SlurmBackend(ThreadedBackend):
     """Runs tasks as Slurm jobs, from the login node or through SSH."""
 
     def __init__(self, config: Dict[str, Any], services: Services) -> None:
@@ -74,15 +74,12 @@ class SlurmBackend(Backend):
         self.pythonpath = ""
         if not self.settings.over_ssh:
             self._use_site(SharedSite())
-        # shared with other threads, under _lock
-        self._lock = threading.Lock()
-        self._inbox: List[Job] = []
+        # shared with other threads, under _lock (with the handles and completions)
+        self._inbox: List[SlurmJob] = []
         self._cancel_requests: List[Key] = []
-        self._handles: List[Tuple[Task, Dict[str, Any]]] = []
-        self._done: List[Completion] = []
         self._thread: Optional[threading.Thread] = None
         # the engine's
-        self.queue: Dict[str, List[Job]] = {}
+        self.queue: Dict[str, List[SlurmJob]] = {}
         self.queued_at = 0.0
         self.jobs = JobTable(self.settings.missing_grace, self.settings.requeue_window)
         self.cancels: Set[Key] = set()
@@ -101,7 +98,8 @@ class SlurmBackend(Backend):
     def submit(self, task: Task) -> None:
         if self.error:
             raise SettingsError(self.error)
-        job = Job(task, stale=local_identity(task.run, task.node) if task.attempt > 1 else None)
+        stale = local_identity(task.run, task.node) if task.attempt > 1 else None
+        job = SlurmJob(task, stale=stale)
         if self.settings.over_ssh and self._login_secrets is None:
             self._login_secrets = task_secrets(task.run, task.node) if has_mask(self.config) \
                 else {}
@@ -122,7 +120,7 @@ class SlurmBackend(Backend):
             return False
         self.services.record_handle(task, dict(handle))  # the re-claim cleared it in the log
         with self._lock:
-            self._inbox.append(Job(task, job_id=job_id))
+            self._inbox.append(SlurmJob(task, job_id=job_id))
         return True
 
     def cancel(self, run: str, node: int) -> None:
@@ -158,14 +156,13 @@ class SlurmBackend(Backend):
         elif not self._running() and self._next_step_in(bool(self._inbox)) == 0.0:
             self._thread = threading.Thread(target=self._step, name="cov-slurm", daemon=True)
             self._thread.start()
-        with self._lock:
-            done, self._done = self._done, []
-        return done
+        return self._take_done()
 
     def close(self) -> None:
         """Jobs keep running without the runner; the next runner re-attaches to them."""
         if self._thread is not None:
             self._thread.join(timeout=10)
+        super().close()  # the job ids the thread got since the last poll
         for rundir in self._rundirs.values():
             rundir.close()
         self._rundirs.clear()
@@ -174,12 +171,6 @@ class SlurmBackend(Backend):
 
     def _running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
-
-    def _deliver_handles(self) -> None:
-        with self._lock:
-            handles, self._handles = self._handles, []
-        for task, handle in handles:
-            self.services.record_handle(task, handle)
 
     def _next_step_in(self, inbox: bool) -> Optional[float]:
         """Seconds until the engine has something to do (read only while it is idle)."""
@@ -246,7 +237,7 @@ class SlurmBackend(Backend):
         if time.monotonic() < self.retry_at:
             return False
         try:
-            from runner.slurm.remote import connect
+            from runner.backends.slurm.remote import connect
 
             site, self.pythonpath = connect(self.settings, self._login_secrets)
             self._use_site(site)
@@ -284,7 +275,7 @@ class SlurmBackend(Backend):
     # -- submitting ---------------------------------------------------------------------------
     def _flush_queue(self) -> None:
         queue, self.queue = self.queue, {}
-        retry: List[Job] = []
+        retry: List[SlurmJob] = []
         for run, jobs in queue.items():
             retry.extend(self._submit_run(run, jobs))
         for job in retry:
@@ -292,14 +283,14 @@ class SlurmBackend(Backend):
         if retry:
             self.retry_at = time.monotonic() + 2.0 * max(job.tries for job in retry)
 
-    def _submit_run(self, run: str, jobs: List[Job]) -> List[Job]:
+    def _submit_run(self, run: str, jobs: List[SlurmJob]) -> List[SlurmJob]:
         """Write the bundles and sbatch the run's queued tasks; returns those to retry."""
         assert self.site is not None and self.client is not None
         try:
             self.site.prepare(run)
         except Exception as exc:  # noqa: BLE001 - e.g. the run directory is not writable
             return self._submit_failed(jobs, f"cannot prepare the Slurm job files: {exc}")
-        ready: List[Job] = []
+        ready: List[SlurmJob] = []
         bundles = []
         for job in jobs:
             if job.tries:
@@ -317,8 +308,8 @@ class SlurmBackend(Backend):
             return self._submit_failed(ready, f"cannot write the tasks' bundles: {exc}")
         size = min(self.client.max_array_size(), self.settings.max_jobs) \
             if self.settings.array else 1
-        retry: List[Job] = []
-        by_executor: Dict[str, List[Job]] = {}  # one script per executor: its own secrets
+        retry: List[SlurmJob] = []
+        by_executor: Dict[str, List[SlurmJob]] = {}  # one script per executor: its own secrets
         for job in ready:
             by_executor.setdefault(self._executor_key(job.task), []).append(job)
         for key, group in by_executor.items():
@@ -326,8 +317,8 @@ class SlurmBackend(Backend):
                 retry.extend(self._sbatch(run, group[start:start + size], key))
         return retry
 
-    def _submit_failed(self, jobs: List[Job], message: str, transient: bool = True
-                       ) -> List[Job]:
+    def _submit_failed(self, jobs: List[SlurmJob], message: str, transient: bool = True
+                       ) -> List[SlurmJob]:
         """Retry a few times (a connection or filesystem hiccup), then fail the tasks."""
         if transient and jobs and jobs[0].tries + 1 < SUBMIT_RETRIES:
             for job in jobs:
@@ -352,19 +343,11 @@ class SlurmBackend(Backend):
         return self._rundir(task.run).manifest.node(task.node).executor or "local"
 
     def _bundle(self, task: Task) -> bytes:
-        rundir = self._rundir(task.run)
-
-        def read_result(node: int) -> bytes:
-            payload = worker.read_outcome_payload(str(rundir.result_path(node)))
-            if payload is None:
-                raise RuntimeError(f"the result of node {node} is missing or incomplete")
-            return payload
-
         if self.settings.workdir:  # the script changes to remote_workdir; the worker stays
             task = dataclasses.replace(task, cwd="")
-        return make_bundle(task, rundir.read_blob, read_result)
+        return make_bundle(task, self._rundir(task.run))
 
-    def _sbatch(self, run: str, chunk: List[Job], executor: str) -> List[Job]:
+    def _sbatch(self, run: str, chunk: List[SlurmJob], executor: str) -> List[SlurmJob]:
         assert self.site is not None and self.client is not None
         array = len(chunk) > 1
         first = chunk[0].task
@@ -396,9 +379,8 @@ class SlurmBackend(Backend):
         for index, job in enumerate(chunk):
             job.job_id = f"{array_id}_{index}" if array else array_id
             self.jobs.add(job)
-            with self._lock:
-                self._handles.append((job.task, {"job_id": job.job_id, "host": self.host,
-                                                 "submitted": now}))
+            self._emit_handle(job.task, {"job_id": job.job_id, "host": self.host,
+                                         "submitted": now})
         self.interval = self.settings.poll_freq
         self.next_query = min(self.next_query, time.monotonic() + self.settings.poll_freq)
         return []
@@ -483,16 +465,12 @@ class SlurmBackend(Backend):
                                                        f"{note}").header)
 
     # -- ending a task ----------------------------------------------------------------------
-    def _emit(self, completion: Completion) -> None:
-        with self._lock:
-            self._done.append(completion)
-
-    def _finish(self, job: Job, header: Dict[str, Any]) -> None:
+    def _finish(self, job: SlurmJob, header: Dict[str, Any]) -> None:
         assert self.site is not None
         if self.jobs.pop(job.key) is None:
             return
         self.cancels.discard(job.key)
-        self._emit(Completion(job.task.run, job.task.node, job.task.attempt, header))
+        self._emit(Completion.of(job.task, header))
         script = (job.task.run, base_id(job.job_id))
         remaining = self.scripts.get(script)
         if remaining is not None:
@@ -508,12 +486,10 @@ class SlurmBackend(Backend):
             self.site.remove_task_files(job.task.run, job.task.node, job.task.attempt,
                                         job.job_id)
 
-    def _failed(self, job: Job, message: str, reason: str) -> Completion:
-        return Completion(job.task.run, job.task.node, job.task.attempt, {
-            "ok": False, "reason": reason, "error": message, "host": self.host,
-            "job_id": job.job_id or None, "end": time.time()})
+    def _failed(self, job: SlurmJob, message: str, reason: str) -> Completion:
+        return Completion.failed(job.task, reason, message, host=self.host,
+                                 job_id=job.job_id or None)
 
-    def _cancelled(self, job: Job, message: str) -> Completion:
-        return Completion(job.task.run, job.task.node, job.task.attempt, {
-            "ok": False, "reason": "cancelled", "error": message, "host": self.host,
-            "job_id": job.job_id or None, "end": time.time()})
+    def _cancelled(self, job: SlurmJob, message: str) -> Completion:
+        return Completion.cancelled(job.task, message, host=self.host,
+                                    job_id=job.job_id or None)
