@@ -146,7 +146,7 @@ def named_params(function: Callable[..., Any], args: Tuple[Any, ...], kwargs: Di
                       if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     else:
         positional = []
-    bound = []
+    bound: List[Tuple[str, Any, str, Optional[int]]] = []
     for i, value in enumerate(args):
         name = positional[i] if i < len(positional) else f"arg[{i}]"
         bound.append((name, value, "arg", i))
@@ -198,6 +198,9 @@ class Proxy:
     """Stands for a node's future output inside a lattice body (Covalent's bound electron)."""
 
     __slots__ = ("_builder", "node_id", "_name")
+    _builder: Builder  # set with object.__setattr__: Proxy.__setattr__ refuses (below)
+    node_id: int
+    _name: str
 
     def __init__(self, builder: Builder, node_id: int, name: str) -> None:
         object.__setattr__(self, "_builder", builder)
@@ -257,8 +260,8 @@ def _unpack_count(frame: Any) -> int:
     for instruction in dis.get_instructions(code):
         if instruction.offset == offset:
             if instruction.opname == "UNPACK_SEQUENCE":
-                return int(instruction.arg)
+                return int(instruction.arg or 0)
             if instruction.opname == "UNPACK_EX":  # a, *rest = task(): only the fixed targets
-                return int(instruction.arg) & 0xFF
+                return int(instruction.arg or 0) & 0xFF
             return 0
     return 0

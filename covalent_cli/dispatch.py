@@ -35,6 +35,7 @@ from runner.config import ConfigError, check_config, executor_problem, get_value
 from runner.manifest import LOCAL_ONLY_KINDS, PARAMETER, Edge, Manifest, NodeSpec
 from runner.redact import has_mask, split_secrets, unmask
 from runner.rundir import RunDir
+from runner.state import Event
 
 # Dispatch ids made by this process, newest last (``cov dispatch`` reports a script's own).
 DISPATCHED: List[str] = []
@@ -114,7 +115,8 @@ def create_run(lattice: Lattice, args: Sequence[Any], kwargs: Dict[str, Any], *,
                 "kwargs": {k: _short_repr(v) for k, v in kwargs.items()}},
         blobs=packer.named,
     )
-    events, results = ([], [])
+    events: List[Event] = []
+    results: List[Tuple[int, Path]] = []
     if reuse_from is not None:
         from covalent_cli.redispatch import reusable_results
 
@@ -193,6 +195,7 @@ class _Packer:
 def _code_reduce_keeping_filename(code: types.CodeType) -> Any:
     """cloudpickle >= 3.1 writes ``<dynamic-code>`` as every by-value function's file name;
     keep the real one so that a task's traceback names the user's file and line."""
+    assert _CLOUDPICKLE_CODE_REDUCE is not None  # registered only when cloudpickle has it
     constructor, args = _CLOUDPICKLE_CODE_REDUCE(code)
     return constructor, tuple(code.co_filename if a == "<dynamic-code>" else a for a in args)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Protocol
 
 from runner.rundir import TMP_PREFIX, RunDir, RunDirError, unreadable_reasons
 from runner.state import COMPLETED, TERMINAL, RunState
@@ -25,10 +25,20 @@ def iter_runs(home: Path) -> Iterator[RunDir]:
             yield RunDir(entry.path)
 
 
-def run_summary(run: RunDir, state: Optional[RunState] = None) -> Dict[str, Any]:
+class SummarySource(Protocol):
+    """What ``run_summary`` reads: a ``RunDir``, or the UI's cached ``LiveRun``."""
+
+    path: Path
+
+    def header(self) -> Dict[str, Any]: ...
+
+
+def run_summary(run: SummarySource, state: Optional[RunState] = None) -> Dict[str, Any]:
     """One run in a line: id, lattice, status, progress, times (from the manifest header)."""
     header = run.header()
-    state = state or run.state()
+    if state is None:
+        assert isinstance(run, RunDir), "only a RunDir folds its own state"
+        state = run.state()
     total = int(header.get("task_count") or 0)
     done = sum(1 for t in state.tasks.values() if t.status == COMPLETED)
     ended = state.ended if state.status in TERMINAL else None

@@ -19,6 +19,8 @@ DEFAULT_EXECUTOR = "local"
 class Lattice:
     """A workflow: its function and the defaults its electrons inherit."""
 
+    __name__: str  # set by functools.update_wrapper, from the workflow function
+
     def __init__(self, workflow_function: Callable[..., Any], executor: Any = None,
                  workflow_executor: Any = None, deps_bash: Any = None, deps_pip: Any = None,
                  call_before: Any = None, call_after: Any = None, triggers: Any = None) -> None:
@@ -83,8 +85,8 @@ class Lattice:
 
     def draw(self, *args: Any, **kwargs: Any) -> None:
         """Covalent opens its UI's preview; cov has no server, so this only builds the graph."""
-        self.build_graph(*args, **kwargs)
-        print(f"cov: draw() built {len(self.transport_graph.nodes)} nodes; dispatch and run "
+        graph = self.build_graph(*args, **kwargs)
+        print(f"cov: draw() built {len(graph.nodes)} nodes; dispatch and run "
               "`cov ui` to see the graph", file=sys.stderr)
 
     def __repr__(self) -> str:

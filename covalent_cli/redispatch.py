@@ -9,7 +9,7 @@ from covalent_cli.dispatch import create_run, start_runner
 from covalent_cli.result import resolve_run
 from runner.manifest import PARAMETER, Manifest
 from runner.rundir import RunDir
-from runner.state import COMPLETED
+from runner.state import COMPLETED, Event
 
 
 def redispatch(dispatch_id: str, replace_electrons: Optional[Dict[str, Any]] = None,
@@ -38,7 +38,7 @@ def redispatch(dispatch_id: str, replace_electrons: Optional[Dict[str, Any]] = N
 
 
 def reusable_results(old: RunDir, new: Manifest, new_pack: bytes
-                     ) -> Tuple[List[Dict[str, Any]], List[Tuple[int, Path]]]:
+                     ) -> Tuple[List[Event], List[Tuple[int, Path]]]:
     """Events and result files for the nodes of ``new`` whose old outputs are still valid:
     same name, kind, function bytes and inputs, every ancestor reused or an equal parameter."""
     state = old.state()
@@ -76,7 +76,8 @@ def reusable_results(old: RunDir, new: Manifest, new_pack: bytes
 
     for node_id in topological_order(new):
         unchanged(node_id)
-    events, results = [], []
+    events: List[Event] = []
+    results: List[Tuple[int, Path]] = []
     for node in new.nodes:
         if node.kind != PARAMETER and same.get(node.id):
             task = state.tasks[node.id]

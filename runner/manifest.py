@@ -17,10 +17,7 @@ import yaml
 FORMAT_VERSION = "1.0"
 FORMAT_MAJOR = 1
 
-try:  # libyaml where the wheel has it
-    _Loader = yaml.CSafeLoader  # type: ignore[attr-defined]
-except AttributeError:  # pragma: no cover
-    _Loader = yaml.SafeLoader
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml where the wheel has it
 
 # Node kinds. Only "parameter" nodes do not execute.
 ELECTRON = "electron"
@@ -131,7 +128,7 @@ def _node_problem(d: Any) -> str:
     """What is wrong with a node line (the slow, precise path of ``NodeSpec.from_dict``)."""
     if not isinstance(d, dict):
         return f"manifest.yaml: a node line is {type(d).__name__}, not a mapping"
-    node_id = d.get("id")
+    node_id: Any = d.get("id")
     where = f"manifest.yaml: node {node_id!r}"
     if not _is_int(node_id) or node_id < 0:
         return f"{where}: 'id' must be a non-negative integer"

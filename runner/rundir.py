@@ -38,7 +38,7 @@ from runner import worker
 from runner.fs import DIR_MODE, FILE_MODE, atomic_write, fsync_dir
 from runner.locks import Lock, acquire_patiently, make_lock
 from runner.manifest import Manifest, ManifestError
-from runner.state import EventError, RunState, check_event, fold
+from runner.state import Event, EventError, RunState, check_event, fold
 
 MANIFEST = "manifest.yaml"
 PACK = "tasks.pkl"
@@ -88,7 +88,7 @@ class RunDir:
         self._events_offset = 0
         self._state: Optional[RunState] = None
         self._pack_fd: Optional[int] = None
-        self._appended: Optional[List[Dict[str, Any]]] = None
+        self._appended: Optional[List[Event]] = None
         self._lock: Optional[Lock] = None
 
     def __repr__(self) -> str:
@@ -211,7 +211,7 @@ class RunDir:
     # -- creation ------------------------------------------------------------------------
     @classmethod
     def create(cls, home: Path, manifest: Manifest, pack: bytes,
-               events: Iterable[Dict[str, Any]] = (),
+               events: Iterable[Event] = (),
                results: Iterable[Tuple[int, Path]] = (),
                secret_values: Optional[Dict[str, Dict[str, Any]]] = None,
                env: Optional[bytes] = None) -> "RunDir":
@@ -349,7 +349,7 @@ class RunDir:
         self._lock.timeout = timeout
         return self._lock
 
-    def read_new_events(self) -> List[Dict[str, Any]]:
+    def read_new_events(self) -> List[Event]:
         """Events appended since the last call (complete lines only)."""
         try:
             if os.stat(self.events_path).st_size == self._events_offset:
@@ -382,13 +382,13 @@ class RunDir:
             self._state = RunState()
         return fold(new, self._state)
 
-    def append_events(self, events: List[Dict[str, Any]], fsync: bool = False) -> None:
+    def append_events(self, events: List[Event], fsync: bool = False) -> None:
         """Append events; the caller holds the run lock and has read every earlier event
         (``read_new_events``), so the appended ones are folded into ``state()`` directly."""
         if not events:
             return
         now = time.time()
-        stamped = [{"t": e.pop("t", now), **e} for e in events]
+        stamped: List[Event] = [{"t": e.pop("t", now), **e} for e in events]
         data = "".join(json.dumps(e) + "\n" for e in stamped).encode()
         fd = os.open(self.events_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, FILE_MODE)
         try:
@@ -410,7 +410,7 @@ class RunDir:
         else:
             self._appended = None
 
-    def take_appended(self) -> Optional[List[Dict[str, Any]]]:
+    def take_appended(self) -> Optional[List[Event]]:
         """The events the last ``append_events`` folded without re-reading (else None)."""
         appended, self._appended = self._appended, None
         return appended

@@ -65,7 +65,7 @@ class Schedule:
 
     def take_ready(self, limit: Optional[int] = None) -> List[int]:
         """Up to ``limit`` ready nodes, lowest id first; they become active."""
-        taken = []
+        taken: List[int] = []
         while self.ready and (limit is None or len(taken) < limit):
             node = heapq.heappop(self.ready)
             self._in_ready.discard(node)

@@ -35,7 +35,7 @@ import traceback
 from contextlib import contextmanager
 from multiprocessing.connection import wait as wait_for
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Set, Tuple, cast
 
 from runner import worker
 from runner.backends import Backend, Completion, Task, backend_class
@@ -49,7 +49,7 @@ from runner.rundir import (TMP_PREFIX, RunDir, RunDirError, clear_unreadable, fi
                            mark_unreadable)
 from runner.scheduler import Schedule
 from runner.state import (CANCELLED, COMPLETED, DISPATCHING, FAILED, RUNNING, STARTING,
-                          apply, failure_message)
+                          Event, Handle, apply, failure_message)
 
 
 class ActiveRun:
@@ -62,7 +62,7 @@ class ActiveRun:
         self.schedule = Schedule(self.manifest, self.state)
         self.ours: Dict[int, Task] = {}  # attempts we submitted and wait for
         self.children: Dict[int, str] = {}  # sublattice node -> child dispatch id
-        self.pending: List[Dict[str, Any]] = []  # events to append at the end of the step
+        self.pending: List[Event] = []  # events to append at the end of the step
         self.cancel_stamp: Optional[float] = None
         self.dirty = False  # events appended since the last fsync
         self.busy_until = 0.0  # its lock was held elsewhere: left alone until then
@@ -139,8 +139,9 @@ class Runner:
     def record_handle(self, task: Task, handle: Dict[str, Any]) -> None:
         run = self.active.get(task.run)
         if run is not None:
+            # Backends build their handles as plain dicts (with fields of their own).
             run.pending.append({"ev": "handle", "node": task.node, "attempt": task.attempt,
-                                "handle": handle})
+                                "handle": cast(Handle, handle)})
 
     # -- main loop -----------------------------------------------------------------------
     def run_forever(self) -> int:
@@ -353,7 +354,7 @@ class Runner:
             self._check_children(run)
         self._maybe_finish(run)
 
-    def _absorb(self, run: ActiveRun, events: List[Dict[str, Any]], folded: bool = False) -> None:
+    def _absorb(self, run: ActiveRun, events: List[Event], folded: bool = False) -> None:
         """Bring the schedule up to date with events (folding them into the state first,
         unless ``append_events`` already did)."""
         for event in events:
@@ -470,7 +471,9 @@ class Runner:
                 worker.read_outcome_payload(str(child.result_path(child.manifest.output_node)))
             if payload is not None:
                 preview = (child.outcome_header(child.manifest.output_node) or {}).get("preview")
-                header.update(ok=True, **({"preview": preview} if preview else {}))
+                header["ok"] = True
+                if preview:
+                    header["preview"] = preview
                 worker.write_outcome(str(run.dir.result_path(node)), header, payload)
                 run.pending.append(self._end_event(run, node, attempt, header))
                 return
@@ -516,7 +519,7 @@ class Runner:
         run.pending.append(self._end_event(run, done.node, done.attempt, header))
 
     def _end_event(self, run: ActiveRun, node: int, attempt: int, header: Dict[str, Any]
-                   ) -> Dict[str, Any]:
+                   ) -> Event:
         if header.get("ok"):
             status = COMPLETED
         elif header.get("reason") == "cancelled":
@@ -524,7 +527,7 @@ class Runner:
         else:
             status = FAILED
         claimed = run.state.tasks[node].claimed if node in run.state.tasks else None
-        event: Dict[str, Any] = {"ev": "end", "node": node, "status": status, "attempt": attempt,
+        event: Event = {"ev": "end", "node": node, "status": status, "attempt": attempt,
                                  "start": header.get("start") or claimed,
                                  "end": header.get("end", time.time())}
         if header.get("child"):
@@ -532,8 +535,8 @@ class Runner:
         if status == FAILED:
             if header.get("reason") == "exception":
                 # Covalent keeps a task's own exception out of ``error`` (it is in stderr).
-                event["exception"] = (header.get("error") or "").strip().splitlines()[-1:][0:1]
-                event["exception"] = event["exception"][0] if event["exception"] else ""
+                lines = (header.get("error") or "").strip().splitlines()
+                event["exception"] = lines[-1] if lines else ""
             else:
                 event["error"] = header.get("error") or header.get("reason")
         run.schedule.finish(node, status)
@@ -612,7 +615,7 @@ class Runner:
             if not held:
                 return {}  # nothing is claimed; the nodes are taken again on a later step
             self._absorb(run, run.dir.read_new_events())
-            events = []
+            events: List[Event] = []
             for node in nodes:
                 task = run.state.tasks.get(node)
                 if task is not None and (task.finished or (
@@ -622,7 +625,7 @@ class Runner:
                     continue
                 if task is not None and task.runner == self.id and node in run.ours:
                     continue
-                if task is not None and task.runner not in (None, self.id) and \
+                if task is not None and task.runner is not None and task.runner != self.id and \
                         not self._fence_off(task.runner):
                     continue  # a dead runner's claim, taken over only once it is fenced off
                 number = attempt if attempt is not None else (task.attempt + 1 if task else 1)
@@ -775,7 +778,7 @@ class Runner:
                     run.pending = []
         self._maybe_finish(run)
 
-    def _append(self, run: ActiveRun, events: List[Dict[str, Any]]) -> bool:
+    def _append(self, run: ActiveRun, events: List[Event]) -> bool:
         """Append under the lock (held by the caller) and fold into our own view. False if
         the log cannot be written now (a full disk): nothing was appended, the caller keeps
         the events, and writes pause for a second instead of failing the runner."""
@@ -810,7 +813,7 @@ class Runner:
         if run.ours or run.children or run.pending or not run.schedule.over:
             return
         status, failed = run.schedule.outcome()
-        event: Dict[str, Any] = {"ev": "run", "status": status, "runner": self.id}
+        event: Event = {"ev": "run", "status": status, "runner": self.id}
         if status == FAILED:
             event["error"] = failure_message(failed)
         with self._locked(run) as held:
@@ -923,7 +926,7 @@ def _recorded_env(rundir: RunDir) -> Optional[Dict[str, Any]]:
     return {"python": python, "environ": environ, "key": key}
 
 
-def _still_applies(run: ActiveRun, event: Dict[str, Any]) -> bool:
+def _still_applies(run: ActiveRun, event: Event) -> bool:
     """A pending event about a node is kept only while that node's attempt is still open."""
     if event.get("node") is None:
         return True

@@ -19,18 +19,72 @@ know are ignored, so newer writers may add them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Optional
+from enum import Enum
+from typing import Any, Dict, FrozenSet, Iterable, List, Optional, TypedDict, Union, cast
 
-# Covalent's status names (covalent/_shared_files/util_classes.py:RESULT_STATUS).
-NEW_OBJECT = "NEW_OBJECT"
-STARTING = "STARTING"
-RUNNING = "RUNNING"
-DISPATCHING = "DISPATCHING"
-COMPLETED = "COMPLETED"
-FAILED = "FAILED"
-CANCELLED = "CANCELLED"
-TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED})
-STATUSES = frozenset({NEW_OBJECT, STARTING, RUNNING, DISPATCHING, COMPLETED, FAILED, CANCELLED})
+
+class Status(str, Enum):
+    """A run or task status. The values are Covalent's status names
+    (covalent/_shared_files/util_classes.py:RESULT_STATUS), and a member *is* that string:
+    ``Status.COMPLETED == "COMPLETED"``, it hashes like it, ``json.dumps`` writes it, and
+    ``str()``/f-strings print it (``__str__``/``__format__`` below, since Python 3.11 made
+    ``format()`` of a mixed-in enum print ``Status.COMPLETED``)."""
+
+    NEW_OBJECT = "NEW_OBJECT"
+    STARTING = "STARTING"
+    RUNNING = "RUNNING"
+    DISPATCHING = "DISPATCHING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    def __str__(self) -> str:
+        return str.__str__(self)
+
+    def __format__(self, spec: str) -> str:
+        return str.__format__(str.__str__(self), spec)
+
+
+NEW_OBJECT = Status.NEW_OBJECT
+STARTING = Status.STARTING
+RUNNING = Status.RUNNING
+DISPATCHING = Status.DISPATCHING
+COMPLETED = Status.COMPLETED
+FAILED = Status.FAILED
+CANCELLED = Status.CANCELLED
+TERMINAL: FrozenSet[str] = frozenset({COMPLETED, FAILED, CANCELLED})
+STATUSES: FrozenSet[str] = frozenset(Status)
+_STATUS_OF: Dict[str, Status] = {s.value: s for s in Status}  # the fold's fast str -> Status
+
+
+class Handle(TypedDict, total=False):
+    """Where an attempt runs, as a backend reports it (the ``handle`` event's ``handle``): enough
+    for a restarted runner to re-attach. Backends may add their own fields."""
+
+    pid: Optional[int]
+    host: Optional[str]
+    job_id: Union[str, int, None]
+
+
+class Event(TypedDict, total=False):
+    """One line of ``events.jsonl``: ``t`` and ``ev`` always, the rest per kind (the table in
+    the module docstring; ``_FIELDS`` is the checked form)."""
+
+    t: Optional[float]
+    ev: str
+    node: int
+    attempt: int
+    status: str
+    error: Optional[str]
+    exception: Optional[str]
+    child: Optional[str]
+    runner: Optional[str]
+    backend: Optional[str]
+    host: Optional[str]
+    handle: Optional[Handle]
+    start: Optional[float]
+    end: Optional[float]
+    reused: bool
 
 
 class EventError(ValueError):
@@ -56,7 +110,7 @@ _HANDLE_FIELDS = {"pid": frozenset({int, type(None)}), "host": _TEXT,
                   "job_id": frozenset({str, int, type(None)})}
 
 
-def check_event(event: Any) -> Dict[str, Any]:
+def check_event(event: Any) -> Event:
     """``event`` if it is a well-formed event, else ``EventError`` saying what is wrong.
     Runs for every event a reader reads: kept to one pass over the event's fields."""
     if type(event) is not dict:
@@ -73,7 +127,7 @@ def check_event(event: Any) -> Dict[str, Any]:
             what = "a non-numeric time" if name == "t" else f"{name}={value!r} (wrong type)"
             raise EventError(f"a {kind!r} event has {what}")
     if fields is _COMMON:
-        return event
+        return cast(Event, event)
     node = event.get("node")
     if kind != "run" and (node is None or node < 0):
         raise EventError(f"a {kind!r} event names no valid node (found {node!r})")
@@ -85,21 +139,21 @@ def check_event(event: Any) -> Dict[str, Any]:
         for name, types in _HANDLE_FIELDS.items():
             if name in handle and type(handle[name]) not in types:
                 raise EventError(f"a 'handle' event has {name}={handle[name]!r} (wrong type)")
-    return event
+    return cast(Event, event)
 
 
 @dataclass
 class TaskState:
     """What is known of one node's latest attempt."""
 
-    status: str = NEW_OBJECT
+    status: Status = NEW_OBJECT
     attempt: int = 0
     runner: Optional[str] = None
     backend: Optional[str] = None
     host: Optional[str] = None
     pid: Optional[int] = None
-    job_id: Optional[str] = None
-    handle: Optional[Dict[str, Any]] = None
+    job_id: Union[str, int, None] = None
+    handle: Optional[Handle] = None
     claimed: Optional[float] = None
     started: Optional[float] = None
     ended: Optional[float] = None
@@ -120,7 +174,7 @@ class TaskState:
 class RunState:
     """The run's status and every node's state."""
 
-    status: str = STARTING
+    status: Status = STARTING
     error: Optional[str] = None
     started: Optional[float] = None
     ended: Optional[float] = None
@@ -137,12 +191,13 @@ class RunState:
         return self.status in TERMINAL
 
 
-def apply(state: RunState, event: Dict[str, Any]) -> None:
-    """Fold one event into ``state`` (mutates)."""
+def apply(state: RunState, event: Event) -> None:
+    """Fold one event into ``state`` (mutates). Its statuses must be ``STATUSES``
+    (``check_event`` sees to that for the events a reader reads)."""
     kind = event.get("ev")
     t = event.get("t")
     if kind == "run":
-        status = event.get("status", RUNNING)
+        status = _STATUS_OF[event.get("status", RUNNING)]
         if state.finished and status not in TERMINAL:
             return  # a late runner never revives a finished run
         state.status = status
@@ -182,7 +237,7 @@ def apply(state: RunState, event: Dict[str, Any]) -> None:
     elif kind == "end":
         if task.finished and event.get("status") != COMPLETED:
             return  # a finished result is never overwritten by a later failure report
-        task.status = event.get("status", FAILED)
+        task.status = _STATUS_OF[event.get("status", FAILED)]
         task.started = event.get("start", task.started)
         task.ended = event.get("end", t)
         task.error = event.get("error")
@@ -194,7 +249,7 @@ def apply(state: RunState, event: Dict[str, Any]) -> None:
             task.child = event["child"]
 
 
-def fold(events: Iterable[Dict[str, Any]], state: Optional[RunState] = None) -> RunState:
+def fold(events: Iterable[Event], state: Optional[RunState] = None) -> RunState:
     """The state after ``events``, starting from ``state`` (or from nothing)."""
     state = state or RunState()
     for event in events:

@@ -35,7 +35,7 @@ import threading
 import time
 import traceback
 from collections import OrderedDict
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, TypedDict
 
 import cloudpickle
 
@@ -63,10 +63,26 @@ class TaskFailed(Exception):
 
 
 # -- outcome files ----------------------------------------------------------------------------
-def write_outcome(path: str, header: Dict[str, Any], payload: bytes = b"") -> None:
+class OutcomeHeader(TypedDict, total=False):
+    """An outcome file's header line (the module docstring), as the worker writes it; every
+    field is optional (a reader gets only the keys the writer set)."""
+
+    ok: bool
+    len: int  # bytes of pickle after the line
+    start: Optional[float]
+    end: Optional[float]
+    host: str
+    pid: int
+    attempt: int
+    child: str  # a sublattice task's child dispatch id
+    preview: Dict[str, str]  # value_preview
+    error: str
+    reason: str  # why it failed: "exception", "load", "fenced", "worker", ...
+
+
+def write_outcome(path: str, header: Mapping[str, Any], payload: bytes = b"") -> None:
     """Write an outcome file atomically (temporary name, then rename)."""
-    header = dict(header, len=len(payload))
-    data = json.dumps(header).encode() + b"\n"
+    data = json.dumps({**header, "len": len(payload)}).encode() + b"\n"
     tmp = f"{path}.tmp-{os.getpid()}-{secrets.token_hex(3)}"
     try:
         with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE), "wb") as f:
@@ -81,7 +97,7 @@ def write_outcome(path: str, header: Dict[str, Any], payload: bytes = b"") -> No
         raise
 
 
-def write_outcome_when_space(path: str, header: Dict[str, Any], payload: bytes = b"") -> None:
+def write_outcome_when_space(path: str, header: Mapping[str, Any], payload: bytes = b"") -> None:
     """``write_outcome``, waiting for space while the disk (or quota) is full: the value is in
     memory, so a full disk delays the run instead of failing a task that did its work."""
     delay = 0.2
@@ -128,10 +144,10 @@ def read_outcome_payload(path: str) -> Optional[bytes]:
 
 # -- running a task -----------------------------------------------------------------------------
 def run_task(electron: Dict[str, Any], args: List[Any], kwargs: Dict[str, Any],
-             stdout_fd: int, stderr_fd: int) -> Tuple[Dict[str, Any], bytes]:
+             stdout_fd: int, stderr_fd: int) -> Tuple[OutcomeHeader, bytes]:
     """Run deps, hooks and the function in Covalent's order; return (header, payload)."""
     start = time.time()
-    header: Dict[str, Any] = {"ok": False, "start": start, "host": HOST, "pid": os.getpid()}
+    header: OutcomeHeader = {"ok": False, "start": start, "host": HOST, "pid": os.getpid()}
     payload = b""
     try:
         hooks = electron.get("hooks") or {}
@@ -155,7 +171,7 @@ def run_task(electron: Dict[str, Any], args: List[Any], kwargs: Dict[str, Any],
         for call in hooks.get("call_after", ()):
             call["fn"](*call.get("args", ()), **call.get("kwargs", {}))
         if isinstance(value, ChildRun):
-            header.update(ok=True, child=value.dispatch_id)
+            header.update({"ok": True, "child": value.dispatch_id})
         else:
             try:
                 payload = cloudpickle.dumps(value)
@@ -163,15 +179,15 @@ def run_task(electron: Dict[str, Any], args: List[Any], kwargs: Dict[str, Any],
                 raise TaskFailed(
                     f"the result of {electron.get('name', 'the task')} cannot be pickled: "
                     f"{type(exc).__name__}: {exc}", "unpicklable_result") from None
-            header.update(ok=True, preview=value_preview(value))
+            header.update({"ok": True, "preview": value_preview(value)})
     except TaskFailed as exc:
-        header.update(error=str(exc), reason=exc.reason)
+        header.update({"error": str(exc), "reason": exc.reason})
         _write_fd(stderr_fd, f"{exc}\n")
     except BaseException as exc:  # noqa: BLE001 - the worker never raises across the boundary
         if isinstance(exc, (KeyboardInterrupt, SystemExit)) and not isinstance(exc, SystemExit):
             raise
         text = "".join(traceback.format_exception(type(exc), exc, _user_traceback(exc)))
-        header.update(error=text, reason="exception")
+        header.update({"error": text, "reason": "exception"})
         _write_fd(stderr_fd, text)
     header["end"] = time.time()
     return header, payload
@@ -505,7 +521,7 @@ def load_inputs(inputs: List[Tuple[str, Any, Any]], load: Callable[[Any], Any]
 
 
 def execute_local(task: Dict[str, Any], runs: Dict[str, _RunFiles],
-                  capture: "_Capture") -> Dict[str, Any]:
+                  capture: "_Capture") -> OutcomeHeader:
     """Run one task of the local pool; returns the outcome header (also written to disk)."""
     run = task["run"]
     files = runs.get(run)
@@ -556,7 +572,7 @@ def execute_local(task: Dict[str, Any], runs: Dict[str, _RunFiles],
             WORKER.after_task()  # a forked copy that returned ends here
     if fenced(task):  # another runner took the claim over while this ran: its result stands
         capture.discard()
-        return dict(FENCED)
+        return FENCED.copy()
     capture.finish(node)
     header["attempt"] = task.get("attempt", 1)
     write_outcome_when_space(out_path, header, payload)
@@ -565,7 +581,7 @@ def execute_local(task: Dict[str, Any], runs: Dict[str, _RunFiles],
     return header
 
 
-def _failure(message: str, reason: str) -> Dict[str, Any]:
+def _failure(message: str, reason: str) -> OutcomeHeader:
     """The header of a task that could not start (written to its stderr too)."""
     _write_fd(2, message)
     now = time.time()
@@ -622,7 +638,7 @@ def _die_with_parent() -> None:
 
 
 # The reply for a task whose claim another runner took over (nothing was written for it).
-FENCED = {"ok": False, "reason": "fenced", "error": "another runner took the claim over"}
+FENCED: OutcomeHeader = {"ok": False, "reason": "fenced", "error": "another runner took the claim over"}
 
 
 def fenced(task: Dict[str, Any]) -> bool:
@@ -697,7 +713,7 @@ def serve(conn: Any, pipes: Optional[List[Tuple[int, int]]] = None) -> None:
             skipped.discard((task["run"], task["node"]))
             continue
         if fenced(task):
-            conn.send((task["run"], task["node"], task.get("attempt", 1), dict(FENCED)))
+            conn.send((task["run"], task["node"], task.get("attempt", 1), FENCED.copy()))
             continue
         try:
             header = execute_local(task, runs, capture)
@@ -731,7 +747,7 @@ def execute_bundle(bundle_path: str, outcome_path: str, stdout_path: str, stderr
             args, kwargs = load_inputs(bundle["inputs"], lambda src: pickle.loads(src))
         except BaseException as exc:  # noqa: BLE001
             text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-            header = {"ok": False, "reason": "load", "host": HOST, "pid": os.getpid(),
+            header: OutcomeHeader = {"ok": False, "reason": "load", "host": HOST, "pid": os.getpid(),
                       "error": f"cannot load the task on {HOST}:\n{text}",
                       "start": time.time(), "end": time.time()}
             _write_fd(fds[1], header["error"])

@@ -105,13 +105,13 @@ def pickle_view(live: LiveRun, rel: str) -> Dict[str, Any]:
         for name, blob in manifest.blobs.items():
             lines.append(f"  {name}: {blob[1]} bytes")
         return {"header": None, "value": None, "text": "\n".join(lines)}
-    node = None
+    number: Optional[int] = None
     if len(parts) == 2 and parts[0] == "results" and parts[1][:-4].isdigit():
-        node = int(parts[1][:-4])
+        number = int(parts[1][:-4])
     elif rel == "result.pkl":
-        node = data.manifest.output_node
-    if node is not None and node < len(data.manifest.nodes):
-        header, _ = data.read_outcome(node)
+        number = data.manifest.output_node
+    if number is not None and number < len(data.manifest.nodes):
+        header, _ = data.read_outcome(number)
         if header is None:
             return {"header": None, "value": None,
                     "text": "an incomplete outcome file (the task may still be writing it)"}

@@ -93,7 +93,7 @@ class LiveRun:
     def summary(self) -> Dict[str, Any]:
         """``covalent_cli.inspect.run_summary`` from the folded state."""
         with self.lock:
-            return run_summary(self, self.refresh())  # type: ignore[arg-type] - has header()
+            return run_summary(self, self.refresh())
 
     def layout(self, parameters: bool, force: bool) -> Dict[str, Any]:
         """The laid-out graph (computed once per variant)."""

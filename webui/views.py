@@ -146,7 +146,7 @@ def run_state(live: LiveRun, since: Optional[int] = None) -> Dict[str, Any]:
     with live.lock:
         state = live.refresh()
         full = since is None or since <= 0 or since > live.version
-        nodes = list(state.tasks) if full else live.changed_since(since)
+        nodes = list(state.tasks) if full or since is None else live.changed_since(since)
         tasks = {}
         for node in nodes:
             task = state.tasks[node]

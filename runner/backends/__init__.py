@@ -29,7 +29,7 @@ def _entry_points() -> Dict[str, str]:
 
         found = entry_points()
         group = found.select(group=ENTRY_POINT_GROUP) if hasattr(found, "select") else \
-            found.get(ENTRY_POINT_GROUP, [])  # type: ignore[attr-defined]
+            found.get(ENTRY_POINT_GROUP, [])
         return {ep.name: ep.value for ep in group}
     except Exception:  # noqa: BLE001 - broken metadata must not stop the runner
         return {}

@@ -18,7 +18,7 @@ import sys
 import time
 from collections import deque
 from multiprocessing.connection import Connection
-from typing import Any, Deque, Dict, List, Optional, Tuple
+from typing import AbstractSet, Any, Deque, Dict, List, Optional, Tuple
 
 from runner import worker
 from runner.backends.base import Backend, Completion, Services, Task
@@ -315,7 +315,7 @@ def _keep_captured_output(pid: int, task: Task, keep: bool = True) -> None:
             pass
 
 
-def _remove_captures(run: str, pids: Optional[set], keep: set = frozenset()) -> None:
+def _remove_captures(run: str, pids: Optional[set], keep: AbstractSet[Any] = frozenset()) -> None:
     """Remove ``logs/.capture-<pid>.*`` of the given pids, or (``pids`` None) of every pid
     that is neither in ``keep`` nor alive."""
     logs = os.path.join(run, "logs")

@@ -251,6 +251,7 @@ class SSHBackend(ThreadedBackend):
                 with self.host.channel(protocol.command(script),
                                        timeout=3 * self.heartbeat + 5) as chan:
                     if not started and not self.shared:
+                        assert bundle is not None  # made above whenever not started
                         send_all(chan, bundle)
                     chan.shutdown_write()
                     reader = protocol.ChannelReader(chan)

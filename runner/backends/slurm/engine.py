@@ -406,7 +406,9 @@ class SlurmBackend(ThreadedBackend):
         assert self.site is not None
         for run, jobs in list(self.jobs.by_run.items()):
             found = self.site.outcomes(run, list(jobs), force=force)
-            for job in list(jobs.values()) if found else ():
+            if not found:
+                continue
+            for job in list(jobs.values()):
                 identity = found.get(job.task.node)
                 if identity is None or identity == job.stale:
                     continue
