@@ -295,6 +295,19 @@ def _flush_std() -> None:
             pass
 
 
+def _pipe_to_file(src: int, dst: int, size: int) -> int:
+    """Move up to ``size`` bytes from the pipe ``src`` to the file ``dst``: splice(2) where
+    Python has it (3.10+), which leaves in the pipe what a full disk refuses; on 3.9 read and
+    write, where such bytes are lost instead."""
+    if sys.version_info >= (3, 10):
+        return os.splice(src, dst, size)
+    data = memoryview(os.read(src, size))
+    done = 0
+    while done < len(data):
+        done += os.write(dst, data[done:])
+    return done
+
+
 class _Capture:
     """A pool worker's fds 1 and 2: pipes that a pump thread splices into capture files in the
     current run's ``logs/``.
@@ -375,7 +388,7 @@ class _Capture:
             return
         while _unread(read_end):
             try:
-                self.written[stream] += os.splice(read_end, self.files[stream], 1 << 20)
+                self.written[stream] += _pipe_to_file(read_end, self.files[stream], 1 << 20)
             except OSError as exc:
                 if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                     self.stalled[stream] = True  # kept in the pipe, tried again in a moment
