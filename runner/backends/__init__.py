@@ -9,6 +9,7 @@ executor's ``type: "package.module:Class"`` in the config file.
 from __future__ import annotations
 
 import importlib
+import sys
 from functools import lru_cache
 from typing import Dict, List, Type
 
@@ -27,9 +28,10 @@ def _entry_points() -> Dict[str, str]:
     try:
         from importlib.metadata import entry_points
 
-        found = entry_points()
-        group = found.select(group=ENTRY_POINT_GROUP) if hasattr(found, "select") else \
-            found.get(ENTRY_POINT_GROUP, [])
+        if sys.version_info >= (3, 10):
+            group = entry_points(group=ENTRY_POINT_GROUP)
+        else:  # 3.9: a dict of groups
+            group = entry_points().get(ENTRY_POINT_GROUP, ())
         return {ep.name: ep.value for ep in group}
     except Exception:  # noqa: BLE001 - broken metadata must not stop the runner
         return {}
