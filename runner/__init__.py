@@ -7,7 +7,11 @@ Modules:
     rundir      ``RunDir``: the only code that knows the run directory's layout
     state       the append-only state log's events and their fold into task states
     scheduler   pure bookkeeping of ready/waiting/finished nodes
-    service     the runner's main loop and heartbeats
+    engine      the per-run decisions as pure functions: end events, retries, cancel targets,
+                orphan verdicts, the claim filter, building a task
+    journal     the runs a runner serves and its writes to their event logs: locked appends,
+                the full-disk stall, batched fsync
+    service     the runner's main loop: hints, discovery, claims, children, heartbeats
     daemon      runner processes: start on demand, stop, keep unfinished runs served
     liveness    which runners are alive (heartbeat files)
     worker      executes one task; imports nothing from this project

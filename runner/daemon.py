@@ -22,13 +22,16 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Set
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Set
 
 from runner.fs import atomic_write
 from runner.liveness import (HOST, live_runner, pid_alive, read_runners, runners_dir,
                              write_heartbeat)
 from runner.locks import make_lock
 from runner.rundir import RunDir, RunDirError
+
+if TYPE_CHECKING:
+    from runner.service import RunnerSettings
 
 LOG_NAME = "runner.log"
 FAILURE_NAME = "last-failure"  # JSON; not *.json, the heartbeat files' pattern
@@ -237,14 +240,34 @@ class Keeper:
 
 
 # -- the runner process -------------------------------------------------------------------------
-def serve(home: Path, **options: Any) -> int:
+def settings_from_config(poll: bool = False, idle_timeout: Optional[float] = None,
+                         workers: Optional[int] = None) -> "RunnerSettings":
+    """The runner's settings: the options given (command line), else ``runner.*`` from the
+    config file (checked first: a wrong-typed value would fail the loop later, for every run)."""
+    from runner.config import check_config, get_value
+    from runner.service import RunnerSettings
+
+    check_config()
+    return RunnerSettings(
+        idle_timeout=float(idle_timeout if idle_timeout is not None
+                           else get_value("runner.idle_timeout", 30.0)),
+        rescan_interval=float(get_value("runner.rescan_interval", 2.0)),
+        heartbeat_interval=float(get_value("runner.heartbeat_interval", 5.0)),
+        poll_interval=float(get_value("runner.poll_interval", 1.0)),
+        poll=poll, workers=workers or get_value("runner.workers"))
+
+
+def serve(home: Path, runs: Optional[List[str]] = None, poll: bool = False,
+          idle_timeout: Optional[float] = None, workers: Optional[int] = None) -> int:
     """Run a runner in this process until it is idle; an error ends it with exit 1, leaving its
     reason as the last line of the log (stderr) and in ``last-failure``."""
+    from runner.backends import backend_class
     from runner.config import ConfigError
     from runner.service import Runner
 
     try:
-        return Runner(home, **options).run_forever()
+        settings = settings_from_config(poll, idle_timeout, workers)
+        return Runner(home, settings, runs=runs, backends=backend_class).run_forever()
     except Exception as exc:  # noqa: BLE001 - whatever it is, the next command must learn why
         config = isinstance(exc, ConfigError)  # the user's to fix: the message says it all
         line = (str(exc) if config else f"{type(exc).__name__}: {exc}").splitlines()[0]

@@ -11,6 +11,13 @@ Loop (single thread; watchdog's observer thread only writes hints to a pipe):
    claims of dead runners, resolve finished sublattice runs; every ``heartbeat_interval``:
    touch the heartbeat file and fsync the event logs written since the last time.
 
+What each step decides (the end event of an outcome, a retry, cancel targets, the verdict on a
+dead runner's claim, what may be claimed, the task handed to a backend) is a pure function of
+``runner.engine``; the writes go through ``runner.journal``. This module holds the loop and its
+state: the runs served (``active``: ``ActiveRun`` by path), those finished or set aside, the
+backends by executor config, the pending hints, and this runner's id and fence. How the loop is
+paced comes in as ``RunnerSettings`` (built from the config file by ``runner.daemon``).
+
 A runner with nothing to do for ``idle_timeout`` seconds exits. Several runners may serve one
 home: a claim is made under the run's lock after re-reading the log, so a node is claimed once.
 
@@ -23,8 +30,6 @@ later step while the others are served.
 """
 from __future__ import annotations
 
-import errno
-import hashlib
 import json
 import os
 import signal
@@ -33,63 +38,45 @@ import threading
 import time
 import traceback
 from contextlib import contextmanager
+from dataclasses import dataclass
 from multiprocessing.connection import wait as wait_for
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Set, Tuple, cast
+from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple, Type, cast
 
-from runner import worker
+from runner import engine, worker
 from runner.backends import Backend, Completion, Task, backend_class
-from runner.config import check_config, get_value
-from runner.fs import FILE_MODE, atomic_write
+from runner.fs import FILE_MODE
+from runner.journal import ActiveRun, Journal, link_final_result
 from runner.liveness import (HOST, RunnerRegistry, fence_path, heartbeat_path,
                              pid_alive, runners_dir, write_heartbeat)
-from runner.locks import holder, try_acquire
-from runner.manifest import PARAMETER, NodeSpec
 from runner.rundir import (TMP_PREFIX, RunDir, RunDirError, clear_unreadable, files_stamp,
                            mark_unreadable)
-from runner.scheduler import Schedule
-from runner.state import (CANCELLED, COMPLETED, DISPATCHING, FAILED, RUNNING, STARTING,
-                          Event, Handle, apply, failure_message)
+from runner.state import CANCELLED, COMPLETED, FAILED, Event, Handle, failure_message
 
 
-class ActiveRun:
-    """A run this runner is working on."""
+@dataclass
+class RunnerSettings:
+    """How a runner paces its loop (``runner.*`` in the config file, read by ``runner.daemon``)."""
 
-    def __init__(self, rundir: RunDir) -> None:
-        self.dir = rundir
-        self.manifest = rundir.manifest
-        self.state = rundir.state()
-        self.schedule = Schedule(self.manifest, self.state)
-        self.ours: Dict[int, Task] = {}  # attempts we submitted and wait for
-        self.children: Dict[int, str] = {}  # sublattice node -> child dispatch id
-        self.pending: List[Event] = []  # events to append at the end of the step
-        self.cancel_stamp: Optional[float] = None
-        self.dirty = False  # events appended since the last fsync
-        self.busy_until = 0.0  # its lock was held elsewhere: left alone until then
-        self.busy_wait = 0.0  # the current back-off (doubles while the lock stays held)
-        self.env = _recorded_env(rundir)
-
-    @property
-    def path(self) -> str:
-        return str(self.dir.path)
+    idle_timeout: float = 30.0  # exit after this long with nothing to do
+    rescan_interval: float = 2.0  # the full rescan of the home under the hints
+    heartbeat_interval: float = 5.0  # heartbeat touch, batched fsync, fence check
+    poll_interval: float = 1.0  # the polling observer's period (network filesystems)
+    poll: bool = False  # use the polling observer even where inotify works
+    workers: Optional[int] = None  # local pool size (None: the executor's, else one per core)
 
 
 class Runner:
     """Serves the runs of one home (or only the runs given)."""
 
-    def __init__(self, home: Path, runs: Optional[List[str]] = None, poll: bool = False,
-                 idle_timeout: Optional[float] = None, workers: Optional[int] = None) -> None:
-        check_config()  # a wrong-typed value would fail the loop later, for every run
+    def __init__(self, home: Path, settings: RunnerSettings, runs: Optional[List[str]] = None,
+                 backends: Callable[[str], Type[Backend]] = backend_class) -> None:
+        """``backends``: the backend class for an executor type (``runner.backends``)."""
         self.home = home.absolute()
+        self.settings = settings
         self.only = set(runs or [])
         self.id = f"{HOST}:{os.getpid()}:{int(time.time() * 1000)}"
-        self.idle_timeout = float(idle_timeout if idle_timeout is not None
-                                  else get_value("runner.idle_timeout", 30.0))
-        self.rescan_interval = float(get_value("runner.rescan_interval", 2.0))
-        self.heartbeat_interval = float(get_value("runner.heartbeat_interval", 5.0))
-        self.poll_interval = float(get_value("runner.poll_interval", 1.0))
-        self.force_poll = poll
-        self.workers = workers or get_value("runner.workers")
+        self.backend_class = backends
         self.active: Dict[str, ActiveRun] = {}
         self.finished_runs: Set[str] = set()
         # Runs set aside: name -> (why, the stamp of their files when that was found).
@@ -105,10 +92,8 @@ class Runner:
         os.set_blocking(self._wake_w, False)
         self._stop = False
         self.watcher: Any = None
-        # After an event log could not be written (a full disk), writes wait until then.
-        self._stalled_until = 0.0
-        self._write_error: Optional[str] = None
-        self._retry_at = 0.0  # when the first run whose lock was held elsewhere is tried again
+        self.journal = Journal(self._log)
+        self._beat_written = False
 
     # -- hints ---------------------------------------------------------------------------
     def hint(self, path: str) -> None:
@@ -145,12 +130,13 @@ class Runner:
 
     # -- main loop -----------------------------------------------------------------------
     def run_forever(self) -> int:
+        settings = self.settings
         self.home.mkdir(parents=True, exist_ok=True)
         self._write_heartbeat()
         from runner.watch import Watcher
 
-        self.watcher = Watcher(self.hint, str(self.home), force_poll=self.force_poll,
-                               poll_interval=self.poll_interval)
+        self.watcher = Watcher(self.hint, str(self.home), force_poll=settings.poll,
+                               poll_interval=settings.poll_interval)
         self.watcher.watch(str(self.home))
         self._log(f"runner {self.id} serving {self.home} ({self.watcher.mode})")
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -162,7 +148,7 @@ class Runner:
             while not self._stop:
                 now = time.time()
                 hints = self._take_hints()
-                if now - last_scan >= self.rescan_interval:
+                if now - last_scan >= settings.rescan_interval:
                     self._rescan()
                     last_scan = now
                 elif hints:
@@ -170,20 +156,20 @@ class Runner:
                 self._collect()
                 self._schedule_all()
                 self._flush()
-                if now - last_beat >= self.heartbeat_interval:
+                if now - last_beat >= settings.heartbeat_interval:
                     self._check_fenced()
                     self._write_heartbeat()
-                    self._fsync_logs()
+                    self.journal.fsync_dirty(self.active.values())
                     last_beat = now
                 busy = bool(self.active) or any(b.busy() for b in self.backends.values())
                 if busy:
                     idle_since = None
                 elif idle_since is None:
                     idle_since = now
-                elif now - idle_since >= self.idle_timeout:
+                elif now - idle_since >= settings.idle_timeout:
                     break
-                self._wait(min(self.rescan_interval - (time.time() - last_scan),
-                               self.heartbeat_interval - (time.time() - last_beat)))
+                self._wait(min(settings.rescan_interval - (time.time() - last_scan),
+                               settings.heartbeat_interval - (time.time() - last_beat)))
         finally:
             self._shutdown()
         return 0
@@ -199,22 +185,16 @@ class Runner:
             hint = backend.next_poll_in()
             if hint is not None:
                 timeout = min(timeout, hint)
-        if self._stalled():
-            timeout = min(timeout, self._stalled_until - time.time())
-        elif self._has_ready_work():
+        journal = self.journal
+        if journal.stalled():
+            timeout = min(timeout, journal.stalled_until - time.time())
+        elif any(r.pending and not r.busy() for r in self.active.values()):
             timeout = 0
-        if self._retry_at:  # a run left alone for its held lock is due to be tried again
-            timeout = min(timeout, max(0.0, self._retry_at - time.time()))
-            if self._retry_at <= time.time():
-                self._retry_at = 0.0
+        if journal.retry_at:  # a run left alone for its held lock is due to be tried again
+            timeout = min(timeout, max(0.0, journal.retry_at - time.time()))
+            if journal.retry_at <= time.time():
+                journal.retry_at = 0.0
         wait_for(waitables, timeout=max(0.0, timeout))
-
-    def _has_ready_work(self) -> bool:
-        return any(r.pending and not self._busy(r) for r in self.active.values())
-
-
-    def _stalled(self) -> bool:
-        return time.time() < self._stalled_until
 
     # -- discovering runs ----------------------------------------------------------------
     def _rescan(self) -> None:
@@ -316,62 +296,15 @@ class Runner:
         self.unreadable[name] = (reason, files_stamp(path))
         mark_unreadable(self.home, name, reason)
 
-    @contextmanager
-    def _locked(self, run: ActiveRun) -> Iterator[bool]:
-        """Hold the run's lock if it can be had within a few milliseconds (yields True); if
-        another process holds it, yields False and leaves the run alone for a growing back-off
-        while the others are served."""
-        lock = run.dir.lock()
-        if try_acquire(lock):
-            run.busy_wait = 0.0
-            try:
-                yield True
-            finally:
-                lock.release()
-            return
-        self._back_off(run)
-        yield False
-
-    def _back_off(self, run: ActiveRun) -> None:
-        if not run.busy_wait:
-            self._log(f"run {run.dir.dispatch_id} is locked by {holder(str(run.dir.lock_path))};"
-                      " serving the other runs and retrying")
-        run.busy_wait = min(max(run.busy_wait * 2, 0.1), 2.0)
-        run.busy_until = time.time() + run.busy_wait
-        self._retry_at = min(self._retry_at or run.busy_until, run.busy_until)
-
-    @staticmethod
-    def _busy(run: ActiveRun) -> bool:
-        return run.busy_until > time.time()
-
     # -- reading a run's progress ----------------------------------------------------------
     def _refresh(self, run: ActiveRun, full: bool = False) -> None:
         """Fold new events; apply cancel requests; on a full pass, adopt dead runners' work."""
-        self._absorb(run, run.dir.read_new_events())
+        run.catch_up()
         self._check_cancel(run)
         if full:
             self._adopt_orphans(run)
             self._check_children(run)
         self._maybe_finish(run)
-
-    def _absorb(self, run: ActiveRun, events: List[Event], folded: bool = False) -> None:
-        """Bring the schedule up to date with events (folding them into the state first,
-        unless ``append_events`` already did)."""
-        for event in events:
-            if not folded:
-                apply(run.state, event)
-            node = event.get("node")
-            if node is None:
-                continue
-            if not 0 <= node < len(run.manifest.nodes):
-                continue  # no such node: ignored, as the fold at activation ignores it
-            task = run.state.tasks[int(node)]
-            if task.finished:
-                run.schedule.finish(int(node), task.status)
-            elif event.get("ev") in ("claim", "dispatching") and int(node) not in run.ours:
-                run.schedule.mark_active(int(node))
-                if task.child:
-                    run.children[int(node)] = task.child
 
     def _adopt_orphans(self, run: ActiveRun) -> None:
         """Nodes claimed by runners that died: finish them from their outcome, or rerun."""
@@ -380,31 +313,33 @@ class Runner:
             if node in run.ours:
                 continue
             task = run.state.tasks.get(node)
-            if task is None or task.finished or self.registry.alive(task.runner):
+            verdict = engine.orphan_verdict(task, self.registry.alive,
+                                            lambda: run.dir.outcome_header(node))
+            if verdict.kind == "skip":
                 continue
-            if task.status == DISPATCHING and task.child:
+            assert task is not None
+            if verdict.kind == "child":
+                assert task.child is not None
                 run.children[node] = task.child
-                continue
-            header = run.dir.outcome_header(node)
-            if header is not None and header.get("attempt", task.attempt) == task.attempt:
-                if header.get("ok") and header.get("child"):
-                    # "child started" (or the child's result, not yet recorded): the node ends
-                    # with its child run, never with this file's header.
-                    self._follow_child(run, node, header["child"])
-                else:
-                    run.pending.append(self._end_event(run, node, task.attempt, header))
-                continue
-            if task.handle and task.backend not in (None, "local"):
-                handle = dict(task.handle)  # the re-claim below clears task.handle
-                spec = self._task(run, run.manifest.node(node), task.attempt)
+            elif verdict.kind == "started":
+                assert verdict.header is not None
+                self._follow_child(run, node, verdict.header["child"])
+            elif verdict.kind == "end":
+                assert verdict.header is not None
+                self._end(run, node, task.attempt, verdict.header)
+            elif verdict.kind == "reattach":
+                handle = dict(task.handle or {})  # the re-claim below clears task.handle
+                spec = engine.task_for(run.manifest, node, task.attempt, run.path, self.fence)
                 backend = self._backend(spec.executor, run.env)
                 claimed = self._claim(run, [node], attempt=task.attempt, adopt=True)
-                if self._busy(run):
+                if run.busy():
                     continue  # its lock is held elsewhere: a later pass adopts it
                 if claimed and backend.reattach(spec, handle):
                     run.ours[node] = spec
                     continue
-            run.schedule.put_back([node])  # it never finished: run it again
+                run.schedule.put_back([node])  # it never finished: run it again
+            else:
+                run.schedule.put_back([node])  # it never finished: run it again
 
     def _check_cancel(self, run: ActiveRun) -> None:
         try:
@@ -414,23 +349,18 @@ class Runner:
         if stamp == run.cancel_stamp:
             return
         run.cancel_stamp = stamp
-        request = run.dir.cancel_request() or {}
-        targets = set(run.schedule.unfinished()) if request.get("all") else \
-            {int(n) for n in request.get("nodes", ())}
-        for node in sorted(targets):
-            if node in run.schedule.finished:
-                continue
-            if node in run.ours:
+        plan = engine.cancel_targets(
+            run.dir.cancel_request() or {}, run.schedule.unfinished(), run.schedule.finished,
+            run.ours, run.children, run.schedule.active,
+            lambda n: getattr(run.state.tasks.get(n), "runner", None), self.registry.alive)
+        for node, action in plan:
+            if action == "backend":
                 self._backend(run.ours[node].executor, run.env).cancel(run.path, node)
-            elif node in run.children:
+                continue
+            if action == "child":
                 self._cancel_child(run.children[node])
-                run.pending.append({"ev": "end", "node": node, "status": CANCELLED,
-                                    "error": "cancelled"})
-                run.schedule.finish(node, CANCELLED)
-            elif node not in run.schedule.active or not self.registry.alive(
-                    getattr(run.state.tasks.get(node), "runner", None)):
-                run.pending.append({"ev": "end", "node": node, "status": CANCELLED})
-                run.schedule.finish(node, CANCELLED)
+            run.pending.append(engine.cancelled_event(node, child=action == "child"))
+            run.schedule.finish(node, CANCELLED)
 
     def _cancel_child(self, child_id: str) -> None:
         child = RunDir(self.home / child_id)
@@ -475,15 +405,11 @@ class Runner:
                 if preview:
                     header["preview"] = preview
                 worker.write_outcome(str(run.dir.result_path(node)), header, payload)
-                run.pending.append(self._end_event(run, node, attempt, header))
+                self._end(run, node, attempt, header)
                 return
-        status = CANCELLED if state.status == CANCELLED else FAILED
-        error = f"sublattice run {child_id} ended {state.status}"
-        if state.error:
-            error += f": {state.error}"
-        run.pending.append({"ev": "end", "node": node, "status": status, "attempt": attempt,
-                            "error": error, "child": child_id})
-        run.schedule.finish(node, status)
+        event = engine.child_failed_event(node, attempt, child_id, state.status, state.error)
+        run.pending.append(event)
+        run.schedule.finish(node, event["status"])
 
     # -- collecting outcomes ---------------------------------------------------------------
     def _collect(self) -> None:
@@ -511,43 +437,25 @@ class Runner:
             self._follow_child(run, done.node, header["child"])
             return
         del run.ours[done.node]
-        retries = int(task.executor.get("retries") or 0)
-        if not header.get("ok") and header.get("reason") not in ("cancelled",) and \
-                done.attempt <= retries:
+        if engine.should_retry(header, done.attempt, task.executor):
             run.schedule.put_back([done.node])  # Covalent's executor ``retries``
             return
-        run.pending.append(self._end_event(run, done.node, done.attempt, header))
+        self._end(run, done.node, done.attempt, header)
 
-    def _end_event(self, run: ActiveRun, node: int, attempt: int, header: Dict[str, Any]
-                   ) -> Event:
-        if header.get("ok"):
-            status = COMPLETED
-        elif header.get("reason") == "cancelled":
-            status = CANCELLED
-        else:
-            status = FAILED
-        claimed = run.state.tasks[node].claimed if node in run.state.tasks else None
-        event: Event = {"ev": "end", "node": node, "status": status, "attempt": attempt,
-                                 "start": header.get("start") or claimed,
-                                 "end": header.get("end", time.time())}
-        if header.get("child"):
-            event["child"] = header["child"]
-        if status == FAILED:
-            if header.get("reason") == "exception":
-                # Covalent keeps a task's own exception out of ``error`` (it is in stderr).
-                lines = (header.get("error") or "").strip().splitlines()
-                event["exception"] = lines[-1] if lines else ""
-            else:
-                event["error"] = header.get("error") or header.get("reason")
-        run.schedule.finish(node, status)
-        return event
+    def _end(self, run: ActiveRun, node: int, attempt: int, header: Dict[str, Any]) -> None:
+        """Record the end of an attempt from its outcome header, and finish the node."""
+        claim = run.state.tasks.get(node)
+        event = engine.end_event(header, node, attempt, claim.claimed if claim else None,
+                                 time.time())
+        run.schedule.finish(node, event["status"])
+        run.pending.append(event)
 
     # -- claiming and submitting -----------------------------------------------------------
     def _schedule_all(self) -> None:
-        if self._stalled():
+        if self.journal.stalled():
             return  # a claim is an event: none can be written now
         for run in list(self.active.values()):
-            if run.state.finished or not run.schedule.ready or self._busy(run):
+            if run.state.finished or not run.schedule.ready or run.busy():
                 continue
             with self._run_boundary(run.path):
                 self._schedule(run)
@@ -580,63 +488,51 @@ class Runner:
         if not chosen:
             return
         claimed = self._claim(run, [n for n, _ in chosen])
-        self._not_claimed(run, [n for n, _ in chosen if n not in claimed])
+        for node_id, _ in chosen:
+            if node_id in claimed:
+                continue
+            if engine.claimed_elsewhere(run.state.tasks.get(node_id), self.id):
+                run.schedule.mark_active(node_id)
+            else:
+                run.schedule.put_back([node_id])
         for node_id, backend in chosen:
             if node_id not in claimed:
                 continue
-            spec = self._task(run, run.manifest.node(node_id), claimed[node_id])
+            spec = engine.task_for(run.manifest, node_id, claimed[node_id], run.path, self.fence)
             run.ours[node_id] = spec
             try:
                 backend.submit(spec)
             except Exception as exc:  # noqa: BLE001 - a backend failing to submit fails the task
                 del run.ours[node_id]
-                run.pending.append(self._end_event(run, node_id, spec.attempt, {
+                self._end(run, node_id, spec.attempt, {
                     "ok": False, "reason": "submit", "start": time.time(),
-                    "error": f"could not submit task '{spec.name}': {type(exc).__name__}: {exc}"}))
+                    "error": f"could not submit task '{spec.name}': {type(exc).__name__}: {exc}"})
         for backend in {id(b): b for _, b in chosen}.values():
             backend.flush()
-
-    def _not_claimed(self, run: ActiveRun, nodes: List[int]) -> None:
-        """Nodes we took but did not claim: another runner's claim stays active here (if that
-        runner dies, ``_adopt_orphans`` looks for its outcome first); the rest are ready again."""
-        for node in nodes:
-            task = run.state.tasks.get(node)
-            if task is not None and not task.finished and task.attempt > 0 and \
-                    task.runner != self.id:
-                run.schedule.mark_active(node)
-            else:
-                run.schedule.put_back([node])
 
     def _claim(self, run: ActiveRun, nodes: List[int], attempt: Optional[int] = None,
                adopt: bool = False) -> Dict[int, int]:
         """Claim nodes under the run lock after re-reading the log; returns node -> attempt."""
         claimed: Dict[int, int] = {}
-        with self._locked(run) as held:
+        with self.journal.locked(run) as held:
             if not held:
                 return {}  # nothing is claimed; the nodes are taken again on a later step
-            self._absorb(run, run.dir.read_new_events())
-            events: List[Event] = []
+            run.catch_up()
             for node in nodes:
                 task = run.state.tasks.get(node)
-                if task is not None and (task.finished or (
-                        task.attempt > 0 and task.runner != self.id and not adopt and
-                        (self.registry.alive(task.runner) or
-                         self._finished_on_disk(run, node, task.attempt)))):
+                verdict = engine.claimable(
+                    task, self.id, node in run.ours, adopt, self.registry.alive,
+                    lambda number: self._finished_on_disk(run, node, number))
+                if verdict == "no":
                     continue
-                if task is not None and task.runner == self.id and node in run.ours:
-                    continue
-                if task is not None and task.runner is not None and task.runner != self.id and \
-                        not self._fence_off(task.runner):
-                    continue  # a dead runner's claim, taken over only once it is fenced off
-                number = attempt if attempt is not None else (task.attempt + 1 if task else 1)
-                config = run.manifest.executors.get(run.manifest.node(node).executor or "local", {})
-                events.append({"ev": "claim", "node": node, "attempt": number,
-                               "runner": self.id, "host": HOST,
-                               "backend": str(config.get("type", "local"))})
-                claimed[node] = number
-            if run.state.status == STARTING and events:
-                events.insert(0, {"ev": "run", "status": RUNNING, "runner": self.id})
-            if not self._append(run, run.pending + events):
+                if verdict == "takeover":
+                    assert task is not None and task.runner is not None
+                    if not self._fence_off(task.runner):
+                        continue  # a dead runner's claim, taken over only once it is fenced off
+                claimed[node] = attempt if attempt is not None else \
+                    (task.attempt + 1 if task else 1)
+            events = engine.claim_events(run.manifest, claimed, self.id, HOST, run.state.status)
+            if not self.journal.append(run, run.pending + events):
                 return {}  # nothing was written: nothing is claimed
             run.pending = []
         return claimed
@@ -671,11 +567,11 @@ class Runner:
         self._log(f"runner {old} was taken for dead (stopped or stalled past the stale limit) "
                   "and its claims taken over; dropping the attempts it held")
         for run in self.active.values():
-            self._absorb(run, run.dir.read_new_events())
+            run.catch_up()
             for node, task in list(run.ours.items()):
                 self._backend(task.executor, run.env).drop(task)
                 del run.ours[node]
-            run.pending = [e for e in run.pending if _still_applies(run, e)]
+            run.pending = [e for e in run.pending if engine.still_applies(run.state.tasks, e)]
         self.id = f"{HOST}:{os.getpid()}:{int(time.time() * 1000)}"
         self.registry = RunnerRegistry(self.home, self.id)
         self.fence = str(fence_path(self.home, self.id))
@@ -707,28 +603,12 @@ class Runner:
                 except OSError:
                     pass
 
-    def _finished_on_disk(self, run: ActiveRun, node: int, attempt: int) -> bool:
+    @staticmethod
+    def _finished_on_disk(run: ActiveRun, node: int, attempt: int) -> bool:
         """A dead runner's attempt whose outcome is complete: ``_adopt_orphans`` records it;
         it is never run again."""
         header = run.dir.outcome_header(node)
         return header is not None and header.get("attempt", attempt) == attempt
-
-    def _task(self, run: ActiveRun, node: NodeSpec, attempt: int) -> Task:
-        inputs = []
-        for edge in node.parents:
-            parent = run.manifest.node(edge.node)
-            if parent.kind == PARAMETER:
-                assert parent.blob is not None
-                source: Tuple[Any, ...] = ("blob", parent.blob[0], parent.blob[1])
-            else:
-                source = ("result", edge.node)
-            key = edge.index if edge.type == "arg" else edge.param
-            inputs.append((edge.type, key, source))
-        assert node.blob is not None
-        return Task(run=run.path, dispatch_id=run.manifest.dispatch_id, node=node.id,
-                    name=node.name, attempt=attempt, fn=node.blob, inputs=inputs,
-                    executor=run.manifest.executors.get(node.executor or "local", {}),
-                    cwd=run.manifest.cwd, sys_path=run.manifest.sys_path, fence=self.fence)
 
     def _backend(self, config: Dict[str, Any], env: Optional[Dict[str, Any]] = None) -> Backend:
         """The backend for an executor config; local tasks get the pool of their run's
@@ -740,11 +620,12 @@ class Runner:
             key = json.dumps(config, sort_keys=True, default=str)
         backend = self.backends.get(key)
         if backend is None:
-            cls = backend_class(type_name)
+            cls = self.backend_class(type_name)
             if type_name == "local":
                 self._close_idle_pools()
                 # LocalBackend: the pool's size and the environment it serves
-                backend = cls(config, self, size=self.workers, env=env)  # type: ignore[call-arg]
+                backend = cls(config, self, size=self.settings.workers,  # type: ignore[call-arg]
+                              env=env)
             else:
                 backend = cls(config, self)
             self.backends[key] = backend
@@ -760,51 +641,23 @@ class Runner:
 
     # -- writing -------------------------------------------------------------------------
     def _flush(self) -> None:
-        if self._stalled():
+        if self.journal.stalled():
             return
         for run in list(self.active.values()):
-            if self._busy(run):
+            if run.busy():
                 continue
             with self._run_boundary(run.path):
                 self._flush_run(run)
 
     def _flush_run(self, run: ActiveRun) -> None:
         if run.pending:
-            with self._locked(run) as held:
+            with self.journal.locked(run) as held:
                 if not held:
                     return
-                self._absorb(run, run.dir.read_new_events())
-                if self._append(run, run.pending):
+                run.catch_up()
+                if self.journal.append(run, run.pending):
                     run.pending = []
         self._maybe_finish(run)
-
-    def _append(self, run: ActiveRun, events: List[Event]) -> bool:
-        """Append under the lock (held by the caller) and fold into our own view. False if
-        the log cannot be written now (a full disk): nothing was appended, the caller keeps
-        the events, and writes pause for a second instead of failing the runner."""
-        if not events:
-            return True
-        try:
-            run.dir.append_events(events)
-        except OSError as exc:
-            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
-                raise
-            self._stalled_until = time.time() + 1.0
-            if self._write_error is None:
-                self._log(f"cannot write {run.dir.events_path}: {exc.strerror or exc}; "
-                          "retrying every second (tasks keep their results meanwhile)")
-            self._write_error = str(exc)
-            return False
-        if self._write_error is not None:
-            self._log("event logs are writable again")
-            self._write_error = None
-        run.dirty = True
-        appended = run.dir.take_appended()
-        if appended is None:
-            self._absorb(run, run.dir.read_new_events())
-        else:
-            self._absorb(run, appended, folded=True)
-        return True
 
     def _maybe_finish(self, run: ActiveRun) -> None:
         if run.state.finished:
@@ -816,18 +669,18 @@ class Runner:
         event: Event = {"ev": "run", "status": status, "runner": self.id}
         if status == FAILED:
             event["error"] = failure_message(failed)
-        with self._locked(run) as held:
+        with self.journal.locked(run) as held:
             if not held:
                 return  # tried again on a later step
-            self._absorb(run, run.dir.read_new_events())
+            run.catch_up()
             if run.state.finished:
                 self._retire(run)
                 return
             if status == COMPLETED:
-                _link_final_result(run.dir)
-            if not self._append(run, [event]):
+                link_final_result(run.dir)
+            if not self.journal.append(run, [event]):
                 return  # tried again on a later step
-        self._fsync_run(run)
+        self.journal.fsync_run(run)
         self._retire(run)
 
     def _retire(self, run: ActiveRun) -> None:
@@ -836,7 +689,7 @@ class Runner:
         self.watcher.unwatch(run.path)
         self.watcher.unwatch(str(run.dir.results_dir))
         if run.dirty:
-            self._fsync_run(run)
+            self.journal.fsync_run(run)
         run.dir.close()
         for backend in self.backends.values():
             backend.release(run.path)
@@ -846,30 +699,13 @@ class Runner:
             if parent_run is not None and int(parent["node"]) in parent_run.children:
                 self._resolve_child(parent_run, int(parent["node"]), run.dir.dispatch_id)
 
-    def _fsync_run(self, run: ActiveRun) -> None:
-        try:
-            fd = os.open(run.dir.events_path, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        except OSError:
-            pass
-        run.dirty = False
-
-    def _fsync_logs(self) -> None:
-        """Batched durability: one fsync per written event log per heartbeat."""
-        for run in self.active.values():
-            if run.dirty:
-                self._fsync_run(run)
-
     def _write_heartbeat(self) -> None:
         info = {"id": self.id, "host": HOST, "pid": os.getpid(), "started": self.id.split(":")[-1],
                 "home": str(self.home), "runs": sorted(self.only)}
         path = heartbeat_path(self.home, HOST, os.getpid())
         try:
             os.utime(path)
-            if not getattr(self, "_beat_written", False):
+            if not self._beat_written:
                 raise FileNotFoundError
         except FileNotFoundError:
             write_heartbeat(self.home, info)
@@ -884,15 +720,8 @@ class Runner:
         for run in list(self.active.values()):
             with self._run_boundary(run.path):
                 if run.pending:
-                    # Bounded: a lock held by a stopped process must not keep us from exiting;
-                    # the outcomes are on disk and whoever serves the run next records them.
-                    lock = run.dir.lock(timeout=5.0)
-                    if try_acquire(lock, 5.0):
-                        try:
-                            self._append(run, run.pending)
-                        finally:
-                            lock.release()
-                self._fsync_run(run)
+                    self.journal.append_bounded(run, run.pending, timeout=5.0)
+                self.journal.fsync_run(run)
         if self.watcher is not None:
             self.watcher.stop()
         try:
@@ -907,46 +736,3 @@ class Runner:
             print(f"{stamp} {message}", file=sys.stderr, flush=True)
         except OSError:
             pass  # runner.log is on the full disk too: the runner goes on without it
-
-
-# Variables that differ between shells of one session without changing what a task sees.
-_VOLATILE_ENV = frozenset({"PWD", "OLDPWD", "SHLVL", "_"})
-
-
-def _recorded_env(rundir: RunDir) -> Optional[Dict[str, Any]]:
-    """The interpreter and environment the run's dispatch recorded, with a key naming them
-    (the local pool serving them); None for runs without ``env.json`` (the runner's own)."""
-    data = rundir.recorded_env()
-    if data is None:
-        return None
-    python = str(data.get("python") or sys.executable)
-    environ = {str(k): str(v) for k, v in data["environ"].items()}
-    stable = sorted((k, v) for k, v in environ.items() if k not in _VOLATILE_ENV)
-    key = hashlib.sha256(json.dumps([python, stable]).encode()).hexdigest()[:16]
-    return {"python": python, "environ": environ, "key": key}
-
-
-def _still_applies(run: ActiveRun, event: Event) -> bool:
-    """A pending event about a node is kept only while that node's attempt is still open."""
-    if event.get("node") is None:
-        return True
-    claim = run.state.tasks.get(int(event["node"]))
-    if claim is None:
-        return True
-    if claim.finished:
-        return False
-    return "attempt" not in event or int(event["attempt"]) == claim.attempt
-
-
-def _link_final_result(rundir: RunDir) -> None:
-    """``result.pkl``: the output node's outcome, under a name people look for."""
-    source = rundir.result_path(rundir.manifest.output_node)
-    try:
-        if rundir.final_result_path.exists():
-            return
-        os.link(source, rundir.final_result_path)
-    except OSError:
-        try:
-            atomic_write(rundir.final_result_path, source.read_bytes())
-        except OSError:
-            pass
