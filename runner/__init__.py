@@ -12,6 +12,7 @@ Modules:
     journal     the runs a runner serves and its writes to their event logs: locked appends,
                 the full-disk stall, batched fsync
     service     the runner's main loop: hints, discovery, claims, children, heartbeats
+    fencing     fences: a stopped runner must not run the claims others took over
     daemon      runner processes: start on demand, stop, keep unfinished runs served
     liveness    which runners are alive (heartbeat files)
     worker      executes one task; imports nothing from this project

@@ -45,10 +45,9 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple, Ty
 
 from runner import engine, worker
 from runner.backends import Backend, Completion, Task, backend_class
-from runner.fs import FILE_MODE
+from runner.fencing import Fences
 from runner.journal import ActiveRun, Journal, link_final_result
-from runner.liveness import (HOST, RunnerRegistry, fence_path, heartbeat_path,
-                             pid_alive, runners_dir, write_heartbeat)
+from runner.liveness import HOST, RunnerRegistry, fence_path, heartbeat_path, write_heartbeat
 from runner.rundir import (TMP_PREFIX, RunDir, RunDirError, clear_unreadable, files_stamp,
                            mark_unreadable)
 from runner.state import CANCELLED, COMPLETED, FAILED, Event, Handle, failure_message
@@ -84,7 +83,7 @@ class Runner:
         self.backends: Dict[str, Backend] = {}
         self.registry = RunnerRegistry(self.home, self.id)
         self.fence = str(fence_path(self.home, self.id))  # our claims' fencing token
-        self._fenced: Set[str] = set()  # runners whose claims we fenced off
+        self.fences = Fences(self.home, self._log)  # fences of the claims we take over
         self._hints: Set[str] = set()
         self._hint_lock = threading.Lock()
         self._wake_r, self._wake_w = os.pipe()
@@ -141,7 +140,7 @@ class Runner:
         self._log(f"runner {self.id} serving {self.home} ({self.watcher.mode})")
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, self._on_signal)
-        self._remove_dead_fences()
+        self.fences.remove_dead()
         last_scan = last_beat = 0.0
         idle_since: Optional[float] = None
         try:
@@ -527,7 +526,7 @@ class Runner:
                     continue
                 if verdict == "takeover":
                     assert task is not None and task.runner is not None
-                    if not self._fence_off(task.runner):
+                    if not self.fences.fence_off(task.runner):
                         continue  # a dead runner's claim, taken over only once it is fenced off
                 claimed[node] = attempt if attempt is not None else \
                     (task.attempt + 1 if task else 1)
@@ -538,25 +537,6 @@ class Runner:
         return claimed
 
     # -- fencing: a runner stopped past the stale limit must not run what others took over ----
-    def _fence_off(self, runner_id: str) -> bool:
-        """Before a claim of ``runner_id`` is superseded: create its fence, so that its pool
-        workers (alive if it was only stopped) start none of its tasks. False if the fence
-        cannot be written (then the claim must not be taken)."""
-        if runner_id in self._fenced:
-            return True
-        host, _, rest = runner_id.partition(":")
-        pid = rest.partition(":")[0]
-        if host == HOST and pid.isdigit() and not pid_alive(int(pid)):
-            self._fenced.add(runner_id)  # dead: its workers died with it (PR_SET_PDEATHSIG)
-            return True
-        try:
-            os.close(os.open(fence_path(self.home, runner_id), os.O_WRONLY | os.O_CREAT, FILE_MODE))
-        except OSError as exc:
-            self._log(f"cannot fence off runner {runner_id}: {exc}; its claims stay its own")
-            return False
-        self._fenced.add(runner_id)
-        return True
-
     def _check_fenced(self) -> None:
         """If another runner fenced us off, drop every attempt we hold and go on under a new
         id: the claims of the old one are a dead runner's, adopted from their outcomes (by
@@ -586,22 +566,6 @@ class Runner:
                     claim.runner != self.id or claim.attempt != task.attempt):
                 self._backend(task.executor, run.env).drop(task)
                 del run.ours[node]
-
-    def _remove_dead_fences(self) -> None:
-        """Fences of this host's runners that are gone: nothing is left to fence off."""
-        try:
-            names = os.listdir(runners_dir(self.home))
-        except FileNotFoundError:
-            return
-        for name in names:
-            host, _, rest = name.partition(":")
-            pid = rest.partition(":")[0]
-            if name.endswith(".fenced") and host == HOST and pid.isdigit() and \
-                    not pid_alive(int(pid)):
-                try:
-                    os.unlink(runners_dir(self.home) / name)
-                except OSError:
-                    pass
 
     @staticmethod
     def _finished_on_disk(run: ActiveRun, node: int, attempt: int) -> bool:
