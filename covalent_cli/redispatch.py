@@ -7,6 +7,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from covalent_cli.dispatch import create_run, start_runner
 from covalent_cli.result import resolve_run
+from runner.daemon import request_cancel
 from runner.manifest import PARAMETER, Manifest
 from runner.rundir import RunDir
 from runner.state import COMPLETED, Event
@@ -119,7 +120,4 @@ def cancel(dispatch_id: str, task_ids: Union[int, Sequence[int], None] = None,
     told who holds the run's lock if it is held (the lock is then waited for)."""
     run = resolve_run(dispatch_id, home)
     nodes = None if task_ids is None else ([task_ids] if isinstance(task_ids, int) else list(task_ids))
-    run.request_cancel(nodes, on_busy=on_busy)
-    start_runner(run.path.parent)  # a runner must be there to carry the request out
-    what = "dispatch" if nodes is None else f"task(s) {', '.join(map(str, nodes))} of dispatch"
-    return f"Cancellation requested for {what} {run.dispatch_id}"
+    return request_cancel(run, nodes, on_busy=on_busy)

@@ -57,6 +57,12 @@ TMP_PREFIX = ".tmp-"
 UNREADABLE_DIR = ".unreadable"
 
 
+def is_run_name(name: str) -> bool:
+    """Whether an entry of a runs home may be a run: dot names (``.runners``, ``.unreadable``,
+    runs being created under ``TMP_PREFIX``, ``cov rm``'s trash) never are."""
+    return not name.startswith(".")
+
+
 def write_private(path: Path, data: bytes) -> None:
     """Write a file only its owner can read (0600, in a 0700 directory), atomically: the
     modes are the secrets' own, whatever ``FILE_MODE`` and ``DIR_MODE`` become."""

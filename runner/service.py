@@ -45,7 +45,7 @@ from runner.liveness import (HOST, RunnerRegistry, fence_path, heartbeat_path,
                              pid_alive, runners_dir, write_heartbeat)
 from runner.locks import holder, try_acquire
 from runner.manifest import PARAMETER, NodeSpec
-from runner.rundir import (TMP_PREFIX, RunDir, RunDirError, clear_unreadable, files_stamp,
+from runner.rundir import (RunDir, RunDirError, clear_unreadable, files_stamp, is_run_name,
                            mark_unreadable)
 from runner.scheduler import Schedule
 from runner.state import (CANCELLED, COMPLETED, DISPATCHING, FAILED, RUNNING, STARTING,
@@ -223,7 +223,7 @@ class Runner:
         except FileNotFoundError:
             names = []
         for name in names:
-            if name.startswith(".") or name.startswith(TMP_PREFIX):
+            if not is_run_name(name):
                 continue
             path = str(self.home / name)
             if path in self.active or name in self.finished_runs:
@@ -248,7 +248,7 @@ class Runner:
                 if path in self.active:
                     with self._run_boundary(path):
                         self._refresh(self.active[path])
-                elif not name.startswith(".") and name not in self.finished_runs and \
+                elif is_run_name(name) and name not in self.finished_runs and \
                         name not in self.unreadable and (not self.only or name in self.only):
                     self._activate(path)
                 continue

@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Optional
 
 from bottle import HTTPResponse
 
-from covalent_cli.inspect import format_time
+from runner.query import format_time
 from runner.manifest import PARAMETER
 from runner.rundir import RunDir
 

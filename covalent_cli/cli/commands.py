@@ -15,11 +15,11 @@ import yaml
 from covalent_cli.cli.main import Context, cli, pass_ctx
 from covalent_cli.errors import (CovError, ExitCode, RunNotFound, RunUnreadable, ScriptError,
                                  UserError)
-from covalent_cli.inspect import (check_readable, format_seconds, format_time, iter_runs,
-                                  list_runs, run_summary, task_rows)
 from covalent_cli.result import keep_served, resolve_run, wait_for_run
 from runner.daemon import Keeper
 from runner.locks import LockBusy
+from runner.query import (check_readable, format_seconds, format_time, iter_runs, list_runs,
+                          run_summary, task_rows)
 from runner.rundir import OutsideRunError, RunDir, RunDirError
 from runner.state import CANCELLED, COMPLETED, FAILED, TERMINAL, RunState
 
