@@ -1,6 +1,7 @@
 """``redispatch`` and ``cancel``: new runs from old ones, and stopping runs."""
 from __future__ import annotations
 
+import functools
 import pickle
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
@@ -30,7 +31,8 @@ def redispatch(dispatch_id: str, replace_electrons: Optional[Dict[str, Any]] = N
             args, kwargs = tuple(inputs["args"]), dict(inputs["kwargs"])
         run = create_run(lattice, args, kwargs, home=old.path.parent,
                          replacements=replace_electrons,
-                         reuse_from=old if reuse_previous_results else None,
+                         reused=functools.partial(reusable_results, old)
+                         if reuse_previous_results else None,
                          secrets_from=old)
         start_runner(run.path.parent)
         return run.dispatch_id
