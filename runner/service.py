@@ -45,8 +45,8 @@ from runner.liveness import (HOST, RunnerRegistry, fence_path, heartbeat_path,
                              pid_alive, runners_dir, write_heartbeat)
 from runner.locks import holder, try_acquire
 from runner.manifest import PARAMETER, NodeSpec
-from runner.rundir import (RunDir, RunDirError, clear_unreadable, files_stamp, is_run_name,
-                           mark_unreadable)
+from runner.rundir import (RESULTS, RunDir, RunDirError, clear_unreadable, files_stamp,
+                           is_run_name, mark_unreadable)
 from runner.scheduler import Schedule
 from runner.state import (CANCELLED, COMPLETED, DISPATCHING, FAILED, RUNNING, STARTING,
                           Event, Handle, apply, failure_message)
@@ -308,7 +308,7 @@ class Runner:
             run.dir.close()
         if self.watcher is not None:
             self.watcher.unwatch(path)
-            self.watcher.unwatch(os.path.join(path, "results"))
+            self.watcher.unwatch(os.path.join(path, RESULTS))
         if name not in self.unreadable:
             detail = "" if isinstance(exc, (RunDirError, OSError)) else \
                 "\n" + traceback.format_exc().rstrip()

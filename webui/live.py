@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Optional
 from runner.query import iter_runs, run_summary
 from runner.daemon import Keeper
 from runner.manifest import Manifest
-from runner.rundir import RunDir, RunDirError
+from runner.rundir import MANIFEST, RunDir, RunDirError
 from runner.state import RunState, apply
 
 from webui import security
@@ -184,7 +184,7 @@ class RunCache:
 
 def _stamp(path: Path) -> Any:
     try:
-        st = os.stat(path / "manifest.yaml")
+        st = os.stat(path / MANIFEST)
     except OSError:
         return None
     return (st.st_ino, st.st_mtime_ns)
