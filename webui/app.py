@@ -16,14 +16,16 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 from urllib.parse import urlencode
 
 import bottle
 from bottle import HTTPResponse, request, response
 
 from runner import daemon
+from runner.config import ConfigError, config_path, load_config
 from runner.manifest import ManifestError
+from runner.redact import mask_secrets
 from runner.rundir import RunDir, RunDirError
 
 from webui import files as files_mod
@@ -247,21 +249,21 @@ def create_app(home: os.PathLike | str, token: Optional[str] = None,
     def api_value(run_id: str) -> HTTPResponse:
         return json_response(views.load_value(loading(run_id)))
 
-    @app.get("/api/runs/<run_id>/tasks/<node>/value")
-    def api_task_value(run_id: str, node: str) -> HTTPResponse:
+    def task_loaded(run_id: str, node: str, load: Callable[[LiveRun, int], Any]) -> HTTPResponse:
+        """``load(run, node)`` as JSON; a 404 for a node that is no number or not there."""
         node_id = security.parse_node(node)
-        found = views.load_value(loading(run_id), node_id) if node_id is not None else None
+        found = load(loading(run_id), node_id) if node_id is not None else None
         if found is None:
             raise not_found()
         return json_response(found)
 
+    @app.get("/api/runs/<run_id>/tasks/<node>/value")
+    def api_task_value(run_id: str, node: str) -> HTTPResponse:
+        return task_loaded(run_id, node, views.load_value)
+
     @app.get("/api/runs/<run_id>/tasks/<node>/source")
     def api_task_source(run_id: str, node: str) -> HTTPResponse:
-        node_id = security.parse_node(node)
-        found = views.load_task_source(loading(run_id), node_id) if node_id is not None else None
-        if found is None:
-            raise not_found()
-        return json_response(found)
+        return task_loaded(run_id, node, views.load_task_source)
 
     @app.get("/api/runs/<run_id>/state")
     def api_state(run_id: str) -> HTTPResponse:
@@ -319,14 +321,11 @@ def create_app(home: os.PathLike | str, token: Optional[str] = None,
                                             request.body)
         except ValueError as exc:
             return json_response({"error": str(exc)}, 400)
-        # Cancelling is the one write of the UI; as ct.cancel, it starts a runner if none
-        # serves the home, since a request nobody carries out would never end the run.
+        # As ct.cancel: the request, and a runner if none serves the home (a request nobody
+        # carries out would never end the run).
         return json_response({"message": daemon.request_cancel(RunDir(live.path), nodes)})
 
     def views_config() -> Dict[str, Any]:
-        from runner.config import ConfigError, config_path, load_config
-        from runner.redact import mask_secrets
-
         try:
             config, error = load_config(), None
         except ConfigError as exc:
