@@ -293,7 +293,7 @@ def _rescue_output(w: _Worker, task: Task) -> None:
         except BlockingIOError:
             pass
         if chunks:
-            path = os.path.join(task.run, "logs", f".capture-{w.pid}.{suffix}")
+            path = os.path.join(task.run, LOGS, f".capture-{w.pid}.{suffix}")
             try:
                 with open(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE),
                           "wb") as f:
