@@ -187,17 +187,23 @@ def create_app(home: os.PathLike | str, token: Optional[str] = None,
             crumbs = _crumbs(rel)
             common = dict(title=f"{rel or 'files'} · {run_id[:8]}", run_id=run_id, rel=rel,
                           crumbs=crumbs, kind=kind, name=path.name)
-            if kind == "dir":
-                return render("files.tpl", entries=files_mod.listing(live.path, path), **common)
-            if kind == "text":
-                return render("files.tpl", text=files_mod.text_of(live.data, rel), **common)
+            content = file_content(live, rel, path, kind)
             if kind == "pickle":
-                view = files_mod.pickle_view(live, rel)
-                return render("files.tpl", pickle=view,
-                              header=files_mod.header_json(view["header"]), **common)
-            return render("files.tpl", size=files_mod.size_of(live.data, rel), **common)
+                content["header"] = files_mod.header_json(content["pickle"]["header"])
+            return render("files.tpl", **content, **common)
         except OSError:  # gone, unreadable, or leading out of the run (OutsideRunError)
             raise not_found() from None
+
+    def file_content(live: LiveRun, rel: str, path: Path, kind: str) -> Dict[str, Any]:
+        """What the page and the API show of a file, by its kind: one of ``entries`` (a
+        directory), ``text``, ``pickle`` (a header and a preview) or ``size`` (binary)."""
+        if kind == "dir":
+            return {"entries": files_mod.listing(live.path, path)}
+        if kind == "text":
+            return {"text": files_mod.text_of(live.data, rel)}
+        if kind == "pickle":
+            return {"pickle": files_mod.pickle_view(live, rel)}
+        return {"size": files_mod.size_of(live.data, rel)}
 
     def located(live: LiveRun, rel: str) -> Any:
         """(resolved path, clean relative path) of a file of the run, or a 404."""
@@ -295,14 +301,9 @@ def create_app(home: os.PathLike | str, token: Optional[str] = None,
         try:
             kind = files_mod.kind_of(live.data, rel, path)
             out: Dict[str, Any] = {"path": rel, "kind": kind}
-            if kind == "dir":
-                out["entries"] = files_mod.listing(live.path, path)
-            elif kind == "text":
-                out.update(files_mod.text_of(live.data, rel))
-            elif kind == "pickle":
-                out.update(files_mod.pickle_view(live, rel))
-            else:
-                out["size"] = files_mod.size_of(live.data, rel)
+            content = file_content(live, rel, path, kind)
+            # The API gives a text's and a pickle's fields at the top level.
+            out.update(content[kind] if kind in ("text", "pickle") else content)
         except OSError:  # gone, unreadable, or leading out of the run (OutsideRunError)
             raise not_found() from None
         return json_response(out)
