@@ -55,9 +55,6 @@ class SharedSite:
         """The run directory as the job sees it."""
         return run
 
-    def slurm_dir(self, run: str) -> str:
-        return os.path.join(run, "slurm")
-
     def bundle_path(self, run: str, node: int, attempt: int) -> str:
         return os.path.join(run, "slurm", "bundles", f"{node}.{attempt}.pkl")
 
