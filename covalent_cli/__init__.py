@@ -4,8 +4,7 @@ Inside ``cov dispatch`` this package is importable as ``covalent``.
 """
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
+from covalent_cli.version import VERSION as __version__  # noqa: E402
 from covalent_cli import executor  # noqa: E402  (ct.executor.LocalExecutor ...)
 from covalent_cli.deps import DepsBash, DepsCall, DepsModule, DepsPip  # noqa: E402
 from covalent_cli.dispatch import dispatch, dispatch_sync  # noqa: E402

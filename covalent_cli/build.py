@@ -66,10 +66,9 @@ class Builder:
     def _call_sublattice(self, electron: Any, lattice: Any, args: Tuple[Any, ...],
                          kwargs: Dict[str, Any]) -> "Proxy":
         named_params(lattice.workflow_function, args, kwargs, ())  # arity errors now, not later
-        from covalent_cli.sublattice import build_sublattice
-
+        # Its function (dispatch.build_sublattice, which creates the child run) is given when
+        # the run is packed: graph building stays below dispatch.
         node = self.graph.add(f":sublattice:{lattice.__name__}", SUBLATTICE,
-                              function=build_sublattice, owner=build_sublattice,
                               executor=self.lattice.workflow_executor)
         metadata = json.dumps(self.lattice.inheritable_metadata())
         self.connect(lattice, node.id, "sub_lattice", "arg", 0)

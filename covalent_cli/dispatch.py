@@ -8,17 +8,12 @@ background if no live one serves the home.
 from __future__ import annotations
 
 import getpass
-import hashlib
-import io
 import json
 import os
-import pickle
 import platform
 import socket
 import sys
-import types
 import uuid
-from collections import ChainMap
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -30,16 +25,24 @@ from covalent_cli.deps import hooks_to_plain
 from covalent_cli.errors import DispatchError, UserError
 from covalent_cli.graph import Graph, GraphNode
 from covalent_cli.lattice import DEFAULT_EXECUTOR, Lattice
+from covalent_cli.pack import Packer, pickle_local_modules_by_value
+from covalent_cli.result import get_result
+from covalent_cli.version import VERSION
 from runner import backends
 from runner.config import ConfigError, check_config, executor_problem, get_value, runs_home
-from runner.manifest import LOCAL_ONLY_KINDS, PARAMETER, Edge, Manifest, NodeSpec
+from runner.daemon import ensure_running
+from runner.manifest import LOCAL_ONLY_KINDS, PARAMETER, SUBLATTICE, Edge, Manifest, NodeSpec
 from runner.redact import has_mask, split_secrets, unmask
 from runner.rundir import RunDir
 from runner.state import Event
+from runner.worker import CURRENT_TASK, ChildRun
+
+# What an older run's results to take over: given the new manifest and pack, the events and
+# result files to copy (``redispatch.reusable_results``).
+Reuse = Callable[[Manifest, bytes], Tuple[List[Event], List[Tuple[int, Path]]]]
 
 # Dispatch ids made by this process, newest last (``cov dispatch`` reports a script's own).
 DISPATCHED: List[str] = []
-_FAST_TYPES = (int, float, str, bytes, bool, type(None))
 
 
 def dispatch(lattice: Lattice, dispatcher_addr: Optional[str] = None, *,
@@ -60,17 +63,29 @@ def dispatch(lattice: Lattice, dispatcher_addr: Optional[str] = None, *,
 
 def dispatch_sync(lattice: Lattice, dispatcher_addr: Optional[str] = None) -> Callable[..., Any]:
     """``dispatch_sync(lattice)(*args, **kwargs)`` dispatches and waits; returns the Result."""
-    from covalent_cli.result import get_result
-
     def submit(*args: Any, **kwargs: Any) -> Any:
         return get_result(dispatch(lattice)(*args, **kwargs), wait=True)
 
     return submit
 
 
-def start_runner(home: Path) -> None:
-    from runner.daemon import ensure_running
+def _lattice_dispatch(self: Lattice, *args: Any, **kwargs: Any) -> str:
+    """Deprecated in Covalent; ``ct.dispatch(lattice)(...)``."""
+    return dispatch(self)(*args, **kwargs)
 
+
+def _lattice_dispatch_sync(self: Lattice, *args: Any, **kwargs: Any) -> Any:
+    """Deprecated in Covalent; ``ct.dispatch_sync(lattice)(...)``."""
+    return dispatch_sync(self)(*args, **kwargs)
+
+
+# Bound here, not in lattice.py, so that the graph layer never imports dispatch (no circle).
+Lattice.dispatch = _lattice_dispatch  # type: ignore[attr-defined]
+Lattice.dispatch_sync = _lattice_dispatch_sync  # type: ignore[attr-defined]
+
+
+def start_runner(home: Path) -> None:
+    """Make sure a runner serves ``home`` (start one unless a live one does)."""
     ensure_running(home)
 
 
@@ -78,18 +93,19 @@ def create_run(lattice: Lattice, args: Sequence[Any], kwargs: Dict[str, Any], *,
                home: Optional[Path] = None, parent: Optional[Dict[str, Any]] = None,
                root_dispatch_id: Optional[str] = None,
                replacements: Optional[Dict[str, Any]] = None,
-               reuse_from: Optional[RunDir] = None,
+               reused: Optional[Reuse] = None,
                dispatch_id: Optional[str] = None,
                secrets_from: Optional[RunDir] = None) -> RunDir:
     """Build the graph, pickle everything, and create the run directory (``dispatch_id``: a
     given id, for a run created again by a re-run task; if it exists it is returned as is;
-    ``secrets_from``: a redispatched run, whose executors' secrets are taken over)."""
+    ``reused``: the results taken over from an older run, see ``Reuse``; ``secrets_from``: a
+    redispatched run, whose executors' secrets are taken over)."""
     check_config()  # a config mistake is one line now, not a runner dying later
     # Exceptions of the lattice body propagate unchanged, as from Covalent's dispatch.
     graph = lattice.build_graph(*args, replacements=replacements, **kwargs)
     dispatch_id = dispatch_id or str(uuid.uuid4())
-    _pickle_local_modules_by_value(_source_file(lattice))
-    packer = _Packer()
+    pickle_local_modules_by_value(_source_file(lattice))
+    packer = Packer()
     executors = _ExecutorTable(secrets_from)
     nodes = [_node_spec(node, graph, lattice, packer, executors) for node in graph.nodes]
     packer.add_named("workflow", lattice, "the lattice function")
@@ -117,10 +133,8 @@ def create_run(lattice: Lattice, args: Sequence[Any], kwargs: Dict[str, Any], *,
     )
     events: List[Event] = []
     results: List[Tuple[int, Path]] = []
-    if reuse_from is not None:
-        from covalent_cli.redispatch import reusable_results
-
-        events, results = reusable_results(reuse_from, manifest, packer.data())
+    if reused is not None:
+        events, results = reused(manifest, packer.data())
     try:
         run = RunDir.create(home, manifest, packer.data(), events=events, results=results,
                             secret_values=executors.secrets, env=_environment())
@@ -132,6 +146,51 @@ def create_run(lattice: Lattice, args: Sequence[Any], kwargs: Dict[str, Any], *,
                         "free space or set COV_HOME elsewhere") from None
     DISPATCHED.append(dispatch_id)
     return run
+
+
+# -- sublattices: built when their node runs, from its real inputs, as a child run -------------
+def build_sublattice(sub_lattice: Any, metadata: str, *args: Any, **kwargs: Any) -> ChildRun:
+    """Runs in a local worker: dispatch ``sub_lattice`` as a child of the current run.
+
+    The child inherits the parent's executors where it sets none, lives beside the parent in the
+    same home, and records ``parent`` and ``root_dispatch_id`` in its manifest. The runner makes
+    this node's output the child's result when the child ends.
+
+    The child's id follows from the parent run and the node, so that a re-run of this task (its
+    runner was killed after the child was created) finds that child instead of creating a second
+    one whose tasks would run again.
+    """
+    home = Path(CURRENT_TASK["run"]).parent
+    child_id = child_dispatch_id(CURRENT_TASK["dispatch_id"], CURRENT_TASK["node"])
+    if RunDir(home / child_id).exists():
+        return ChildRun(child_id)
+    inherited = json.loads(metadata) if metadata else {}
+    if sub_lattice.executor is None and inherited.get("executor") is not None:
+        sub_lattice.executor = _inherited_executor(inherited["executor"])
+    if sub_lattice._workflow_executor is None and inherited.get("workflow_executor") is not None:
+        sub_lattice._workflow_executor = _inherited_executor(inherited["workflow_executor"])
+    parent_dir = RunDir(CURRENT_TASK["run"])
+    parent = parent_dir.manifest
+    run = create_run(sub_lattice, args, kwargs, home=home,
+                     parent={"dispatch_id": parent.dispatch_id, "node": CURRENT_TASK["node"]},
+                     root_dispatch_id=parent.root_dispatch_id, dispatch_id=child_id)
+    return ChildRun(run.dispatch_id)
+
+
+def child_dispatch_id(parent_id: str, node: int) -> str:
+    """The one child run id of sublattice ``node`` of run ``parent_id`` (a UUID, like any)."""
+    return str(uuid.uuid5(_CHILD_NAMESPACE, f"{parent_id}/{int(node)}"))
+
+
+_CHILD_NAMESPACE = uuid.UUID("5b0c3c58-8e0f-4d53-9d0e-3a8a6f2f3c11")
+
+
+def _inherited_executor(value: Any) -> Any:
+    if isinstance(value, dict):
+        params = {k: v for k, v in value.items() if k != "type"}
+        cls = executor_mod.BY_TYPE.get(value.get("type", "local"))
+        return cls(**params) if cls else value.get("type")
+    return value
 
 
 def _environment() -> bytes:
@@ -148,83 +207,7 @@ def _home() -> Path:
         raise UserError(str(exc)) from None
 
 
-class _Packer:
-    """Concatenated pickles (``tasks.pkl``); each function is pickled once per run."""
-
-    def __init__(self) -> None:
-        self.chunks: List[bytes] = []
-        self.size = 0
-        self.by_owner: Dict[int, Tuple[int, int]] = {}
-        self.named: Dict[str, Tuple[int, int]] = {}
-        self._keep: List[Any] = []  # owners stay alive so their ids stay unique
-        self._fingerprints: Dict[Any, str] = {}
-
-    def add(self, data: bytes) -> Tuple[int, int]:
-        blob = (self.size, len(data))
-        self.chunks.append(data)
-        self.size += len(data)
-        return blob
-
-    def add_value(self, value: Any, what: str) -> Tuple[int, int]:
-        return self.add(_dumps(value, what))
-
-    def add_named(self, name: str, value: Any, what: str) -> None:
-        self.named[name] = self.add_value(value, what)
-
-    def add_function(self, owner: Any, make: Callable[[], Dict[str, Any]], what: str) -> Tuple[int, int]:
-        key = id(owner)
-        blob = self.by_owner.get(key)
-        if blob is None:
-            blob = self.by_owner[key] = self.add_value(make(), what)
-            self._keep.append(owner)
-        return blob
-
-    def fingerprint(self, owner: Any, function: Any, hooks: Dict[str, Any]) -> str:
-        key = ("fp", id(owner))
-        found = self._fingerprints.get(key)
-        if found is None:
-            found = self._fingerprints[key] = code_fingerprint(function, hooks)
-        return found
-
-    def data(self) -> bytes:
-        if len(self.chunks) > 1:
-            self.chunks = [b"".join(self.chunks)]
-        return self.chunks[0] if self.chunks else b""
-
-
-def _code_reduce_keeping_filename(code: types.CodeType) -> Any:
-    """cloudpickle >= 3.1 writes ``<dynamic-code>`` as every by-value function's file name;
-    keep the real one so that a task's traceback names the user's file and line."""
-    assert _CLOUDPICKLE_CODE_REDUCE is not None  # registered only when cloudpickle has it
-    constructor, args = _CLOUDPICKLE_CODE_REDUCE(code)
-    return constructor, tuple(code.co_filename if a == "<dynamic-code>" else a for a in args)
-
-
-_CLOUDPICKLE_CODE_REDUCE = getattr(getattr(cloudpickle, "cloudpickle", None), "_code_reduce", None)
-
-
-class _Pickler(cloudpickle.Pickler):
-    if _CLOUDPICKLE_CODE_REDUCE is not None:
-        dispatch_table = ChainMap({types.CodeType: _code_reduce_keeping_filename},
-                                  cloudpickle.Pickler.dispatch_table)
-
-
-def _dumps(value: Any, what: str) -> bytes:
-    try:
-        if type(value) in _FAST_TYPES:
-            return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-        buffer = io.BytesIO()
-        _Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(value)
-        return buffer.getvalue()
-    except RecursionError:
-        raise DispatchError(f"cannot pickle {what}{': ' if what else ''}it is nested too deeply "
-                            "(RecursionError)") from None
-    except Exception as exc:  # noqa: BLE001 - pickling raises all sorts
-        raise DispatchError(f"cannot pickle {what}{': ' if what else ''}{type(exc).__name__}: {exc}",
-                            "tasks and their arguments must be picklable with cloudpickle") from None
-
-
-def _node_spec(node: GraphNode, graph: Graph, lattice: Lattice, packer: _Packer,
+def _node_spec(node: GraphNode, graph: Graph, lattice: Lattice, packer: Packer,
                executors: "_ExecutorTable") -> NodeSpec:
     spec = NodeSpec(id=node.id, name=node.name, kind=node.kind,
                     parents=[Edge(e.parent, e.param, e.type, e.index) for e in node.parents],
@@ -248,46 +231,22 @@ def _node_spec(node: GraphNode, graph: Graph, lattice: Lattice, packer: _Packer,
                            before if before is not None else lattice.call_before,
                            after if after is not None else lattice.call_after)
 
+    # A sublattice node's function is given here: the graph layer does not know dispatch.
+    function = build_sublattice if node.kind == SUBLATTICE else node.function
+
     def make() -> Dict[str, Any]:
-        blob: Dict[str, Any] = {"fn": node.function, "name": node.name}
+        blob: Dict[str, Any] = {"fn": function, "name": node.name}
         if hooks:
             blob["hooks"] = hooks
         if run_with is not None:
             blob["run_with"] = run_with
         return blob
 
-    owner = node.owner if node.owner is not None else node.function
-    spec.fingerprint = packer.fingerprint(owner, node.function, hooks)
+    owner = node.owner if node.owner is not None else function
+    spec.fingerprint = packer.fingerprint(owner, function, hooks)
     spec.blob = packer.add_function((owner, spec.executor) if run_with else owner, make,
                                     f"task '{node.name}' (node {node.id})")
     return spec
-
-
-def code_fingerprint(function: Any, hooks: Dict[str, Any]) -> str:
-    """A hash of what a task would do: its code (nested code too), names, constants and
-    defaults, and its hooks' commands. Equal fingerprints let redispatch reuse a result."""
-    digest = hashlib.sha256()
-
-    def add_code(code: types.CodeType) -> None:
-        digest.update(code.co_code)
-        digest.update(repr((code.co_name, code.co_names, code.co_varnames)).encode())
-        for const in code.co_consts:
-            if isinstance(const, types.CodeType):
-                add_code(const)
-            else:
-                digest.update(repr(const).encode())
-
-    target = getattr(function, "workflow_function", function)
-    code = getattr(target, "__code__", None)
-    if code is not None:
-        add_code(code)
-        digest.update(repr(getattr(target, "__defaults__", None)).encode())
-    digest.update(f"{getattr(target, '__module__', '')}.{getattr(target, '__qualname__', '')}".encode())
-    plain = {k: v for k, v in hooks.items() if k in ("bash", "pip")}
-    plain["calls"] = [getattr(c["fn"], "__qualname__", "") for k in ("call_before", "call_after")
-                      for c in hooks.get(k, ())]
-    digest.update(repr(plain).encode())
-    return digest.hexdigest()[:16]
 
 
 def _consumer_name(param_id: int, graph: Graph) -> str:
@@ -397,30 +356,6 @@ def _source_file(lattice: Lattice) -> Optional[str]:
     return os.path.abspath(code.co_filename)
 
 
-_OUR_PACKAGES = ("covalent_cli", "runner", "webui", "covalent")
-_BY_VALUE: set = set()
-
-
-def _pickle_local_modules_by_value(source_file: Optional[str]) -> None:
-    """Modules imported from the script's own directory travel by value, like the script's
-    functions: a worker or a remote host then needs none of the user's files."""
-    if not source_file:
-        return
-    root = os.path.dirname(source_file) + os.sep
-    for name, module in list(sys.modules.items()):
-        path = getattr(module, "__file__", None)
-        if not path or name in _BY_VALUE or name == "__main__" or \
-                name.split(".")[0] in _OUR_PACKAGES:
-            continue
-        path = os.path.abspath(path)
-        if path.startswith(root) and "site-packages" not in path:
-            try:
-                cloudpickle.register_pickle_by_value(module)
-                _BY_VALUE.add(name)
-            except (ValueError, TypeError):
-                pass
-
-
 def _user_sys_path(lattice: Lattice) -> List[str]:
     """The script's directory: tasks importing the user's own modules find them there."""
     source = _source_file(lattice)
@@ -435,9 +370,7 @@ def _user() -> str:
 
 
 def _versions() -> Dict[str, str]:
-    from covalent_cli import __version__
-
-    return {"cov": __version__, "python": platform.python_version(),
+    return {"cov": VERSION, "python": platform.python_version(),
             "cloudpickle": cloudpickle.__version__}
 
 

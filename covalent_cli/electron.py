@@ -9,7 +9,7 @@ import functools
 from typing import Any, Callable, Dict, List, Optional
 
 from covalent_cli.build import Proxy, current_builder
-from covalent_cli.deps import DepsBash, DepsCall, DepsPip, as_bash, as_calls, as_pip
+from covalent_cli.deps import DepsBash, DepsCall, DepsModule, DepsPip, as_bash, as_calls, as_pip
 
 
 class Electron:
@@ -25,8 +25,6 @@ class Electron:
         self.call_before: Optional[List[DepsCall]] = as_calls(call_before, "call_before")
         self.call_after: Optional[List[DepsCall]] = as_calls(call_after, "call_after")
         if deps_module is not None:
-            from covalent_cli.deps import DepsModule
-
             modules = deps_module if isinstance(deps_module, (list, tuple)) else [deps_module]
             self.call_before = [DepsModule(m) for m in modules] + (self.call_before or [])
         if files:

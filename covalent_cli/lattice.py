@@ -72,16 +72,8 @@ class Lattice:
         state["transport_graph"] = None
         return state
 
-    def dispatch(self, *args: Any, **kwargs: Any) -> str:
-        """Deprecated in Covalent; ``ct.dispatch(lattice)(...)``."""
-        from covalent_cli.dispatch import dispatch
-
-        return dispatch(self)(*args, **kwargs)
-
-    def dispatch_sync(self, *args: Any, **kwargs: Any) -> Any:
-        from covalent_cli.dispatch import dispatch_sync
-
-        return dispatch_sync(self)(*args, **kwargs)
+    # ``dispatch`` and ``dispatch_sync`` (deprecated in Covalent) are bound by
+    # covalent_cli.dispatch, which builds on this module.
 
     def draw(self, *args: Any, **kwargs: Any) -> None:
         """Covalent opens its UI's preview; cov has no server, so this only builds the graph."""

@@ -1,12 +1,14 @@
 """``redispatch`` and ``cancel``: new runs from old ones, and stopping runs."""
 from __future__ import annotations
 
+import functools
 import pickle
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from covalent_cli.dispatch import create_run, start_runner
 from covalent_cli.result import resolve_run
+from runner.daemon import request_cancel
 from runner.manifest import PARAMETER, Manifest
 from runner.rundir import RunDir
 from runner.state import COMPLETED, Event
@@ -29,7 +31,8 @@ def redispatch(dispatch_id: str, replace_electrons: Optional[Dict[str, Any]] = N
             args, kwargs = tuple(inputs["args"]), dict(inputs["kwargs"])
         run = create_run(lattice, args, kwargs, home=old.path.parent,
                          replacements=replace_electrons,
-                         reuse_from=old if reuse_previous_results else None,
+                         reused=functools.partial(reusable_results, old)
+                         if reuse_previous_results else None,
                          secrets_from=old)
         start_runner(run.path.parent)
         return run.dispatch_id
@@ -119,7 +122,4 @@ def cancel(dispatch_id: str, task_ids: Union[int, Sequence[int], None] = None,
     told who holds the run's lock if it is held (the lock is then waited for)."""
     run = resolve_run(dispatch_id, home)
     nodes = None if task_ids is None else ([task_ids] if isinstance(task_ids, int) else list(task_ids))
-    run.request_cancel(nodes, on_busy=on_busy)
-    start_runner(run.path.parent)  # a runner must be there to carry the request out
-    what = "dispatch" if nodes is None else f"task(s) {', '.join(map(str, nodes))} of dispatch"
-    return f"Cancellation requested for {what} {run.dispatch_id}"
+    return request_cancel(run, nodes, on_busy=on_busy)

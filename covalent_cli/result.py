@@ -12,9 +12,9 @@ from covalent_cli.status import RESULT_STATUS, Status
 from covalent_cli.transport import TransportableObject
 from runner.config import runs_home
 from runner.daemon import Keeper, RunnerUnavailable
-from runner.manifest import PARAMETER
-from runner.rundir import TMP_PREFIX, RunDir, RunDirError
-from runner.state import TERMINAL, RunState
+from runner.query import node_status
+from runner.rundir import MANIFEST, RunDir, RunDirError, is_run_name
+from runner.state import COMPLETED, TERMINAL, RunState
 
 
 def _time(stamp: Optional[float]) -> Optional[datetime]:
@@ -58,13 +58,13 @@ class Result:
     @property
     def result(self) -> Any:
         """The lattice's output once COMPLETED, else None."""
-        if self._state.status != "COMPLETED":
+        if self._state.status != COMPLETED:
             return None
         return self._dir.load_output(self._manifest.output_node)
 
     @property
     def encoded_result(self) -> Optional[TransportableObject]:
-        if self._state.status != "COMPLETED":
+        if self._state.status != COMPLETED:
             return None
         return TransportableObject.from_pickle(self._dir.output_bytes(self._manifest.output_node))
 
@@ -101,11 +101,8 @@ class Result:
 
     # -- node-level ----------------------------------------------------------------------
     def _node_output(self, node_id: int) -> Optional[TransportableObject]:
-        node = self._manifest.node(node_id)
-        if node.kind != PARAMETER:
-            task = self._state.tasks.get(node_id)
-            if task is None or task.status != "COMPLETED":
-                return None
+        if node_status(self._manifest.node(node_id), self._state.tasks.get(node_id)) != COMPLETED:
+            return None
         try:
             return TransportableObject.from_pickle(self._dir.output_bytes(node_id))
         except RunDirError:
@@ -118,10 +115,7 @@ class Result:
             raise KeyError(node_id)
         node = self._manifest.node(node_id)
         task = self._state.tasks.get(node_id)
-        if node.kind == PARAMETER:
-            status = Status("COMPLETED")
-        else:
-            status = Status(task.status if task else "NEW_OBJECT")
+        status = Status(node_status(node, task))
         sub = None
         if task is not None and task.child:
             try:
@@ -178,11 +172,10 @@ def resolve_run(run_id: str, home: Optional[Path] = None) -> RunDir:
     if not run_id or "/" in run_id or run_id.startswith("."):
         raise RunNotFound(f"malformed run id {run_id!r}", "run `cov runs` to see ids")
     direct = home / run_id
-    if run_id != "latest" and (direct / "manifest.yaml").is_file():
+    if run_id != "latest" and RunDir(direct).exists():
         return RunDir(direct)
     try:
-        names = [n for n in os.listdir(home) if not n.startswith(".") and
-                 not n.startswith(TMP_PREFIX)]
+        names = [n for n in os.listdir(home) if is_run_name(n)]
     except FileNotFoundError:
         names = []
     if run_id == "latest":
@@ -201,7 +194,7 @@ def _latest(home: Path, names: List[str]) -> RunDir:
     stamped = []
     for name in names:
         try:
-            stamped.append((os.stat(home / name / "manifest.yaml").st_mtime, name))
+            stamped.append((os.stat(home / name / MANIFEST).st_mtime, name))
         except OSError:
             continue
     for _, name in sorted(stamped, reverse=True):

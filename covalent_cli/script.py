@@ -7,7 +7,7 @@ import sys
 import traceback
 from typing import Any, Dict, List, Tuple
 
-from covalent_cli.errors import ScriptError, UserError
+from covalent_cli.errors import CovError, ScriptError, UserError
 
 
 def alias_covalent() -> None:
@@ -60,8 +60,6 @@ def run_script(path: str) -> Tuple[Dict[str, Any], List[str]]:
     except BaseException as exc:  # noqa: BLE001 - the user's error, shown as theirs
         if isinstance(exc, KeyboardInterrupt):
             raise
-        from covalent_cli.errors import CovError
-
         if isinstance(exc, CovError):
             raise
         raise ScriptError(_user_error(exc, path), detail=user_traceback(exc)) from None

@@ -1,11 +1,15 @@
 """The runner: reads run directories, claims ready tasks under file locks and runs them.
 
-Modules:
+Modules (below them, ``covalent_cli`` (the SDK and CLI) and ``webui``; nothing here imports
+either, ``tests/test_layers.py`` checks it):
     fs          atomic writes and filesystem-type detection
     locks       the lock factory (flock locally, lock files on network filesystems)
+    config      the config file, held to a schema; the runs home
+    redact      what is a secret in an executor's parameters, and masking it
     manifest    the graph of a run as written once at dispatch (``manifest.yaml``)
+    state       the append-only event log's events and their fold into run and task states
     rundir      ``RunDir``: the only code that knows the run directory's layout
-    state       the append-only state log's events and their fold into task states
+    query       the read model: run summaries and task rows for ``cov`` and the web UI
     scheduler   pure bookkeeping of ready/waiting/finished nodes
     engine      the per-run decisions as pure functions: end events, retries, cancel targets,
                 orphan verdicts, the claim filter, building a task
@@ -13,12 +17,10 @@ Modules:
                 the full-disk stall, batched fsync
     service     the runner's main loop: hints, discovery, claims, children, heartbeats
     fencing     fences: a stopped runner must not run the claims others took over
-    daemon      runner processes: start on demand, stop, keep unfinished runs served
-    liveness    which runners are alive (heartbeat files)
-    worker      executes one task; imports nothing from this project
-    config      the config file, its schema, and where the runs live
+    daemon      runner processes: start on demand, stop, keep unfinished runs served; cancel
+    liveness    which runners are alive (heartbeat files under ``<home>/.runners``)
     watch       filesystem events that wake the loop (watchdog, polling on network filesystems)
-    redact      which executor parameters are secret, masked everywhere but the secrets file
+    worker      executes one task; imports only the stdlib and cloudpickle (it ships alone)
     backends    where tasks run: ``local`` (the worker pool), ``ssh``, ``slurm/`` (one folder
                 per backend), on ``base`` (the contract and the shared plumbing)
     ssh         the SSH library: connections, the remote setup, the channel protocol (used by

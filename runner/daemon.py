@@ -22,7 +22,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Set
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Set
 
 from runner.fs import atomic_write
 from runner.liveness import (HOST, live_runner, pid_alive, read_runners, runners_dir,
@@ -96,6 +96,18 @@ def stop_runners(home: Path, timeout: float = 10.0) -> List[int]:
     while time.time() < deadline and any(pid_alive(p) for p in stopped):
         time.sleep(0.05)
     return stopped
+
+
+def request_cancel(run: RunDir, nodes: Optional[Iterable[int]] = None,
+                   on_busy: Optional[Callable[[str], None]] = None) -> str:
+    """Cancel ``run`` (``nodes``: only these and what depends on them) and make sure a runner
+    is there to carry the request out; returns the line to show (``ct.cancel``, ``cov
+    cancel`` and the web UI say the same). ``on_busy``: see ``RunDir.request_cancel``."""
+    nodes = None if nodes is None else list(nodes)
+    run.request_cancel(nodes, on_busy=on_busy)
+    ensure_running(run.path.parent)
+    what = "dispatch" if nodes is None else f"task(s) {', '.join(map(str, nodes))} of dispatch"
+    return f"Cancellation requested for {what} {run.dispatch_id}"
 
 
 # -- failures -----------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ from typing import Any, BinaryIO, Callable, Dict, Iterable, List, Optional, Tupl
 from runner import worker
 from runner.fs import DIR_MODE, FILE_MODE, atomic_write, fsync_dir
 from runner.locks import Lock, acquire_patiently, make_lock
-from runner.manifest import Manifest, ManifestError
+from runner.manifest import Manifest, ManifestError, check_header
 from runner.state import Event, EventError, RunState, check_event, fold
 
 MANIFEST = "manifest.yaml"
@@ -55,6 +55,12 @@ ENV = "env.json"
 TMP_PREFIX = ".tmp-"
 # <home>/.unreadable/<run>: why a runner set that run aside (kept out of the damaged directory).
 UNREADABLE_DIR = ".unreadable"
+
+
+def is_run_name(name: str) -> bool:
+    """Whether an entry of a runs home may be a run: dot names (``.runners``, ``.unreadable``,
+    runs being created under ``TMP_PREFIX``, ``cov rm``'s trash) never are."""
+    return not name.startswith(".")
 
 
 def write_private(path: Path, data: bytes) -> None:
@@ -287,8 +293,6 @@ class RunDir:
     def header(self) -> Dict[str, Any]:
         """The manifest's header only (no node list): cheap, for listings."""
         import yaml
-
-        from runner.manifest import check_header
 
         try:
             with self.open_file(MANIFEST) as f:

@@ -75,9 +75,6 @@ class Schedule:
             taken.append(node)
         return taken
 
-    def peek_ready(self) -> List[int]:
-        return sorted(n for n in self._in_ready if n not in self.active)
-
     def put_back(self, nodes: Iterable[int]) -> None:
         """Nodes taken but not claimed (another runner had them, or no capacity)."""
         for node in nodes:

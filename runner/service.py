@@ -48,8 +48,8 @@ from runner.backends import Backend, Completion, Task, backend_class
 from runner.fencing import Fences
 from runner.journal import ActiveRun, Journal, link_final_result
 from runner.liveness import HOST, RunnerRegistry, fence_path, heartbeat_path, write_heartbeat
-from runner.rundir import (TMP_PREFIX, RunDir, RunDirError, clear_unreadable, files_stamp,
-                           mark_unreadable)
+from runner.rundir import (RESULTS, RunDir, RunDirError, clear_unreadable, files_stamp,
+                           is_run_name, mark_unreadable)
 from runner.state import CANCELLED, COMPLETED, FAILED, Event, Handle, failure_message
 
 
@@ -202,7 +202,7 @@ class Runner:
         except FileNotFoundError:
             names = []
         for name in names:
-            if name.startswith(".") or name.startswith(TMP_PREFIX):
+            if not is_run_name(name):
                 continue
             path = str(self.home / name)
             if path in self.active or name in self.finished_runs:
@@ -227,7 +227,7 @@ class Runner:
                 if path in self.active:
                     with self._run_boundary(path):
                         self._refresh(self.active[path])
-                elif not name.startswith(".") and name not in self.finished_runs and \
+                elif is_run_name(name) and name not in self.finished_runs and \
                         name not in self.unreadable and (not self.only or name in self.only):
                     self._activate(path)
                 continue
@@ -287,7 +287,7 @@ class Runner:
             run.dir.close()
         if self.watcher is not None:
             self.watcher.unwatch(path)
-            self.watcher.unwatch(os.path.join(path, "results"))
+            self.watcher.unwatch(os.path.join(path, RESULTS))
         if name not in self.unreadable:
             detail = "" if isinstance(exc, (RunDirError, OSError)) else \
                 "\n" + traceback.format_exc().rstrip()

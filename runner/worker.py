@@ -184,7 +184,7 @@ def run_task(electron: Dict[str, Any], args: List[Any], kwargs: Dict[str, Any],
         header.update({"error": str(exc), "reason": exc.reason})
         _write_fd(stderr_fd, f"{exc}\n")
     except BaseException as exc:  # noqa: BLE001 - the worker never raises across the boundary
-        if isinstance(exc, (KeyboardInterrupt, SystemExit)) and not isinstance(exc, SystemExit):
+        if isinstance(exc, KeyboardInterrupt):
             raise
         text = "".join(traceback.format_exception(type(exc), exc, _user_traceback(exc)))
         header.update({"error": text, "reason": "exception"})

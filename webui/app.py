@@ -16,14 +16,17 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 from urllib.parse import urlencode
 
 import bottle
 from bottle import HTTPResponse, request, response
 
+from runner import daemon
+from runner.config import ConfigError, config_path, load_config
 from runner.manifest import ManifestError
-from runner.rundir import RunDirError
+from runner.redact import mask_secrets
+from runner.rundir import RunDir, RunDirError
 
 from webui import files as files_mod
 from webui import security, views
@@ -184,17 +187,23 @@ def create_app(home: os.PathLike | str, token: Optional[str] = None,
             crumbs = _crumbs(rel)
             common = dict(title=f"{rel or 'files'} · {run_id[:8]}", run_id=run_id, rel=rel,
                           crumbs=crumbs, kind=kind, name=path.name)
-            if kind == "dir":
-                return render("files.tpl", entries=files_mod.listing(live.path, path), **common)
-            if kind == "text":
-                return render("files.tpl", text=files_mod.text_of(live.data, rel), **common)
+            content = file_content(live, rel, path, kind)
             if kind == "pickle":
-                view = files_mod.pickle_view(live, rel)
-                return render("files.tpl", pickle=view,
-                              header=files_mod.header_json(view["header"]), **common)
-            return render("files.tpl", size=files_mod.size_of(live.data, rel), **common)
+                content["header"] = files_mod.header_json(content["pickle"]["header"])
+            return render("files.tpl", **content, **common)
         except OSError:  # gone, unreadable, or leading out of the run (OutsideRunError)
             raise not_found() from None
+
+    def file_content(live: LiveRun, rel: str, path: Path, kind: str) -> Dict[str, Any]:
+        """What the page and the API show of a file, by its kind: one of ``entries`` (a
+        directory), ``text``, ``pickle`` (a header and a preview) or ``size`` (binary)."""
+        if kind == "dir":
+            return {"entries": files_mod.listing(live.path, path)}
+        if kind == "text":
+            return {"text": files_mod.text_of(live.data, rel)}
+        if kind == "pickle":
+            return {"pickle": files_mod.pickle_view(live, rel)}
+        return {"size": files_mod.size_of(live.data, rel)}
 
     def located(live: LiveRun, rel: str) -> Any:
         """(resolved path, clean relative path) of a file of the run, or a 404."""
@@ -246,21 +255,21 @@ def create_app(home: os.PathLike | str, token: Optional[str] = None,
     def api_value(run_id: str) -> HTTPResponse:
         return json_response(views.load_value(loading(run_id)))
 
-    @app.get("/api/runs/<run_id>/tasks/<node>/value")
-    def api_task_value(run_id: str, node: str) -> HTTPResponse:
+    def task_loaded(run_id: str, node: str, load: Callable[[LiveRun, int], Any]) -> HTTPResponse:
+        """``load(run, node)`` as JSON; a 404 for a node that is no number or not there."""
         node_id = security.parse_node(node)
-        found = views.load_value(loading(run_id), node_id) if node_id is not None else None
+        found = load(loading(run_id), node_id) if node_id is not None else None
         if found is None:
             raise not_found()
         return json_response(found)
 
+    @app.get("/api/runs/<run_id>/tasks/<node>/value")
+    def api_task_value(run_id: str, node: str) -> HTTPResponse:
+        return task_loaded(run_id, node, views.load_value)
+
     @app.get("/api/runs/<run_id>/tasks/<node>/source")
     def api_task_source(run_id: str, node: str) -> HTTPResponse:
-        node_id = security.parse_node(node)
-        found = views.load_task_source(loading(run_id), node_id) if node_id is not None else None
-        if found is None:
-            raise not_found()
-        return json_response(found)
+        return task_loaded(run_id, node, views.load_task_source)
 
     @app.get("/api/runs/<run_id>/state")
     def api_state(run_id: str) -> HTTPResponse:
@@ -292,14 +301,9 @@ def create_app(home: os.PathLike | str, token: Optional[str] = None,
         try:
             kind = files_mod.kind_of(live.data, rel, path)
             out: Dict[str, Any] = {"path": rel, "kind": kind}
-            if kind == "dir":
-                out["entries"] = files_mod.listing(live.path, path)
-            elif kind == "text":
-                out.update(files_mod.text_of(live.data, rel))
-            elif kind == "pickle":
-                out.update(files_mod.pickle_view(live, rel))
-            else:
-                out["size"] = files_mod.size_of(live.data, rel)
+            content = file_content(live, rel, path, kind)
+            # The API gives a text's and a pickle's fields at the top level.
+            out.update(content[kind] if kind in ("text", "pickle") else content)
         except OSError:  # gone, unreadable, or leading out of the run (OutsideRunError)
             raise not_found() from None
         return json_response(out)
@@ -318,15 +322,11 @@ def create_app(home: os.PathLike | str, token: Optional[str] = None,
                                             request.body)
         except ValueError as exc:
             return json_response({"error": str(exc)}, 400)
-        from covalent_cli.redispatch import cancel
-
-        message = cancel(live.dispatch_id, nodes, home=cache.home)
-        return json_response({"message": message})
+        # As ct.cancel: the request, and a runner if none serves the home (a request nobody
+        # carries out would never end the run).
+        return json_response({"message": daemon.request_cancel(RunDir(live.path), nodes)})
 
     def views_config() -> Dict[str, Any]:
-        from runner.config import ConfigError, config_path, load_config
-        from runner.redact import mask_secrets
-
         try:
             config, error = load_config(), None
         except ConfigError as exc:

@@ -18,9 +18,9 @@ from typing import Any, Dict, List, Optional
 
 from bottle import HTTPResponse
 
-from covalent_cli.inspect import format_time
+from runner.query import format_time
 from runner.manifest import PARAMETER
-from runner.rundir import RunDir
+from runner.rundir import FINAL_RESULT, PACK, RESULTS, RunDir
 
 from webui import security, values
 from webui.live import LiveRun
@@ -94,7 +94,7 @@ def pickle_view(live: LiveRun, rel: str) -> Dict[str, Any]:
     """What a pickle in the run directory holds, as text: never its bytes, never unpickled."""
     data = live.data
     parts = rel.split("/")
-    if rel == "tasks.pkl":
+    if rel == PACK:
         manifest = data.manifest
         lines = [f"tasks.pkl packs {len(manifest.nodes)} nodes' functions and parameter values "
                  "and the workflow with its inputs:"]
@@ -106,9 +106,9 @@ def pickle_view(live: LiveRun, rel: str) -> Dict[str, Any]:
             lines.append(f"  {name}: {blob[1]} bytes")
         return {"header": None, "value": None, "text": "\n".join(lines)}
     number: Optional[int] = None
-    if len(parts) == 2 and parts[0] == "results" and parts[1][:-4].isdigit():
+    if len(parts) == 2 and parts[0] == RESULTS and parts[1][:-4].isdigit():
         number = int(parts[1][:-4])
-    elif rel == "result.pkl":
+    elif rel == FINAL_RESULT:
         number = data.manifest.output_node
     if number is not None and number < len(data.manifest.nodes):
         header, _ = data.read_outcome(number)

@@ -17,10 +17,10 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from covalent_cli.inspect import iter_runs, run_summary
+from runner.query import iter_runs, run_summary
 from runner.daemon import Keeper
 from runner.manifest import Manifest
-from runner.rundir import RunDir, RunDirError
+from runner.rundir import MANIFEST, RunDir, RunDirError
 from runner.state import RunState, apply
 
 from webui import security
@@ -91,7 +91,7 @@ class LiveRun:
         return [node for node, v in self.changed.items() if v > version]
 
     def summary(self) -> Dict[str, Any]:
-        """``covalent_cli.inspect.run_summary`` from the folded state."""
+        """``runner.query.run_summary`` from the folded state."""
         with self.lock:
             return run_summary(self, self.refresh())
 
@@ -184,7 +184,7 @@ class RunCache:
 
 def _stamp(path: Path) -> Any:
     try:
-        st = os.stat(path / "manifest.yaml")
+        st = os.stat(path / MANIFEST)
     except OSError:
         return None
     return (st.st_ino, st.st_mtime_ns)

@@ -67,7 +67,7 @@ def run_path(home: Path, run_id: str) -> Optional[Path]:
     if not valid_run_id(run_id):
         return None
     path = inside(home, run_id)
-    if path is None or not (path / "manifest.yaml").is_file():
+    if path is None or not (path / MANIFEST).is_file():
         return None
     return path
 

@@ -12,7 +12,7 @@ import time
 from collections import Counter, defaultdict
 from typing import Any, Dict, List, Optional
 
-from covalent_cli.inspect import UNREADABLE, safe_summary
+from runner.query import UNREADABLE, node_status, safe_summary
 from runner.manifest import ELECTRON, PARAMETER, SUBLATTICE
 from runner.redact import mask_secrets
 from runner.rundir import RunDirError, unreadable_reasons
@@ -185,7 +185,7 @@ def task_detail(cache: RunCache, live: LiveRun, node_id: int) -> Optional[Dict[s
     with live.lock:
         state = live.refresh()
         task = state.tasks.get(node_id)
-    status = COMPLETED if spec.kind == PARAMETER else (task.status if task else NEW_OBJECT)
+    status = node_status(spec, task)
     header = _outcome_header(live, node_id) if spec.kind != PARAMETER else None
     executor = manifest.executors.get(spec.executor or "", {}) if spec.executor else {}
     out: Dict[str, Any] = {

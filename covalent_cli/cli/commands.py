@@ -15,11 +15,13 @@ import yaml
 from covalent_cli.cli.main import Context, cli, pass_ctx
 from covalent_cli.errors import (CovError, ExitCode, RunNotFound, RunUnreadable, ScriptError,
                                  UserError)
-from covalent_cli.inspect import (check_readable, format_seconds, format_time, iter_runs,
-                                  list_runs, run_summary, task_rows)
-from covalent_cli.result import keep_served, resolve_run, wait_for_run
+from covalent_cli.result import Result, keep_served, resolve_run, wait_for_run
+from runner.config import ConfigError, check_config, config_path, runs_home
 from runner.daemon import Keeper
 from runner.locks import LockBusy
+from runner.query import (check_readable, format_seconds, format_time, iter_runs, list_runs,
+                          run_summary, task_rows)
+from runner.redact import mask_secrets
 from runner.rundir import OutsideRunError, RunDir, RunDirError
 from runner.state import CANCELLED, COMPLETED, FAILED, TERMINAL, RunState
 
@@ -197,8 +199,6 @@ def _create_from_cli(lattice: Any, args: List[Any], kwargs: Dict[str, Any], scri
     from covalent_cli.dispatch import create_run
     from covalent_cli.script import user_traceback
 
-    from runner.config import ConfigError
-
     try:
         return create_run(lattice, args, kwargs)
     except (CovError, ConfigError):
@@ -364,8 +364,6 @@ def _result_preview(run: RunDir) -> Optional[Dict[str, str]]:
 def _result_value(run: RunDir) -> Any:
     """A completed run's result; a result file cut short or damaged is one line, not our
     traceback (``cov redispatch --reuse`` recomputes it)."""
-    from covalent_cli.result import Result
-
     try:
         return Result(run).result
     except RunDirError as exc:
@@ -583,9 +581,6 @@ def _cancel_and_wait(runs: List[RunDir], force: bool) -> None:
 def config_cmd(as_json: bool) -> None:
     """Print the effective configuration (secrets masked) and where it comes from; an
     unknown key or a value of the wrong type is an error (exit 1)."""
-    from runner.config import check_config, config_path, runs_home
-    from runner.redact import mask_secrets
-
     data = mask_secrets(check_config())
     if as_json:
         _echo_json({"config_file": str(config_path()), "home": str(runs_home()), **data})

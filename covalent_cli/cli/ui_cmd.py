@@ -8,7 +8,10 @@ import click
 
 from covalent_cli.cli.main import Context, cli, pass_ctx
 from covalent_cli.errors import RunUnreadable, UserError
+from covalent_cli.result import resolve_run
 from runner.fs import home_warning
+from runner.query import check_readable
+from runner.rundir import RunDirError
 
 
 def _home(ctx: Context, home: Optional[str]) -> Path:
@@ -64,9 +67,6 @@ def ui(ctx: Context, home: Optional[str], host: str, port: Optional[int],
 def report(ctx: Context, run_id: str, home: Optional[str]) -> None:
     """Write RUN's report.html into its run directory: graph, tasks, errors; one file that
     opens in a browser with no server."""
-    from covalent_cli.inspect import check_readable
-    from covalent_cli.result import resolve_run
-    from runner.rundir import RunDirError
     from webui.report import write_report
     from webui.security import valid_run_id
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Protocol, Tuple
 
 from runner import worker
+from runner.rundir import LOGS, RESULTS
 
 if TYPE_CHECKING:
     from runner.rundir import RunDir
@@ -56,15 +57,15 @@ class Task:
 
     @property
     def outcome_path(self) -> str:
-        return os.path.join(self.run, "results", f"{self.node}.pkl")
+        return os.path.join(self.run, RESULTS, f"{self.node}.pkl")
 
     @property
     def stdout_path(self) -> str:
-        return os.path.join(self.run, "logs", f"{self.node}.out")
+        return os.path.join(self.run, LOGS, f"{self.node}.out")
 
     @property
     def stderr_path(self) -> str:
-        return os.path.join(self.run, "logs", f"{self.node}.err")
+        return os.path.join(self.run, LOGS, f"{self.node}.err")
 
     def message(self) -> Dict[str, Any]:
         """The local pool's form (paths and offsets; the worker reads the run directory)."""

@@ -24,6 +24,7 @@ from runner import worker
 from runner.backends.base import Backend, Completion, Services, Task
 from runner.fs import FILE_MODE
 from runner.liveness import pid_alive
+from runner.rundir import LOGS
 
 # Tasks queued in each worker: enough that a worker never waits for the runner between two
 # short tasks, and that the runner handles completions and claims in batches.
@@ -292,7 +293,7 @@ def _rescue_output(w: _Worker, task: Task) -> None:
         except BlockingIOError:
             pass
         if chunks:
-            path = os.path.join(task.run, "logs", f".capture-{w.pid}.{suffix}")
+            path = os.path.join(task.run, LOGS, f".capture-{w.pid}.{suffix}")
             try:
                 with open(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE),
                           "wb") as f:
@@ -305,10 +306,10 @@ def _keep_captured_output(pid: int, task: Task, keep: bool = True) -> None:
     """A worker died mid-task: what the task printed so far becomes its logs (or, for an
     attempt that does not count, is removed)."""
     for suffix in ("out", "err"):
-        capture = os.path.join(task.run, "logs", f".capture-{pid}.{suffix}")
+        capture = os.path.join(task.run, LOGS, f".capture-{pid}.{suffix}")
         try:
             if keep and os.path.getsize(capture):
-                os.replace(capture, os.path.join(task.run, "logs", f"{task.node}.{suffix}"))
+                os.replace(capture, os.path.join(task.run, LOGS, f"{task.node}.{suffix}"))
             else:
                 os.unlink(capture)
         except OSError:
@@ -318,7 +319,7 @@ def _keep_captured_output(pid: int, task: Task, keep: bool = True) -> None:
 def _remove_captures(run: str, pids: Optional[set], keep: AbstractSet[Any] = frozenset()) -> None:
     """Remove ``logs/.capture-<pid>.*`` of the given pids, or (``pids`` None) of every pid
     that is neither in ``keep`` nor alive."""
-    logs = os.path.join(run, "logs")
+    logs = os.path.join(run, LOGS)
     if pids is not None:
         names = [f".capture-{pid}.{s}" for pid in pids for s in ("out", "err")]
     else:

@@ -5,7 +5,7 @@ Three modules:
 ``runner.ssh.connection``
     ``HostSpec`` (where and how to connect, from an executor's parameters or ``user@host:port``),
     ``SSHHost`` (one lazily opened, lock-guarded Fabric connection with reconnect and backoff:
-    ``run``, ``channel``, ``put_bytes``, ``get_bytes``), ``pool()`` (the process-wide
+    ``run``, ``channel``, ``put_bytes``), ``pool()`` (the process-wide
     ``SSHPool``: one ``SSHHost`` per distinct spec), and the errors ``SSHError``,
     ``ConnectFailed``, ``AuthFailed``, ``HostKeyError``, ``ConnectionLost``,
     ``RemoteCommandFailed``.

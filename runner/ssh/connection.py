@@ -44,7 +44,7 @@ import os
 import shlex
 import socket
 import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import paramiko
@@ -531,10 +531,6 @@ class SSHHost:
         self.run(f"mkdir -p {q(parent)} && cat > {q(tmp)}{chmod} && mv -f {q(tmp)} {q(path)}",
                  input=data, check=True)
 
-    def get_bytes(self, path: str) -> bytes:
-        """The content of the remote file ``path``."""
-        return self.run(f"cat -- {shlex.quote(path)}", check=True, retry=True).stdout
-
     def invalidate(self, transport: Optional[paramiko.Transport] = None) -> None:
         """Drop the connection (if it is still ``transport``); the next use reconnects."""
         with self._lock:
@@ -628,12 +624,6 @@ class SSHPool:
                 found = self._hosts[spec] = SSHHost(spec)
             return found
 
-    def close_all(self) -> None:
-        with self._lock:
-            hosts, self._hosts = list(self._hosts.values()), {}
-        for host in hosts:
-            host.close()
-
 
 _POOL: Optional[SSHPool] = None
 _POOL_LOCK = threading.Lock()
@@ -648,11 +638,6 @@ def pool() -> SSHPool:
         return _POOL
 
 
-def with_defaults(spec: HostSpec, **defaults: Any) -> HostSpec:
-    """``spec`` with unset fields filled from ``defaults``."""
-    return replace(spec, **{k: v for k, v in defaults.items() if getattr(spec, k) is None})
-
-
 __all__ = ["AuthFailed", "ConnectFailed", "ConnectionLost", "HostKeyError", "HostSpec",
            "RemoteCommandFailed", "RemoteResult", "SSHError", "SSHHost", "SSHPool", "pool",
-           "config_files", "fingerprint", "load_ssh_config", "send_all", "with_defaults"]
+           "config_files", "fingerprint", "load_ssh_config", "send_all"]

@@ -22,7 +22,7 @@ import os
 import shlex
 import sys
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -108,7 +108,6 @@ class RemoteEnv:
     cache: str  # absolute
     worker: str  # absolute path of worker.py there
     pythonpath: str = ""  # the shipped cloudpickle zip, if used
-    notes: List[str] = field(default_factory=list)
 
     def abspath(self, path: str) -> str:
         """A remote path made absolute (relative to the remote home; ``~/`` expanded)."""
@@ -250,7 +249,6 @@ def prepare(host: SSHHost, setup: PythonSetup, cache: str = DEFAULT_CACHE,
     errors = [message for what, level, message in rows if level == "error"]
     if errors and not ignore_versions:
         raise VersionMismatch(f"{host.label}: " + "; ".join(errors), host.label)
-    env.notes = [f"{what}: {message}" for what, _, message in rows]
     if "have-worker" not in said:
         host.put_bytes(worker_data, env.worker)
     if ship_cloudpickle and report.cloudpickle != _local_cloudpickle():

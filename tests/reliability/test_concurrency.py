@@ -95,7 +95,7 @@ def test_status_readers_never_see_a_half_written_file(home, tmp_path):
     """``cov status --json``, the reads behind it and the web UI's JSON, in a loop while two
     runners write: every read parses, progress never goes back, every result file that has
     its name is whole."""
-    from covalent_cli.inspect import run_summary, task_rows
+    from runner.query import run_summary, task_rows
     from runner.rundir import RunDir
     from runner.worker import read_outcome_header
 

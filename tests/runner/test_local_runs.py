@@ -44,6 +44,14 @@ def fan(n):
     return total([inc(i) for i in range(n)])
 
 
+def test_deprecated_lattice_methods_dispatch(cov_home):
+    """``lattice.dispatch(...)``/``lattice.dispatch_sync(...)`` (deprecated in Covalent) still
+    work: they are bound by covalent_cli.dispatch, as lattice.py must not import it."""
+    assert fan.dispatch_sync(3).result == 6
+    dispatch_id = fan.dispatch(2)
+    assert ct.get_result(dispatch_id, wait=True).result == 3
+
+
 def test_fan_out_completes_with_result_and_node_outputs(cov_home):
     result = ct.dispatch_sync(fan)(20)
     assert result.status == ct.status.COMPLETED

@@ -174,6 +174,20 @@ def test_sublattice_node_has_lattice_and_metadata_parameters():
     assert graph.nodes[3].name == ":parameter:1"
 
 
+def test_sublattice_function_of_runs_packed_before_the_move_still_loads():
+    """Runs created before build_sublattice moved into covalent_cli.dispatch name it, in
+    tasks.pkl, as covalent_cli.sublattice.build_sublattice (pickled by reference); a runner
+    resuming such a run must still find it."""
+    import pickle
+
+    import cloudpickle
+
+    from covalent_cli.dispatch import build_sublattice
+
+    assert pickle.loads(b"ccovalent_cli.sublattice\nbuild_sublattice\n.") is build_sublattice
+    assert b"covalent_cli.dispatch" in cloudpickle.dumps(build_sublattice)
+
+
 def test_status_compares_equal_to_its_string():
     assert ct.status.COMPLETED == "COMPLETED"
     assert str(ct.status.FAILED) == "FAILED"

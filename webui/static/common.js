@@ -67,7 +67,7 @@ cov.time = function (t) {
     cov.pad(d.getHours()) + ":" + cov.pad(d.getMinutes()) + ":" + cov.pad(d.getSeconds());
 };
 
-/* The same as covalent_cli.inspect.format_seconds. */
+/* The same as runner.query.format_seconds. */
 cov.duration = function (s) {
   if (s === null || s === undefined) return "-";
   if (s < 1) return Math.round(s * 1000) + "ms";

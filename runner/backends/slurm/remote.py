@@ -29,7 +29,7 @@ from runner.backends.slurm.settings import SlurmSettings
 from runner.backends.slurm.site import Identity, SharedSite, outcome_name
 from runner.fs import atomic_write
 from runner.redact import unmask
-from runner.rundir import SECRETS
+from runner.rundir import LOGS, RESULTS, SECRETS
 
 REMOTE_DIR = ".cov"  # under remote_workdir: one directory per run
 
@@ -171,10 +171,10 @@ class RemoteSite(SharedSite):
                 if source is None:
                     continue
                 top, _, name = member.name.partition("/")
-                if top not in ("results", "logs") or "/" in name or name.startswith("."):
+                if top not in (RESULTS, LOGS) or "/" in name or name.startswith("."):
                     continue
                 atomic_write(os.path.join(run, top, name), source.read())
-                if top == "results" and name in wanted:
+                if top == RESULTS and name in wanted:
                     identity = self.identity(run, wanted[name])
                     if identity is not None:
                         found[wanted[name]] = identity

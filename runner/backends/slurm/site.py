@@ -25,7 +25,7 @@ from runner import worker
 from runner.backends.slurm.client import LocalShell, Shell, read_tail
 from runner.backends.slurm.jobs import Identity
 from runner.fs import atomic_write, fsync_dir
-from runner.rundir import SECRETS, write_private
+from runner.rundir import RESULTS, SECRETS, write_private
 
 
 
@@ -36,7 +36,7 @@ def outcome_name(node: int) -> str:
 def local_identity(run: str, node: int) -> Optional[Identity]:
     """The identity of node's outcome file in the run directory (None if absent)."""
     try:
-        st = os.stat(os.path.join(run, "results", outcome_name(node)))
+        st = os.stat(os.path.join(run, RESULTS, outcome_name(node)))
     except OSError:
         return None
     return (st.st_ino, st.st_mtime_ns)
@@ -54,9 +54,6 @@ class SharedSite:
     def root(self, run: str) -> str:
         """The run directory as the job sees it."""
         return run
-
-    def slurm_dir(self, run: str) -> str:
-        return os.path.join(run, "slurm")
 
     def bundle_path(self, run: str, node: int, attempt: int) -> str:
         return os.path.join(run, "slurm", "bundles", f"{node}.{attempt}.pkl")
@@ -120,7 +117,7 @@ class SharedSite:
                  ) -> Optional[Dict[int, Identity]]:
         """Outcome files present for ``nodes``; None when ``results/`` did not change since
         the last look (checked at least every second anyway: NFS mtimes lag)."""
-        results = os.path.join(run, "results")
+        results = os.path.join(run, RESULTS)
         try:
             stamp = os.stat(results).st_mtime_ns
         except OSError:

@@ -1,4 +1,5 @@
-"""Summaries of runs and tasks for people and scripts: what ``cov`` prints and the UI shows."""
+"""The read model: summaries of runs and tasks for people and scripts, what ``cov`` prints and
+the web UI shows. Read-only: nothing here writes to a run directory or starts a runner."""
 from __future__ import annotations
 
 import os
@@ -6,8 +7,9 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Protocol
 
-from runner.rundir import TMP_PREFIX, RunDir, RunDirError, unreadable_reasons
-from runner.state import COMPLETED, TERMINAL, RunState
+from runner.manifest import PARAMETER, NodeSpec
+from runner.rundir import RunDir, RunDirError, is_run_name, unreadable_reasons
+from runner.state import COMPLETED, NEW_OBJECT, TERMINAL, RunState, TaskState
 
 UNREADABLE = "UNREADABLE"  # the status of a run directory that cannot be read
 
@@ -19,10 +21,10 @@ def iter_runs(home: Path) -> Iterator[RunDir]:
     except FileNotFoundError:
         return
     for entry in entries:
-        if entry.name.startswith(".") or entry.name.startswith(TMP_PREFIX):
-            continue
-        if entry.is_dir() and os.path.exists(os.path.join(entry.path, "manifest.yaml")):
-            yield RunDir(entry.path)
+        if is_run_name(entry.name) and entry.is_dir():
+            run = RunDir(entry.path)
+            if run.manifest_path.exists():  # any kind of file: a damaged one is listed UNREADABLE
+                yield run
 
 
 class SummarySource(Protocol):
@@ -120,10 +122,10 @@ def task_rows(run: RunDir, include_parameters: bool = False) -> List[Dict[str, A
     state = run.state()
     rows = []
     for node in manifest.nodes:
-        if node.kind == "parameter" and not include_parameters:
+        if node.kind == PARAMETER and not include_parameters:
             continue
         task = state.tasks.get(node.id)
-        status = "COMPLETED" if node.kind == "parameter" else (task.status if task else "NEW_OBJECT")
+        status = node_status(node, task)
         started = task.started if task else None
         ended = task.ended if task and task.finished else None
         executor = manifest.executors.get(node.executor or "", {}) if node.executor else {}
@@ -151,7 +153,16 @@ def task_rows(run: RunDir, include_parameters: bool = False) -> List[Dict[str, A
     return rows
 
 
+def node_status(node: NodeSpec, task: Optional[TaskState]) -> str:
+    """A node's status: a parameter is COMPLETED (it has its value from the start), a task
+    that no event names yet is NEW_OBJECT."""
+    if node.kind == PARAMETER:
+        return COMPLETED
+    return task.status if task else NEW_OBJECT
+
+
 def format_seconds(seconds: Optional[float]) -> str:
+    """A duration for a table cell: ``850ms``, ``12.3s``, ``4m05s``, ``2h07m``; ``-`` if none."""
     if seconds is None:
         return "-"
     if seconds < 1:
@@ -164,4 +175,5 @@ def format_seconds(seconds: Optional[float]) -> str:
 
 
 def format_time(stamp: Optional[float]) -> str:
+    """A wall-clock time in local time (``2026-01-31 12:00:00``); ``-`` if none."""
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp)) if stamp else "-"

@@ -1,0 +1,138 @@
+"""The shape of the code: who may import whom, no import circles, one owner of the layout.
+
+Reads the product packages with ``ast`` (nothing of the project is imported), counting
+function-level imports as well as top-level ones.
+"""
+from __future__ import annotations
+
+import ast
+import importlib.util
+import sys
+import sysconfig
+from pathlib import Path
+from typing import Dict, List, Set
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("covalent_cli", "runner", "webui")
+# Only these modules may spell a run directory's (or a home's) file names.
+LAYOUT_OWNERS = {"runner/rundir.py": "the run directory's layout",
+                 "runner/liveness.py": "the home's .runners directory"}
+# Modules that must spell them anyway, each with why.
+LAYOUT_SPELLED = {
+    "runner/worker.py": "shipped alone to remote hosts and Slurm nodes: imports only the stdlib",
+}
+LAYOUT_NAMES = {"manifest.yaml", "tasks.pkl", "events.jsonl", "results", "logs", ".runners",
+                "cancel.json", "result.pkl"}
+WEBUI_IMPORTERS = {"covalent_cli/cli/ui_cmd.py"}  # `cov ui` and `cov report`
+WORKER_ALLOWED = {"cloudpickle"}
+
+
+def _modules() -> Dict[str, Path]:
+    found = {}
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            parts = list(path.relative_to(ROOT).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts.pop()
+            found[".".join(parts)] = path
+    return found
+
+
+MODULES = _modules()
+TREES = {name: ast.parse(path.read_text(), str(path)) for name, path in MODULES.items()}
+
+
+def _imports(name: str) -> Set[str]:
+    """Every module ``name`` imports (anywhere in it), resolved to a module where it is ours."""
+    package = name if MODULES[name].name == "__init__.py" else name.rpartition(".")[0]
+    out = set()
+    for node in ast.walk(TREES[name]):
+        if isinstance(node, ast.Import):
+            out.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1]
+                                + ([base] if base else []))
+            for alias in node.names:  # `from pkg import module` imports that module
+                out.add(f"{base}.{alias.name}" if f"{base}.{alias.name}" in MODULES else base)
+    return out
+
+
+def _ours(target: str) -> str:
+    """The longest module of ours that ``target`` names ("" if none)."""
+    while target and target not in MODULES:
+        target = target.rpartition(".")[0]
+    return target
+
+
+def _top(target: str) -> str:
+    return target.split(".")[0]
+
+
+def test_layers():
+    bad = []
+    for name, path in MODULES.items():
+        rel = str(path.relative_to(ROOT))
+        for target in _imports(name):
+            if name.startswith("runner") and _top(target) in ("covalent_cli", "webui"):
+                bad.append(f"{rel} imports {target} (the runner is below the SDK and the UI)")
+            if name.startswith("webui") and _top(target) == "covalent_cli":
+                bad.append(f"{rel} imports {target} (the UI reads runs through runner only)")
+            if _top(target) == "webui" and not name.startswith("webui") and \
+                    rel not in WEBUI_IMPORTERS:
+                bad.append(f"{rel} imports {target} (only {', '.join(WEBUI_IMPORTERS)} may)")
+    assert not bad, "\n".join(bad)
+
+
+def _stdlib(name: str) -> bool:
+    names = getattr(sys, "stdlib_module_names", None)  # Python >= 3.10
+    if names is not None:
+        return name in names
+    spec = importlib.util.find_spec(name)
+    origin = (spec.origin if spec else None) or ""
+    return origin in ("built-in", "frozen") or (
+        origin.startswith(sysconfig.get_paths()["stdlib"]) and "site-packages" not in origin)
+
+
+def test_worker_imports_only_the_stdlib_and_cloudpickle():
+    odd = sorted(t for t in _imports("runner.worker") if not _stdlib(_top(t))
+                 and _top(t) not in WORKER_ALLOWED)
+    assert not odd, f"runner/worker.py imports {odd}: it runs where only Python and " \
+                    "cloudpickle are"
+
+
+def test_no_import_circles():
+    graph = {name: sorted({_ours(t) for t in _imports(name)} - {"", name}) for name in MODULES}
+    circles: List[str] = []
+    state: Dict[str, int] = {}  # 1: on the path, 2: done
+    path: List[str] = []
+
+    def visit(name: str) -> None:
+        state[name] = 1
+        path.append(name)
+        for target in graph[name]:
+            if state.get(target) == 1:
+                circles.append(" -> ".join(path[path.index(target):] + [target]))
+            elif target not in state:
+                visit(target)
+        path.pop()
+        state[name] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name)
+    assert not circles, "import circles:\n" + "\n".join(circles)
+
+
+def test_layout_names_are_spelled_only_by_their_owner():
+    bad = []
+    for name, path in MODULES.items():
+        rel = str(path.relative_to(ROOT))
+        if rel in LAYOUT_OWNERS or rel in LAYOUT_SPELLED:
+            continue
+        for node in ast.walk(TREES[name]):
+            if isinstance(node, ast.Constant) and node.value in LAYOUT_NAMES:
+                bad.append(f"{rel}:{node.lineno} spells {node.value!r} (import it from "
+                           f"{' or '.join(LAYOUT_OWNERS)})")
+    assert not bad, "\n".join(bad)
