@@ -14,7 +14,7 @@ import pytest
 import covalent_cli as ct
 from covalent_cli import executor as sdk_executor
 from covalent_cli.dispatch import create_run
-from covalent_cli.sublattice import _executor
+from covalent_cli.dispatch import _inherited_executor as _executor
 from runner import backends, config
 from runner.backends.base import Backend, Completion, Task, ThreadedBackend, make_bundle
 from runner.manifest import PARAMETER
