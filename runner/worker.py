@@ -319,7 +319,14 @@ class _Capture:
     wait once it is full) until space is back, and the task's end waits for it, as its result
     does. The runner holds the pipes' read ends too: what a worker that died had not yet moved
     to its file is still there for the runner to keep.
+
+    Live output: once a task that printed has run ``LIVE_AFTER`` seconds, the pump gives its
+    capture file a second name, ``<node>.out``/``.err`` (a hard link: no copy, and the rename
+    at the end then only drops the capture name), so readers (``cov logs -f``, the UI) see
+    the output grow while it runs. Short tasks, the pool's common case, never pay for it.
     """
+
+    LIVE_AFTER = 0.2  # seconds a task runs before its output is linked to its own name
 
     def __init__(self, pipes: Optional[List[Tuple[int, int]]] = None) -> None:
         self.logs: Optional[str] = None
@@ -330,6 +337,11 @@ class _Capture:
         self.pipes: List[Tuple[int, int]] = list(pipes or ())  # (read end, write end)
         self.ids: List[Tuple[int, int]] = []  # (st_dev, st_ino) of the write ends
         self.lock = threading.Lock()
+        # The running task: (node, time.monotonic() at its start), set without the lock (one
+        # assignment per task); None between tasks.
+        self.current: Optional[Tuple[int, float]] = None
+        self.linked = [False, False]  # the capture file also has the task's own name
+        self.link_failed = False  # linking failed for this task (a full disk): do not retry
 
     def _start(self) -> None:
         if not self.pipes:
@@ -363,21 +375,56 @@ class _Capture:
         self.files[stream] = os.open(self.paths[stream], flags, FILE_MODE)
         self.written[stream] = 0
 
+    def begin(self, node: int) -> None:
+        """The task for ``node`` starts now (what it prints is its output)."""
+        self.current = (node, time.monotonic())
+
     def _pump(self) -> None:
         poller = select.poll()
         streams = {read_end: stream for stream, (read_end, _) in enumerate(self.pipes)}
         for read_end in streams:
             poller.register(read_end, select.POLLIN)
+        wake: Optional[float] = None  # when to link the running task's output (monotonic)
         while True:
             # while the disk is full the data stays in the pipe (ready forever): poll slowly
-            events = [] if any(self.stalled) else poller.poll()
             if any(self.stalled):
                 time.sleep(0.2)
                 events = [(r, 0) for r, s in streams.items() if self.stalled[s]] + \
                     [e for e in poller.poll(0) if not self.stalled[streams[e[0]]]]
+            else:  # no timeout unless output waits to be linked: an idle pool sleeps
+                timeout = None if wake is None else max(0, int((wake - time.monotonic()) * 1000) + 1)
+                events = poller.poll(timeout)
             with self.lock:
                 for fd, _ in events:
                     self._move(streams[fd], fd)
+                wake = self._link_live()
+
+    def _link_live(self) -> Optional[float]:
+        """Link the running task's capture files that received output to ``<node>.out/.err``
+        once it has run ``LIVE_AFTER`` seconds; returns when to look again (None: no need).
+        The caller holds the lock."""
+        current = self.current
+        if current is None or self.link_failed or not self.logs:
+            return None
+        pending = [s for s in (0, 1) if self.written[s] and not self.linked[s]]
+        if not pending:
+            return None
+        due = current[1] + self.LIVE_AFTER
+        if time.monotonic() < due:
+            return due
+        for stream in pending:
+            target = os.path.join(self.logs, f"{current[0]}.{('out', 'err')[stream]}")
+            try:
+                try:
+                    os.link(self.paths[stream], target)
+                except FileExistsError:  # an earlier attempt's: this attempt's replaces it
+                    os.unlink(target)
+                    os.link(self.paths[stream], target)
+            except OSError:
+                self.link_failed = True  # its output shows at its end, as it would have
+                return None
+            self.linked[stream] = True
+        return None
 
     def _move(self, stream: int, read_end: int) -> None:
         """Splice what is in the pipe into the capture file (the caller holds the lock)."""
@@ -427,18 +474,37 @@ class _Capture:
         """Give the output of the task that just ended to ``<node>.out``/``.err``."""
         self._settle()
         with self.lock:
+            self.current = None
             for stream, suffix in ((0, "out"), (1, "err")):
-                if self.written[stream]:
+                if self.linked[stream]:  # already its name too (rename would do nothing)
+                    os.unlink(self.paths[stream])
+                    self._open(stream)
+                elif self.written[stream]:
                     os.replace(self.paths[stream],
                                os.path.join(self.logs or "", f"{node}.{suffix}"))
                     self._open(stream)
+            self.linked, self.link_failed = [False, False], False
 
     def discard(self) -> None:
         """Forget what the task that just ended printed (its attempt does not count)."""
         self._settle()
         with self.lock:
+            current, self.current = self.current, None
+            self._unlink_live(current)
             self._open(0)
             self._open(1)
+
+    def _unlink_live(self, current: Optional[Tuple[int, float]]) -> None:
+        """Remove the live names of an attempt that does not count (the caller holds the lock)."""
+        for stream, suffix in ((0, "out"), (1, "err")):
+            if self.linked[stream] and current is not None and self.logs:
+                target = os.path.join(self.logs, f"{current[0]}.{suffix}")
+                try:  # only if still ours: the attempt that took over may have linked its own
+                    if os.path.samestat(os.stat(target), os.fstat(self.files[stream])):
+                        os.unlink(target)
+                except OSError:
+                    pass
+        self.linked, self.link_failed = [False, False], False
 
     def release(self, logs: str) -> None:
         """Remove the capture files if they are in ``logs`` (its run ended)."""
@@ -447,6 +513,8 @@ class _Capture:
 
     def close(self) -> None:
         with self.lock:
+            self.current = None
+            self.linked, self.link_failed = [False, False], False
             self._drop()
             self.logs, self.paths = None, ("", "")
 
@@ -564,6 +632,7 @@ def execute_local(task: Dict[str, Any], runs: Dict[str, _RunFiles],
     CURRENT_TASK.update(run=run, dispatch_id=os.path.basename(run), node=node,
                         attempt=task.get("attempt", 1))
     capture.point_at(logs)
+    capture.begin(node)
     cwd = task.get("cwd") or run
     try:
         os.chdir(cwd)  # every task starts in its own run's directory

@@ -307,13 +307,24 @@ def _keep_captured_output(pid: int, task: Task, keep: bool = True) -> None:
     attempt that does not count, is removed)."""
     for suffix in ("out", "err"):
         capture = os.path.join(task.run, LOGS, f".capture-{pid}.{suffix}")
+        target = os.path.join(task.run, LOGS, f"{task.node}.{suffix}")
         try:
-            if keep and os.path.getsize(capture):
-                os.replace(capture, os.path.join(task.run, LOGS, f"{task.node}.{suffix}"))
+            live = _same_file(capture, target)  # the worker had linked it (live output)
+            if keep and os.path.getsize(capture) and not live:
+                os.replace(capture, target)
             else:
+                if live and not keep:
+                    os.unlink(target)
                 os.unlink(capture)
         except OSError:
             pass
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def _remove_captures(run: str, pids: Optional[set], keep: AbstractSet[Any] = frozenset()) -> None:

@@ -386,7 +386,7 @@ def test_task_raising_fails_with_its_traceback(slurm_home: Path, run_cov: Callab
     task = _task(status, "explode")
     assert status["status"] == "FAILED" and task["status"] == "FAILED", status
     assert task["exception"] == "ValueError: bad value 7"
-    err = run_cov("logs", run_id, str(task["id"]), "--stream", "stderr").stderr
+    err = run_cov("logs", run_id, str(task["id"]), "--stream", "stderr").stdout
     assert "Traceback" in err and "raise ValueError" in err and "ValueError: bad value 7" in err
     assert "about to fail" in run_cov("logs", run_id, str(task["id"]), "--stream", "stdout").stdout
 

@@ -56,7 +56,7 @@ def test_failing_workflow_exit_codes_status_and_logs(run_cov):
     assert run_cov("result", "latest").returncode == 3
     assert run_cov("wait", "latest", "-q").returncode == 3
     logs = run_cov("logs", "latest", "2")
-    assert "ZeroDivisionError" in logs.stderr and "failing.py" in logs.stderr
+    assert "ZeroDivisionError" in logs.stdout and "failing.py" in logs.stdout  # one stream
     table = run_cov("status", "latest").stdout
     assert "divide" in table and "FAILED" in table and "ZeroDivisionError" in table
     assert run_cov("runs", "--status", "failed", "-q").stdout.strip()
