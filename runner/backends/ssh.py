@@ -10,9 +10,11 @@ own run time):
    instead, under ``ssh/``, and the worker writes results and logs straight into the run
    directory), starts ``worker.py`` with ``setsid`` in ``remote_workdir`` (its own session and
    process group; its pid also goes to ``pid`` there), prints the pid (recorded with
-   ``record_handle``), waits for it, printing a heartbeat line every ``keepalive`` seconds, and
-   then streams back the outcome, stdout, stderr and the launcher's log, which are written into
-   the run directory;
+   ``record_handle``), waits for it, printing a heartbeat line every ``keepalive`` seconds and
+   streaming what the task prints as it prints it (every ``protocol.LIVE_TICK`` seconds, into
+   the run's ``logs/<node>.out``/``.err``, so ``cov logs -f`` shows it live), and then streams
+   back the outcome, stdout, stderr and the launcher's log, which are written into the run
+   directory (the logs replacing their live copies whole);
 3. the files of finished tasks are removed on the next channel (unless ``do_cleanup=False``).
 
 Threads: the runner's loop never waits for SSH. ``submit`` queues the task for a small pool of
@@ -40,7 +42,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from runner import worker
 from runner.backends.base import Completion, Services, Task, ThreadedBackend, make_bundle
 from runner.config import get_value
-from runner.fs import atomic_write
+from runner.fs import FILE_MODE, atomic_write
 from runner.redact import has_mask, task_secrets, unmask
 from runner.rundir import RunDir
 from runner.ssh import protocol
@@ -55,6 +57,7 @@ DEFAULT_MAX_CONCURRENT = 8
 DEFAULT_WORKDIR = "covalent-workdir"
 SHARED_DIR = "ssh"  # <run>/ssh/<node>.<attempt>/: bundle, pid and launcher log (shared FS)
 FILES = ("outcome.pkl", "stdout.log", "stderr.log", "launch.log")
+LIVE = (("stdout", "stdout.log"), ("stderr", "stderr.log"))  # streamed while the task runs
 MAX_LOSSES = 5  # connection losses survived by one task
 
 
@@ -71,6 +74,7 @@ class SSHAttempt:
         self.cancelled = False
         self.recorded = False  # its handle went to services.record_handle
         self.launch_log = b""
+        self.live: set = set()  # streams whose live copy this attempt has started
 
 
 def effective_config(config: Dict[str, Any]) -> Dict[str, Any]:
@@ -243,10 +247,11 @@ class SSHBackend(ThreadedBackend):
             if not started and bundle is None:
                 bundle = self._bundle(job)
             results = ["launch.log"] if self.shared else list(FILES)
-            script = protocol.recover_script(job.files, results, self.heartbeat) if started \
-                else protocol.launch_script(job.files, job.workdir, self._worker_line(env, job),
-                                            not self.shared, results, self.heartbeat,
-                                            before_wait=self._trash_line())
+            live = () if self.shared else LIVE  # shared: the worker writes the logs in place
+            script = protocol.recover_script(job.files, results, self.heartbeat, live) \
+                if started else protocol.launch_script(
+                    job.files, job.workdir, self._worker_line(env, job), not self.shared,
+                    results, self.heartbeat, before_wait=self._trash_line(), live=live)
             try:
                 with self.host.channel(protocol.command(script),
                                        timeout=3 * self.heartbeat + 5) as chan:
@@ -254,7 +259,8 @@ class SSHBackend(ThreadedBackend):
                         assert bundle is not None  # made above whenever not started
                         send_all(chan, bundle)
                     chan.shutdown_write()
-                    reader = protocol.ChannelReader(chan)
+                    reader = protocol.ChannelReader(
+                        chan, lambda stream, offset, data: _write_live(job, stream, offset, data))
                     pid = int(reader.field("pid"))
                     if pid < 0:  # recovering: it never started
                         started = False
@@ -386,3 +392,23 @@ class SSHBackend(ThreadedBackend):
         with self._lock:
             dirs, self._trash = self._trash, []
         return protocol.remove_line(dirs)
+
+
+def _write_live(job: SSHAttempt, stream: str, offset: int, data: bytes) -> None:
+    """Put a live-output frame into the run's log file at its offset. The attempt's first
+    frame of a stream starts at 0 and cuts the file to itself (an earlier attempt's output,
+    or, after a reconnect, the same bytes again); the whole file replaces it at the end."""
+    if stream not in ("stdout", "stderr"):
+        return
+    path = job.task.stdout_path if stream == "stdout" else job.task.stderr_path
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+        try:
+            os.pwrite(fd, data, offset)
+            if stream not in job.live:
+                job.live.add(stream)
+                os.ftruncate(fd, offset + len(data))
+        finally:
+            os.close(fd)
+    except OSError as exc:  # a full disk: the whole file still comes at the end
+        log.debug("ssh: live output of %s not written: %s", job.task.name, exc)

@@ -9,15 +9,26 @@ does the same for a task started earlier (after a dropped connection or a runner
 waiting on the pid from ``$F/pid`` (``@cov pid -1``: it never started). Lines that do not start
 with ``@cov`` before a marker are skipped, so shell startup files that print do no harm.
 
+Live output: given ``live`` files (the task's stdout and stderr in ``$F``), the waiting loop
+also looks at them every ``LIVE_TICK`` seconds and sends what they gained as a frame
+``@cov chunk STREAM OFFSET SIZE`` followed by SIZE bytes, which ``ChannelReader`` hands to its
+``on_chunk``. The recover script sends from offset 0 again; the receiver writes at the offset.
+
 The scripts use POSIX sh, ``setsid``, ``ps -ww -o args=``, ``wc`` and ``cat``; the user's login
 shell must be able to run ``/bin/sh -c '...'`` (sh, bash, zsh, ksh; not csh).
 """
 from __future__ import annotations
 
 import shlex
-from typing import Any, BinaryIO, List, Sequence, Tuple
+from typing import Any, BinaryIO, Callable, List, Optional, Sequence, Tuple
 
 from runner.ssh.connection import SSHError
+
+
+LIVE_TICK = 0.5  # seconds between two looks at a running task's output files
+
+# (stream name in the frames, file name in $F): what the waiting loop streams back
+LiveFiles = Sequence[Tuple[str, str]]
 
 
 class ScriptFailed(SSHError):
@@ -30,21 +41,26 @@ def command(script: str) -> str:
 
 
 def launch_script(files: str, workdir: str, worker_line: str, send_bundle: bool,
-                  results: Sequence[str], heartbeat: float, before_wait: str = "") -> str:
+                  results: Sequence[str], heartbeat: float, before_wait: str = "",
+                  live: LiveFiles = ()) -> str:
     """Start ``worker_line`` (it reads ``$F/bundle.pkl``) in ``workdir``; ``send_bundle``: the
     bundle comes on stdin. ``results``: file names in ``$F`` sent back at the end.
-    ``before_wait``: a line run once the task has started (e.g. cleaning old files)."""
+    ``before_wait``: a line run once the task has started (e.g. cleaning old files).
+    ``live``: files in ``$F`` streamed back while the task runs."""
     q = shlex.quote
     receive = ' && cat > "$F/bundle.pkl"' if send_bundle else ""
+    # the live files exist from the start, so that the loop's one `wc` always sees both
+    create = "".join(f' && : > "$F/{name}"' for _, name in live)
     lines = [f"F={q(files)}",
-             f'mkdir -p "$F" {q(workdir)}{receive} && cd {q(workdir)} || exit 90',
+             f'mkdir -p "$F" {q(workdir)}{receive}{create} && cd {q(workdir)} || exit 90',
              f'setsid {worker_line} </dev/null >"$F/launch.log" 2>&1 &',
              'pid=$!; echo "$pid" > "$F/pid"; echo "@cov pid $pid"', before_wait,
-             *_wait_and_send("wait $pid; rc=$?", results, heartbeat)]
+             *_wait_and_send("wait $pid; rc=$?", results, heartbeat, live)]
     return "\n".join(line for line in lines if line)
 
 
-def recover_script(files: str, results: Sequence[str], heartbeat: float) -> str:
+def recover_script(files: str, results: Sequence[str], heartbeat: float,
+                   live: LiveFiles = ()) -> str:
     """Wait for the task started in ``files`` (if it is still running), then send back."""
     lines = [f"F={shlex.quote(files)}",
              'pid=$(cat "$F/pid" 2>/dev/null); echo "@cov pid ${pid:--1}"',
@@ -52,7 +68,7 @@ def recover_script(files: str, results: Sequence[str], heartbeat: float) -> str:
              # the pid must still be the task's (same user, our path in its command line)
              'alive() { kill -0 "$pid" 2>/dev/null && ps -ww -o args= -p "$pid" 2>/dev/null '
              '| grep -qF -- "$F/"; }',
-             *_wait_and_send("while alive; do sleep 0.2; done; rc=-1", results, heartbeat)]
+             *_wait_and_send("while alive; do sleep 0.2; done; rc=-1", results, heartbeat, live)]
     return "\n".join(lines)
 
 
@@ -71,16 +87,43 @@ def remove_line(dirs: Sequence[str]) -> str:
             f"rmdir -- {' '.join(q(p) for p in parents)} 2>/dev/null")
 
 
-def _wait_and_send(wait: str, results: Sequence[str], heartbeat: float) -> List[str]:
+def _wait_and_send(wait: str, results: Sequence[str], heartbeat: float,
+                   live: LiveFiles = ()) -> List[str]:
     # The heartbeat's sleep must not hold the channel's stdout, or the channel would stay
     # open after the script ends; the beat is stopped (and reaped) before "rc" is printed.
-    return [f"(while :; do sleep {max(1, int(heartbeat))} </dev/null >/dev/null 2>&1; "
-            f"echo .; done) & hb=$!",
-            wait, "kill $hb 2>/dev/null; wait $hb 2>/dev/null", 'echo "@cov rc $rc"',
+    beat = (f"(while :; do sleep {max(1, int(heartbeat))} </dev/null >/dev/null 2>&1; "
+            f"echo .; done) & hb=$!") if not live else _live_loop(heartbeat, live)
+    return [beat, wait, "kill $hb 2>/dev/null; wait $hb 2>/dev/null", 'echo "@cov rc $rc"',
             f'cd "$F" 2>/dev/null && set -- && for n in {" ".join(map(shlex.quote, results))}; '
             f'do [ -f "$n" ] && '
             f'set -- "$@" "$n"; done; echo "@cov files $#"',
             '[ $# -gt 0 ] && wc -c "$@" && cat "$@"']
+
+
+def _live_loop(heartbeat: float, live: LiveFiles) -> str:
+    """The heartbeat that also streams the live files. TERM (the task ended) is trapped: a
+    frame being sent is finished first, so the channel never carries half a frame, while the
+    tick's sleep (waited for in the background) is cut short at once."""
+    q = shlex.quote
+    beats = max(1, int(heartbeat / LIVE_TICK))
+    names = " ".join(q(name) for _, name in live)
+    sends = []
+    for k, (stream, name) in enumerate(live):
+        sends.append(
+            f'if [ "${{{2 * k + 1}:-0}}" -gt "$o{k}" ] 2>/dev/null; then '
+            f'tail -c +$((o{k} + 1)) {q(name)} > .live; m=$(wc -c < .live); '
+            f'echo "@cov chunk {stream} $o{k} $m"; cat .live; o{k}=$((o{k} + m)); b=0; fi')
+    offsets = " ".join(f"o{k}=0" for k in range(len(live)))
+    plain = (f'while [ -z "$stop" ]; do sleep {beats * LIVE_TICK} </dev/null >/dev/null 2>&1 & '
+             'wait $!; echo .; done; exit 0')
+    return (f"(trap 'stop=1' TERM; stop=; b=0; {offsets}; cd \"$F\" 2>/dev/null || {{ {plain}; }}\n"
+            f" while [ -z \"$stop\" ]; do\n"
+            f"  sleep {LIVE_TICK} </dev/null >/dev/null 2>&1 & wait $!; [ -n \"$stop\" ] && break\n"
+            f"  set -- $(wc -c {names} 2>/dev/null)\n"
+            f"  if [ $# -eq {2 * len(live) + (2 if len(live) > 1 else 0)} ]; then "
+            + "; ".join(sends) + "; fi\n"
+            f"  b=$((b + 1)); if [ $b -ge {beats} ]; then echo .; b=0; fi\n"
+            f" done) & hb=$!")
 
 
 class ChannelReader:
@@ -90,9 +133,11 @@ class ChannelReader:
     ``EOFError`` (the connection closed; ``SSHHost.channel`` turns it into ConnectionLost).
     """
 
-    def __init__(self, chan: Any) -> None:
+    def __init__(self, chan: Any,
+                 on_chunk: Optional[Callable[[str, int, bytes], None]] = None) -> None:
         self.chan = chan
         self.buffer = bytearray()
+        self.on_chunk = on_chunk  # (stream, offset, bytes) of a live-output frame
 
     def _fill(self) -> None:
         data = self.chan.recv(1 << 20)
@@ -123,9 +168,23 @@ class ChannelReader:
             if not line.startswith("@cov "):
                 continue  # a heartbeat, or noise from the shell's startup files
             key, _, value = line[5:].partition(" ")
+            if key == "chunk" and name != "chunk":
+                self._chunk(value)
+                continue
             if key != name:
                 raise ScriptFailed(f"unexpected output {line[:200]!r} (wanted '{name}')")
             return value
+
+    def _chunk(self, value: str) -> None:
+        """A live-output frame: ``STREAM OFFSET SIZE`` and SIZE bytes."""
+        try:
+            stream, offset, size = value.split()
+            start, count = int(offset), int(size)
+        except ValueError:
+            raise ScriptFailed(f"bad live-output frame {value[:100]!r}") from None
+        data = self.read(count)
+        if self.on_chunk is not None and data:
+            self.on_chunk(stream, start, data)
 
     def files(self) -> List[Tuple[str, int]]:
         """After ``@cov rc``: the (name, size) list of the files that follow."""
