@@ -31,6 +31,7 @@ from runner.rundir import RunDir, RunDirError
 from webui import files as files_mod
 from webui import security, views
 from webui.live import LiveRun, RunCache
+from webui.logs import task_logs
 
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
@@ -292,6 +293,16 @@ def create_app(home: os.PathLike | str, token: Optional[str] = None,
         if detail is None:
             raise not_found()
         return json_response(detail)
+
+    @app.get("/api/runs/<run_id>/tasks/<node>/logs")
+    def api_task_logs(run_id: str, node: str) -> HTTPResponse:
+        """What the task's stdout/stderr gained past ``?stdout=N&stderr=M`` (the live tail)."""
+        node_id = security.parse_node(node)
+        live = live_or_404(run_id, heavy=True)
+        if node_id is None or not 0 <= node_id < len(live.manifest.nodes):
+            raise not_found()
+        offsets = {s: _int(request.query.get(s), -1) for s in ("stdout", "stderr")}
+        return json_response(task_logs(live.data, node_id, offsets))
 
     @app.get("/api/runs/<run_id>/files")
     @app.get("/api/runs/<run_id>/files/<rel:path>")

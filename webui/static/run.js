@@ -161,10 +161,55 @@
   function loadTask(id) {
     var box = document.getElementById("tab-task");
     return cov.api(api + "/tasks/" + id).then(function (t) {
-      if (String(selected) === String(id)) cov.renderTask(box, t, { live: true });
+      if (String(selected) !== String(id)) return;
+      cov.renderTask(box, t, { live: true });
+      tailLogs(box, t);
     }).catch(function (err) {
       box.replaceChildren(cov.el("p", { class: "error-text", text: "Cannot load task " + id + ": " + err.message }));
     });
+  }
+
+  // -- live log tail: while the shown task runs, its stdout/stderr grow in place -------------------
+  var tail = { timer: null, id: null };
+  var TAIL_CHARS = 256 * 1024;  // the end shown, as the server's first answer
+
+  function tailLogs(box, t) {
+    clearTimeout(tail.timer);
+    tail = { timer: null, id: t.id, offsets: {}, text: {} };
+    if (cov.TERMINAL[t.status] || t.stdout === undefined) return;
+    ["stdout", "stderr"].forEach(function (s) {
+      tail.offsets[s] = t[s] ? t[s].size : 0;
+      tail.text[s] = t[s] ? t[s].text : "";
+    });
+    var mine = tail;
+    function step() {
+      if (tail !== mine || String(selected) !== String(mine.id)) return;
+      var url = api + "/tasks/" + mine.id + "/logs?stdout=" + mine.offsets.stdout +
+        "&stderr=" + mine.offsets.stderr;
+      cov.api(url).then(function (r) {
+        if (tail !== mine) return;
+        ["stdout", "stderr"].forEach(function (s) {
+          var c = r[s];
+          if (!c || c.refused) return;
+          var text = (c.restarted || c.skipped) ? c.text : mine.text[s] + c.text;
+          mine.offsets[s] = c.end;
+          if (text === mine.text[s]) return;
+          mine.text[s] = text.length > TAIL_CHARS ? text.slice(text.length - TAIL_CHARS) : text;
+          var pre = box.querySelector("pre." + s);
+          if (!pre) return;
+          var atEnd = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+          pre.textContent = mine.text[s];
+          pre.classList.remove("empty");
+          var head = pre.previousElementSibling;  // "stdout · 14 B": the size as it grows
+          if (head && head.firstChild && head.firstChild.nodeType === 3)
+            head.firstChild.nodeValue = s + " · " + cov.humanSize(c.size) + " ";
+          if (atEnd) pre.scrollTop = pre.scrollHeight;
+        });
+      }).catch(function () {}).then(function () {
+        if (tail === mine && !cov.TERMINAL[statusOf(mine.id)]) mine.timer = setTimeout(step, 1000);
+      });
+    }
+    mine.timer = setTimeout(step, 500);
   }
 
   function loadDetails() {
