@@ -154,7 +154,7 @@ def test_runner_killed_while_a_command_waits_is_replaced(gated, cov_home, comman
                               cwd=str(REPO), stdout=out.slave, stderr=err.slave)
     try:
         # Before the kill, the command is in its loop: `cov wait` redraws its progress line,
-        # `cov logs -f` sleeps between looks (a task's output shows only once it ends).
+        # `cov logs -f` sleeps between looks.
         if command == ["wait"]:
             wait_until(lambda: "RUNNING" in err.read(), what="the progress line")
         else:
