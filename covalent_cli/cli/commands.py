@@ -20,7 +20,8 @@ from covalent_cli.result import Result, keep_served, resolve_run, wait_for_run
 from runner.config import ConfigError, check_config, config_path, runs_home
 from runner.daemon import Keeper
 from runner.locks import LockBusy
-from runner.query import check_readable, format_seconds, format_time, iter_runs, list_runs
+from runner.query import (check_readable, failed_tasks, format_seconds, format_time,
+                          inner_failure_lines, iter_runs, list_runs)
 from runner.redact import mask_secrets
 from runner.rundir import OutsideRunError, RunDir, RunDirError
 from runner.state import CANCELLED, COMPLETED, FAILED, TERMINAL, RunState
@@ -224,6 +225,8 @@ def _wait_and_report(ctx: Context, run_id: str, timeout: Optional[float], quiet:
     elif state.status != COMPLETED:
         click.echo(f"{run.dispatch_id}: {state.status}" +
                    (f"\n{state.error}" if state.error else ""), err=True)
+        for line in inner_failure_lines(failed_tasks(run)):  # what failed inside sublattices
+            click.echo(line, err=True)
     return int(STATUS_EXIT.get(state.status, ExitCode.ERROR))
 
 
