@@ -143,8 +143,9 @@ def run_state(live: LiveRun, since: Optional[int] = None) -> Dict[str, Any]:
     """The run's live state in one small object: run status and timings, counts per status, and
     ``tasks`` ({node id: [status, started, ended]}) for every task with a state (``full``) or,
     with ``since``, only those changed after that ``version``. Tasks an upstream failure keeps
-    from running are in ``tasks`` as NOT_RUN every time (they change with another node), and
-    ``not_run`` names that upstream node for each ({node id: upstream id})."""
+    from running are in ``tasks`` as NOT_RUN in every answer with any task in it (they change
+    with another node), and ``not_run`` names that upstream node for each ({node id: upstream
+    id})."""
     with live.lock:
         state = live.refresh()
         full = since is None or since <= 0 or since > live.version
@@ -154,8 +155,9 @@ def run_state(live: LiveRun, since: Optional[int] = None) -> Dict[str, Any]:
             task = state.tasks[node]
             tasks[str(node)] = [task.status, task.started, task.ended if task.finished else None]
         causes = not_run_causes(live.manifest, state)
-        for node in causes:
-            tasks[str(node)] = [NOT_RUN, None, None]
+        if full or nodes:  # a task is NOT_RUN once an upstream one ended: with any change
+            for node in causes:
+                tasks[str(node)] = [NOT_RUN, None, None]
         counts: Counter = Counter(str(t.status) for n, t in state.tasks.items() if n not in causes)
         total = int(live.header().get("task_count") or 0)
         if causes:
