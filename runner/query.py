@@ -295,21 +295,33 @@ def failed_tasks(run: RunDir, depth: int = 0) -> List[Dict[str, Any]]:
         entry: Dict[str, Any] = {"dispatch_id": run.dispatch_id, "node": node_id,
                                  "name": manifest.node(node_id).name, "error": task.error,
                                  "exception": task.exception, "child": task.child, "inner": []}
-        if task.child and depth < 50:
+        child = _child_run(run, task.child)
+        if child is not None and depth < 50:
             try:
-                entry["inner"] = failed_tasks(RunDir(run.path.parent / task.child), depth + 1)
+                entry["inner"] = failed_tasks(child, depth + 1)
             except (RunDirError, OSError):
                 pass  # the child run is gone or damaged: the node's own error says what is known
         out.append(entry)
     return out
 
 
+def _child_run(run: RunDir, child: Optional[str]) -> Optional[RunDir]:
+    """The child run a node of ``run`` names, beside it in the home; None for a name that is
+    no run's (the log of a run from someone else may name any path: never followed)."""
+    if not child or not is_run_name(child) or "/" in child or "\0" in child:
+        return None
+    return RunDir(run.path.parent / child)
+
+
 def failure_leaves(run: RunDir, child: str) -> List[Dict[str, Any]]:
     """The tasks whose own failure made the sublattice run ``child`` (of ``run``) fail, at
     whatever depth: ``failed_tasks`` entries that are not sublattices' (empty if the child
     run is gone or unreadable)."""
+    child_run = _child_run(run, child)
+    if child_run is None:
+        return []
     try:
-        found = failed_tasks(RunDir(run.path.parent / child))
+        found = failed_tasks(child_run)
     except (RunDirError, OSError):
         return []
     leaves: List[Dict[str, Any]] = []
