@@ -233,6 +233,8 @@ def _node_spec(node: GraphNode, graph: Graph, lattice: Lattice, packer: Packer,
     transfers = [t.to_plain() for t in getattr(node.owner, "files", None) or ()]
     if transfers:
         hooks["files"] = transfers
+        if not getattr(node.owner, "receives_files", True):
+            hooks["files_arg"] = False
         # The runner carries these out itself, over the executor's connection: it reads them
         # from the manifest (it never unpickles a task's function).
         spec.files = [t for t in transfers if t["strategy"]["kind"] == "executor"] or None

@@ -16,6 +16,8 @@ from covalent_cli.fs import RESERVED_FILES_KEYWORD, FileTransfer, as_transfers
 class Electron:
     """A task: a function plus where and how it runs."""
 
+    receives_files = True  # a task with files=[...] gets their paths as its `files` argument
+
     def __init__(self, function: Callable[..., Any], executor: Any = None,
                  deps_bash: Any = None, deps_pip: Any = None, call_before: Any = None,
                  call_after: Any = None, files: Any = None, deps_module: Any = None) -> None:
@@ -54,7 +56,7 @@ class Electron:
         """Keyword arguments filled at run time, not in the graph: call_before return values
         and ``files`` (the transfers' paths)."""
         words = [c.retval_keyword for c in (self.call_before or []) if c.retval_keyword]
-        return words + [RESERVED_FILES_KEYWORD] if self.files else words
+        return words + [RESERVED_FILES_KEYWORD] if self.files and self.receives_files else words
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         builder = current_builder()

@@ -32,6 +32,7 @@ class Lepton(Electron):
     INPUT = 0
     OUTPUT = 1
     INPUT_OUTPUT = 2
+    receives_files = False  # as in Covalent, a lepton's transfers run without a `files` argument
 
     def __init__(self, language: str = "python", *, library_name: str = "",
                  function_name: str = "", argtypes: Optional[Sequence[Tuple[Any, int]]] = None,

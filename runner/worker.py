@@ -160,7 +160,9 @@ def run_task(electron: Dict[str, Any], args: List[Any], kwargs: Dict[str, Any],
             _pip_install(pip, stdout_fd, stderr_fd)
         transfers = hooks.get("files") or ()
         if transfers:  # Covalent's order: before the call_before hooks, after the deps
-            kwargs["files"] = file_transfers(transfers, "before", backend_transfers)
+            paths = file_transfers(transfers, "before", backend_transfers)
+            if hooks.get("files_arg", True):  # a lepton's are not passed (Covalent's way)
+                kwargs["files"] = paths
         injected: Dict[str, List[Any]] = {}
         for call in hooks.get("call_before", ()):
             value = call["fn"](*call.get("args", ()), **call.get("kwargs", {}))
@@ -281,8 +283,8 @@ def file_transfers(transfers: Any, order: str, backend_transfers: bool) -> List[
         except Exception as exc:  # noqa: BLE001 - any failure of a copy is the transfer's
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             where = getattr(exc, "filename", None)
-            raise TaskFailed(transfer_error(t, f"{reason}" + (f": {where}" if where else "")),
-                             "file_transfer") from None
+            where = f" ({where})" if where and where not in (t["from"], t["to"]) else ""
+            raise TaskFailed(transfer_error(t, f"{reason}{where}"), "file_transfer") from None
     return [(t["from"], t["to"]) for t in transfers]
 
 
@@ -332,6 +334,8 @@ def _rsync(transfer: Dict[str, Any]) -> None:
             src = f"{host}:{src}"
         else:
             dst = f"{host}:{dst}"
+    if transfer["direction"] != "upload":  # a local destination's folder, as copy_path does
+        os.makedirs(os.path.dirname(dst.rstrip("/")) or ".", exist_ok=True)
     try:
         proc = subprocess.run(argv + [src, dst], stdin=subprocess.DEVNULL,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)

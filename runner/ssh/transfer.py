@@ -47,8 +47,8 @@ def run_transfers(host: SSHHost, transfers: List[Transfer], order: str) -> None:
                 reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else \
                     str(exc) or type(exc).__name__
                 where = getattr(exc, "filename", None)
-                raise TransferFailed(_message(t, host, reason + (f": {where}" if where else ""))
-                                     ) from None
+                where = f" ({where})" if where and where not in (t["from"], t["to"]) else ""
+                raise TransferFailed(_message(t, host, reason + where)) from None
     finally:
         if sftp is not None:
             sftp.close()
