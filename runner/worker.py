@@ -263,6 +263,10 @@ def file_transfers(transfers: Any, order: str, backend_transfers: bool) -> List[
     """Carry out the transfers of ``order`` ("before"/"after"); return every transfer's
     (from, to) paths, the task's ``files`` argument. A failure raises ``TaskFailed`` naming
     the paths and the reason."""
+    if order == "before":  # a File() without a path is an empty temporary file (Covalent's)
+        for path in (p for t in transfers for p in t.get("touch", ())):
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+            open(path, "a").close()
     for t in transfers:
         if t.get("order", "before") != order:
             continue
@@ -270,10 +274,6 @@ def file_transfers(transfers: Any, order: str, backend_transfers: bool) -> List[
         if kind == "executor" and backend_transfers:
             continue  # the backend copies these over its connection (before / after us)
         try:
-            if order == "before":
-                for path in t.get("touch", ()):  # a File() without a path: an empty temp file
-                    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-                    open(path, "a").close()
             if kind == "rsync":
                 _rsync(t)
             else:  # shutil, and the executor's connection when the task runs beside cov

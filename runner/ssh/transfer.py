@@ -30,28 +30,28 @@ def run_transfers(host: SSHHost, transfers: List[Transfer], order: str) -> None:
     todo = [t for t in transfers if t.get("order", "before") == order]
     if not todo:
         return
-    sftp: Optional[paramiko.SFTPClient] = None
     try:
-        try:
-            sftp = paramiko.SFTPClient.from_transport(host.transport())
-        except (SSHError, paramiko.SSHException, OSError, EOFError) as exc:
-            raise TransferFailed(_message(todo[0], host, f"cannot open SFTP: {exc}")) from None
-        assert sftp is not None
-        for t in todo:
-            try:
-                if t["direction"] == "download":  # this machine -> the task's host
-                    _put(sftp, t["from"], _remote(t["to"]))
-                else:  # the task's host -> this machine
-                    _get(sftp, _remote(t["from"]), t["to"])
-            except (OSError, paramiko.SSHException, EOFError) as exc:
-                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else \
-                    str(exc) or type(exc).__name__
-                where = getattr(exc, "filename", None)
-                where = f" ({where})" if where and where not in (t["from"], t["to"]) else ""
-                raise TransferFailed(_message(t, host, reason + where)) from None
-    finally:
-        if sftp is not None:
-            sftp.close()
+        with host.sftp() as sftp:
+            for t in todo:
+                _one(sftp, host, t)
+    except TransferFailed:
+        raise
+    except (SSHError, paramiko.SSHException, OSError, EOFError) as exc:
+        raise TransferFailed(_message(todo[0], host, f"cannot open SFTP: {exc}")) from None
+
+
+def _one(sftp: paramiko.SFTPClient, host: SSHHost, t: Transfer) -> None:
+    try:
+        if t["direction"] == "download":  # this machine -> the task's host
+            _put(sftp, t["from"], _remote(t["to"]))
+        else:  # the task's host -> this machine
+            _get(sftp, _remote(t["from"]), t["to"])
+    except (OSError, paramiko.SSHException, EOFError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else \
+            str(exc) or type(exc).__name__
+        where = getattr(exc, "filename", None)
+        where = f" ({where})" if where and where not in (t["from"], t["to"]) else ""
+        raise TransferFailed(_message(t, host, reason + where)) from None
 
 
 def _message(t: Transfer, host: SSHHost, reason: str) -> str:

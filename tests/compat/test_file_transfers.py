@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import pytest
 
@@ -115,16 +113,6 @@ def rsync_config(host: SSHHost, base: Path) -> Path:
     for path in (known, config):
         path.chmod(0o644)
     return config
-
-
-@pytest.fixture
-def shared_dir() -> Iterator[Path]:
-    """A directory the test user can write to (the ssh side of a transfer). Not under pytest's
-    own temporary tree: another pytest session of this user makes that 0700 again."""
-    path = Path(tempfile.mkdtemp(prefix="cov-ft-", dir="/tmp"))
-    path.chmod(0o777)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def test_rsync_over_ssh_to_the_real_sshd(cov_home: Path, tmp_path: Path, sshd_host: SSHHost,

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict
 
-from tests.compat.test_file_transfers import REMOTE_USER, shared_dir  # noqa: F401
+from tests.compat.test_file_transfers import REMOTE_USER
 from tests.infra.fixtures import SSHHost
 
 

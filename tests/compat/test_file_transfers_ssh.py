@@ -16,7 +16,7 @@ from typing import Callable
 import pytest
 
 import covalent_cli as ct
-from tests.compat.test_file_transfers import REMOTE_USER, rsync_config, shared_dir  # noqa: F401
+from tests.compat.test_file_transfers import REMOTE_USER, rsync_config
 from tests.infra.fixtures import SSHHost
 
 
