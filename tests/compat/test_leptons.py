@@ -107,3 +107,39 @@ def test_bad_lepton_arguments_and_c_leptons_raise_clear_errors() -> None:
     with pytest.raises(ValueError, match="retval_keyword"):
         ct.Lepton("python", library_name="math", function_name="sqrt",
                   call_before=ct.DepsCall(print, retval_keyword="x"))
+
+
+def test_covalent_module_paths_and_the_bash_decorator_with_deps_and_files(
+        cov_home: Path, tmp_path: Path) -> None:
+    """As Covalent's functional lepton_test: ``ct.leptons.bash`` as a decorator with hooks and a
+    transfer, and called on a function; the lattice returns nothing."""
+    from covalent_cli._file_transfer.enums import Order
+    from covalent_cli._file_transfer.strategies.rsync_strategy import Rsync
+    from covalent_cli._workflow.lepton import Lepton
+
+    assert Lepton is ct.Lepton and Rsync is ct.fs_strategies.Rsync and Order is ct.fs.Order
+    source, dest, dest2 = tmp_path / "src.txt", tmp_path / "dest.txt", tmp_path / "dest2.txt"
+    echo, echo2 = tmp_path / "debug.txt", tmp_path / "debug2.txt"
+    source.touch()
+    hook = ct.DepsCall(lambda: None)
+
+    @ct.leptons.bash(executor="local", display_name="debug", call_before=hook, call_after=hook,
+                     deps_bash=ct.DepsBash(["true"]),
+                     files=[ct.fs.FileTransfer(str(source), str(dest), order=Order.BEFORE)])
+    def task(x):
+        return f"echo {x} > {echo}"
+
+    def task2(x):
+        return f"echo {x} > {echo2}"
+
+    @ct.lattice
+    def workflow():
+        task(5)
+        ct.leptons.bash(task2, files=[ct.fs.FileTransfer(str(source), str(dest2),
+                                                          order=Order.AFTER)])(3)
+
+    result = ct.dispatch_sync(workflow)()
+    assert result.status == ct.status.COMPLETED, result.error
+    assert echo.read_text() == "5\n" and echo2.read_text() == "3\n"
+    assert dest.exists() and dest2.exists()
+    assert result.get_node_result(0)["node_name"] == "debug"
