@@ -132,7 +132,13 @@ class FileTransfer:
     def to_plain(self) -> Dict[str, Any]:
         """The worker's (and the runner's) view: plain data only."""
         temp = [p.filepath for p in (self.from_file, self.to_file) if p.is_temp_file]
-        return {"from": self.from_file.filepath, "to": self.to_file.filepath,
+        ends = [self.from_file.filepath, self.to_file.filepath]
+        if isinstance(self.strategy, strategies.ExecutorConnection):
+            # The runner copies this machine's side: relative to where the script runs, not
+            # to the runner's own directory.
+            side = 0 if self.from_file.is_remote else 1
+            ends[side] = os.path.abspath(ends[side]) + ("/" if ends[side].endswith("/") else "")
+        return {"from": ends[0], "to": ends[1],
                 "order": self.order.value, "direction": self.direction,
                 "strategy": self.strategy.to_plain(), "touch": temp}
 

@@ -312,7 +312,7 @@ class SSHBackend(ThreadedBackend):
         """Copy the task's ``order`` transfers; a failure is the task's outcome (written into
         the run directory, with the message in its stderr), returned as its Completion."""
         try:
-            run_transfers(self.host, job.task.files, order)
+            run_transfers(self.host, job.task.files, order, base=job.workdir)
             return None
         except TransferFailed as exc:
             return transfer_failed(job.task, str(exc), host=self.host.label, pid=job.pid,

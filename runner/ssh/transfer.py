@@ -4,8 +4,8 @@ The SSH backend (and Slurm through SSH) copy a task's runner-side transfers here
 threads: before the task, files of this machine go to the host (``direction: download``, the
 remote side being this machine); after it, the host's files come back (``upload``). Paths follow
 rsync's trailing-slash rule as the worker's local copy does (``runner.worker.copy_path``); a file
-is written under a temporary name and renamed into place on both sides. A relative or ``~/``
-host path is relative to the login directory.
+is written under a temporary name and renamed into place on both sides. A relative host path is
+relative to the task's directory there, a ``~/`` one to the login directory.
 """
 from __future__ import annotations
 
@@ -25,27 +25,28 @@ class TransferFailed(Exception):
     """One transfer failed; the message names the paths, the side and the reason."""
 
 
-def run_transfers(host: SSHHost, transfers: List[Transfer], order: str) -> None:
-    """Carry out the transfers of ``order`` ("before"/"after") with one SFTP session."""
+def run_transfers(host: SSHHost, transfers: List[Transfer], order: str, base: str = "") -> None:
+    """Carry out the transfers of ``order`` ("before"/"after") with one SFTP session. A
+    relative host path is taken from ``base`` (the task's directory there)."""
     todo = [t for t in transfers if t.get("order", "before") == order]
     if not todo:
         return
     try:
         with host.sftp() as sftp:
             for t in todo:
-                _one(sftp, host, t)
+                _one(sftp, host, t, base)
     except TransferFailed:
         raise
     except (SSHError, paramiko.SSHException, OSError, EOFError) as exc:
         raise TransferFailed(_message(todo[0], host, f"cannot open SFTP: {exc}")) from None
 
 
-def _one(sftp: paramiko.SFTPClient, host: SSHHost, t: Transfer) -> None:
+def _one(sftp: paramiko.SFTPClient, host: SSHHost, t: Transfer, base: str) -> None:
     try:
         if t["direction"] == "download":  # this machine -> the task's host
-            _put(sftp, t["from"], _remote(t["to"]))
+            _put(sftp, t["from"], _remote(t["to"], base))
         else:  # the task's host -> this machine
-            _get(sftp, _remote(t["from"]), t["to"])
+            _get(sftp, _remote(t["from"], base), t["to"])
     except (OSError, paramiko.SSHException, EOFError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else \
             str(exc) or type(exc).__name__
@@ -59,8 +60,11 @@ def _message(t: Transfer, host: SSHHost, reason: str) -> str:
             f"connection to {host.label}) failed: {reason}")
 
 
-def _remote(path: str) -> str:
-    return path[2:] if path.startswith("~/") else path
+def _remote(path: str, base: str) -> str:
+    """A host path for SFTP, whose own relative paths start in the login directory."""
+    if path.startswith("~/"):
+        return path[2:]
+    return path if os.path.isabs(path) or not base else os.path.join(base, path)
 
 
 def _tmp(path: str) -> str:

@@ -47,6 +47,8 @@ def test_executor_connection_copies_in_before_and_back_after(
                                  strategy=conn),
         ct.fs.TransferToRemote(str(private / "back" / "output.txt"), str(host_dir / "output.txt"),
                                strategy=conn),
+        # relative on the host: from the task's directory there (remote_workdir)
+        ct.fs.TransferFromRemote(str(private / "input.txt"), "relative-copy.txt", strategy=conn),
     ]
 
     @ct.electron(executor=on_host, files=transfers)
@@ -56,7 +58,8 @@ def test_executor_connection_copies_in_before_and_back_after(
         with open(files[0][1]) as f, open(files[2][0], "w") as g:
             g.write(f.read().upper())
         tree = files[1][1]
-        return [getpass.getuser(), sorted(os.listdir(tree)), open(tree + "more/b.txt").read()]
+        return [getpass.getuser(), sorted(os.listdir(tree)), open(tree + "more/b.txt").read(),
+                open(files[3][1]).read(), os.getcwd()]
 
     @ct.lattice
     def wf():
@@ -64,7 +67,8 @@ def test_executor_connection_copies_in_before_and_back_after(
 
     result = ct.dispatch_sync(wf)()
     assert result.status == ct.status.COMPLETED, result.get_node_result(0)["stderr"]
-    assert result.result == [REMOTE_USER, ["a.txt", "more"], "B"]
+    assert result.result == [REMOTE_USER, ["a.txt", "more"], "B", "runner data",
+                             "/tmp/cov-ft-ssh-work"]
     assert (private / "back" / "output.txt").read_text() == "RUNNER DATA"
     import pwd
     assert pwd.getpwuid((host_dir / "input.txt").stat().st_uid).pw_name == REMOTE_USER

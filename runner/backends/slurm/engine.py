@@ -363,7 +363,8 @@ class SlurmBackend(ThreadedBackend):
 
         assert self.site is not None
         try:
-            run_transfers(getattr(self.site.shell, "host"), job.task.files, order)
+            run_transfers(getattr(self.site.shell, "host"), job.task.files, order,
+                          base=self.settings.workdir)
             return None
         except TransferFailed as exc:
             return transfer_failed(job.task, str(exc), host=self.host, start=start or time.time(),
