@@ -263,17 +263,15 @@ def file_transfers(transfers: Any, order: str, backend_transfers: bool) -> List[
     """Carry out the transfers of ``order`` ("before"/"after"); return every transfer's
     (from, to) paths, the task's ``files`` argument. A failure raises ``TaskFailed`` naming
     the paths and the reason."""
-    if order == "before":  # a File() without a path is an empty temporary file (Covalent's)
-        for path in (p for t in transfers for p in t.get("touch", ())):
-            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-            open(path, "a").close()
     for t in transfers:
-        if t.get("order", "before") != order:
-            continue
         kind = t["strategy"]["kind"]
-        if kind == "executor" and backend_transfers:
-            continue  # the backend copies these over its connection (before / after us)
         try:
+            if order == "before":  # a File() without a path: an empty temporary file (Covalent's)
+                for path in t.get("touch", ()):
+                    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+                    open(path, "a").close()
+            if t.get("order", "before") != order or (kind == "executor" and backend_transfers):
+                continue  # not now, or the backend copies it over its connection
             if kind == "rsync":
                 _rsync(t)
             else:  # shutil, and the executor's connection when the task runs beside cov

@@ -192,3 +192,24 @@ def test_lepton_with_file_transfer(cov_home: Path, tmp_path: Path) -> None:
     result = ct.dispatch_sync(wf)()
     assert result.status == ct.status.COMPLETED, result.error
     assert result.result == 2
+
+
+def test_destination_left_out_is_a_temporary_file(cov_home: Path, tmp_path: Path) -> None:
+    src = tmp_path / "source.txt"
+    src.write_text("hello")
+    transfer = ct.fs.FileTransfer(str(src))  # to: /tmp/<uuid>, created before the copy
+
+    @ct.electron(files=[transfer])
+    def read(files=[]):
+        with open(files[0][1]) as f:
+            return [files[0][1], f.read()]
+
+    @ct.lattice
+    def wf():
+        return read()
+
+    result = ct.dispatch_sync(wf)()
+    assert result.status == ct.status.COMPLETED, result.error
+    assert result.result == [transfer.to_file.filepath, "hello"]
+    assert transfer.to_file.filepath.startswith("/tmp/")
+    os.unlink(transfer.to_file.filepath)
