@@ -13,10 +13,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Set, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
+from runner.query import failed_tasks
 from runner.rundir import OutsideRunError, RunDir, RunDirError
-from runner.state import FAILED
 
 STREAMS = ("stdout", "stderr")
 READ_LIMIT = 1 << 20  # bytes returned by one read: a follower catches up in steps
@@ -81,36 +81,23 @@ class ChildTask:
     via: Tuple[int, ...]  # the sublattice nodes leading to it, outermost first
 
 
-def failed_child_tasks(run: RunDir, nodes: Optional[List[int]] = None,
-                       max_depth: int = 20) -> Iterator[ChildTask]:
-    """The FAILED tasks of the child runs of ``run``'s sublattice nodes (of ``nodes``, or of
-    every node), at any depth, in node order. Child runs are looked up next to ``run`` (the
-    same runs home); one that is absent or unreadable is skipped."""
-    seen: Set[str] = {run.dispatch_id}
-    yield from _failed_children(run, nodes, (), seen, max_depth)
-
-
-def _failed_children(run: RunDir, nodes: Optional[List[int]], via: Tuple[int, ...],
-                     seen: Set[str], depth: int) -> Iterator[ChildTask]:
-    if depth <= 0:
-        return
+def failed_child_tasks(run: RunDir, nodes: Optional[List[int]] = None) -> Iterator[ChildTask]:
+    """The tasks whose own failure made the child runs of ``run``'s failed sublattice nodes
+    (of ``nodes``, or of every node) fail, at any depth, in node order (``query.failed_tasks``:
+    child runs are looked up beside ``run``, by a plain run name only)."""
     try:
-        state = run.state()
+        failed = failed_tasks(run)
     except (RunDirError, OSError):
         return
-    children: Dict[int, str] = {n: t.child for n, t in sorted(state.tasks.items())
-                                if t.child and (nodes is None or n in nodes)}
-    for node, child_id in children.items():
-        if child_id in seen or "/" in child_id or child_id.startswith("."):
-            continue
-        seen.add(child_id)
-        child = RunDir(run.path.parent / child_id)
-        try:
-            child_state = child.state()
-            manifest = child.manifest
-        except (RunDirError, OSError):
-            continue
-        for sub, task in sorted(child_state.tasks.items()):
-            if task.status == FAILED and 0 <= sub < len(manifest.nodes) and not task.child:
-                yield ChildTask(child, sub, manifest.node(sub).name, via + (node,))
-        yield from _failed_children(child, None, via + (node,), seen, depth - 1)
+    for entry in failed:
+        if nodes is None or entry["node"] in nodes:
+            yield from _leaves(run, entry, (entry["node"],))
+
+
+def _leaves(run: RunDir, entry: Dict[str, Any], via: Tuple[int, ...]) -> Iterator[ChildTask]:
+    for inner in entry["inner"]:
+        if inner["inner"]:
+            yield from _leaves(run, inner, via + (inner["node"],))
+        else:
+            yield ChildTask(RunDir(run.path.parent / inner["dispatch_id"]), inner["node"],
+                            inner["name"], via)
