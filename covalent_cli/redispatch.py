@@ -85,7 +85,8 @@ def reusable_results(old: RunDir, new: Manifest, new_pack: bytes
         if node.kind != PARAMETER and same.get(node.id):
             task = state.tasks[node.id]
             events.append({"ev": "end", "node": node.id, "status": COMPLETED, "attempt": 0,
-                           "start": task.started, "end": task.ended, "reused": True})
+                           "start": task.started, "end": task.ended, "reused": True,
+                           "reused_from": old.dispatch_id})
             results.append((node.id, old.result_path(node.id)))
     return events, results
 

@@ -85,6 +85,8 @@ class Event(TypedDict, total=False):
     start: Optional[float]
     end: Optional[float]
     reused: bool
+    reused_from: Optional[str]
+    pid: Optional[int]
 
 
 class EventError(ValueError):
@@ -104,7 +106,8 @@ _FIELDS: Dict[str, Dict[str, frozenset]] = {
     "handle": {**_COMMON, "node": _INT, "attempt": _INT, "handle": frozenset({dict, type(None)})},
     "dispatching": {**_COMMON, "node": _INT, "child": _TEXT},
     "end": {**_COMMON, "node": _INT, "attempt": _INT, "status": frozenset({str}),
-            "error": _TEXT, "exception": _TEXT, "child": _TEXT, "start": _TIME, "end": _TIME},
+            "error": _TEXT, "exception": _TEXT, "child": _TEXT, "start": _TIME, "end": _TIME,
+            "reused_from": _TEXT, "host": _TEXT, "pid": frozenset({int, type(None)})},
 }
 _HANDLE_FIELDS = {"pid": frozenset({int, type(None)}), "host": _TEXT,
                   "job_id": frozenset({str, int, type(None)})}
@@ -161,6 +164,7 @@ class TaskState:
     exception: Optional[str] = None  # the last line of the task's own exception
     child: Optional[str] = None  # sublattice child dispatch id
     reused: bool = False
+    reused_from: Optional[str] = None  # the run a reused result was taken from
 
     @property
     def finished(self) -> bool:
@@ -243,6 +247,10 @@ def apply(state: RunState, event: Event) -> None:
         task.error = event.get("error")
         task.exception = event.get("exception")
         task.reused = bool(event.get("reused"))
+        task.reused_from = event.get("reused_from")
+        if event.get("pid") is not None:
+            task.pid = event["pid"]
+            task.host = event.get("host") or task.host
         if "attempt" in event:
             task.attempt = int(event["attempt"])
         if event.get("child"):

@@ -12,7 +12,7 @@ import time
 from collections import Counter, defaultdict
 from typing import Any, Dict, List, Optional
 
-from runner.query import UNREADABLE, node_status, safe_summary
+from runner.query import UNREADABLE, dispatched_source, node_status, safe_summary
 from runner.manifest import ELECTRON, PARAMETER, SUBLATTICE
 from runner.redact import mask_secrets
 from runner.rundir import RunDirError, unreadable_reasons
@@ -124,6 +124,7 @@ def run_detail(cache: RunCache, live: LiveRun) -> Dict[str, Any]:
         "manifest_yaml": yaml.safe_dump(header, sort_keys=False, default_flow_style=False,
                                         width=100),
         "cancel_requested": live.rundir.cancel_request(),
+        "source": dispatched_source(live.data.sources()),
         "now": time.time(),
     }
 
@@ -199,7 +200,8 @@ def task_detail(cache: RunCache, live: LiveRun, node_id: int) -> Optional[Dict[s
                    started=task.started, ended=task.ended if task.finished else None,
                    runtime=(task.ended - task.started) if task.finished and task.started and
                    task.ended else None,
-                   error=task.error, exception=task.exception, reused=task.reused)
+                   error=task.error, exception=task.exception, reused=task.reused,
+                   reused_from=task.reused_from)
     if header and not out.get("host"):
         out["host"] = header.get("host")
 
@@ -221,13 +223,69 @@ def task_detail(cache: RunCache, live: LiveRun, node_id: int) -> Optional[Dict[s
         out["stdout"] = values.read_tail(data, data.stdout_path(node_id))
         out["stderr"] = values.read_tail(data, data.stderr_path(node_id))
         out["traceback"] = values.traceback_of(header, out["stderr"]["text"])
-    out["source"] = None  # load_task_source, on request: it unpickles the function
+    # As dispatched (sources.json); an older run's only from its file now, on request
+    # (load_task_source: it unpickles the function).
+    out["source"] = dispatched_source(data.sources(), spec)
     out["source_loadable"] = _source_blob(live, spec) is not None
 
     child = (task.child if task else None) or (header or {}).get("child")
     out["child"] = {"dispatch_id": child, "status": _status_of(cache, child)} if child else None
     out["now"] = time.time()
     return out
+
+
+def task_listing(live: LiveRun) -> Dict[str, Any]:
+    """Every task for the table and the timeline: ``tasks`` (``[{"id", "name", "kind",
+    "executor", "executor_type", "params", "status", "started", "ended", "host", "pid",
+    "job_id", "backend", "reused_from"}]``; ``params``: {parameter name: the repr of the
+    value it was given at dispatch}, for the inputs that are values, not other tasks' results)
+    and ``params`` (those parameter names, the most used first)."""
+    manifest = live.manifest
+    with live.lock:
+        state = live.refresh()
+        rows = []
+        used: Counter = Counter()
+        budget = 2000  # outcome headers read per listing, for an older run's worker pids
+        for spec in manifest.nodes:
+            if spec.kind == PARAMETER:
+                continue
+            params = {}
+            for edge in spec.parents[:MAX_INPUTS]:
+                parent = manifest.node(edge.node)
+                if parent.kind == PARAMETER and edge.param not in params:
+                    params[edge.param] = parent.value_repr
+            used.update(params.keys())  # (a dict would be read as counts)
+            task = state.tasks.get(spec.id)
+            executor = manifest.executors.get(spec.executor or "", {}) if spec.executor else {}
+            row: Dict[str, Any] = {
+                "id": spec.id, "name": spec.name, "kind": spec.kind, "executor": spec.executor,
+                "executor_type": executor.get("type"), "params": params,
+                "status": node_status(spec, task)}
+            if task is not None:
+                host, pid = task.host, task.pid
+                if pid is None and task.finished and task.backend == "local" and \
+                        not task.reused and budget > 0:  # a run from before end events had it
+                    budget -= 1
+                    host, pid = _worker_of(live, spec.id, host)
+                extra = {"started": task.started, "ended": task.ended if task.finished else None,
+                         "host": host, "pid": pid, "job_id": task.job_id,
+                         "backend": task.backend, "reused_from": task.reused_from}
+                row.update((k, v) for k, v in extra.items() if v is not None)
+            rows.append(row)
+    return {"tasks": rows, "params": [name for name, _ in used.most_common()],
+            "version": live.version, "now": time.time()}
+
+
+def _worker_of(live: LiveRun, node: int, host: Optional[str]) -> Any:
+    """(host, pid) of the local worker that ran a finished task: the events name only the
+    host, its outcome header the pid too (read once per task, then kept)."""
+    found = live.workers.get(node)
+    if found is None:
+        header = _outcome_header(live, node) or {}
+        pid = header.get("pid")
+        found = live.workers[node] = (header.get("host") or host,
+                                      pid if isinstance(pid, int) else None)
+    return found
 
 
 def _input(live: LiveRun, state: Any, node: int, param: str, kind: str) -> Dict[str, Any]:

@@ -1,10 +1,10 @@
-% rebase('base.tpl', title=title, body_class='run-page', scripts=['common.js', 'graph.js', 'taskview.js', 'run.js'])
+% rebase('base.tpl', title=title, body_class='run-page', scripts=['common.js', 'graph.js', 'graphgroups.js', 'timeline.js', 'tasktable.js', 'taskview.js', 'run.js'], styles=['run.css'])
 <script type="application/json" id="page-data">{{!data}}</script>
 <section class="run-head">
   <a class="back" href="/">← Runs</a>
   <h1 id="run-title">{{run['lattice']}}</h1>
   <span class="pill st-{{run['status']}}" id="run-status">{{run['status']}}</span>
-  <span class="progress" id="run-progress"><span class="bar"><span class="fill"></span></span><span class="text">{{run['done']}} of {{run['total']}} tasks</span></span>
+  <span class="progress" id="run-progress"><span class="bar"><span class="fill"></span><span class="fail"></span></span><span class="text">{{run['done']}} of {{run['total']}} tasks</span></span>
   <span class="muted" id="run-times"></span>
   <span class="spacer"></span>
   <code class="id" title="dispatch id">{{run['dispatch_id']}}</code>
@@ -14,6 +14,7 @@
 <section class="run-body">
   <div class="graph-pane">
     <div class="graph-tools">
+      <span class="view-switch"><button id="view-graph" class="active" title="The task graph">Graph</button><button id="view-timeline" title="When each task ran, by worker">Timeline</button></span>
       <button id="fit" title="Fit the graph">Fit</button>
       <button id="zoom-in" title="Zoom in">+</button>
       <button id="zoom-out" title="Zoom out">−</button>
@@ -26,6 +27,7 @@
         <span class="dot st-CANCELLED"></span>cancelled
       </span>
     </div>
+    <div id="timeline" class="graph timeline" hidden></div>
     <div id="graph" class="graph"><p class="muted pad">Laying out the graph…</p></div>
   </div>
   <div class="side-pane">
