@@ -266,6 +266,7 @@ def test_a_200_wide_fan_out_fits_as_one_expandable_group(page, view_server, tmp_
     group.first.wait_for()
     assert group.count() == 1
     assert "simulate ×200" in group.text_content()
+    assert page.locator("#run-inputs").inner_text() == "200"  # the run's inputs, in its header
     counts = json.loads(group.locator(".gbar").get_attribute("data-counts"))
     assert counts == {"COMPLETED": 200}
     fit = inside_graph(page)
@@ -297,6 +298,7 @@ def test_a_10k_task_run_renders_and_pans_smoothly(page, view_server, tmp_path):
     assert page.locator("#graph .node.group").count() == 2  # simulate ×5000, analyze ×5000
     assert inside_graph(page)["outside"] == 0
     expect(page.locator("#task-count")).to_have_text("10003 of 10003")
+    page.evaluate(FRAMES, 20)  # warm-up: the first frames after a drawing rasterize it once
     grouped = page.evaluate(FRAMES, 120)
     page.locator("#fit").click()
     page.wait_for_timeout(300)  # the whole drawing is back 150 ms after the last move
@@ -305,6 +307,7 @@ def test_a_10k_task_run_renders_and_pans_smoothly(page, view_server, tmp_path):
     page.locator("#graph .node.group").first.click()
     page.locator("#graph .cells.many[data-drawn]").first.wait_for(timeout=60_000)
     page.wait_for_timeout(300)
+    page.evaluate(FRAMES, 20)
     expanded = page.evaluate(FRAMES, 120)
     page.locator("#fit").click()
     page.wait_for_timeout(300)
@@ -322,7 +325,7 @@ def test_a_10k_task_run_renders_and_pans_smoothly(page, view_server, tmp_path):
           f"{e_med:.1f} ms (p90 {sorted(expanded)[int(len(expanded) * .9)]:.1f}) with "
           f"5,000 cells expanded; load average {os.getloadavg()[0]:.1f}")
     assert g_med < 50, grouped
-    assert e_med < 250, expanded  # generous: a loaded 2-core machine
+    assert e_med < 100, expanded  # generous: a loaded 2-core machine
 
 
 def test_the_source_panel_shows_the_code_as_dispatched(page, view_server, tmp_path):

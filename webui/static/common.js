@@ -112,3 +112,16 @@ cov.setProgress = function (box, done, total, failed) {
   box.querySelector(".text").textContent = done + " of " + total + " tasks" +
     (failed ? " · " + failed + " failed" : "");
 };
+
+/* The run's inputs in one line for its header: `n=200 · scale=2.0` (reprs cut to 40). */
+cov.showInputs = function (box, inputs) {
+  if (!box) return;
+  var parts = [];
+  ((inputs || {}).args || []).forEach(function (a) { parts.push(String(a)); });
+  Object.keys((inputs || {}).kwargs || {}).forEach(function (k) {
+    parts.push(k + "=" + inputs.kwargs[k]);
+  });
+  parts = parts.map(function (p) { return p.length > 40 ? p.slice(0, 39) + "…" : p; });
+  box.textContent = parts.join(" · ");
+  box.title = "the run's inputs: " + parts.join(", ");
+};

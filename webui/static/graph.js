@@ -143,7 +143,7 @@ cov.Graph.prototype.select = function (id, reveal) {
   restyle(old);
   if (this.svg) this._markSelectedCell();
   var g = id !== null ? this.nodes[id] : null;
-  if (!g && !(this.groupOf[id] && this.groupOf[id].expanded)) return;
+  if (!g && !this.groupOf[id]) return;
   restyle(id);
   if (reveal) this.reveal(id);
 };
@@ -151,14 +151,21 @@ cov.Graph.prototype.select = function (id, reveal) {
 /* Pan so that node id is in view (centred if it was outside). */
 cov.Graph.prototype.reveal = function (id) {
   var n = (this.layout.nodes || []).find(function (m) { return String(m.id) === String(id); });
-  n = n || this.groupOf[id];
+  var group = this.groupOf[id], x, y;
+  n = n || group;
   if (!n || !n.w) return;
+  x = n.x; y = n.y;
+  if (group && group.expanded) {  // its cell, not the middle of its group
+    var c = this._cellAt(group, group.members.indexOf(id));
+    x = group.x - group.w / 2 + c[0] + c[2] / 2;
+    y = group.y - group.h / 2 + c[1] + c[3] / 2;
+  }
   var r = this.container.getBoundingClientRect();
-  var sx = n.x * this.k + this.tx, sy = n.y * this.k + this.ty;
+  var sx = x * this.k + this.tx, sy = y * this.k + this.ty;
   if (sx < 0 || sy < 0 || sx > r.width || sy > r.height) {
     if (this.k < 0.6) this.k = 0.8;
-    this.tx = r.width / 2 - n.x * this.k;
-    this.ty = r.height / 2 - n.y * this.k;
+    this.tx = r.width / 2 - x * this.k;
+    this.ty = r.height / 2 - y * this.k;
     this._apply();
   }
 };

@@ -31,6 +31,7 @@
   drawGraph(data.graph);
   table.setTasks(data.listing);
   cov.renderRunDetails(document.getElementById("tab-details"), run, { live: false });
+  cov.showInputs(document.getElementById("run-inputs"), run.inputs);
 
   function showTab(name) {
     Array.prototype.forEach.call(document.querySelectorAll("#side-tabs button"), function (b) {

@@ -171,6 +171,7 @@
     var box = document.getElementById("tab-details");
     return cov.api(api).then(function (d) {
       document.getElementById("run-title").textContent = d.lattice;
+      cov.showInputs(document.getElementById("run-inputs"), d.inputs);
       cov.renderRunDetails(box, d, { live: true });
     }).catch(function (err) {
       box.replaceChildren(cov.el("p", { class: "error-text", text: "Cannot load the run: " + err.message }));

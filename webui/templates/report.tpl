@@ -22,6 +22,7 @@
   <span class="pill st-{{run['status']}}" id="run-status">{{run['status']}}</span>
   <span class="progress" id="run-progress"><span class="bar"><span class="fill"></span><span class="fail"></span></span><span class="text">{{run['done']}} of {{run['total']}} tasks</span></span>
   <span class="muted" id="run-times"></span>
+  <span class="mono run-inputs" id="run-inputs" title="the run's inputs"></span>
 </section>
 <section class="run-body">
   <div class="graph-pane">
