@@ -167,9 +167,20 @@ def test_graph_drawing_escapes_every_layout_value(chromium_page, served, ui_home
         edges: [{source: p, target: p, params: [p], wait: false, points: [[p, p], [1, 1]],
                  label_at: [p, p]}]});
       g.setStatus(p, p + "x");
-      return box.querySelectorAll(".node").length;
+      const count = box.querySelectorAll(".node").length;
+      // group nodes, folded and expanded (small: a cell per member; large: a bitmap)
+      const many = Array.from({length: 500}, (_, i) => i + 10);
+      g.draw({width: 100, height: 100, edges: [], nodes: [
+        {id: p, name: p, kind: "group", member_kind: p, executor_type: p, members: [p, 2],
+         count: p, expanded: false, x: p, y: 1, w: p, h: 1},
+        {id: p + "e", name: p, kind: "group", members: [p, 3], count: p, expanded: true,
+         cols: p, cell_w: p, cell_h: p, head: p, x: 1, y: 1, w: p, h: 1},
+        {id: p + "m", name: p, kind: "group", members: many, count: 500, expanded: true,
+         cols: 20, cell_w: 50, cell_h: 20, head: 30, x: 1, y: 1, w: 1000, h: 600}]});
+      g.setStatus(p, p);
+      return count + box.querySelectorAll(".node.group, .group-frame").length;
     }""", PAYLOAD)
-    assert drawn == 2
+    assert drawn == 5
     _assert_nothing_ran(page)
     assert page.locator("svg text", has_text='<b class="injected">').count() >= 1
 
