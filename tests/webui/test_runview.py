@@ -285,6 +285,10 @@ def test_a_200_wide_fan_out_fits_as_one_expandable_group(page, view_server, tmp_
     page.locator("#tab-task h2", has_text="simulate").wait_for()
     page.locator("#graph .gtitle").click()  # collapse
     expect(page.locator("#graph .node.group")).to_have_count(1)
+    assert not page.locator("#fold-groups").is_visible()
+    group.click()
+    page.locator("#fold-groups").click()  # or all at once, whatever the zoom
+    expect(page.locator("#graph .node.group")).to_have_count(1)
 
 
 def test_a_10k_task_run_renders_and_pans_smoothly(page, view_server, tmp_path):

@@ -85,6 +85,7 @@
     if (force) graphBox.replaceChildren(cov.el("p", { class: "muted pad", text: "Laying out the graph…" }));
     return cov.api(api + "/graph" + q).then(function (g) {
       Object.keys(run.tasks).forEach(function (k) { graph.status[k] = run.tasks[k][0]; });
+      document.getElementById("fold-groups").hidden = !(g.expanded || []).length;
       if (g.laid_out) {
         lastForce = force;
         graph.draw(g);
@@ -132,6 +133,8 @@
     document.getElementById("view-timeline").classList.toggle("active", name === "timeline");
     ["fit", "zoom-in", "zoom-out"].forEach(function (b) { document.getElementById(b).hidden = name !== "graph"; });
     document.getElementById("show-params").parentNode.hidden = name !== "graph";
+    if (name !== "graph") document.getElementById("fold-groups").hidden = true;
+    else document.getElementById("fold-groups").hidden = !Object.keys(expanded).length;
     if (name === "timeline") { timelineDrawn = 0; refreshTimeline(); } else graph.fit();
   }
 
@@ -190,6 +193,10 @@
   document.getElementById("fit").addEventListener("click", function () { graph.fit(); });
   document.getElementById("zoom-in").addEventListener("click", function () { graph.zoomBy(1.25); });
   document.getElementById("zoom-out").addEventListener("click", function () { graph.zoomBy(0.8); });
+  document.getElementById("fold-groups").addEventListener("click", function () {
+    expanded = {};
+    loadGraph(false);
+  });
   document.getElementById("show-params").addEventListener("change", function (ev) {
     showParams = ev.target.checked;
     loadGraph(false);

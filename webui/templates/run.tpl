@@ -19,6 +19,7 @@
       <button id="fit" title="Fit the graph">Fit</button>
       <button id="zoom-in" title="Zoom in">+</button>
       <button id="zoom-out" title="Zoom out">−</button>
+      <button id="fold-groups" title="Fold every expanded group" hidden>Fold groups</button>
       <label><input type="checkbox" id="show-params"> parameters</label>
       <span class="legend">
         <span class="dot st-NEW_OBJECT"></span>pending
