@@ -55,12 +55,8 @@ def end_event(header: Header, node: int, attempt: int, claimed: Optional[float],
                     "start": header.get("start") or claimed, "end": header.get("end", now)}
     if header.get("child"):
         event["child"] = header["child"]
-    # Where it ran (the claim names the runner's host; a pool worker's pid is only known here):
-    # the UI's timeline has a row per worker.
-    if isinstance(header.get("pid"), int):
-        event["pid"] = header["pid"]
-        if isinstance(header.get("host"), str):
-            event["host"] = header["host"]
+    if type(header.get("pid")) is int:  # where it ran, for a task that ended before its start
+        event["pid"] = header["pid"]    # was recorded (a short one on the local pool)
     if status == FAILED:
         if header.get("reason") == "exception":
             # Covalent keeps a task's own exception out of ``error`` (it is in stderr).

@@ -107,7 +107,7 @@ _FIELDS: Dict[str, Dict[str, frozenset]] = {
     "dispatching": {**_COMMON, "node": _INT, "child": _TEXT},
     "end": {**_COMMON, "node": _INT, "attempt": _INT, "status": frozenset({str}),
             "error": _TEXT, "exception": _TEXT, "child": _TEXT, "start": _TIME, "end": _TIME,
-            "reused_from": _TEXT, "host": _TEXT, "pid": frozenset({int, type(None)})},
+            "pid": frozenset({int, type(None)}), "reused_from": _TEXT},
 }
 _HANDLE_FIELDS = {"pid": frozenset({int, type(None)}), "host": _TEXT,
                   "job_id": frozenset({str, int, type(None)})}
@@ -247,10 +247,8 @@ def apply(state: RunState, event: Event) -> None:
         task.error = event.get("error")
         task.exception = event.get("exception")
         task.reused = bool(event.get("reused"))
+        task.pid = event.get("pid", task.pid)
         task.reused_from = event.get("reused_from")
-        if event.get("pid") is not None:
-            task.pid = event["pid"]
-            task.host = event.get("host") or task.host
         if "attempt" in event:
             task.attempt = int(event["attempt"])
         if event.get("child"):
