@@ -30,7 +30,7 @@ from runner.redact import mask_secrets
 from runner.rundir import RunDir, RunDirError
 
 from webui import files as files_mod
-from webui import security, views
+from webui import listing, security, views
 from webui.live import LiveRun, RunCache
 
 HERE = Path(__file__).resolve().parent
@@ -288,7 +288,7 @@ def create_app(home: os.PathLike | str, token: Optional[str] = None,
 
     @app.get("/api/runs/<run_id>/tasks")
     def api_tasks(run_id: str) -> HTTPResponse:
-        return json_response(views.task_listing(live_or_404(run_id, heavy=True)))
+        return json_response(listing.task_listing(live_or_404(run_id, heavy=True)))
 
     @app.get("/api/runs/<run_id>/tasks/<node>")
     def api_task(run_id: str, node: str) -> HTTPResponse:

@@ -30,6 +30,7 @@ from runner.state import FAILED
 
 from webui import views
 from webui.app import HERE, page_json, render
+from webui.listing import task_listing
 from webui.live import LiveRun, RunCache
 
 DETAILED_TASKS = 300
@@ -45,7 +46,7 @@ def report_data(cache: RunCache, live: LiveRun) -> Dict[str, Any]:
     graph = live.layout(parameters=False, force=False)
     groups = frozenset(str(n["id"]) for n in graph["nodes"] if n["kind"] == "group")
     expanded = live.layout(parameters=False, force=False, expand=groups) if groups else None
-    listing = views.task_listing(live)
+    listing = task_listing(live)
     tasks: Dict[str, Any] = {}
     failed = [int(k) for k, v in state["tasks"].items() if v[0] == FAILED]
     others = [t["id"] for t in listing["tasks"] if t["id"] not in set(failed)]
