@@ -31,8 +31,9 @@ def capture(function: Any) -> Dict[str, Any]:
         not code.co_filename.startswith("<") else None
     try:
         lines, first = inspect.getsourcelines(target)
-    except (OSError, TypeError) as exc:
-        reason = "defined interactively" if code is not None and filename is None else str(exc)
+    except Exception as exc:  # noqa: BLE001 - best effort: a source never fails a dispatch
+        reason = "defined interactively" if code is not None and filename is None else \
+            f"{type(exc).__name__}: {exc}"
         return {"text": None, "file": filename, "line": None, "error": reason}
     return {"text": textwrap.dedent("".join(lines)), "file": filename, "line": first}
 
