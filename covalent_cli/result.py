@@ -14,11 +14,17 @@ from runner.config import runs_home
 from runner.daemon import Keeper, RunnerUnavailable
 from runner.query import node_status
 from runner.rundir import MANIFEST, RunDir, RunDirError, is_run_name
-from runner.state import COMPLETED, TERMINAL, RunState
+from runner.state import COMPLETED, QUEUED, TERMINAL, RunState
 
 
 def _time(stamp: Optional[float]) -> Optional[datetime]:
     return datetime.fromtimestamp(stamp, tz=timezone.utc) if stamp else None
+
+
+def covalent_status(status: str) -> Status:
+    """A task status as Covalent's API reports it: cov's QUEUED (claimed, not started) is
+    RUNNING there, as Covalent marks a task RUNNING once it hands it to its executor."""
+    return RESULT_STATUS.RUNNING if status == QUEUED else Status(status)
 
 
 class Result:
@@ -115,7 +121,7 @@ class Result:
             raise KeyError(node_id)
         node = self._manifest.node(node_id)
         task = self._state.tasks.get(node_id)
-        status = Status(node_status(node, task))
+        status = covalent_status(node_status(node, task))
         sub = None
         if task is not None and task.child:
             try:
@@ -125,7 +131,8 @@ class Result:
         return {
             "node_id": node_id,
             "node_name": node.name,
-            "start_time": _time(task.started) if task else None,
+            # a QUEUED task is RUNNING here, since its submission, as Covalent has it
+            "start_time": _time(task.started or task.claimed) if task else None,
             "end_time": _time(task.ended) if task else None,
             "status": status,
             "output": self._node_output(node_id),

@@ -43,7 +43,8 @@ Header = Dict[str, Any]  # an outcome header (``runner.worker``): ok, reason, er
 def end_event(header: Header, node: int, attempt: int, claimed: Optional[float],
               now: float) -> Event:
     """The ``end`` event of attempt ``attempt`` of ``node`` from its outcome ``header``;
-    ``claimed`` (the claim's time) stands in for a missing start, ``now`` for a missing end.
+    ``claimed`` (the start event's time, else the claim's) stands in for a missing start,
+    ``now`` for a missing end.
     The caller finishes the node in its schedule with the event's ``status``."""
     if header.get("ok"):
         status = COMPLETED

@@ -788,8 +788,60 @@ def serve_spawned() -> None:
     serve(Connection(int(sys.argv[1])), [(fds[0], fds[1]), (fds[2], fds[3])])
 
 
+START_DELAY = 0.05  # how long a pool task runs before the worker says it started
+
+
+class _StartReporter:
+    """Tells the runner a pool task started, as ``(run, node, attempt, start time)`` on the
+    worker's connection, once it has run ``START_DELAY`` seconds: the many short tasks end
+    before and cost nothing (their outcome has their start). A thread of its own looks every
+    ``START_DELAY`` while a task runs and sleeps while the worker is idle; the task's thread
+    only sets ``current``. Sends on the connection are under ``lock`` (both threads send)."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.lock = threading.Lock()
+        self.current: Optional[Tuple[str, int, int, float]] = None
+        self.busy = threading.Event()
+        threading.Thread(target=self._watch, name="cov-start", daemon=True).start()
+
+    def begin(self, task: Dict[str, Any]) -> None:
+        self.current = (task["run"], task["node"], task.get("attempt", 1), time.time())
+        if not self.busy.is_set():
+            self.busy.set()
+
+    def send(self, message: Any) -> None:
+        self.current = None
+        with self.lock:
+            self.conn.send(message)
+
+    def _watch(self) -> None:
+        told = None
+        while True:
+            self.busy.wait()
+            time.sleep(START_DELAY)
+            current = self.current
+            if current is None:
+                self.busy.clear()
+                if self.current is not None:  # a task began meanwhile: keep watching it
+                    self.busy.set()
+                continue
+            if current is told or time.time() - current[3] < START_DELAY:
+                continue
+            told = current
+            try:
+                with self.lock:
+                    if self.current is current:  # still running: not ended meanwhile
+                        self.conn.send(current)
+            except (OSError, ValueError):
+                return  # the runner is gone
+
+
 def serve(conn: Any, pipes: Optional[List[Tuple[int, int]]] = None) -> None:
-    """A pool process: receive task dicts on ``conn``, answer (run, node, attempt, header).
+    """A pool process: receive task dicts on ``conn``, answer (run, node, attempt, header),
+    and, for a task still running ``START_DELAY`` after it started, (run, node, attempt, start
+    time) before that: the task is RUNNING from then on (until it starts it waits in this
+    worker's queue, QUEUED).
 
     Messages already in the pipe are read before each task, so a ``skip`` (the task was
     cancelled while queued here) is seen before the task would start.
@@ -797,6 +849,7 @@ def serve(conn: Any, pipes: Optional[List[Tuple[int, int]]] = None) -> None:
     runs: Dict[str, _RunFiles] = {}
     capture = _Capture(pipes)
     WORKER.start()
+    starts = _StartReporter(conn)
     pending: List[Dict[str, Any]] = []
     skipped: set = set()
     while True:
@@ -823,15 +876,16 @@ def serve(conn: Any, pipes: Optional[List[Tuple[int, int]]] = None) -> None:
             skipped.discard((task["run"], task["node"]))
             continue
         if fenced(task):
-            conn.send((task["run"], task["node"], task.get("attempt", 1), FENCED.copy()))
+            starts.send((task["run"], task["node"], task.get("attempt", 1), FENCED.copy()))
             continue
+        starts.begin(task)
         try:
             header = execute_local(task, runs, capture)
         except BaseException as exc:  # noqa: BLE001 - e.g. results/ unwritable
             header = {"ok": False, "reason": "worker",
                       "error": f"worker could not record the outcome: {type(exc).__name__}: {exc}"}
         WORKER.restore()
-        conn.send((task["run"], task["node"], task.get("attempt", 1), header))
+        starts.send((task["run"], task["node"], task.get("attempt", 1), header))
 
 
 # -- the batch side (SSH hosts, Slurm jobs) -------------------------------------------------------

@@ -290,9 +290,12 @@ class SSHBackend(ThreadedBackend):
         job.pid = pid
         if not job.recorded:  # also after a reattach: the new claim cleared the old handle
             job.recorded = True
+            host = env.report.hostname or self.host.label
             self._emit_handle(job.task, {
-                "host": env.report.hostname or self.host.label, "pid": pid,
+                "host": host, "pid": pid,
                 "workdir": job.workdir, "files": job.files, "target": self.host.label})
+            # the pid is printed once the worker runs there: the task is RUNNING from now
+            self._emit_news(job.task, "start", start=time.time(), pid=pid, host=host)
             self.services.wake()
         if job.cancelled:
             self._kill(job)

@@ -76,7 +76,8 @@
     var ctx = canvas.getContext("2d"), css = getComputedStyle(document.documentElement);
     var colour = {}, self = this;
     function of(s) {
-      var key = { STARTING: "pending", NEW_OBJECT: "pending", DISPATCHING: "running" }[s] ||
+      var key = { STARTING: "pending", NEW_OBJECT: "pending", DISPATCHING: "running",
+                  QUEUED: "running", NOT_RUN: "cancelled" }[s] ||
         String(s).toLowerCase();
       if (!colour[s]) colour[s] = [css.getPropertyValue("--" + key).trim() || "#d9891c",
                                    css.getPropertyValue("--" + key + "-bg").trim() || "#fdf3e4"];
@@ -143,6 +144,7 @@
     var c = this._counts(n), total = n.members.length;
     var st = c.FAILED ? "FAILED" : (c.RUNNING || c.DISPATCHING) ? "RUNNING" :
       c.COMPLETED === total ? "COMPLETED" : c.CANCELLED === total ? "CANCELLED" :
+      c.NOT_RUN === total ? "NOT_RUN" : c.QUEUED ? "QUEUED" :
       c.COMPLETED ? "RUNNING" : "NEW_OBJECT";
     return "st-" + st;
   };
@@ -156,7 +158,8 @@
     return c;
   };
 
-  cov.Graph.BAR_ORDER = ["COMPLETED", "FAILED", "CANCELLED", "RUNNING", "DISPATCHING"];
+  cov.Graph.BAR_ORDER = ["COMPLETED", "FAILED", "CANCELLED", "NOT_RUN", "RUNNING", "DISPATCHING",
+                         "QUEUED"];
 
   /* The status bar of a group: one segment per status, as wide as its share of the members. */
   cov.Graph.prototype._drawBar = function (n) {

@@ -9,7 +9,7 @@ var cov = window.cov || (window.cov = {});
 
 // Status sort order: what needs attention first.
 cov.STATUS_RANK = { FAILED: 0, RUNNING: 1, DISPATCHING: 1, QUEUED: 2, STARTING: 2, NEW_OBJECT: 3,
-                    CANCELLED: 4, COMPLETED: 5 };
+                    CANCELLED: 4, NOT_RUN: 4, COMPLETED: 5 };
 cov.MAX_PARAM_COLUMNS = 3;
 
 cov.TaskTable = function (options) {

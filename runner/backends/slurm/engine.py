@@ -453,6 +453,12 @@ class SlurmBackend(ThreadedBackend):
         if unknown:
             infos.update(self.client.history(unknown))
         changed = self.jobs.apply(infos, now)
+        for job, kind, value in self.jobs.take_news():
+            if kind == "start":
+                start = value if isinstance(value, float) else time.time()
+                self._emit_news(job.task, "start", start=start, host=self.host)
+            else:
+                self._emit_news(job.task, "pending", reason=str(value))
         self.interval = self.settings.poll_freq if changed else \
             min(self.interval * 1.5, self.settings.poll_freq * 4)
         # a job that looks ended is asked about again when its requeue window closes
