@@ -143,6 +143,18 @@ def read_outcome_payload(path: str) -> Optional[bytes]:
 
 
 # -- running a task -----------------------------------------------------------------------------
+def _call_hook(call: Dict[str, Any], stdout_fd: int, stderr_fd: int) -> Any:
+    """One call_before/call_after entry: a call, or a DepsBash/DepsPip given there (Covalent
+    runs those in the list's order too)."""
+    if "fn" not in call:
+        for command in call.get("bash", ()):
+            _run_shell(command, stdout_fd, stderr_fd)
+        if call.get("pip"):
+            _pip_install(call["pip"], stdout_fd, stderr_fd)
+        return None
+    return call["fn"](*call.get("args", ()), **call.get("kwargs", {}))
+
+
 def run_task(electron: Dict[str, Any], args: List[Any], kwargs: Dict[str, Any],
              stdout_fd: int, stderr_fd: int) -> Tuple[OutcomeHeader, bytes]:
     """Run deps, hooks and the function in Covalent's order; return (header, payload)."""
@@ -158,7 +170,7 @@ def run_task(electron: Dict[str, Any], args: List[Any], kwargs: Dict[str, Any],
             _pip_install(pip, stdout_fd, stderr_fd)
         injected: Dict[str, List[Any]] = {}
         for call in hooks.get("call_before", ()):
-            value = call["fn"](*call.get("args", ()), **call.get("kwargs", {}))
+            value = _call_hook(call, stdout_fd, stderr_fd)
             if call.get("retval_keyword"):
                 injected.setdefault(call["retval_keyword"], []).append(value)
         for key, values in injected.items():
@@ -169,7 +181,7 @@ def run_task(electron: Dict[str, Any], args: List[Any], kwargs: Dict[str, Any],
         else:
             value = electron["fn"](*args, **kwargs)
         for call in hooks.get("call_after", ()):
-            call["fn"](*call.get("args", ()), **call.get("kwargs", {}))
+            _call_hook(call, stdout_fd, stderr_fd)
         if isinstance(value, ChildRun):
             header.update({"ok": True, "child": value.dispatch_id})
         else:
