@@ -12,7 +12,7 @@ from typing import Any, Callable, Dict, Optional
 from covalent_cli.build import Builder
 from covalent_cli.deps import as_bash, as_calls, as_pip
 from covalent_cli.errors import NotSupportedByCov
-from covalent_cli.triggers import TRIGGER_HINT, trigger_message
+from covalent_cli.triggers import trigger_message
 from covalent_cli.graph import Graph
 
 DEFAULT_EXECUTOR = "local"
@@ -35,7 +35,7 @@ class Lattice:
         self.call_before = as_calls(call_before, "call_before")
         self.call_after = as_calls(call_after, "call_after")
         if triggers:
-            raise NotSupportedByCov(trigger_message("@ct.lattice(triggers=...)"), TRIGGER_HINT)
+            raise NotSupportedByCov(trigger_message("@ct.lattice(triggers=...)"))
         self.triggers = None
         self.transport_graph: Optional[Graph] = None
         self.python_version = ".".join(map(str, sys.version_info[:3]))
@@ -82,7 +82,7 @@ class Lattice:
     def draw(self, *args: Any, **kwargs: Any) -> None:
         """Covalent posts the graph to its server's preview page; cov has no server."""
         raise NotSupportedByCov(
-            "lattice.draw() is not supported by cov (there is no server to preview on)",
+            "lattice.draw() is not supported by cov (there is no server to preview on): "
             "dispatch the lattice and open its graph with `cov ui`, or `cov report RUN`")
 
     def __repr__(self) -> str:

@@ -15,15 +15,16 @@ TRIGGER_HINT = ("dispatch from cron, a systemd timer or a shell loop instead, e.
 
 
 def trigger_message(what: str) -> str:
-    return f"{what}: triggers are not supported by cov (there is no triggers server)"
+    """The error's text: what was used, why it does not work, what to do instead."""
+    return f"{what}: triggers are not supported by cov (there is no triggers server): " \
+        f"{TRIGGER_HINT}"
 
 
 class BaseTrigger:
     """Every trigger class: constructing one raises ``NotSupportedByCov``."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        raise NotSupportedByCov(trigger_message(f"ct.triggers.{type(self).__name__}"),
-                                TRIGGER_HINT)
+        raise NotSupportedByCov(trigger_message(f"ct.triggers.{type(self).__name__}"))
 
 
 class DirTrigger(BaseTrigger):
@@ -44,7 +45,7 @@ class DatabaseTrigger(BaseTrigger):
 
 def stop_triggers(*args: Any, **kwargs: Any) -> None:
     """Covalent's ``ct.stop_triggers``: there are no triggers to stop."""
-    raise NotSupportedByCov(trigger_message("ct.stop_triggers()"), TRIGGER_HINT)
+    raise NotSupportedByCov(trigger_message("ct.stop_triggers()"))
 
 
 __all__ = ["BaseTrigger", "DirTrigger", "TimeTrigger", "SQLiteTrigger", "DatabaseTrigger",
