@@ -29,7 +29,7 @@ import sys
 MYPY = False
 if MYPY:  # typing costs milliseconds at every interpreter start: only for the type checker
     from types import ModuleType
-    from typing import Any, Dict, Optional, Sequence
+    from typing import Any, Optional, Sequence
     from importlib.abc import Loader as _LoaderBase
 else:
     _LoaderBase = object  # importlib.abc is slower to import; loaders are duck-typed

@@ -22,7 +22,7 @@ from covalent_cli.status import Status
 from covalent_cli.transport import TransportableObject
 from runner.manifest import PARAMETER, Manifest
 from runner.query import node_status
-from runner.rundir import RunDir, RunDirError
+from runner.rundir import RunDir
 from runner.state import COMPLETED, RunState
 
 # The keys ``get_node_value`` knows (Covalent's transport-graph node attributes).
@@ -60,16 +60,16 @@ def read_nodes(rundir: RunDir, manifest: Manifest, state: RunState,
         logs = set(os.listdir(rundir.logs_dir))
     except OSError:
         logs = set()
+    done = [n.id for n in manifest.nodes if n.kind != PARAMETER and
+            node_status(n, state.tasks.get(n.id)) == COMPLETED] if outputs else []
+    results = rundir.read_outputs(done)  # one containment check for them all: big runs
     nodes = []
     for spec in manifest.nodes:
         task = state.tasks.get(spec.id)
         status = node_status(spec, task)
-        data = None
-        if outputs and status == COMPLETED:
-            try:
-                data = rundir.output_bytes(spec.id)
-            except RunDirError:
-                data = None
+        data = results.get(spec.id)
+        if outputs and spec.kind == PARAMETER and spec.blob is not None:
+            data = rundir.read_blob(spec.blob)
         nodes.append(NodeData(
             id=spec.id, name=spec.name, kind=spec.kind, status=Status(status),
             start=task.started if task else None, end=task.ended if task else None,
