@@ -125,7 +125,7 @@ def code_fingerprint(function: Any, hooks: Dict[str, Any]) -> str:
     return digest.hexdigest()[:16]
 
 
-_OUR_PACKAGES = ("covalent_cli", "runner", "webui", "covalent")
+_OUR_PACKAGES = ("covalent_cli", "runner", "webui", "covalent", "_cov_import_hook")
 _BY_VALUE: set = set()
 
 
