@@ -107,10 +107,13 @@ class CovalentFinder:
                 if finder is self or not hasattr(finder, "find_spec"):
                     continue
                 try:
-                    if finder.find_spec(NAME, None) is not None:
-                        return True
+                    spec = finder.find_spec(NAME, None)
                 except Exception:  # noqa: BLE001 - a broken finder does not hide ours
                     continue
+                # A bare directory named covalent (a namespace package, no origin) is not a
+                # Covalent install: a data folder in the current directory must not hide cov.
+                if spec is not None and spec.origin not in (None, "namespace"):
+                    return True
             return False
         finally:
             self._looking = False

@@ -66,6 +66,17 @@ class Result:
                         continue
         self._lattice: Any = None
 
+    def __getstate__(self) -> Dict[str, Any]:
+        # A pickled Result (Covalent's can be) carries its snapshot, not the open pack file.
+        state = dict(self.__dict__)
+        state["_dir"] = str(self._dir.path)
+        state["_lattice"] = None
+        return state
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._dir = RunDir(state["_dir"])  # task metadata: read from the run, if it still exists
+
     # -- run-level -----------------------------------------------------------------------
     @property
     def dispatch_id(self) -> str:

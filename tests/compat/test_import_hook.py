@@ -78,6 +78,7 @@ def test_python_script_gets_covs_sdk_and_the_same_runs_home(installed: Env, tmp_
 
 def test_python_c_and_pytest_get_covs_sdk(installed: Env, tmp_path):
     cov_env = _home_env(tmp_path)
+    (tmp_path / "covalent").mkdir()  # a data folder of that name is no Covalent: cov's all the same
     try:
         proc = installed.run("-c", "import covalent as ct, covalent.executor as e; "
                              "print(ct.__name__, e.__name__, ct.dispatch.__module__)",

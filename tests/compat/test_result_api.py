@@ -3,6 +3,7 @@ loading flags, a Result that outlives its run directory, ``inputs`` with a tuple
 Covalent's private module paths that its own tests import."""
 from __future__ import annotations
 
+import pickle
 import shutil
 import sys
 from datetime import datetime
@@ -84,6 +85,9 @@ def test_get_node_value_keys_and_snapshot_after_removal(cov_home):
     assert result.get_node_result(sub)["sublattice_result"].result == "hi ada"
     assert result.get_node_result(node)["output"].get_deserialized() == "hi ada"
     assert "Lattice Result" in str(result)
+    copy = pickle.loads(pickle.dumps(result))  # a snapshot travels, without the open pack
+    assert copy.result == ["hi ada", "hi ada", 2] and copy.dispatch_id == dispatch_id
+    assert copy.lattice.transport_graph.get_node_value(node, "stdout") == "hello ada\n"
 
 
 def test_get_result_flags_choose_what_is_loaded(cov_home):
