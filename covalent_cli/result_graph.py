@@ -15,6 +15,7 @@ import os
 import pickle
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from types import SimpleNamespace
 from typing import Any, Dict, List, Optional
 
 from covalent_cli.deps import hooks_metadata
@@ -148,6 +149,11 @@ class TransportGraph:
 
     def __len__(self) -> int:
         return len(self._result._nodes)
+
+    @property
+    def _graph(self) -> Any:
+        """Covalent's networkx graph, as far as programs read it: ``_graph.nodes``."""
+        return SimpleNamespace(nodes=list(range(len(self._result._nodes))))
 
     def _task_blob(self, node: NodeData) -> Optional[Dict[str, Any]]:
         spec = self._result._manifest.node(node.id)

@@ -141,3 +141,35 @@ def test_deps_to_dict_from_dict_round_trip():
     back = ct.DepsCall().from_dict(call.to_dict())
     assert back.retval_keyword == "k" and back.func() == 5
     assert ct.DepsBash().from_dict({}).commands == []
+
+
+def test_what_covalents_own_tests_use(cov_home):
+    """Idioms of Covalent's functional tests: ``_graph.nodes``, the exceptions module, reuse
+    leaving every node with start == end, cancelling a stacked ``@electron @lattice``."""
+    from covalent_cli._results_manager import results_manager as rm
+    from covalent_cli._shared_files.exceptions import MissingLatticeRecordError
+
+    @ct.electron
+    def sum_task(x, y):
+        return x + y
+
+    @ct.electron
+    def square_task(x):
+        return x * x
+
+    @ct.lattice
+    def workflow(x, y):
+        return square_task(sum_task(x, y))
+
+    workflow.build_graph(2, 3)
+    assert list(workflow.transport_graph._graph.nodes) == list(range(len(
+        workflow.transport_graph.nodes)))
+    first = ct.get_result(ct.dispatch(workflow)(2, 3), wait=True)
+    again = ct.get_result(ct.redispatch(first.dispatch_id, reuse_previous_results=True)(),
+                          wait=True)
+    assert again.result == 25
+    for i in again.lattice.transport_graph._graph.nodes:
+        assert again.get_node_result(i)["start_time"] == again.get_node_result(i)["end_time"]
+    with pytest.raises(MissingLatticeRecordError):
+        ct.get_result("nonexistent")
+    rm.sync(first.dispatch_id)
