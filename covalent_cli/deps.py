@@ -85,14 +85,11 @@ class DepsCall(Deps):
     """``func(*args, **kwargs)`` called before or after the task. With ``retval_keyword``
     (call_before only) the return value is passed to the task as that keyword argument."""
 
-    def __init__(self, func: Callable[..., Any] = None,  # type: ignore[assignment]
-                 args: Sequence[Any] = (), kwargs: Optional[Dict[str, Any]] = None, *,
-                 retval_keyword: str = "") -> None:
-        if func is None:  # ``DepsCall().from_dict(d)``
-            func = _noop
-        if not callable(func):
+    def __init__(self, func: Optional[Callable[..., Any]] = None, args: Sequence[Any] = (),
+                 kwargs: Optional[Dict[str, Any]] = None, *, retval_keyword: str = "") -> None:
+        if func is not None and not callable(func):
             raise TypeError(f"DepsCall needs a callable, got {type(func).__name__}")
-        self.func = func
+        self.func: Callable[..., Any] = func or _noop  # none: ``DepsCall().from_dict(d)``
         self.args = list(args)
         self.kwargs = dict(kwargs or {})
         self.retval_keyword = retval_keyword
