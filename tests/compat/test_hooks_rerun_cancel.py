@@ -2,7 +2,6 @@
 sublattice's child run (local and SSH), and the clear errors of what cov does not support."""
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import time
@@ -196,4 +195,3 @@ def test_draw_and_triggers_say_not_supported(run_cov, tmp_path):
     assert proc.returncode == 1
     assert proc.stderr.startswith("Error: ct.triggers.TimeTrigger: triggers are not supported")
     assert "Traceback" not in proc.stderr and "AttributeError" not in proc.stderr
-    assert os.path.exists(str(script)) and Path(script).read_text()
