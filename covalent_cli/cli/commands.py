@@ -287,7 +287,7 @@ def _result_value(run: RunDir) -> Any:
     """A completed run's result; a result file cut short or damaged is one line, not our
     traceback (``cov redispatch --reuse`` recomputes it)."""
     try:
-        return Result(run).result
+        return Result(run, intermediate_outputs=False, sublattice_results=False).result
     except RunDirError as exc:
         raise RunUnreadable(str(exc), "recompute it with `cov redispatch --reuse`") from None
     except Exception as exc:  # noqa: BLE001 - unpickling a damaged file raises anything
@@ -499,10 +499,15 @@ def _cancel_and_wait(runs: List[RunDir], force: bool) -> None:
 def config_cmd(as_json: bool) -> None:
     """Print the effective configuration (secrets masked) and where it comes from; an
     unknown key or a value of the wrong type is an error (exit 1)."""
+    import _cov_import_hook
+
     data = mask_secrets(check_config())
+    covalent = _cov_import_hook.describe()
     if as_json:
-        _echo_json({"config_file": str(config_path()), "home": str(runs_home()), **data})
+        _echo_json({"config_file": str(config_path()), "home": str(runs_home()),
+                    "covalent": covalent, **data})
         return
     click.echo(f"# config file: {config_path()}" + ("" if config_path().exists() else " (absent)"))
     click.echo(f"# runs home:   {runs_home()}")
+    click.echo(f"# covalent:    {covalent}")
     click.echo(yaml.safe_dump(data, sort_keys=False).rstrip())
