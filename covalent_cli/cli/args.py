@@ -1,5 +1,5 @@
 """Lattice arguments from the command line: ``-a NAME=VALUE`` pairs and ``--args-file``,
-parsed as YAML (shared by ``cov dispatch`` and ``cov redispatch``)."""
+parsed as YAML 1.2 (``yaml12``; shared by ``cov dispatch`` and ``cov redispatch``)."""
 from __future__ import annotations
 
 import math
@@ -7,16 +7,17 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import yaml
 
+from covalent_cli.cli.yaml12 import Core12Loader
 from covalent_cli.errors import UserError
 
 MAX_ALIAS_EXPANSION = 100_000  # values YAML aliases may add to an argument once copied out
 
 
 def load_yaml(text: str, what: str) -> Any:
-    """``yaml.safe_load``, refusing a document whose aliases add more than
+    """``yaml.safe_load`` with YAML 1.2 scalars (``Core12Loader``), refusing a document whose aliases add more than
     ``MAX_ALIAS_EXPANSION`` values once expanded (a "billion laughs" bomb: tiny as text,
     exponential once repr'd, as the manifest does). Big documents without aliases pass."""
-    loader = yaml.SafeLoader(text)
+    loader = Core12Loader(text)
     try:
         node = loader.get_single_node()
         if node is None:
@@ -82,9 +83,28 @@ def parse_args(pairs: Tuple[str, ...], args_file: Optional[str]) -> Tuple[List[A
         name, sep, value = pair.partition("=")
         if not sep or not name.strip():
             raise UserError(f"bad --arg {pair!r}: expected NAME=VALUE", "e.g. -a n=10")
-        try:
-            kwargs[name.strip()] = load_yaml(value, f"-a {name.strip()}") if value.strip() else ""
-        except yaml.YAMLError:
-            kwargs[name.strip()] = value
+        kwargs[name.strip()] = _arg_value(name.strip(), value)
     return args, kwargs
+
+
+# How a YAML list, mapping or quoted string starts: such a value is meant as YAML, and a
+# malformed one (``[1,2``) is the user's mistake, not text.
+_STRUCTURED = ("[", "{", '"', "'")
+
+
+def _arg_value(name: str, value: str) -> Any:
+    """One ``-a`` value: YAML 1.2; an empty one is ""; plain text YAML cannot read
+    (``*.txt``, ``@home``) is that text; a malformed list, mapping or quoted string is an
+    error naming the argument."""
+    if not value.strip():
+        return ""
+    try:
+        return load_yaml(value, f"-a {name}")
+    except yaml.YAMLError as exc:
+        if not value.lstrip().startswith(_STRUCTURED):
+            return value
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UserError(f"-a {name}={value} is not valid YAML: {problem}",
+                        f"close the brackets or quotes, or pass text quoted: "
+                        f"-a '{name}=\"...\"'") from None
 

@@ -2,7 +2,6 @@
 module shares (`_run`, `_state`, `_echo_json`, `_status_text`, `STATUS_EXIT`)."""
 from __future__ import annotations
 
-import json
 import sys
 import time
 from typing import Any, Dict, Optional, Tuple
@@ -14,6 +13,7 @@ from covalent_cli.cli.main import Context, cli, pass_ctx
 from covalent_cli.errors import CovError, ExitCode, RunNotFound, RunUnreadable
 from covalent_cli.result import Result, keep_served, resolve_run
 from runner.daemon import Keeper
+from runner.json_view import dumps, result_document
 from runner.query import check_readable, format_seconds, run_summary, task_rows
 from runner.rundir import OutsideRunError, RunDir, RunDirError
 from runner.state import CANCELLED, COMPLETED, FAILED, TERMINAL, RunState
@@ -41,9 +41,9 @@ def _state(run: RunDir) -> RunState:
 
 
 def _echo_json(value: Any) -> None:
-    # Compact: json's C encoder (indent forces the pure-Python one, 2x slower on 10k tasks).
-    # Pipe through `jq` to read it.
-    click.echo(json.dumps(value, default=str))
+    """A JSON document on stdout: ``schema`` first, values JSON cannot hold marked as reprs,
+    times as epoch seconds (``runner.json_view``, docs/json.md); compact, for ``jq``."""
+    click.echo(dumps(value))
 
 
 def _status_text(status: str) -> str:
@@ -107,12 +107,7 @@ def result(ctx: Context, run_id: str, as_json: bool) -> None:
         raise _NotFinished(f"run {run.dispatch_id} is {state.status}", "wait with `cov wait`")
     value = _result_value(run) if state.status == COMPLETED else None
     if as_json:
-        try:
-            encoded = json.loads(json.dumps(value))
-        except (TypeError, ValueError):
-            encoded = repr(value)
-        _echo_json({"dispatch_id": run.dispatch_id, "status": state.status,
-                    "result": encoded, "error": state.error})
+        _echo_json(result_document(run.dispatch_id, state.status, value, state.error))
     elif state.status == COMPLETED:
         click.echo(repr(value))
     else:

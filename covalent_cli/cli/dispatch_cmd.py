@@ -17,6 +17,7 @@ from runner.config import ConfigError
 from runner.daemon import Keeper
 from runner.locks import LockBusy
 from runner.rundir import RunDir, RunDirError
+from runner.json_view import result_document
 from runner.state import COMPLETED, TERMINAL, RunState
 
 
@@ -24,23 +25,30 @@ from runner.state import COMPLETED, TERMINAL, RunState
 @click.argument("script", type=click.Path(dir_okay=True))
 @click.argument("lattice_name", metavar="[LATTICE]", required=False)
 @click.option("-a", "--arg", "pairs", multiple=True, metavar="NAME=VALUE",
-              help="A lattice argument (value parsed as YAML: 3, 1.5, true, [1, 2], text).")
+              help="A lattice argument (value parsed as YAML 1.2: 3, 1.5, true, [1, 2], text).")
 @click.option("--args-file", type=click.Path(), help="YAML/JSON mapping of arguments.")
+@click.option("--name", metavar="NAME", help="A name for the run (cov runs shows it, --name "
+              "filters by it).")
+@click.option("--tag", "tags", multiple=True, metavar="TAG",
+              help="A tag for the run (repeatable; cov runs --tag filters by it).")
 @click.option("--wait", "wait_", is_flag=True, help="Wait for the end; print the result.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the dispatch id(s).")
-@click.option("--json", "as_json", is_flag=True, help="Print the dispatch id(s) as JSON.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON document: the dispatch ids (with --wait, and the results).")
 @pass_ctx
 def dispatch(ctx: Context, script: str, lattice_name: Optional[str], pairs: Tuple[str, ...],
-             args_file: Optional[str], wait_: bool, quiet: bool, as_json: bool) -> None:
+             args_file: Optional[str], name: Optional[str], tags: Tuple[str, ...], wait_: bool,
+             quiet: bool, as_json: bool) -> None:
     """Run SCRIPT (a Covalent script) and dispatch its lattice.
 
     If the script dispatches on its own when run (the usual Covalent script), those dispatches
     are reported; otherwise its one lattice (or LATTICE) is dispatched with the -a arguments.
     """
-    from covalent_cli.dispatch import start_runner
+    from covalent_cli.dispatch import LABELS, start_runner
     from covalent_cli.script import find_lattices, run_script
 
     args, kwargs = parse_args(pairs, args_file)
+    LABELS.update(name=_label(name, "--name"), tags=tuple(_label(t, "--tag") for t in tags))
     namespace, ids = run_script(script)
     if not ids:
         lattices = find_lattices(namespace)
@@ -63,17 +71,52 @@ def dispatch(ctx: Context, script: str, lattice_name: Optional[str], pairs: Tupl
     elif pairs or args_file or lattice_name:
         raise UserError(f"{script} dispatched on its own; -a/--args-file/LATTICE do not apply",
                         "remove the dispatch from the script or the arguments from the command")
-    if as_json:
+    if as_json and not wait_:
         _echo_json({"dispatch_ids": ids})
-    else:
+    elif not as_json:
         for dispatch_id in ids:
             click.echo(dispatch_id if quiet else f"Dispatched {dispatch_id}")
-    if wait_:
-        codes = [_wait_and_report(ctx, dispatch_id, None, quiet, show_result=True)
-                 for dispatch_id in ids]
-        code = max(codes)
-        if code:
-            sys.exit(code)
+        if not quiet:
+            _next_steps(ctx, ids)
+    if not wait_:
+        return
+    outcomes = [_await(ctx, dispatch_id, None, progress=not (quiet or as_json))
+                for dispatch_id in ids]
+    results = []
+    for run, state in outcomes:
+        value = _result_value(run) if state.status == COMPLETED else None
+        if state.status != COMPLETED:
+            click.echo(f"{run.dispatch_id}: {state.status}" +
+                       (f"\n{state.error}" if state.error else ""), err=True)
+        elif not as_json:
+            click.echo(repr(value))
+        results.append(result_document(run.dispatch_id, state.status, value, state.error))
+    if as_json:
+        _echo_json({"dispatch_ids": ids, "results": results})
+    code = max(int(STATUS_EXIT.get(state.status, ExitCode.ERROR)) for _, state in outcomes)
+    if code:
+        sys.exit(code)
+
+
+def _label(text: Optional[str], option: str) -> Optional[str]:
+    """A run's name or tag: one line of text, not empty."""
+    if text is None:
+        return None
+    if not text.strip() or "\n" in text:
+        raise UserError(f"{option} {text!r}: give a non-empty one-line label", f"e.g. {option} "
+                        "sweep-1")
+    return text.strip()
+
+
+def _next_steps(ctx: Context, ids: List[str]) -> None:
+    """Where the run went and what to type next, for a person (stderr: stdout stays the ids)."""
+    if len(ids) == 1:
+        short = ids[0][:8]
+        click.echo(f"  run directory  {ctx.home / ids[0]}", err=True)
+        click.echo(f"  look at it     cov status {short}   cov logs {short}   cov ui", err=True)
+    elif ids:
+        click.echo(f"  runs home      {ctx.home}", err=True)
+        click.echo("  look at them   cov runs   cov status RUN   cov logs RUN   cov ui", err=True)
 
 
 def _create_from_cli(lattice: Any, args: List[Any], kwargs: Dict[str, Any], script: str) -> Any:
@@ -93,20 +136,19 @@ def _create_from_cli(lattice: Any, args: List[Any], kwargs: Dict[str, Any], scri
                           f"{type(exc).__name__}: {exc}", detail=user_traceback(exc)) from None
 
 
-def _wait_and_report(ctx: Context, run_id: str, timeout: Optional[float], quiet: bool,
-                     show_result: bool) -> int:
+def _await(ctx: Context, run_id: str, timeout: Optional[float],
+           progress: bool) -> Tuple[RunDir, RunState]:
+    """The run and its state once it ended (or ``timeout`` passed). Ctrl-C stops the waiting,
+    not the run: say so, and how to cancel it (exit 130)."""
     run = _run(ctx, run_id)
-    state = _wait_with_progress(run, timeout, quiet)
-    if state.status not in TERMINAL:
-        if not quiet:
-            click.echo(f"{run.dispatch_id}: still {state.status} after {timeout:g}s", err=True)
-        return int(ExitCode.TIMEOUT)
-    if state.status == COMPLETED and show_result:
-        click.echo(repr(_result_value(run)))
-    elif state.status != COMPLETED:
-        click.echo(f"{run.dispatch_id}: {state.status}" +
-                   (f"\n{state.error}" if state.error else ""), err=True)
-    return int(STATUS_EXIT.get(state.status, ExitCode.ERROR))
+    try:
+        return run, _wait_with_progress(run, timeout, not progress)
+    except KeyboardInterrupt:
+        click.echo("", err=True)
+        click.echo(f"Interrupted: run {run.dispatch_id} goes on without you.", err=True)
+        click.echo(f"  cancel it: cov cancel {run.dispatch_id[:8]}   wait again: cov wait "
+                   f"{run.dispatch_id[:8]}", err=True)
+        sys.exit(int(ExitCode.INTERRUPTED))
 
 
 def _wait_with_progress(run: RunDir, timeout: Optional[float], quiet: bool) -> RunState:
@@ -143,18 +185,26 @@ class _Seconds(click.ParamType):
 
 SECONDS = _Seconds()
 
+
 @cli.command("wait")
 @click.argument("run_id")
 @click.option("--timeout", type=SECONDS, default=None, help="Give up after this many seconds (exit 5).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress, only the exit code.")
 @pass_ctx
 def wait_cmd(ctx: Context, run_id: str, timeout: Optional[float], quiet: bool) -> None:
-    """Wait for a run to end; exit 0 completed, 3 failed, 4 cancelled, 5 timeout."""
-    code = _wait_and_report(ctx, run_id, timeout, quiet, show_result=False)
+    """Wait for a run to end; exit 0 completed, 3 failed, 4 cancelled, 5 timeout.
+
+    Prints one line, ``ID STATUS`` (a failed run's error follows on stderr)."""
+    run, state = _await(ctx, run_id, timeout, progress=not quiet)
+    finished = state.status in TERMINAL
     if not quiet:
-        run = _run(ctx, run_id)
-        click.echo(f"{run.dispatch_id} {_state(run).status}")
-    sys.exit(code)
+        click.echo(f"{run.dispatch_id} {state.status}")
+        if not finished:
+            click.echo(f"gave up waiting after {timeout:g}s; the run goes on", err=True)
+        elif state.error:
+            click.echo(state.error, err=True)
+    sys.exit(int(STATUS_EXIT.get(state.status, ExitCode.ERROR)) if finished
+             else int(ExitCode.TIMEOUT))
 
 
 @cli.command()
