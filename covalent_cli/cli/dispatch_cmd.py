@@ -34,7 +34,7 @@ from runner.state import COMPLETED, TERMINAL, RunState
 @click.option("--wait", "wait_", is_flag=True, help="Wait for the end; print the result.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the dispatch id(s).")
 @click.option("--json", "as_json", is_flag=True,
-              help="Print one JSON document: the dispatch ids (with --wait, and the results).")
+              help="Print one JSON document: the dispatch ids (with --wait, each run's result).")
 @pass_ctx
 def dispatch(ctx: Context, script: str, lattice_name: Optional[str], pairs: Tuple[str, ...],
              args_file: Optional[str], name: Optional[str], tags: Tuple[str, ...], wait_: bool,
@@ -92,7 +92,7 @@ def dispatch(ctx: Context, script: str, lattice_name: Optional[str], pairs: Tupl
             click.echo(repr(value))
         results.append(result_document(run.dispatch_id, state.status, value, state.error))
     if as_json:
-        _echo_json({"dispatch_ids": ids, "results": results})
+        _echo_json({"dispatch_ids": ids, "runs": results})
     code = max(int(STATUS_EXIT.get(state.status, ExitCode.ERROR)) for _, state in outcomes)
     if code:
         sys.exit(code)

@@ -47,19 +47,14 @@ def _set_home(ctx: click.Context, param: click.Parameter, value: Optional[str]) 
     ctx.meta["cov.home"] = value  # for completions (meta is shared by the whole command line)
     if ctx.resilient_parsing:
         return
-    from covalent_cli.cli.main import Context
-
-    obj = ctx.find_object(Context)
-    if obj is not None:
-        obj.set_home(value)
+    # ctx.obj is main.Context (not imported: main imports this module)
+    if hasattr(ctx.obj, "set_home"):
+        ctx.obj.set_home(value)
 
 
 def _set_debug(ctx: click.Context, param: click.Parameter, value: bool) -> None:
-    from covalent_cli.cli.main import Context
-
-    obj = ctx.find_object(Context)
-    if value and obj is not None:
-        obj.debug = True
+    if value and hasattr(ctx.obj, "debug"):
+        ctx.obj.debug = True
 
 
 def _home(ctx: click.Context) -> Optional[Path]:

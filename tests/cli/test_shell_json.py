@@ -48,7 +48,7 @@ def test_dispatch_json_wait_is_one_json_document(run_cov):
     doc = json.loads(proc.stdout)  # the whole of stdout
     assert doc["schema"] == 1 and list(doc)[0] == "schema"
     (run_id,) = doc["dispatch_ids"]
-    assert doc["results"] == [{"dispatch_id": run_id, "status": "COMPLETED",
+    assert doc["runs"] == [{"dispatch_id": run_id, "status": "COMPLETED",
                                "result": {"text": "HELLO, WORLD!", "letters": 10},
                                "error": None}]
     assert "run directory" not in proc.stderr  # --json stays clean: no hints
@@ -56,8 +56,8 @@ def test_dispatch_json_wait_is_one_json_document(run_cov):
     failed = run_cov("dispatch", str(WORKFLOWS / "failing.py"), "--json", "--wait")
     assert failed.returncode == 3
     doc = json.loads(failed.stdout)
-    assert doc["results"][0]["status"] == "FAILED"
-    assert "2: divide" in doc["results"][0]["error"]
+    assert doc["runs"][0]["status"] == "FAILED"
+    assert "2: divide" in doc["runs"][0]["error"]
 
 
 def test_every_json_document_has_the_schema_and_epoch_times(run_cov, cov_home):
@@ -97,7 +97,7 @@ def test_values_json_cannot_hold_are_marked_as_reprs(run_cov, tmp_path):
     script = _script(tmp_path, ODD, "odd.py")
     proc = run_cov("dispatch", script, "--json", "--wait")
     assert proc.returncode == 0, proc.stderr
-    result = json.loads(proc.stdout)["results"][0]["result"]
+    result = json.loads(proc.stdout)["runs"][0]["result"]
     assert result == {"nan": {"repr": "nan"}, "set": {"repr": "{1, 2}"}, "pair": [1, 2],
                       "ok": [1, "a", None], "keys": {"repr": "{(1, 2): 'tuple key'}"}}
     again = json.loads(run_cov("result", "latest", "--json").stdout)["result"]
@@ -114,7 +114,7 @@ def test_arguments_are_yaml_1_2(run_cov, tmp_path):
     args = [x for k, v in pairs.items() for x in ("-a", f"{k}={v}")]
     proc = run_cov("dispatch", script, *args, "--json", "--wait")
     assert proc.returncode == 0, proc.stderr
-    got = json.loads(proc.stdout)["results"][0]["result"]
+    got = json.loads(proc.stdout)["runs"][0]["result"]
     assert got == {
         "no": ["str", "'NO'"], "yes": ["str", "'yes'"], "zip": ["str", "'007'"],
         "octal": ["int", "15"], "hexa": ["int", "31"], "sci": ["float", "1000.0"],
