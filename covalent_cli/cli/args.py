@@ -14,9 +14,10 @@ MAX_ALIAS_EXPANSION = 100_000  # values YAML aliases may add to an argument once
 
 
 def load_yaml(text: str, what: str) -> Any:
-    """``yaml.safe_load`` with YAML 1.2 scalars (``Core12Loader``), refusing a document whose aliases add more than
-    ``MAX_ALIAS_EXPANSION`` values once expanded (a "billion laughs" bomb: tiny as text,
-    exponential once repr'd, as the manifest does). Big documents without aliases pass."""
+    """``yaml.safe_load`` with YAML 1.2 scalars (``Core12Loader``), refusing a document
+    whose aliases add more than ``MAX_ALIAS_EXPANSION`` values once expanded (a "billion
+    laughs" bomb: tiny as text, exponential once repr'd, as the manifest does). Big documents
+    without aliases pass."""
     loader = Core12Loader(text)
     try:
         node = loader.get_single_node()

@@ -11,13 +11,14 @@ import click
 from covalent_cli.cli.args import parse_args
 from covalent_cli.cli.commands import STATUS_EXIT, _echo_json, _result_value, _run, _state
 from covalent_cli.cli.main import Context, cli, pass_ctx
-from covalent_cli.errors import CovError, ExitCode, RunNotFound, RunUnreadable, ScriptError, UserError
+from covalent_cli.errors import (CovError, ExitCode, RunNotFound, RunUnreadable, ScriptError,
+                                 UserError)
 from covalent_cli.result import wait_for_run
 from runner.config import ConfigError
 from runner.daemon import Keeper
 from runner.locks import LockBusy
-from runner.rundir import RunDir, RunDirError
 from runner.json_view import result_document
+from runner.rundir import RunDir, RunDirError
 from runner.state import COMPLETED, TERMINAL, RunState
 
 
