@@ -267,3 +267,28 @@ def test_dispatch_says_where_the_run_went_and_what_to_type_next(run_cov, cov_hom
     quiet = run_cov("dispatch", str(WORKFLOWS / "hello.py"), "--wait", "-q")
     assert quiet.returncode == 0 and "run directory" not in quiet.stderr
     assert os.path.isdir(cov_home / quiet.stdout.split()[0])
+
+
+def test_a_script_that_dispatches_itself_gets_the_name_and_tags(run_cov, tmp_path):
+    """`cov dispatch --name/--tag` label the runs the script's own ct.dispatch makes too."""
+    path = tmp_path / "self.py"
+    path.write_text(textwrap.dedent("""
+        import covalent as ct
+
+        @ct.electron
+        def one():
+            return 1
+
+        @ct.lattice
+        def wf():
+            return one()
+
+        if __name__ == "__main__":
+            ct.get_result(ct.dispatch(wf)(), wait=True)
+    """))
+    proc = run_cov("dispatch", str(path), "--name", "mine", "--tag", "self", "-q")
+    assert proc.returncode == 0, proc.stderr
+    run_id = proc.stdout.strip()
+    assert run_cov("runs", "-q", "--tag", "self", "--name", "mine").stdout.split() == [run_id]
+    bad = run_cov("dispatch", str(path), "--name", " ")
+    assert bad.returncode == 1 and "--name ' ': give a non-empty one-line label" in bad.stderr
