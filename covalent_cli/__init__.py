@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from covalent_cli.version import VERSION as __version__  # noqa: E402
 from covalent_cli import executor  # noqa: E402  (ct.executor.LocalExecutor ...)
+from covalent_cli import fs, fs_strategies, leptons  # noqa: E402  (ct.fs.FileTransfer ...)
+from covalent_cli.leptons import Lepton  # noqa: E402
 from covalent_cli.deps import DepsBash, DepsCall, DepsModule, DepsPip  # noqa: E402
 from covalent_cli.dispatch import dispatch, dispatch_sync  # noqa: E402
 from covalent_cli.electron import electron, wait  # noqa: E402
@@ -24,5 +26,5 @@ __all__ = [
     "cancel", "wait", "status", "RESULT_STATUS", "Result", "DepsBash", "DepsPip", "DepsCall",
     "DepsModule", "TransportableObject", "executor", "get_config", "set_config", "reload_config",
     "get_context", "covalent_start", "covalent_stop", "is_covalent_running",
-    "MissingLatticeRecordError",
+    "MissingLatticeRecordError", "Lepton", "fs", "fs_strategies", "leptons",
 ]

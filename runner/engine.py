@@ -201,7 +201,8 @@ def task_for(manifest: Manifest, node_id: int, attempt: int, run: str, fence: st
     return Task(run=run, dispatch_id=manifest.dispatch_id, node=node.id, name=node.name,
                 attempt=attempt, fn=node.blob, inputs=inputs,
                 executor=manifest.executors.get(node.executor or "local", {}),
-                cwd=manifest.cwd, sys_path=manifest.sys_path, fence=fence)
+                cwd=manifest.cwd, sys_path=manifest.sys_path, fence=fence,
+                files=node.files or [])
 
 
 def child_failed_event(node: int, attempt: int, child_id: str, status: str,

@@ -144,8 +144,10 @@ def read_outcome_payload(path: str) -> Optional[bytes]:
 
 # -- running a task -----------------------------------------------------------------------------
 def run_task(electron: Dict[str, Any], args: List[Any], kwargs: Dict[str, Any],
-             stdout_fd: int, stderr_fd: int) -> Tuple[OutcomeHeader, bytes]:
-    """Run deps, hooks and the function in Covalent's order; return (header, payload)."""
+             stdout_fd: int, stderr_fd: int, backend_transfers: bool = False
+             ) -> Tuple[OutcomeHeader, bytes]:
+    """Run deps, hooks and the function in Covalent's order; return (header, payload).
+    ``backend_transfers``: the backend does the ExecutorConnection file transfers itself."""
     start = time.time()
     header: OutcomeHeader = {"ok": False, "start": start, "host": HOST, "pid": os.getpid()}
     payload = b""
@@ -156,6 +158,11 @@ def run_task(electron: Dict[str, Any], args: List[Any], kwargs: Dict[str, Any],
         pip = hooks.get("pip")
         if pip and (pip.get("packages") or pip.get("requirements")):
             _pip_install(pip, stdout_fd, stderr_fd)
+        transfers = hooks.get("files") or ()
+        if transfers:  # Covalent's order: before the call_before hooks, after the deps
+            paths = file_transfers(transfers, "before", backend_transfers)
+            if hooks.get("files_arg", True):  # a lepton's are not passed (Covalent's way)
+                kwargs["files"] = paths
         injected: Dict[str, List[Any]] = {}
         for call in hooks.get("call_before", ()):
             value = call["fn"](*call.get("args", ()), **call.get("kwargs", {}))
@@ -168,6 +175,8 @@ def run_task(electron: Dict[str, Any], args: List[Any], kwargs: Dict[str, Any],
             value = runner(electron["fn"], args, kwargs, electron.get("meta", {}))
         else:
             value = electron["fn"](*args, **kwargs)
+        if transfers:
+            file_transfers(transfers, "after", backend_transfers)
         for call in hooks.get("call_after", ()):
             call["fn"](*call.get("args", ()), **call.get("kwargs", {}))
         if isinstance(value, ChildRun):
@@ -247,6 +256,94 @@ def _pip_install(pip: Dict[str, Any], stdout_fd: int, stderr_fd: int) -> None:
             os.unlink(reqs_file)
     if rc != 0:
         raise TaskFailed(f"DepsPip install failed with exit code {rc}: {' '.join(cmd[4:])}", "deps")
+
+
+# -- file transfers (covalent_cli.fs; docs/executors.md "File transfers") ---------------------
+def file_transfers(transfers: Any, order: str, backend_transfers: bool) -> List[Tuple[str, str]]:
+    """Carry out the transfers of ``order`` ("before"/"after"); return every transfer's
+    (from, to) paths, the task's ``files`` argument. A failure raises ``TaskFailed`` naming
+    the paths and the reason."""
+    for t in transfers:
+        kind = t["strategy"]["kind"]
+        try:
+            if order == "before":  # a File() without a path: an empty temporary file (Covalent's)
+                for path in t.get("touch", ()):
+                    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+                    open(path, "a").close()
+            if t.get("order", "before") != order or (kind == "executor" and backend_transfers):
+                continue  # not now, or the backend copies it over its connection
+            if kind == "rsync":
+                _rsync(t)
+            else:  # shutil, and the executor's connection when the task runs beside cov
+                copy_path(t["from"], t["to"])
+        except TaskFailed:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure of a copy is the transfer's
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            where = getattr(exc, "filename", None)
+            where = f" ({where})" if where and where not in (t["from"], t["to"]) else ""
+            raise TaskFailed(transfer_error(t, f"{reason}{where}"), "file_transfer") from None
+    return [(t["from"], t["to"]) for t in transfers]
+
+
+def transfer_error(transfer: Dict[str, Any], reason: str) -> str:
+    """The message of a failed transfer: which copy, when, where, why."""
+    return (f"file transfer {transfer['from']} -> {transfer['to']} ({transfer.get('order')} the "
+            f"task, {transfer['strategy']['kind']}) failed on {HOST}: {reason}")
+
+
+def copy_path(src: str, dst: str) -> None:
+    """Copy a file or folder with rsync's meaning of a trailing ``/``: ``dir/`` copies the
+    folder's contents, ``dir`` the folder itself into ``dst/`` (or as ``dst``)."""
+    import shutil
+
+    src_dir = os.path.isdir(src)
+    if not os.path.exists(src):
+        raise FileNotFoundError(errno.ENOENT, "no such file or directory", src)
+    if dst.endswith("/") or (os.path.isdir(dst) and not src.endswith("/")):
+        if not (src_dir and src.endswith("/")):
+            dst = os.path.join(dst, os.path.basename(src.rstrip("/")))
+    if src_dir:
+        shutil.copytree(src, dst, dirs_exist_ok=True)
+    else:
+        os.makedirs(os.path.dirname(dst) or ".", exist_ok=True)
+        shutil.copyfile(src, dst)
+
+
+def _rsync(transfer: Dict[str, Any]) -> None:
+    """``rsync -a`` here, over ssh when one side is remote (BatchMode: never a prompt)."""
+    import shlex
+
+    strategy = transfer["strategy"]
+    src, dst = transfer["from"], transfer["to"]
+    argv = ["rsync", "-a"]
+    if transfer["direction"] != "cp":
+        ssh = ["ssh", "-o", "BatchMode=yes"]
+        if strategy.get("ssh_config"):
+            ssh += ["-F", strategy["ssh_config"]]
+        if strategy.get("key"):
+            ssh += ["-i", strategy["key"]]
+        if strategy.get("port"):
+            ssh += ["-p", str(strategy["port"])]
+        argv += ["-e", " ".join(shlex.quote(a) for a in ssh)]
+        host = f"{strategy['user']}@{strategy['host']}" if strategy.get("user") \
+            else strategy["host"]
+        if transfer["direction"] == "download":
+            src = f"{host}:{src}"
+        else:
+            dst = f"{host}:{dst}"
+    if transfer["direction"] != "upload":  # a local destination's folder, as copy_path does
+        os.makedirs(os.path.dirname(dst.rstrip("/")) or ".", exist_ok=True)
+    try:
+        proc = subprocess.run(argv + [src, dst], stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    except FileNotFoundError:
+        raise TaskFailed(transfer_error(transfer, "rsync is not installed here"),
+                         "file_transfer") from None
+    if proc.returncode != 0:
+        detail = proc.stderr.decode("utf-8", "replace").strip()[-1500:]
+        raise TaskFailed(transfer_error(transfer, f"rsync exited with code {proc.returncode}: "
+                                                  f"{detail}"), "file_transfer")
 
 
 def _write_fd(fd: int, text: str) -> None:
@@ -766,7 +863,8 @@ def execute_bundle(bundle_path: str, outcome_path: str, stdout_path: str, stderr
             _write_fd(fds[1], header["error"])
             payload = b""
         else:
-            header, payload = run_task(electron, args, kwargs, fds[0], fds[1])
+            header, payload = run_task(electron, args, kwargs, fds[0], fds[1],
+                                       bool(bundle.get("backend_transfers")))
     write_outcome(outcome_path, header, payload)
     return 0
 

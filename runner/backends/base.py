@@ -54,6 +54,9 @@ class Task:
     # The claim's fencing token: a path that exists once another runner took this runner's
     # claims over; a pool worker then neither starts the task nor writes its outcome.
     fence: str = ""
+    # File transfers the backend does around the task over its own connection (the manifest
+    # node's "files"; covalent_cli.fs ExecutorConnection). Empty for most tasks.
+    files: List[Dict[str, Any]] = field(default_factory=list)
 
     @property
     def outcome_path(self) -> str:
@@ -209,10 +212,11 @@ class ThreadedBackend(Backend):
         self._deliver_handles()
 
 
-def make_bundle(task: Task, rundir: "RunDir") -> bytes:
+def make_bundle(task: Task, rundir: "RunDir", backend_transfers: bool = False) -> bytes:
     """The task as one self-contained pickle for ``worker.py`` on another host: its function
     and inputs read from ``rundir``. An input whose result file is missing or incomplete raises
-    ``RuntimeError`` (the task cannot start)."""
+    ``RuntimeError`` (the task cannot start). ``backend_transfers``: the backend copies the
+    task's ``files`` (ExecutorConnection) itself, the worker leaves them alone."""
     def result(node: int) -> bytes:
         payload = worker.read_outcome_payload(str(rundir.result_path(node)))
         if payload is None:
@@ -224,8 +228,25 @@ def make_bundle(task: Task, rundir: "RunDir") -> bytes:
         data = rundir.read_blob((source[1], source[2])) if source[0] == "blob" \
             else result(source[1])
         inputs.append((kind, key, data))
-    bundle = {"fn": rundir.read_blob(task.fn), "inputs": inputs, "cwd": task.cwd,
+    bundle: Dict[str, Any] = {"fn": rundir.read_blob(task.fn), "inputs": inputs, "cwd": task.cwd,
               "sys_path": task.sys_path,
               "context": {"dispatch_id": task.dispatch_id, "node": task.node,
                           "attempt": task.attempt}}
+    if backend_transfers:
+        bundle["backend_transfers"] = True
     return pickle.dumps(bundle, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def transfer_failed(task: Task, message: str, **fields: Any) -> Completion:
+    """A file transfer the backend did for ``task`` failed: the attempt fails with ``message``,
+    which also goes into its outcome file and the end of its stderr (``cov logs``)."""
+    header: Dict[str, Any] = {"ok": False, "reason": "file_transfer", "error": message,
+                              "end": time.time(), "attempt": task.attempt}
+    header.update({k: v for k, v in fields.items() if v is not None})
+    try:
+        with open(task.stderr_path, "a", encoding="utf-8") as f:
+            f.write(message + "\n")
+        worker.write_outcome(task.outcome_path, header)
+    except OSError:
+        pass  # the Completion still carries it
+    return Completion.of(task, header)

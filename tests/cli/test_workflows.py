@@ -11,6 +11,7 @@ EXPECTED = {
     "failing.py": ([], 3, None),
     "sublattice_loop.py": (["-a", "start=100"], 0, "6"),
     "deps_hooks.py": ([], 0, "21"),
+    "file_transfer.py": ([], 0, "{'text': 'HELLO FROM A FILE', 'copied_out': True}"),
 }
 
 
