@@ -45,6 +45,9 @@ Reuse = Callable[[Manifest, bytes], Tuple[List[Event], List[Tuple[int, Path]]]]
 
 # Dispatch ids made by this process, newest last (``cov dispatch`` reports a script's own).
 DISPATCHED: List[str] = []
+# The name and tags of the top-level runs this process dispatches: `cov dispatch --name/--tag`
+# sets them, so the runs a script dispatches itself get them too.
+LABELS: Dict[str, Any] = {"name": None, "tags": ()}
 
 
 def dispatch(lattice: Lattice, dispatcher_addr: Optional[str] = None, *,
@@ -97,8 +100,10 @@ def create_run(lattice: Lattice, args: Sequence[Any], kwargs: Dict[str, Any], *,
                replacements: Optional[Dict[str, Any]] = None,
                reused: Optional[Reuse] = None,
                dispatch_id: Optional[str] = None,
-               secrets_from: Optional[RunDir] = None) -> RunDir:
-    """Build the graph, pickle everything, and create the run directory (``dispatch_id``: a
+               secrets_from: Optional[RunDir] = None,
+               name: Optional[str] = None, tags: Sequence[str] = ()) -> RunDir:
+    """Build the graph, pickle everything, and create the run directory (``name``, ``tags``:
+    the user's label and tags for listings, ``cov dispatch --name/--tag``; ``dispatch_id``: a
     given id, for a run created again by a re-run task; if it exists it is returned as is;
     ``reused``: the results taken over from an older run, see ``Reuse``; ``secrets_from``: a
     redispatched run, whose executors' secrets are taken over)."""
@@ -135,6 +140,8 @@ def create_run(lattice: Lattice, args: Sequence[Any], kwargs: Dict[str, Any], *,
         inputs={"args": [_short_repr(a) for a in args],
                 "kwargs": {k: _short_repr(v) for k, v in kwargs.items()}},
         blobs=packer.named,
+        name=name if name is not None or parent else LABELS["name"],
+        tags=list(tags or (() if parent else LABELS["tags"])),
     )
     events: List[Event] = []
     results: List[Tuple[int, Path]] = []
