@@ -27,11 +27,13 @@ from covalent_cli.graph import Graph, GraphNode
 from covalent_cli.lattice import DEFAULT_EXECUTOR, Lattice
 from covalent_cli.pack import Packer, pickle_local_modules_by_value
 from covalent_cli.result import get_result
+from covalent_cli.sources import Sources, capture
 from covalent_cli.version import VERSION
 from runner import backends
 from runner.config import ConfigError, check_config, executor_problem, get_value, runs_home
 from runner.daemon import ensure_running
-from runner.manifest import LOCAL_ONLY_KINDS, PARAMETER, SUBLATTICE, Edge, Manifest, NodeSpec
+from runner.manifest import (ELECTRON, LOCAL_ONLY_KINDS, PARAMETER, SUBLATTICE, Edge, Manifest,
+                             NodeSpec)
 from runner.redact import has_mask, split_secrets, unmask
 from runner.rundir import RunDir
 from runner.state import Event
@@ -43,6 +45,9 @@ Reuse = Callable[[Manifest, bytes], Tuple[List[Event], List[Tuple[int, Path]]]]
 
 # Dispatch ids made by this process, newest last (``cov dispatch`` reports a script's own).
 DISPATCHED: List[str] = []
+# The name and tags of the top-level runs this process dispatches: `cov dispatch --name/--tag`
+# sets them, so the runs a script dispatches itself get them too.
+LABELS: Dict[str, Any] = {"name": None, "tags": ()}
 
 
 def dispatch(lattice: Lattice, dispatcher_addr: Optional[str] = None, *,
@@ -95,8 +100,10 @@ def create_run(lattice: Lattice, args: Sequence[Any], kwargs: Dict[str, Any], *,
                replacements: Optional[Dict[str, Any]] = None,
                reused: Optional[Reuse] = None,
                dispatch_id: Optional[str] = None,
-               secrets_from: Optional[RunDir] = None) -> RunDir:
-    """Build the graph, pickle everything, and create the run directory (``dispatch_id``: a
+               secrets_from: Optional[RunDir] = None,
+               name: Optional[str] = None, tags: Sequence[str] = ()) -> RunDir:
+    """Build the graph, pickle everything, and create the run directory (``name``, ``tags``:
+    the user's label and tags for listings, ``cov dispatch --name/--tag``; ``dispatch_id``: a
     given id, for a run created again by a re-run task; if it exists it is returned as is;
     ``reused``: the results taken over from an older run, see ``Reuse``; ``secrets_from``: a
     redispatched run, whose executors' secrets are taken over)."""
@@ -107,7 +114,10 @@ def create_run(lattice: Lattice, args: Sequence[Any], kwargs: Dict[str, Any], *,
     pickle_local_modules_by_value(_source_file(lattice))
     packer = Packer()
     executors = _ExecutorTable(secrets_from)
-    nodes = [_node_spec(node, graph, lattice, packer, executors) for node in graph.nodes]
+    sources = Sources()
+    sources.workflow = capture(lattice)
+    nodes = [_node_spec(node, graph, lattice, packer, executors, sources)
+             for node in graph.nodes]
     packer.add_named("workflow", lattice, "the lattice function")
     packer.add_named("inputs", {"args": list(args), "kwargs": dict(kwargs)}, "the lattice inputs")
     home = home or _home()
@@ -130,6 +140,8 @@ def create_run(lattice: Lattice, args: Sequence[Any], kwargs: Dict[str, Any], *,
         inputs={"args": [_short_repr(a) for a in args],
                 "kwargs": {k: _short_repr(v) for k, v in kwargs.items()}},
         blobs=packer.named,
+        name=name if name is not None or parent else LABELS["name"],
+        tags=list(tags or (() if parent else LABELS["tags"])),
     )
     events: List[Event] = []
     results: List[Tuple[int, Path]] = []
@@ -137,7 +149,8 @@ def create_run(lattice: Lattice, args: Sequence[Any], kwargs: Dict[str, Any], *,
         events, results = reused(manifest, packer.data())
     try:
         run = RunDir.create(home, manifest, packer.data(), events=events, results=results,
-                            secret_values=executors.secrets, env=_environment())
+                            secret_values=executors.secrets, env=_environment(),
+                            sources=sources.to_json())
     except PermissionError:
         raise UserError(f"cannot write runs home {home}: permission denied",
                         "set COV_HOME to a writable directory") from None
@@ -208,7 +221,7 @@ def _home() -> Path:
 
 
 def _node_spec(node: GraphNode, graph: Graph, lattice: Lattice, packer: Packer,
-               executors: "_ExecutorTable") -> NodeSpec:
+               executors: "_ExecutorTable", sources: Sources) -> NodeSpec:
     spec = NodeSpec(id=node.id, name=node.name, kind=node.kind,
                     parents=[Edge(e.parent, e.param, e.type, e.index) for e in node.parents],
                     waits=list(node.waits))
@@ -252,6 +265,11 @@ def _node_spec(node: GraphNode, graph: Graph, lattice: Lattice, packer: Packer,
 
     owner = node.owner if node.owner is not None else function
     spec.fingerprint = packer.fingerprint(owner, function, hooks)
+    if node.kind == ELECTRON:
+        sources.add(spec.fingerprint, function)
+    elif node.kind == SUBLATTICE:  # its function is build_sublattice: the source is the lattice's
+        sources.add_node(node.id, next((graph.nodes[e.parent].value for e in node.parents
+                                        if e.param == "sub_lattice"), None))
     spec.blob = packer.add_function((owner, spec.executor) if run_with else owner, make,
                                     f"task '{node.name}' (node {node.id})")
     return spec

@@ -9,7 +9,8 @@ import functools
 from typing import Any, Callable, Dict, List, Optional
 
 from covalent_cli.build import Proxy, current_builder
-from covalent_cli.deps import DepsBash, DepsCall, DepsModule, DepsPip, as_bash, as_calls, as_pip
+from covalent_cli.deps import (DepsBash, DepsCall, DepsModule, DepsPip, Hook, as_bash, as_calls,
+                               as_pip)
 from covalent_cli.fs import RESERVED_FILES_KEYWORD, FileTransfer, as_transfers
 
 
@@ -25,8 +26,8 @@ class Electron:
         self.executor = executor
         self.deps_bash: Optional[DepsBash] = as_bash(deps_bash)
         self.deps_pip: Optional[DepsPip] = as_pip(deps_pip)
-        self.call_before: Optional[List[DepsCall]] = as_calls(call_before, "call_before")
-        self.call_after: Optional[List[DepsCall]] = as_calls(call_after, "call_after")
+        self.call_before: Optional[List[Hook]] = as_calls(call_before, "call_before")
+        self.call_after: Optional[List[Hook]] = as_calls(call_after, "call_after")
         if deps_module is not None:
             modules = deps_module if isinstance(deps_module, (list, tuple)) else [deps_module]
             self.call_before = [DepsModule(m) for m in modules] + (self.call_before or [])
@@ -55,7 +56,8 @@ class Electron:
     def retval_keywords(self) -> List[str]:
         """Keyword arguments filled at run time, not in the graph: call_before return values
         and ``files`` (the transfers' paths)."""
-        words = [c.retval_keyword for c in (self.call_before or []) if c.retval_keyword]
+        words = [c.retval_keyword for c in (self.call_before or [])
+                 if isinstance(c, DepsCall) and c.retval_keyword]
         return words + [RESERVED_FILES_KEYWORD] if self.files and self.receives_files else words
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:

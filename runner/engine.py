@@ -88,10 +88,10 @@ def cancel_targets(request: Dict[str, Any], unfinished: List[int], finished: Col
     for node in sorted(targets):
         if node in finished:
             continue
-        if node in ours:
-            plan.append((node, "backend"))
-        elif node in children:
+        if node in children:  # before ``ours``: a sublattice node stays ours while its child runs
             plan.append((node, "child"))
+        elif node in ours:
+            plan.append((node, "backend"))
         elif node not in active or not alive(runner_of(node)):
             plan.append((node, "end"))
     return plan

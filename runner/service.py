@@ -378,7 +378,8 @@ class Runner:
                 self._backend(run.ours[node].executor, run.env).cancel(run.path, node)
                 continue
             if action == "child":
-                self._cancel_child(run.children[node])
+                self._cancel_child(run.children.pop(node))
+                run.ours.pop(node, None)  # its build task is long done; the child is cancelled
             run.pending.append(engine.cancelled_event(node, child=action == "child"))
             run.schedule.finish(node, CANCELLED)
 

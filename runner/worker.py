@@ -143,6 +143,18 @@ def read_outcome_payload(path: str) -> Optional[bytes]:
 
 
 # -- running a task -----------------------------------------------------------------------------
+def _call_hook(call: Dict[str, Any], stdout_fd: int, stderr_fd: int) -> Any:
+    """One call_before/call_after entry: a call, or a DepsBash/DepsPip given there (Covalent
+    runs those in the list's order too)."""
+    if "fn" not in call:
+        for command in call.get("bash", ()):
+            _run_shell(command, stdout_fd, stderr_fd)
+        if call.get("pip"):
+            _pip_install(call["pip"], stdout_fd, stderr_fd)
+        return None
+    return call["fn"](*call.get("args", ()), **call.get("kwargs", {}))
+
+
 def run_task(electron: Dict[str, Any], args: List[Any], kwargs: Dict[str, Any],
              stdout_fd: int, stderr_fd: int, backend_transfers: bool = False
              ) -> Tuple[OutcomeHeader, bytes]:
@@ -165,7 +177,7 @@ def run_task(electron: Dict[str, Any], args: List[Any], kwargs: Dict[str, Any],
                 kwargs["files"] = paths
         injected: Dict[str, List[Any]] = {}
         for call in hooks.get("call_before", ()):
-            value = call["fn"](*call.get("args", ()), **call.get("kwargs", {}))
+            value = _call_hook(call, stdout_fd, stderr_fd)
             if call.get("retval_keyword"):
                 injected.setdefault(call["retval_keyword"], []).append(value)
         for key, values in injected.items():
@@ -178,7 +190,7 @@ def run_task(electron: Dict[str, Any], args: List[Any], kwargs: Dict[str, Any],
         if transfers:
             file_transfers(transfers, "after", backend_transfers)
         for call in hooks.get("call_after", ()):
-            call["fn"](*call.get("args", ()), **call.get("kwargs", {}))
+            _call_hook(call, stdout_fd, stderr_fd)
         if isinstance(value, ChildRun):
             header.update({"ok": True, "child": value.dispatch_id})
         else:
