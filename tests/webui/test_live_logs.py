@@ -63,8 +63,8 @@ def test_task_view_tails_a_running_tasks_output(chromium_page, served, ui_home, 
         expect(stdout).to_contain_text("tick 1", timeout=20_000)  # while it runs
         assert RunDir(ui_home.home / run).state().tasks[0].status == "RUNNING"
         page.evaluate("window.__sameDocument = true")
-        expect(stdout).to_contain_text("tick 4", timeout=10_000)  # and it keeps growing
-        expect(page.locator("#tab-task pre.stderr")).to_contain_text("tock 4 é")
+        expect(stdout).to_contain_text("tick 8", timeout=15_000)  # and it keeps growing
+        expect(page.locator("#tab-task pre.stderr")).to_contain_text("tock 8 é")
         assert page.evaluate("window.__sameDocument") is True  # tailed, not reloaded
         text = stdout.inner_text()
         assert text.count("tick 2\n") == 1  # each line once, in order

@@ -209,7 +209,8 @@
           if (atEnd) pre.scrollTop = pre.scrollHeight;
         });
       }).catch(function () {}).then(function () {
-        if (tail === mine && !cov.TERMINAL[statusOf(mine.id)]) mine.timer = setTimeout(step, 1000);
+        var st = run.tasks[mine.id];  // [status, start, end] from the state poll
+        if (tail === mine && !(st && cov.TERMINAL[st[0]])) mine.timer = setTimeout(step, 1000);
       });
     }
     mine.timer = setTimeout(step, 500);
