@@ -1,4 +1,5 @@
-"""The run commands: dispatch, runs, status, result, logs, wait, cancel, redispatch, rm, config."""
+"""The run commands: dispatch, runs, status, result, logs, wait, cancel, rm, config
+(``redispatch`` is in redispatch_cmd.py)."""
 from __future__ import annotations
 
 import json
@@ -489,24 +490,6 @@ def cancel(ctx: Context, run_id: str, nodes: Tuple[int, ...]) -> None:
     except RunDirError as exc:
         raise RunUnreadable(str(exc)) from None
     click.echo(message)
-
-
-@cli.command()
-@click.argument("run_id")
-@click.option("--reuse", is_flag=True, help="Reuse results of unchanged tasks.")
-@click.option("-a", "--arg", "pairs", multiple=True, metavar="NAME=VALUE", help="New arguments.")
-@click.option("-q", "--quiet", is_flag=True, help="Print only the new id.")
-@pass_ctx
-def redispatch(ctx: Context, run_id: str, reuse: bool, pairs: Tuple[str, ...], quiet: bool) -> None:
-    """Dispatch an old run's lattice again (its inputs, or new -a ones)."""
-    from covalent_cli.redispatch import redispatch as redispatch_run
-    from covalent_cli.script import alias_covalent
-
-    alias_covalent()
-    run = _run(ctx, run_id)
-    args, kwargs = _parse_args(pairs, None)
-    new_id = redispatch_run(run.dispatch_id, reuse_previous_results=reuse)(*args, **kwargs)
-    click.echo(new_id if quiet else f"Dispatched {new_id} (from {run.dispatch_id})")
 
 
 RM_STOP_TIMEOUT_S = 60.0  # how long `cov rm` waits for a cancelled run to stop
