@@ -1,13 +1,16 @@
 """Loading a user's Covalent script inside ``cov dispatch``, with ``covalent`` meaning this SDK."""
 from __future__ import annotations
 
+import contextlib
+import inspect
 import os
 import runpy
 import sys
 import traceback
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, Iterator, List, Tuple
 
 from covalent_cli.errors import CovError, ScriptError, UserError
+from runner.config import ConfigError
 
 
 def alias_covalent() -> None:
@@ -19,8 +22,9 @@ def alias_covalent() -> None:
     sys.modules.setdefault("covalent.executor", executor)
 
 
-def run_script(path: str) -> Tuple[Dict[str, Any], List[str]]:
-    """Run the script as ``__main__``; return its namespace and the dispatch ids it made."""
+def run_script(path: str, run_name: str = "__main__") -> Tuple[Dict[str, Any], List[str]]:
+    """Run the script as ``__main__`` (or ``run_name``: its main block then does not run);
+    return its namespace and the dispatch ids it made."""
     from covalent_cli.dispatch import DISPATCHED
 
     if not os.path.exists(path):
@@ -48,7 +52,7 @@ def run_script(path: str) -> Tuple[Dict[str, Any], List[str]]:
     saved_argv = sys.argv
     sys.argv = [path]
     try:
-        namespace = runpy.run_path(path, run_name="__main__")
+        namespace = runpy.run_path(path, run_name=run_name)
     except SystemExit as exc:
         if exc.code not in (None, 0):
             raise ScriptError(f"{path} exited with {exc.code!r} while loading") from None
@@ -68,11 +72,23 @@ def run_script(path: str) -> Tuple[Dict[str, Any], List[str]]:
     return namespace, DISPATCHED[before:]
 
 
+_OURS = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def is_user_file(filename: str) -> bool:
+    """A frame's file is the user's: not cov's, not runpy's, not frozen."""
+    return not os.path.abspath(filename).startswith(_OURS) and "runpy" not in filename and \
+        not filename.startswith("<frozen")
+
+
 def _user_frames(exc: BaseException) -> List[Any]:
-    ours = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    return [f for f in traceback.extract_tb(exc.__traceback__)
-            if not os.path.abspath(f.filename).startswith(ours + os.sep)
-            and "runpy" not in f.filename and not f.filename.startswith("<frozen")]
+    return [f for f in traceback.extract_tb(exc.__traceback__) if is_user_file(f.filename)]
+
+
+def user_line(frames: List[Any]) -> str:
+    """`` (at FILE:LINE)`` of the innermost user frame of ``frames``, or nothing."""
+    mine = [f for f in frames if is_user_file(f.filename)]
+    return f" (at {mine[-1].filename}:{mine[-1].lineno})" if mine else ""
 
 
 def user_traceback(exc: BaseException) -> str:
@@ -81,6 +97,30 @@ def user_traceback(exc: BaseException) -> str:
     lines += traceback.format_list(_user_frames(exc))
     lines += traceback.format_exception_only(type(exc), exc)
     return "".join(lines)
+
+
+@contextlib.contextmanager
+def building(lattice: Any, where: str) -> Iterator[None]:
+    """Run graph building (the lattice body) with its exceptions shown as the user's error:
+    ``ScriptError`` (exit 7) with the traceback through the user's files only. A lattice
+    called with arguments it does not take says which it takes."""
+    try:
+        yield
+    except (CovError, ConfigError):
+        raise
+    except RecursionError:
+        raise ScriptError(f"building lattice '{lattice.__name__}' of {where} failed: "
+                          "RecursionError (recursion too deep)") from None
+    except Exception as exc:  # noqa: BLE001 - the user's code raised while building the graph
+        hint = ""
+        if isinstance(exc, TypeError) and not _user_frames(exc):
+            try:  # the arguments did not fit the lattice's signature
+                hint = f"{lattice.__name__} takes {inspect.signature(lattice.workflow_function)}"
+            except (TypeError, ValueError, AttributeError):
+                pass
+        raise ScriptError(f"building lattice '{lattice.__name__}' of {where} failed: "
+                          f"{type(exc).__name__}: {exc}", hint,
+                          detail=user_traceback(exc) if _user_frames(exc) else "") from None
 
 
 def _user_error(exc: BaseException, path: str) -> str:

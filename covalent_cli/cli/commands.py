@@ -148,19 +148,26 @@ def _parse_args(pairs: Tuple[str, ...], args_file: Optional[str]) -> Tuple[List[
 @click.option("--wait", "wait_", is_flag=True, help="Wait for the end; print the result.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the dispatch id(s).")
 @click.option("--json", "as_json", is_flag=True, help="Print the dispatch id(s) as JSON.")
+@click.option("--dry-run", is_flag=True, help="Build the graph, print its tasks; write no run.")
 @pass_ctx
 def dispatch(ctx: Context, script: str, lattice_name: Optional[str], pairs: Tuple[str, ...],
-             args_file: Optional[str], wait_: bool, quiet: bool, as_json: bool) -> None:
+             args_file: Optional[str], wait_: bool, quiet: bool, as_json: bool,
+             dry_run: bool) -> None:
     """Run SCRIPT (a Covalent script) and dispatch its lattice.
 
     If the script dispatches on its own when run (the usual Covalent script), those dispatches
     are reported; otherwise its one lattice (or LATTICE) is dispatched with the -a arguments.
     """
+    from covalent_cli.cli import dry_run_cmd
     from covalent_cli.dispatch import start_runner
-    from covalent_cli.script import find_lattices, run_script
+    from covalent_cli.dryrun import load_script
+    from covalent_cli.script import find_lattices
 
+    dry = dry_run_cmd.start() if dry_run else None  # runs are reported, not written
     args, kwargs = _parse_args(pairs, args_file)
-    namespace, ids = run_script(script)
+    given = [what for what, used in (("-a", pairs), ("--args-file", args_file),
+                                     ("LATTICE", lattice_name)) if used]
+    namespace, ids = load_script(script, refuse="/".join(given))
     if not ids:
         lattices = find_lattices(namespace)
         if lattice_name:
@@ -182,6 +189,8 @@ def dispatch(ctx: Context, script: str, lattice_name: Optional[str], pairs: Tupl
     elif pairs or args_file or lattice_name:
         raise UserError(f"{script} dispatched on its own; -a/--args-file/LATTICE do not apply",
                         "remove the dispatch from the script or the arguments from the command")
+    if dry is not None:
+        return dry_run_cmd.report(dry, ids, as_json)
     if as_json:
         _echo_json({"dispatch_ids": ids})
     else:
