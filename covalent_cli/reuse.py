@@ -11,7 +11,6 @@ third), as Snakemake's ``-n`` lists them.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -26,7 +25,7 @@ from covalent_cli.fingerprint import FP_VERSION
 # the task that consumes them, not on their own.
 INTERNAL_KINDS = frozenset({COLLECTION, ATTRIBUTE, OPERATOR, POSTPROCESS})
 
-# The reasons a task reruns (the words ``--dry-run`` prints; docs/redispatch.md lists them).
+# The reasons a task reruns (the words ``--dry-run`` prints; docs/rerun.md lists them).
 CODE_CHANGED = "code changed"
 OLD_FINGERPRINT = "code fingerprint unknown (run from an older cov)"
 INPUT_CHANGED = "input changed"
@@ -50,36 +49,49 @@ class ReusePlan:
 
 def plan_reuse(old: RunDir, new: Manifest, new_pack: bytes, enabled: bool = True) -> ReusePlan:
     """The reuse plan of ``new`` (its pack ``new_pack``) against the finished or failed ``old``."""
+    if not enabled:
+        return ReusePlan(reasons={n.id: [NOT_ASKED] for n in new.nodes if n.executes})
     om = old.manifest
     state = old.state()
+    order = topological_order(new)
     old_keys = node_keys(om, old.read_blob)
-    new_keys = node_keys(new, lambda b: new_pack[b[0]:b[0] + b[1]])
+    new_keys = node_keys(new, lambda b: new_pack[b[0]:b[0] + b[1]], order)
     by_key: Dict[str, List[int]] = {}
     for node in om.nodes:
         if node.executes:
             by_key.setdefault(old_keys[node.id], []).append(node.id)
     counterparts = _counterparts(om, new)
+    checked: Dict[int, bool] = {}
+
+    def has_result(old_id: int) -> bool:
+        """The old node completed with its value on file (a sublattice's value lives in its
+        child run, which is not taken over). One read per old node."""
+        found = checked.get(old_id)
+        if found is None:
+            task = state.tasks.get(old_id)
+            header = old.outcome_header(old_id) if task and task.status == COMPLETED else None
+            found = checked[old_id] = bool(header and header.get("ok") and
+                                           not header.get("child"))
+        return found
+
     plan = ReusePlan()
-    for node_id in topological_order(new):
+    for node_id in order:
         node = new.node(node_id)
         if not node.executes:
             continue
         upstream = [p for p in [e.node for e in node.parents] + list(node.waits)
                     if new.node(p).executes and p not in plan.reused]
-        if not enabled:
-            plan.reasons[node_id] = [NOT_ASKED]
-            continue
         candidates = by_key.get(new_keys[node_id], [])
-        done = [c for c in candidates if _has_result(old, state, c)]
-        if done and not upstream and node.kind != SUBLATTICE:
-            plan.reused[node_id] = done[0]
+        done = next((c for c in candidates if has_result(c)), None)
+        if done is not None and not upstream:
+            plan.reused[node_id] = done
             continue
         reasons: List[str] = []
         if upstream:
             reasons += _upstream_reasons(new, plan, node, upstream)
         if node.kind == SUBLATTICE:
             reasons.append(SUBLATTICE_REASON)
-        if candidates and not done:
+        elif candidates and done is None:
             status = state.tasks[candidates[0]].status if candidates[0] in state.tasks else None
             reasons.append(FAILED_BEFORE if status == FAILED else
                            NO_RESULT if status == COMPLETED else NOT_FINISHED)
@@ -88,16 +100,6 @@ def plan_reuse(old: RunDir, new: Manifest, new_pack: bytes, enabled: bool = True
                                      new_keys, explained=bool(reasons))
         plan.reasons[node_id] = _unique(reasons) or [NO_RESULT]
     return plan
-
-
-def _has_result(old: RunDir, state: object, node_id: int) -> bool:
-    """The old node completed with its value on file (a sublattice's value lives in its child
-    run, which is not taken over)."""
-    task = state.tasks.get(node_id)  # type: ignore[attr-defined]
-    if task is None or task.status != COMPLETED:
-        return False
-    header = old.outcome_header(node_id)
-    return bool(header and header.get("ok") and not header.get("child"))
 
 
 def _what_differs(om: Manifest, new: Manifest, node: NodeSpec, previous: Optional[NodeSpec],
@@ -180,19 +182,22 @@ def _counterparts(om: Manifest, new: Manifest) -> Dict[int, NodeSpec]:
     return {n.id: old_by[k] for k, n in occurrences(new).items() if k in old_by}
 
 
-def node_keys(manifest: Manifest, read: Callable[[Tuple[int, int]], bytes]) -> Dict[int, str]:
-    """Every node's key (see the module docstring); ``read`` gives a blob's bytes."""
+def node_keys(manifest: Manifest, read: Callable[[Tuple[int, int]], bytes],
+              order: Optional[List[int]] = None) -> Dict[int, str]:
+    """Every node's key (see the module docstring); ``read`` gives a blob's bytes, ``order``
+    is ``topological_order(manifest)`` if known."""
     keys: Dict[int, str] = {}
-    for node_id in topological_order(manifest):
+    for node_id in order if order is not None else topological_order(manifest):
         node = manifest.node(node_id)
         if node.kind == PARAMETER:
             own = hashlib.sha1(read(node.blob)).hexdigest() if node.blob else "-"
         else:
             own = node.fingerprint or "-"
-        text = json.dumps([node.name, node.kind, own,
-                           [[e.param, e.type, e.index, keys[e.node]] for e in node.parents],
-                           sorted(keys[w] for w in node.waits)])
-        keys[node_id] = hashlib.sha1(text.encode()).hexdigest()
+        parts = [node.name, node.kind, own]
+        parts += [f"{e.param}|{e.type}|{e.index}|{keys[e.node]}" for e in node.parents]
+        parts.append("waits")
+        parts += sorted(keys[w] for w in node.waits)
+        keys[node_id] = hashlib.sha1("\x00".join(parts).encode()).hexdigest()
     return keys
 
 

@@ -14,10 +14,9 @@ import click
 import yaml
 
 from covalent_cli.cli.main import Context, cli, pass_ctx
-from covalent_cli.errors import (CovError, ExitCode, RunNotFound, RunUnreadable, ScriptError,
-                                 UserError)
+from covalent_cli.errors import CovError, ExitCode, RunNotFound, RunUnreadable, UserError
 from covalent_cli.result import Result, keep_served, resolve_run, wait_for_run
-from runner.config import ConfigError, check_config, config_path, runs_home
+from runner.config import check_config, config_path, runs_home
 from runner.daemon import Keeper
 from runner.locks import LockBusy
 from runner.query import (check_readable, format_seconds, format_time, iter_runs, list_runs,
@@ -207,18 +206,10 @@ def dispatch(ctx: Context, script: str, lattice_name: Optional[str], pairs: Tupl
 def _create_from_cli(lattice: Any, args: List[Any], kwargs: Dict[str, Any], script: str) -> Any:
     """create_run, with the lattice body's own exceptions shown as the user's error."""
     from covalent_cli.dispatch import create_run
-    from covalent_cli.script import user_traceback
+    from covalent_cli.script import building
 
-    try:
+    with building(lattice, script):
         return create_run(lattice, args, kwargs)
-    except (CovError, ConfigError):
-        raise
-    except RecursionError:
-        raise ScriptError(f"building lattice '{lattice.__name__}' of {script} failed: "
-                          "RecursionError (recursion too deep)") from None
-    except Exception as exc:  # noqa: BLE001 - the user's code raised while building the graph
-        raise ScriptError(f"building lattice '{lattice.__name__}' of {script} failed: "
-                          f"{type(exc).__name__}: {exc}", detail=user_traceback(exc)) from None
 
 
 def _wait_and_report(ctx: Context, run_id: str, timeout: Optional[float], quiet: bool,

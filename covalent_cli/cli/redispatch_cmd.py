@@ -4,13 +4,14 @@ script (``--script``), reusing what did not change; ``--dry-run`` says what woul
 from __future__ import annotations
 
 import os
+import sys
 from collections import Counter
 from datetime import datetime
 from typing import Any, Dict, List, Optional, Tuple
 
 import click
 
-from covalent_cli.cli.commands import _parse_args, _run
+from covalent_cli.cli.commands import _parse_args, _run, _wait_and_report
 from covalent_cli.cli.main import Context, cli, pass_ctx
 from covalent_cli.errors import UserError
 from covalent_cli.reuse import INTERNAL_KINDS, ReusePlan
@@ -29,11 +30,12 @@ from runner.rundir import RunDir
 @click.option("-a", "--arg", "pairs", multiple=True, metavar="NAME=VALUE",
               help="Override one of the run's arguments (value parsed as YAML).")
 @click.option("--args-file", type=click.Path(), help="YAML/JSON mapping of arguments.")
+@click.option("--wait", "wait_", is_flag=True, help="Wait for the end; print the result.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the new id.")
 @pass_ctx
 def redispatch(ctx: Context, run_id: str, script_path: Optional[str], reuse: Optional[bool],
                dry_run: bool, pairs: Tuple[str, ...], args_file: Optional[str],
-               quiet: bool) -> None:
+               wait_: bool, quiet: bool) -> None:
     """Dispatch an old run's lattice again, with its arguments (-a overrides some).
 
     Without --script the code stored in the run is used, as it was at dispatch; with
@@ -69,13 +71,17 @@ def redispatch(ctx: Context, run_id: str, script_path: Optional[str], reuse: Opt
     run = write_redispatch(old, prepared, plan)
     if quiet:
         click.echo(run.dispatch_id)
-        return
-    click.echo(f"Dispatched {run.dispatch_id} (from {old.dispatch_id})")
-    if reuse:
+    else:
+        click.echo(f"Dispatched {run.dispatch_id} (from {old.dispatch_id})")
+    if reuse and not quiet:
         total = len(_tasks(prepared.manifest))
         click.echo(f"reused {len(_tasks(prepared.manifest, plan.reused))} of {total} tasks; "
                    f"{len(_tasks(prepared.manifest, plan.reasons))} rerun "
                    f"(`cov redispatch {old.dispatch_id[:8]} --dry-run ...` says why)", err=True)
+    if wait_:
+        code = _wait_and_report(ctx, run.dispatch_id, None, quiet, show_result=True)
+        if code:
+            sys.exit(code)
 
 
 def _stored(old: RunDir, load: Any) -> Any:
