@@ -61,6 +61,9 @@ def plan_reuse(old: RunDir, new: Manifest, new_pack: bytes, enabled: bool = True
         if node.executes:
             by_key.setdefault(old_keys[node.id], []).append(node.id)
     counterparts = _counterparts(om, new)
+    versions = (om.versions.get("python"), new.versions.get("python"))
+    python = f" (or Python {versions[0]} -> {versions[1]})" \
+        if versions[0] and versions[0] != versions[1] else ""
     checked: Dict[int, bool] = {}
 
     def has_result(old_id: int) -> bool:
@@ -97,22 +100,23 @@ def plan_reuse(old: RunDir, new: Manifest, new_pack: bytes, enabled: bool = True
                            NO_RESULT if status == COMPLETED else NOT_FINISHED)
         elif not candidates:
             reasons += _what_differs(om, new, node, counterparts.get(node_id), old_keys,
-                                     new_keys, explained=bool(reasons))
+                                     new_keys, explained=bool(reasons), python=python)
         plan.reasons[node_id] = _unique(reasons) or [NO_RESULT]
     return plan
 
 
 def _what_differs(om: Manifest, new: Manifest, node: NodeSpec, previous: Optional[NodeSpec],
                   old_keys: Dict[int, str], new_keys: Dict[int, str],
-                  explained: bool) -> List[str]:
+                  explained: bool, python: str) -> List[str]:
     """Why ``node`` has no old twin, comparing it with its counterpart ``previous``
-    (``explained``: an upstream rerun already says why)."""
+    (``explained``: an upstream rerun already says why; ``python``: the Python versions, if
+    they differ: other bytecode is other code to the fingerprint)."""
     if previous is None:
         return [NEW_TASK]
     reasons: List[str] = []
     if previous.fingerprint != node.fingerprint:
         old_style = not (previous.fingerprint or "").startswith(FP_VERSION)
-        reasons.append(OLD_FINGERPRINT if old_style else CODE_CHANGED)
+        reasons.append(OLD_FINGERPRINT if old_style else CODE_CHANGED + python)
     old_inputs = {(e.param, e.type, e.index): e.node for e in previous.parents}
     new_inputs = {(e.param, e.type, e.index): e.node for e in node.parents}
     if set(old_inputs) != set(new_inputs):

@@ -225,3 +225,20 @@ def test_redispatch_with_an_unknown_argument_is_exit_7_without_our_frames(run_co
     new = run_cov("redispatch", run_id, "-a", "n=3", "-q").stdout.strip()
     assert run_cov("wait", new, "-q").returncode == 0
     assert json.loads(run_cov("result", new, "--json").stdout)["result"] == 5
+
+
+def test_redispatch_script_without_the_runs_lattice_is_one_line(run_cov, tmp_path):
+    run_id = run_cov("dispatch", str(WORKFLOWS / "hello.py"), "-q").stdout.strip()
+    other = script(tmp_path, """
+        import covalent as ct
+
+        @ct.lattice
+        def something_else():
+            return 1
+    """)
+    proc = run_cov("redispatch", run_id, "--script", str(other))
+    assert_one_line_error(proc, 1, "has no lattice named", "found: something_else")
+    broken = script(tmp_path, "def broken(:\n", name="broken.py")
+    assert_one_line_error(run_cov("redispatch", run_id, "--script", str(broken)), 7,
+                          "syntax error")
+    assert _runs(run_cov) == [run_id]
