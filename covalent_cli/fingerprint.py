@@ -43,7 +43,11 @@ def code_fingerprint(function: Any, hooks: Dict[str, Any],
     for key in ("call_before", "call_after"):
         for call in hooks.get(key, ()):
             digest.update(key.encode())
-            _add_callable(digest, call.get("fn"), set(), 0)
+            if isinstance(call, dict) and "fn" in call:
+                _add_callable(digest, call["fn"], set(), 0)
+                _add_value(digest, {k: v for k, v in call.items() if k != "fn"}, set(), 0)
+            else:  # a hook of another shape (plain data)
+                digest.update(_stable_repr(call).encode())
     if executor is not None:
         digest.update(json.dumps(executor, sort_keys=True, default=str).encode())
     return FP_VERSION + digest.hexdigest()[:16]

@@ -85,7 +85,6 @@ def test_edit_then_redispatch_script_reruns_the_fixed_task_and_downstream_only(r
     first_id = first.stdout.split()[0]
     assert _ran(log) == ["divide", "fetch", "inc", "inc", "inc", "load"]
     old_status = json.loads(run_cov("status", first_id, "--json").stdout)
-    old_start = {t["id"]: t["started"] for t in old_status["tasks"]}
 
     # The user fixes divide and creates the marker fetch needs (its code is unchanged).
     path.write_text(path.read_text().replace("sum(values) / 0", "sum(values) / 2"))
@@ -113,8 +112,6 @@ def test_edit_then_redispatch_script_reruns_the_fixed_task_and_downstream_only(r
               (tmp_path / "home" / new_id / "events.jsonl").read_text().splitlines()]
     reused = {e["node"]: e for e in events if e.get("reused")}
     assert sorted(names[n] for n in reused if names[n] in PIPELINE) == ["inc"] * 3 + ["load"]
-    for node, event in reused.items():  # the old run's times: the task did not run again
-        assert event["start"] == old_start[node]  # (same graph shape: same node ids)
 
     # A new argument: load's input changed and new inc tasks appear; the rest is reused.
     more = run_cov("redispatch", new_id, "--script", str(path), "-a", "n=4", "--dry-run",
