@@ -96,8 +96,12 @@ def plan_reuse(old: RunDir, new: Manifest, new_pack: bytes, enabled: bool = True
             reasons.append(SUBLATTICE_REASON)
         elif candidates and done is None:
             status = state.tasks[candidates[0]].status if candidates[0] in state.tasks else None
-            reasons.append(FAILED_BEFORE if status == FAILED else
-                           NO_RESULT if status == COMPLETED else NOT_FINISHED)
+            if status == FAILED:
+                reasons.append(FAILED_BEFORE)
+            elif status == COMPLETED:
+                reasons.append(NO_RESULT)
+            elif not upstream:  # else it did not run because its upstream failed: said
+                reasons.append(NOT_FINISHED)
         elif not candidates:
             reasons += _what_differs(om, new, node, counterparts.get(node_id), old_keys,
                                      new_keys, explained=bool(reasons), python=python)
