@@ -122,19 +122,27 @@ def _tasks(manifest: Manifest, among: Optional[Dict[int, Any]] = None) -> List[i
 
 
 def _print_plan(old: RunDir, new: Manifest, plan: ReusePlan) -> None:
-    """Snakemake's ``-n`` with reasons: each task that would rerun and why, the reused ones
+    """Snakemake's ``-n`` with reasons: each task that would rerun and why (tasks of one
+    function with the same reasons on one line: a fan-out stays readable), the reused ones
     counted by function."""
     rerun = _tasks(new, plan.reasons)
     reused = _tasks(new, plan.reused)
     click.echo(f"Dry run: nothing was written. Redispatch of {old.dispatch_id[:8]} "
                f"({new.lattice_name}): {len(rerun)} task(s) would rerun, "
                f"{len(reused)} would be reused.")
-    if rerun:
-        width = max([len(new.node(i).name) for i in rerun] + [4])
-        click.echo(f"  {'NODE':>5}  {'TASK':{width}}  WHY")
-        for node_id in rerun:
-            click.echo(f"  {node_id:>5}  {new.node(node_id).name:{width}}  "
-                       f"{'; '.join(plan.reasons[node_id])}")
+    groups: Dict[Tuple[str, str], List[int]] = {}
+    for node_id in rerun:
+        groups.setdefault((new.node(node_id).name, "; ".join(plan.reasons[node_id])),
+                          []).append(node_id)
+    if groups:
+        width = max([len(name) for name, _ in groups] + [4])
+        click.echo(f"  {'NODE':>6}  {'TASK':{width}}  WHY")
+        for (name, why), ids in groups.items():
+            if len(ids) == 1:
+                click.echo(f"  {ids[0]:>6}  {name:{width}}  {why}")
+            else:
+                shown = ", ".join(map(str, ids[:3])) + (f" ... {ids[-1]}" if len(ids) > 3 else "")
+                click.echo(f"  {'x' + str(len(ids)):>6}  {name:{width}}  {why}  (nodes {shown})")
     if reused:
         counts = Counter(new.node(i).name for i in reused)
         click.echo("reused: " + ", ".join(f"{name} x{n}" if n > 1 else name

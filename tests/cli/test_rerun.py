@@ -65,12 +65,12 @@ def _runs(run_cov) -> list:
 
 
 def _why(dry_run_stdout: str) -> dict:
-    """{node: (task, reasons)} from the table `cov redispatch --dry-run` prints."""
+    """{node id or xN: (task, reasons)} from the table `cov redispatch --dry-run` prints."""
     rows = {}
     for line in dry_run_stdout.splitlines():
-        m = re.match(r"\s+(\d+)\s+(\S+)\s+(.+)$", line)
+        m = re.match(r"\s+(\d+|x\d+)\s+(\S+)\s+(.+)$", line)  # x3: a group of 3
         if m:
-            rows[int(m.group(1))] = (m.group(2), m.group(3))
+            rows[m.group(1)] = (m.group(2), m.group(3))
     return rows
 
 
@@ -113,12 +113,14 @@ def test_edit_then_redispatch_script_reruns_the_fixed_task_and_downstream_only(r
     reused = {e["node"]: e for e in events if e.get("reused")}
     assert sorted(names[n] for n in reused if names[n] in PIPELINE) == ["inc"] * 3 + ["load"]
 
-    # A new argument: load's input changed and new inc tasks appear; the rest is reused.
-    more = run_cov("redispatch", new_id, "--script", str(path), "-a", "n=4", "--dry-run",
+    # A new argument: load's input changed and two new inc tasks appear (one line); the rest
+    # is reused.
+    more = run_cov("redispatch", new_id, "--script", str(path), "-a", "n=5", "--dry-run",
                    env=env)
     rows = {name: text for name, text in _why(more.stdout).values()}
     assert rows["load"] == "input changed (n)", more.stdout
-    assert rows["inc"] == "new task" and "upstream reran (inc #" in rows["divide"]
+    assert rows["inc"].startswith("new task  (nodes ") and "upstream reran (inc #" in rows["divide"]
+    assert "x2" in _why(more.stdout)
     assert "fetch" not in rows and "reused: inc x3, fetch" in more.stdout
 
 
@@ -144,7 +146,7 @@ def test_run_from_an_older_cov_without_fingerprints_reruns_everything(run_cov, t
     manifest.write_text(re.sub(r', "fp": "[^"]*"', "", manifest.read_text()))
     proc = run_cov("redispatch", first_id, "--script", str(path), "--dry-run", env=env)
     assert proc.returncode == 0, proc.stderr
-    assert "code fingerprint unknown" in _why(proc.stdout)[0][1]  # load, node 0
+    assert "code fingerprint unknown" in _why(proc.stdout)["0"][1]  # load, node 0
     assert "reused:" not in proc.stdout
 
 
