@@ -82,10 +82,10 @@ def load_script(path: str, refuse: str = "") -> Tuple[Dict[str, Any], List[str]]
         return {}, dry.ids
 
 
-def load_lattice(path: str, name: str) -> Any:
+def load_lattice(path: str, name: str) -> Tuple[Any, int]:
     """The lattice ``name`` of the script at ``path``, loaded afresh (an edited script),
-    without running the script's main block; a dispatch the script makes while loading is
-    intercepted (not written), and its lattice counts too."""
+    without running the script's main block, and how many dispatches the script made while
+    loading: they are intercepted (not written), and their lattices count too."""
     path = os.path.abspath(path)
     captured = DryRun()
     with intercepting(captured):
@@ -101,7 +101,7 @@ def load_lattice(path: str, name: str) -> Any:
     if name not in lattices:
         raise UserError(f"{path} has no lattice named '{name}' (the run's lattice)",
                         f"found: {', '.join(sorted(lattices)) or 'none'}")
-    return lattices[name]
+    return lattices[name], len(captured.runs)
 
 
 def task_counts(manifest: Manifest) -> Dict[str, Any]:

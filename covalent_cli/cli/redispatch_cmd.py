@@ -53,7 +53,11 @@ def redispatch(ctx: Context, run_id: str, script_path: Optional[str], reuse: Opt
     reuse = bool(script_path) if reuse is None else reuse
     new_args, overrides = _parse_args(pairs, args_file)
     if script_path:
-        lattice = load_lattice(script_path, manifest.lattice_name)
+        lattice, intercepted = load_lattice(script_path, manifest.lattice_name)
+        if intercepted and not quiet:
+            click.echo(f"note: {script_path} dispatched {intercepted} run(s) on its own while "
+                       f"loading; they were not run (only its lattice '{lattice.__name__}' "
+                       "is used)", err=True)
     else:
         lattice = _stored(old, stored_lattice)
         if not quiet:

@@ -241,3 +241,30 @@ def test_redispatch_script_without_the_runs_lattice_is_one_line(run_cov, tmp_pat
     assert_one_line_error(run_cov("redispatch", run_id, "--script", str(broken)), 7,
                           "syntax error")
     assert _runs(run_cov) == [run_id]
+
+
+def test_redispatch_script_that_dispatches_at_top_level_writes_only_the_redispatch(run_cov,
+                                                                                   tmp_path):
+    path = script(tmp_path, """
+        import covalent as ct
+
+        @ct.electron
+        def one(x):
+            return x
+
+        @ct.lattice
+        def wf(k=2):
+            return [one(i) for i in range(k)]
+
+        run_id = ct.dispatch(wf)(3)
+        print(ct.get_result(run_id, wait=True).result)
+    """)
+    first = run_cov("dispatch", str(path), "-q").stdout.split()[-1]
+    assert run_cov("wait", first, "-q").returncode == 0
+    proc = run_cov("redispatch", first, "--script", str(path), "-q", "--wait")
+    assert proc.returncode == 0, proc.stderr
+    new_id, result = proc.stdout.split("\n")[:2]
+    assert result == "[0, 1, 2]" and sorted(_runs(run_cov)) == sorted([first, new_id])
+    proc = run_cov("redispatch", first, "--script", str(path), "--dry-run")
+    assert "dispatched 1 run(s) on its own while loading; they were not run" in proc.stderr
+    assert "0 task(s) would rerun, 3 would be reused" in proc.stdout
