@@ -16,7 +16,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 from covalent_cli.dispatch import INTERCEPT, PreparedRun
 from covalent_cli.errors import RunNotFound, UserError
 from covalent_cli.reuse import INTERNAL_KINDS
-from covalent_cli.script import find_lattices, run_script, user_line
+from covalent_cli.script import find_lattices, run_script, user_location
 from runner.manifest import PARAMETER, SUBLATTICE, Manifest
 
 
@@ -60,9 +60,10 @@ def load_script(path: str, refuse: str = "") -> Tuple[Dict[str, Any], List[str]]
     dry = active_dry_run()
     if refuse:
         def refuse_dispatch(prepared: PreparedRun) -> None:
-            where = user_line(traceback.extract_stack())
-            raise UserError(f"{path} dispatches lattice '{prepared.lattice.__name__}' on its "
-                            f"own{where}: {refuse} cannot apply to it; nothing was dispatched",
+            where = user_location(traceback.extract_stack())
+            raise UserError(f"{path} dispatched on its own (lattice "
+                            f"'{prepared.lattice.__name__}'{' at ' + where if where else ''}"
+                            f"): {refuse} cannot apply to it, so nothing was dispatched",
                             "remove the dispatch from the script, or the arguments from the "
                             "command")
         with intercepting(refuse_dispatch):
@@ -75,9 +76,10 @@ def load_script(path: str, refuse: str = "") -> Tuple[Dict[str, Any], List[str]]
         waited = [i for i in dry.ids if i in str(exc)]
         if not waited:
             raise
-        where = user_line(traceback.extract_tb(exc.__traceback__))
+        where = user_location(traceback.extract_tb(exc.__traceback__))
         dry.stopped = (f"the script waited for the result of its dispatch "
-                       f"{dry.ids.index(waited[0]) + 1}{where}: a dry run stops it there "
+                       f"{dry.ids.index(waited[0]) + 1}{f' (at {where})' if where else ''}: "
+                       "a dry run stops it there "
                        "(nothing ran; code after that point was not run)")
         return {}, dry.ids
 

@@ -85,10 +85,10 @@ def _user_frames(exc: BaseException) -> List[Any]:
     return [f for f in traceback.extract_tb(exc.__traceback__) if is_user_file(f.filename)]
 
 
-def user_line(frames: List[Any]) -> str:
-    """`` (at FILE:LINE)`` of the innermost user frame of ``frames``, or nothing."""
+def user_location(frames: List[Any]) -> str:
+    """``FILE:LINE`` of the innermost user frame of ``frames``, or ``""``."""
     mine = [f for f in frames if is_user_file(f.filename)]
-    return f" (at {mine[-1].filename}:{mine[-1].lineno})" if mine else ""
+    return f"{mine[-1].filename}:{mine[-1].lineno}" if mine else ""
 
 
 def user_traceback(exc: BaseException) -> str:

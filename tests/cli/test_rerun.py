@@ -207,8 +207,8 @@ def test_script_style_dispatch_given_args_fails_before_creating_a_run(run_cov, t
             ct.dispatch(wf)()
     """)
     proc = run_cov("dispatch", str(path), "-a", "k=3")
-    assert_one_line_error(proc, 1, "dispatches lattice 'wf' on its own", "wf.py:13",
-                          "-a cannot apply")
+    assert_one_line_error(proc, 1, "dispatched on its own (lattice 'wf' at ", "wf.py:13)",
+                          "-a cannot apply to it, so nothing was dispatched")
     home = tmp_path / "home"
     assert not home.exists() or not [p for p in home.iterdir() if not p.name.startswith(".")]
 
