@@ -3,7 +3,7 @@
 The hash covers what the task would do: its function's code (nested code objects too, their
 names, constants and defaults), the user's own functions and plain constants it reads from its
 module's globals or its closure (a fixed helper is a changed task), its hooks (bash commands,
-pip packages, call_before/call_after code) and its executor's settings.
+pip packages, file transfers, call_before/call_after code) and its executor's settings.
 
 It hashes the compiled code, not the source text: a function unpickled from a run (a
 redispatch of the stored code) has no source of its own, and reading its file from disk would
@@ -38,7 +38,7 @@ def code_fingerprint(function: Any, hooks: Dict[str, Any],
     digest = hashlib.sha256()
     target = getattr(function, "workflow_function", function)  # a sublattice's lattice
     _add_callable(digest, target, set(), 0)
-    plain = {k: v for k, v in hooks.items() if k in ("bash", "pip")}
+    plain = {k: v for k, v in hooks.items() if k in ("bash", "pip", "files")}
     digest.update(repr(plain).encode())
     for key in ("call_before", "call_after"):
         for call in hooks.get(key, ()):

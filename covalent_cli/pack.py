@@ -100,7 +100,7 @@ def dumps(value: Any, what: str) -> bytes:
                             "tasks and their arguments must be picklable with cloudpickle") from None
 
 
-_OUR_PACKAGES = ("covalent_cli", "runner", "webui", "covalent")
+_OUR_PACKAGES = ("covalent_cli", "runner", "webui", "covalent", "_cov_import_hook")
 _BY_VALUE: set = set()
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import inspect
 import pickle
+import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -19,7 +20,7 @@ from covalent_cli.reuse import ReusePlan, plan_reuse, topological_order  # noqa:
 from runner.daemon import request_cancel
 from runner.manifest import Manifest
 from runner.rundir import RunDir
-from runner.state import Event
+from runner.state import COMPLETED, Event
 
 
 def redispatch(dispatch_id: str, replace_electrons: Optional[Dict[str, Any]] = None,
@@ -105,15 +106,13 @@ def reusable_results(old: RunDir, new: Manifest, new_pack: bytes
 
 
 def reuse_events(old: RunDir, plan: ReusePlan) -> Tuple[List[Event], List[Tuple[int, Path]]]:
-    """An ``end`` event per reused node (with the old node's times) and the old result files
-    to link in."""
-    state = old.state()
+    """An ``end`` event per reused node and the old result files to link in."""
     events: List[Event] = []
     results: List[Tuple[int, Path]] = []
+    now = time.time()  # a reused node starts and ends at once (Covalent's convention)
     for node_id, old_id in sorted(plan.reused.items()):
-        task = state.tasks[old_id]
-        events.append({"ev": "end", "node": node_id, "status": task.status, "attempt": 0,
-                       "start": task.started, "end": task.ended, "reused": True})
+        events.append({"ev": "end", "node": node_id, "status": COMPLETED, "attempt": 0,
+                       "start": now, "end": now, "reused": True})
         results.append((node_id, old.result_path(old_id)))
     return events, results
 

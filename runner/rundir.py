@@ -160,7 +160,7 @@ class RunDir:
         return data
 
     def result_path(self, node: int) -> Path:
-        return self.results_dir / f"{node}.pkl"
+        return self.results_dir / _result_name(node)
 
     def stdout_path(self, node: int) -> Path:
         return self.logs_dir / f"{node}.out"
@@ -187,32 +187,44 @@ class RunDir:
         parts = [p for p in where.split(os.sep) if p not in ("", ".")]
         if "\x00" in text or not parts or ".." in parts:
             raise OutsideRunError(f"{text} is not inside the run directory {self.path}")
-        root = os.path.realpath(self.path)
-        parent = os.path.join(root, *parts[:-1])
-        dfd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        dfd = self._open_contained_dir(parts[:-1])
         try:
-            try:
-                real = os.readlink(f"/proc/self/fd/{dfd}")
-            except OSError:  # no /proc: the path resolved now
-                real = os.path.realpath(parent)
-            if real != root and not real.startswith(root + os.sep):
-                raise OutsideRunError(f"{'/'.join(parts)} of run {self.dispatch_id} leads "
-                                      f"outside its directory; not read")
-            try:
-                fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK |
-                             os.O_CLOEXEC, dir_fd=dfd)
-            except OSError as exc:
-                if exc.errno == errno.ELOOP:
-                    raise OutsideRunError(f"{'/'.join(parts)} of run {self.dispatch_id} is a "
-                                          f"symbolic link; not followed") from None
-                raise
+            return os.fdopen(self._open_in(dfd, parts), "rb")
         finally:
             os.close(dfd)
+
+    def _open_contained_dir(self, parts: List[str]) -> int:
+        """A descriptor of the run's subdirectory ``parts``, checked (from the open descriptor)
+        to be inside the run directory; see ``open_file``."""
+        root = os.path.realpath(self.path)
+        parent = os.path.join(root, *parts)
+        dfd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            real = os.readlink(f"/proc/self/fd/{dfd}")
+        except OSError:  # no /proc: the path resolved now
+            real = os.path.realpath(parent)
+        if real != root and not real.startswith(root + os.sep):
+            os.close(dfd)
+            raise OutsideRunError(f"{'/'.join(parts)} of run {self.dispatch_id} leads "
+                                  f"outside its directory; not read")
+        return dfd
+
+    def _open_in(self, dfd: int, parts: List[str]) -> int:
+        """The regular file ``parts[-1]`` in the checked directory ``dfd``, not following a
+        symlink; see ``open_file``."""
+        try:
+            fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                         dir_fd=dfd)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise OutsideRunError(f"{'/'.join(parts)} of run {self.dispatch_id} is a "
+                                      f"symbolic link; not followed") from None
+            raise
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
             raise OutsideRunError(f"{'/'.join(parts)} of run {self.dispatch_id} is not a "
                                   f"regular file; not read")
-        return os.fdopen(fd, "rb")
+        return fd
 
     # -- creation ------------------------------------------------------------------------
     @classmethod
@@ -444,21 +456,43 @@ class RunDir:
         succeeded. The format is worker.py's (a JSON header line, then ``len`` bytes)."""
         try:
             with self.open_file(self.result_path(node)) as f:
-                line = f.readline()
-                size = os.fstat(f.fileno()).st_size
-                header = json.loads(line) if line.endswith(b"\n") else None
-                if not isinstance(header, dict) or \
-                        size != len(line) + int(header.get("len", 0)):
-                    return None, None
-                data = f.read() if payload and header.get("ok") else None
+                header, data = _parse_outcome(f, payload)
         except FileNotFoundError:
             return None, None
-        except (TypeError, ValueError):  # not JSON, or a "len" that is not a number
+        if header is None:
             return None, None
         problem = _header_problem(header)
         if problem:
             raise RunDirError(f"run {self.dispatch_id}: {RESULTS}/{node}.pkl: {problem}")
         return header, data
+
+    def read_outputs(self, nodes: Iterable[int]) -> Dict[int, bytes]:
+        """The pickled outputs of the tasks among ``nodes`` that completed, read as
+        ``read_outcome`` reads one (contained, same checks) but with the results directory
+        opened and checked once: what a ``Result`` snapshot of a large run reads."""
+        found: Dict[int, bytes] = {}
+        try:
+            dfd = self._open_contained_dir([RESULTS])
+        except FileNotFoundError:
+            return found
+        try:
+            for node in nodes:
+                try:
+                    f = os.fdopen(self._open_in(dfd, [RESULTS, _result_name(node)]), "rb")
+                except FileNotFoundError:
+                    continue
+                with f:
+                    header, data = _parse_outcome(f, payload=True)
+                if header is not None:
+                    problem = _header_problem(header)
+                    if problem:
+                        raise RunDirError(f"run {self.dispatch_id}: {RESULTS}/"
+                                          f"{_result_name(node)}: {problem}")
+                if data is not None:
+                    found[node] = data
+        finally:
+            os.close(dfd)
+        return found
 
     def load_output(self, node: int) -> Any:
         """The deserialized output of a node (parameter value or task result)."""
@@ -579,6 +613,26 @@ _HEADER_TYPES: Dict[str, tuple] = {
     "error": (str, type(None)), "child": (str, type(None)),
     "start": (int, float, type(None)), "end": (int, float, type(None)),
 }
+
+
+def _result_name(node: int) -> str:
+    """A node's outcome file in ``results/``."""
+    return f"{node}.pkl"
+
+
+def _parse_outcome(f: BinaryIO, payload: bool) -> Tuple[Optional[Dict[str, Any]], Optional[bytes]]:
+    """(header, value) of an open outcome file (worker.py's format: a JSON header line, then
+    ``len`` bytes); (None, None) if incomplete or not one, the value None unless ``payload``
+    and the task succeeded."""
+    try:
+        line = f.readline()
+        size = os.fstat(f.fileno()).st_size
+        header = json.loads(line) if line.endswith(b"\n") else None
+        if not isinstance(header, dict) or size != len(line) + int(header.get("len", 0)):
+            return None, None
+    except (TypeError, ValueError):  # not JSON, or a "len" that is not a number
+        return None, None
+    return header, (f.read() if payload and header.get("ok") else None)
 
 
 def _header_problem(header: Any) -> str:

@@ -84,7 +84,7 @@ def test_edit_then_redispatch_script_reruns_the_fixed_task_and_downstream_only(r
     assert first.returncode == 3, first.stderr  # divide and fetch failed
     first_id = first.stdout.split()[0]
     assert _ran(log) == ["divide", "fetch", "inc", "inc", "inc", "load"]
-    old_status = json.loads(run_cov("status", first_id, "--json").stdout)
+    old_status = json.loads(run_cov("status", first_id, "--json", "--all").stdout)
 
     # The user fixes divide and creates the marker fetch needs (its code is unchanged).
     path.write_text(path.read_text().replace("sum(values) / 0", "sum(values) / 2"))

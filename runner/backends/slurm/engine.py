@@ -41,7 +41,8 @@ import time
 from typing import Any, Dict, List, Optional, Set, Tuple
 
 from runner import worker
-from runner.backends.base import Completion, Services, Task, ThreadedBackend, make_bundle
+from runner.backends.base import (Completion, Services, Task, ThreadedBackend, make_bundle,
+                                  transfer_failed)
 from runner.backends.slurm.client import SlurmClient, SlurmError, base_id
 from runner.backends.slurm.jobs import SlurmJob, JobTable, Key, lost_message
 from runner.backends.slurm.script import job_name, python_command, render_script, secret_exports
@@ -296,6 +297,11 @@ class SlurmBackend(ThreadedBackend):
             if job.tries:
                 ready.append(job)  # the first try wrote its bundle
                 continue
+            if job.task.files and self.settings.over_ssh:
+                failed = self._transfer(job, "before")
+                if failed is not None:
+                    self._emit(Completion.of(job.task, failed))
+                    continue
             try:
                 bundles.append((job.task.node, job.task.attempt, self._bundle(job.task)))
                 ready.append(job)
@@ -345,7 +351,24 @@ class SlurmBackend(ThreadedBackend):
     def _bundle(self, task: Task) -> bytes:
         if self.settings.workdir:  # the script changes to remote_workdir; the worker stays
             task = dataclasses.replace(task, cwd="")
-        return make_bundle(task, self._rundir(task.run))
+        return make_bundle(task, self._rundir(task.run),
+                           backend_transfers=self.settings.over_ssh and bool(task.files))
+
+    def _transfer(self, job: SlurmJob, order: str, start: Optional[float] = None
+                  ) -> Optional[Dict[str, Any]]:
+        """Through SSH: copy the task's ExecutorConnection transfers of ``order`` over the
+        login connection (on the login node itself, the worker copies them: same files).
+        A failure fails the task: its header (``transfer_failed``) is returned."""
+        from runner.ssh.transfer import TransferFailed, run_transfers
+
+        assert self.site is not None
+        try:
+            run_transfers(getattr(self.site.shell, "host"), job.task.files, order,
+                          base=self.settings.workdir)
+            return None
+        except TransferFailed as exc:
+            return transfer_failed(job.task, str(exc), host=self.host, start=start or time.time(),
+                                   job_id=job.job_id or None).header
 
     def _sbatch(self, run: str, chunk: List[SlurmJob], executor: str) -> List[SlurmJob]:
         assert self.site is not None and self.client is not None
@@ -430,6 +453,12 @@ class SlurmBackend(ThreadedBackend):
         if unknown:
             infos.update(self.client.history(unknown))
         changed = self.jobs.apply(infos, now)
+        for job, kind, value in self.jobs.take_news():
+            if kind == "start":
+                start = value if isinstance(value, float) else time.time()
+                self._emit_news(job.task, "start", start=start, host=self.host)
+            else:
+                self._emit_news(job.task, "pending", reason=str(value))
         self.interval = self.settings.poll_freq if changed else \
             min(self.interval * 1.5, self.settings.poll_freq * 4)
         # a job that looks ended is asked about again when its requeue window closes
@@ -471,6 +500,8 @@ class SlurmBackend(ThreadedBackend):
         assert self.site is not None
         if self.jobs.pop(job.key) is None:
             return
+        if header.get("ok") and job.task.files and self.settings.over_ssh:
+            header = self._transfer(job, "after", header.get("start")) or header
         self.cancels.discard(job.key)
         self._emit(Completion.of(job.task, header))
         script = (job.task.run, base_id(job.job_id))
