@@ -44,6 +44,9 @@ Reuse = Callable[[Manifest, bytes], Tuple[List[Event], List[Tuple[int, Path]]]]
 
 # Dispatch ids made by this process, newest last (``cov dispatch`` reports a script's own).
 DISPATCHED: List[str] = []
+# The name and tags of the top-level runs this process dispatches: `cov dispatch --name/--tag`
+# sets them, so the runs a script dispatches itself get them too.
+LABELS: Dict[str, Any] = {"name": None, "tags": ()}
 
 
 def dispatch(lattice: Lattice, dispatcher_addr: Optional[str] = None, *,
@@ -116,7 +119,8 @@ def prepare_run(lattice: Lattice, args: Sequence[Any], kwargs: Dict[str, Any], *
                 root_dispatch_id: Optional[str] = None,
                 replacements: Optional[Dict[str, Any]] = None,
                 dispatch_id: Optional[str] = None,
-                secrets_from: Optional[RunDir] = None) -> PreparedRun:
+                secrets_from: Optional[RunDir] = None,
+                name: Optional[str] = None, tags: Sequence[str] = ()) -> PreparedRun:
     """Build the graph and pickle everything, writing nothing (arguments: ``create_run``)."""
     check_config()  # a config mistake is one line now, not a runner dying later
     # Exceptions of the lattice body propagate unchanged, as from Covalent's dispatch.
@@ -147,6 +151,8 @@ def prepare_run(lattice: Lattice, args: Sequence[Any], kwargs: Dict[str, Any], *
         inputs={"args": [_short_repr(a) for a in args],
                 "kwargs": {k: _short_repr(v) for k, v in kwargs.items()}},
         blobs=packer.named,
+        name=name if name is not None or parent else LABELS["name"],
+        tags=list(tags or (() if parent else LABELS["tags"])),
     )
     return PreparedRun(lattice, tuple(args), dict(kwargs), manifest, packer.data(),
                        executors.secrets)
@@ -158,15 +164,18 @@ def create_run(lattice: Lattice, args: Sequence[Any], kwargs: Dict[str, Any], *,
                replacements: Optional[Dict[str, Any]] = None,
                reused: Optional[Reuse] = None,
                dispatch_id: Optional[str] = None,
-               secrets_from: Optional[RunDir] = None) -> RunDir:
-    """Build the graph, pickle everything, and create the run directory (``dispatch_id``: a
+               secrets_from: Optional[RunDir] = None,
+               name: Optional[str] = None, tags: Sequence[str] = ()) -> RunDir:
+    """Build the graph, pickle everything, and create the run directory (``name``, ``tags``:
+    the user's label and tags for listings, ``cov dispatch --name/--tag``; ``dispatch_id``: a
     given id, for a run created again by a re-run task; if it exists it is returned as is;
     ``reused``: the results taken over from an older run, see ``Reuse``; ``secrets_from``: a
     redispatched run, whose executors' secrets are taken over). While an ``INTERCEPT`` hook
     is set the run is handed to it and not written."""
     prepared = prepare_run(lattice, args, kwargs, parent=parent,
                            root_dispatch_id=root_dispatch_id, replacements=replacements,
-                           dispatch_id=dispatch_id, secrets_from=secrets_from)
+                           dispatch_id=dispatch_id, secrets_from=secrets_from,
+                           name=name, tags=tags)
     manifest = prepared.manifest
     home = home or _home()
     if INTERCEPT:

@@ -193,6 +193,8 @@ class Manifest:
     inputs: Dict[str, Any] = field(default_factory=dict)  # reprs, for people
     blobs: Dict[str, Blob] = field(default_factory=dict)  # workflow function, inputs
     parent: Optional[Dict[str, Any]] = None  # {dispatch_id, node} for a sublattice's run
+    name: Optional[str] = None  # `cov dispatch --name`: the user's label for the run
+    tags: List[str] = field(default_factory=list)  # `cov dispatch --tag`, for filtering
     format_version: str = FORMAT_VERSION
 
     def node(self, node_id: int) -> NodeSpec:
@@ -223,6 +225,10 @@ class Manifest:
             "executors": self.executors,
             "task_count": self.task_count,
         }
+        if self.name is not None:  # optional fields: written only when given
+            header["name"] = self.name
+        if self.tags:
+            header["tags"] = list(self.tags)
         text = yaml.safe_dump(header, sort_keys=False, default_flow_style=False, width=100)
         lines = [text, "nodes:\n"]
         lines.extend(f"  - {json.dumps(n.to_dict())}\n" for n in self.nodes)
@@ -270,6 +276,8 @@ class Manifest:
                 output_node=h["output_node"],
                 executors=_executors(h),
                 nodes=[NodeSpec.from_dict(d) for d in node_dicts],
+                name=h["name"],
+                tags=h["tags"],
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ManifestError(f"manifest.yaml is missing or has a malformed field ({exc})") from None
@@ -323,8 +331,13 @@ def check_header(h: Any) -> Dict[str, Any]:
     created = h.get("created", "")
     # An unquoted timestamp (hand edit) is a datetime to YAML: listings sort it as text.
     created = created.isoformat() if hasattr(created, "isoformat") else str(created or "")
+    # Optional (runs before them have neither): a hand-edited odd value is read as text.
+    label = h.get("name")
+    tags = h.get("tags") or []
     return {**h, "format_version": version, "dispatch_id": dispatch_id, "lattice": lattice,
-            "root_dispatch_id": root, "created": created}
+            "root_dispatch_id": root, "created": created,
+            "name": None if label is None else str(label),
+            "tags": [str(t) for t in tags] if isinstance(tags, list) else [str(tags)]}
 
 
 def _mapping(h: Dict[str, Any], name: str) -> Dict[str, Any]:

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Protocol
 
+from runner.json_view import timestamp
 from runner.manifest import ATTRIBUTE, COLLECTION, PARAMETER, POSTPROCESS, Manifest, NodeSpec
 from runner.rundir import RunDir, RunDirError, is_run_name, unreadable_reasons
 from runner.state import (CANCELLED, COMPLETED, FAILED, NEW_OBJECT, TERMINAL, RunState,
@@ -51,7 +52,9 @@ class SummarySource(Protocol):
 
 
 def run_summary(run: SummarySource, state: Optional[RunState] = None) -> Dict[str, Any]:
-    """One run in a line: id, lattice, status, progress, times (from the manifest header)."""
+    """One run in a line: id, lattice, name and tags, inputs, status, progress, times (numbers,
+    seconds since the epoch: ``created`` too, which the manifest holds as ISO 8601 text), from
+    the manifest header and the folded state."""
     header = run.header()
     if state is None:
         assert isinstance(run, RunDir), "only a RunDir folds its own state"
@@ -68,16 +71,30 @@ def run_summary(run: SummarySource, state: Optional[RunState] = None) -> Dict[st
         "parent": header.get("parent"),
         "lattice": lattice.get("name", ""),
         "doc": lattice.get("doc", ""),
+        "name": header.get("name"),
+        "tags": header.get("tags") or [],
+        "inputs": _inputs(header),
         "status": state.status,
         "error": state.error,
         "done": done,
         "total": total,
-        "created": header.get("created"),
+        "created": timestamp(header.get("created")),
         "started": started,
         "ended": ended,
         "runtime": runtime,
         "path": str(run.path),
     }
+
+
+def _inputs(header: Dict[str, Any]) -> Dict[str, Any]:
+    """The lattice's inputs as dispatch recorded them: ``{"args": [repr], "kwargs": {name:
+    repr}}`` (reprs cut to 200 characters; nothing unpickled)."""
+    inputs = header.get("inputs")
+    inputs = inputs if isinstance(inputs, dict) else {}
+    args, kwargs = inputs.get("args"), inputs.get("kwargs")
+    return {"args": [str(a) for a in args] if isinstance(args, list) else [],
+            "kwargs": {str(k): str(v) for k, v in kwargs.items()}
+            if isinstance(kwargs, dict) else {}}
 
 
 def check_readable(run: RunDir) -> RunDir:
@@ -99,8 +116,9 @@ def unreadable_row(dispatch_id: str, path: Path, exc: BaseException) -> Dict[str
     UNREADABLE, and why in ``error`` (docs/run-directory.md says what makes a run unreadable)."""
     reason = str(exc) if isinstance(exc, RunDirError) else f"{type(exc).__name__}: {exc}"
     return {"dispatch_id": dispatch_id, "root_dispatch_id": dispatch_id, "parent": None,
-            "lattice": "?", "doc": "", "status": UNREADABLE, "error": reason, "done": 0,
-            "total": 0, "created": "", "started": None, "ended": None, "runtime": None,
+            "lattice": "?", "doc": "", "name": None, "tags": [],
+            "inputs": {"args": [], "kwargs": {}}, "status": UNREADABLE, "error": reason,
+            "done": 0, "total": 0, "created": None, "started": None, "ended": None, "runtime": None,
             "path": str(path)}
 
 
@@ -127,7 +145,7 @@ def list_runs(home: Path, status: Optional[str] = None) -> List[Dict[str, Any]]:
         if status and row["status"] != status.upper():
             continue
         rows.append(row)
-    rows.sort(key=lambda r: str(r.get("created") or ""), reverse=True)
+    rows.sort(key=lambda r: r.get("created") or 0.0, reverse=True)
     return rows
 
 

@@ -22,7 +22,7 @@ from urllib.parse import urlencode
 import bottle
 from bottle import HTTPResponse, request, response
 
-from runner import daemon
+from runner import daemon, json_view
 from runner.config import ConfigError, config_path, load_config
 from runner.manifest import ManifestError
 from runner.redact import mask_secrets
@@ -52,7 +52,9 @@ def page_json(data: Any) -> str:
 
 
 def json_response(data: Any, status: int = 200) -> HTTPResponse:
-    return HTTPResponse(json.dumps(data, default=str), status=status,
+    """``data`` as the CLI's ``--json`` prints it (``runner.json_view``: a ``schema`` field,
+    epoch-second times, values JSON cannot hold marked as reprs)."""
+    return HTTPResponse(json_view.dumps(data), status=status,
                         headers={"Content-Type": "application/json; charset=utf-8",
                                  "Cache-Control": "no-store"})
 

@@ -55,7 +55,7 @@ def runs_listing(cache: RunCache, status: Optional[str] = None, query: Optional[
             roots.append(row)
 
     def nest(row: Dict[str, Any], depth: int = 0) -> Dict[str, Any]:
-        kids = sorted(children.get(row["dispatch_id"], ()), key=lambda r: r.get("created") or "")
+        kids = sorted(children.get(row["dispatch_id"], ()), key=lambda r: r.get("created") or 0.0)
         row["children"] = [nest(k, depth + 1) for k in kids] if depth < 50 else []
         return row
 
@@ -68,7 +68,7 @@ def runs_listing(cache: RunCache, status: Optional[str] = None, query: Optional[
     needle = (query or "").strip().lower()
     if needle:
         roots = [r for r in roots if _matches(r, needle)]
-    roots.sort(key=lambda r: str(r.get("created") or ""), reverse=True)
+    roots.sort(key=lambda r: r.get("created") or 0.0, reverse=True)
     per_page = max(1, min(int(per_page), 500))
     pages = max(1, math.ceil(len(roots) / per_page))
     page = max(1, min(int(page), pages))

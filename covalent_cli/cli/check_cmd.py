@@ -2,7 +2,6 @@
 cloudpickle against the local ones, and says what to do about a mismatch. Writes nothing there."""
 from __future__ import annotations
 
-import json
 import time
 from typing import Any, Dict, Optional
 
@@ -10,6 +9,7 @@ import click
 
 from covalent_cli.cli.main import Context, cli, pass_ctx
 from covalent_cli.errors import CovError
+from runner.json_view import dumps
 
 
 def _executor_config(host: str) -> Dict[str, Any]:
@@ -65,11 +65,11 @@ def check(ctx: Context, host: str, python_path: Optional[str], ssh_config: Optio
     rows = compare_versions(report, ship_cloudpickle=ship)
     usable = all(level != "error" for _, level, _ in rows)
     if as_json:
-        click.echo(json.dumps({"host": host, "target": connection.description,
-                               "remote_hostname": report.hostname, "home": report.home,
-                               "connect_seconds": round(connected, 3), "usable": usable,
-                               "checks": [{"what": w, "level": lv, "message": m}
-                                          for w, lv, m in rows]}, indent=2))
+        click.echo(dumps({"host": host, "target": connection.description,
+                          "remote_hostname": report.hostname, "home": report.home,
+                          "connect_seconds": round(connected, 3), "usable": usable,
+                          "checks": [{"what": w, "level": lv, "message": m}
+                                     for w, lv, m in rows]}))
     else:
         click.echo(f"{'host':<12} {report.hostname} ({connection.description})")
         click.echo(f"{'connect':<12} ok in {connected:.2f} s; remote home {report.home}")

@@ -5,11 +5,11 @@ between it runs as usual, with every run it would create handed to a ``DryRun`` 
 """
 from __future__ import annotations
 
-import json
 from typing import Any, Dict, List
 
 import click
 
+from covalent_cli.cli.commands import _echo_json
 from covalent_cli.dryrun import DryRun, intercepting, task_counts
 
 
@@ -22,8 +22,7 @@ def report(dry: DryRun, ids: List[str], as_json: bool) -> None:
     """Print what would have been dispatched: per run, its tasks by function and executor."""
     plans = [task_counts(r.manifest) for r in dry.runs if r.manifest.dispatch_id in ids]
     if as_json:
-        click.echo(json.dumps({"dry_run": True, "dispatches": plans, "stopped": dry.stopped},
-                              default=str))
+        _echo_json({"dry_run": True, "dispatches": plans, "stopped": dry.stopped})
         return
     click.echo("Dry run: nothing was written and nothing ran.")
     if not plans:

@@ -6,7 +6,6 @@ next line, whole. The data is the read model's (``runner.query``, ``runner.query
 """
 from __future__ import annotations
 
-import json
 import sys
 import textwrap
 import time
@@ -22,6 +21,7 @@ from covalent_cli.result import keep_served
 from runner.query import (NOT_RUN, PENDING, SHOWN_STATUSES, failed_tasks, format_seconds,
                           format_time, inner_failure_lines, run_names, run_summary,
                           status_counts, task_rows, unique_prefix)
+from runner.json_view import jsonable, result_document
 from runner.query_node import node_detail
 from runner.rundir import RunDir, RunDirError
 from runner.state import COMPLETED, TERMINAL
@@ -299,8 +299,7 @@ def result(ctx: Context, run_id: str, node: Optional[str], as_json: bool) -> Non
         raise _NotFinished(f"run {run.dispatch_id} is {state.status}", "wait with `cov wait`")
     value = _result_value(run) if state.status == COMPLETED else None
     if as_json:
-        _echo_json({"dispatch_id": run.dispatch_id, "status": state.status,
-                    "result": _jsonable(value), "error": state.error})
+        _echo_json(result_document(run.dispatch_id, state.status, value, state.error))
     elif state.status == COMPLETED:
         click.echo(repr(value))
     else:
@@ -340,19 +339,11 @@ def _node_result(run: RunDir, node: int, as_json: bool) -> None:
     if as_json:
         recorded = detail["result"] or {}
         _echo_json({"dispatch_id": run.dispatch_id, "node": node, "name": detail["name"],
-                    "status": status, "result": _jsonable(value),
+                    "status": status, "result": jsonable(value),
                     "type": recorded.get("type") or type(value).__qualname__,
                     "size": recorded.get("size"), "repr": recorded.get("repr")})
     else:
         click.echo(repr(value))
-
-
-def _jsonable(value: Any) -> Any:
-    """``value`` if JSON holds it as it is, else its repr."""
-    try:
-        return json.loads(json.dumps(value))
-    except (TypeError, ValueError):
-        return repr(value)
 
 
 def _result_preview(run: RunDir) -> Optional[Dict[str, str]]:

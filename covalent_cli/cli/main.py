@@ -18,9 +18,17 @@ class Context:
     """What every command needs: the runs home and output preferences."""
 
     def __init__(self, home: Optional[str], debug: bool) -> None:
-        self._home = home
+        self._home: Optional[str] = None
         self.debug = debug
         self._warned = False
+        self.set_home(home)
+
+    def set_home(self, home: Optional[str]) -> None:
+        """Use ``home`` (``--home``, before or after the subcommand); exported as
+        ``COV_HOME`` for what the command starts (runners, scripts)."""
+        if home:
+            self._home = home
+            os.environ["COV_HOME"] = str(Path(home).expanduser().absolute())
 
     @property
     def home(self) -> Path:
@@ -69,8 +77,6 @@ class CovGroup(click.Group):
 def cli(ctx: click.Context, home: Optional[str], debug: bool) -> None:
     """cov: Covalent workflows from files. No server, no database."""
     ctx.obj = Context(home, debug)
-    if home:
-        os.environ["COV_HOME"] = str(Path(home).expanduser().absolute())
 
 
 def main() -> None:
@@ -83,10 +89,14 @@ def main() -> None:
         except ModuleNotFoundError as exc:
             if exc.name != module:
                 raise
+    from covalent_cli.cli.shell import finish
+
+    finish(cli)  # --home/--debug after the subcommand, run and node id completion
     cli(prog_name="cov")
 
 
 COMMAND_MODULES = ("covalent_cli.cli.commands", "covalent_cli.cli.inspect_cmd",
+                   "covalent_cli.cli.dispatch_cmd", "covalent_cli.cli.runs_cmd",
                    "covalent_cli.cli.redispatch_cmd", "covalent_cli.cli.runner_cmd",
                    "covalent_cli.cli.ui_cmd", "covalent_cli.cli.check_cmd")
 

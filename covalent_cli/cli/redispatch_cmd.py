@@ -4,14 +4,15 @@ script (``--script``), reusing what did not change; ``--dry-run`` says what woul
 from __future__ import annotations
 
 import os
-import sys
 from collections import Counter
 from datetime import datetime
 from typing import Any, Dict, List, Optional, Tuple
 
 import click
 
-from covalent_cli.cli.commands import _parse_args, _run, _wait_and_report
+from covalent_cli.cli.args import parse_args
+from covalent_cli.cli.commands import _run
+from covalent_cli.cli.dispatch_cmd import wait_and_report
 from covalent_cli.cli.main import Context, cli, pass_ctx
 from covalent_cli.errors import UserError
 from covalent_cli.reuse import INTERNAL_KINDS, ReusePlan
@@ -51,7 +52,7 @@ def redispatch(ctx: Context, run_id: str, script_path: Optional[str], reuse: Opt
     old = _run(ctx, run_id)
     manifest = old.manifest
     reuse = bool(script_path) if reuse is None else reuse
-    new_args, overrides = _parse_args(pairs, args_file)
+    new_args, overrides = parse_args(pairs, args_file)
     if script_path:
         lattice, intercepted = load_lattice(script_path, manifest.lattice_name)
         if intercepted and not quiet:
@@ -83,9 +84,7 @@ def redispatch(ctx: Context, run_id: str, script_path: Optional[str], reuse: Opt
                    f"{len(_tasks(prepared.manifest, plan.reasons))} rerun "
                    f"(`cov redispatch {old.dispatch_id[:8]} --dry-run ...` says why)", err=True)
     if wait_:
-        code = _wait_and_report(ctx, run.dispatch_id, None, quiet, show_result=True)
-        if code:
-            sys.exit(code)
+        wait_and_report(ctx, [run.dispatch_id], quiet, as_json=False)
 
 
 def _stored(old: RunDir, load: Any) -> Any:

@@ -1,11 +1,11 @@
 """``cov runner``: start, stop and inspect runners (normally started by dispatch itself)."""
 from __future__ import annotations
 
-import json
 
 import click
 
 from covalent_cli.cli.main import Context, cli, pass_ctx
+from runner.json_view import dumps
 
 
 @cli.group()
@@ -63,7 +63,7 @@ def status(ctx: Context, as_json: bool) -> None:
 
     infos = read_runners(ctx.home)
     if as_json:
-        click.echo(json.dumps(infos, indent=2, default=str))
+        click.echo(dumps({"home": str(ctx.home), "runners": infos}))
     else:
         for info in infos:
             state = "alive" if info["alive"] else "dead"

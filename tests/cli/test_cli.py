@@ -44,7 +44,7 @@ def test_dispatch_with_args_then_status_result_runs_json(run_cov):
     status = json.loads(run_cov("status", "latest", "--json").stdout)
     assert status["status"] == "COMPLETED" and status["done"] == status["total"] == 8
     assert {t["name"] for t in status["tasks"]} >= {"square", "add_all"}
-    runs = json.loads(run_cov("runs", "--json").stdout)
+    runs = json.loads(run_cov("runs", "--json").stdout)["runs"]
     assert [r["dispatch_id"] for r in runs] == [run_id]
     assert run_cov("runs", "-q").stdout.split() == [run_id]
 

@@ -86,7 +86,7 @@ def test_dispatch_killed_at_random_points_leaves_whole_runs_or_none(home, tmp_pa
     runs = [n for n in _names(home.path) if not n.startswith(".")]
     for name in runs:
         assert not _whole(home.path / name), (name, _whole(home.path / name))
-    listed = json.loads(home.cov("runs", "--json").stdout)
+    listed = json.loads(home.cov("runs", "--json").stdout)["runs"]
     assert sorted(r["dispatch_id"] for r in listed) == sorted(runs)
     assert all(r["status"] != "UNREADABLE" for r in listed)
 

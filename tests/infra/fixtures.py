@@ -95,6 +95,16 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
+def require_root(what: str) -> None:
+    """For a test that needs root for ``what`` (another account, a mount, a namespace): skip
+    it with the reason when not root, fail it under CI (which runs as root)."""
+    if os.geteuid() != 0:
+        reason = f"{what} needs root (.ci/run runs the tests as root)"
+        if _in_ci():
+            pytest.fail(f"CI: {reason}", pytrace=False)
+        pytest.skip(reason)
+
+
 def _require(what: str, binaries: Sequence[str], root: bool = True) -> None:
     missing = []
     for b in binaries:
@@ -105,8 +115,8 @@ def _require(what: str, binaries: Sequence[str], root: bool = True) -> None:
             missing.append(b)
     if missing:
         _unavailable(f"{what} needs {', '.join(missing)}, not found")
-    if root and os.geteuid() != 0:
-        _unavailable(f"{what} needs root")
+    if root:
+        require_root(what)
 
 
 def _run_script(script: str, *args: str, env: Optional[Dict[str, str]] = None) -> None:

@@ -136,7 +136,7 @@ def test_a_damaged_run_costs_only_itself(kind, templates, cov_home, run_cov):
 
     listing = run_cov("runs", "--json")
     assert listing.returncode == 0, listing.stderr
-    rows = {r["dispatch_id"]: r for r in json.loads(listing.stdout)}
+    rows = {r["dispatch_id"]: r for r in json.loads(listing.stdout)["runs"]}
     assert rows[good.name]["status"] == "COMPLETED"
     assert rows[victim.name]["status"] == "UNREADABLE" and reason in rows[victim.name]["error"]
     table = run_cov("runs")
@@ -175,9 +175,9 @@ def test_an_unquoted_created_timestamp_is_read_not_fatal(templates, cov_home, ru
     (victim / "manifest.yaml").write_text(text[:start] + "created: 2024-01-01 10:00:00" +
                                           text[end:])
     assert _runner(cov_home).returncode == 0
-    rows = {r["dispatch_id"]: r for r in json.loads(run_cov("runs", "--json").stdout)}
+    rows = {r["dispatch_id"]: r for r in json.loads(run_cov("runs", "--json").stdout)["runs"]}
     assert rows[victim.name]["status"] == rows[good.name]["status"] == "COMPLETED"
-    assert rows[victim.name]["created"].startswith("2024-01-01")
+    assert rows[victim.name]["created"] == 1704103200.0  # 2024-01-01 10:00:00 UTC
 
     from webui import views
     from webui.live import RunCache
@@ -224,7 +224,7 @@ def test_run_directory_names_outside_the_id_alphabet(name, templates, cov_home, 
     shutil.copytree(templates["good"], cov_home / name)
     listing = run_cov("runs", "--json")
     assert listing.returncode == 0, listing.stderr
-    assert str(cov_home / name) in {r["path"] for r in json.loads(listing.stdout)}
+    assert str(cov_home / name) in {r["path"] for r in json.loads(listing.stdout)["runs"]}
     report = run_cov("report", name)
     if report.returncode != 0:
         assert_one_line_error(report, report.returncode, name[:20])

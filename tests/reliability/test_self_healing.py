@@ -23,6 +23,7 @@ from runner.liveness import live_runner, pid_alive, read_runners
 from runner.rundir import RunDir
 from tests.cli.test_cli import assert_one_line_error
 from tests.conftest import REPO
+from tests.infra.fixtures import require_root
 
 GATED = textwrap.dedent('''
     import os
@@ -233,6 +234,7 @@ def test_readers_of_a_served_run_start_nothing(run_cov, gated, cov_home):
 @pytest.fixture
 def read_only_view(cov_home: Path, tmp_path: Path):
     """``cov_home`` seen through a read-only bind mount (root bypasses permission bits)."""
+    require_root("a read-only bind mount")
     view = tmp_path / "ro"
     view.mkdir()
     cov_home.mkdir(parents=True, exist_ok=True)
@@ -303,6 +305,8 @@ def test_runner_dying_at_start_is_reported_without_a_restart_loop(run_cov, gated
 def test_someone_elses_run_gets_no_runner(run_cov, gated, cov_home, whose):
     """Reading a run is not running it: for a run not ours (its directory owned by another
     account, or its manifest naming another user: a run copied here) no runner is started."""
+    if whose == "owned-by-nobody":
+        require_root("a run directory owned by another account")
     dispatch, _ = gated
     run_id = dispatch(env={"COV_NO_RUNNER": "1"})
     run = cov_home / run_id

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from tests.fault.harness import Home, wait_until
+from tests.infra.fixtures import require_root
 from tests.reliability.test_stopped_lock_holder import CHAIN, dispatch, status
 
 HOLDER = textwrap.dedent('''
@@ -144,6 +145,7 @@ def test_a_frozen_holder_on_this_host_keeps_its_soft_lock(home: Home):
 def _elsewhere(*argv: str) -> list:
     """A command run as if on another host: its own UTS namespace, hostname ``otherhost``
     (same filesystem, same pids, but a contender cannot tell its pid from ours)."""
+    require_root("a UTS namespace of its own (unshare --uts)")
     return ["unshare", "--uts", "sh", "-c", 'hostname otherhost && exec "$@"', "sh", *argv]
 
 

@@ -20,11 +20,13 @@ import pytest
 
 from runner.rundir import RunDir
 from tests.conftest import REPO
+from tests.infra.fixtures import require_root
 from tests.webui.conftest import TOKEN
 from tests.webui.test_cli_and_layout import _start_ui, _stop
 
 
 def _as_nobody(*curl_args: str) -> subprocess.CompletedProcess:
+    require_root("acting as the account nobody")
     if shutil.which("runuser") is None:
         pytest.skip("needs runuser (util-linux) and root")
     return subprocess.run(["runuser", "-u", "nobody", "--", "curl", "-s", "-o", "/dev/null",
@@ -200,6 +202,7 @@ def test_runs_are_readable_by_their_owner_only(open_dir):
     assert not loose, loose
     assert stat.S_IMODE(home.stat().st_mode) == 0o700
     assert stat.S_IMODE(run.stat().st_mode) == 0o700
+    require_root("acting as the account nobody")
     for path in (home, run / "results" / "0.pkl", run / "logs", run / "tasks.pkl"):
         refused = subprocess.run(["runuser", "-u", "nobody", "--", "cat", str(path)],
                                  capture_output=True, text=True, timeout=30)

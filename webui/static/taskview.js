@@ -165,7 +165,7 @@ cov.renderRunDetails = function (box, d, options) {
     ["Lattice", d.lattice],
     ["Status", cov.pill(d.status)],
     ["Tasks", d.done + " of " + d.total + " completed"],
-    ["Created", d.created],
+    ["Created", cov.time(d.created)],
     ["Started", cov.time(d.started)],
     ["Ended", cov.time(d.ended)],
     ["Runtime", cov.duration(d.runtime)],
