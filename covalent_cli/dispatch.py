@@ -28,11 +28,13 @@ from covalent_cli.graph import Graph, GraphNode
 from covalent_cli.lattice import DEFAULT_EXECUTOR, Lattice
 from covalent_cli.pack import Packer, pickle_local_modules_by_value
 from covalent_cli.result import get_result
+from covalent_cli.sources import Sources, capture
 from covalent_cli.version import VERSION
 from runner import backends
 from runner.config import ConfigError, check_config, executor_problem, get_value, runs_home
 from runner.daemon import ensure_running
-from runner.manifest import LOCAL_ONLY_KINDS, PARAMETER, SUBLATTICE, Edge, Manifest, NodeSpec
+from runner.manifest import (ELECTRON, LOCAL_ONLY_KINDS, PARAMETER, SUBLATTICE, Edge, Manifest,
+                             NodeSpec)
 from runner.redact import has_mask, split_secrets, unmask
 from runner.rundir import RunDir
 from runner.state import Event
@@ -112,6 +114,7 @@ class PreparedRun:
     manifest: Manifest
     pack: bytes
     secrets: Dict[str, Dict[str, Any]]
+    sources: bytes  # the tasks' source text (``Sources.to_json()``): the UI's Source panel
 
 
 def prepare_run(lattice: Lattice, args: Sequence[Any], kwargs: Dict[str, Any], *,
@@ -129,7 +132,10 @@ def prepare_run(lattice: Lattice, args: Sequence[Any], kwargs: Dict[str, Any], *
     pickle_local_modules_by_value(_source_file(lattice))
     packer = Packer()
     executors = _ExecutorTable(secrets_from)
-    nodes = [_node_spec(node, graph, lattice, packer, executors) for node in graph.nodes]
+    sources = Sources()
+    sources.workflow = capture(lattice)
+    nodes = [_node_spec(node, graph, lattice, packer, executors, sources)
+             for node in graph.nodes]
     packer.add_named("workflow", lattice, "the lattice function")
     packer.add_named("inputs", {"args": list(args), "kwargs": dict(kwargs)}, "the lattice inputs")
     manifest = Manifest(
@@ -155,7 +161,7 @@ def prepare_run(lattice: Lattice, args: Sequence[Any], kwargs: Dict[str, Any], *
         tags=list(tags or (() if parent else LABELS["tags"])),
     )
     return PreparedRun(lattice, tuple(args), dict(kwargs), manifest, packer.data(),
-                       executors.secrets)
+                       executors.secrets, sources.to_json())
 
 
 def create_run(lattice: Lattice, args: Sequence[Any], kwargs: Dict[str, Any], *,
@@ -195,7 +201,7 @@ def write_run(prepared: PreparedRun, home: Path, events: Sequence[Event] = (),
     try:
         run = RunDir.create(home, prepared.manifest, prepared.pack, events=events,
                             results=results, secret_values=prepared.secrets,
-                            env=_environment())
+                            env=_environment(), sources=prepared.sources)
     except PermissionError:
         raise UserError(f"cannot write runs home {home}: permission denied",
                         "set COV_HOME to a writable directory") from None
@@ -266,7 +272,7 @@ def _home() -> Path:
 
 
 def _node_spec(node: GraphNode, graph: Graph, lattice: Lattice, packer: Packer,
-               executors: "_ExecutorTable") -> NodeSpec:
+               executors: "_ExecutorTable", sources: Sources) -> NodeSpec:
     spec = NodeSpec(id=node.id, name=node.name, kind=node.kind,
                     parents=[Edge(e.parent, e.param, e.type, e.index) for e in node.parents],
                     waits=list(node.waits))
@@ -311,6 +317,11 @@ def _node_spec(node: GraphNode, graph: Graph, lattice: Lattice, packer: Packer,
     owner = node.owner if node.owner is not None else function
     spec.fingerprint = packer.fingerprint(owner, function, hooks, spec.executor,
                                           executors.table.get(spec.executor or ""))
+    if node.kind == ELECTRON:
+        sources.add(spec.fingerprint, function)
+    elif node.kind == SUBLATTICE:  # its function is build_sublattice: the source is the lattice's
+        sources.add_node(node.id, next((graph.nodes[e.parent].value for e in node.parents
+                                        if e.param == "sub_lattice"), None))
     spec.blob = packer.add_function((owner, spec.executor) if run_with else owner, make,
                                     f"task '{node.name}' (node {node.id})")
     return spec

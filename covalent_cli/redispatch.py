@@ -112,7 +112,8 @@ def reuse_events(old: RunDir, plan: ReusePlan) -> Tuple[List[Event], List[Tuple[
     now = time.time()  # a reused node starts and ends at once (Covalent's convention)
     for node_id, old_id in sorted(plan.reused.items()):
         events.append({"ev": "end", "node": node_id, "status": COMPLETED, "attempt": 0,
-                       "start": now, "end": now, "reused": True})
+                       "start": now, "end": now, "reused": True,
+                       "reused_from": old.dispatch_id})
         results.append((node_id, old.result_path(old_id)))
     return events, results
 

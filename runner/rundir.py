@@ -15,6 +15,8 @@ Layout (format 1)::
         env.json          the dispatch's interpreter and environment variables (mode 0600;
                           optional: runs without it run in the runner's environment)
         report.html       a static report; written (and rewritten) only by ``cov report``
+        sources.json      the task functions' and the workflow's source as dispatched
+                          (optional: runs made before cov captured them have none)
         secrets/          (0700, only when an executor has secret fields) executors.json (0600):
                           their values, by executor key; the Slurm backend's env files. No
                           reader shows it (``runner.redact``)
@@ -52,6 +54,7 @@ REPORT = "report.html"
 SECRETS = "secrets"  # a directory, 0700: its files are 0600 and never shown
 EXECUTOR_SECRETS = "executors.json"
 ENV = "env.json"
+SOURCES = "sources.json"
 TMP_PREFIX = ".tmp-"
 # <home>/.unreadable/<run>: why a runner set that run aside (kept out of the damaged directory).
 UNREADABLE_DIR = ".unreadable"
@@ -145,6 +148,16 @@ class RunDir:
     def secrets_dir(self) -> Path:
         return self.path / SECRETS
 
+    def sources(self) -> Optional[Dict[str, Any]]:
+        """``sources.json`` (the code as dispatched), or None: a run made before cov captured
+        it, or a file that is not such a JSON object."""
+        try:
+            with self.open_file(SOURCES) as f:
+                data = json.loads(f.read(64 << 20))
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
     @property
     def env_path(self) -> Path:
         return self.path / ENV
@@ -232,9 +245,10 @@ class RunDir:
                events: Iterable[Event] = (),
                results: Iterable[Tuple[int, Path]] = (),
                secret_values: Optional[Dict[str, Dict[str, Any]]] = None,
-               env: Optional[bytes] = None) -> "RunDir":
+               env: Optional[bytes] = None, sources: Optional[bytes] = None) -> "RunDir":
         """Build the run under a temporary name and rename it into place: whole or absent.
         ``secret_values`` ({executor key: secret fields}) go to a 0600 file, never the manifest.
+        ``sources``: the ``sources.json`` text (the code as dispatched, for people).
 
         Idempotent for a given dispatch id (a sublattice's child, re-created by a re-run of its
         building task): if the run already exists, that run is returned and nothing written."""
@@ -254,6 +268,8 @@ class RunDir:
                 except OSError:
                     atomic_write(dest, Path(source).read_bytes())
             atomic_write(tmp / PACK, pack, fsync=True)
+            if sources is not None:
+                atomic_write(tmp / SOURCES, sources)
             if secret_values:
                 write_private(tmp / SECRETS / EXECUTOR_SECRETS,
                               json.dumps(secret_values).encode())

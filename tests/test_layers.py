@@ -22,7 +22,7 @@ LAYOUT_SPELLED = {
     "runner/worker.py": "shipped alone to remote hosts and Slurm nodes: imports only the stdlib",
 }
 LAYOUT_NAMES = {"manifest.yaml", "tasks.pkl", "events.jsonl", "results", "logs", ".runners",
-                "cancel.json", "result.pkl"}
+                "cancel.json", "result.pkl", "sources.json"}
 WEBUI_IMPORTERS = {"covalent_cli/cli/ui_cmd.py"}  # `cov ui` and `cov report`
 WORKER_ALLOWED = {"cloudpickle"}
 
