@@ -161,7 +161,7 @@ def prepare_run(lattice: Lattice, args: Sequence[Any], kwargs: Dict[str, Any], *
         tags=list(tags or (() if parent else LABELS["tags"])),
     )
     return PreparedRun(lattice, tuple(args), dict(kwargs), manifest, packer.data(),
-                       executors.secrets, sources.to_json())
+                       executors.secrets, sources.to_json(executors.secrets))
 
 
 def create_run(lattice: Lattice, args: Sequence[Any], kwargs: Dict[str, Any], *,
