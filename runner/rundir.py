@@ -1,4 +1,5 @@
-"""``RunDir``: the only code that knows the run directory's layout (docs/run-directory.md).
+"""``RunDir``: reading and writing a run directory (its names are ``runner.layout``'s;
+docs/run-directory.md describes it).
 
 Layout (format 1)::
 
@@ -34,34 +35,15 @@ import time
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Dict, Iterable, List, Optional, Tuple
 
-from runner import worker
 from runner.fs import DIR_MODE, FILE_MODE, atomic_write, fsync_dir
+from runner.layout import (CANCEL, ENV, EVENTS, EXECUTOR_SECRETS, FINAL_RESULT,  # noqa: F401
+                           LOCK, LOGS, MANIFEST, PACK, REPORT, RESULTS, SECRETS, TMP_PREFIX,
+                           RunPaths, creating_path, is_run_name, outcome_file, outcome_rel,
+                           unreadable_dir)  # the names: re-exported for their readers here
 from runner.locks import Lock, acquire_patiently, make_lock
 from runner.manifest import Manifest, ManifestError, check_header
+from runner.outcome import OutcomeHeader, header_problem, read_outcome_file, read_outcome_header
 from runner.state import Event, EventError, RunState, check_event, fold
-
-MANIFEST = "manifest.yaml"
-PACK = "tasks.pkl"
-EVENTS = "events.jsonl"
-LOCK = "run.lock"
-CANCEL = "cancel.json"
-RESULTS = "results"
-LOGS = "logs"
-FINAL_RESULT = "result.pkl"
-REPORT = "report.html"
-SECRETS = "secrets"  # a directory, 0700: its files are 0600 and never shown
-EXECUTOR_SECRETS = "executors.json"
-ENV = "env.json"
-TMP_PREFIX = ".tmp-"
-# <home>/.unreadable/<run>: why a runner set that run aside (kept out of the damaged directory).
-UNREADABLE_DIR = ".unreadable"
-
-
-def is_run_name(name: str) -> bool:
-    """Whether an entry of a runs home may be a run: dot names (``.runners``, ``.unreadable``,
-    runs being created under ``TMP_PREFIX``, ``cov rm``'s trash) never are."""
-    return not name.startswith(".")
-
 
 def write_private(path: Path, data: bytes) -> None:
     """Write a file only its owner can read (0600, in a 0700 directory), atomically: the
@@ -85,11 +67,11 @@ class OutsideRunError(RunDirError, PermissionError):
     file: refused, never opened (a run directory may come from someone else)."""
 
 
-class RunDir:
+class RunDir(RunPaths):
     """A view of one run directory; cheap to create, reads lazily."""
 
     def __init__(self, path: os.PathLike | str) -> None:
-        self.path = Path(path)
+        super().__init__(path)
         self._manifest: Optional[Manifest] = None
         self._events_offset = 0
         self._state: Optional[RunState] = None
@@ -100,55 +82,6 @@ class RunDir:
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
 
-    # -- paths ---------------------------------------------------------------------------
-    @property
-    def dispatch_id(self) -> str:
-        return self.path.name
-
-    @property
-    def manifest_path(self) -> Path:
-        return self.path / MANIFEST
-
-    @property
-    def pack_path(self) -> Path:
-        return self.path / PACK
-
-    @property
-    def events_path(self) -> Path:
-        return self.path / EVENTS
-
-    @property
-    def lock_path(self) -> Path:
-        return self.path / LOCK
-
-    @property
-    def cancel_path(self) -> Path:
-        return self.path / CANCEL
-
-    @property
-    def results_dir(self) -> Path:
-        return self.path / RESULTS
-
-    @property
-    def logs_dir(self) -> Path:
-        return self.path / LOGS
-
-    @property
-    def final_result_path(self) -> Path:
-        return self.path / FINAL_RESULT
-
-    @property
-    def report_path(self) -> Path:
-        return self.path / REPORT
-
-    @property
-    def secrets_dir(self) -> Path:
-        return self.path / SECRETS
-
-    @property
-    def env_path(self) -> Path:
-        return self.path / ENV
-
     def recorded_env(self) -> Optional[Dict[str, Any]]:
         """``{"python": ..., "environ": {...}}`` as the dispatch recorded it, or None."""
         try:
@@ -158,18 +91,6 @@ class RunDir:
         if not isinstance(data, dict) or not isinstance(data.get("environ"), dict):
             return None
         return data
-
-    def result_path(self, node: int) -> Path:
-        return self.results_dir / f"{node}.pkl"
-
-    def stdout_path(self, node: int) -> Path:
-        return self.logs_dir / f"{node}.out"
-
-    def stderr_path(self, node: int) -> Path:
-        return self.logs_dir / f"{node}.err"
-
-    def exists(self) -> bool:
-        return self.manifest_path.is_file()
 
     def open_file(self, path: os.PathLike | str) -> BinaryIO:
         """Open a file of this run for reading, contained: ``path`` (relative to the run
@@ -230,20 +151,20 @@ class RunDir:
         final = home / manifest.dispatch_id
         # A name of its own: a creator killed half-way leaves its directory, and two creators
         # of one child run never share one.
-        tmp = home / f"{TMP_PREFIX}{manifest.dispatch_id}.{secrets.token_hex(3)}"
+        tmp = creating_path(home, manifest.dispatch_id, secrets.token_hex(3))
         tmp.mkdir(mode=DIR_MODE)  # the owner's only: inputs, results and logs are inside
         try:
             (tmp / RESULTS).mkdir(mode=DIR_MODE)
             (tmp / LOGS).mkdir(mode=DIR_MODE)
             for node, source in results:  # reused results of a redispatch
-                dest = tmp / RESULTS / f"{node}.pkl"
+                dest = tmp / RESULTS / outcome_file(node)
                 try:
                     os.link(source, dest)
                 except OSError:
                     atomic_write(dest, Path(source).read_bytes())
             atomic_write(tmp / PACK, pack, fsync=True)
             if secret_values:
-                write_private(tmp / SECRETS / EXECUTOR_SECRETS,
+                write_private(RunPaths(tmp).executor_secrets_path,
                               json.dumps(secret_values).encode())
             if env is not None:  # secrets may be in it: readable by the user only
                 fd = os.open(tmp / ENV, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -312,7 +233,7 @@ class RunDir:
         except (UnicodeDecodeError, yaml.YAMLError):
             data = None
         if not isinstance(data, dict) or "dispatch_id" not in data:
-            raise RunDirError(f"run {self.dispatch_id}: manifest.yaml is corrupted")
+            raise RunDirError(f"run {self.dispatch_id}: {MANIFEST} is corrupted")
         try:
             return check_header(data)
         except ManifestError as exc:
@@ -321,7 +242,7 @@ class RunDir:
     def executor_secrets(self, key: str) -> Dict[str, Any]:
         """The secret fields of the run's executor ``key`` ({} when it has none)."""
         try:
-            with open(self.secrets_dir / EXECUTOR_SECRETS, encoding="utf-8") as f:
+            with open(self.executor_secrets_path, encoding="utf-8") as f:
                 found = json.load(f).get(key)
         except (OSError, ValueError, AttributeError):
             return {}
@@ -420,44 +341,40 @@ class RunDir:
         return appended
 
     # -- results -------------------------------------------------------------------------
-    def outcome_header(self, node: int) -> Optional[Dict[str, Any]]:
+    def outcome_header(self, node: int) -> Optional[OutcomeHeader]:
         """The outcome header of node's result file, or None if absent or incomplete;
         ``RunDirError`` if it is whole but not a header of ours. The runner's own read (it runs
         the run's code anyway); readers that show a run to someone use ``read_outcome``, which
         is contained."""
         path = str(self.result_path(node))
         try:
-            header = worker.read_outcome_header(path)
+            header = read_outcome_header(path)
         except (TypeError, ValueError):  # a "len" that is not a number
             header = {}
         if header is None:
             return None
-        problem = _header_problem(header)
+        problem = header_problem(header)
         if problem:
-            raise RunDirError(f"run {self.dispatch_id}: {RESULTS}/{node}.pkl: {problem}")
+            raise RunDirError(f"run {self.dispatch_id}: {outcome_rel(node)}: {problem}")
         return header
 
     def read_outcome(self, node: int, payload: bool = False
-                     ) -> Tuple[Optional[Dict[str, Any]], Optional[bytes]]:
-        """(header, pickled value) of node's outcome file, opened through ``open_file``;
-        (None, None) if absent or incomplete, the value None unless ``payload`` and the task
-        succeeded. The format is worker.py's (a JSON header line, then ``len`` bytes)."""
+                     ) -> Tuple[Optional[OutcomeHeader], Optional[bytes]]:
+        """(header, pickled value) of node's outcome file (``runner.outcome``), opened through
+        ``open_file``; (None, None) if absent or incomplete, the value None unless ``payload``
+        and the task succeeded."""
         try:
             with self.open_file(self.result_path(node)) as f:
-                line = f.readline()
-                size = os.fstat(f.fileno()).st_size
-                header = json.loads(line) if line.endswith(b"\n") else None
-                if not isinstance(header, dict) or \
-                        size != len(line) + int(header.get("len", 0)):
-                    return None, None
-                data = f.read() if payload and header.get("ok") else None
+                header, data = read_outcome_file(f, payload)
         except FileNotFoundError:
             return None, None
         except (TypeError, ValueError):  # not JSON, or a "len" that is not a number
             return None, None
-        problem = _header_problem(header)
+        if header is None:
+            return None, None
+        problem = header_problem(header)
         if problem:
-            raise RunDirError(f"run {self.dispatch_id}: {RESULTS}/{node}.pkl: {problem}")
+            raise RunDirError(f"run {self.dispatch_id}: {outcome_rel(node)}: {problem}")
         return header, data
 
     def load_output(self, node: int) -> Any:
@@ -543,15 +460,15 @@ def mark_unreadable(home: Path, name: str, reason: str) -> None:
     damage themselves (listings read only the manifest header). Best effort."""
     record = {"reason": reason, "stamp": files_stamp(home / name), "t": time.time()}
     try:
-        (home / UNREADABLE_DIR).mkdir(exist_ok=True)
-        atomic_write(home / UNREADABLE_DIR / name, json.dumps(record).encode())
+        unreadable_dir(home).mkdir(exist_ok=True)
+        atomic_write(unreadable_dir(home) / name, json.dumps(record).encode())
     except OSError:
         pass
 
 
 def clear_unreadable(home: Path, name: str) -> None:
     try:
-        os.unlink(home / UNREADABLE_DIR / name)
+        os.unlink(unreadable_dir(home) / name)
     except OSError:
         pass
 
@@ -560,37 +477,18 @@ def unreadable_reasons(home: Path) -> Dict[str, str]:
     """Runs a runner set aside, by name, with why; only while their files are as they were
     then (a repaired run is read again)."""
     try:
-        names = os.listdir(home / UNREADABLE_DIR)
+        names = os.listdir(unreadable_dir(home))
     except OSError:
         return {}
     found = {}
     for name in names:
         try:
-            record = json.loads((home / UNREADABLE_DIR / name).read_text())
+            record = json.loads((unreadable_dir(home) / name).read_text())
             if record["stamp"] == files_stamp(home / name):
                 found[name] = str(record["reason"])
         except (OSError, ValueError, KeyError, TypeError):
             continue
     return found
-
-
-_HEADER_TYPES: Dict[str, tuple] = {
-    "ok": (bool,), "attempt": (int,), "len": (int,), "reason": (str, type(None)),
-    "error": (str, type(None)), "child": (str, type(None)),
-    "start": (int, float, type(None)), "end": (int, float, type(None)),
-}
-
-
-def _header_problem(header: Any) -> str:
-    """What is wrong with an outcome header ("" if nothing)."""
-    if not isinstance(header, dict) or not header:
-        return "the outcome header is not a JSON object of ours"
-    for name, types in _HEADER_TYPES.items():
-        value = header.get(name)
-        if name in header and (not isinstance(value, types) or
-                               (isinstance(value, bool) and bool not in types)):
-            return f"the outcome header has {name}={value!r} (wrong type)"
-    return ""
 
 
 def _append_whole(fd: int, data: bytes, start: int) -> None:

@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Optional
 
 from runner.query import UNREADABLE, node_status, safe_summary
 from runner.manifest import ELECTRON, PARAMETER, SUBLATTICE
+from runner.outcome import OutcomeHeader
 from runner.redact import mask_secrets
 from runner.rundir import RunDirError, unreadable_reasons
 from runner.state import COMPLETED, NEW_OBJECT, TERMINAL
@@ -251,7 +252,7 @@ def _input(live: LiveRun, state: Any, node: int, param: str, kind: str) -> Dict[
 _NO_RESULT = {"repr": "(no complete result file)", "type": None, "size": None, "preview": True}
 
 
-def _outcome_header(live: LiveRun, node: int) -> Optional[Dict[str, Any]]:
+def _outcome_header(live: LiveRun, node: int) -> Optional[OutcomeHeader]:
     """A node's outcome header, or None (absent, incomplete, or leading out of the run)."""
     try:
         return live.data.read_outcome(node)[0]

@@ -18,6 +18,7 @@ from covalent_cli.errors import (CovError, ExitCode, RunNotFound, RunUnreadable,
 from covalent_cli.result import Result, keep_served, resolve_run, wait_for_run
 from runner.config import ConfigError, check_config, config_path, runs_home
 from runner.daemon import Keeper
+from runner.layout import trash_path
 from runner.locks import LockBusy
 from runner.query import (check_readable, format_seconds, format_time, iter_runs, list_runs,
                           run_summary, task_rows)
@@ -535,7 +536,7 @@ def rm(ctx: Context, run_ids: Tuple[str, ...], force: bool) -> None:
         _cancel_and_wait(family, force)
         for member in family:
             # Rename first: the run vanishes at once and whole, then the files go.
-            trash = member.path.parent / f".rm-{member.dispatch_id}"
+            trash = trash_path(member.path.parent, member.dispatch_id)
             try:
                 os.rename(member.path, trash)
             except FileNotFoundError:

@@ -4,7 +4,7 @@ A backend carries out the tasks of one executor configuration (the local pool, o
 Slurm cluster). The runner's loop is single-threaded: it calls ``submit`` for claimed tasks,
 waits on ``waitables()`` (or at most ``next_poll_in()`` seconds), then collects ``poll()``.
 Every submitted task must come back exactly once from ``poll`` as a ``Completion`` whose header
-is the task's outcome header (see ``runner.worker``), after its outcome file
+is the task's outcome header (see ``runner.outcome``), after its outcome file
 ``results/<node>.pkl`` is in the run directory. ``handle`` dicts (pid, host, job id) passed to
 ``services.record_handle`` go into the event log, so a restarted runner can ``reattach``.
 
@@ -30,8 +30,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Protocol, Tuple
 
-from runner import worker
-from runner.rundir import LOGS, RESULTS
+from runner import layout
+from runner.outcome import OutcomeHeader, read_outcome_payload
 
 if TYPE_CHECKING:
     from runner.rundir import RunDir
@@ -57,15 +57,15 @@ class Task:
 
     @property
     def outcome_path(self) -> str:
-        return os.path.join(self.run, RESULTS, f"{self.node}.pkl")
+        return layout.outcome_path(self.run, self.node)
 
     @property
     def stdout_path(self) -> str:
-        return os.path.join(self.run, LOGS, f"{self.node}.out")
+        return layout.log_path(self.run, self.node, "out")
 
     @property
     def stderr_path(self) -> str:
-        return os.path.join(self.run, LOGS, f"{self.node}.err")
+        return layout.log_path(self.run, self.node, "err")
 
     def message(self) -> Dict[str, Any]:
         """The local pool's form (paths and offsets; the worker reads the run directory)."""
@@ -81,10 +81,10 @@ class Completion:
     run: str
     node: int
     attempt: int
-    header: Dict[str, Any]
+    header: OutcomeHeader
 
     @classmethod
-    def of(cls, task: Task, header: Dict[str, Any]) -> "Completion":
+    def of(cls, task: Task, header: OutcomeHeader) -> "Completion":
         """The task's attempt, ended with ``header`` (typically its outcome file's)."""
         return cls(task.run, task.node, task.attempt, header)
 
@@ -93,8 +93,8 @@ class Completion:
         """The attempt ended without an outcome of its own: ``reason`` is the kind of failure
         (``worker_died``, ``connection``, ``submit`` ...), ``error`` the message the user sees,
         ``fields`` where it happened (``host``, ``pid``, ``job_id``)."""
-        header: Dict[str, Any] = {"ok": False, "reason": reason, "error": error}
-        header.update(fields)
+        header: OutcomeHeader = {"ok": False, "reason": reason, "error": error}
+        header.update(fields)  # type: ignore[typeddict-item]  # host, pid, job_id
         header.setdefault("end", time.time())
         return cls.of(task, header)
 
@@ -214,7 +214,7 @@ def make_bundle(task: Task, rundir: "RunDir") -> bytes:
     and inputs read from ``rundir``. An input whose result file is missing or incomplete raises
     ``RuntimeError`` (the task cannot start)."""
     def result(node: int) -> bytes:
-        payload = worker.read_outcome_payload(str(rundir.result_path(node)))
+        payload = read_outcome_payload(str(rundir.result_path(node)))
         if payload is None:
             raise RuntimeError(f"the result of node {node} is missing or incomplete")
         return payload

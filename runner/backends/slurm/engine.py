@@ -48,6 +48,7 @@ from runner.backends.slurm.script import job_name, python_command, render_script
 from runner.backends.slurm.settings import SettingsError, SlurmSettings, parse_settings
 from runner.backends.slurm.site import SharedSite, local_identity
 from runner.config import get_value
+from runner.outcome import OutcomeHeader, read_outcome_header
 from runner.redact import has_mask, is_secret, task_secrets
 from runner.rundir import RunDir
 
@@ -412,7 +413,7 @@ class SlurmBackend(ThreadedBackend):
                 identity = found.get(job.task.node)
                 if identity is None or identity == job.stale:
                     continue
-                header = worker.read_outcome_header(job.task.outcome_path)
+                header = read_outcome_header(job.task.outcome_path)
                 if header is None:
                     continue  # not whole yet (an NFS client's cache)
                 header.setdefault("attempt", job.task.attempt)
@@ -467,7 +468,7 @@ class SlurmBackend(ThreadedBackend):
                                                        f"{note}").header)
 
     # -- ending a task ----------------------------------------------------------------------
-    def _finish(self, job: SlurmJob, header: Dict[str, Any]) -> None:
+    def _finish(self, job: SlurmJob, header: OutcomeHeader) -> None:
         assert self.site is not None
         if self.jobs.pop(job.key) is None:
             return
