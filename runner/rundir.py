@@ -1,57 +1,37 @@
 """``RunDir``: reading and writing a run directory (its names are ``runner.layout``'s;
 docs/run-directory.md describes it).
 
-Layout (format 1)::
-
-    <home>/<dispatch_id>/
-        manifest.yaml     the graph; written once by dispatch
-        tasks.pkl         cloudpickled functions, parameter values, workflow and inputs, packed;
-                          offsets in manifest.yaml; written once by dispatch
-        events.jsonl      append-only state log; written by runners, under ``run.lock``
-        run.lock          the run's lock file (never deleted)
-        cancel.json       cancel request; written by ``cov cancel``/``ct.cancel`` under the lock
-        results/<n>.pkl   node n's outcome (JSON header line + pickle); written by the worker
-        logs/<n>.out|err  node n's stdout/stderr; written by the worker
-        result.pkl        the lattice's outcome (a hard link to the output node's result)
-        env.json          the dispatch's interpreter and environment variables (mode 0600;
-                          optional: runs without it run in the runner's environment)
-        report.html       a static report; written (and rewritten) only by ``cov report``
-        secrets/          (0700, only when an executor has secret fields) executors.json (0600):
-                          their values, by executor key; the Slurm backend's env files. No
-                          reader shows it (``runner.redact``)
+What it holds (format 1.0): ``manifest.yaml`` (the graph), ``tasks.pkl`` (the packed code and
+values), ``events.jsonl`` (the state log), ``cancel.json``, ``results/<n>.pkl`` (outcomes,
+``runner.outcome``), ``logs/<n>.out|err``, ``result.pkl``, ``env.json``, ``report.html`` and
+``secrets/`` (0700; no reader shows it, ``runner.redact``).
 
 Single writers: dispatch writes manifest and tasks.pkl before the directory exists under its
-final name; exactly one worker (the claim holder's) writes a node's result and logs; events are
-appended only under the run lock.
+final name (``runner.creation``); exactly one worker (the claim holder's) writes a node's result
+and logs (a sublattice node's result: see ``runner.outcome``); events are appended only under
+the run lock.
 """
 from __future__ import annotations
 
 import errno
 import json
 import os
-import secrets
 import stat
 import time
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Dict, Iterable, List, Optional, Tuple
 
-from runner.fs import DIR_MODE, FILE_MODE, atomic_write, fsync_dir
+from runner.creation import create_run_dir
+from runner.fs import FILE_MODE, append_whole, atomic_write, write_private  # noqa: F401
 from runner.layout import (CANCEL, ENV, EVENTS, EXECUTOR_SECRETS, FINAL_RESULT,  # noqa: F401
                            LOCK, LOGS, MANIFEST, PACK, REPORT, RESULTS, SECRETS, TMP_PREFIX,
-                           RunPaths, creating_path, is_run_name, outcome_file, outcome_rel,
-                           unreadable_dir)  # the names: re-exported for their readers here
+                           RunPaths, is_run_name, outcome_rel)  # re-exported for readers here
 from runner.locks import Lock, acquire_patiently, make_lock
 from runner.manifest import Manifest, ManifestError, check_header
 from runner.outcome import OutcomeHeader, header_problem, read_outcome_file, read_outcome_header
 from runner.state import Event, EventError, RunState, check_event, fold
-
-def write_private(path: Path, data: bytes) -> None:
-    """Write a file only its owner can read (0600, in a 0700 directory), atomically: the
-    modes are the secrets' own, whatever ``FILE_MODE`` and ``DIR_MODE`` become."""
-    path.parent.mkdir(mode=0o700, exist_ok=True)
-    os.chmod(path.parent, 0o700)
-    atomic_write(path, data, mode=0o600)
-
+from runner.unreadable import (clear_unreadable, files_stamp, mark_unreadable,  # noqa: F401
+                               unreadable_reasons)  # re-exported for their readers here
 
 class RunDirError(Exception):
     """A run directory that is missing or cannot be read (the message says why).
@@ -142,52 +122,9 @@ class RunDir(RunPaths):
                results: Iterable[Tuple[int, Path]] = (),
                secret_values: Optional[Dict[str, Dict[str, Any]]] = None,
                env: Optional[bytes] = None) -> "RunDir":
-        """Build the run under a temporary name and rename it into place: whole or absent.
-        ``secret_values`` ({executor key: secret fields}) go to a 0600 file, never the manifest.
-
-        Idempotent for a given dispatch id (a sublattice's child, re-created by a re-run of its
-        building task): if the run already exists, that run is returned and nothing written."""
-        home.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
-        final = home / manifest.dispatch_id
-        # A name of its own: a creator killed half-way leaves its directory, and two creators
-        # of one child run never share one.
-        tmp = creating_path(home, manifest.dispatch_id, secrets.token_hex(3))
-        tmp.mkdir(mode=DIR_MODE)  # the owner's only: inputs, results and logs are inside
-        try:
-            (tmp / RESULTS).mkdir(mode=DIR_MODE)
-            (tmp / LOGS).mkdir(mode=DIR_MODE)
-            for node, source in results:  # reused results of a redispatch
-                dest = tmp / RESULTS / outcome_file(node)
-                try:
-                    os.link(source, dest)
-                except OSError:
-                    atomic_write(dest, Path(source).read_bytes())
-            atomic_write(tmp / PACK, pack, fsync=True)
-            if secret_values:
-                write_private(RunPaths(tmp).executor_secrets_path,
-                              json.dumps(secret_values).encode())
-            if env is not None:  # secrets may be in it: readable by the user only
-                fd = os.open(tmp / ENV, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                try:
-                    _append_whole(fd, env, 0)
-                finally:
-                    os.close(fd)
-            lines = "".join(json.dumps(e) + "\n" for e in events)
-            atomic_write(tmp / EVENTS, lines.encode(), fsync=bool(lines))
-            atomic_write(tmp / MANIFEST, manifest.to_yaml().encode(), fsync=True)
-            fsync_dir(tmp)
-            try:
-                os.rename(tmp, final)
-            except OSError:
-                if not (final / MANIFEST).is_file():
-                    raise
-                _remove_tree(tmp)  # another creator of this run won: it is whole
-                return cls(final)
-            fsync_dir(home)
-        except BaseException:
-            _remove_tree(tmp)
-            raise
-        return cls(final)
+        """The new run, built whole or not at all (``runner.creation.create_run_dir``), or the
+        existing one of that dispatch id."""
+        return cls(create_run_dir(home, manifest, pack, events, results, secret_values, env))
 
     # -- manifest and pack ---------------------------------------------------------------
     @property
@@ -322,7 +259,7 @@ class RunDir(RunPaths):
                 # A writer killed mid-write (or cut short by a full disk) left a torn last
                 # line: end it, or our first event would fuse with it and be lost to readers.
                 data = b"\n" + data
-            _append_whole(fd, data, start)
+            append_whole(fd, data, start)
             if fsync:
                 os.fsync(fd)
         finally:
@@ -442,68 +379,3 @@ class RunDir(RunPaths):
             atomic_write(self.cancel_path, json.dumps(current).encode())
         finally:
             lock.release()
-
-
-def files_stamp(path: os.PathLike | str) -> List[Optional[int]]:
-    """When a run's files last changed (manifest, event log, cancel request, results)."""
-    stamps: List[Optional[int]] = []
-    for name in (MANIFEST, EVENTS, CANCEL, RESULTS):
-        try:
-            stamps.append(os.stat(os.path.join(path, name)).st_mtime_ns)
-        except OSError:
-            stamps.append(None)
-    return stamps
-
-
-def mark_unreadable(home: Path, name: str, reason: str) -> None:
-    """Record why a runner stopped serving run ``name``, for readers that would not find the
-    damage themselves (listings read only the manifest header). Best effort."""
-    record = {"reason": reason, "stamp": files_stamp(home / name), "t": time.time()}
-    try:
-        unreadable_dir(home).mkdir(exist_ok=True)
-        atomic_write(unreadable_dir(home) / name, json.dumps(record).encode())
-    except OSError:
-        pass
-
-
-def clear_unreadable(home: Path, name: str) -> None:
-    try:
-        os.unlink(unreadable_dir(home) / name)
-    except OSError:
-        pass
-
-
-def unreadable_reasons(home: Path) -> Dict[str, str]:
-    """Runs a runner set aside, by name, with why; only while their files are as they were
-    then (a repaired run is read again)."""
-    try:
-        names = os.listdir(unreadable_dir(home))
-    except OSError:
-        return {}
-    found = {}
-    for name in names:
-        try:
-            record = json.loads((unreadable_dir(home) / name).read_text())
-            if record["stamp"] == files_stamp(home / name):
-                found[name] = str(record["reason"])
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-    return found
-
-
-def _append_whole(fd: int, data: bytes, start: int) -> None:
-    """Append all of ``data`` or nothing: what a failed write (a full disk) left is cut off
-    again, so the log never keeps half an event. The caller holds the run lock."""
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-    except BaseException:
-        os.ftruncate(fd, start)
-        raise
-
-
-def _remove_tree(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)

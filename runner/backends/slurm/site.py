@@ -25,8 +25,7 @@ from typing import Dict, Iterable, List, Optional, Tuple
 from runner import layout, worker
 from runner.backends.slurm.client import LocalShell, Shell, read_tail
 from runner.backends.slurm.jobs import Identity
-from runner.fs import atomic_write, fsync_dir
-from runner.rundir import write_private
+from runner.fs import atomic_write, fsync_dir, write_private
 
 outcome_name = layout.outcome_file  # its old name here
 
