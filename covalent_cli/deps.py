@@ -17,6 +17,38 @@ class Deps:
     def to_plain(self) -> Any:  # pragma: no cover - overridden
         raise NotImplementedError
 
+    def to_dict(self) -> Dict[str, Any]:
+        """Covalent's serialized form: ``{"type", "short_name", "attributes"}``; callables and
+        their arguments are TransportableObject dicts."""
+        from covalent_cli.transport import TransportableObject
+
+        attributes = {k: (TransportableObject(v).to_dict() if k in _ENCODED else v)
+                      for k, v in self.__dict__.items() if not k.startswith("_")}
+        return {"type": type(self).__name__, "short_name": type(self).__module__,
+                "attributes": attributes}
+
+    def from_dict(self, object_dict: Optional[Dict[str, Any]]) -> "Deps":
+        """Fill this object from ``to_dict()``'s form and return it (Covalent's spelling:
+        ``ct.DepsBash().from_dict(d)``). An empty dict leaves it as it is."""
+        from covalent_cli.transport import TransportableObject
+
+        if not object_dict:
+            return self
+        for key, value in dict(object_dict.get("attributes") or {}).items():
+            if isinstance(value, dict) and value.get("type") == "TransportableObject":
+                value = TransportableObject.from_dict(value).get_deserialized()
+            setattr(self, key, value)
+        return self
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Deps) and type(self) is type(other) and \
+            self.to_plain() == other.to_plain()
+
+    __hash__ = object.__hash__
+
+
+_ENCODED = ("func", "args", "kwargs")  # DepsCall attributes kept as TransportableObjects
+
 
 class DepsBash(Deps):
     """Shell commands run before the task; a non-zero exit fails the task."""
@@ -53,11 +85,11 @@ class DepsCall(Deps):
     """``func(*args, **kwargs)`` called before or after the task. With ``retval_keyword``
     (call_before only) the return value is passed to the task as that keyword argument."""
 
-    def __init__(self, func: Callable[..., Any], args: Sequence[Any] = (),
+    def __init__(self, func: Optional[Callable[..., Any]] = None, args: Sequence[Any] = (),
                  kwargs: Optional[Dict[str, Any]] = None, *, retval_keyword: str = "") -> None:
-        if not callable(func):
+        if func is not None and not callable(func):
             raise TypeError(f"DepsCall needs a callable, got {type(func).__name__}")
-        self.func = func
+        self.func: Callable[..., Any] = func or _noop  # none: ``DepsCall().from_dict(d)``
         self.args = list(args)
         self.kwargs = dict(kwargs or {})
         self.retval_keyword = retval_keyword
@@ -111,24 +143,70 @@ def as_pip(value: Any) -> Optional[DepsPip]:
     raise TypeError(f"deps_pip must be a DepsPip or a list of package names, not {type(value).__name__}")
 
 
-def as_calls(value: Any, what: str) -> Optional[List[DepsCall]]:
-    """Normalize ``call_before``/``call_after`` (a DepsCall or a list of them)."""
+Hook = Union["DepsCall", DepsBash, DepsPip]
+
+
+def as_calls(value: Any, what: str) -> Optional[List[Hook]]:
+    """Normalize ``call_before``/``call_after``: a DepsCall, DepsBash or DepsPip (run in the
+    list's order, as Covalent does), a plain callable, or a list of them."""
     if value is None:
         return None
     items: Iterable[Any] = value if isinstance(value, (list, tuple)) else [value]
-    calls = []
+    calls: List[Hook] = []
     for item in items:
-        if isinstance(item, DepsCall):
+        if isinstance(item, (DepsCall, DepsBash, DepsPip)):
             calls.append(item)
         elif callable(item):
             calls.append(DepsCall(item))
         else:
-            raise TypeError(f"{what} takes DepsCall objects, got {type(item).__name__}")
+            raise TypeError(f"{what} takes DepsCall, DepsBash or DepsPip objects, "
+                            f"got {type(item).__name__}")
     return calls
 
 
+def _call_to_plain(call: Hook) -> Dict[str, Any]:
+    """A hook list entry for the worker: a call, or ``{"bash": [...]}`` / ``{"pip": {...}}``."""
+    if isinstance(call, DepsBash):
+        return {"bash": call.to_plain()}
+    if isinstance(call, DepsPip):
+        return {"pip": call.to_plain()}
+    return call.to_plain()
+
+
+def hooks_metadata(plain: Dict[str, Any]) -> Dict[str, Any]:
+    """Covalent's node ``metadata["hooks"]`` from the worker's plain hooks:
+    ``{"deps": {"bash": ..., "pip": ...}, "call_before": [...], "call_after": [...]}``, each
+    a ``to_dict()`` form (so ``ct.DepsBash().from_dict(...)`` reads it back)."""
+    def from_plain(entry: Dict[str, Any]) -> Dict[str, Any]:
+        if "bash" in entry and "fn" not in entry:
+            return DepsBash(entry["bash"]).to_dict()
+        if "pip" in entry and "fn" not in entry:
+            return _pip_from_plain(entry["pip"]).to_dict()
+        return DepsCall(entry["fn"], entry.get("args", ()), entry.get("kwargs"),
+                        retval_keyword=entry.get("retval_keyword", "")).to_dict()
+
+    out: Dict[str, Any] = {}
+    deps: Dict[str, Any] = {}
+    if plain.get("bash"):
+        deps["bash"] = DepsBash(plain["bash"]).to_dict()
+    if plain.get("pip"):
+        deps["pip"] = _pip_from_plain(plain["pip"]).to_dict()
+    if deps:
+        out["deps"] = deps
+    for key in ("call_before", "call_after"):
+        if plain.get(key):
+            out[key] = [from_plain(entry) for entry in plain[key]]
+    return out
+
+
+def _pip_from_plain(plain: Dict[str, Any]) -> DepsPip:
+    pip = DepsPip(packages=plain.get("packages") or [])
+    pip.requirements = plain.get("requirements") or ""
+    return pip
+
+
 def hooks_to_plain(bash: Optional[DepsBash], pip: Optional[DepsPip],
-                   before: Optional[List[DepsCall]], after: Optional[List[DepsCall]]) -> Dict[str, Any]:
+                   before: Optional[List[Hook]], after: Optional[List[Hook]]) -> Dict[str, Any]:
     """The worker's view of the hooks: lists and dicts of by-value callables."""
     plain: Dict[str, Any] = {}
     if bash and bash.commands:
@@ -136,7 +214,7 @@ def hooks_to_plain(bash: Optional[DepsBash], pip: Optional[DepsPip],
     if pip and (pip.packages or pip.requirements):
         plain["pip"] = pip.to_plain()
     if before:
-        plain["call_before"] = [c.to_plain() for c in before]
+        plain["call_before"] = [_call_to_plain(c) for c in before]
     if after:
-        plain["call_after"] = [c.to_plain() for c in after]
+        plain["call_after"] = [_call_to_plain(c) for c in after]
     return plain

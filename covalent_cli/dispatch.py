@@ -230,6 +230,14 @@ def _node_spec(node: GraphNode, graph: Graph, lattice: Lattice, packer: Packer,
     hooks = hooks_to_plain(bash or lattice.deps_bash, pip or lattice.deps_pip,
                            before if before is not None else lattice.call_before,
                            after if after is not None else lattice.call_after)
+    transfers = [t.to_plain() for t in getattr(node.owner, "files", None) or ()]
+    if transfers:
+        hooks["files"] = transfers
+        if not getattr(node.owner, "receives_files", True):
+            hooks["files_arg"] = False
+        # The runner carries these out itself, over the executor's connection: it reads them
+        # from the manifest (it never unpickles a task's function).
+        spec.files = [t for t in transfers if t["strategy"]["kind"] == "executor"] or None
 
     # A sublattice node's function is given here: the graph layer does not know dispatch.
     function = build_sublattice if node.kind == SUBLATTICE else node.function

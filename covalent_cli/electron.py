@@ -9,11 +9,15 @@ import functools
 from typing import Any, Callable, Dict, List, Optional
 
 from covalent_cli.build import Proxy, current_builder
-from covalent_cli.deps import DepsBash, DepsCall, DepsModule, DepsPip, as_bash, as_calls, as_pip
+from covalent_cli.deps import (DepsBash, DepsCall, DepsModule, DepsPip, Hook, as_bash, as_calls,
+                               as_pip)
+from covalent_cli.fs import RESERVED_FILES_KEYWORD, FileTransfer, as_transfers
 
 
 class Electron:
     """A task: a function plus where and how it runs."""
+
+    receives_files = True  # a task with files=[...] gets their paths as its `files` argument
 
     def __init__(self, function: Callable[..., Any], executor: Any = None,
                  deps_bash: Any = None, deps_pip: Any = None, call_before: Any = None,
@@ -22,14 +26,12 @@ class Electron:
         self.executor = executor
         self.deps_bash: Optional[DepsBash] = as_bash(deps_bash)
         self.deps_pip: Optional[DepsPip] = as_pip(deps_pip)
-        self.call_before: Optional[List[DepsCall]] = as_calls(call_before, "call_before")
-        self.call_after: Optional[List[DepsCall]] = as_calls(call_after, "call_after")
+        self.call_before: Optional[List[Hook]] = as_calls(call_before, "call_before")
+        self.call_after: Optional[List[Hook]] = as_calls(call_after, "call_after")
         if deps_module is not None:
             modules = deps_module if isinstance(deps_module, (list, tuple)) else [deps_module]
             self.call_before = [DepsModule(m) for m in modules] + (self.call_before or [])
-        if files:
-            raise NotImplementedError("electron(files=...) file transfers are not supported by "
-                                      "cov yet; copy files in a call_before DepsCall instead")
+        self.files: List[FileTransfer] = as_transfers(files)
 
     @property
     def hooks(self) -> tuple:
@@ -46,10 +48,17 @@ class Electron:
             hooks["call_before"] = self.call_before
         if self.call_after:
             hooks["call_after"] = self.call_after
-        return {"executor": self.executor, "hooks": hooks}
+        meta: Dict[str, Any] = {"executor": self.executor, "hooks": hooks}
+        if self.files:
+            meta["files"] = self.files
+        return meta
 
     def retval_keywords(self) -> List[str]:
-        return [c.retval_keyword for c in (self.call_before or []) if c.retval_keyword]
+        """Keyword arguments filled at run time, not in the graph: call_before return values
+        and ``files`` (the transfers' paths)."""
+        words = [c.retval_keyword for c in (self.call_before or [])
+                 if isinstance(c, DepsCall) and c.retval_keyword]
+        return words + [RESERVED_FILES_KEYWORD] if self.files and self.receives_files else words
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         builder = current_builder()
@@ -70,7 +79,9 @@ def electron(_func: Optional[Callable[..., Any]] = None, *, backend: Any = None,
     Usable bare (``@electron``) or with arguments (``@electron(executor="ssh")``).
     ``executor`` is a name (``"local"``, ``"ssh"``, a name from the config) or an executor object;
     None means the lattice's. ``deps_bash``, ``deps_pip``, ``call_before``, ``call_after`` run in
-    the task's environment, in that order, around it.
+    the task's environment, in that order, around it. ``files`` is a list of
+    ``ct.fs.FileTransfer``: copies before or after the task, whose (from, to) paths the task
+    receives as its ``files`` keyword argument.
     """
     chosen = executor if executor is not None else backend
 

@@ -63,4 +63,8 @@ class RunUnreadable(CovError):
     exit_code = ExitCode.UNREADABLE
 
 
+class NotSupportedByCov(CovError, NotImplementedError):
+    """A Covalent feature cov does not have; the message names what to use instead."""
+
+
 MissingLatticeRecordError = RunNotFound

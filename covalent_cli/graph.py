@@ -49,6 +49,13 @@ class Graph:
     nodes: List[GraphNode] = field(default_factory=list)
     output_node: int = -1
 
+    @property
+    def _graph(self) -> Any:
+        """Covalent's networkx graph as far as programs read it: ``_graph.nodes``, the ids."""
+        from types import SimpleNamespace
+
+        return SimpleNamespace(nodes=[n.id for n in self.nodes])
+
     def add(self, name: str, kind: str, **fields: Any) -> GraphNode:
         node = GraphNode(id=len(self.nodes), name=name, kind=kind, **fields)
         self.nodes.append(node)

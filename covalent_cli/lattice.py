@@ -11,6 +11,8 @@ from typing import Any, Callable, Dict, Optional
 
 from covalent_cli.build import Builder
 from covalent_cli.deps import as_bash, as_calls, as_pip
+from covalent_cli.errors import NotSupportedByCov
+from covalent_cli.triggers import trigger_message
 from covalent_cli.graph import Graph
 
 DEFAULT_EXECUTOR = "local"
@@ -32,7 +34,9 @@ class Lattice:
         self.deps_pip = as_pip(deps_pip)
         self.call_before = as_calls(call_before, "call_before")
         self.call_after = as_calls(call_after, "call_after")
-        self.triggers = triggers
+        if triggers:
+            raise NotSupportedByCov(trigger_message("@ct.lattice(triggers=...)"))
+        self.triggers = None
         self.transport_graph: Optional[Graph] = None
         self.python_version = ".".join(map(str, sys.version_info[:3]))
 
@@ -76,10 +80,10 @@ class Lattice:
     # covalent_cli.dispatch, which builds on this module.
 
     def draw(self, *args: Any, **kwargs: Any) -> None:
-        """Covalent opens its UI's preview; cov has no server, so this only builds the graph."""
-        graph = self.build_graph(*args, **kwargs)
-        print(f"cov: draw() built {len(graph.nodes)} nodes; dispatch and run "
-              "`cov ui` to see the graph", file=sys.stderr)
+        """Covalent posts the graph to its server's preview page; cov has no server."""
+        raise NotSupportedByCov(
+            "lattice.draw() is not supported by cov (there is no server to preview on): "
+            "dispatch the lattice and open its graph with `cov ui`, or `cov report RUN`")
 
     def __repr__(self) -> str:
         return f"<Lattice {self.__name__}>"

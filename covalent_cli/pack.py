@@ -118,14 +118,14 @@ def code_fingerprint(function: Any, hooks: Dict[str, Any]) -> str:
         add_code(code)
         digest.update(repr(getattr(target, "__defaults__", None)).encode())
     digest.update(f"{getattr(target, '__module__', '')}.{getattr(target, '__qualname__', '')}".encode())
-    plain = {k: v for k, v in hooks.items() if k in ("bash", "pip")}
-    plain["calls"] = [getattr(c["fn"], "__qualname__", "") for k in ("call_before", "call_after")
-                      for c in hooks.get(k, ())]
+    plain = {k: v for k, v in hooks.items() if k in ("bash", "pip", "files")}
+    plain["calls"] = [getattr(c["fn"], "__qualname__", "") if "fn" in c else repr(c)
+                      for k in ("call_before", "call_after") for c in hooks.get(k, ())]
     digest.update(repr(plain).encode())
     return digest.hexdigest()[:16]
 
 
-_OUR_PACKAGES = ("covalent_cli", "runner", "webui", "covalent")
+_OUR_PACKAGES = ("covalent_cli", "runner", "webui", "covalent", "_cov_import_hook")
 _BY_VALUE: set = set()
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import pickle
+import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -81,11 +82,11 @@ def reusable_results(old: RunDir, new: Manifest, new_pack: bytes
         unchanged(node_id)
     events: List[Event] = []
     results: List[Tuple[int, Path]] = []
+    now = time.time()  # a reused node starts and ends at once (Covalent's convention)
     for node in new.nodes:
         if node.kind != PARAMETER and same.get(node.id):
-            task = state.tasks[node.id]
             events.append({"ev": "end", "node": node.id, "status": COMPLETED, "attempt": 0,
-                           "start": task.started, "end": task.ended, "reused": True})
+                           "start": now, "end": now, "reused": True})
             results.append((node.id, old.result_path(node.id)))
     return events, results
 

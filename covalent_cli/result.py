@@ -2,27 +2,26 @@
 from __future__ import annotations
 
 import os
+import pickle
 import time
-from datetime import datetime, timezone
+import weakref
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
 from covalent_cli.errors import RunNotFound, RunUnreadable, UserError
+from covalent_cli.result_graph import TransportGraph, covalent_status, read_nodes, utc  # noqa: F401
 from covalent_cli.status import RESULT_STATUS, Status
 from covalent_cli.transport import TransportableObject
 from runner.config import runs_home
 from runner.daemon import Keeper, RunnerUnavailable
-from runner.query import node_status
 from runner.rundir import MANIFEST, RunDir, RunDirError, is_run_name
 from runner.state import COMPLETED, TERMINAL, RunState
 
 
-def _time(stamp: Optional[float]) -> Optional[datetime]:
-    return datetime.fromtimestamp(stamp, tz=timezone.utc) if stamp else None
-
-
 class Result:
-    """The state and outputs of one run, read from its run directory."""
+    """The state and outputs of one run: a snapshot read from its run directory when made
+    (``result_graph`` says what it holds), so it still answers after the directory is gone."""
 
     NEW_OBJECT = RESULT_STATUS.NEW_OBJECT
     COMPLETED = RESULT_STATUS.COMPLETED
@@ -34,13 +33,49 @@ class Result:
     CANCELLED = RESULT_STATUS.CANCELLED
     DISPATCHING = RESULT_STATUS.DISPATCHING
 
-    def __init__(self, rundir: RunDir) -> None:
+    def __init__(self, rundir: RunDir, *, workflow_output: bool = True,
+                 intermediate_outputs: bool = True, sublattice_results: bool = True) -> None:
+        """``workflow_output``, ``intermediate_outputs``, ``sublattice_results``: Covalent's
+        ``get_result`` flags: load the run's output, every node's output, the sublattices'
+        child ``Result`` objects (what is not loaded answers None)."""
         self._dir = rundir
         try:
             self._manifest = rundir.manifest
             self._state: RunState = rundir.state()
+            # Both blobs read now: this also opens the pack, kept open for task metadata.
+            self._inputs = rundir.read_blob(self._manifest.blobs["inputs"])
+            self._workflow = rundir.read_blob(self._manifest.blobs["workflow"])
+            self._output: Optional[bytes] = None
+            if workflow_output and self._state.status == COMPLETED:
+                self._output = rundir.output_bytes(self._manifest.output_node)
+            self._nodes = read_nodes(rundir, self._manifest, self._state, intermediate_outputs)
         except RunDirError as exc:
+            rundir.close()
             raise RunUnreadable(str(exc)) from None
+        weakref.finalize(self, rundir.close)
+        self._children: Dict[int, Result] = {}
+        if sublattice_results:
+            for node in self._nodes:
+                if node.child:
+                    try:
+                        self._children[node.id] = Result(
+                            resolve_run(node.child, rundir.path.parent),
+                            workflow_output=workflow_output,
+                            intermediate_outputs=intermediate_outputs)
+                    except (RunNotFound, RunUnreadable):
+                        continue
+        self._lattice: Any = None
+
+    def __getstate__(self) -> Dict[str, Any]:
+        # A pickled Result (Covalent's can be) carries its snapshot, not the open pack file.
+        state = dict(self.__dict__)
+        state["_dir"] = str(self._dir.path)
+        state["_lattice"] = None
+        return state
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._dir = RunDir(state["_dir"])  # task metadata: read from the run, if it still exists
 
     # -- run-level -----------------------------------------------------------------------
     @property
@@ -57,16 +92,17 @@ class Result:
 
     @property
     def result(self) -> Any:
-        """The lattice's output once COMPLETED, else None."""
-        if self._state.status != COMPLETED:
-            return None
-        return self._dir.load_output(self._manifest.output_node)
+        """The lattice's output once COMPLETED (and loaded), else None."""
+        encoded = self.encoded_result
+        return None if encoded is None else encoded.get_deserialized()
 
     @property
     def encoded_result(self) -> Optional[TransportableObject]:
-        if self._state.status != COMPLETED:
+        if self._output is None:
             return None
-        return TransportableObject.from_pickle(self._dir.output_bytes(self._manifest.output_node))
+        if not hasattr(self, "_encoded"):
+            self._encoded = TransportableObject.from_pickle(self._output)
+        return self._encoded
 
     @property
     def error(self) -> Optional[str]:
@@ -74,22 +110,27 @@ class Result:
 
     @property
     def start_time(self) -> Optional[datetime]:
-        return _time(self._state.started)
+        return utc(self._state.started)
 
     @property
     def end_time(self) -> Optional[datetime]:
-        return _time(self._state.ended)
+        return utc(self._state.ended)
 
     @property
     def inputs(self) -> TransportableObject:
-        """``{"args": [...], "kwargs": {...}}`` as a TransportableObject."""
-        return TransportableObject.from_pickle(self._dir.read_blob(self._manifest.blobs["inputs"]))
+        """``{"args": (...), "kwargs": {...}}`` as a TransportableObject (args a tuple, as
+        Covalent keeps them)."""
+        inputs = dict(pickle.loads(self._inputs))
+        inputs["args"] = tuple(inputs.get("args") or ())
+        return TransportableObject(inputs)
 
     @property
     def lattice(self) -> Any:
-        import pickle
-
-        return pickle.loads(self._dir.read_blob(self._manifest.blobs["workflow"]))
+        """The dispatched ``Lattice``; its ``transport_graph`` is this run's graph."""
+        if self._lattice is None:
+            self._lattice = pickle.loads(self._workflow)
+            self._lattice.transport_graph = TransportGraph(self)
+        return self._lattice
 
     @property
     def results_dir(self) -> str:
@@ -101,46 +142,34 @@ class Result:
 
     # -- node-level ----------------------------------------------------------------------
     def _node_output(self, node_id: int) -> Optional[TransportableObject]:
-        if node_status(self._manifest.node(node_id), self._state.tasks.get(node_id)) != COMPLETED:
-            return None
-        try:
-            return TransportableObject.from_pickle(self._dir.output_bytes(node_id))
-        except RunDirError:
-            return None
+        data = self._nodes[node_id].output
+        return None if data is None else TransportableObject.from_pickle(data)
 
     def get_node_result(self, node_id: int) -> Dict[str, Any]:
         """Covalent's node dict: node_id, node_name, start_time, end_time, status, output,
         error, sublattice_result, stdout, stderr. Unknown id: KeyError."""
-        if not isinstance(node_id, int) or not 0 <= node_id < len(self._manifest.nodes):
+        if not isinstance(node_id, int) or not 0 <= node_id < len(self._nodes):
             raise KeyError(node_id)
-        node = self._manifest.node(node_id)
-        task = self._state.tasks.get(node_id)
-        status = Status(node_status(node, task))
-        sub = None
-        if task is not None and task.child:
-            try:
-                sub = get_result(task.child)
-            except RunNotFound:
-                sub = None
+        node = self._nodes[node_id]
         return {
             "node_id": node_id,
             "node_name": node.name,
-            "start_time": _time(task.started) if task else None,
-            "end_time": _time(task.ended) if task else None,
-            "status": status,
+            "start_time": utc(node.start),
+            "end_time": utc(node.end),
+            "status": node.status,
             "output": self._node_output(node_id),
-            "error": task.error if task else None,
-            "sublattice_result": sub,
-            "stdout": self._dir.read_log(node_id, "stdout") or None,
-            "stderr": self._dir.read_log(node_id, "stderr") or None,
+            "error": node.error,
+            "sublattice_result": self._children.get(node_id),
+            "stdout": node.stdout,
+            "stderr": node.stderr,
         }
 
     def get_all_node_results(self) -> List[Dict[str, Any]]:
-        return [self.get_node_result(n.id) for n in self._manifest.nodes]
+        return [self.get_node_result(n.id) for n in self._nodes]
 
     def get_all_node_outputs(self) -> Dict[str, Any]:
         """``{"<name>(<id>)": TransportableObject}`` for every node, parameters included."""
-        return {f"{n.name}({n.id})": self._node_output(n.id) for n in self._manifest.nodes}
+        return {f"{n.name}({n.id})": self._node_output(n.id) for n in self._nodes}
 
     def post_process(self) -> Any:
         return self.result
@@ -215,7 +244,7 @@ def get_result(dispatch_id: str, wait: bool = False, dispatcher_addr: Optional[s
     """The run's ``Result`` (or ``{"id", "status"}`` with ``status_only``). ``wait=True`` blocks
     until the run is COMPLETED, FAILED or CANCELLED. Unknown id: ``MissingLatticeRecordError``
     (a KeyError). An unfinished run no live runner serves gets one (see ``keep_served``)."""
-    rundir = resolve_run(dispatch_id)
+    rundir = resolve_run(dispatch_id, Path(results_dir) if results_dir else None)
     if wait:
         wait_for_run(rundir, timeout)
     else:
@@ -225,7 +254,9 @@ def get_result(dispatch_id: str, wait: bool = False, dispatcher_addr: Optional[s
             return {"id": rundir.dispatch_id, "status": str(rundir.state().status)}
         except RunDirError as exc:
             raise RunUnreadable(str(exc)) from None
-    return Result(rundir)
+    return Result(rundir, workflow_output=workflow_output,
+                  intermediate_outputs=intermediate_outputs,
+                  sublattice_results=sublattice_results)
 
 
 def keep_served(rundir: RunDir, keeper: Optional[Keeper] = None) -> None:

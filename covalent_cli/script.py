@@ -1,22 +1,23 @@
-"""Loading a user's Covalent script inside ``cov dispatch``, with ``covalent`` meaning this SDK."""
+"""Loading a user's Covalent script (or notebook: ``notebook.py``) inside ``cov dispatch``,
+with ``covalent`` meaning this SDK."""
 from __future__ import annotations
 
 import os
 import runpy
 import sys
 import traceback
-from typing import Any, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Tuple
 
 from covalent_cli.errors import CovError, ScriptError, UserError
 
 
 def alias_covalent() -> None:
-    """Make ``import covalent`` (and ``covalent.executor`` ...) resolve to this SDK."""
-    import covalent_cli
-    from covalent_cli import executor
+    """Make ``import covalent`` (and every ``covalent.X``) resolve to this SDK, even where a
+    real Covalent is installed: under ``cov dispatch`` the user asked for cov. (Elsewhere the
+    installed ``cov-covalent.pth`` does the same only where no real Covalent is installed.)"""
+    import _cov_import_hook
 
-    sys.modules.setdefault("covalent", covalent_cli)
-    sys.modules.setdefault("covalent.executor", executor)
+    _cov_import_hook.install(force=True)
 
 
 def run_script(path: str) -> Tuple[Dict[str, Any], List[str]]:
@@ -29,18 +30,14 @@ def run_script(path: str) -> Tuple[Dict[str, Any], List[str]]:
         raise UserError(f"{path} is a directory, not a Python script")
     if not os.access(path, os.R_OK):
         raise UserError(f"cannot read script {path}: permission denied")
-    try:
-        with open(path, "rb") as f:
-            source = f.read()
-        if b"\x00" in source:
-            raise ValueError("it holds binary data")
-        compile(source, path, "exec")
-    except SyntaxError as exc:
-        where = f"{exc.filename}:{exc.lineno}" if exc.lineno else path
-        raise ScriptError(f"{where}: syntax error: {exc.msg}",
-                          "is this a Python script?") from None
-    except ValueError as exc:  # null bytes: a binary file
-        raise ScriptError(f"{path} is not a Python script ({exc})") from None
+    if path.endswith(".ipynb"):
+        from covalent_cli import notebook
+
+        cells = notebook.read_cells(path)
+        execute: Callable[[], Dict[str, Any]] = lambda: notebook.run_cells(path, cells)
+    else:
+        _check_source(path)
+        execute = lambda: runpy.run_path(path, run_name="__main__")
     alias_covalent()
     script_dir = os.path.dirname(os.path.abspath(path))
     sys.path.insert(0, script_dir)
@@ -48,7 +45,7 @@ def run_script(path: str) -> Tuple[Dict[str, Any], List[str]]:
     saved_argv = sys.argv
     sys.argv = [path]
     try:
-        namespace = runpy.run_path(path, run_name="__main__")
+        namespace = execute()
     except SystemExit as exc:
         if exc.code not in (None, 0):
             raise ScriptError(f"{path} exited with {exc.code!r} while loading") from None
@@ -66,6 +63,22 @@ def run_script(path: str) -> Tuple[Dict[str, Any], List[str]]:
     finally:
         sys.argv = saved_argv
     return namespace, DISPATCHED[before:]
+
+
+def _check_source(path: str) -> None:
+    """A ScriptError unless ``path`` is Python source that compiles."""
+    try:
+        with open(path, "rb") as f:
+            source = f.read()
+        if b"\x00" in source:
+            raise ValueError("it holds binary data")
+        compile(source, path, "exec")
+    except SyntaxError as exc:
+        where = f"{exc.filename}:{exc.lineno}" if exc.lineno else path
+        raise ScriptError(f"{where}: syntax error: {exc.msg}",
+                          "is this a Python script?") from None
+    except ValueError as exc:  # null bytes: a binary file
+        raise ScriptError(f"{path} is not a Python script ({exc})") from None
 
 
 def _user_frames(exc: BaseException) -> List[Any]:
@@ -87,6 +100,10 @@ def _user_error(exc: BaseException, path: str) -> str:
     """The exception and where in the user's files it arose (not our frames)."""
     frames = _user_frames(exc)
     where = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+    if where and path.endswith(".ipynb"):
+        from covalent_cli import notebook
+
+        where = f" at {path} cell {notebook.current_cell}, line {frames[-1].lineno}"
     detail = str(exc).strip().splitlines()
     message = f"{type(exc).__name__}: {detail[0]}" if detail else type(exc).__name__
     if isinstance(exc, ImportError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import base64
 import pickle
 import platform
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 
 import cloudpickle
 
@@ -37,6 +37,21 @@ class TransportableObject:
     def get_serialized(self) -> str:
         """The pickled value, base64-encoded (Covalent's wire form)."""
         return base64.b64encode(self._bytes or b"").decode()
+
+    def to_dict(self) -> Dict[str, Any]:
+        """Covalent's dict form: ``{"type": "TransportableObject", "attributes": {...}}``."""
+        return {"type": "TransportableObject",
+                "attributes": {"_object": self.get_serialized(),
+                               "python_version": self.python_version,
+                               "object_string": self.object_string}}
+
+    @classmethod
+    def from_dict(cls, object_dict: Dict[str, Any]) -> "TransportableObject":
+        """The inverse of ``to_dict``."""
+        attributes = object_dict["attributes"]
+        self = cls.from_pickle(base64.b64decode(attributes["_object"]))
+        self.python_version = attributes.get("python_version", self.python_version)
+        return self
 
     def serialize(self) -> bytes:
         return pickle.dumps(self)

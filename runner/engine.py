@@ -44,7 +44,8 @@ Header = OutcomeHeader  # an outcome header: ok, reason, error, start ...
 def end_event(header: Header, node: int, attempt: int, claimed: Optional[float],
               now: float) -> Event:
     """The ``end`` event of attempt ``attempt`` of ``node`` from its outcome ``header``;
-    ``claimed`` (the claim's time) stands in for a missing start, ``now`` for a missing end.
+    ``claimed`` (the start event's time, else the claim's) stands in for a missing start,
+    ``now`` for a missing end.
     The caller finishes the node in its schedule with the event's ``status``."""
     if header.get("ok"):
         status = COMPLETED
@@ -56,6 +57,8 @@ def end_event(header: Header, node: int, attempt: int, claimed: Optional[float],
                     "start": header.get("start") or claimed, "end": header.get("end", now)}
     if header.get("child"):
         event["child"] = header["child"]
+    if type(header.get("pid")) is int:  # where it ran, for a task that ended before its start
+        event["pid"] = header["pid"]    # was recorded (a short one on the local pool)
     if status == FAILED:
         if header.get("reason") == "exception":
             # Covalent keeps a task's own exception out of ``error`` (it is in stderr).
@@ -86,10 +89,10 @@ def cancel_targets(request: Dict[str, Any], unfinished: List[int], finished: Col
     for node in sorted(targets):
         if node in finished:
             continue
-        if node in ours:
-            plan.append((node, "backend"))
-        elif node in children:
+        if node in children:  # before ``ours``: a sublattice node stays ours while its child runs
             plan.append((node, "child"))
+        elif node in ours:
+            plan.append((node, "backend"))
         elif node not in active or not alive(runner_of(node)):
             plan.append((node, "end"))
     return plan
@@ -202,7 +205,8 @@ def task_for(manifest: Manifest, node_id: int, attempt: int, run: str, fence: st
     return Task(run=run, dispatch_id=manifest.dispatch_id, node=node.id, name=node.name,
                 attempt=attempt, fn=node.blob, inputs=inputs,
                 executor=manifest.executors.get(node.executor or "local", {}),
-                cwd=manifest.cwd, sys_path=manifest.sys_path, fence=fence)
+                cwd=manifest.cwd, sys_path=manifest.sys_path, fence=fence,
+                files=node.files or [])
 
 
 def child_failed_event(node: int, attempt: int, child_id: str, status: str,

@@ -67,6 +67,9 @@ class NodeSpec:
     blob: Optional[Blob] = None  # function (+hooks) for tasks, the value for parameters
     value_repr: Optional[str] = None  # parameters only
     fingerprint: Optional[str] = None  # hash of the task's code and hooks (redispatch reuse)
+    # File transfers the runner does itself, over the executor's connection (plain dicts:
+    # "from", "to", "order", "direction"; covalent_cli.fs). Other transfers run in the worker.
+    files: Optional[List[Dict[str, Any]]] = None
 
     @property
     def executes(self) -> bool:
@@ -86,6 +89,8 @@ class NodeSpec:
             d["value"] = self.value_repr
         if self.fingerprint is not None:
             d["fp"] = self.fingerprint
+        if self.files:
+            d["files"] = self.files
         return d
 
     @classmethod
@@ -115,7 +120,19 @@ class NodeSpec:
                    parents=[Edge(e["node"], e["param"], e.get("type", "arg"), e.get("index"))
                             for e in parents],
                    waits=list(waits), blob=(blob[0], blob[1]), value_repr=d.get("value"),
-                   fingerprint=d.get("fp"))
+                   fingerprint=d.get("fp"), files=_files(d.get("files")))
+
+
+def _files(value: Any) -> Optional[List[Dict[str, Any]]]:
+    """A node's runner-side file transfers (absent in most lines, and in older runs)."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(
+            isinstance(t, dict) and isinstance(t.get("from"), str) and isinstance(t.get("to"), str)
+            for t in value):
+        raise ManifestError(f"manifest.yaml: a node's 'files' must be a list of transfers "
+                            f"(found {value!r})")
+    return value
 
 
 _TEXT = frozenset({str, type(None)})

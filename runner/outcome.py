@@ -12,7 +12,9 @@ Writers: the worker running the node's attempt (the claim holder's), and, for a 
 the runner holding its claim once the child run has ended (``runner.service``): that node's
 worker wrote only ``{"ok": true, "child": ID}`` and its attempt is over, so the two never write
 at once, and the file the runner writes is made of the finished child run alone (its output,
-its times), so a second runner that took the claim over writes the same file (whole: a rename).
+its times), so a second runner that took the claim over writes the same file (whole: a rename);
+and a backend whose file transfer for an attempt failed (``backends.base.transfer_failed``),
+for that attempt, once its worker (if it ran) has ended.
 
 Stdlib only, importing nothing of cov's: ``runner/worker.py`` imports it, and it is shipped
 beside the worker to hosts without cov (``worker.shipped_files``).
@@ -140,13 +142,16 @@ def read_outcome_payload(path: str) -> Optional[bytes]:
 
 def read_outcome_file(f: BinaryIO, payload: bool = False
                       ) -> Tuple[Optional[OutcomeHeader], Optional[bytes]]:
-    """(header, pickled value) of the outcome file open as ``f``; (None, None) if incomplete;
-    the value None unless ``payload`` and the task succeeded. ``TypeError``/``ValueError`` if
-    the header line is not JSON or its ``len`` not a number."""
-    line = f.readline()
-    size = os.fstat(f.fileno()).st_size
-    header = json.loads(line) if line.endswith(b"\n") else None
-    if not isinstance(header, dict) or size != len(line) + int(header.get("len", 0)):
+    """(header, pickled value) of the outcome file open as ``f``; (None, None) if incomplete
+    or not one (not JSON, a ``len`` that is not a number); the value None unless ``payload``
+    and the task succeeded."""
+    try:
+        line = f.readline()
+        size = os.fstat(f.fileno()).st_size
+        header = json.loads(line) if line.endswith(b"\n") else None
+        if not isinstance(header, dict) or size != len(line) + int(header.get("len", 0)):
+            return None, None
+    except (TypeError, ValueError):
         return None, None
     data = f.read() if payload and header.get("ok") else None
     return header, data  # type: ignore[return-value]  # its fields' types: header_problem

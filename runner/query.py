@@ -1,17 +1,32 @@
 """The read model: summaries of runs and tasks for people and scripts, what ``cov`` prints and
-the web UI shows. Read-only: nothing here writes to a run directory or starts a runner."""
+the web UI shows. Read-only: nothing here writes to a run directory or starts a runner.
+
+What people see of a task's status (``shown_status``) differs from the folded one in two ways:
+a task no event names yet is PENDING (never NEW_OBJECT), and one that can never run because a
+node upstream FAILED or was CANCELLED is NOT_RUN, naming that node (``not_run_causes``). The
+reshaping nodes (parameters, collections, attribute and item look-ups, the lattice's return
+value put together: ``RESHAPING``) are left out of the tables and counts unless asked for.
+"""
 from __future__ import annotations
 
 import os
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Protocol
+from typing import Any, Callable, Dict, Iterator, List, Optional, Protocol
 
-from runner.manifest import PARAMETER, NodeSpec
+from runner.manifest import ATTRIBUTE, COLLECTION, PARAMETER, POSTPROCESS, Manifest, NodeSpec
 from runner.rundir import RunDir, RunDirError, is_run_name, unreadable_reasons
-from runner.state import COMPLETED, NEW_OBJECT, TERMINAL, RunState, TaskState
+from runner.state import (CANCELLED, COMPLETED, FAILED, NEW_OBJECT, TERMINAL, RunState,
+                          TaskState)
 
 UNREADABLE = "UNREADABLE"  # the status of a run directory that cannot be read
+PENDING = "PENDING"  # shown for NEW_OBJECT: waiting for its inputs or for a runner
+NOT_RUN = "NOT_RUN"  # shown for a task an upstream failure or cancel keeps from running
+# Nodes the graph builder adds to reshape values (a parameter, a list or dict of results, an
+# attribute or item of one, the lattice's return value put together): not the user's tasks,
+# hidden unless asked for (`cov status --all`) or FAILED (a failure is never out of sight).
+RESHAPING = frozenset({PARAMETER, COLLECTION, ATTRIBUTE, POSTPROCESS})
+SHORT_ID = 8  # the shortest prefix a run id is shown with (as git shows commits)
 
 
 def iter_runs(home: Path) -> Iterator[RunDir]:
@@ -116,24 +131,44 @@ def list_runs(home: Path, status: Optional[str] = None) -> List[Dict[str, Any]]:
     return rows
 
 
-def task_rows(run: RunDir, include_parameters: bool = False) -> List[Dict[str, Any]]:
-    """Every node with its state: what ``cov status RUN`` and the UI's task table show."""
+def task_rows(run: RunDir, include_parameters: bool = False,
+              include_reshaping: bool = True) -> List[Dict[str, Any]]:
+    """Every node with its state: what ``cov status RUN`` and the UI's task table show.
+    ``status`` is the folded one (QUEUED, NEW_OBJECT ...), ``shown`` what people see (see the
+    module docstring) and ``not_run`` the upstream node that keeps a NOT_RUN task from running
+    (``{"node", "name", "status"}``)."""
     manifest = run.manifest
     state = run.state()
+    causes = not_run_causes(manifest, state)
     rows = []
     for node in manifest.nodes:
         if node.kind == PARAMETER and not include_parameters:
             continue
         task = state.tasks.get(node.id)
+        if node.kind in RESHAPING and node.kind != PARAMETER and not include_reshaping and \
+                (task is None or task.status != FAILED):
+            continue
         status = node_status(node, task)
         started = task.started if task else None
         ended = task.ended if task and task.finished else None
         executor = manifest.executors.get(node.executor or "", {}) if node.executor else {}
+        cause = causes.get(node.id)
+        inside = None
+        if task is not None and task.child and task.status == FAILED:
+            inside = failure_leaves(run, task.child)
         rows.append({
             "id": node.id,
             "name": node.name,
             "kind": node.kind,
             "status": status,
+            "shown": shown_status(status, cause is not None),
+            "not_run": None if cause is None else {
+                "node": cause, "name": manifest.node(cause).name,
+                "status": str(state.tasks[cause].status)},
+            "reason": task.reason if task else None,
+            "failed_inside": inside,
+            "backend": task.backend if task else None,
+            "claimed": task.claimed if task else None,
             "executor": node.executor,
             "executor_type": executor.get("type"),
             "host": task.host if task else None,
@@ -151,6 +186,75 @@ def task_rows(run: RunDir, include_parameters: bool = False) -> List[Dict[str, A
             "value": node.value_repr,
         })
     return rows
+
+
+def not_run_causes(manifest: Manifest, state: RunState) -> Dict[int, int]:
+    """Unfinished nodes that can never run -> the FAILED or CANCELLED node upstream that keeps
+    them from it (the nearest one's own cause, so a chain names the first failure). One pass
+    over the graph in id order (a node's inputs and waits are made before it); an input with a
+    higher id, which the builder never makes, is looked at only once it is known."""
+    causes: Dict[int, int] = {}
+    stopped = {n for n, t in state.tasks.items() if t.status in (FAILED, CANCELLED)}
+    if not stopped:
+        return causes
+    for node in manifest.nodes:
+        task = state.tasks.get(node.id)
+        if task is not None and task.finished:
+            continue
+        for upstream in [e.node for e in node.parents] + list(node.waits):
+            if upstream in stopped:
+                causes[node.id] = upstream
+                break
+            if upstream in causes:
+                causes[node.id] = causes[upstream]
+                break
+    return causes
+
+
+def shown_status(status: str, not_run: bool = False) -> str:
+    """A status as people see it: NEW_OBJECT is PENDING, or NOT_RUN for a task that an
+    upstream failure keeps from running; the others are as folded."""
+    if status == NEW_OBJECT:
+        return NOT_RUN if not_run else PENDING
+    return status
+
+
+def status_counts(rows: List[Dict[str, Any]]) -> Dict[str, int]:
+    """Tasks per shown status, in the order people read them."""
+    counts: Dict[str, int] = {}
+    for row in rows:
+        counts[row["shown"]] = counts.get(row["shown"], 0) + 1
+    order = {s: i for i, s in enumerate(SHOWN_STATUSES)}
+    return dict(sorted(counts.items(), key=lambda item: order.get(item[0], len(order))))
+
+
+# The statuses people see, in reading order (`cov status --status` takes these).
+SHOWN_STATUSES = ("COMPLETED", "RUNNING", "DISPATCHING", "QUEUED", PENDING, FAILED, CANCELLED,
+                  NOT_RUN)
+
+
+def unique_prefix(name: str, others: List[str], minimum: int = SHORT_ID) -> str:
+    """The shortest prefix of ``name``, at least ``minimum`` characters, that no other of
+    ``others`` starts with (git's short commit ids)."""
+    length = minimum
+    for other in others:
+        if other == name:
+            continue
+        common = 0
+        for a, b in zip(name, other):
+            if a != b:
+                break
+            common += 1
+        length = max(length, common + 1)
+    return name[:length]
+
+
+def run_names(home: Path) -> List[str]:
+    """The names of the run directories under ``home`` (for ``unique_prefix``)."""
+    try:
+        return [e.name for e in os.scandir(home) if is_run_name(e.name)]
+    except OSError:
+        return []
 
 
 def node_status(node: NodeSpec, task: Optional[TaskState]) -> str:
@@ -177,3 +281,73 @@ def format_seconds(seconds: Optional[float]) -> str:
 def format_time(stamp: Optional[float]) -> str:
     """A wall-clock time in local time (``2026-01-31 12:00:00``); ``-`` if none."""
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp)) if stamp else "-"
+
+
+def failed_tasks(run: RunDir, depth: int = 0) -> List[Dict[str, Any]]:
+    """The run's FAILED tasks (``dispatch_id``, ``node``, ``name``, ``error``, ``exception``,
+    ``child``), each sublattice's with the failed tasks of its child run in ``inner``, down
+    the nesting: what names the task that made a run fail, however deep it is."""
+    manifest, state = run.manifest, run.state()
+    out: List[Dict[str, Any]] = []
+    for node_id, task in sorted(state.tasks.items()):
+        if task.status != FAILED or not 0 <= node_id < len(manifest.nodes):
+            continue
+        entry: Dict[str, Any] = {"dispatch_id": run.dispatch_id, "node": node_id,
+                                 "name": manifest.node(node_id).name, "error": task.error,
+                                 "exception": task.exception, "child": task.child, "inner": []}
+        child = _child_run(run, task.child)
+        if child is not None and depth < 50:
+            try:
+                entry["inner"] = failed_tasks(child, depth + 1)
+            except (RunDirError, OSError):
+                pass  # the child run is gone or damaged: the node's own error says what is known
+        out.append(entry)
+    return out
+
+
+def _child_run(run: RunDir, child: Optional[str]) -> Optional[RunDir]:
+    """The child run a node of ``run`` names, beside it in the home; None for a name that is
+    no run's (the log of a run from someone else may name any path: never followed)."""
+    if not child or not is_run_name(child) or "/" in child or "\0" in child:
+        return None
+    return RunDir(run.path.parent / child)
+
+
+def failure_leaves(run: RunDir, child: str) -> List[Dict[str, Any]]:
+    """The tasks whose own failure made the sublattice run ``child`` (of ``run``) fail, at
+    whatever depth: ``failed_tasks`` entries that are not sublattices' (empty if the child
+    run is gone or unreadable)."""
+    child_run = _child_run(run, child)
+    if child_run is None:
+        return []
+    try:
+        found = failed_tasks(child_run)
+    except (RunDirError, OSError):
+        return []
+    leaves: List[Dict[str, Any]] = []
+    while found:
+        entry = found.pop(0)
+        if entry["inner"]:
+            found[:0] = entry["inner"]
+        else:
+            leaves.append({k: v for k, v in entry.items() if k != "inner"})
+    return leaves
+
+
+def inner_failure_lines(failed: List[Dict[str, Any]], indent: str = "",
+                        short: Callable[[str], str] = str) -> List[str]:
+    """Lines naming the tasks that failed inside sublattices (``failed_tasks``' ``inner``),
+    nested as the runs are; none if no failed task is a sublattice's. ``short`` gives the run
+    id to show."""
+    lines: List[str] = []
+    for entry in failed:
+        if not entry["inner"]:
+            continue
+        lines.append(f"{indent}in sublattice run {short(entry['child'])} (node {entry['node']} "
+                     f"{entry['name']}):")
+        for inner in entry["inner"]:
+            why = inner["exception"] or (inner["error"] or "").split("\n")[0] if \
+                not inner["inner"] else ""
+            lines.append(f"{indent}  {inner['node']}: {inner['name']}" + (f": {why}" if why else ""))
+        lines += inner_failure_lines(entry["inner"], indent + "  ", short)
+    return lines

@@ -25,7 +25,7 @@ from runner.creation import create_run_dir
 from runner.fs import FILE_MODE, append_whole, atomic_write, write_private  # noqa: F401
 from runner.layout import (CANCEL, ENV, EVENTS, EXECUTOR_SECRETS, FINAL_RESULT,  # noqa: F401
                            LOCK, LOGS, MANIFEST, PACK, REPORT, RESULTS, SECRETS, TMP_PREFIX,
-                           RunPaths, is_run_name, outcome_rel)  # re-exported for readers here
+                           RunPaths, is_run_name, outcome_file, outcome_rel)  # re-exported
 from runner.locks import Lock, acquire_patiently, make_lock
 from runner.manifest import Manifest, ManifestError, check_header
 from runner.outcome import OutcomeHeader, header_problem, read_outcome_file, read_outcome_header
@@ -88,32 +88,44 @@ class RunDir(RunPaths):
         parts = [p for p in where.split(os.sep) if p not in ("", ".")]
         if "\x00" in text or not parts or ".." in parts:
             raise OutsideRunError(f"{text} is not inside the run directory {self.path}")
-        root = os.path.realpath(self.path)
-        parent = os.path.join(root, *parts[:-1])
-        dfd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        dfd = self._open_contained_dir(parts[:-1])
         try:
-            try:
-                real = os.readlink(f"/proc/self/fd/{dfd}")
-            except OSError:  # no /proc: the path resolved now
-                real = os.path.realpath(parent)
-            if real != root and not real.startswith(root + os.sep):
-                raise OutsideRunError(f"{'/'.join(parts)} of run {self.dispatch_id} leads "
-                                      f"outside its directory; not read")
-            try:
-                fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK |
-                             os.O_CLOEXEC, dir_fd=dfd)
-            except OSError as exc:
-                if exc.errno == errno.ELOOP:
-                    raise OutsideRunError(f"{'/'.join(parts)} of run {self.dispatch_id} is a "
-                                          f"symbolic link; not followed") from None
-                raise
+            return os.fdopen(self._open_in(dfd, parts), "rb")
         finally:
             os.close(dfd)
+
+    def _open_contained_dir(self, parts: List[str]) -> int:
+        """A descriptor of the run's subdirectory ``parts``, checked (from the open descriptor)
+        to be inside the run directory; see ``open_file``."""
+        root = os.path.realpath(self.path)
+        parent = os.path.join(root, *parts)
+        dfd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            real = os.readlink(f"/proc/self/fd/{dfd}")
+        except OSError:  # no /proc: the path resolved now
+            real = os.path.realpath(parent)
+        if real != root and not real.startswith(root + os.sep):
+            os.close(dfd)
+            raise OutsideRunError(f"{'/'.join(parts)} of run {self.dispatch_id} leads "
+                                  f"outside its directory; not read")
+        return dfd
+
+    def _open_in(self, dfd: int, parts: List[str]) -> int:
+        """The regular file ``parts[-1]`` in the checked directory ``dfd``, not following a
+        symlink; see ``open_file``."""
+        try:
+            fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                         dir_fd=dfd)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise OutsideRunError(f"{'/'.join(parts)} of run {self.dispatch_id} is a "
+                                      f"symbolic link; not followed") from None
+            raise
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
             raise OutsideRunError(f"{'/'.join(parts)} of run {self.dispatch_id} is not a "
                                   f"regular file; not read")
-        return os.fdopen(fd, "rb")
+        return fd
 
     # -- creation ------------------------------------------------------------------------
     @classmethod
@@ -305,14 +317,40 @@ class RunDir(RunPaths):
                 header, data = read_outcome_file(f, payload)
         except FileNotFoundError:
             return None, None
-        except (TypeError, ValueError):  # not JSON, or a "len" that is not a number
-            return None, None
         if header is None:
             return None, None
         problem = header_problem(header)
         if problem:
             raise RunDirError(f"run {self.dispatch_id}: {outcome_rel(node)}: {problem}")
         return header, data
+
+    def read_outputs(self, nodes: Iterable[int]) -> Dict[int, bytes]:
+        """The pickled outputs of the tasks among ``nodes`` that completed, read as
+        ``read_outcome`` reads one (contained, same checks) but with the results directory
+        opened and checked once: what a ``Result`` snapshot of a large run reads."""
+        found: Dict[int, bytes] = {}
+        try:
+            dfd = self._open_contained_dir([RESULTS])
+        except FileNotFoundError:
+            return found
+        try:
+            for node in nodes:
+                try:
+                    f = os.fdopen(self._open_in(dfd, [RESULTS, outcome_file(node)]), "rb")
+                except FileNotFoundError:
+                    continue
+                with f:
+                    header, data = read_outcome_file(f, payload=True)
+                if header is not None:
+                    problem = header_problem(header)
+                    if problem:
+                        raise RunDirError(f"run {self.dispatch_id}: {outcome_rel(node)}: "
+                                          f"{problem}")
+                if data is not None:
+                    found[node] = data
+        finally:
+            os.close(dfd)
+        return found
 
     def load_output(self, node: int) -> Any:
         """The deserialized output of a node (parameter value or task result)."""

@@ -128,6 +128,27 @@ class Runner:
             run.pending.append({"ev": "handle", "node": task.node, "attempt": task.attempt,
                                 "handle": cast(Handle, handle)})
 
+    def record_start(self, task: Task, start: float, pid: Optional[int] = None,
+                     host: Optional[str] = None) -> None:
+        """The attempt started on its worker or host (QUEUED -> RUNNING); written with the
+        step's other events, never on its own."""
+        run = self.active.get(task.run)
+        if run is not None:
+            event: Event = {"ev": "start", "node": task.node, "attempt": task.attempt,
+                            "start": round(start, 6)}
+            if pid is not None:
+                event["pid"] = pid
+            if host is not None:
+                event["host"] = host
+            run.pending.append(event)
+
+    def record_pending(self, task: Task, reason: str) -> None:
+        """Why a QUEUED attempt waits, as its scheduler says (Slurm's PENDING reason)."""
+        run = self.active.get(task.run)
+        if run is not None:
+            run.pending.append({"ev": "pending", "node": task.node, "attempt": task.attempt,
+                                "reason": reason})
+
     # -- main loop -----------------------------------------------------------------------
     def run_forever(self) -> int:
         settings = self.settings
@@ -358,7 +379,8 @@ class Runner:
                 self._backend(run.ours[node].executor, run.env).cancel(run.path, node)
                 continue
             if action == "child":
-                self._cancel_child(run.children[node])
+                self._cancel_child(run.children.pop(node))
+                run.ours.pop(node, None)  # its build task is long done; the child is cancelled
             run.pending.append(engine.cancelled_event(node, child=action == "child"))
             run.schedule.finish(node, CANCELLED)
 
@@ -446,8 +468,8 @@ class Runner:
     def _end(self, run: ActiveRun, node: int, attempt: int, header: OutcomeHeader) -> None:
         """Record the end of an attempt from its outcome header, and finish the node."""
         claim = run.state.tasks.get(node)
-        event = engine.end_event(header, node, attempt, claim.claimed if claim else None,
-                                 time.time())
+        event = engine.end_event(header, node, attempt,
+                                 (claim.started or claim.claimed) if claim else None, time.time())
         run.schedule.finish(node, event["status"])
         run.pending.append(event)
 

@@ -3,10 +3,12 @@
 Each line of the log is one JSON object with a time ``t`` and a kind ``ev``:
 
 =============  ===========================================================================
-``claim``      a runner took ``node`` (attempt, runner id, backend, host) -> RUNNING
+``claim``      a runner took ``node`` (attempt, runner id, backend, host) -> QUEUED
 ``handle``     where the attempt runs (pid, job id, remote host): lets a restart re-attach
+``pending``    the scheduler's reason a QUEUED attempt waits (Slurm's ``Resources``, ``Priority``)
+``start``      the attempt started on its worker or host at ``start`` (``pid``) -> RUNNING
 ``dispatching``a sublattice node started its child run ``child`` -> DISPATCHING
-``end``        ``node`` finished: ``status`` COMPLETED/FAILED/CANCELLED, start/end, error
+``end``        ``node`` finished: ``status`` COMPLETED/FAILED/CANCELLED, start/end, error, pid
 ``run``        the run's own status: RUNNING, COMPLETED, FAILED, CANCELLED (+ ``error``)
 =============  ===========================================================================
 
@@ -15,6 +17,12 @@ The fold is pure: ``fold(events)`` gives the same states whoever reads the log. 
 shape (``[1,2,3]``, a node id that is a string, a status that is a number) is damage, not a tear:
 ``check_event`` names it and readers report the run as unreadable. Kinds this version does not
 know are ignored, so newer writers may add them.
+
+QUEUED is cov's own status (Covalent has none): claimed and handed to a backend, not yet started
+(a pool worker busy with an earlier task, a Slurm job pending). The SDK shows it as Covalent
+would, RUNNING (``covalent_cli.result``); people and ``cov status --json`` see QUEUED. A log
+written before ``start`` events existed has none: its claimed tasks read QUEUED until they end,
+and their ``end`` events carry the real start.
 """
 from __future__ import annotations
 
@@ -25,13 +33,16 @@ from typing import Any, Dict, FrozenSet, Iterable, List, Optional, TypedDict, Un
 
 class Status(str, Enum):
     """A run or task status. The values are Covalent's status names
-    (covalent/_shared_files/util_classes.py:RESULT_STATUS), and a member *is* that string:
+    (covalent/_shared_files/util_classes.py:RESULT_STATUS), but for QUEUED, cov's own name for
+    a task claimed but not started (never in an event, never a run's status). A member *is*
+    that string:
     ``Status.COMPLETED == "COMPLETED"``, it hashes like it, ``json.dumps`` writes it, and
     ``str()``/f-strings print it (``__str__``/``__format__`` below, since Python 3.11 made
     ``format()`` of a mixed-in enum print ``Status.COMPLETED``)."""
 
     NEW_OBJECT = "NEW_OBJECT"
     STARTING = "STARTING"
+    QUEUED = "QUEUED"  # cov's own: claimed, not started (see the module docstring)
     RUNNING = "RUNNING"
     DISPATCHING = "DISPATCHING"
     COMPLETED = "COMPLETED"
@@ -47,13 +58,14 @@ class Status(str, Enum):
 
 NEW_OBJECT = Status.NEW_OBJECT
 STARTING = Status.STARTING
+QUEUED = Status.QUEUED
 RUNNING = Status.RUNNING
 DISPATCHING = Status.DISPATCHING
 COMPLETED = Status.COMPLETED
 FAILED = Status.FAILED
 CANCELLED = Status.CANCELLED
 TERMINAL: FrozenSet[str] = frozenset({COMPLETED, FAILED, CANCELLED})
-STATUSES: FrozenSet[str] = frozenset(Status)
+STATUSES: FrozenSet[str] = frozenset(Status) - {QUEUED}  # the statuses events may carry
 _STATUS_OF: Dict[str, Status] = {s.value: s for s in Status}  # the fold's fast str -> Status
 
 
@@ -85,6 +97,8 @@ class Event(TypedDict, total=False):
     start: Optional[float]
     end: Optional[float]
     reused: bool
+    pid: Optional[int]
+    reason: Optional[str]
 
 
 class EventError(ValueError):
@@ -102,9 +116,13 @@ _FIELDS: Dict[str, Dict[str, frozenset]] = {
     "claim": {**_COMMON, "node": _INT, "attempt": _INT, "runner": _TEXT, "backend": _TEXT,
               "host": _TEXT},
     "handle": {**_COMMON, "node": _INT, "attempt": _INT, "handle": frozenset({dict, type(None)})},
+    "pending": {**_COMMON, "node": _INT, "attempt": _INT, "reason": _TEXT},
+    "start": {**_COMMON, "node": _INT, "attempt": _INT, "start": _TIME, "host": _TEXT,
+              "pid": frozenset({int, type(None)})},
     "dispatching": {**_COMMON, "node": _INT, "child": _TEXT},
     "end": {**_COMMON, "node": _INT, "attempt": _INT, "status": frozenset({str}),
-            "error": _TEXT, "exception": _TEXT, "child": _TEXT, "start": _TIME, "end": _TIME},
+            "error": _TEXT, "exception": _TEXT, "child": _TEXT, "start": _TIME, "end": _TIME,
+            "pid": frozenset({int, type(None)})},
 }
 _HANDLE_FIELDS = {"pid": frozenset({int, type(None)}), "host": _TEXT,
                   "job_id": frozenset({str, int, type(None)})}
@@ -155,7 +173,8 @@ class TaskState:
     job_id: Union[str, int, None] = None
     handle: Optional[Handle] = None
     claimed: Optional[float] = None
-    started: Optional[float] = None
+    started: Optional[float] = None  # when the attempt started on its worker (None while QUEUED)
+    reason: Optional[str] = None  # why a QUEUED attempt waits, as its scheduler says
     ended: Optional[float] = None
     error: Optional[str] = None  # why cov ended it (worker died, cancelled, dep failed ...)
     exception: Optional[str] = None  # the last line of the task's own exception
@@ -214,14 +233,27 @@ def apply(state: RunState, event: Event) -> None:
     if kind == "claim":
         if task.finished:
             return
-        task.status = RUNNING
+        task.status = QUEUED
         task.attempt = int(event.get("attempt", task.attempt + 1))
         task.runner = event.get("runner")
         task.backend = event.get("backend")
         task.host = event.get("host")
-        task.pid = task.job_id = task.handle = None
-        task.claimed = task.started = t
+        task.pid = task.job_id = task.handle = task.started = task.reason = None
+        task.claimed = t
         task.ended = task.error = task.exception = None
+    elif kind == "start":
+        if task.finished or int(event.get("attempt", task.attempt)) != task.attempt:
+            return  # an attempt's late report; the end event has its start anyway
+        if task.status == QUEUED:
+            task.status = RUNNING
+        start = event.get("start")
+        task.started = start if start is not None else t
+        task.reason = None
+        task.host = event.get("host") or task.host
+        task.pid = event.get("pid", task.pid)
+    elif kind == "pending":
+        if task.status == QUEUED and int(event.get("attempt", task.attempt)) == task.attempt:
+            task.reason = event.get("reason")
     elif kind == "handle":
         if int(event.get("attempt", task.attempt)) != task.attempt:
             return
@@ -239,10 +271,12 @@ def apply(state: RunState, event: Event) -> None:
             return  # a finished result is never overwritten by a later failure report
         task.status = _STATUS_OF[event.get("status", FAILED)]
         task.started = event.get("start", task.started)
+        task.reason = None
         task.ended = event.get("end", t)
         task.error = event.get("error")
         task.exception = event.get("exception")
         task.reused = bool(event.get("reused"))
+        task.pid = event.get("pid", task.pid)
         if "attempt" in event:
             task.attempt = int(event["attempt"])
         if event.get("child"):

@@ -89,9 +89,23 @@ class TaskFailed(Exception):
 
 
 # -- running a task -----------------------------------------------------------------------------
+def _call_hook(call: Dict[str, Any], stdout_fd: int, stderr_fd: int) -> Any:
+    """One call_before/call_after entry: a call, or a DepsBash/DepsPip given there (Covalent
+    runs those in the list's order too)."""
+    if "fn" not in call:
+        for command in call.get("bash", ()):
+            _run_shell(command, stdout_fd, stderr_fd)
+        if call.get("pip"):
+            _pip_install(call["pip"], stdout_fd, stderr_fd)
+        return None
+    return call["fn"](*call.get("args", ()), **call.get("kwargs", {}))
+
+
 def run_task(electron: Dict[str, Any], args: List[Any], kwargs: Dict[str, Any],
-             stdout_fd: int, stderr_fd: int) -> Tuple[OutcomeHeader, bytes]:
-    """Run deps, hooks and the function in Covalent's order; return (header, payload)."""
+             stdout_fd: int, stderr_fd: int, backend_transfers: bool = False
+             ) -> Tuple[OutcomeHeader, bytes]:
+    """Run deps, hooks and the function in Covalent's order; return (header, payload).
+    ``backend_transfers``: the backend does the ExecutorConnection file transfers itself."""
     start = time.time()
     header: OutcomeHeader = {"ok": False, "start": start, "host": HOST, "pid": os.getpid()}
     payload = b""
@@ -102,9 +116,14 @@ def run_task(electron: Dict[str, Any], args: List[Any], kwargs: Dict[str, Any],
         pip = hooks.get("pip")
         if pip and (pip.get("packages") or pip.get("requirements")):
             _pip_install(pip, stdout_fd, stderr_fd)
+        transfers = hooks.get("files") or ()
+        if transfers:  # Covalent's order: before the call_before hooks, after the deps
+            paths = file_transfers(transfers, "before", backend_transfers)
+            if hooks.get("files_arg", True):  # a lepton's are not passed (Covalent's way)
+                kwargs["files"] = paths
         injected: Dict[str, List[Any]] = {}
         for call in hooks.get("call_before", ()):
-            value = call["fn"](*call.get("args", ()), **call.get("kwargs", {}))
+            value = _call_hook(call, stdout_fd, stderr_fd)
             if call.get("retval_keyword"):
                 injected.setdefault(call["retval_keyword"], []).append(value)
         for key, values in injected.items():
@@ -114,8 +133,10 @@ def run_task(electron: Dict[str, Any], args: List[Any], kwargs: Dict[str, Any],
             value = runner(electron["fn"], args, kwargs, electron.get("meta", {}))
         else:
             value = electron["fn"](*args, **kwargs)
+        if transfers:
+            file_transfers(transfers, "after", backend_transfers)
         for call in hooks.get("call_after", ()):
-            call["fn"](*call.get("args", ()), **call.get("kwargs", {}))
+            _call_hook(call, stdout_fd, stderr_fd)
         if isinstance(value, ChildRun):
             header.update({"ok": True, "child": value.dispatch_id})
         else:
@@ -169,6 +190,94 @@ def _pip_install(pip: Dict[str, Any], stdout_fd: int, stderr_fd: int) -> None:
             os.unlink(reqs_file)
     if rc != 0:
         raise TaskFailed(f"DepsPip install failed with exit code {rc}: {' '.join(cmd[4:])}", "deps")
+
+
+# -- file transfers (covalent_cli.fs; docs/executors.md "File transfers") ---------------------
+def file_transfers(transfers: Any, order: str, backend_transfers: bool) -> List[Tuple[str, str]]:
+    """Carry out the transfers of ``order`` ("before"/"after"); return every transfer's
+    (from, to) paths, the task's ``files`` argument. A failure raises ``TaskFailed`` naming
+    the paths and the reason."""
+    for t in transfers:
+        kind = t["strategy"]["kind"]
+        try:
+            if order == "before":  # a File() without a path: an empty temporary file (Covalent's)
+                for path in t.get("touch", ()):
+                    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+                    open(path, "a").close()
+            if t.get("order", "before") != order or (kind == "executor" and backend_transfers):
+                continue  # not now, or the backend copies it over its connection
+            if kind == "rsync":
+                _rsync(t)
+            else:  # shutil, and the executor's connection when the task runs beside cov
+                copy_path(t["from"], t["to"])
+        except TaskFailed:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure of a copy is the transfer's
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            where = getattr(exc, "filename", None)
+            where = f" ({where})" if where and where not in (t["from"], t["to"]) else ""
+            raise TaskFailed(transfer_error(t, f"{reason}{where}"), "file_transfer") from None
+    return [(t["from"], t["to"]) for t in transfers]
+
+
+def transfer_error(transfer: Dict[str, Any], reason: str) -> str:
+    """The message of a failed transfer: which copy, when, where, why."""
+    return (f"file transfer {transfer['from']} -> {transfer['to']} ({transfer.get('order')} the "
+            f"task, {transfer['strategy']['kind']}) failed on {HOST}: {reason}")
+
+
+def copy_path(src: str, dst: str) -> None:
+    """Copy a file or folder with rsync's meaning of a trailing ``/``: ``dir/`` copies the
+    folder's contents, ``dir`` the folder itself into ``dst/`` (or as ``dst``)."""
+    import shutil
+
+    src_dir = os.path.isdir(src)
+    if not os.path.exists(src):
+        raise FileNotFoundError(errno.ENOENT, "no such file or directory", src)
+    if dst.endswith("/") or (os.path.isdir(dst) and not src.endswith("/")):
+        if not (src_dir and src.endswith("/")):
+            dst = os.path.join(dst, os.path.basename(src.rstrip("/")))
+    if src_dir:
+        shutil.copytree(src, dst, dirs_exist_ok=True)
+    else:
+        os.makedirs(os.path.dirname(dst) or ".", exist_ok=True)
+        shutil.copyfile(src, dst)
+
+
+def _rsync(transfer: Dict[str, Any]) -> None:
+    """``rsync -a`` here, over ssh when one side is remote (BatchMode: never a prompt)."""
+    import shlex
+
+    strategy = transfer["strategy"]
+    src, dst = transfer["from"], transfer["to"]
+    argv = ["rsync", "-a"]
+    if transfer["direction"] != "cp":
+        ssh = ["ssh", "-o", "BatchMode=yes"]
+        if strategy.get("ssh_config"):
+            ssh += ["-F", strategy["ssh_config"]]
+        if strategy.get("key"):
+            ssh += ["-i", strategy["key"]]
+        if strategy.get("port"):
+            ssh += ["-p", str(strategy["port"])]
+        argv += ["-e", " ".join(shlex.quote(a) for a in ssh)]
+        host = f"{strategy['user']}@{strategy['host']}" if strategy.get("user") \
+            else strategy["host"]
+        if transfer["direction"] == "download":
+            src = f"{host}:{src}"
+        else:
+            dst = f"{host}:{dst}"
+    if transfer["direction"] != "upload":  # a local destination's folder, as copy_path does
+        os.makedirs(os.path.dirname(dst.rstrip("/")) or ".", exist_ok=True)
+    try:
+        proc = subprocess.run(argv + [src, dst], stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    except FileNotFoundError:
+        raise TaskFailed(transfer_error(transfer, "rsync is not installed here"),
+                         "file_transfer") from None
+    if proc.returncode != 0:
+        detail = proc.stderr.decode("utf-8", "replace").strip()[-1500:]
+        raise TaskFailed(transfer_error(transfer, f"rsync exited with code {proc.returncode}: "
+                                                  f"{detail}"), "file_transfer")
 
 
 def _write_fd(fd: int, text: str) -> None:
@@ -613,8 +722,60 @@ def serve_spawned() -> None:
     serve(Connection(int(sys.argv[1])), [(fds[0], fds[1]), (fds[2], fds[3])])
 
 
+START_DELAY = 0.05  # how long a pool task runs before the worker says it started
+
+
+class _StartReporter:
+    """Tells the runner a pool task started, as ``(run, node, attempt, start time)`` on the
+    worker's connection, once it has run ``START_DELAY`` seconds: the many short tasks end
+    before and cost nothing (their outcome has their start). A thread of its own looks every
+    ``START_DELAY`` while a task runs and sleeps while the worker is idle; the task's thread
+    only sets ``current``. Sends on the connection are under ``lock`` (both threads send)."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.lock = threading.Lock()
+        self.current: Optional[Tuple[str, int, int, float]] = None
+        self.busy = threading.Event()
+        threading.Thread(target=self._watch, name="cov-start", daemon=True).start()
+
+    def begin(self, task: Dict[str, Any]) -> None:
+        self.current = (task["run"], task["node"], task.get("attempt", 1), time.time())
+        if not self.busy.is_set():
+            self.busy.set()
+
+    def send(self, message: Any) -> None:
+        self.current = None
+        with self.lock:
+            self.conn.send(message)
+
+    def _watch(self) -> None:
+        told = None
+        while True:
+            self.busy.wait()
+            time.sleep(START_DELAY)
+            current = self.current
+            if current is None:
+                self.busy.clear()
+                if self.current is not None:  # a task began meanwhile: keep watching it
+                    self.busy.set()
+                continue
+            if current is told or time.time() - current[3] < START_DELAY:
+                continue
+            told = current
+            try:
+                with self.lock:
+                    if self.current is current:  # still running: not ended meanwhile
+                        self.conn.send(current)
+            except (OSError, ValueError):
+                return  # the runner is gone
+
+
 def serve(conn: Any, pipes: Optional[List[Tuple[int, int]]] = None) -> None:
-    """A pool process: receive task dicts on ``conn``, answer (run, node, attempt, header).
+    """A pool process: receive task dicts on ``conn``, answer (run, node, attempt, header),
+    and, for a task still running ``START_DELAY`` after it started, (run, node, attempt, start
+    time) before that: the task is RUNNING from then on (until it starts it waits in this
+    worker's queue, QUEUED).
 
     Messages already in the pipe are read before each task, so a ``skip`` (the task was
     cancelled while queued here) is seen before the task would start.
@@ -622,6 +783,7 @@ def serve(conn: Any, pipes: Optional[List[Tuple[int, int]]] = None) -> None:
     runs: Dict[str, _RunFiles] = {}
     capture = _Capture(pipes)
     WORKER.start()
+    starts = _StartReporter(conn)
     pending: List[Dict[str, Any]] = []
     skipped: set = set()
     while True:
@@ -648,15 +810,16 @@ def serve(conn: Any, pipes: Optional[List[Tuple[int, int]]] = None) -> None:
             skipped.discard((task["run"], task["node"]))
             continue
         if fenced(task):
-            conn.send((task["run"], task["node"], task.get("attempt", 1), FENCED.copy()))
+            starts.send((task["run"], task["node"], task.get("attempt", 1), FENCED.copy()))
             continue
+        starts.begin(task)
         try:
             header = execute_local(task, runs, capture)
         except BaseException as exc:  # noqa: BLE001 - e.g. results/ unwritable
             header = {"ok": False, "reason": "worker",
                       "error": f"worker could not record the outcome: {type(exc).__name__}: {exc}"}
         WORKER.restore()
-        conn.send((task["run"], task["node"], task.get("attempt", 1), header))
+        starts.send((task["run"], task["node"], task.get("attempt", 1), header))
 
 
 # -- the batch side (SSH hosts, Slurm jobs) -------------------------------------------------------
@@ -688,7 +851,8 @@ def execute_bundle(bundle_path: str, outcome_path: str, stdout_path: str, stderr
             _write_fd(fds[1], header["error"])
             payload = b""
         else:
-            header, payload = run_task(electron, args, kwargs, fds[0], fds[1])
+            header, payload = run_task(electron, args, kwargs, fds[0], fds[1],
+                                       bool(bundle.get("backend_transfers")))
     write_outcome(outcome_path, header, payload)
     return 0
 

@@ -12,7 +12,7 @@ import time
 from collections import Counter, defaultdict
 from typing import Any, Dict, List, Optional
 
-from runner.query import UNREADABLE, node_status, safe_summary
+from runner.query import NOT_RUN, UNREADABLE, node_status, not_run_causes, safe_summary
 from runner.manifest import ELECTRON, PARAMETER, SUBLATTICE
 from runner.outcome import OutcomeHeader
 from runner.redact import mask_secrets
@@ -143,17 +143,26 @@ def load_run_source(live: LiveRun) -> Dict[str, Any]:
 def run_state(live: LiveRun, since: Optional[int] = None) -> Dict[str, Any]:
     """The run's live state in one small object: run status and timings, counts per status, and
     ``tasks`` ({node id: [status, started, ended]}) for every task with a state (``full``) or,
-    with ``since``, only those changed after that ``version``."""
+    with ``since``, only those changed after that ``version``. Tasks an upstream failure keeps
+    from running are in ``tasks`` as NOT_RUN in every answer with any task in it (they change
+    with another node), and ``not_run`` names that upstream node for each ({node id: upstream
+    id})."""
     with live.lock:
         state = live.refresh()
         full = since is None or since <= 0 or since > live.version
         nodes = list(state.tasks) if full or since is None else live.changed_since(since)
-        tasks = {}
+        tasks: Dict[str, List[Any]] = {}
         for node in nodes:
             task = state.tasks[node]
             tasks[str(node)] = [task.status, task.started, task.ended if task.finished else None]
-        counts = Counter(t.status for t in state.tasks.values())
+        causes = not_run_causes(live.manifest, state)
+        if full or nodes:  # a task is NOT_RUN once an upstream one ended: with any change
+            for node in causes:
+                tasks[str(node)] = [NOT_RUN, None, None]
+        counts: Counter = Counter(str(t.status) for n, t in state.tasks.items() if n not in causes)
         total = int(live.header().get("task_count") or 0)
+        if causes:
+            counts[NOT_RUN] = sum(1 for n in causes if live.manifest.node(n).executes)
         waiting = total - sum(counts.values())
         if waiting > 0:
             counts[NEW_OBJECT] += waiting
@@ -171,6 +180,7 @@ def run_state(live: LiveRun, since: Optional[int] = None) -> Dict[str, Any]:
             "version": live.version,
             "full": full,
             "tasks": tasks,
+            "not_run": {str(n): c for n, c in causes.items()},
             "now": time.time(),
         }
 
@@ -187,12 +197,17 @@ def task_detail(cache: RunCache, live: LiveRun, node_id: int) -> Optional[Dict[s
         state = live.refresh()
         task = state.tasks.get(node_id)
     status = node_status(spec, task)
+    cause = not_run_causes(manifest, state).get(node_id)
+    if cause is not None:
+        status = NOT_RUN
     header = _outcome_header(live, node_id) if spec.kind != PARAMETER else None
     executor = manifest.executors.get(spec.executor or "", {}) if spec.executor else {}
     out: Dict[str, Any] = {
         "dispatch_id": live.dispatch_id, "id": spec.id, "name": spec.name, "kind": spec.kind,
         "status": status, "executor": spec.executor, "executor_config": mask_secrets(executor),
         "value": spec.value_repr,
+        "not_run": None if cause is None else {"node": cause, "name": manifest.node(cause).name,
+                                               "status": str(state.tasks[cause].status)},
     }
     if task is not None:
         out.update(attempt=task.attempt, backend=task.backend, host=task.host, pid=task.pid,
@@ -200,7 +215,8 @@ def task_detail(cache: RunCache, live: LiveRun, node_id: int) -> Optional[Dict[s
                    started=task.started, ended=task.ended if task.finished else None,
                    runtime=(task.ended - task.started) if task.finished and task.started and
                    task.ended else None,
-                   error=task.error, exception=task.exception, reused=task.reused)
+                   error=task.error, exception=task.exception, reused=task.reused,
+                   reason=task.reason)
     if header and not out.get("host"):
         out["host"] = header.get("host")
 

@@ -1,4 +1,5 @@
-"""The run commands: dispatch, runs, status, result, logs, wait, cancel, redispatch, rm, config."""
+"""The run commands: dispatch, runs, logs, wait, cancel, redispatch, rm, config (``status`` and
+``result`` are in ``covalent_cli.cli.inspect_cmd``)."""
 from __future__ import annotations
 
 import json
@@ -20,8 +21,8 @@ from runner.config import ConfigError, check_config, config_path, runs_home
 from runner.daemon import Keeper
 from runner.layout import trash_path
 from runner.locks import LockBusy
-from runner.query import (check_readable, format_seconds, format_time, iter_runs, list_runs,
-                          run_summary, task_rows)
+from runner.query import (check_readable, failed_tasks, format_seconds, format_time,
+                          inner_failure_lines, iter_runs, list_runs)
 from runner.redact import mask_secrets
 from runner.rundir import OutsideRunError, RunDir, RunDirError
 from runner.state import CANCELLED, COMPLETED, FAILED, TERMINAL, RunState
@@ -225,6 +226,8 @@ def _wait_and_report(ctx: Context, run_id: str, timeout: Optional[float], quiet:
     elif state.status != COMPLETED:
         click.echo(f"{run.dispatch_id}: {state.status}" +
                    (f"\n{state.error}" if state.error else ""), err=True)
+        for line in inner_failure_lines(failed_tasks(run)):  # what failed inside sublattices
+            click.echo(line, err=True)
     return int(STATUS_EXIT.get(state.status, ExitCode.ERROR))
 
 
@@ -281,101 +284,16 @@ def runs_cmd(ctx: Context, status_filter: Optional[str], as_json: bool, quiet: b
 cli.add_command(runs_cmd, "list")
 
 
-@cli.command()
-@click.argument("run_id", default="latest", required=False)
-@click.option("--json", "as_json", is_flag=True, help="Run and task states as JSON.")
-@click.option("--all", "show_all", is_flag=True, help="Include parameter nodes.")
-@pass_ctx
-def status(ctx: Context, run_id: str, as_json: bool, show_all: bool) -> None:
-    """One run's status and its task table (RUN: id, prefix or 'latest')."""
-    run = _run(ctx, run_id)
-    try:
-        summary = run_summary(run)
-        rows = task_rows(run, include_parameters=show_all)
-    except RunDirError as exc:
-        raise RunUnreadable(str(exc)) from None
-    if summary["status"] not in TERMINAL:
-        keep_served(run)
-    preview = _result_preview(run) if summary["status"] == COMPLETED else None
-    if as_json:
-        _echo_json({**summary, "result_preview": preview, "tasks": rows})
-        return
-    click.echo(f"run      {summary['dispatch_id']}  ({summary['lattice']})")
-    click.echo(f"status   {_status_text(summary['status'])}  {summary['done']}/{summary['total']}"
-               f" tasks  runtime {format_seconds(summary['runtime'])}")
-    if summary["error"]:
-        click.echo(f"error    {summary['error']}")
-    if summary["status"] == COMPLETED:
-        click.echo("result   " + (f"{preview['repr']}  ({preview['type']})" if preview else
-                                  "(preview not recorded; `cov result` loads the value)"))
-    click.echo("")
-    click.echo(f"{'ID':>5}  {'NAME':28}  {'STATUS':10}  {'EXECUTOR':10}  {'HOST':12}  "
-               f"{'RUNTIME':>8}  NOTE")
-    for r in rows:
-        note = r["error"] or r["exception"] or (f"child {r['child']}" if r["child"] else "")
-        status_value = r["status"]
-        click.echo(f"{r['id']:>5}  {r['name'][:28]:28}  "
-                   f"{_status_text(status_value) + ' ' * max(0, 10 - len(status_value))}  "
-                   f"{(r['executor'] or '-')[:10]:10}  {(r['host'] or '-')[:12]:12}  "
-                   f"{format_seconds(r['runtime']):>8}  {note.splitlines()[0] if note else ''}")
-
-
-@cli.command()
-@click.argument("run_id")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-@pass_ctx
-def result(ctx: Context, run_id: str, as_json: bool) -> None:
-    """Print a finished run's result (exit 3 if it failed, 4 cancelled, 5 not finished).
-
-    It unpickles the value, which runs code from the run: only for runs you trust (`cov status`
-    shows a preview recorded when the task finished, without unpickling).
-    """
-    run = _run(ctx, run_id)
-    state = _state(run)
-    if state.status not in TERMINAL:
-        keep_served(run)
-        raise _NotFinished(f"run {run.dispatch_id} is {state.status}", "wait with `cov wait`")
-    value = _result_value(run) if state.status == COMPLETED else None
-    if as_json:
-        try:
-            encoded = json.loads(json.dumps(value))
-        except (TypeError, ValueError):
-            encoded = repr(value)
-        _echo_json({"dispatch_id": run.dispatch_id, "status": state.status,
-                    "result": encoded, "error": state.error})
-    elif state.status == COMPLETED:
-        click.echo(repr(value))
-    else:
-        click.echo(f"{run.dispatch_id}: {state.status}" + (f"\n{state.error}" if state.error else ""),
-                   err=True)
-    sys.exit(int(STATUS_EXIT[state.status]))
-
-
-def _result_preview(run: RunDir) -> Optional[Dict[str, str]]:
-    """The result's preview recorded when its task finished (``{"type", "repr"}``), or None:
-    ``cov status`` shows it without unpickling, which would run the run's code."""
-    try:
-        header, _ = run.read_outcome(run.manifest.output_node)
-    except (RunDirError, OSError):
-        return None
-    preview = (header or {}).get("preview")
-    return preview if isinstance(preview, dict) and isinstance(preview.get("repr"), str) else None
-
-
 def _result_value(run: RunDir) -> Any:
     """A completed run's result; a result file cut short or damaged is one line, not our
     traceback (``cov redispatch --reuse`` recomputes it)."""
     try:
-        return Result(run).result
+        return Result(run, intermediate_outputs=False, sublattice_results=False).result
     except RunDirError as exc:
         raise RunUnreadable(str(exc), "recompute it with `cov redispatch --reuse`") from None
     except Exception as exc:  # noqa: BLE001 - unpickling a damaged file raises anything
         raise RunUnreadable(f"run {run.dispatch_id}: its result cannot be unpickled: "
                             f"{type(exc).__name__}: {exc}") from None
-
-
-class _NotFinished(CovError):
-    exit_code = ExitCode.TIMEOUT
 
 
 class _Seconds(click.ParamType):
@@ -582,10 +500,15 @@ def _cancel_and_wait(runs: List[RunDir], force: bool) -> None:
 def config_cmd(as_json: bool) -> None:
     """Print the effective configuration (secrets masked) and where it comes from; an
     unknown key or a value of the wrong type is an error (exit 1)."""
+    import _cov_import_hook
+
     data = mask_secrets(check_config())
+    covalent = _cov_import_hook.describe()
     if as_json:
-        _echo_json({"config_file": str(config_path()), "home": str(runs_home()), **data})
+        _echo_json({"config_file": str(config_path()), "home": str(runs_home()),
+                    "covalent": covalent, **data})
         return
     click.echo(f"# config file: {config_path()}" + ("" if config_path().exists() else " (absent)"))
     click.echo(f"# runs home:   {runs_home()}")
+    click.echo(f"# covalent:    {covalent}")
     click.echo(yaml.safe_dump(data, sort_keys=False).rstrip())

@@ -86,8 +86,9 @@ def main() -> None:
     cli(prog_name="cov")
 
 
-COMMAND_MODULES = ("covalent_cli.cli.commands", "covalent_cli.cli.runner_cmd",
-                   "covalent_cli.cli.ui_cmd", "covalent_cli.cli.check_cmd")
+COMMAND_MODULES = ("covalent_cli.cli.commands", "covalent_cli.cli.inspect_cmd",
+                   "covalent_cli.cli.runner_cmd", "covalent_cli.cli.ui_cmd",
+                   "covalent_cli.cli.check_cmd")
 
 
 if __name__ == "__main__":  # pragma: no cover

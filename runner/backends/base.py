@@ -6,7 +6,10 @@ waits on ``waitables()`` (or at most ``next_poll_in()`` seconds), then collects 
 Every submitted task must come back exactly once from ``poll`` as a ``Completion`` whose header
 is the task's outcome header (see ``runner.outcome``), after its outcome file
 ``results/<node>.pkl`` is in the run directory. ``handle`` dicts (pid, host, job id) passed to
-``services.record_handle`` go into the event log, so a restarted runner can ``reattach``.
+``services.record_handle`` go into the event log, so a restarted runner can ``reattach``. A
+submitted task is QUEUED until its backend reports it started (``services.record_start``: the
+pool worker took it, the SSH host printed its pid, Slurm shows its job RUNNING); a backend that
+knows why a task waits says so with ``services.record_pending`` (Slurm's PENDING reason).
 
 To write a backend for a platform cov lacks: subclass ``Backend``, implement ``submit`` and
 ``poll`` (and ``cancel``/``reattach`` if the platform can), and register it (see
@@ -23,7 +26,6 @@ platform verbs (submitit's ``PicklingExecutor`` model):
 from __future__ import annotations
 
 import abc
-import os
 import pickle
 import threading
 import time
@@ -31,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Protocol, Tuple
 
 from runner import layout
-from runner.outcome import OutcomeHeader, read_outcome_payload
+from runner.outcome import OutcomeHeader, read_outcome_payload, write_outcome
 
 if TYPE_CHECKING:
     from runner.rundir import RunDir
@@ -54,6 +56,9 @@ class Task:
     # The claim's fencing token: a path that exists once another runner took this runner's
     # claims over; a pool worker then neither starts the task nor writes its outcome.
     fence: str = ""
+    # File transfers the backend does around the task over its own connection (the manifest
+    # node's "files"; covalent_cli.fs ExecutorConnection). Empty for most tasks.
+    files: List[Dict[str, Any]] = field(default_factory=list)
 
     @property
     def outcome_path(self) -> str:
@@ -108,6 +113,11 @@ class Services(Protocol):
     """What the runner offers its backends."""
 
     def record_handle(self, task: Task, handle: Dict[str, Any]) -> None: ...
+
+    def record_start(self, task: Task, start: float, pid: Optional[int] = None,
+                     host: Optional[str] = None) -> None: ...
+
+    def record_pending(self, task: Task, reason: str) -> None: ...
 
     def wake(self) -> None: ...
 
@@ -168,9 +178,10 @@ class ThreadedBackend(Backend):
     """A backend whose platform work runs in threads of its own (SSH channels, Slurm over SSH).
 
     The runner's loop is single-threaded and its services are not thread-safe, so the threads
-    never call them directly: they hand finished attempts (``_emit``) and handles
-    (``_emit_handle``) over under ``_lock`` and call ``services.wake()``; the loop's thread
-    passes them on in ``poll`` and, so that a next runner can re-attach, in ``close``.
+    never call them directly: they hand finished attempts (``_emit``), handles
+    (``_emit_handle``) and starts or pending reasons (``_emit_news``) over under ``_lock`` and
+    call ``services.wake()``; the loop's thread passes them on in ``poll`` and, so that a next
+    runner can re-attach, in ``close``.
     """
 
     def __init__(self, config: Dict[str, Any], services: Services) -> None:
@@ -178,6 +189,7 @@ class ThreadedBackend(Backend):
         self._lock = threading.Lock()
         self._done: List[Completion] = []
         self._handles: List[Tuple[Task, Dict[str, Any]]] = []
+        self._news: List[Tuple[Task, str, Dict[str, Any]]] = []  # (task, start|pending, fields)
 
     # -- any thread ----------------------------------------------------------------------------
     def _emit(self, completion: Completion) -> None:
@@ -188,12 +200,23 @@ class ThreadedBackend(Backend):
         with self._lock:
             self._handles.append((task, handle))
 
+    def _emit_news(self, task: Task, kind: str, **fields: Any) -> None:
+        """``start`` (``start``, ``pid``, ``host``) or ``pending`` (``reason``) of an attempt."""
+        with self._lock:
+            self._news.append((task, kind, fields))
+
     # -- the runner's thread -------------------------------------------------------------------
     def _deliver_handles(self) -> None:
         with self._lock:
             handles, self._handles = self._handles, []
+            news, self._news = self._news, []
         for task, handle in handles:
             self.services.record_handle(task, handle)
+        for task, kind, fields in news:
+            if kind == "start":
+                self.services.record_start(task, **fields)
+            else:
+                self.services.record_pending(task, **fields)
 
     def _take_done(self) -> List[Completion]:
         with self._lock:
@@ -209,10 +232,11 @@ class ThreadedBackend(Backend):
         self._deliver_handles()
 
 
-def make_bundle(task: Task, rundir: "RunDir") -> bytes:
+def make_bundle(task: Task, rundir: "RunDir", backend_transfers: bool = False) -> bytes:
     """The task as one self-contained pickle for ``worker.py`` on another host: its function
     and inputs read from ``rundir``. An input whose result file is missing or incomplete raises
-    ``RuntimeError`` (the task cannot start)."""
+    ``RuntimeError`` (the task cannot start). ``backend_transfers``: the backend copies the
+    task's ``files`` (ExecutorConnection) itself, the worker leaves them alone."""
     def result(node: int) -> bytes:
         payload = read_outcome_payload(str(rundir.result_path(node)))
         if payload is None:
@@ -224,8 +248,25 @@ def make_bundle(task: Task, rundir: "RunDir") -> bytes:
         data = rundir.read_blob((source[1], source[2])) if source[0] == "blob" \
             else result(source[1])
         inputs.append((kind, key, data))
-    bundle = {"fn": rundir.read_blob(task.fn), "inputs": inputs, "cwd": task.cwd,
+    bundle: Dict[str, Any] = {"fn": rundir.read_blob(task.fn), "inputs": inputs, "cwd": task.cwd,
               "sys_path": task.sys_path,
               "context": {"dispatch_id": task.dispatch_id, "node": task.node,
                           "attempt": task.attempt}}
+    if backend_transfers:
+        bundle["backend_transfers"] = True
     return pickle.dumps(bundle, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def transfer_failed(task: Task, message: str, **fields: Any) -> Completion:
+    """A file transfer the backend did for ``task`` failed: the attempt fails with ``message``,
+    which also goes into its outcome file and the end of its stderr (``cov logs``)."""
+    header: OutcomeHeader = {"ok": False, "reason": "file_transfer", "error": message,
+                             "end": time.time(), "attempt": task.attempt}
+    header.update({k: v for k, v in fields.items() if v is not None})  # type: ignore[typeddict-item]
+    try:
+        with open(task.stderr_path, "a", encoding="utf-8") as f:
+            f.write(message + "\n")
+        write_outcome(task.outcome_path, header)
+    except OSError:
+        pass  # the Completion still carries it
+    return Completion.of(task, header)

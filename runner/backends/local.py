@@ -18,16 +18,18 @@ import sys
 import time
 from collections import deque
 from multiprocessing.connection import Connection
-from typing import AbstractSet, Any, Deque, Dict, List, Optional, Tuple
+from typing import AbstractSet, Any, Deque, Dict, List, Optional, Tuple, cast
 
 from runner import layout, worker
 from runner.backends.base import Backend, Completion, Services, Task
 from runner.fs import FILE_MODE
+from runner.outcome import OutcomeHeader
 from runner.liveness import pid_alive
 
 # Tasks queued in each worker: enough that a worker never waits for the runner between two
 # short tasks, and that the runner handles completions and claims in batches.
 PREFETCH = 8
+
 _CTX = multiprocessing.get_context("fork")
 PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -99,6 +101,7 @@ class _Worker:
         self.outbox: List[Dict[str, Any]] = []
         self.cancelled: set = set()
         self.dropped: Optional[Task] = None  # the running task, killed for a lost claim
+        self.started: Optional[float] = None  # the running task's start, once it reported one
         self.last_run = ""  # the run whose logs/ holds this worker's capture files
 
     @property
@@ -156,16 +159,25 @@ class LocalBackend(Backend):
 
     def poll(self) -> List[Completion]:
         done, self._done = self._done, []
+        starts: Dict[Tuple[str, int, int], Tuple[Task, float, int]] = {}
         for w in list(self.workers):
             try:
                 while w.conn.poll():
-                    run, node, attempt, header = w.conn.recv()
-                    if self._pop(w, run, node, attempt):  # else: cancelled or dropped
-                        done.append(Completion(run, node, attempt, header))
+                    run, node, attempt, news = w.conn.recv()
+                    if not isinstance(news, dict):  # a task running for a while: its start
+                        if w.queue and w.queue[0].node == node and w.queue[0].run == run:
+                            starts[(run, node, attempt)] = (w.queue[0], news, w.pid)
+                            w.started = news
+                    elif self._pop(w, run, node, attempt):  # else: cancelled or dropped
+                        starts.pop((run, node, attempt), None)
+                        w.started = None
+                        done.append(Completion(run, node, attempt, cast(OutcomeHeader, news)))
             except (EOFError, OSError):
                 pass
             if not w.process.is_alive():
                 done.extend(self._replace(w))
+        for task, start, pid in starts.values():  # not those that also ended in this poll
+            self.services.record_start(task, start, pid=pid)
         return done
 
     def _pop(self, w: _Worker, run: str, node: int, attempt: int) -> bool:
@@ -191,8 +203,11 @@ class LocalBackend(Backend):
             task = w.queue.popleft()
             _rescue_output(w, task)
             _keep_captured_output(w.pid, task)
+            where: Dict[str, Any] = {"host": worker.HOST, "pid": w.pid}
+            if w.started is not None:
+                where["start"] = w.started  # the end event's start: when it really started
             if (task.run, task.node) in w.cancelled:
-                lost.append(Completion.cancelled(task, host=worker.HOST, pid=w.pid))
+                lost.append(Completion.cancelled(task, **where))
             else:
                 cause = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
                 try:
@@ -201,7 +216,7 @@ class LocalBackend(Backend):
                     pass
                 lost.append(Completion.failed(
                     task, "worker_died", f"worker died: {cause} while running task '{task.name}'",
-                    host=worker.HOST, pid=w.pid))
+                    **where))
         w.close_output()
         rest = list(w.queue)
         w.queue.clear()

@@ -39,7 +39,8 @@ import time
 from typing import Any, Dict, List, Optional, Tuple
 
 from runner import layout
-from runner.backends.base import Completion, Services, Task, ThreadedBackend, make_bundle
+from runner.backends.base import (Completion, Services, Task, ThreadedBackend, make_bundle,
+                                  transfer_failed)
 from runner.config import get_value
 from runner.fs import atomic_write
 from runner.outcome import read_outcome_header
@@ -50,6 +51,7 @@ from runner.ssh.connection import (DEFAULT_KEEPALIVE, AuthFailed, ConnectFailed,
                                    ConnectionLost, HostKeyError, HostSpec, SSHError, SSHHost,
                                    pool, send_all)
 from runner.ssh.remote import DEFAULT_CACHE, PythonSetup, RemoteEnv, VersionMismatch, prepare
+from runner.ssh.transfer import TransferFailed, run_transfers
 
 log = logging.getLogger("cov.ssh")
 
@@ -239,6 +241,10 @@ class SSHBackend(ThreadedBackend):
                     layout.attempt_name(task.node, task.attempt)))
         bundle: Optional[bytes] = None
         started = job.handle is not None
+        if task.files and not started:
+            failed = self._transfer(job, "before")
+            if failed is not None:
+                return failed
         losses = 0
         while True:
             if job.cancelled and job.pid is None:
@@ -267,7 +273,10 @@ class SSHBackend(ThreadedBackend):
                     rc = int(reader.field("rc"))
                     if not self.shared:
                         self._receive(reader, job)
-                return self._outcome(job, rc)
+                done = self._outcome(job, rc)
+                if task.files and done.header.get("ok"):
+                    return self._transfer(job, "after", start=done.header.get("start")) or done
+                return done
             except ConnectionLost as exc:
                 losses += 1
                 if self._closing or losses > MAX_LOSSES:
@@ -284,9 +293,12 @@ class SSHBackend(ThreadedBackend):
         job.pid = pid
         if not job.recorded:  # also after a reattach: the new claim cleared the old handle
             job.recorded = True
+            host = env.report.hostname or self.host.label
             self._emit_handle(job.task, {
-                "host": env.report.hostname or self.host.label, "pid": pid,
+                "host": host, "pid": pid,
                 "workdir": job.workdir, "files": job.files, "target": self.host.label})
+            # the pid is printed once the worker runs there: the task is RUNNING from now
+            self._emit_news(job.task, "start", start=time.time(), pid=pid, host=host)
             self.services.wake()
         if job.cancelled:
             self._kill(job)
@@ -300,6 +312,18 @@ class SSHBackend(ThreadedBackend):
         except SSHError as exc:
             log.warning("ssh: cancelling pid %s on %s failed: %s", pid, self.host.label, exc)
 
+    # -- file transfers over this connection (ct.fs_strategies.ExecutorConnection) ----------------
+    def _transfer(self, job: SSHAttempt, order: str, start: Optional[float] = None
+                  ) -> Optional[Completion]:
+        """Copy the task's ``order`` transfers; a failure is the task's outcome (written into
+        the run directory, with the message in its stderr), returned as its Completion."""
+        try:
+            run_transfers(self.host, job.task.files, order, base=job.workdir)
+            return None
+        except TransferFailed as exc:
+            return transfer_failed(job.task, str(exc), host=self.host.label, pid=job.pid,
+                                   start=start or time.time())
+
     # -- files ------------------------------------------------------------------------------------
     def _workdir(self, env: RemoteEnv, task: Task) -> str:
         base = env.abspath(str(self.params.get("remote_workdir") or DEFAULT_WORKDIR))
@@ -310,7 +334,8 @@ class SSHBackend(ThreadedBackend):
     def _bundle(self, job: SSHAttempt) -> bytes:
         rundir = RunDir(job.task.run)
         try:
-            data = make_bundle(dataclasses.replace(job.task, cwd=job.workdir), rundir)
+            data = make_bundle(dataclasses.replace(job.task, cwd=job.workdir), rundir,
+                               backend_transfers=bool(job.task.files))
         except RuntimeError as exc:  # an input's result is missing: the task cannot start
             raise SSHError(str(exc)) from None
         finally:

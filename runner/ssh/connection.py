@@ -496,6 +496,21 @@ class SSHHost:
         finally:
             self._slots.release()
 
+    @contextlib.contextmanager
+    def sftp(self) -> Iterator[paramiko.SFTPClient]:
+        """An SFTP session on the connection (one of its ``max_sessions``), closed on exit."""
+        self._slots.acquire()
+        try:
+            client = paramiko.SFTPClient.from_transport(self.transport())
+            if client is None:
+                raise SSHError(f"{self.label} refused an SFTP session", self.label)
+            try:
+                yield client
+            finally:
+                client.close()
+        finally:
+            self._slots.release()
+
     def run(self, command: str, input: Optional[bytes] = None, timeout: Optional[float] = 120.0,
             check: bool = False, retry: bool = False) -> RemoteResult:
         """Run ``command`` (a shell line) and collect its output. ``input`` goes to stdin.

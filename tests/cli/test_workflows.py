@@ -11,11 +11,14 @@ EXPECTED = {
     "failing.py": ([], 3, None),
     "sublattice_loop.py": (["-a", "start=100"], 0, "6"),
     "deps_hooks.py": ([], 0, "21"),
+    "file_transfer.py": ([], 0, "{'text': 'HELLO FROM A FILE', 'copied_out': True}"),
+    "notebook.ipynb": ([], 0, "30"),
 }
 
 
 def test_every_example_is_covered():
-    assert sorted(p.name for p in WORKFLOWS.glob("*.py")) == sorted(EXPECTED)
+    found = [p.name for p in WORKFLOWS.iterdir() if p.suffix in (".py", ".ipynb")]
+    assert sorted(found) == sorted(EXPECTED)
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))

@@ -447,7 +447,7 @@ def _kill_and_look(runner: subprocess.Popen, home: Home, run_dir: Optional[Path]
     done = complete_results(run_dir)
     state = RunDir(run_dir).state()
     recorded = sum(1 for n in done if n in state.tasks and state.tasks[n].status == "COMPLETED")
-    in_flight = sum(1 for t in state.tasks.values() if t.status == "RUNNING")
+    in_flight = sum(1 for t in state.tasks.values() if t.status in ("QUEUED", "RUNNING"))
     return Kill(moment, at, len(done), recorded, in_flight)
 
 

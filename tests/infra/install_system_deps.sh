@@ -16,7 +16,7 @@ export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 export DEBIAN_FRONTEND=noninteractive
 
 PACKAGES=(
-  openssh-server openssh-client
+  openssh-server openssh-client rsync
   iproute2 netcat-openbsd
   slurm-wlm munge
   chromium chromium-driver
@@ -24,7 +24,7 @@ PACKAGES=(
 
 # One binary (absolute path or command name) per thing the tests use.
 BINARIES=(
-  /usr/sbin/sshd ssh ssh-keygen
+  /usr/sbin/sshd ssh ssh-keygen rsync
   ip nc unshare useradd usermod
   slurmctld slurmd sinfo sbatch squeue scontrol scancel munged munge unmunge
   /usr/bin/chromium chromedriver

@@ -57,7 +57,7 @@ def test_fan_out_completes_with_result_and_node_outputs(cov_home):
     assert result.status == ct.status.COMPLETED
     assert result.result == sum(range(1, 21))
     assert result.get_node_result(0)["output"].get_deserialized() == 1
-    assert result.inputs.get_deserialized() == {"args": [20], "kwargs": {}}
+    assert result.inputs.get_deserialized() == {"args": (20,), "kwargs": {}}  # a tuple, as Covalent
     outputs = result.get_all_node_outputs()
     assert outputs["inc(0)"].get_deserialized() == 1
     assert outputs[":parameter:0(1)"].get_deserialized() == 0

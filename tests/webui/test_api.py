@@ -79,7 +79,10 @@ def test_state_is_one_object_full_then_only_changes(app, ui_home):
     full = get_json(app, path)
     divide = _node(ui_home.run_dir("failing"), "divide")
     assert full["full"] and full["tasks"][str(divide)][0] == "FAILED"
-    assert full["counts"] == {"COMPLETED": 1, "FAILED": 1, "NEW_OBJECT": 2}
+    assert full["counts"] == {"COMPLETED": 1, "FAILED": 1, "NOT_RUN": 2}
+    combine = _node(ui_home.run_dir("failing"), "combine")
+    assert full["tasks"][str(combine)] == ["NOT_RUN", None, None]
+    assert full["not_run"][str(combine)] == divide
     assert (full["done"], full["total"], full["status"]) == (1, 4, "FAILED")
     same = get_json(app, path, f"since={full['version']}")
     assert same["tasks"] == {} and not same["full"] and same["version"] == full["version"]

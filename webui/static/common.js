@@ -77,8 +77,10 @@ cov.duration = function (s) {
   return h ? h + "h" + cov.pad(m) + "m" : m + "m" + cov.pad(sec) + "s";
 };
 
+/* What people read for a status: never NEW_OBJECT (runner.query.shown_status). */
+cov.LABELS = { NEW_OBJECT: "PENDING", NOT_RUN: "NOT RUN" };
 cov.pill = function (status) {
-  return cov.el("span", { class: "pill st-" + status, text: status });
+  return cov.el("span", { class: "pill st-" + status, text: cov.LABELS[status] || status });
 };
 
 cov.progress = function (done, total) {

@@ -136,7 +136,8 @@ cov.renderTask = function (box, t, options) {
     parts.push(cov.el("h3", { text: t.kind === "parameter" ? "Value" : "Result" }));
     parts.push(t.result ? valueBlock(t.result, "", options.live ? api + "/value" : null) :
       cov.el("p", { class: "muted",
-      text: t.status === "COMPLETED" ? "(no value)" : "Not available: the task is " + t.status + "." }));
+      text: t.status === "COMPLETED" ? "(no value)" : "Not available: the task is " +
+        (cov.LABELS[t.status] || t.status).toLowerCase() + "." }));
   }
   if (t.stdout !== undefined) {
     parts.push(logBlock(t.stdout, "stdout", options.live ? base + "logs/" + t.id + ".out" : null));

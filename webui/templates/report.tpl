@@ -35,6 +35,7 @@
         <span class="dot st-COMPLETED"></span>completed
         <span class="dot st-FAILED"></span>failed
         <span class="dot st-CANCELLED"></span>cancelled
+        <span class="dot st-NOT_RUN"></span>not run
       </span>
     </div>
     <div id="graph" class="graph"></div>

@@ -24,6 +24,7 @@
         <span class="dot st-COMPLETED"></span>completed
         <span class="dot st-FAILED"></span>failed
         <span class="dot st-CANCELLED"></span>cancelled
+        <span class="dot st-NOT_RUN"></span>not run
       </span>
     </div>
     <div id="graph" class="graph"><p class="muted pad">Laying out the graph…</p></div>
@@ -38,8 +39,9 @@
       <div class="table-tools">
         <select id="task-status">
           <option value="">all statuses</option>
-          <option>NEW_OBJECT</option><option>RUNNING</option><option>COMPLETED</option>
-          <option>FAILED</option><option>CANCELLED</option>
+          <option value="NEW_OBJECT">PENDING</option><option>QUEUED</option><option>RUNNING</option>
+          <option>COMPLETED</option><option>FAILED</option><option>CANCELLED</option>
+          <option value="NOT_RUN">NOT RUN</option>
         </select>
         <input id="task-search" type="search" placeholder="Filter by name or id">
         <span class="muted" id="task-count"></span>

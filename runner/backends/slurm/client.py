@@ -13,6 +13,7 @@ import os
 import re
 import shlex
 import subprocess
+import time
 from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, List, Optional, Protocol, Sequence, Tuple
 
@@ -25,7 +26,7 @@ FINAL_STATES = frozenset({"COMPLETED", "FAILED", "TIMEOUT", "OUT_OF_MEMORY", "CA
 KILLED_STATES = frozenset({"TIMEOUT", "OUT_OF_MEMORY", "CANCELLED", "NODE_FAIL", "BOOT_FAIL",
                            "DEADLINE"})
 # id|state|reason|restart count| (a width of 0: unpadded; the "|" is each field's suffix)
-SQUEUE_FIELDS = "JobArrayID:|,State:|,Reason:|,RestartCnt:|"
+SQUEUE_FIELDS = "JobArrayID:|,State:|,Reason:|,RestartCnt:|,StartTime:|"
 NO_TASK_ID = "4294967294"  # ArrayTaskId of an array's record for elements never started
 _TRANSIENT = re.compile(r"(timed out|try again|temporarily unavailable|unable to contact|"
                         r"connection refused|slurm_persist_conn|socket)", re.I)
@@ -83,6 +84,7 @@ class JobInfo:
     reason: str = ""
     exit_code: str = ""
     restarts: Optional[int] = None  # times requeued (squeue's RestartCnt; None: not known)
+    start: Optional[float] = None  # when a RUNNING job started (squeue's StartTime)
 
 
 class SlurmClient:
@@ -204,20 +206,30 @@ def parse_config(text: str) -> Dict[str, str]:
 
 
 def parse_squeue(text: str) -> Dict[str, JobInfo]:
-    """``id|state|reason[|restarts]`` lines; array ranges still pending (``12_[3-9%2]``) are
-    expanded."""
+    """``id|state|reason[|restarts[|start]]`` lines; array ranges still pending
+    (``12_[3-9%2]``) are expanded. The start (``2026-01-31T12:00:00``, the controller's local
+    time, taken as ours) is kept for running jobs only (a pending job's is an estimate)."""
     jobs: Dict[str, JobInfo] = {}
     for line in text.splitlines():
         parts = [part.strip() for part in line.strip().split("|")]
         if len(parts) < 2 or not parts[0]:
             continue
         restarts = parts[3] if len(parts) > 3 else ""
-        info = JobInfo(state=parts[1].split()[0] if parts[1] else "UNKNOWN",
-                       reason=parts[2] if len(parts) > 2 else "",
-                       restarts=int(restarts) if restarts.isdigit() else None)
+        state = parts[1].split()[0] if parts[1] else "UNKNOWN"
+        info = JobInfo(state=state, reason=parts[2] if len(parts) > 2 else "",
+                       restarts=int(restarts) if restarts.isdigit() else None,
+                       start=_start_time(parts[4]) if len(parts) > 4 and state != "PENDING"
+                       else None)
         for job_id in _expand(parts[0]):
             jobs[job_id] = info
     return jobs
+
+
+def _start_time(text: str) -> Optional[float]:
+    try:
+        return time.mktime(time.strptime(text, "%Y-%m-%dT%H:%M:%S"))
+    except (ValueError, OverflowError):
+        return None  # N/A, Unknown
 
 
 def _expand(job_id: str) -> List[str]:

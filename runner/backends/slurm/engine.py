@@ -299,6 +299,12 @@ class SlurmBackend(SubmittingBackend):
         if unknown:
             infos.update(self.client.history(unknown))
         changed = self.jobs.apply(infos, now)
+        for job, kind, value in self.jobs.take_news():
+            if kind == "start":
+                start = value if isinstance(value, float) else time.time()
+                self._emit_news(job.task, "start", start=start, host=self.host)
+            else:
+                self._emit_news(job.task, "pending", reason=str(value))
         self.interval = self.settings.poll_freq if changed else \
             min(self.interval * 1.5, self.settings.poll_freq * 4)
         # a job that looks ended is asked about again when its requeue window closes
@@ -340,6 +346,8 @@ class SlurmBackend(SubmittingBackend):
         assert self.site is not None
         if self.jobs.pop(job.key) is None:
             return
+        if header.get("ok") and job.task.files and self.settings.over_ssh:
+            header = self._transfer(job, "after", header.get("start")) or header
         self.cancels.discard(job.key)
         self._emit(Completion.of(job.task, header))
         script = (job.task.run, base_id(job.job_id))

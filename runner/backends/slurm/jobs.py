@@ -4,6 +4,8 @@ A ``SlurmJob`` is one task's attempt with its job id (``123`` or ``123_4``). ``J
 folds one scheduler answer ({job id: ``JobInfo``}) into the table: a job in a final state, or
 in no record at all (``VANISHED``), starts its clock; a job seen pending or running again
 (requeued) stops it. ``overdue`` lists the jobs that ended without an outcome: their task fails.
+What the answers say about a job's start goes into ``news`` (``take_news``): ``start`` once it
+is seen running (with squeue's StartTime), ``pending`` when its PENDING reason changes.
 
 Two conditions make a job overdue:
 
@@ -29,6 +31,7 @@ Identity = Tuple[int, int]  # (inode, mtime_ns) of an outcome file
 VANISHED = "VANISHED"  # in neither squeue, sacct nor the jobcomp file
 KILLED_GRACE = 5.0
 REQUEUE_WINDOW = 10.0  # seconds an ended state must last before it is believed
+STARTED_STATES = frozenset({"RUNNING", "COMPLETING", "SUSPENDED", "STOPPED"})
 
 
 @dataclass
@@ -44,6 +47,8 @@ class SlurmJob:
     ended_since: float = 0.0  # first seen ended (or gone) without an outcome
     ended_seen: float = 0.0  # the latest answer still showing that same end
     tries: int = 0  # failed sbatch attempts (transient errors)
+    started: bool = False  # seen running: its start was reported
+    told_reason: str = ""  # the PENDING reason last reported
 
     @property
     def key(self) -> Key:
@@ -60,6 +65,8 @@ class JobTable:
         self.by_run: Dict[str, Dict[int, SlurmJob]] = {}
         self.overdue_at = float("inf")  # the earliest end of a grace period
         self.confirm_at = float("inf")  # when an answer would close a requeue window
+        # (job, "start", start time or None) and (job, "pending", reason), oldest first
+        self.news: List[Tuple[SlurmJob, str, object]] = []
 
     def __len__(self) -> int:
         return len(self.jobs)
@@ -105,6 +112,8 @@ class JobTable:
                 job.state, job.reason = info.state, info.reason
             if requeued:
                 job.restarts = info.restarts or 0
+                job.started, job.told_reason = False, ""
+            self._note(job, info)
             if info.state not in FINAL_STATES and info.state != VANISHED:
                 job.ended_since = job.ended_seen = 0.0  # running, or requeued and pending
             elif same_end:
@@ -113,6 +122,20 @@ class JobTable:
                 job.ended_since = job.ended_seen = now
         self._update_overdue()
         return changed
+
+    def _note(self, job: SlurmJob, info: JobInfo) -> None:
+        if info.state == "PENDING":
+            reason = info.reason if info.reason not in ("None", "(null)") else ""
+            if reason and reason != job.told_reason and not job.started:
+                job.told_reason = reason
+                self.news.append((job, "pending", reason))
+        elif info.state in STARTED_STATES and not job.started:
+            job.started = True
+            self.news.append((job, "start", info.start))
+
+    def take_news(self) -> List[Tuple[SlurmJob, str, object]]:
+        news, self.news = self.news, []
+        return news
 
     def ended(self, job: SlurmJob) -> bool:
         """The job's end outlasted the requeue window (an answer after it still showed it)."""

@@ -15,12 +15,13 @@ import sys
 import time
 from typing import Dict, List, Optional, Tuple
 
-from runner.backends.base import Completion, Task, ThreadedBackend, make_bundle
+from runner.backends.base import Completion, Task, ThreadedBackend, make_bundle, transfer_failed
 from runner.backends.slurm.client import SlurmClient, SlurmError
 from runner.backends.slurm.jobs import JobTable, SlurmJob
 from runner.backends.slurm.script import job_name, python_command, render_script, secret_exports
 from runner.backends.slurm.settings import SettingsError, SlurmSettings
 from runner.backends.slurm.site import SharedSite
+from runner.outcome import OutcomeHeader
 from runner.redact import is_secret
 from runner.rundir import RunDir
 
@@ -68,6 +69,11 @@ class SubmittingBackend(ThreadedBackend):
             if job.tries:
                 ready.append(job)  # the first try wrote its bundle
                 continue
+            if job.task.files and self.settings.over_ssh:
+                failed = self._transfer(job, "before")
+                if failed is not None:
+                    self._emit(Completion.of(job.task, failed))
+                    continue
             try:
                 bundles.append((job.task.node, job.task.attempt, self._bundle(job.task)))
                 ready.append(job)
@@ -111,7 +117,24 @@ class SubmittingBackend(ThreadedBackend):
     def _bundle(self, task: Task) -> bytes:
         if self.settings.workdir:  # the script changes to remote_workdir; the worker stays
             task = dataclasses.replace(task, cwd="")
-        return make_bundle(task, self._rundir(task.run))
+        return make_bundle(task, self._rundir(task.run),
+                           backend_transfers=self.settings.over_ssh and bool(task.files))
+
+    def _transfer(self, job: SlurmJob, order: str, start: Optional[float] = None
+                  ) -> Optional[OutcomeHeader]:
+        """Through SSH: copy the task's ExecutorConnection transfers of ``order`` over the
+        login connection (on the login node itself, the worker copies them: same files).
+        A failure fails the task: its header (``transfer_failed``) is returned."""
+        from runner.ssh.transfer import TransferFailed, run_transfers
+
+        assert self.site is not None
+        try:
+            run_transfers(getattr(self.site.shell, "host"), job.task.files, order,
+                          base=self.settings.workdir)
+            return None
+        except TransferFailed as exc:
+            return transfer_failed(job.task, str(exc), host=self.host, start=start or time.time(),
+                                   job_id=job.job_id or None).header
 
     def _sbatch(self, run: str, chunk: List[SlurmJob], executor: str) -> List[SlurmJob]:
         assert self.site is not None and self.client is not None

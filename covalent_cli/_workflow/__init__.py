@@ -1,0 +1,1 @@
+"""``covalent._workflow``: the SDK's classes under Covalent's module paths."""

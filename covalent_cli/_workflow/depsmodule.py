@@ -1,0 +1,4 @@
+"""``covalent._workflow.depsmodule``."""
+from covalent_cli.deps import DepsModule
+
+__all__ = ["DepsModule"]
