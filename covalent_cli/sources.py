@@ -15,6 +15,8 @@ import os
 import textwrap
 from typing import Any, Dict, Optional
 
+from runner.redact import mask_text
+
 SOURCES_FORMAT = 1
 
 
@@ -64,6 +66,14 @@ class Sources:
             self.add(key, lattice)
         self.nodes[str(node)] = key
 
-    def to_json(self) -> bytes:
+    def to_json(self, secrets: Any = None) -> bytes:
+        """The file's bytes; every value of ``secrets`` (the run's executor secrets) masked in
+        the texts, since a script may spell a password as a literal: the run's secrets live in
+        its ``secrets/`` only."""
+        entries = [self.workflow, *self.functions.values()]
+        if secrets:
+            for entry in entries:
+                if entry and entry.get("text"):
+                    entry["text"] = mask_text(entry["text"], secrets)
         return json.dumps({"format": SOURCES_FORMAT, "workflow": self.workflow,
                            "functions": self.functions, "nodes": self.nodes}).encode()

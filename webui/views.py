@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Optional
 from runner.query import (NOT_RUN, UNREADABLE, dispatched_source, node_status,
                           not_run_causes, safe_summary)
 from runner.manifest import ELECTRON, PARAMETER, SUBLATTICE
+from runner.outcome import OutcomeHeader
 from runner.redact import mask_secrets
 from runner.rundir import RunDirError, unreadable_reasons
 from runner.state import COMPLETED, NEW_OBJECT, TERMINAL
@@ -271,7 +272,7 @@ def _input(live: LiveRun, state: Any, node: int, param: str, kind: str) -> Dict[
 _NO_RESULT = {"repr": "(no complete result file)", "type": None, "size": None, "preview": True}
 
 
-def _outcome_header(live: LiveRun, node: int) -> Optional[Dict[str, Any]]:
+def _outcome_header(live: LiveRun, node: int) -> Optional[OutcomeHeader]:
     """A node's outcome header, or None (absent, incomplete, or leading out of the run)."""
     try:
         return live.data.read_outcome(node)[0]

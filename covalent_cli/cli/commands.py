@@ -1,14 +1,14 @@
-"""The command redispatch (status and result: ``inspect_cmd``; logs: ``logs_cmd``), and the
-helpers every command module shares (`_run`, `_state`, `_echo_json`, `_status_text`, `STATUS_EXIT`)."""
+"""The helpers every command module shares (`_run`, `_state`, `_echo_json`, `_status_text`,
+`STATUS_EXIT`); the commands are in their own modules (status and result: ``inspect_cmd``;
+redispatch: ``redispatch_cmd``; logs: ``logs_cmd``)."""
 from __future__ import annotations
 
 import sys
-from typing import Any, Tuple
+from typing import Any
 
 import click
 
-from covalent_cli.cli.args import parse_args
-from covalent_cli.cli.main import Context, cli, pass_ctx
+from covalent_cli.cli.main import Context
 from covalent_cli.errors import ExitCode, RunUnreadable
 from covalent_cli.result import Result, resolve_run
 from runner.json_view import dumps
@@ -59,24 +59,3 @@ def _result_value(run: RunDir) -> Any:
     except Exception as exc:  # noqa: BLE001 - unpickling a damaged file raises anything
         raise RunUnreadable(f"run {run.dispatch_id}: its result cannot be unpickled: "
                             f"{type(exc).__name__}: {exc}") from None
-
-
-
-@cli.command()
-@click.argument("run_id")
-@click.option("--reuse", is_flag=True, help="Reuse results of unchanged tasks.")
-@click.option("-a", "--arg", "pairs", multiple=True, metavar="NAME=VALUE", help="New arguments.")
-@click.option("-q", "--quiet", is_flag=True, help="Print only the new id.")
-@pass_ctx
-def redispatch(ctx: Context, run_id: str, reuse: bool, pairs: Tuple[str, ...], quiet: bool) -> None:
-    """Dispatch an old run's lattice again (its inputs, or new -a ones)."""
-    from covalent_cli.redispatch import redispatch as redispatch_run
-    from covalent_cli.script import alias_covalent
-
-    alias_covalent()
-    run = _run(ctx, run_id)
-    args, kwargs = parse_args(pairs, None)
-    new_id = redispatch_run(run.dispatch_id, reuse_previous_results=reuse)(*args, **kwargs)
-    click.echo(new_id if quiet else f"Dispatched {new_id} (from {run.dispatch_id})")
-
-

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from runner import worker
+from runner import outcome
 from runner.manifest import Manifest
 from runner.rundir import RunDir
 from tests.conftest import REPO
@@ -76,7 +76,7 @@ def hostile(ui_home) -> str:
         header.update(host=PAYLOAD, preview={"type": PAYLOAD, "repr": PAYLOAD})
         if not header["ok"]:
             header["error"] = PAYLOAD
-        worker.write_outcome(str(result), header, payload)
+        outcome.write_outcome(str(result), header, payload)
     for log in (run / "logs").iterdir():
         log.write_text(PAYLOAD + "\n")
     (run / BAD_NAME).write_text(PAYLOAD)
@@ -220,7 +220,7 @@ def linked(ui_home, tmp_path_factory) -> dict:
     logs/ directory is a symlink out and one whose log is a FIFO."""
     outside = tmp_path_factory.mktemp("outside")
     (outside / "secret.txt").write_text(SECRET + "\n")
-    worker.write_outcome(str(outside / "outcome.pkl"),
+    outcome.write_outcome(str(outside / "outcome.pkl"),
                          {"ok": True, "preview": {"type": "str", "repr": SECRET}},
                          pickle.dumps(SECRET))
     (outside / "logs").mkdir()
@@ -306,7 +306,7 @@ def test_viewing_a_run_unpickles_nothing(app, ui_home, tmp_path):
         header = json.loads(path.read_bytes().partition(b"\n")[0])
         header.pop("preview", None)
         path.unlink()
-        worker.write_outcome(str(path), header, evil)
+        outcome.write_outcome(str(path), header, evil)
     (run / "bogus.pkl").write_bytes(evil)
 
     detail = get_json(app, "/api/runs/evil-result")
