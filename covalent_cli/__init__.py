@@ -14,6 +14,7 @@ from covalent_cli.version import VERSION as __version__  # noqa: E402
 
 TYPE_CHECKING = False  # (not typing's: importing typing alone costs ~4 ms)
 if TYPE_CHECKING:  # what the lazy names below are, for type checkers
+    from typing import Any, Callable
     from covalent_cli import executor, fs, fs_strategies, leptons, triggers  # noqa: F401
     from covalent_cli.compat import (covalent_start, covalent_stop, get_config,  # noqa: F401
                                      get_context, is_covalent_running, reload_config,
@@ -105,7 +106,7 @@ class _Package(ModuleType):
         super().__setattr__(name, value)
 
 
-def _reduce_package(module: ModuleType) -> "tuple[object, tuple[str]]":
+def _reduce_package(module: "_Package") -> "tuple[Callable[..., Any], tuple[str]]":
     # Pickled by name like any module (cloudpickle and pickle know only ModuleType itself):
     # a task whose function refers to ``ct`` unpickles it by importing covalent_cli.
     return import_module, (module.__name__,)
