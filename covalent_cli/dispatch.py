@@ -14,6 +14,7 @@ import platform
 import socket
 import sys
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -27,11 +28,13 @@ from covalent_cli.graph import Graph, GraphNode
 from covalent_cli.lattice import DEFAULT_EXECUTOR, Lattice
 from covalent_cli.pack import Packer, pickle_local_modules_by_value
 from covalent_cli.result import get_result
+from covalent_cli.sources import Sources, capture
 from covalent_cli.version import VERSION
 from runner import backends
 from runner.config import ConfigError, check_config, executor_problem, get_value, runs_home
 from runner.daemon import ensure_running
-from runner.manifest import LOCAL_ONLY_KINDS, PARAMETER, SUBLATTICE, Edge, Manifest, NodeSpec
+from runner.manifest import (ELECTRON, LOCAL_ONLY_KINDS, PARAMETER, SUBLATTICE, Edge, Manifest,
+                             NodeSpec)
 from runner.redact import has_mask, split_secrets, unmask
 from runner.rundir import RunDir
 from runner.state import Event
@@ -88,23 +91,40 @@ Lattice.dispatch_sync = _lattice_dispatch_sync  # type: ignore[attr-defined]
 
 
 def start_runner(home: Path) -> None:
-    """Make sure a runner serves ``home`` (start one unless a live one does)."""
-    ensure_running(home)
+    """Make sure a runner serves ``home`` (start one unless a live one does); not in a dry
+    run (see ``INTERCEPT``)."""
+    if not INTERCEPT:
+        ensure_running(home)
 
 
-def create_run(lattice: Lattice, args: Sequence[Any], kwargs: Dict[str, Any], *,
-               home: Optional[Path] = None, parent: Optional[Dict[str, Any]] = None,
-               root_dispatch_id: Optional[str] = None,
-               replacements: Optional[Dict[str, Any]] = None,
-               reused: Optional[Reuse] = None,
-               dispatch_id: Optional[str] = None,
-               secrets_from: Optional[RunDir] = None,
-               name: Optional[str] = None, tags: Sequence[str] = ()) -> RunDir:
-    """Build the graph, pickle everything, and create the run directory (``name``, ``tags``:
-    the user's label and tags for listings, ``cov dispatch --name/--tag``; ``dispatch_id``: a
-    given id, for a run created again by a re-run task; if it exists it is returned as is;
-    ``reused``: the results taken over from an older run, see ``Reuse``; ``secrets_from``: a
-    redispatched run, whose executors' secrets are taken over)."""
+# Hooks that take the runs ``create_run`` would write, newest last. While one is set, a
+# prepared run is handed to it instead of written and no runner starts: ``cov dispatch
+# --dry-run`` and loading an edited script for a redispatch (``covalent_cli/dryrun.py``). A
+# hook may raise (a script-style dispatch given -a is refused before it creates a run).
+INTERCEPT: List[Callable[["PreparedRun"], None]] = []
+
+
+@dataclass
+class PreparedRun:
+    """A run as ``create_run`` would write it: the graph built, everything pickled."""
+
+    lattice: Lattice
+    args: Tuple[Any, ...]
+    kwargs: Dict[str, Any]
+    manifest: Manifest
+    pack: bytes
+    secrets: Dict[str, Dict[str, Any]]
+    sources: bytes  # the tasks' source text (``Sources.to_json()``): the UI's Source panel
+
+
+def prepare_run(lattice: Lattice, args: Sequence[Any], kwargs: Dict[str, Any], *,
+                parent: Optional[Dict[str, Any]] = None,
+                root_dispatch_id: Optional[str] = None,
+                replacements: Optional[Dict[str, Any]] = None,
+                dispatch_id: Optional[str] = None,
+                secrets_from: Optional[RunDir] = None,
+                name: Optional[str] = None, tags: Sequence[str] = ()) -> PreparedRun:
+    """Build the graph and pickle everything, writing nothing (arguments: ``create_run``)."""
     check_config()  # a config mistake is one line now, not a runner dying later
     # Exceptions of the lattice body propagate unchanged, as from Covalent's dispatch.
     graph = lattice.build_graph(*args, replacements=replacements, **kwargs)
@@ -112,10 +132,12 @@ def create_run(lattice: Lattice, args: Sequence[Any], kwargs: Dict[str, Any], *,
     pickle_local_modules_by_value(_source_file(lattice))
     packer = Packer()
     executors = _ExecutorTable(secrets_from)
-    nodes = [_node_spec(node, graph, lattice, packer, executors) for node in graph.nodes]
+    sources = Sources()
+    sources.workflow = capture(lattice)
+    nodes = [_node_spec(node, graph, lattice, packer, executors, sources)
+             for node in graph.nodes]
     packer.add_named("workflow", lattice, "the lattice function")
     packer.add_named("inputs", {"args": list(args), "kwargs": dict(kwargs)}, "the lattice inputs")
-    home = home or _home()
     manifest = Manifest(
         dispatch_id=dispatch_id,
         root_dispatch_id=root_dispatch_id or dispatch_id,
@@ -138,20 +160,55 @@ def create_run(lattice: Lattice, args: Sequence[Any], kwargs: Dict[str, Any], *,
         name=name if name is not None or parent else LABELS["name"],
         tags=list(tags or (() if parent else LABELS["tags"])),
     )
+    return PreparedRun(lattice, tuple(args), dict(kwargs), manifest, packer.data(),
+                       executors.secrets, sources.to_json(executors.secrets))
+
+
+def create_run(lattice: Lattice, args: Sequence[Any], kwargs: Dict[str, Any], *,
+               home: Optional[Path] = None, parent: Optional[Dict[str, Any]] = None,
+               root_dispatch_id: Optional[str] = None,
+               replacements: Optional[Dict[str, Any]] = None,
+               reused: Optional[Reuse] = None,
+               dispatch_id: Optional[str] = None,
+               secrets_from: Optional[RunDir] = None,
+               name: Optional[str] = None, tags: Sequence[str] = ()) -> RunDir:
+    """Build the graph, pickle everything, and create the run directory (``name``, ``tags``:
+    the user's label and tags for listings, ``cov dispatch --name/--tag``; ``dispatch_id``: a
+    given id, for a run created again by a re-run task; if it exists it is returned as is;
+    ``reused``: the results taken over from an older run, see ``Reuse``; ``secrets_from``: a
+    redispatched run, whose executors' secrets are taken over). While an ``INTERCEPT`` hook
+    is set the run is handed to it and not written."""
+    prepared = prepare_run(lattice, args, kwargs, parent=parent,
+                           root_dispatch_id=root_dispatch_id, replacements=replacements,
+                           dispatch_id=dispatch_id, secrets_from=secrets_from,
+                           name=name, tags=tags)
+    manifest = prepared.manifest
+    home = home or _home()
+    if INTERCEPT:
+        INTERCEPT[-1](prepared)
+        return RunDir(home / manifest.dispatch_id)
     events: List[Event] = []
     results: List[Tuple[int, Path]] = []
     if reused is not None:
-        events, results = reused(manifest, packer.data())
+        events, results = reused(manifest, prepared.pack)
+    return write_run(prepared, home, events, results)
+
+
+def write_run(prepared: PreparedRun, home: Path, events: Sequence[Event] = (),
+              results: Sequence[Tuple[int, Path]] = ()) -> RunDir:
+    """Create the run directory of ``prepared`` (with reused ``results`` and their
+    ``events``), whole or not at all."""
     try:
-        run = RunDir.create(home, manifest, packer.data(), events=events, results=results,
-                            secret_values=executors.secrets, env=_environment())
+        run = RunDir.create(home, prepared.manifest, prepared.pack, events=events,
+                            results=results, secret_values=prepared.secrets,
+                            env=_environment(), sources=prepared.sources)
     except PermissionError:
         raise UserError(f"cannot write runs home {home}: permission denied",
                         "set COV_HOME to a writable directory") from None
     except OSError as exc:
         raise UserError(f"cannot create the run in {home}: {exc.strerror or exc}",
                         "free space or set COV_HOME elsewhere") from None
-    DISPATCHED.append(dispatch_id)
+    DISPATCHED.append(prepared.manifest.dispatch_id)
     return run
 
 
@@ -215,7 +272,7 @@ def _home() -> Path:
 
 
 def _node_spec(node: GraphNode, graph: Graph, lattice: Lattice, packer: Packer,
-               executors: "_ExecutorTable") -> NodeSpec:
+               executors: "_ExecutorTable", sources: Sources) -> NodeSpec:
     spec = NodeSpec(id=node.id, name=node.name, kind=node.kind,
                     parents=[Edge(e.parent, e.param, e.type, e.index) for e in node.parents],
                     waits=list(node.waits))
@@ -258,7 +315,13 @@ def _node_spec(node: GraphNode, graph: Graph, lattice: Lattice, packer: Packer,
         return blob
 
     owner = node.owner if node.owner is not None else function
-    spec.fingerprint = packer.fingerprint(owner, function, hooks)
+    spec.fingerprint = packer.fingerprint(owner, function, hooks, spec.executor,
+                                          executors.table.get(spec.executor or ""))
+    if node.kind == ELECTRON:
+        sources.add(spec.fingerprint, function)
+    elif node.kind == SUBLATTICE:  # its function is build_sublattice: the source is the lattice's
+        sources.add_node(node.id, next((graph.nodes[e.parent].value for e in node.parents
+                                        if e.param == "sub_lattice"), None))
     spec.blob = packer.add_function((owner, spec.executor) if run_with else owner, make,
                                     f"task '{node.name}' (node {node.id})")
     return spec

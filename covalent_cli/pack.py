@@ -2,11 +2,10 @@
 
 Functions travel with cloudpickle (by value when they come from the user's script or the modules
 beside it, so a worker or a remote host needs none of the user's files); each function is
-pickled once per run. ``code_fingerprint`` says whether a task's code changed (redispatch).
+pickled once per run. ``fingerprint.py`` says whether a task's code changed (redispatch).
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import pickle
@@ -18,6 +17,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import cloudpickle
 
 from covalent_cli.errors import DispatchError
+from covalent_cli.fingerprint import code_fingerprint
 
 _FAST_TYPES = (int, float, str, bytes, bool, type(None))
 
@@ -31,7 +31,7 @@ class Packer:
         self.by_owner: Dict[int, Tuple[int, int]] = {}
         self.named: Dict[str, Tuple[int, int]] = {}
         self._keep: List[Any] = []  # owners stay alive so their ids stay unique
-        self._fingerprints: Dict[Any, str] = {}
+        self._fingerprints: Dict[Tuple[int, Optional[str]], str] = {}
 
     def add(self, data: bytes) -> Tuple[int, int]:
         blob = (self.size, len(data))
@@ -53,11 +53,13 @@ class Packer:
             self._keep.append(owner)
         return blob
 
-    def fingerprint(self, owner: Any, function: Any, hooks: Dict[str, Any]) -> str:
-        key = ("fp", id(owner))
+    def fingerprint(self, owner: Any, function: Any, hooks: Dict[str, Any],
+                    executor_key: Optional[str], executor: Optional[Dict[str, Any]]) -> str:
+        """``code_fingerprint``, computed once per function and executor of a run."""
+        key = (id(owner), executor_key)
         found = self._fingerprints.get(key)
         if found is None:
-            found = self._fingerprints[key] = code_fingerprint(function, hooks)
+            found = self._fingerprints[key] = code_fingerprint(function, hooks, executor)
         return found
 
     def data(self) -> bytes:
@@ -96,33 +98,6 @@ def dumps(value: Any, what: str) -> bytes:
     except Exception as exc:  # noqa: BLE001 - pickling raises all sorts
         raise DispatchError(f"cannot pickle {what}{': ' if what else ''}{type(exc).__name__}: {exc}",
                             "tasks and their arguments must be picklable with cloudpickle") from None
-
-
-def code_fingerprint(function: Any, hooks: Dict[str, Any]) -> str:
-    """A hash of what a task would do: its code (nested code too), names, constants and
-    defaults, and its hooks' commands. Equal fingerprints let redispatch reuse a result."""
-    digest = hashlib.sha256()
-
-    def add_code(code: types.CodeType) -> None:
-        digest.update(code.co_code)
-        digest.update(repr((code.co_name, code.co_names, code.co_varnames)).encode())
-        for const in code.co_consts:
-            if isinstance(const, types.CodeType):
-                add_code(const)
-            else:
-                digest.update(repr(const).encode())
-
-    target = getattr(function, "workflow_function", function)
-    code = getattr(target, "__code__", None)
-    if code is not None:
-        add_code(code)
-        digest.update(repr(getattr(target, "__defaults__", None)).encode())
-    digest.update(f"{getattr(target, '__module__', '')}.{getattr(target, '__qualname__', '')}".encode())
-    plain = {k: v for k, v in hooks.items() if k in ("bash", "pip", "files")}
-    plain["calls"] = [getattr(c["fn"], "__qualname__", "") if "fn" in c else repr(c)
-                      for k in ("call_before", "call_after") for c in hooks.get(k, ())]
-    digest.update(repr(plain).encode())
-    return digest.hexdigest()[:16]
 
 
 _OUR_PACKAGES = ("covalent_cli", "runner", "webui", "covalent", "_cov_import_hook")

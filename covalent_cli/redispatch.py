@@ -1,16 +1,24 @@
-"""``redispatch`` and ``cancel``: new runs from old ones, and stopping runs."""
+"""``redispatch`` and ``cancel``: new runs from old ones, and stopping runs.
+
+A redispatch runs either the lattice stored in the old run (Covalent's ``ct.redispatch``: it
+works without the source) or a lattice loaded again from the edited script (``cov redispatch
+--script``); with reuse, every task whose code fingerprint and inputs are unchanged takes the
+old result instead of running (``reuse.py`` decides, and says why the others rerun).
+"""
 from __future__ import annotations
 
 import functools
+import inspect
 import pickle
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
-from covalent_cli.dispatch import create_run, start_runner
+from covalent_cli.dispatch import PreparedRun, create_run, prepare_run, start_runner, write_run
 from covalent_cli.result import resolve_run
+from covalent_cli.reuse import ReusePlan, plan_reuse, topological_order  # noqa: F401 (API)
 from runner.daemon import request_cancel
-from runner.manifest import PARAMETER, Manifest
+from runner.manifest import Manifest
 from runner.rundir import RunDir
 from runner.state import COMPLETED, Event
 
@@ -21,15 +29,14 @@ def redispatch(dispatch_id: str, replace_electrons: Optional[Dict[str, Any]] = N
 
     Without arguments the old inputs are used (args and kwargs: Covalent drops the kwargs there,
     a bug we do not copy). ``replace_electrons={"name": new_electron}`` swaps electrons by
-    function name; ``reuse_previous_results=True`` copies the outputs of nodes whose function,
+    function name; ``reuse_previous_results=True`` copies the outputs of nodes whose code,
     inputs and ancestors are unchanged instead of running them again. Works without the source.
     """
     def submit(*args: Any, **kwargs: Any) -> str:
         old = resolve_run(dispatch_id)
-        lattice = pickle.loads(old.read_blob(old.manifest.blobs["workflow"]))
+        lattice = stored_lattice(old)
         if not args and not kwargs:
-            inputs = pickle.loads(old.read_blob(old.manifest.blobs["inputs"]))
-            args, kwargs = tuple(inputs["args"]), dict(inputs["kwargs"])
+            args, kwargs = stored_inputs(old)
         run = create_run(lattice, args, kwargs, home=old.path.parent,
                          replacements=replace_electrons,
                          reused=functools.partial(reusable_results, old)
@@ -41,80 +48,74 @@ def redispatch(dispatch_id: str, replace_electrons: Optional[Dict[str, Any]] = N
     return submit
 
 
+def stored_lattice(old: RunDir) -> Any:
+    """The lattice as the old run stored it (its code as it was at dispatch)."""
+    return pickle.loads(old.read_blob(old.manifest.blobs["workflow"]))
+
+
+def stored_inputs(old: RunDir) -> Tuple[Tuple[Any, ...], Dict[str, Any]]:
+    inputs = pickle.loads(old.read_blob(old.manifest.blobs["inputs"]))
+    return tuple(inputs["args"]), dict(inputs["kwargs"])
+
+
+def merged_inputs(function: Callable[..., Any], args: Sequence[Any], kwargs: Dict[str, Any],
+                  overrides: Dict[str, Any]) -> Tuple[Tuple[Any, ...], Dict[str, Any]]:
+    """The old inputs with ``overrides`` by parameter name (one given positionally in the old
+    run is replaced in place); a name the function does not take stays a keyword, so calling
+    it fails the way the user's own call would."""
+    try:
+        signature = inspect.signature(function)
+        bound = signature.bind_partial(*args, **kwargs)
+    except (TypeError, ValueError):
+        return tuple(args), {**kwargs, **overrides}
+    extra: Dict[str, Any] = {}
+    var_kw = next((p.name for p in signature.parameters.values() if p.kind == p.VAR_KEYWORD),
+                  None)
+    for name, value in overrides.items():
+        param = signature.parameters.get(name)
+        if param is not None and param.kind not in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            bound.arguments[name] = value
+        elif var_kw is not None:
+            bound.arguments.setdefault(var_kw, {})[name] = value
+        else:
+            extra[name] = value
+    return tuple(bound.args), {**bound.kwargs, **extra}
+
+
+def plan_redispatch(old: RunDir, lattice: Any, args: Sequence[Any], kwargs: Dict[str, Any],
+                    reuse: bool, replacements: Optional[Dict[str, Any]] = None
+                    ) -> Tuple[PreparedRun, ReusePlan]:
+    """The new run, built and pickled but not written, and what of ``old`` it would reuse."""
+    prepared = prepare_run(lattice, args, kwargs, replacements=replacements, secrets_from=old)
+    return prepared, plan_reuse(old, prepared.manifest, prepared.pack, enabled=reuse)
+
+
+def write_redispatch(old: RunDir, prepared: PreparedRun, plan: ReusePlan) -> RunDir:
+    """Create the planned run beside ``old``, its reused results taken over, and start it."""
+    events, results = reuse_events(old, plan)
+    run = write_run(prepared, old.path.parent, events, results)
+    start_runner(run.path.parent)
+    return run
+
+
 def reusable_results(old: RunDir, new: Manifest, new_pack: bytes
                      ) -> Tuple[List[Event], List[Tuple[int, Path]]]:
-    """Events and result files for the nodes of ``new`` whose old outputs are still valid:
-    same name, kind, function bytes and inputs, every ancestor reused or an equal parameter."""
-    state = old.state()
-    om = old.manifest
-    same: Dict[int, bool] = {}
+    """Events and result files for the nodes of ``new`` whose old outputs are still valid
+    (``reuse.plan_reuse``): the ``Reuse`` hook of ``create_run``."""
+    return reuse_events(old, plan_reuse(old, new, new_pack))
 
-    def blob_equal(a: Any, b: Any) -> bool:
-        return a is not None and b is not None and a[1] == b[1] and \
-            old.read_blob(a) == new_pack[b[0]:b[0] + b[1]]
 
-    def unchanged(node_id: int) -> bool:
-        """Same node, same inputs, all ancestors unchanged (called in topological order)."""
-        if node_id in same:
-            return same[node_id]
-        node = new.node(node_id)
-        if node_id >= len(om.nodes):
-            return False
-        previous = om.node(node_id)
-        ok = previous.name == node.name and previous.kind == node.kind and \
-            [(e.node, e.param, e.type, e.index) for e in previous.parents] == \
-            [(e.node, e.param, e.type, e.index) for e in node.parents] and \
-            sorted(previous.waits) == sorted(node.waits)
-        if ok and node.kind == PARAMETER:
-            ok = blob_equal(previous.blob, node.blob)
-        elif ok:
-            ok = previous.fingerprint == node.fingerprint and \
-                all(same.get(e.node, False) for e in node.parents) and \
-                all(same.get(w, False) for w in node.waits)
-            task = state.tasks.get(node_id)
-            header = old.outcome_header(node_id) if ok else None
-            ok = bool(ok and task and task.status == COMPLETED and header and header.get("ok")
-                      and not header.get("child"))
-        same[node_id] = ok
-        return ok
-
-    for node_id in topological_order(new):
-        unchanged(node_id)
+def reuse_events(old: RunDir, plan: ReusePlan) -> Tuple[List[Event], List[Tuple[int, Path]]]:
+    """An ``end`` event per reused node and the old result files to link in."""
     events: List[Event] = []
     results: List[Tuple[int, Path]] = []
     now = time.time()  # a reused node starts and ends at once (Covalent's convention)
-    for node in new.nodes:
-        if node.kind != PARAMETER and same.get(node.id):
-            events.append({"ev": "end", "node": node.id, "status": COMPLETED, "attempt": 0,
-                           "start": now, "end": now, "reused": True})
-            results.append((node.id, old.result_path(node.id)))
+    for node_id, old_id in sorted(plan.reused.items()):
+        events.append({"ev": "end", "node": node_id, "status": COMPLETED, "attempt": 0,
+                       "start": now, "end": now, "reused": True,
+                       "reused_from": old.dispatch_id})
+        results.append((node_id, old.result_path(old_id)))
     return events, results
-
-
-def topological_order(manifest: Manifest) -> List[int]:
-    """Node ids, every node after its parents and waits (ids are not: Covalent numbers a
-    task before the nodes made for its arguments)."""
-    order: List[int] = []
-    seen: Dict[int, int] = {}  # 1 = on the stack, 2 = done
-    for root in range(len(manifest.nodes)):
-        if root in seen:
-            continue
-        stack = [(root, False)]
-        while stack:
-            node_id, expanded = stack.pop()
-            if expanded:
-                seen[node_id] = 2
-                order.append(node_id)
-                continue
-            if seen.get(node_id):
-                continue
-            seen[node_id] = 1
-            stack.append((node_id, True))
-            node = manifest.node(node_id)
-            for dep in [e.node for e in node.parents] + list(node.waits):
-                if not seen.get(dep):
-                    stack.append((dep, False))
-    return order
 
 
 def cancel(dispatch_id: str, task_ids: Union[int, Sequence[int], None] = None,

@@ -198,7 +198,7 @@ def resolve_run(run_id: str, home: Optional[Path] = None) -> RunDir:
     """A run by full id, unique prefix, or ``latest``."""
     home = home or runs_home()
     run_id = str(run_id).strip()
-    if not run_id or "/" in run_id or run_id.startswith("."):
+    if not run_id or "/" in run_id or not is_run_name(run_id):
         raise RunNotFound(f"malformed run id {run_id!r}", "run `cov runs` to see ids")
     direct = home / run_id
     if run_id != "latest" and RunDir(direct).exists():

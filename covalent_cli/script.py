@@ -2,13 +2,16 @@
 with ``covalent`` meaning this SDK."""
 from __future__ import annotations
 
+import contextlib
+import inspect
 import os
 import runpy
 import sys
 import traceback
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Tuple
 
 from covalent_cli.errors import CovError, ScriptError, UserError
+from runner.config import ConfigError
 
 
 def alias_covalent() -> None:
@@ -20,8 +23,9 @@ def alias_covalent() -> None:
     _cov_import_hook.install(force=True)
 
 
-def run_script(path: str) -> Tuple[Dict[str, Any], List[str]]:
-    """Run the script as ``__main__``; return its namespace and the dispatch ids it made."""
+def run_script(path: str, run_name: str = "__main__") -> Tuple[Dict[str, Any], List[str]]:
+    """Run the script as ``__main__`` (or ``run_name``: its main block then does not run);
+    return its namespace and the dispatch ids it made."""
     from covalent_cli.dispatch import DISPATCHED
 
     if not os.path.exists(path):
@@ -37,7 +41,7 @@ def run_script(path: str) -> Tuple[Dict[str, Any], List[str]]:
         execute: Callable[[], Dict[str, Any]] = lambda: notebook.run_cells(path, cells)
     else:
         _check_source(path)
-        execute = lambda: runpy.run_path(path, run_name="__main__")
+        execute = lambda: runpy.run_path(path, run_name=run_name)
     alias_covalent()
     script_dir = os.path.dirname(os.path.abspath(path))
     sys.path.insert(0, script_dir)
@@ -81,11 +85,23 @@ def _check_source(path: str) -> None:
         raise ScriptError(f"{path} is not a Python script ({exc})") from None
 
 
+_OURS = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def is_user_file(filename: str) -> bool:
+    """A frame's file is the user's: not cov's, not runpy's, not frozen."""
+    return not os.path.abspath(filename).startswith(_OURS) and "runpy" not in filename and \
+        not filename.startswith("<frozen")
+
+
 def _user_frames(exc: BaseException) -> List[Any]:
-    ours = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    return [f for f in traceback.extract_tb(exc.__traceback__)
-            if not os.path.abspath(f.filename).startswith(ours + os.sep)
-            and "runpy" not in f.filename and not f.filename.startswith("<frozen")]
+    return [f for f in traceback.extract_tb(exc.__traceback__) if is_user_file(f.filename)]
+
+
+def user_location(frames: List[Any]) -> str:
+    """``FILE:LINE`` of the innermost user frame of ``frames``, or ``""``."""
+    mine = [f for f in frames if is_user_file(f.filename)]
+    return f"{mine[-1].filename}:{mine[-1].lineno}" if mine else ""
 
 
 def user_traceback(exc: BaseException) -> str:
@@ -94,6 +110,30 @@ def user_traceback(exc: BaseException) -> str:
     lines += traceback.format_list(_user_frames(exc))
     lines += traceback.format_exception_only(type(exc), exc)
     return "".join(lines)
+
+
+@contextlib.contextmanager
+def building(lattice: Any, where: str) -> Iterator[None]:
+    """Run graph building (the lattice body) with its exceptions shown as the user's error:
+    ``ScriptError`` (exit 7) with the traceback through the user's files only. A lattice
+    called with arguments it does not take says which it takes."""
+    try:
+        yield
+    except (CovError, ConfigError):
+        raise
+    except RecursionError:
+        raise ScriptError(f"building lattice '{lattice.__name__}' of {where} failed: "
+                          "RecursionError (recursion too deep)") from None
+    except Exception as exc:  # noqa: BLE001 - the user's code raised while building the graph
+        hint = ""
+        if isinstance(exc, TypeError) and not _user_frames(exc):
+            try:  # the arguments did not fit the lattice's signature
+                hint = f"{lattice.__name__} takes {inspect.signature(lattice.workflow_function)}"
+            except (TypeError, ValueError, AttributeError):
+                pass
+        raise ScriptError(f"building lattice '{lattice.__name__}' of {where} failed: "
+                          f"{type(exc).__name__}: {exc}", hint,
+                          detail=user_traceback(exc) if _user_frames(exc) else "") from None
 
 
 def _user_error(exc: BaseException, path: str) -> str:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Set
 
 from runner.fs import atomic_write
+from runner.layout import LAST_FAILURE, RUNNER_LOG, SPAWN_LOCK
 from runner.liveness import (HOST, live_runner, pid_alive, read_runners, runners_dir,
                              write_heartbeat)
 from runner.locks import make_lock
@@ -33,8 +34,6 @@ from runner.rundir import RunDir, RunDirError
 if TYPE_CHECKING:
     from runner.service import RunnerSettings
 
-LOG_NAME = "runner.log"
-FAILURE_NAME = "last-failure"  # JSON; not *.json, the heartbeat files' pattern
 BACKOFF_S = 5.0  # after one failure at start; doubles per failure in a row, up to BACKOFF_MAX_S
 BACKOFF_MAX_S = 300.0
 FAILURES_FORGOTTEN_AFTER_S = 600.0  # a failure older than this starts the count again
@@ -57,7 +56,7 @@ def ensure_running(home: Path) -> Optional[int]:
         return None
     directory = runners_dir(home)
     directory.mkdir(parents=True, exist_ok=True)
-    with make_lock(str(directory / "spawn.lock"), timeout=30):
+    with make_lock(str(directory / SPAWN_LOCK), timeout=30):
         if live_runner(home) is not None:
             return None
         return spawn_runner(home)
@@ -67,7 +66,7 @@ def spawn_runner(home: Path, extra: Optional[List[str]] = None) -> int:
     """Start ``python -m runner`` detached, logging to ``<home>/.runners/runner.log``."""
     directory = runners_dir(home)
     directory.mkdir(parents=True, exist_ok=True)
-    log = open(directory / LOG_NAME, "ab")
+    log = open(directory / RUNNER_LOG, "ab")
     env = dict(os.environ)
     package_root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = package_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
@@ -114,7 +113,7 @@ def request_cancel(run: RunDir, nodes: Optional[Iterable[int]] = None,
 def last_failure(home: Path) -> Optional[Dict[str, Any]]:
     """The last runner failure recorded under ``home`` (``time``, ``line``, ``count``), if any."""
     try:
-        data = json.loads((runners_dir(home) / FAILURE_NAME).read_text())
+        data = json.loads((runners_dir(home) / LAST_FAILURE).read_text())
         data["time"], data["count"] = float(data["time"]), int(data.get("count", 1))
         data["line"] = str(data.get("line", ""))
     except (OSError, ValueError, TypeError, KeyError):
@@ -135,7 +134,7 @@ def _record_failure(home: Path, line: str) -> None:
     if previous and now - previous["time"] < FAILURES_FORGOTTEN_AFTER_S:
         count = previous["count"] + 1
     try:
-        atomic_write(runners_dir(home) / FAILURE_NAME,
+        atomic_write(runners_dir(home) / LAST_FAILURE,
                      json.dumps({"time": now, "pid": os.getpid(), "line": line,
                                  "count": count}).encode())
     except OSError:
@@ -201,7 +200,7 @@ class Keeper:
                            "its owner can resume it, or `cov runner start` runs it as you")
             return
         failure = last_failure(self.home)
-        log = runners_dir(self.home) / LOG_NAME
+        log = runners_dir(self.home) / RUNNER_LOG
         if self._started is not None and failure and failure["time"] >= self._started:
             self._started = None
             self._fail(f"the runner started for run {self.dispatch_id} exited on an error: "

@@ -34,10 +34,11 @@ from typing import Any, Callable, Collection, Dict, List, NamedTuple, Optional, 
 
 from runner.backends.base import Task
 from runner.manifest import PARAMETER, Manifest
+from runner.outcome import OutcomeHeader
 from runner.state import (CANCELLED, COMPLETED, DISPATCHING, FAILED, RUNNING, STARTING, Event,
                           TaskState)
 
-Header = Dict[str, Any]  # an outcome header (``runner.worker``): ok, reason, error, start ...
+Header = OutcomeHeader  # an outcome header: ok, reason, error, start ...
 
 
 def end_event(header: Header, node: int, attempt: int, claimed: Optional[float],

@@ -54,6 +54,31 @@ def atomic_write(path: PathLike, data: bytes, fsync: bool = False, mode: int = F
         fsync_dir(os.path.dirname(path) or ".")
 
 
+def append_whole(fd: int, data: bytes, start: int) -> None:
+    """Write all of ``data`` at the end of ``fd`` (an append, now at ``start`` bytes) or
+    nothing: what a failed write (a full disk) left is cut off again, so an event log never
+    keeps half an event (the caller holds the run lock)."""
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    except BaseException:
+        os.ftruncate(fd, start)
+        raise
+
+
+def write_private(path: "os.PathLike[str]", data: bytes) -> None:
+    """Write a file only its owner can read (0600, in a 0700 directory), atomically: the
+    modes are the secrets' own, whatever ``FILE_MODE`` and ``DIR_MODE`` become."""
+    parent = os.path.dirname(os.fspath(path))
+    try:
+        os.mkdir(parent, 0o700)  # not its parents: a run directory removed stays removed
+    except FileExistsError:
+        pass
+    os.chmod(parent, 0o700)
+    atomic_write(path, data, mode=0o600)
+
+
 def home_warning(home: PathLike) -> Optional[str]:
     """A warning if other accounts can write into the runs home ``home`` (they could plant run
     directories there, or remove yours); None if not, or if it does not exist yet."""

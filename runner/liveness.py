@@ -15,26 +15,13 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Set
 
 from runner.fs import DIR_MODE, atomic_write
+# (fence_path, heartbeat_path and runners_dir are imported from here too)
+from runner.layout import fence_path, heartbeat_path, is_heartbeat_name, runners_dir
 
-RUNNERS_DIR = ".runners"
 HOST = socket.gethostname()
 # Heartbeats come every 5 s by default; this leaves room for a slow NFS. ``COV_STALE_AFTER_S``
 # shortens it (tests that stop a runner past it).
 STALE_AFTER_S = float(os.environ.get("COV_STALE_AFTER_S") or 30.0)
-
-
-def runners_dir(home: Path) -> Path:
-    return home / RUNNERS_DIR
-
-
-def heartbeat_path(home: Path, host: str, pid: int) -> Path:
-    return runners_dir(home) / f"{host}-{pid}.json"
-
-
-def fence_path(home: Path, runner_id: str) -> Path:
-    """Exists once another runner took ``runner_id``'s claims over (it was stopped or stalled
-    past the stale limit): that runner's pool workers then start none of its tasks."""
-    return runners_dir(home) / f"{runner_id}.fenced"
 
 
 def write_heartbeat(home: Path, info: Dict[str, Any]) -> Path:
@@ -68,7 +55,7 @@ def read_runners(home: Path) -> List[Dict[str, Any]]:
         return []
     now = time.time()
     for entry in entries:
-        if not entry.name.endswith(".json"):
+        if not is_heartbeat_name(entry.name):
             continue
         try:
             info = json.loads(Path(entry.path).read_text())

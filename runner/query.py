@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Protocol
 
 from runner.json_view import timestamp
-from runner.manifest import ATTRIBUTE, COLLECTION, PARAMETER, POSTPROCESS, Manifest, NodeSpec
+from runner.manifest import (ATTRIBUTE, COLLECTION, ELECTRON, PARAMETER, POSTPROCESS,
+                             SUBLATTICE, Manifest, NodeSpec)
 from runner.rundir import RunDir, RunDirError, is_run_name, unreadable_reasons
 from runner.state import (CANCELLED, COMPLETED, FAILED, NEW_OBJECT, TERMINAL, RunState,
                           TaskState)
@@ -61,6 +62,7 @@ def run_summary(run: SummarySource, state: Optional[RunState] = None) -> Dict[st
         state = run.state()
     total = int(header.get("task_count") or 0)
     done = sum(1 for t in state.tasks.values() if t.status == COMPLETED)
+    failed = sum(1 for t in state.tasks.values() if t.status == FAILED)
     ended = state.ended if state.status in TERMINAL else None
     started = state.started
     runtime = ((ended or time.time()) - started) if started else None
@@ -77,6 +79,7 @@ def run_summary(run: SummarySource, state: Optional[RunState] = None) -> Dict[st
         "status": state.status,
         "error": state.error,
         "done": done,
+        "failed_count": failed,
         "total": total,
         "created": timestamp(header.get("created")),
         "started": started,
@@ -118,8 +121,8 @@ def unreadable_row(dispatch_id: str, path: Path, exc: BaseException) -> Dict[str
     return {"dispatch_id": dispatch_id, "root_dispatch_id": dispatch_id, "parent": None,
             "lattice": "?", "doc": "", "name": None, "tags": [],
             "inputs": {"args": [], "kwargs": {}}, "status": UNREADABLE, "error": reason,
-            "done": 0, "total": 0, "created": None, "started": None, "ended": None, "runtime": None,
-            "path": str(path)}
+            "done": 0, "failed_count": 0, "total": 0, "created": None, "started": None,
+            "ended": None, "runtime": None, "path": str(path)}
 
 
 def safe_summary(run: Any, set_aside: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
@@ -273,6 +276,39 @@ def run_names(home: Path) -> List[str]:
         return [e.name for e in os.scandir(home) if is_run_name(e.name)]
     except OSError:
         return []
+
+
+NOT_CAPTURED = "source not captured (run made by an older cov)"
+
+
+def dispatched_source(sources: Optional[Dict[str, Any]], node: Optional[NodeSpec] = None
+                      ) -> Optional[Dict[str, Any]]:
+    """The source a task (``node``) or the workflow (``node`` None) ran with, as captured at
+    dispatch (``RunDir.sources()``): ``{"text", "file", "line", "error", "captured"}``; for a
+    run made before cov captured sources, ``text`` None, ``captured`` False and the error
+    ``NOT_CAPTURED``. None for a node that has no function of the user's."""
+    if node is not None and node.kind not in (ELECTRON, SUBLATTICE):
+        return None
+    if sources is None:
+        return {"text": None, "file": None, "line": None, "error": NOT_CAPTURED,
+                "captured": False}
+    if node is None:
+        found = sources.get("workflow")
+    else:
+        functions = sources.get("functions")
+        nodes = sources.get("nodes")
+        key = node.fingerprint if node.kind == ELECTRON else \
+            (nodes.get(str(node.id)) if isinstance(nodes, dict) else None)
+        found = functions.get(key) if isinstance(functions, dict) and key else None
+    if not isinstance(found, dict):
+        return {"text": None, "file": None, "line": None, "captured": True,
+                "error": "no source was captured for it at dispatch"}
+    text, file, line = found.get("text"), found.get("file"), found.get("line")
+    return {"text": text if isinstance(text, str) else None,
+            "file": file if isinstance(file, str) else None,
+            "line": line if isinstance(line, int) else None,
+            "error": None if isinstance(text, str) else str(found.get("error") or "no source"),
+            "captured": True}
 
 
 def node_status(node: NodeSpec, task: Optional[TaskState]) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional
 
 from runner.manifest import PARAMETER
+from runner.outcome import OutcomeHeader
 from runner.query import failure_leaves, node_status, not_run_causes, shown_status
 from runner.rundir import RunDir, RunDirError
 from runner.state import RunState, TaskState
@@ -53,14 +54,14 @@ def node_detail(run: RunDir, node_id: int) -> Dict[str, Any]:
     return out
 
 
-def _header(run: RunDir, node: int) -> Optional[Dict[str, Any]]:
+def _header(run: RunDir, node: int) -> Optional[OutcomeHeader]:
     try:
         return run.read_outcome(node)[0]
     except (RunDirError, OSError):
         return None
 
 
-def _where(task: Optional[TaskState], header: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+def _where(task: Optional[TaskState], header: Optional[OutcomeHeader]) -> Dict[str, Any]:
     header = header or {}
     if task is None:
         return {"attempt": 0, "backend": None, "runner": None, "host": header.get("host"),
@@ -101,7 +102,7 @@ def _input(run: RunDir, state: RunState, node: int, param: str, kind: str,
 
 
 def _result(kind: str, value_repr: Optional[str], blob: Any,
-            header: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+            header: Optional[OutcomeHeader]) -> Optional[Dict[str, Any]]:
     """``{"type", "size", "repr"}`` of a value: a parameter's recorded repr, or the preview in
     a task's outcome header (None: no complete outcome)."""
     if kind == PARAMETER:

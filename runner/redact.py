@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, List, Tuple
 
 MASK = "***"
 _MARKERS = ("password", "passwd", "passphrase", "secret", "token", "credential", "apikey")
@@ -71,6 +71,29 @@ def unmask(masked: Dict[str, Any], secrets: Dict[str, Any]) -> Dict[str, Any]:
         else:
             merged[key] = item
     return merged
+
+
+def secret_strings(secrets: Any) -> List[str]:
+    """Every secret value (a string, at any depth of ``split_secrets``' second part), longest
+    first, so that masking one never leaves the tail of a longer one."""
+    found: List[str] = []
+    if isinstance(secrets, dict):
+        for item in secrets.values():
+            found += secret_strings(item)
+    elif isinstance(secrets, (list, tuple)):
+        for item in secrets:
+            found += secret_strings(item)
+    elif isinstance(secrets, (str, bytes)) and secrets:
+        found.append(secrets if isinstance(secrets, str) else secrets.decode(errors="replace"))
+    return sorted(set(found), key=len, reverse=True)
+
+
+def mask_text(text: str, secrets: Any) -> str:
+    """``text`` (a task's source, say: a script may spell a password as a literal) with every
+    secret value of ``secrets`` replaced by ``***``."""
+    for value in secret_strings(secrets):
+        text = text.replace(value, MASK)
+    return text
 
 
 def has_mask(value: Any) -> bool:

@@ -1,75 +1,37 @@
-"""``RunDir``: the only code that knows the run directory's layout (docs/run-directory.md).
+"""``RunDir``: reading and writing a run directory (its names are ``runner.layout``'s;
+docs/run-directory.md describes it).
 
-Layout (format 1)::
-
-    <home>/<dispatch_id>/
-        manifest.yaml     the graph; written once by dispatch
-        tasks.pkl         cloudpickled functions, parameter values, workflow and inputs, packed;
-                          offsets in manifest.yaml; written once by dispatch
-        events.jsonl      append-only state log; written by runners, under ``run.lock``
-        run.lock          the run's lock file (never deleted)
-        cancel.json       cancel request; written by ``cov cancel``/``ct.cancel`` under the lock
-        results/<n>.pkl   node n's outcome (JSON header line + pickle); written by the worker
-        logs/<n>.out|err  node n's stdout/stderr; written by the worker
-        result.pkl        the lattice's outcome (a hard link to the output node's result)
-        env.json          the dispatch's interpreter and environment variables (mode 0600;
-                          optional: runs without it run in the runner's environment)
-        report.html       a static report; written (and rewritten) only by ``cov report``
-        secrets/          (0700, only when an executor has secret fields) executors.json (0600):
-                          their values, by executor key; the Slurm backend's env files. No
-                          reader shows it (``runner.redact``)
+What it holds (format 1.0): ``manifest.yaml`` (the graph), ``tasks.pkl`` (the packed code and
+values), ``events.jsonl`` (the state log), ``cancel.json``, ``results/<n>.pkl`` (outcomes,
+``runner.outcome``), ``logs/<n>.out|err``, ``result.pkl``, ``env.json``, ``report.html`` and
+``secrets/`` (0700; no reader shows it, ``runner.redact``).
 
 Single writers: dispatch writes manifest and tasks.pkl before the directory exists under its
-final name; exactly one worker (the claim holder's) writes a node's result and logs; events are
-appended only under the run lock.
+final name (``runner.creation``); exactly one worker (the claim holder's) writes a node's result
+and logs (a sublattice node's result: see ``runner.outcome``); events are appended only under
+the run lock.
 """
 from __future__ import annotations
 
 import errno
 import json
 import os
-import secrets
 import stat
 import time
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Dict, Iterable, List, Optional, Tuple
 
-from runner import worker
-from runner.fs import DIR_MODE, FILE_MODE, atomic_write, fsync_dir
+from runner.creation import create_run_dir
+from runner.fs import FILE_MODE, append_whole, atomic_write, write_private  # noqa: F401
+from runner.layout import (CANCEL, ENV, EVENTS, EXECUTOR_SECRETS, FINAL_RESULT,  # noqa: F401
+                           LOCK, LOGS, MANIFEST, PACK, REPORT, RESULTS, SECRETS, SOURCES, TMP_PREFIX,
+                           RunPaths, is_run_name, outcome_file, outcome_rel)  # re-exported
 from runner.locks import Lock, acquire_patiently, make_lock
 from runner.manifest import Manifest, ManifestError, check_header
+from runner.outcome import OutcomeHeader, header_problem, read_outcome_file, read_outcome_header
 from runner.state import Event, EventError, RunState, check_event, fold
-
-MANIFEST = "manifest.yaml"
-PACK = "tasks.pkl"
-EVENTS = "events.jsonl"
-LOCK = "run.lock"
-CANCEL = "cancel.json"
-RESULTS = "results"
-LOGS = "logs"
-FINAL_RESULT = "result.pkl"
-REPORT = "report.html"
-SECRETS = "secrets"  # a directory, 0700: its files are 0600 and never shown
-EXECUTOR_SECRETS = "executors.json"
-ENV = "env.json"
-TMP_PREFIX = ".tmp-"
-# <home>/.unreadable/<run>: why a runner set that run aside (kept out of the damaged directory).
-UNREADABLE_DIR = ".unreadable"
-
-
-def is_run_name(name: str) -> bool:
-    """Whether an entry of a runs home may be a run: dot names (``.runners``, ``.unreadable``,
-    runs being created under ``TMP_PREFIX``, ``cov rm``'s trash) never are."""
-    return not name.startswith(".")
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Write a file only its owner can read (0600, in a 0700 directory), atomically: the
-    modes are the secrets' own, whatever ``FILE_MODE`` and ``DIR_MODE`` become."""
-    path.parent.mkdir(mode=0o700, exist_ok=True)
-    os.chmod(path.parent, 0o700)
-    atomic_write(path, data, mode=0o600)
-
+from runner.unreadable import (clear_unreadable, files_stamp, mark_unreadable,  # noqa: F401
+                               unreadable_reasons)  # re-exported for their readers here
 
 class RunDirError(Exception):
     """A run directory that is missing or cannot be read (the message says why).
@@ -85,11 +47,11 @@ class OutsideRunError(RunDirError, PermissionError):
     file: refused, never opened (a run directory may come from someone else)."""
 
 
-class RunDir:
+class RunDir(RunPaths):
     """A view of one run directory; cheap to create, reads lazily."""
 
     def __init__(self, path: os.PathLike | str) -> None:
-        self.path = Path(path)
+        super().__init__(path)
         self._manifest: Optional[Manifest] = None
         self._events_offset = 0
         self._state: Optional[RunState] = None
@@ -100,54 +62,15 @@ class RunDir:
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
 
-    # -- paths ---------------------------------------------------------------------------
-    @property
-    def dispatch_id(self) -> str:
-        return self.path.name
-
-    @property
-    def manifest_path(self) -> Path:
-        return self.path / MANIFEST
-
-    @property
-    def pack_path(self) -> Path:
-        return self.path / PACK
-
-    @property
-    def events_path(self) -> Path:
-        return self.path / EVENTS
-
-    @property
-    def lock_path(self) -> Path:
-        return self.path / LOCK
-
-    @property
-    def cancel_path(self) -> Path:
-        return self.path / CANCEL
-
-    @property
-    def results_dir(self) -> Path:
-        return self.path / RESULTS
-
-    @property
-    def logs_dir(self) -> Path:
-        return self.path / LOGS
-
-    @property
-    def final_result_path(self) -> Path:
-        return self.path / FINAL_RESULT
-
-    @property
-    def report_path(self) -> Path:
-        return self.path / REPORT
-
-    @property
-    def secrets_dir(self) -> Path:
-        return self.path / SECRETS
-
-    @property
-    def env_path(self) -> Path:
-        return self.path / ENV
+    def sources(self) -> Optional[Dict[str, Any]]:
+        """``sources.json`` (the code as dispatched), or None: a run made before cov captured
+        it, or a file that is not such a JSON object."""
+        try:
+            with self.open_file(SOURCES) as f:
+                data = json.loads(f.read(64 << 20))
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
 
     def recorded_env(self) -> Optional[Dict[str, Any]]:
         """``{"python": ..., "environ": {...}}`` as the dispatch recorded it, or None."""
@@ -158,18 +81,6 @@ class RunDir:
         if not isinstance(data, dict) or not isinstance(data.get("environ"), dict):
             return None
         return data
-
-    def result_path(self, node: int) -> Path:
-        return self.results_dir / _result_name(node)
-
-    def stdout_path(self, node: int) -> Path:
-        return self.logs_dir / f"{node}.out"
-
-    def stderr_path(self, node: int) -> Path:
-        return self.logs_dir / f"{node}.err"
-
-    def exists(self) -> bool:
-        return self.manifest_path.is_file()
 
     def open_file(self, path: os.PathLike | str) -> BinaryIO:
         """Open a file of this run for reading, contained: ``path`` (relative to the run
@@ -232,53 +143,11 @@ class RunDir:
                events: Iterable[Event] = (),
                results: Iterable[Tuple[int, Path]] = (),
                secret_values: Optional[Dict[str, Dict[str, Any]]] = None,
-               env: Optional[bytes] = None) -> "RunDir":
-        """Build the run under a temporary name and rename it into place: whole or absent.
-        ``secret_values`` ({executor key: secret fields}) go to a 0600 file, never the manifest.
-
-        Idempotent for a given dispatch id (a sublattice's child, re-created by a re-run of its
-        building task): if the run already exists, that run is returned and nothing written."""
-        home.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
-        final = home / manifest.dispatch_id
-        # A name of its own: a creator killed half-way leaves its directory, and two creators
-        # of one child run never share one.
-        tmp = home / f"{TMP_PREFIX}{manifest.dispatch_id}.{secrets.token_hex(3)}"
-        tmp.mkdir(mode=DIR_MODE)  # the owner's only: inputs, results and logs are inside
-        try:
-            (tmp / RESULTS).mkdir(mode=DIR_MODE)
-            (tmp / LOGS).mkdir(mode=DIR_MODE)
-            for node, source in results:  # reused results of a redispatch
-                dest = tmp / RESULTS / f"{node}.pkl"
-                try:
-                    os.link(source, dest)
-                except OSError:
-                    atomic_write(dest, Path(source).read_bytes())
-            atomic_write(tmp / PACK, pack, fsync=True)
-            if secret_values:
-                write_private(tmp / SECRETS / EXECUTOR_SECRETS,
-                              json.dumps(secret_values).encode())
-            if env is not None:  # secrets may be in it: readable by the user only
-                fd = os.open(tmp / ENV, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                try:
-                    _append_whole(fd, env, 0)
-                finally:
-                    os.close(fd)
-            lines = "".join(json.dumps(e) + "\n" for e in events)
-            atomic_write(tmp / EVENTS, lines.encode(), fsync=bool(lines))
-            atomic_write(tmp / MANIFEST, manifest.to_yaml().encode(), fsync=True)
-            fsync_dir(tmp)
-            try:
-                os.rename(tmp, final)
-            except OSError:
-                if not (final / MANIFEST).is_file():
-                    raise
-                _remove_tree(tmp)  # another creator of this run won: it is whole
-                return cls(final)
-            fsync_dir(home)
-        except BaseException:
-            _remove_tree(tmp)
-            raise
-        return cls(final)
+               env: Optional[bytes] = None, sources: Optional[bytes] = None) -> "RunDir":
+        """The new run, built whole or not at all (``runner.creation.create_run_dir``), or the
+        existing one of that dispatch id."""
+        return cls(create_run_dir(home, manifest, pack, events, results, secret_values, env,
+                                  sources))
 
     # -- manifest and pack ---------------------------------------------------------------
     @property
@@ -324,7 +193,7 @@ class RunDir:
         except (UnicodeDecodeError, yaml.YAMLError):
             data = None
         if not isinstance(data, dict) or "dispatch_id" not in data:
-            raise RunDirError(f"run {self.dispatch_id}: manifest.yaml is corrupted")
+            raise RunDirError(f"run {self.dispatch_id}: {MANIFEST} is corrupted")
         try:
             return check_header(data)
         except ManifestError as exc:
@@ -333,7 +202,7 @@ class RunDir:
     def executor_secrets(self, key: str) -> Dict[str, Any]:
         """The secret fields of the run's executor ``key`` ({} when it has none)."""
         try:
-            with open(self.secrets_dir / EXECUTOR_SECRETS, encoding="utf-8") as f:
+            with open(self.executor_secrets_path, encoding="utf-8") as f:
                 found = json.load(f).get(key)
         except (OSError, ValueError, AttributeError):
             return {}
@@ -413,7 +282,7 @@ class RunDir:
                 # A writer killed mid-write (or cut short by a full disk) left a torn last
                 # line: end it, or our first event would fuse with it and be lost to readers.
                 data = b"\n" + data
-            _append_whole(fd, data, start)
+            append_whole(fd, data, start)
             if fsync:
                 os.fsync(fd)
         finally:
@@ -432,38 +301,38 @@ class RunDir:
         return appended
 
     # -- results -------------------------------------------------------------------------
-    def outcome_header(self, node: int) -> Optional[Dict[str, Any]]:
+    def outcome_header(self, node: int) -> Optional[OutcomeHeader]:
         """The outcome header of node's result file, or None if absent or incomplete;
         ``RunDirError`` if it is whole but not a header of ours. The runner's own read (it runs
         the run's code anyway); readers that show a run to someone use ``read_outcome``, which
         is contained."""
         path = str(self.result_path(node))
         try:
-            header = worker.read_outcome_header(path)
+            header = read_outcome_header(path)
         except (TypeError, ValueError):  # a "len" that is not a number
             header = {}
         if header is None:
             return None
-        problem = _header_problem(header)
+        problem = header_problem(header)
         if problem:
-            raise RunDirError(f"run {self.dispatch_id}: {RESULTS}/{node}.pkl: {problem}")
+            raise RunDirError(f"run {self.dispatch_id}: {outcome_rel(node)}: {problem}")
         return header
 
     def read_outcome(self, node: int, payload: bool = False
-                     ) -> Tuple[Optional[Dict[str, Any]], Optional[bytes]]:
-        """(header, pickled value) of node's outcome file, opened through ``open_file``;
-        (None, None) if absent or incomplete, the value None unless ``payload`` and the task
-        succeeded. The format is worker.py's (a JSON header line, then ``len`` bytes)."""
+                     ) -> Tuple[Optional[OutcomeHeader], Optional[bytes]]:
+        """(header, pickled value) of node's outcome file (``runner.outcome``), opened through
+        ``open_file``; (None, None) if absent or incomplete, the value None unless ``payload``
+        and the task succeeded."""
         try:
             with self.open_file(self.result_path(node)) as f:
-                header, data = _parse_outcome(f, payload)
+                header, data = read_outcome_file(f, payload)
         except FileNotFoundError:
             return None, None
         if header is None:
             return None, None
-        problem = _header_problem(header)
+        problem = header_problem(header)
         if problem:
-            raise RunDirError(f"run {self.dispatch_id}: {RESULTS}/{node}.pkl: {problem}")
+            raise RunDirError(f"run {self.dispatch_id}: {outcome_rel(node)}: {problem}")
         return header, data
 
     def read_outputs(self, nodes: Iterable[int]) -> Dict[int, bytes]:
@@ -478,16 +347,16 @@ class RunDir:
         try:
             for node in nodes:
                 try:
-                    f = os.fdopen(self._open_in(dfd, [RESULTS, _result_name(node)]), "rb")
+                    f = os.fdopen(self._open_in(dfd, [RESULTS, outcome_file(node)]), "rb")
                 except FileNotFoundError:
                     continue
                 with f:
-                    header, data = _parse_outcome(f, payload=True)
+                    header, data = read_outcome_file(f, payload=True)
                 if header is not None:
-                    problem = _header_problem(header)
+                    problem = header_problem(header)
                     if problem:
-                        raise RunDirError(f"run {self.dispatch_id}: {RESULTS}/"
-                                          f"{_result_name(node)}: {problem}")
+                        raise RunDirError(f"run {self.dispatch_id}: {outcome_rel(node)}: "
+                                          f"{problem}")
                 if data is not None:
                     found[node] = data
         finally:
@@ -559,107 +428,3 @@ class RunDir:
             atomic_write(self.cancel_path, json.dumps(current).encode())
         finally:
             lock.release()
-
-
-def files_stamp(path: os.PathLike | str) -> List[Optional[int]]:
-    """When a run's files last changed (manifest, event log, cancel request, results)."""
-    stamps: List[Optional[int]] = []
-    for name in (MANIFEST, EVENTS, CANCEL, RESULTS):
-        try:
-            stamps.append(os.stat(os.path.join(path, name)).st_mtime_ns)
-        except OSError:
-            stamps.append(None)
-    return stamps
-
-
-def mark_unreadable(home: Path, name: str, reason: str) -> None:
-    """Record why a runner stopped serving run ``name``, for readers that would not find the
-    damage themselves (listings read only the manifest header). Best effort."""
-    record = {"reason": reason, "stamp": files_stamp(home / name), "t": time.time()}
-    try:
-        (home / UNREADABLE_DIR).mkdir(exist_ok=True)
-        atomic_write(home / UNREADABLE_DIR / name, json.dumps(record).encode())
-    except OSError:
-        pass
-
-
-def clear_unreadable(home: Path, name: str) -> None:
-    try:
-        os.unlink(home / UNREADABLE_DIR / name)
-    except OSError:
-        pass
-
-
-def unreadable_reasons(home: Path) -> Dict[str, str]:
-    """Runs a runner set aside, by name, with why; only while their files are as they were
-    then (a repaired run is read again)."""
-    try:
-        names = os.listdir(home / UNREADABLE_DIR)
-    except OSError:
-        return {}
-    found = {}
-    for name in names:
-        try:
-            record = json.loads((home / UNREADABLE_DIR / name).read_text())
-            if record["stamp"] == files_stamp(home / name):
-                found[name] = str(record["reason"])
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-    return found
-
-
-_HEADER_TYPES: Dict[str, tuple] = {
-    "ok": (bool,), "attempt": (int,), "len": (int,), "reason": (str, type(None)),
-    "error": (str, type(None)), "child": (str, type(None)),
-    "start": (int, float, type(None)), "end": (int, float, type(None)),
-}
-
-
-def _result_name(node: int) -> str:
-    """A node's outcome file in ``results/``."""
-    return f"{node}.pkl"
-
-
-def _parse_outcome(f: BinaryIO, payload: bool) -> Tuple[Optional[Dict[str, Any]], Optional[bytes]]:
-    """(header, value) of an open outcome file (worker.py's format: a JSON header line, then
-    ``len`` bytes); (None, None) if incomplete or not one, the value None unless ``payload``
-    and the task succeeded."""
-    try:
-        line = f.readline()
-        size = os.fstat(f.fileno()).st_size
-        header = json.loads(line) if line.endswith(b"\n") else None
-        if not isinstance(header, dict) or size != len(line) + int(header.get("len", 0)):
-            return None, None
-    except (TypeError, ValueError):  # not JSON, or a "len" that is not a number
-        return None, None
-    return header, (f.read() if payload and header.get("ok") else None)
-
-
-def _header_problem(header: Any) -> str:
-    """What is wrong with an outcome header ("" if nothing)."""
-    if not isinstance(header, dict) or not header:
-        return "the outcome header is not a JSON object of ours"
-    for name, types in _HEADER_TYPES.items():
-        value = header.get(name)
-        if name in header and (not isinstance(value, types) or
-                               (isinstance(value, bool) and bool not in types)):
-            return f"the outcome header has {name}={value!r} (wrong type)"
-    return ""
-
-
-def _append_whole(fd: int, data: bytes, start: int) -> None:
-    """Append all of ``data`` or nothing: what a failed write (a full disk) left is cut off
-    again, so the log never keeps half an event. The caller holds the run lock."""
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-    except BaseException:
-        os.ftruncate(fd, start)
-        raise
-
-
-def _remove_tree(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)

@@ -43,7 +43,8 @@ from multiprocessing.connection import wait as wait_for
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple, Type, cast
 
-from runner import engine, worker
+from runner import engine, outcome
+from runner.outcome import OutcomeHeader
 from runner.backends import Backend, Completion, Task, backend_class
 from runner.fencing import Fences
 from runner.journal import ActiveRun, Journal, link_final_result
@@ -415,17 +416,18 @@ class Runner:
         run.children.pop(node, None)
         run.ours.pop(node, None)
         attempt = run.state.tasks[node].attempt if node in run.state.tasks else 1
-        header: Dict[str, Any] = {"ok": False, "child": child_id, "start": state.started,
+        header: OutcomeHeader = {"ok": False, "child": child_id, "start": state.started,
                                   "end": state.ended, "attempt": attempt}
         if state.status == COMPLETED:
-            payload = worker.read_outcome_payload(str(child.final_result_path)) or \
-                worker.read_outcome_payload(str(child.result_path(child.manifest.output_node)))
+            payload = outcome.read_outcome_payload(str(child.final_result_path)) or \
+                outcome.read_outcome_payload(str(child.result_path(child.manifest.output_node)))
             if payload is not None:
                 preview = (child.outcome_header(child.manifest.output_node) or {}).get("preview")
                 header["ok"] = True
                 if preview:
                     header["preview"] = preview
-                worker.write_outcome(str(run.dir.result_path(node)), header, payload)
+                # The runner writes it (runner.outcome says why that is safe).
+                outcome.write_outcome(str(run.dir.result_path(node)), header, payload)
                 self._end(run, node, attempt, header)
                 return
         event = engine.child_failed_event(node, attempt, child_id, state.status, state.error)
@@ -463,7 +465,7 @@ class Runner:
             return
         self._end(run, done.node, done.attempt, header)
 
-    def _end(self, run: ActiveRun, node: int, attempt: int, header: Dict[str, Any]) -> None:
+    def _end(self, run: ActiveRun, node: int, attempt: int, header: OutcomeHeader) -> None:
         """Record the end of an attempt from its outcome header, and finish the node."""
         claim = run.state.tasks.get(node)
         event = engine.end_event(header, node, attempt,

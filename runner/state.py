@@ -99,6 +99,7 @@ class Event(TypedDict, total=False):
     reused: bool
     pid: Optional[int]
     reason: Optional[str]
+    reused_from: Optional[str]
 
 
 class EventError(ValueError):
@@ -122,7 +123,7 @@ _FIELDS: Dict[str, Dict[str, frozenset]] = {
     "dispatching": {**_COMMON, "node": _INT, "child": _TEXT},
     "end": {**_COMMON, "node": _INT, "attempt": _INT, "status": frozenset({str}),
             "error": _TEXT, "exception": _TEXT, "child": _TEXT, "start": _TIME, "end": _TIME,
-            "pid": frozenset({int, type(None)})},
+            "pid": frozenset({int, type(None)}), "reused_from": _TEXT},
 }
 _HANDLE_FIELDS = {"pid": frozenset({int, type(None)}), "host": _TEXT,
                   "job_id": frozenset({str, int, type(None)})}
@@ -180,6 +181,7 @@ class TaskState:
     exception: Optional[str] = None  # the last line of the task's own exception
     child: Optional[str] = None  # sublattice child dispatch id
     reused: bool = False
+    reused_from: Optional[str] = None  # the run a reused result was taken from
 
     @property
     def finished(self) -> bool:
@@ -277,6 +279,7 @@ def apply(state: RunState, event: Event) -> None:
         task.exception = event.get("exception")
         task.reused = bool(event.get("reused"))
         task.pid = event.get("pid", task.pid)
+        task.reused_from = event.get("reused_from")
         if "attempt" in event:
             task.attempt = int(event["attempt"])
         if event.get("child"):

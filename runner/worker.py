@@ -1,28 +1,21 @@
 """Run one task: load its function and inputs, run deps and hooks, write its outcome.
 
-This module imports nothing from the project, because it also runs alone on hosts that have only
-a Python with cloudpickle (SSH hosts, Slurm nodes): it is copied there and started as
+This module imports only the stdlib, cloudpickle and cov's stdlib-only modules in
+``SHIPPED_WITH``, because it also runs on hosts that have only a Python with cloudpickle (SSH
+hosts, Slurm nodes): it is copied there with them (``shipped_files``) and started as
 ``python worker.py BUNDLE OUTCOME STDOUT STDERR``. On the local backend the same code serves a
 persistent pool process (``serve``), which reads functions and inputs straight from the run
 directory and keeps decoded functions cached, so a task costs microseconds, not a process.
 
-An outcome file is one JSON header line followed by the pickled value::
-
-    {"ok": true, "len": 1234, "start": ..., "end": ..., "host": "...", "pid": 12}\\n<pickle>
-    {"ok": false, "error": "Traceback ...", "reason": "exception", ...}\\n
-
-It is written to a temporary name and renamed into place, so a reader that finds it finds it
-whole; ``len`` lets a reader tell a file cut short by a machine crash. The worker never raises
-across the boundary: every failure becomes an outcome.
+It writes the task's outcome file (``runner.outcome``: a JSON header line, then the pickled
+value) and never raises across the boundary: every failure becomes an outcome.
 """
 from __future__ import annotations
 
 import errno
 import fcntl
-import json
 import os
 import pickle
-import reprlib
 import secrets
 import select
 import signal
@@ -35,9 +28,42 @@ import threading
 import time
 import traceback
 from collections import OrderedDict
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, TypedDict
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import cloudpickle
+
+# The modules of cov's this one imports: stdlib-only, and shipped with it (``shipped_files``).
+SHIPPED_WITH = ("layout", "outcome")
+
+if __package__:  # runner.worker: the local pool, or imported by the runner
+    from runner import layout
+    from runner.outcome import (OutcomeHeader, read_outcome_header, read_outcome_payload,
+                                value_preview, write_outcome, write_outcome_when_space)
+else:  # ``python worker.py ...`` on a host without cov: they were shipped beside it
+    _HERE = os.path.dirname(os.path.realpath(__file__))
+    sys.path.insert(0, _HERE)
+    import layout  # type: ignore[no-redef,import-not-found]
+    from outcome import (OutcomeHeader, read_outcome_header,  # type: ignore[no-redef,import-not-found]
+                         read_outcome_payload, value_preview, write_outcome,
+                         write_outcome_when_space)
+    # The task's imports are its own: neither this directory nor these names are on its path
+    # (a module of the user's may be called ``layout`` too).
+    sys.path[:] = [p for p in sys.path if not p or os.path.realpath(p) != _HERE]
+    for _name in SHIPPED_WITH:
+        sys.modules.pop(_name, None)
+
+
+def shipped_files() -> Dict[str, bytes]:
+    """What a host without cov needs to run ``python worker.py BUNDLE OUTCOME STDOUT STDERR``:
+    ``{file name: bytes}`` of this file and the modules it imports, to be put side by side;
+    ``worker.py`` comes last, so that a copier that writes them in order and checks for it
+    finds the others there too."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    files: Dict[str, bytes] = {}
+    for name in (*SHIPPED_WITH, "worker"):
+        with open(os.path.join(here, f"{name}.py"), "rb") as f:
+            files[f"{name}.py"] = f.read()
+    return files
 
 HOST = socket.gethostname()
 
@@ -60,86 +86,6 @@ class TaskFailed(Exception):
     def __init__(self, message: str, reason: str) -> None:
         super().__init__(message)
         self.reason = reason
-
-
-# -- outcome files ----------------------------------------------------------------------------
-class OutcomeHeader(TypedDict, total=False):
-    """An outcome file's header line (the module docstring), as the worker writes it; every
-    field is optional (a reader gets only the keys the writer set)."""
-
-    ok: bool
-    len: int  # bytes of pickle after the line
-    start: Optional[float]
-    end: Optional[float]
-    host: str
-    pid: int
-    attempt: int
-    child: str  # a sublattice task's child dispatch id
-    preview: Dict[str, str]  # value_preview
-    error: str
-    reason: str  # why it failed: "exception", "load", "fenced", "worker", ...
-
-
-def write_outcome(path: str, header: Mapping[str, Any], payload: bytes = b"") -> None:
-    """Write an outcome file atomically (temporary name, then rename)."""
-    data = json.dumps({**header, "len": len(payload)}).encode() + b"\n"
-    tmp = f"{path}.tmp-{os.getpid()}-{secrets.token_hex(3)}"
-    try:
-        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE), "wb") as f:
-            f.write(data)
-            f.write(payload)
-        os.replace(tmp, path)
-    except BaseException:
-        try:  # a full disk: what was written of it would only hold space
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def write_outcome_when_space(path: str, header: Mapping[str, Any], payload: bytes = b"") -> None:
-    """``write_outcome``, waiting for space while the disk (or quota) is full: the value is in
-    memory, so a full disk delays the run instead of failing a task that did its work."""
-    delay = 0.2
-    while True:
-        try:
-            write_outcome(path, header, payload)
-            return
-        except OSError as exc:
-            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
-                raise
-        time.sleep(delay)
-        delay = min(delay * 2, 5.0)
-
-
-def read_outcome_header(path: str) -> Optional[Dict[str, Any]]:
-    """The header of a complete outcome file, or None (absent, torn, or cut short)."""
-    try:
-        with open(path, "rb") as f:
-            line = f.readline()
-            if not line.endswith(b"\n"):
-                return None
-            header = json.loads(line)
-            size = os.fstat(f.fileno()).st_size
-    except (OSError, ValueError):
-        return None
-    if not isinstance(header, dict) or size != len(line) + int(header.get("len", 0)):
-        return None
-    return header
-
-
-def read_outcome_payload(path: str) -> Optional[bytes]:
-    """The pickled value of a complete, successful outcome file."""
-    try:
-        with open(path, "rb") as f:
-            line = f.readline()
-            header = json.loads(line)
-            payload = f.read()
-    except (OSError, ValueError):
-        return None
-    if not header.get("ok") or len(payload) != int(header.get("len", -1)):
-        return None
-    return payload
 
 
 # -- running a task -----------------------------------------------------------------------------
@@ -212,30 +158,6 @@ def run_task(electron: Dict[str, Any], args: List[Any], kwargs: Dict[str, Any],
         _write_fd(stderr_fd, text)
     header["end"] = time.time()
     return header, payload
-
-
-PREVIEW_CHARS = 300
-_PREVIEW = reprlib.Repr()
-_PREVIEW.maxstring = _PREVIEW.maxother = _PREVIEW.maxlong = PREVIEW_CHARS
-_PREVIEW.maxlist = _PREVIEW.maxtuple = _PREVIEW.maxset = _PREVIEW.maxfrozenset = 20
-_PREVIEW.maxdict = _PREVIEW.maxdeque = _PREVIEW.maxarray = 20
-
-
-def value_preview(value: Any) -> Dict[str, str]:
-    """``{"type", "repr"}`` for the outcome header: what viewers show without unpickling (which
-    would run the value's code on the viewer's account). The repr is reprlib's (containers
-    abbreviated, long strings cut), at most ``PREVIEW_CHARS`` characters; a failing
-    ``__repr__`` gives a note instead of an error."""
-    cls = type(value)
-    module = getattr(cls, "__module__", "?")
-    name = getattr(cls, "__qualname__", "?")
-    try:
-        text = _PREVIEW.repr(value)
-    except Exception as exc:  # noqa: BLE001 - a user's __repr__ may raise anything
-        text = f"<{name} object: repr failed: {type(exc).__name__}>"
-    if len(text) > PREVIEW_CHARS:
-        text = text[:PREVIEW_CHARS - 1] + "…"
-    return {"type": name if module == "builtins" else f"{module}.{name}", "repr": text}
 
 
 def _user_traceback(exc: BaseException):
@@ -459,7 +381,7 @@ class _Capture:
         with self.lock:
             self._drop()
             self.logs = logs
-            self.paths = tuple(os.path.join(logs, f".capture-{os.getpid()}.{s}")  # type: ignore[assignment]
+            self.paths = tuple(os.path.join(logs, layout.capture_file(os.getpid(), s))  # type: ignore[assignment]
                                for s in ("out", "err"))
             self._open(0)
             self._open(1)
@@ -539,7 +461,7 @@ class _Capture:
             for stream, suffix in ((0, "out"), (1, "err")):
                 if self.written[stream]:
                     os.replace(self.paths[stream],
-                               os.path.join(self.logs or "", f"{node}.{suffix}"))
+                               os.path.join(self.logs or "", layout.log_file(node, suffix)))
                     self._open(stream)
 
     def discard(self) -> None:
@@ -590,7 +512,7 @@ class _RunFiles:
 
     def __init__(self, run: str) -> None:
         self.run = run
-        self.fd = os.open(os.path.join(run, "tasks.pkl"), os.O_RDONLY)
+        self.fd = os.open(layout.pack_path(run), os.O_RDONLY)
         self.functions: Dict[Tuple[int, int], Dict[str, Any]] = {}
         self.outputs: "OrderedDict[int, bytes]" = OrderedDict()
         self.output_bytes = 0
@@ -598,7 +520,7 @@ class _RunFiles:
     def output(self, node: int) -> Optional[bytes]:
         payload = self.outputs.get(node)
         if payload is None:
-            payload = read_outcome_payload(os.path.join(self.run, "results", f"{node}.pkl"))
+            payload = read_outcome_payload(layout.outcome_path(self.run, node))
             if payload is not None:
                 self.remember(node, payload)
         return payload
@@ -654,8 +576,8 @@ def execute_local(task: Dict[str, Any], runs: Dict[str, _RunFiles],
             runs.clear()
         files = runs[run] = _RunFiles(run)
     node = task["node"]
-    out_path = os.path.join(run, "results", f"{node}.pkl")
-    logs = os.path.join(run, "logs")
+    out_path = layout.outcome_path(run, node)
+    logs = layout.logs_dir(run)
     for entry in task.get("sys_path", ()):
         if entry not in sys.path:
             sys.path.insert(0, entry)
@@ -875,7 +797,7 @@ def serve(conn: Any, pipes: Optional[List[Tuple[int, int]]] = None) -> None:
                     if item.get("skip"):
                         skipped.add((item["run"], item["node"]))
                     elif item.get("release"):  # the run ended: leave nothing in it
-                        capture.release(os.path.join(item["release"], "logs"))
+                        capture.release(layout.logs_dir(item["release"]))
                         files = runs.pop(item["release"], None)
                         if files is not None:
                             files.close()

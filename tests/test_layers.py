@@ -14,17 +14,28 @@ from typing import Dict, List, Set
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("covalent_cli", "runner", "webui")
-# Only these modules may spell a run directory's (or a home's) file names.
-LAYOUT_OWNERS = {"runner/rundir.py": "the run directory's layout",
-                 "runner/liveness.py": "the home's .runners directory"}
-# Modules that must spell them anyway, each with why.
-LAYOUT_SPELLED = {
-    "runner/worker.py": "shipped alone to remote hosts and Slurm nodes: imports only the stdlib",
+# Only this module may spell a run directory's (or a home's) file names.
+LAYOUT_OWNERS = {"runner/layout.py": "every name of a runs home and of a run directory"}
+# Whole names, and the beginnings of names (a string, or an f-string starting with one).
+LAYOUT_NAMES = {
+    # a runs home
+    ".runners", "spawn.lock", "runner.log", "last-failure", ".unreadable",
+    # a run directory
+    "manifest.yaml", "tasks.pkl", "events.jsonl", "run.lock", "cancel.json", "results", "logs",
+    "result.pkl", "report.html", "env.json", "sources.json", "secrets", "executors.json",
+    # the Slurm backend's and an SSH attempt's files ("slurm" and "ssh" are executor types too)
+    "slurm/bundles", "slurm/jobs", "bundles", "jobs", "worker.py", "bundle.pkl", "outcome.pkl",
+    "stdout.log", "stderr.log", "launch.log",
 }
-LAYOUT_NAMES = {"manifest.yaml", "tasks.pkl", "events.jsonl", "results", "logs", ".runners",
-                "cancel.json", "result.pkl"}
+# (``<file>.tmp-<pid>-<random>``, an atomic write's temporary name, is runner/fs.py's, not these)
+LAYOUT_PREFIXES = {".tmp-", ".rm-", ".capture-", ".submit-"}
+# Paths written into shell text by hand (docstrings aside).
+LAYOUT_PATH_PARTS = ("results/", "logs/", "slurm/", "bundles/", ".runners/", "/worker.py",
+                     "/bundle.pkl", "/launch.log", "/pid")
 WEBUI_IMPORTERS = {"covalent_cli/cli/ui_cmd.py"}  # `cov ui` and `cov report`
 WORKER_ALLOWED = {"cloudpickle"}
+# What the worker may import of ours: stdlib-only modules shipped beside it (worker.SHIPPED_WITH).
+WORKER_SHIPPED = {"runner.layout", "runner.outcome"}
 
 
 def _modules() -> Dict[str, Path]:
@@ -96,10 +107,25 @@ def _stdlib(name: str) -> bool:
 
 
 def test_worker_imports_only_the_stdlib_and_cloudpickle():
-    odd = sorted(t for t in _imports("runner.worker") if not _stdlib(_top(t))
-                 and _top(t) not in WORKER_ALLOWED)
+    shipped = {t for t in _imports("runner.worker") if _ours(t) in WORKER_SHIPPED}
+    bare = {f"runner.{t}" for t in _imports("runner.worker") if f"runner.{t}" in WORKER_SHIPPED}
+    odd = sorted(t for t in _imports("runner.worker") - shipped if not _stdlib(_top(t))
+                 and _top(t) not in WORKER_ALLOWED and f"runner.{t}" not in WORKER_SHIPPED)
     assert not odd, f"runner/worker.py imports {odd}: it runs where only Python and " \
                     "cloudpickle are"
+    assert shipped == bare == WORKER_SHIPPED, "the worker imports each shipped module twice: " \
+        "from runner (in the package) and bare (beside it on a host without cov)"
+    for name in WORKER_SHIPPED:  # shipped alone: nothing but the stdlib
+        odd = sorted(t for t in _imports(name) if not _stdlib(_top(t)))
+        assert not odd, f"{name} imports {odd}: it is shipped beside the worker"
+
+
+def test_the_worker_ships_what_it_imports():
+    tree = TREES["runner.worker"]
+    shipped = next(ast.literal_eval(node.value) for node in ast.walk(tree)
+                   if isinstance(node, ast.Assign) and
+                   any(isinstance(t, ast.Name) and t.id == "SHIPPED_WITH" for t in node.targets))
+    assert {f"runner.{name}" for name in shipped} == WORKER_SHIPPED
 
 
 def test_no_import_circles():
@@ -129,10 +155,27 @@ def test_layout_names_are_spelled_only_by_their_owner():
     bad = []
     for name, path in MODULES.items():
         rel = str(path.relative_to(ROOT))
-        if rel in LAYOUT_OWNERS or rel in LAYOUT_SPELLED:
+        if rel in LAYOUT_OWNERS:
             continue
+        inner = {id(part) for node in ast.walk(TREES[name]) if isinstance(node, ast.JoinedStr)
+                 for part in node.values}  # an f-string's pieces: only its start names a file
+        docs = {id(node.value) for node in ast.walk(TREES[name])
+                if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)}
         for node in ast.walk(TREES[name]):
-            if isinstance(node, ast.Constant) and node.value in LAYOUT_NAMES:
-                bad.append(f"{rel}:{node.lineno} spells {node.value!r} (import it from "
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and \
+                    id(node) not in docs and any(p in node.value for p in LAYOUT_PATH_PARTS):
+                bad.append(f"{rel}:{node.lineno} writes a path of the layout by hand: "
+                           f"{node.value[:60]!r} (render it from {' or '.join(LAYOUT_OWNERS)})")
+        for node in ast.walk(TREES[name]):
+            text = None
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and \
+                    id(node) not in inner:
+                text = node.value
+            elif isinstance(node, ast.JoinedStr) and node.values and \
+                    isinstance(node.values[0], ast.Constant):
+                text = str(node.values[0].value)  # an f-string: what it starts with
+            if text is not None and (text in LAYOUT_NAMES or
+                                     any(text.startswith(p) for p in LAYOUT_PREFIXES)):
+                bad.append(f"{rel}:{node.lineno} spells {text!r} (ask "
                            f"{' or '.join(LAYOUT_OWNERS)})")
     assert not bad, "\n".join(bad)

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, FrozenSet, Optional
 from urllib.parse import urlencode
 
 import bottle
@@ -29,7 +30,7 @@ from runner.redact import mask_secrets
 from runner.rundir import RunDir, RunDirError
 
 from webui import files as files_mod
-from webui import security, views
+from webui import listing, security, views
 from webui.live import LiveRun, RunCache
 
 HERE = Path(__file__).resolve().parent
@@ -283,8 +284,13 @@ def create_app(home: os.PathLike | str, token: Optional[str] = None,
     def api_graph(run_id: str) -> HTTPResponse:
         live = live_or_404(run_id, heavy=True)
         graph = live.layout(parameters=_flag(request.query.get("parameters")),
-                            force=_flag(request.query.get("force")))
+                            force=_flag(request.query.get("force")),
+                            expand=_groups(request.query.get("expand")))
         return json_response(graph)
+
+    @app.get("/api/runs/<run_id>/tasks")
+    def api_tasks(run_id: str) -> HTTPResponse:
+        return json_response(listing.task_listing(live_or_404(run_id, heavy=True)))
 
     @app.get("/api/runs/<run_id>/tasks/<node>")
     def api_task(run_id: str, node: str) -> HTTPResponse:
@@ -344,6 +350,11 @@ def _int(value: Optional[str], default: int) -> int:
         return int(value) if value is not None else default
     except ValueError:
         return default
+
+
+def _groups(value: Optional[str]) -> FrozenSet[str]:
+    """The group ids of ``?expand=g3,g17`` (anything else in it ignored)."""
+    return frozenset(g for g in (value or "").split(",")[:100] if re.fullmatch(r"g\d{1,9}", g))
 
 
 def _flag(value: Optional[str]) -> bool:

@@ -18,9 +18,11 @@ one and packed on shelves, so a thousand independent tasks make a block, not a s
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 from runner.manifest import PARAMETER, POSTPROCESS, Manifest
+
+from webui.groups import group_fanouts
 
 NODE_W, NODE_H = 170.0, 46.0  # a task box: name, then "#id · executor"
 PARAM_W, PARAM_H = 110.0, 26.0  # a parameter box (shown on request)
@@ -74,14 +76,19 @@ def graph_elements(manifest: Manifest, parameters: bool = False
     return nodes, list(edges.values())
 
 
-def layout(manifest: Manifest, parameters: bool = False, force: bool = False) -> Dict[str, Any]:
-    """The graph as JSON-ready data: ``nodes`` (with x, y = box centre, w, h), ``edges`` (with
-    ``points``, a polyline from box border to box border, and ``label_at``), ``width``,
-    ``height``; ``laid_out`` is False (and no coordinates given) for a graph over
-    ``MAX_LAYOUT_NODES`` nodes unless ``force``."""
+def layout(manifest: Manifest, parameters: bool = False, force: bool = False,
+           expand: FrozenSet[str] = frozenset()) -> Dict[str, Any]:
+    """The graph as JSON-ready data: ``nodes`` (with x, y = box centre, w, h; wide fan-outs
+    as group nodes, see ``webui.groups``), ``edges`` (with ``points``, a polyline from box
+    border to box border, and ``label_at``), ``width``, ``height``; ``laid_out`` is False (and
+    no coordinates given) for a graph of over ``MAX_LAYOUT_NODES`` boxes unless ``force``.
+    ``expand``: the ids of the groups to draw as a grid of their members."""
     nodes, edges = graph_elements(manifest, parameters)
+    nodes, edges = group_fanouts(nodes, edges, expand)
     result: Dict[str, Any] = {"nodes": nodes, "edges": edges, "parameters": parameters,
-                              "laid_out": False, "width": 0, "height": 0, "reason": None}
+                              "laid_out": False, "width": 0, "height": 0, "reason": None,
+                              "expanded": sorted(g for g in expand
+                                                 if any(n["id"] == g for n in nodes))}
     if len(nodes) > MAX_LAYOUT_NODES and not force:
         result["reason"] = (f"the graph has {len(nodes)} nodes; drawing more than "
                             f"{MAX_LAYOUT_NODES} is done only on request")
@@ -97,11 +104,12 @@ def _place(nodes: List[Dict[str, Any]], edges: List[Dict[str, Any]]) -> Tuple[fl
     """Fill in coordinates (mutates ``nodes`` and ``edges``); returns the drawing's size."""
     from grandalf.graphs import Edge, Vertex
 
-    vertices: Dict[int, Any] = {}
-    for node in nodes:
+    vertices: Dict[Any, Any] = {}
+    for index, node in enumerate(nodes):
         small = node["kind"] == PARAMETER
-        v = Vertex(node["id"])
-        v.view = _View(PARAM_W if small else NODE_W, PARAM_H if small else NODE_H)
+        v = Vertex(index)  # the node's place in the list: ids are ints, group ids text
+        w, h = node.pop("size", None) or ((PARAM_W, PARAM_H) if small else (NODE_W, NODE_H))
+        v.view = _View(w, h)
         vertices[node["id"]] = v
     gedges = []
     for edge in edges:

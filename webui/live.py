@@ -15,7 +15,7 @@ import os
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, FrozenSet, List, Optional
 
 from runner.query import iter_runs, run_summary
 from runner.daemon import Keeper
@@ -26,6 +26,7 @@ from runner.state import RunState, apply
 from webui import security
 
 HEAVY_RUNS = 8
+MAX_LAYOUTS = 6  # laid-out variants kept per run
 
 
 class LiveRun:
@@ -42,6 +43,8 @@ class LiveRun:
         self._header: Optional[Dict[str, Any]] = None
         self._stamp = _stamp(path)
         self._layouts: Dict[Any, Dict[str, Any]] = {}
+        # node -> (host, pid) from a finished task's outcome header (never changes once written)
+        self.workers: Dict[int, Any] = {}
         # Starts a runner if none serves this run while unfinished; says so once per run.
         self._keeper = Keeper(path, interval=2.0, once=True)
 
@@ -95,15 +98,20 @@ class LiveRun:
         with self.lock:
             return run_summary(self, self.refresh())
 
-    def layout(self, parameters: bool, force: bool) -> Dict[str, Any]:
-        """The laid-out graph (computed once per variant)."""
+    def layout(self, parameters: bool, force: bool,
+               expand: FrozenSet[str] = frozenset()) -> Dict[str, Any]:
+        """The laid-out graph (computed once per variant: parameters shown or not, the groups
+        expanded; the few most recent variants are kept)."""
         from webui.layout import layout
 
         with self.lock:
-            key = parameters
-            found = self._layouts.get(key)
+            key = (parameters, frozenset(expand))
+            found = self._layouts.pop(key, None)
             if found is None or (force and not found["laid_out"]):
-                found = self._layouts[key] = layout(self.manifest, parameters, force)
+                found = layout(self.manifest, parameters, force, frozenset(expand))
+            self._layouts[key] = found  # newest last
+            while len(self._layouts) > MAX_LAYOUTS:
+                del self._layouts[next(iter(self._layouts))]
             return found
 
     def drop_heavy(self) -> Optional[RunDir]:
@@ -111,6 +119,7 @@ class LiveRun:
         ``RunDir`` that held them, for the caller to close once no request can be using it."""
         with self.lock:
             self._layouts.clear()
+            self.workers.clear()
             data, self._data = self._data, None
             return data
 

@@ -1,13 +1,15 @@
 """``cov report RUN``: one self-contained ``report.html`` in the run directory.
 
-The page is the run page frozen: the same graph drawing and task view code, the stylesheet and
-the scripts inlined, the data (run details, laid-out graph, task states and task details)
+The page is the run page frozen: the same graph drawing, timeline, task table and task view
+code, the stylesheets and the scripts inlined, the data (run details, the graph laid out with
+its groups collapsed and with them all expanded, task states, the task listing and task details)
 embedded as JSON. It needs no server and loads nothing from anywhere, so it opens from the file
 system, from a mail attachment, or on a machine without cov.
 
 Task details (inputs, result, logs, traceback) are embedded for every failed task and for the
 first ``DETAILED_TASKS`` others; the rest keep their row (status, times, host, error). Values
-are the previews recorded when tasks finished and sources are left out: writing a report
+are the previews recorded when tasks finished and sources those captured at dispatch
+(``sources.json``; a run made before that has none in its report): writing a report
 unpickles nothing, so a report of someone else's run runs none of its code.
 
 The page is safe to open whatever the run holds: every value goes into the page as text (the
@@ -28,10 +30,13 @@ from runner.state import FAILED
 
 from webui import views
 from webui.app import HERE, page_json, render
+from webui.listing import task_listing
 from webui.live import LiveRun, RunCache
 
 DETAILED_TASKS = 300
-SCRIPTS = ("common.js", "graph.js", "taskview.js", "report.js")
+SCRIPTS = ("common.js", "graph.js", "graphgroups.js", "timeline.js", "tasktable.js",
+           "taskview.js", "report.js")
+STYLES = ("style.css", "run.css")
 
 
 def report_data(cache: RunCache, live: LiveRun) -> Dict[str, Any]:
@@ -39,21 +44,24 @@ def report_data(cache: RunCache, live: LiveRun) -> Dict[str, Any]:
     detail = views.run_detail(cache, live)
     state = views.run_state(live)
     graph = live.layout(parameters=False, force=False)
+    groups = frozenset(str(n["id"]) for n in graph["nodes"] if n["kind"] == "group")
+    expanded = live.layout(parameters=False, force=False, expand=groups) if groups else None
+    listing = task_listing(live)
     tasks: Dict[str, Any] = {}
     failed = [int(k) for k, v in state["tasks"].items() if v[0] == FAILED]
-    others = [n["id"] for n in graph["nodes"] if n["id"] not in set(failed)]
+    others = [t["id"] for t in listing["tasks"] if t["id"] not in set(failed)]
     for node in failed + others[:DETAILED_TASKS]:
         task = views.task_detail(cache, live, node)
         if task is not None:
             tasks[str(node)] = task
-    return {"run": detail, "state": state, "graph": graph, "tasks": tasks,
-            "generated": time.time()}
+    return {"run": detail, "state": state, "graph": graph, "graph_expanded": expanded,
+            "listing": listing, "tasks": tasks, "generated": time.time()}
 
 
 def render_report(data: Dict[str, Any]) -> str:
     """The HTML text of a report."""
     static = HERE / "static"
-    css = (static / "style.css").read_text(encoding="utf-8")
+    css = "\n".join((static / name).read_text(encoding="utf-8") for name in STYLES)
     scripts = []
     for name in SCRIPTS:
         text = (static / name).read_text(encoding="utf-8")

@@ -15,6 +15,7 @@ import reprlib
 import textwrap
 from typing import Any, Dict, Optional
 
+from runner.outcome import OutcomeHeader
 from runner.rundir import OutsideRunError, RunDir
 
 REPR_LIMIT = 4000  # characters of a value's repr shown
@@ -56,7 +57,7 @@ def shown_repr(value: Any, limit: int = REPR_LIMIT, big: bool = False) -> Dict[s
             "truncated": big or len(text) > limit, "length": None if big else len(text)}
 
 
-def outcome_preview(header: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+def outcome_preview(header: Optional[OutcomeHeader]) -> Optional[Dict[str, Any]]:
     """A ``VALUE`` for a task's result from its outcome header, without unpickling: the
     ``preview`` the worker recorded (``{"type", "repr"}``), or ``NOT_RECORDED`` for outcomes
     written before previews existed. None if the task has no value."""
@@ -117,7 +118,7 @@ def read_tail(run: RunDir, path: os.PathLike, limit: int = LOG_LIMIT) -> Dict[st
     return {"text": data.decode("utf-8", "replace"), "size": size, "truncated": size > limit}
 
 
-def traceback_of(header: Optional[Dict[str, Any]], stderr: str) -> Optional[str]:
+def traceback_of(header: Optional[OutcomeHeader], stderr: str) -> Optional[str]:
     """The task's own exception traceback: from its outcome file, else the last one in stderr."""
     if header and not header.get("ok") and header.get("reason") == "exception":
         error = header.get("error")

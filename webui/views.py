@@ -12,8 +12,10 @@ import time
 from collections import Counter, defaultdict
 from typing import Any, Dict, List, Optional
 
-from runner.query import NOT_RUN, UNREADABLE, node_status, not_run_causes, safe_summary
+from runner.query import (NOT_RUN, UNREADABLE, dispatched_source, node_status,
+                          not_run_causes, safe_summary)
 from runner.manifest import ELECTRON, PARAMETER, SUBLATTICE
+from runner.outcome import OutcomeHeader
 from runner.redact import mask_secrets
 from runner.rundir import RunDirError, unreadable_reasons
 from runner.state import COMPLETED, NEW_OBJECT, TERMINAL
@@ -124,6 +126,7 @@ def run_detail(cache: RunCache, live: LiveRun) -> Dict[str, Any]:
         "manifest_yaml": yaml.safe_dump(header, sort_keys=False, default_flow_style=False,
                                         width=100),
         "cancel_requested": live.rundir.cancel_request(),
+        "source": dispatched_source(live.data.sources()),
         "now": time.time(),
     }
 
@@ -215,7 +218,7 @@ def task_detail(cache: RunCache, live: LiveRun, node_id: int) -> Optional[Dict[s
                    runtime=(task.ended - task.started) if task.finished and task.started and
                    task.ended else None,
                    error=task.error, exception=task.exception, reused=task.reused,
-                   reason=task.reason)
+                   reason=task.reason, reused_from=task.reused_from)
     if header and not out.get("host"):
         out["host"] = header.get("host")
 
@@ -237,7 +240,9 @@ def task_detail(cache: RunCache, live: LiveRun, node_id: int) -> Optional[Dict[s
         out["stdout"] = values.read_tail(data, data.stdout_path(node_id))
         out["stderr"] = values.read_tail(data, data.stderr_path(node_id))
         out["traceback"] = values.traceback_of(header, out["stderr"]["text"])
-    out["source"] = None  # load_task_source, on request: it unpickles the function
+    # As dispatched (sources.json); an older run's only from its file now, on request
+    # (load_task_source: it unpickles the function).
+    out["source"] = dispatched_source(data.sources(), spec)
     out["source_loadable"] = _source_blob(live, spec) is not None
 
     child = (task.child if task else None) or (header or {}).get("child")
@@ -267,7 +272,7 @@ def _input(live: LiveRun, state: Any, node: int, param: str, kind: str) -> Dict[
 _NO_RESULT = {"repr": "(no complete result file)", "type": None, "size": None, "preview": True}
 
 
-def _outcome_header(live: LiveRun, node: int) -> Optional[Dict[str, Any]]:
+def _outcome_header(live: LiveRun, node: int) -> Optional[OutcomeHeader]:
     """A node's outcome header, or None (absent, incomplete, or leading out of the run)."""
     try:
         return live.data.read_outcome(node)[0]

@@ -9,6 +9,7 @@ from typing import List, Optional, Union
 from covalent_cli.errors import RunNotFound, RunUnreadable
 from covalent_cli.redispatch import cancel
 from covalent_cli.result import Result, get_result, resolve_run, wait_for_run
+from runner.layout import trash_path
 from runner.rundir import RunDir, RunDirError
 
 __all__ = ["Result", "get_result", "cancel", "sync", "_delete_result"]
@@ -46,7 +47,7 @@ def _delete_result(dispatch_id: str, results_dir: Optional[str] = None,
         except (RunDirError, RunUnreadable):
             pass
     for member in family:
-        trash = member.path.parent / f".rm-{member.dispatch_id}"
+        trash = trash_path(member.path.parent, member.dispatch_id)
         try:
             os.rename(member.path, trash)  # the run vanishes at once and whole
         except FileNotFoundError:

@@ -1,5 +1,6 @@
-"""The inspecting commands logs and redispatch (status and result: ``inspect_cmd``), and the
-helpers every command module shares (`_run`, `_state`, `_echo_json`, `_status_text`, `STATUS_EXIT`)."""
+"""The inspecting command logs (status and result: ``inspect_cmd``; redispatch:
+``redispatch_cmd``), and the helpers every command module shares (`_run`, `_state`,
+`_echo_json`, `_status_text`, `STATUS_EXIT`)."""
 from __future__ import annotations
 
 import sys
@@ -8,7 +9,6 @@ from typing import Any, Dict, Optional, Tuple
 
 import click
 
-from covalent_cli.cli.args import parse_args
 from covalent_cli.cli.main import Context, cli, pass_ctx
 from covalent_cli.errors import ExitCode, RunNotFound, RunUnreadable
 from covalent_cli.result import Result, keep_served, resolve_run
@@ -110,23 +110,5 @@ def logs(ctx: Context, run_id: str, node: Optional[int], follow: bool, stream: s
         if not follow or _state(run).finished:
             break
         time.sleep(0.5)
-
-
-@cli.command()
-@click.argument("run_id")
-@click.option("--reuse", is_flag=True, help="Reuse results of unchanged tasks.")
-@click.option("-a", "--arg", "pairs", multiple=True, metavar="NAME=VALUE", help="New arguments.")
-@click.option("-q", "--quiet", is_flag=True, help="Print only the new id.")
-@pass_ctx
-def redispatch(ctx: Context, run_id: str, reuse: bool, pairs: Tuple[str, ...], quiet: bool) -> None:
-    """Dispatch an old run's lattice again (its inputs, or new -a ones)."""
-    from covalent_cli.redispatch import redispatch as redispatch_run
-    from covalent_cli.script import alias_covalent
-
-    alias_covalent()
-    run = _run(ctx, run_id)
-    args, kwargs = parse_args(pairs, None)
-    new_id = redispatch_run(run.dispatch_id, reuse_previous_results=reuse)(*args, **kwargs)
-    click.echo(new_id if quiet else f"Dispatched {new_id} (from {run.dispatch_id})")
 
 

@@ -11,10 +11,8 @@ import click
 from covalent_cli.cli.args import parse_args
 from covalent_cli.cli.commands import STATUS_EXIT, _echo_json, _result_value, _run, _state
 from covalent_cli.cli.main import Context, cli, pass_ctx
-from covalent_cli.errors import (CovError, ExitCode, RunNotFound, RunUnreadable, ScriptError,
-                                 UserError)
+from covalent_cli.errors import ExitCode, RunNotFound, RunUnreadable, UserError
 from covalent_cli.result import wait_for_run
-from runner.config import ConfigError
 from runner.daemon import Keeper
 from runner.locks import LockBusy
 from runner.json_view import result_document
@@ -37,21 +35,27 @@ from runner.state import COMPLETED, TERMINAL, RunState
 @click.option("-q", "--quiet", is_flag=True, help="Print only the dispatch id(s).")
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON document: the dispatch ids (with --wait, each run's result).")
+@click.option("--dry-run", is_flag=True, help="Build the graph, print its tasks; write no run.")
 @pass_ctx
 def dispatch(ctx: Context, script: str, lattice_name: Optional[str], pairs: Tuple[str, ...],
              args_file: Optional[str], name: Optional[str], tags: Tuple[str, ...], wait_: bool,
-             quiet: bool, as_json: bool) -> None:
+             quiet: bool, as_json: bool, dry_run: bool) -> None:
     """Run SCRIPT (a Covalent script) and dispatch its lattice.
 
     If the script dispatches on its own when run (the usual Covalent script), those dispatches
     are reported; otherwise its one lattice (or LATTICE) is dispatched with the -a arguments.
     """
+    from covalent_cli.cli import dry_run_cmd
     from covalent_cli.dispatch import LABELS, start_runner
-    from covalent_cli.script import find_lattices, run_script
+    from covalent_cli.dryrun import load_script
+    from covalent_cli.script import find_lattices
 
+    dry = dry_run_cmd.start() if dry_run else None  # runs are reported, not written
     args, kwargs = parse_args(pairs, args_file)
     LABELS.update(name=_label(name, "--name"), tags=tuple(_label(t, "--tag") for t in tags))
-    namespace, ids = run_script(script)
+    given = [what for what, used in (("-a", pairs), ("--args-file", args_file),
+                                     ("LATTICE", lattice_name)) if used]
+    namespace, ids = load_script(script, refuse="/".join(given))
     if not ids:
         lattices = find_lattices(namespace)
         if lattice_name:
@@ -73,6 +77,8 @@ def dispatch(ctx: Context, script: str, lattice_name: Optional[str], pairs: Tupl
     elif pairs or args_file or lattice_name:
         raise UserError(f"{script} dispatched on its own; -a/--args-file/LATTICE do not apply",
                         "remove the dispatch from the script or the arguments from the command")
+    if dry is not None:
+        return dry_run_cmd.report(dry, ids, as_json)
     if as_json and not wait_:
         _echo_json({"dispatch_ids": ids})
     elif not as_json:
@@ -80,8 +86,13 @@ def dispatch(ctx: Context, script: str, lattice_name: Optional[str], pairs: Tupl
             click.echo(dispatch_id if quiet else f"Dispatched {dispatch_id}")
         if not quiet:
             _next_steps(ctx, ids)
-    if not wait_:
-        return
+    if wait_:
+        wait_and_report(ctx, ids, quiet, as_json)
+
+
+def wait_and_report(ctx: Context, ids: List[str], quiet: bool, as_json: bool) -> None:
+    """``--wait`` of dispatch and redispatch: wait for each run, print its result (a failed
+    one's error and failed inner tasks on stderr) and exit with the worst run's code."""
     outcomes = [_await(ctx, dispatch_id, None, progress=not (quiet or as_json))
                 for dispatch_id in ids]
     results = []
@@ -126,18 +137,10 @@ def _next_steps(ctx: Context, ids: List[str]) -> None:
 def _create_from_cli(lattice: Any, args: List[Any], kwargs: Dict[str, Any], script: str) -> Any:
     """create_run, with the lattice body's own exceptions shown as the user's error."""
     from covalent_cli.dispatch import create_run
-    from covalent_cli.script import user_traceback
+    from covalent_cli.script import building
 
-    try:
+    with building(lattice, script):
         return create_run(lattice, args, kwargs)
-    except (CovError, ConfigError):
-        raise
-    except RecursionError:
-        raise ScriptError(f"building lattice '{lattice.__name__}' of {script} failed: "
-                          "RecursionError (recursion too deep)") from None
-    except Exception as exc:  # noqa: BLE001 - the user's code raised while building the graph
-        raise ScriptError(f"building lattice '{lattice.__name__}' of {script} failed: "
-                          f"{type(exc).__name__}: {exc}", detail=user_traceback(exc)) from None
 
 
 def _await(ctx: Context, run_id: str, timeout: Optional[float],

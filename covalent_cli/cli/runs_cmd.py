@@ -16,6 +16,7 @@ from covalent_cli.cli.run_filters import Age, RunFilter, RunStatus, labels_text,
 from covalent_cli.errors import RunUnreadable, UserError
 from covalent_cli.result import resolve_run, wait_for_run
 from runner.config import check_config, config_path, runs_home
+from runner.layout import trash_path
 from runner.query import (UNREADABLE, format_seconds, format_time, iter_runs, list_runs,
                           safe_summary)
 from runner.redact import mask_secrets
@@ -140,7 +141,7 @@ def rm(ctx: Context, run_ids: Tuple[str, ...], status: Optional[str], name: Opti
         _cancel_and_wait(family, force)
         for member in family:
             # Rename first: the run vanishes at once and whole, then the files go.
-            trash = member.path.parent / f".rm-{member.dispatch_id}"
+            trash = trash_path(member.path.parent, member.dispatch_id)
             try:
                 os.rename(member.path, trash)
             except FileNotFoundError:

@@ -4,7 +4,7 @@ A backend carries out the tasks of one executor configuration (the local pool, o
 Slurm cluster). The runner's loop is single-threaded: it calls ``submit`` for claimed tasks,
 waits on ``waitables()`` (or at most ``next_poll_in()`` seconds), then collects ``poll()``.
 Every submitted task must come back exactly once from ``poll`` as a ``Completion`` whose header
-is the task's outcome header (see ``runner.worker``), after its outcome file
+is the task's outcome header (see ``runner.outcome``), after its outcome file
 ``results/<node>.pkl`` is in the run directory. ``handle`` dicts (pid, host, job id) passed to
 ``services.record_handle`` go into the event log, so a restarted runner can ``reattach``. A
 submitted task is QUEUED until its backend reports it started (``services.record_start``: the
@@ -26,15 +26,14 @@ platform verbs (submitit's ``PicklingExecutor`` model):
 from __future__ import annotations
 
 import abc
-import os
 import pickle
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Protocol, Tuple
 
-from runner import worker
-from runner.rundir import LOGS, RESULTS
+from runner import layout
+from runner.outcome import OutcomeHeader, read_outcome_payload, write_outcome
 
 if TYPE_CHECKING:
     from runner.rundir import RunDir
@@ -63,15 +62,15 @@ class Task:
 
     @property
     def outcome_path(self) -> str:
-        return os.path.join(self.run, RESULTS, f"{self.node}.pkl")
+        return layout.outcome_path(self.run, self.node)
 
     @property
     def stdout_path(self) -> str:
-        return os.path.join(self.run, LOGS, f"{self.node}.out")
+        return layout.log_path(self.run, self.node, "out")
 
     @property
     def stderr_path(self) -> str:
-        return os.path.join(self.run, LOGS, f"{self.node}.err")
+        return layout.log_path(self.run, self.node, "err")
 
     def message(self) -> Dict[str, Any]:
         """The local pool's form (paths and offsets; the worker reads the run directory)."""
@@ -87,10 +86,10 @@ class Completion:
     run: str
     node: int
     attempt: int
-    header: Dict[str, Any]
+    header: OutcomeHeader
 
     @classmethod
-    def of(cls, task: Task, header: Dict[str, Any]) -> "Completion":
+    def of(cls, task: Task, header: OutcomeHeader) -> "Completion":
         """The task's attempt, ended with ``header`` (typically its outcome file's)."""
         return cls(task.run, task.node, task.attempt, header)
 
@@ -99,8 +98,8 @@ class Completion:
         """The attempt ended without an outcome of its own: ``reason`` is the kind of failure
         (``worker_died``, ``connection``, ``submit`` ...), ``error`` the message the user sees,
         ``fields`` where it happened (``host``, ``pid``, ``job_id``)."""
-        header: Dict[str, Any] = {"ok": False, "reason": reason, "error": error}
-        header.update(fields)
+        header: OutcomeHeader = {"ok": False, "reason": reason, "error": error}
+        header.update(fields)  # type: ignore[typeddict-item]  # host, pid, job_id
         header.setdefault("end", time.time())
         return cls.of(task, header)
 
@@ -239,7 +238,7 @@ def make_bundle(task: Task, rundir: "RunDir", backend_transfers: bool = False) -
     ``RuntimeError`` (the task cannot start). ``backend_transfers``: the backend copies the
     task's ``files`` (ExecutorConnection) itself, the worker leaves them alone."""
     def result(node: int) -> bytes:
-        payload = worker.read_outcome_payload(str(rundir.result_path(node)))
+        payload = read_outcome_payload(str(rundir.result_path(node)))
         if payload is None:
             raise RuntimeError(f"the result of node {node} is missing or incomplete")
         return payload
@@ -261,13 +260,13 @@ def make_bundle(task: Task, rundir: "RunDir", backend_transfers: bool = False) -
 def transfer_failed(task: Task, message: str, **fields: Any) -> Completion:
     """A file transfer the backend did for ``task`` failed: the attempt fails with ``message``,
     which also goes into its outcome file and the end of its stderr (``cov logs``)."""
-    header: Dict[str, Any] = {"ok": False, "reason": "file_transfer", "error": message,
-                              "end": time.time(), "attempt": task.attempt}
-    header.update({k: v for k, v in fields.items() if v is not None})
+    header: OutcomeHeader = {"ok": False, "reason": "file_transfer", "error": message,
+                             "end": time.time(), "attempt": task.attempt}
+    header.update({k: v for k, v in fields.items() if v is not None})  # type: ignore[typeddict-item]
     try:
         with open(task.stderr_path, "a", encoding="utf-8") as f:
             f.write(message + "\n")
-        worker.write_outcome(task.outcome_path, header)
+        write_outcome(task.outcome_path, header)
     except OSError:
         pass  # the Completion still carries it
     return Completion.of(task, header)

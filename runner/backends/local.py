@@ -18,13 +18,13 @@ import sys
 import time
 from collections import deque
 from multiprocessing.connection import Connection
-from typing import AbstractSet, Any, Deque, Dict, List, Optional, Tuple
+from typing import AbstractSet, Any, Deque, Dict, List, Optional, Tuple, cast
 
-from runner import worker
+from runner import layout, worker
 from runner.backends.base import Backend, Completion, Services, Task
 from runner.fs import FILE_MODE
+from runner.outcome import OutcomeHeader
 from runner.liveness import pid_alive
-from runner.rundir import LOGS
 
 # Tasks queued in each worker: enough that a worker never waits for the runner between two
 # short tasks, and that the runner handles completions and claims in batches.
@@ -171,7 +171,7 @@ class LocalBackend(Backend):
                     elif self._pop(w, run, node, attempt):  # else: cancelled or dropped
                         starts.pop((run, node, attempt), None)
                         w.started = None
-                        done.append(Completion(run, node, attempt, news))
+                        done.append(Completion(run, node, attempt, cast(OutcomeHeader, news)))
             except (EOFError, OSError):
                 pass
             if not w.process.is_alive():
@@ -295,7 +295,7 @@ class LocalBackend(Backend):
 def _rescue_output(w: _Worker, task: Task) -> None:
     """A worker died mid-task: what it wrote that its pump had not yet moved is still in the
     pipes (whose read ends the runner holds); append it to the capture files."""
-    for fd, suffix in zip(w.output, ("out", "err")):
+    for fd, suffix in zip(w.output, layout.STREAMS):
         os.set_blocking(fd, False)
         chunks = []
         try:
@@ -307,7 +307,7 @@ def _rescue_output(w: _Worker, task: Task) -> None:
         except BlockingIOError:
             pass
         if chunks:
-            path = os.path.join(task.run, LOGS, f".capture-{w.pid}.{suffix}")
+            path = os.path.join(layout.logs_dir(task.run), layout.capture_file(w.pid, suffix))
             try:
                 with open(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE),
                           "wb") as f:
@@ -319,11 +319,11 @@ def _rescue_output(w: _Worker, task: Task) -> None:
 def _keep_captured_output(pid: int, task: Task, keep: bool = True) -> None:
     """A worker died mid-task: what the task printed so far becomes its logs (or, for an
     attempt that does not count, is removed)."""
-    for suffix in ("out", "err"):
-        capture = os.path.join(task.run, LOGS, f".capture-{pid}.{suffix}")
+    for suffix in layout.STREAMS:
+        capture = os.path.join(layout.logs_dir(task.run), layout.capture_file(pid, suffix))
         try:
             if keep and os.path.getsize(capture):
-                os.replace(capture, os.path.join(task.run, LOGS, f"{task.node}.{suffix}"))
+                os.replace(capture, layout.log_path(task.run, task.node, suffix))
             else:
                 os.unlink(capture)
         except OSError:
@@ -333,17 +333,17 @@ def _keep_captured_output(pid: int, task: Task, keep: bool = True) -> None:
 def _remove_captures(run: str, pids: Optional[set], keep: AbstractSet[Any] = frozenset()) -> None:
     """Remove ``logs/.capture-<pid>.*`` of the given pids, or (``pids`` None) of every pid
     that is neither in ``keep`` nor alive."""
-    logs = os.path.join(run, LOGS)
+    logs = layout.logs_dir(run)
     if pids is not None:
-        names = [f".capture-{pid}.{s}" for pid in pids for s in ("out", "err")]
+        names = [layout.capture_file(pid, s) for pid in pids for s in layout.STREAMS]
     else:
         try:
-            names = [n for n in os.listdir(logs) if n.startswith(".capture-")]
+            names = [n for n in os.listdir(logs) if layout.capture_pid(n) is not None]
         except OSError:
             return
     for name in names:
-        pid = name[len(".capture-"):].partition(".")[0]
-        if pids is None and (not pid.isdigit() or int(pid) in keep or pid_alive(int(pid))):
+        pid = layout.capture_pid(name)
+        if pids is None and (pid is None or pid in keep or pid_alive(pid)):
             continue
         try:
             os.unlink(os.path.join(logs, name))

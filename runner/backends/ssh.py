@@ -4,7 +4,8 @@ A task's life on the host (each step is one exec channel; a task costs one round
 own run time):
 
 1. once per backend, ``runner.ssh.remote.prepare``: check the remote Python against ours and
-   upload ``worker.py`` (and cloudpickle, when needed) into ``<remote_cache>/lib``;
+   upload ``worker.py`` with the modules it imports (and cloudpickle, when needed) into
+   ``<remote_cache>/lib``;
 2. one channel per task carries the bundle on stdin into ``<remote_cache>/<dispatch>/
    <node>.<attempt>/`` (with ``shared_filesystem`` the bundle is written into the run directory
    instead, under ``ssh/``, and the worker writes results and logs straight into the run
@@ -37,11 +38,12 @@ import threading
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
-from runner import worker
+from runner import layout
 from runner.backends.base import (Completion, Services, Task, ThreadedBackend, make_bundle,
                                   transfer_failed)
 from runner.config import get_value
 from runner.fs import atomic_write
+from runner.outcome import read_outcome_header
 from runner.redact import has_mask, task_secrets, unmask
 from runner.rundir import RunDir
 from runner.ssh import protocol
@@ -55,8 +57,9 @@ log = logging.getLogger("cov.ssh")
 
 DEFAULT_MAX_CONCURRENT = 8
 DEFAULT_WORKDIR = "covalent-workdir"
-SHARED_DIR = "ssh"  # <run>/ssh/<node>.<attempt>/: bundle, pid and launcher log (shared FS)
-FILES = ("outcome.pkl", "stdout.log", "stderr.log", "launch.log")
+# An attempt's files (runner.layout): those the worker writes, sent back unless the host shares
+# the run directory (then it writes straight into it), and the launcher's log.
+FILES = (layout.SSH_OUTCOME, layout.SSH_STDOUT, layout.SSH_STDERR, layout.SSH_LAUNCH_LOG)
 MAX_LOSSES = 5  # connection losses survived by one task
 
 
@@ -232,10 +235,10 @@ class SSHBackend(ThreadedBackend):
         task = job.task
         if not job.files:
             job.workdir = self._workdir(env, task)
-            job.files = os.path.join(task.run, SHARED_DIR, f"{task.node}.{task.attempt}") \
+            job.files = layout.ssh_attempt_dir(task.run, task.node, task.attempt) \
                 if self.shared else env.abspath(os.path.join(
                     str(self.params.get("remote_cache") or DEFAULT_CACHE), task.dispatch_id,
-                    f"{task.node}.{task.attempt}"))
+                    layout.attempt_name(task.node, task.attempt)))
         bundle: Optional[bytes] = None
         started = job.handle is not None
         if task.files and not started:
@@ -248,7 +251,7 @@ class SSHBackend(ThreadedBackend):
                 return Completion.cancelled(task)
             if not started and bundle is None:
                 bundle = self._bundle(job)
-            results = ["launch.log"] if self.shared else list(FILES)
+            results = [layout.SSH_LAUNCH_LOG] if self.shared else list(FILES)
             script = protocol.recover_script(job.files, results, self.heartbeat) if started \
                 else protocol.launch_script(job.files, job.workdir, self._worker_line(env, job),
                                             not self.shared, results, self.heartbeat,
@@ -339,24 +342,25 @@ class SSHBackend(ThreadedBackend):
             rundir.close()
         if self.shared:
             os.makedirs(job.files, exist_ok=True)
-            atomic_write(os.path.join(job.files, "bundle.pkl"), data)
+            atomic_write(os.path.join(job.files, layout.SSH_BUNDLE), data)
         return data
 
     def _worker_line(self, env: RemoteEnv, job: SSHAttempt) -> str:
         task, f = job.task, job.files
+        bundle = f"{f}/{layout.SSH_BUNDLE}"
         if self.shared:  # the worker writes straight into the run directory
-            return env.worker_command(f"{f}/bundle.pkl", task.outcome_path, task.stdout_path,
+            return env.worker_command(bundle, task.outcome_path, task.stdout_path,
                                       task.stderr_path)
-        return env.worker_command(f"{f}/bundle.pkl", f"{f}/outcome.pkl", f"{f}/stdout.log",
-                                  f"{f}/stderr.log")
+        return env.worker_command(bundle, f"{f}/{layout.SSH_OUTCOME}", f"{f}/{layout.SSH_STDOUT}",
+                                  f"{f}/{layout.SSH_STDERR}")
 
     def _receive(self, reader: protocol.ChannelReader, job: SSHAttempt) -> None:
         """Write the streamed files: outcome (atomically), logs, launcher log (kept aside)."""
         task = job.task
         sizes = reader.files()
-        targets = {"outcome.pkl": task.outcome_path, "stdout.log": task.stdout_path,
-                   "stderr.log": task.stderr_path}
-        for name in ("stdout.log", "stderr.log"):  # an earlier attempt's logs must not stay
+        targets = {layout.SSH_OUTCOME: task.outcome_path, layout.SSH_STDOUT: task.stdout_path,
+                   layout.SSH_STDERR: task.stderr_path}
+        for name in (layout.SSH_STDOUT, layout.SSH_STDERR):  # an earlier attempt's logs must go
             if name not in dict(sizes) and os.path.exists(targets[name]):
                 os.unlink(targets[name])
         for name, size in sizes:
@@ -372,7 +376,7 @@ class SSHBackend(ThreadedBackend):
         task = job.task
         deadline = time.time() + (10.0 if self.shared else 0.0)  # NFS may show it late
         while True:
-            header = worker.read_outcome_header(task.outcome_path)
+            header = read_outcome_header(task.outcome_path)
             if header is not None and int(header.get("pid", job.pid) or 0) == job.pid:
                 return Completion.of(task, header)
             if time.time() >= deadline or (rc not in (0, -1) and self.shared):
@@ -383,7 +387,7 @@ class SSHBackend(ThreadedBackend):
         launch = job.launch_log
         if self.shared:
             try:
-                with open(os.path.join(job.files, "launch.log"), "rb") as f:
+                with open(os.path.join(job.files, layout.SSH_LAUNCH_LOG), "rb") as f:
                     launch = f.read()
             except OSError:
                 pass

@@ -17,6 +17,7 @@ from __future__ import annotations
 import shlex
 from typing import Any, BinaryIO, List, Sequence, Tuple
 
+from runner.layout import SSH_BUNDLE, SSH_LAUNCH_LOG, SSH_PID
 from runner.ssh.connection import SSHError
 
 
@@ -35,11 +36,11 @@ def launch_script(files: str, workdir: str, worker_line: str, send_bundle: bool,
     bundle comes on stdin. ``results``: file names in ``$F`` sent back at the end.
     ``before_wait``: a line run once the task has started (e.g. cleaning old files)."""
     q = shlex.quote
-    receive = ' && cat > "$F/bundle.pkl"' if send_bundle else ""
+    receive = f' && cat > "$F/{SSH_BUNDLE}"' if send_bundle else ""
     lines = [f"F={q(files)}",
              f'mkdir -p "$F" {q(workdir)}{receive} && cd {q(workdir)} || exit 90',
-             f'setsid {worker_line} </dev/null >"$F/launch.log" 2>&1 &',
-             'pid=$!; echo "$pid" > "$F/pid"; echo "@cov pid $pid"', before_wait,
+             f'setsid {worker_line} </dev/null >"$F/{SSH_LAUNCH_LOG}" 2>&1 &',
+             f'pid=$!; echo "$pid" > "$F/{SSH_PID}"; echo "@cov pid $pid"', before_wait,
              *_wait_and_send("wait $pid; rc=$?", results, heartbeat)]
     return "\n".join(line for line in lines if line)
 
@@ -47,7 +48,7 @@ def launch_script(files: str, workdir: str, worker_line: str, send_bundle: bool,
 def recover_script(files: str, results: Sequence[str], heartbeat: float) -> str:
     """Wait for the task started in ``files`` (if it is still running), then send back."""
     lines = [f"F={shlex.quote(files)}",
-             'pid=$(cat "$F/pid" 2>/dev/null); echo "@cov pid ${pid:--1}"',
+             f'pid=$(cat "$F/{SSH_PID}" 2>/dev/null); echo "@cov pid ${{pid:--1}}"',
              '[ -n "$pid" ] || exit 0',
              # the pid must still be the task's (same user, our path in its command line)
              'alive() { kill -0 "$pid" 2>/dev/null && ps -ww -o args= -p "$pid" 2>/dev/null '

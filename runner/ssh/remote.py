@@ -1,7 +1,8 @@
 """What a remote host needs to run cov tasks: a Python, ``worker.py``, and cloudpickle.
 
-The remote needs no cov: ``prepare`` copies ``runner/worker.py`` (stdlib + cloudpickle only)
-into ``<remote_cache>/lib/worker-<hash>.py``. cloudpickle pickles code by value, so a task can
+The remote needs no cov: ``prepare`` copies ``runner/worker.py`` (stdlib + cloudpickle only) and
+the stdlib-only modules it imports (``worker.shipped_files``) into
+``<remote_cache>/lib/worker-<hash>/``, the hash being that of them all. cloudpickle pickles code by value, so a task can
 only be loaded by the same Python minor version and the same cloudpickle version as pickled
 it. The first is checked (a different minor version fails before any task is sent, unless
 ``ignore_versions``). For the second, cov ships its own cloudpickle (pure Python, one zip file
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from runner.layout import SSH_LIB
 from runner.ssh.connection import SSHError, SSHHost
 
 DEFAULT_PYTHON = "python3"
@@ -190,12 +192,16 @@ def compare_versions(report: VersionReport, ship_cloudpickle: bool = True
 
 
 @lru_cache(maxsize=None)
-def _worker_source() -> Tuple[bytes, str]:
+def _worker_files() -> Tuple[Dict[str, bytes], str]:
+    """The worker's files (``worker.shipped_files``) and the directory name they go to, one
+    per version of them."""
     from runner import worker
 
-    with open(worker.__file__, "rb") as f:
-        data = f.read()
-    return data, f"worker-{hashlib.sha256(data).hexdigest()[:12]}.py"
+    files = worker.shipped_files()
+    digest = hashlib.sha256()
+    for name, data in files.items():
+        digest.update(b"%s\0%d\0" % (name.encode(), len(data)) + data)
+    return files, f"worker-{digest.hexdigest()[:12]}"
 
 
 @lru_cache(maxsize=None)
@@ -234,23 +240,25 @@ def prepare(host: SSHHost, setup: PythonSetup, cache: str = DEFAULT_CACHE,
     """Make the host ready to run bundles: check versions, upload what is missing.
     Costs one round trip when the files are already there. Raises ``VersionMismatch``."""
     q = shlex.quote
-    worker_data, worker_name = _worker_source()
+    worker_files, worker_dir = _worker_files()
     zip_data, zip_name = _cloudpickle_zip()
-    lib = f"{cache.rstrip('/')}/lib"
+    lib = f"{cache.rstrip('/')}/{SSH_LIB}"
     lib_shell = f'"$HOME"/{q(lib[2:])}' if lib.startswith("~/") else q(lib)
+    worker_name = f"{worker_dir}/{list(worker_files)[-1]}"  # worker.py: written last
     pre = (f"mkdir -p {lib_shell} && cd {lib_shell} && {{ test -f {q(worker_name)} && "
            f"echo have-worker; test -f {q(zip_name)} && echo have-zip; }};")
     report, said = probe(host, setup, pre=pre)
     env = RemoteEnv(host=host, setup=setup, report=report, cache="", worker="")
     env.cache = env.abspath(cache)
-    lib_abs = f"{env.cache}/lib"
+    lib_abs = f"{env.cache}/{SSH_LIB}"
     env.worker = f"{lib_abs}/{worker_name}"
     rows = compare_versions(report, ship_cloudpickle)
     errors = [message for what, level, message in rows if level == "error"]
     if errors and not ignore_versions:
         raise VersionMismatch(f"{host.label}: " + "; ".join(errors), host.label)
     if "have-worker" not in said:
-        host.put_bytes(worker_data, env.worker)
+        for name, data in worker_files.items():  # in order: worker.py, checked for, last
+            host.put_bytes(data, f"{lib_abs}/{worker_dir}/{name}")
     if ship_cloudpickle and report.cloudpickle != _local_cloudpickle():
         env.pythonpath = f"{lib_abs}/{zip_name}"
         if "have-zip" not in said:

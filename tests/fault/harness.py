@@ -277,7 +277,7 @@ def read_log(path: Path) -> List[Tuple[int, int]]:
 
 def complete_results(run_dir: Path) -> Dict[int, int]:
     """node -> attempt of every complete ``results/<node>.pkl``."""
-    from runner.worker import read_outcome_header
+    from runner.outcome import read_outcome_header
 
     found = {}
     for entry in os.scandir(run_dir / "results"):
@@ -309,7 +309,7 @@ def file_problems(run_dir: Path) -> Tuple[List[str], int]:
     """Files of the run that are truncated or do not parse; and the count of torn event
     lines (a line a killed writer left unfinished, which readers skip by design)."""
     from runner.manifest import Manifest
-    from runner.worker import read_outcome_header, read_outcome_payload
+    from runner.outcome import read_outcome_header, read_outcome_payload
 
     problems = []
     try:

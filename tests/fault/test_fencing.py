@@ -118,7 +118,7 @@ def test_a_stopped_runner_taken_over_runs_none_of_its_prefetched_tasks(stale_hom
     assert len(superseded) >= 4, "the test did not cause a takeover of queued tasks"
     # every result on disk is the recorded attempt's (no late write replaced one)
     from runner.rundir import RunDir
-    from runner.worker import read_outcome_header
+    from runner.outcome import read_outcome_header
 
     state = RunDir(run_dir).state()
     for node, task in state.tasks.items():

@@ -401,7 +401,7 @@ def test_a_200_mb_result(run_cov, tmp_path, cov_home):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split("\n", 1)[1].strip() == "[209715200, b'xxxx']"
     run = cov_home / proc.stdout.split()[0]
-    from runner.worker import read_outcome_header
+    from runner.outcome import read_outcome_header
 
     header = read_outcome_header(str(run / "results" / "0.pkl"))
     assert header["ok"] and header["len"] > 200 << 20

@@ -97,7 +97,7 @@ def test_status_readers_never_see_a_half_written_file(home, tmp_path):
     its name is whole."""
     from runner.query import run_summary, task_rows
     from runner.rundir import RunDir
-    from runner.worker import read_outcome_header
+    from runner.outcome import read_outcome_header
 
     # 1500 tasks of 20 ms on two workers: a run of ~15 s, long enough for several reads of
     # each kind even on a loaded machine (a read of this run takes ~50 ms in process, more

@@ -123,7 +123,9 @@ def test_task_view_of_a_failed_task(app, ui_home):
     assert "ZeroDivisionError" in t["stderr"]["text"]
     assert [(i["param"], i["value"]["repr"]) for i in t["inputs"]] == [("a", "1"), ("b", "0")]
     assert t["result"] is None
-    assert t["source"] is None and t["source_loadable"]  # viewing unpickles no function
+    # the source as dispatched (sources.json): viewing unpickles no function
+    assert t["source"]["text"].startswith("@ct.electron\ndef divide(a, b):")
+    assert t["source"]["captured"] and t["source_loadable"]
     source = load_json(app, f"/api/runs/{run}/tasks/{divide}/source")
     assert source["text"].startswith("@ct.electron\ndef divide(a, b):")
     assert [c["name"] for c in t["consumers"]] == ["combine"]
@@ -162,6 +164,8 @@ def test_sublattice_task_links_its_child_run(app, ui_home):
     assert (t["result"]["repr"], t["result"]["type"]) == ("10", "int")  # the child's preview
     source = load_json(app, f"/api/runs/{run}/tasks/{sub}/source")
     assert "def inner(x):" in source["text"]  # the sublattice's lattice, not cov's glue
+    assert "def inner(x):" in t["source"]["text"]  # the same, as captured at dispatch
+    assert t["source"]["file"].endswith("make_runs.py") and t["source"]["captured"]
 
 
 @pytest.mark.parametrize("path", [

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from runner import worker
+from runner import outcome
 from runner.manifest import Manifest
 from runner.rundir import RunDir
 from tests.conftest import REPO
@@ -65,7 +65,8 @@ def hostile(ui_home) -> str:
         if event.get("ev") == "claim":
             event["host"] = PAYLOAD
         if event.get("ev") == "end":
-            event.update(exception=PAYLOAD, error=PAYLOAD)
+            event.update(exception=PAYLOAD, error=PAYLOAD, host=PAYLOAD, pid=1,
+                         reused=True, reused_from=PAYLOAD)
         if event.get("ev") == "run" and event.get("status") == "FAILED":
             event["error"] = PAYLOAD
     (run / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
@@ -75,10 +76,14 @@ def hostile(ui_home) -> str:
         header.update(host=PAYLOAD, preview={"type": PAYLOAD, "repr": PAYLOAD})
         if not header["ok"]:
             header["error"] = PAYLOAD
-        worker.write_outcome(str(result), header, payload)
+        outcome.write_outcome(str(result), header, payload)
     for log in (run / "logs").iterdir():
         log.write_text(PAYLOAD + "\n")
     (run / BAD_NAME).write_text(PAYLOAD)
+    sources = {"workflow": {"text": PAYLOAD, "file": PAYLOAD, "line": 1},
+               "functions": {n.fingerprint: {"text": PAYLOAD, "file": PAYLOAD, "line": PAYLOAD}
+                             for n in manifest.nodes if n.fingerprint}}
+    (run / "sources.json").write_text(json.dumps(sources))
     # Kinds and statuses are checked where they are read: markup there makes the run UNREADABLE,
     # and the reason, which quotes it, is shown (the graph's drawing of any kind and status is
     # tested on its own below).
@@ -118,9 +123,17 @@ def test_markup_in_a_run_runs_no_script_in_the_ui(chromium_page, served, hostile
         page.locator(f'#graph .node[data-id="{node}"]').click()
         page.locator("#tab-task h2", has_text=f"{PAYLOAD}{node}").wait_for()
         _assert_nothing_ran(page)
+    page.locator("#graph .node.kind-electron").first.click()
+    page.locator("#tab-task pre.source", has_text=PAYLOAD).wait_for()  # as text
     page.locator("#side-tabs button[data-tab=details]").click()
     page.locator("#tab-details", has_text="Executors").wait_for()
     assert PAYLOAD in page.locator("#tab-details").inner_text()
+    _assert_nothing_ran(page)
+    page.locator("#view-timeline").click()  # rows named by the (markup) host
+    page.locator("#timeline .trow").first.wait_for()
+    assert PAYLOAD in page.locator("#timeline").text_content()
+    page.locator("#side-tabs button[data-tab=tasks]").click()
+    page.locator("#task-table th[data-sort=status]").click()
     _assert_nothing_ran(page)
 
     page.goto(f"{served}/run/{hostile}/files/")
@@ -154,9 +167,20 @@ def test_graph_drawing_escapes_every_layout_value(chromium_page, served, ui_home
         edges: [{source: p, target: p, params: [p], wait: false, points: [[p, p], [1, 1]],
                  label_at: [p, p]}]});
       g.setStatus(p, p + "x");
-      return box.querySelectorAll(".node").length;
+      const count = box.querySelectorAll(".node").length;
+      // group nodes, folded and expanded (small: a cell per member; large: a bitmap)
+      const many = Array.from({length: 500}, (_, i) => i + 10);
+      g.draw({width: 100, height: 100, edges: [], nodes: [
+        {id: p, name: p, kind: "group", member_kind: p, executor_type: p, members: [p, 2],
+         count: p, expanded: false, x: p, y: 1, w: p, h: 1},
+        {id: p + "e", name: p, kind: "group", members: [p, 3], count: p, expanded: true,
+         cols: p, cell_w: p, cell_h: p, head: p, x: 1, y: 1, w: p, h: 1},
+        {id: p + "m", name: p, kind: "group", members: many, count: 500, expanded: true,
+         cols: 20, cell_w: 50, cell_h: 20, head: 30, x: 1, y: 1, w: 1000, h: 600}]});
+      g.setStatus(p, p);
+      return count + box.querySelectorAll(".node.group, .group-frame").length;
     }""", PAYLOAD)
-    assert drawn == 2
+    assert drawn == 5
     _assert_nothing_ran(page)
     assert page.locator("svg text", has_text='<b class="injected">').count() >= 1
 
@@ -196,7 +220,7 @@ def linked(ui_home, tmp_path_factory) -> dict:
     logs/ directory is a symlink out and one whose log is a FIFO."""
     outside = tmp_path_factory.mktemp("outside")
     (outside / "secret.txt").write_text(SECRET + "\n")
-    worker.write_outcome(str(outside / "outcome.pkl"),
+    outcome.write_outcome(str(outside / "outcome.pkl"),
                          {"ok": True, "preview": {"type": "str", "repr": SECRET}},
                          pickle.dumps(SECRET))
     (outside / "logs").mkdir()
@@ -282,7 +306,7 @@ def test_viewing_a_run_unpickles_nothing(app, ui_home, tmp_path):
         header = json.loads(path.read_bytes().partition(b"\n")[0])
         header.pop("preview", None)
         path.unlink()
-        worker.write_outcome(str(path), header, evil)
+        outcome.write_outcome(str(path), header, evil)
     (run / "bogus.pkl").write_bytes(evil)
 
     detail = get_json(app, "/api/runs/evil-result")

@@ -42,8 +42,9 @@ def test_report_is_self_contained_and_works_from_the_file_system(chromium_page, 
     assert page.locator("#task-table tbody tr").count() == 4
     page.locator("#side-tabs button[data-tab=details]").click()
     assert "The following tasks failed" in page.locator("#tab-details").inner_text()
-    # writing a report unpickles nothing: values are previews, sources are left out
-    assert page.locator("#tab-details .workflow-source").count() == 0
+    # writing a report unpickles nothing: values are previews, sources those recorded at
+    # dispatch (sources.json)
+    assert "def failing(x=1):" in page.locator("#tab-details .workflow-source pre").inner_text()
     assert page.locator("#tab-task button.load").count() == 0
     assert requests == [path.as_uri()]
     # only the inlined scripts may run (the graph and the task view above prove they do)

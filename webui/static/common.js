@@ -83,13 +83,12 @@ cov.pill = function (status) {
   return cov.el("span", { class: "pill st-" + status, text: cov.LABELS[status] || status });
 };
 
-cov.progress = function (done, total) {
-  var pct = total ? Math.round(100 * done / total) : 0;
-  var fill = cov.el("span", { class: "fill" });
-  fill.style.width = pct + "%";
-  return cov.el("span", { class: "progress" }, [
-    cov.el("span", { class: "bar" }, [fill]),
-    cov.el("span", { class: "text", text: done + " of " + total + " tasks" })]);
+cov.progress = function (done, total, failed) {
+  var box = cov.el("span", { class: "progress" }, [
+    cov.el("span", { class: "bar" }, [cov.el("span", { class: "fill" }), cov.el("span", { class: "fail" })]),
+    cov.el("span", { class: "text" })]);
+  cov.setProgress(box, done, total, failed);
+  return box;
 };
 
 cov.pre = function (text, cls) {
@@ -103,4 +102,28 @@ cov.humanSize = function (n) {
   var units = ["B", "KiB", "MiB", "GiB"], i = 0;
   while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
   return i ? n.toFixed(1) + " " + units[i] : n + " B";
+};
+
+/* A progress bar (.progress holding .bar > .fill + .fail, and .text): the completed share green,
+   the failed share red after it. */
+cov.setProgress = function (box, done, total, failed) {
+  var pct = function (n) { return (total ? Math.min(100, 100 * n / total) : 0).toFixed(2) + "%"; };
+  box.querySelector(".fill").style.width = pct(done);
+  var fail = box.querySelector(".fail");
+  if (fail) fail.style.width = pct(failed || 0);
+  box.querySelector(".text").textContent = done + " of " + total + " tasks" +
+    (failed ? " · " + failed + " failed" : "");
+};
+
+/* The run's inputs in one line for its header: `n=200 · scale=2.0` (reprs cut to 40). */
+cov.showInputs = function (box, inputs) {
+  if (!box) return;
+  var parts = [];
+  ((inputs || {}).args || []).forEach(function (a) { parts.push(String(a)); });
+  Object.keys((inputs || {}).kwargs || {}).forEach(function (k) {
+    parts.push(k + "=" + inputs.kwargs[k]);
+  });
+  parts = parts.map(function (p) { return p.length > 40 ? p.slice(0, 39) + "…" : p; });
+  box.textContent = parts.join(" · ");
+  box.title = "the run's inputs: " + parts.join(", ");
 };

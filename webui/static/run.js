@@ -7,21 +7,31 @@
   var runId = page.dispatch_id;
   var api = "/api/runs/" + encodeURIComponent(runId);
   var graphBox = document.getElementById("graph");
-  var graph = new cov.Graph(graphBox, { onSelect: function (id) { selectTask(id, false); } });
+  var timelineBox = document.getElementById("timeline");
+  var expanded = {};  // group ids drawn as a grid of their members
+  var graph = new cov.Graph(graphBox, {
+    onSelect: function (id) { selectTask(id, false); },
+    onExpand: function (gid) { expanded[gid] = 1; loadGraph(false); },
+    onCollapse: function (gid) { delete expanded[gid]; loadGraph(false); },
+  });
+  var timeline = new cov.Timeline(timelineBox, { onSelect: function (id) { selectTask(id, true); } });
 
   var run = { version: 0, status: null, tasks: {}, skew: 0 };  // tasks: id -> [status, start, end]
-  var nodes = [], nodeById = {};
-  var table = { page: 1, per: 200, status: "", q: "", rows: {} };
-  var selected = null, showParams = false, pollTimer = null, tickTimer = null;
+  var listing = null, listingAt = 0, view = "graph", timelineDrawn = 0;
+  var table = new cov.TaskTable({
+    table: document.getElementById("task-table"), pager: document.getElementById("task-pager"),
+    count: document.getElementById("task-count"),
+    state: function (id) { return run.tasks[id]; }, skew: function () { return run.skew; },
+    onSelect: function (id) { selectTask(id, true); } });
+  var selected = null, showParams = false, pollTimer = null, tickTimer = null, lastForce = false;
 
   // -- header -------------------------------------------------------------------------------------
   function renderHead(s) {
     var pill = document.getElementById("run-status");
     pill.className = "pill st-" + s.status;
     pill.textContent = s.status;
-    var prog = document.getElementById("run-progress");
-    prog.querySelector(".fill").style.width = (s.total ? Math.round(100 * s.done / s.total) : 0) + "%";
-    prog.querySelector(".text").textContent = s.done + " of " + s.total + " tasks";
+    cov.setProgress(document.getElementById("run-progress"), s.done, s.total,
+                    (s.counts || {}).FAILED || 0);
     document.getElementById("cancel-btn").hidden = !!cov.TERMINAL[s.status];
     tick();
   }
@@ -42,7 +52,7 @@
 
   function schedule() {
     clearTimeout(pollTimer);
-    if (!cov.TERMINAL[run.status]) pollTimer = setTimeout(poll, nodes.length > 3000 ? 2000 : 1000);
+    if (!cov.TERMINAL[run.status]) pollTimer = setTimeout(poll, table.tasks.length > 3000 ? 2000 : 1000);
   }
 
   function applyState(s) {
@@ -52,86 +62,80 @@
     changed.forEach(function (k) {
       run.tasks[k] = s.tasks[k];
       graph.setStatus(k, s.tasks[k][0]);
-      updateRow(k);
+      table.updateRow(k);
     });
     run.version = s.version; run.status = s.status;
     run.started = s.started; run.ended = s.ended; run.skew = s.now - Date.now() / 1000;
     renderHead(s);
-    if (table.status && changed.length) renderTable();
+    if (table.sortsByState() && changed.length) table.render();
     if (selected !== null && changed.indexOf(String(selected)) >= 0) loadTask(selected);
-    if (ended) loadDetails();  // the result or the error is known now
+    if (ended) {  // the result or the error is known now, and where every task ran
+      loadDetails();
+      loadListing().then(function () { if (view === "timeline") { timelineDrawn = 0; refreshTimeline(); } });
+    } else if (view === "timeline" && (changed.length || !cov.TERMINAL[s.status])) {
+      refreshTimeline();
+    }
   }
 
-  // -- graph --------------------------------------------------------------------------------------
+  // -- graph and timeline -------------------------------------------------------------------------
   function loadGraph(force) {
-    var q = "?parameters=" + (showParams ? 1 : 0) + (force ? "&force=1" : "");
+    force = force || lastForce;
+    var q = "?parameters=" + (showParams ? 1 : 0) + (force ? "&force=1" : "") +
+      (Object.keys(expanded).length ? "&expand=" + Object.keys(expanded).join(",") : "");
     if (force) graphBox.replaceChildren(cov.el("p", { class: "muted pad", text: "Laying out the graph…" }));
     return cov.api(api + "/graph" + q).then(function (g) {
-      nodes = g.nodes.filter(function (n) { return n.kind !== "parameter"; });
-      nodeById = {};
-      nodes.forEach(function (n) { nodeById[n.id] = n; });
       Object.keys(run.tasks).forEach(function (k) { graph.status[k] = run.tasks[k][0]; });
+      document.getElementById("fold-groups").hidden = !(g.expanded || []).length;
       if (g.laid_out) {
+        lastForce = force;
         graph.draw(g);
       } else {
         graphBox.replaceChildren(cov.el("div", { class: "pad" }, [
           cov.el("p", { class: "muted", text: "Not drawn: " + g.reason + ". The task table lists every task." }),
           cov.el("button", { text: "Draw it anyway", onclick: function () { loadGraph(true); } })]));
       }
-      renderTable();
     }).catch(function (err) {
       graphBox.replaceChildren(cov.el("p", { class: "error-text pad", text: "Cannot load the graph: " + err.message }));
     });
   }
 
-  // -- task table ---------------------------------------------------------------------------------
-  function statusOf(id) {
-    var t = run.tasks[id];
-    return t ? t[0] : "NEW_OBJECT";
-  }
-
-  function rowCells(n) {
-    var t = run.tasks[n.id] || [];
-    var runtime = t[1] ? ((t[2] || (Date.now() / 1000 + run.skew)) - t[1]) : null;
-    return [cov.el("td", { class: "num", text: n.id }), cov.el("td", { text: n.name }),
-      cov.el("td", {}, [cov.pill(statusOf(n.id))]),
-      cov.el("td", { text: n.executor_type || n.executor || "-" }),
-      cov.el("td", { text: t[1] ? cov.time(t[1]).slice(11) : "-" }),
-      cov.el("td", { class: "num", text: cov.duration(runtime) })];
-  }
-
-  function renderTable() {
-    var q = table.q.toLowerCase();
-    var shown = nodes.filter(function (n) {
-      if (table.status && statusOf(n.id) !== table.status) return false;
-      return !q || String(n.id) === q || n.name.toLowerCase().indexOf(q) >= 0;
+  /* Where each task runs (for the timeline) and its parameters (for the table). */
+  function loadListing() {
+    return cov.api(api + "/tasks").then(function (l) {
+      listing = l; listingAt = Date.now();
+      table.setTasks(l);
     });
-    var pages = Math.max(1, Math.ceil(shown.length / table.per));
-    table.page = Math.min(table.page, pages);
-    var slice = shown.slice((table.page - 1) * table.per, table.page * table.per);
-    table.rows = {};
-    var trs = slice.map(function (n) {
-      var tr = cov.el("tr", { class: "clickable" + (String(n.id) === String(selected) ? " selected" : ""),
-        "data-id": n.id, onclick: function () { selectTask(n.id, true); } }, rowCells(n));
-      table.rows[n.id] = tr;
-      return tr;
-    });
-    var tbody = document.querySelector("#task-table tbody");
-    tbody.replaceChildren.apply(tbody, trs);
-    document.getElementById("task-count").textContent = shown.length + " of " + nodes.length;
-    var pager = document.getElementById("task-pager");
-    pager.replaceChildren();
-    if (pages > 1) {
-      pager.append(
-        cov.el("button", { disabled: table.page <= 1, text: "‹", onclick: function () { table.page--; renderTable(); } }),
-        cov.el("span", { class: "muted", text: "page " + table.page + " of " + pages }),
-        cov.el("button", { disabled: table.page >= pages, text: "›", onclick: function () { table.page++; renderTable(); } }));
-    }
   }
 
-  function updateRow(id) {
-    var tr = table.rows[id], n = nodeById[id];
-    if (tr && n) tr.replaceChildren.apply(tr, rowCells(n));
+  function refreshTimeline() {
+    // Claims and ends say where tasks run: the listing is fetched again while the run runs, at
+    // most once a second, when a task started that it does not place, else every 5 s.
+    var age = Date.now() - listingAt;
+    var stale = !cov.TERMINAL[run.status] && age > 1000 && (age > 5000 ||
+      Object.keys(run.tasks).some(function (k) {
+        var row = table.byId[k];
+        return run.tasks[k][1] && row && !row.host;
+      }));
+    var ready = stale ? loadListing() : Promise.resolve();
+    return ready.then(function () {
+      if (!listing || Date.now() - timelineDrawn < 500) return;
+      timelineDrawn = Date.now();
+      timeline.selected = selected;
+      timeline.draw(listing.tasks, run.tasks, Date.now() / 1000 + run.skew);
+    });
+  }
+
+  function showView(name) {
+    view = name;
+    graphBox.hidden = name !== "graph";
+    timelineBox.hidden = name !== "timeline";
+    document.getElementById("view-graph").classList.toggle("active", name === "graph");
+    document.getElementById("view-timeline").classList.toggle("active", name === "timeline");
+    ["fit", "zoom-in", "zoom-out"].forEach(function (b) { document.getElementById(b).hidden = name !== "graph"; });
+    document.getElementById("show-params").parentNode.hidden = name !== "graph";
+    if (name !== "graph") document.getElementById("fold-groups").hidden = true;
+    else document.getElementById("fold-groups").hidden = !Object.keys(expanded).length;
+    if (name === "timeline") { timelineDrawn = 0; refreshTimeline(); } else graph.fit();
   }
 
   // -- side tabs ----------------------------------------------------------------------------------
@@ -147,9 +151,8 @@
   function selectTask(id, reveal) {
     selected = id;
     graph.select(id, reveal);
-    Object.keys(table.rows).forEach(function (k) {
-      table.rows[k].classList.toggle("selected", String(k) === String(id));
-    });
+    table.select(id);
+    timeline.select(id);
     history.replaceState(null, "", "#task=" + id);
     var tab = document.getElementById("task-tab");
     tab.hidden = false;
@@ -171,6 +174,7 @@
     var box = document.getElementById("tab-details");
     return cov.api(api).then(function (d) {
       document.getElementById("run-title").textContent = d.lattice;
+      cov.showInputs(document.getElementById("run-inputs"), d.inputs);
       cov.renderRunDetails(box, d, { live: true });
     }).catch(function (err) {
       box.replaceChildren(cov.el("p", { class: "error-text", text: "Cannot load the run: " + err.message }));
@@ -189,16 +193,22 @@
   document.getElementById("fit").addEventListener("click", function () { graph.fit(); });
   document.getElementById("zoom-in").addEventListener("click", function () { graph.zoomBy(1.25); });
   document.getElementById("zoom-out").addEventListener("click", function () { graph.zoomBy(0.8); });
+  document.getElementById("fold-groups").addEventListener("click", function () {
+    expanded = {};
+    loadGraph(false);
+  });
   document.getElementById("show-params").addEventListener("change", function (ev) {
     showParams = ev.target.checked;
     loadGraph(false);
   });
   document.getElementById("task-status").addEventListener("change", function (ev) {
-    table.status = ev.target.value; table.page = 1; renderTable();
+    table.status = ev.target.value; table.page = 1; table.render();
   });
   document.getElementById("task-search").addEventListener("input", function (ev) {
-    table.q = ev.target.value.trim(); table.page = 1; renderTable();
+    table.q = ev.target.value.trim(); table.page = 1; table.render();
   });
+  document.getElementById("view-graph").addEventListener("click", function () { showView("graph"); });
+  document.getElementById("view-timeline").addEventListener("click", function () { showView("timeline"); });
   document.getElementById("cancel-btn").addEventListener("click", function () {
     if (!confirm("Cancel run " + runId + "? Running tasks are stopped.")) return;
     cov.api(api + "/cancel", { method: "POST" }).then(function (r) {
@@ -206,10 +216,12 @@
       poll();
     }).catch(function (err) { alert("Cancel failed: " + err.message); });
   });
-  window.addEventListener("resize", function () { graph.fit(); });
+  window.addEventListener("resize", function () {
+    if (view === "graph") graph.fit(); else { timelineDrawn = 0; refreshTimeline(); }
+  });
 
   poll().then(function () {
-    return Promise.all([loadGraph(false), loadDetails()]);
+    return Promise.all([loadGraph(false), loadListing(), loadDetails()]);
   }).then(function () {
     var m = /task=(\d+)/.exec(location.hash);
     if (m) selectTask(parseInt(m[1], 10), true);

@@ -79,7 +79,7 @@
       cov.el("td", {}, [toggle, cov.el("a", { class: "mono", href: "/run/" + id, text: id })]),
       cov.el("td", { text: run.lattice + (depth && run.parent ? "  (node " + run.parent.node + ")" : "") }),
       cov.el("td", {}, [cov.pill(run.status)]),
-      cov.el("td", {}, [cov.progress(run.done, run.total)]),
+      cov.el("td", {}, [cov.progress(run.done, run.total, run.failed_count)]),
       cov.el("td", { text: cov.time(started) }),
       cov.el("td", { text: ended ? cov.time(ended) : "-" }),
       cov.el("td", { class: "num", text: cov.duration(runtime) })]);

@@ -46,19 +46,33 @@ function valueBlock(value, what, loadUrl) {
   return box;
 }
 
-/* A function's source; in the live UI, loaded on request (it unpickles the function). */
+/* A function's source: as captured at dispatch (the code that ran); for a run made before cov
+   captured it, a note, and in the live UI the file as it is now, loaded on request (that
+   unpickles the function). */
 function sourceBlock(title, src, loadUrl) {
   var box = cov.el("div", { class: "source-box" });
-  function show(s) {
-    box.replaceChildren(cov.el("h3", { text: title + (s.file ? " · " + s.file +
+  function show(s, heading) {
+    box.replaceChildren(cov.el("h3", { text: heading + (s.file ? " · " + s.file +
       (s.line ? ":" + s.line : "") : "") }),
       s.text ? cov.pre(s.text, "source") :
         cov.el("p", { class: "muted", text: "Source not available: " + s.error }));
   }
-  if (src) show(src);
-  else if (loadUrl) box.replaceChildren(cov.el("h3", { text: title }),
-    loadButton("Load source", loadUrl, show));
-  else return null;
+  if (src && src.text) {
+    show(src, title + " (as dispatched)");
+  } else if (src && src.captured === false) {
+    box.replaceChildren(cov.el("h3", { text: title }),
+      cov.el("p", { class: "muted not-captured", text: src.error }));
+    if (loadUrl) box.appendChild(loadButton("Load the file as it is now", loadUrl, function (s) {
+      show(s, title + " (its file now, which may differ from what ran)");
+    }));
+  } else if (src) {
+    show(src, title);
+  } else if (loadUrl) {
+    box.replaceChildren(cov.el("h3", { text: title }),
+      loadButton("Load source", loadUrl, function (s) { show(s, title); }));
+  } else {
+    return null;
+  }
   return box;
 }
 
@@ -101,7 +115,11 @@ cov.renderTask = function (box, t, options) {
     ["Runtime", cov.duration(t.runtime !== undefined ? t.runtime :
       (t.started && !t.ended && t.now ? t.now - t.started : null))],
     t.attempt > 1 ? ["Attempt", t.attempt] : null,
-    t.reused ? ["Reused", "from the redispatched run"] : null,
+    t.reused ? ["Reused", t.reused_from ? cov.el("span", { class: "reused-from" }, ["result of ",
+      options.live ? cov.el("a", { class: "mono", href: "/run/" + encodeURIComponent(t.reused_from) +
+        "#task=" + encodeURIComponent(t.id), text: t.reused_from + " #" + t.id }) :
+        cov.el("code", { text: t.reused_from + " #" + t.id })]) :
+      "from the redispatched run"] : null,
     t.child ? ["Sublattice run", cov.el("span", {}, [cov.runLink(t.child.dispatch_id, options),
       " ", t.child.status ? cov.pill(t.child.status) : null])] : null,
   ]));

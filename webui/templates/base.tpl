@@ -5,6 +5,9 @@
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{{title}} · cov</title>
 <link rel="stylesheet" href="/static/style.css">
+% for sheet in get('styles', []):
+<link rel="stylesheet" href="/static/{{sheet}}">
+% end
 <link rel="icon" href="data:,">
 </head>
 <body class="{{get('body_class', '')}}">

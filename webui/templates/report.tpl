@@ -20,12 +20,14 @@
 <section class="run-head">
   <h1 id="run-title">{{run['lattice']}}</h1>
   <span class="pill st-{{run['status']}}" id="run-status">{{run['status']}}</span>
-  <span class="progress" id="run-progress"><span class="bar"><span class="fill"></span></span><span class="text">{{run['done']}} of {{run['total']}} tasks</span></span>
+  <span class="progress" id="run-progress"><span class="bar"><span class="fill"></span><span class="fail"></span></span><span class="text">{{run['done']}} of {{run['total']}} tasks</span></span>
   <span class="muted" id="run-times"></span>
+  <span class="mono run-inputs" id="run-inputs" title="the run's inputs"></span>
 </section>
 <section class="run-body">
   <div class="graph-pane">
     <div class="graph-tools">
+      <span class="view-switch"><button id="view-graph" class="active" title="The task graph">Graph</button><button id="view-timeline" title="When each task ran, by worker">Timeline</button></span>
       <button id="fit" title="Fit the graph">Fit</button>
       <button id="zoom-in" title="Zoom in">+</button>
       <button id="zoom-out" title="Zoom out">−</button>
@@ -38,6 +40,7 @@
         <span class="dot st-NOT_RUN"></span>not run
       </span>
     </div>
+    <div id="timeline" class="graph timeline" hidden></div>
     <div id="graph" class="graph"></div>
   </div>
   <div class="side-pane">

@@ -1,4 +1,4 @@
-% rebase('base.tpl', title=title, home=home, scripts=['common.js', 'runs.js'])
+% rebase('base.tpl', title=title, home=home, scripts=['common.js', 'runs.js'], styles=['run.css'])
 <script type="application/json" id="page-data">{{!data}}</script>
 <section class="runs">
   <div class="toolbar">

@@ -22,16 +22,14 @@ import tarfile
 import time
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from runner import worker
+from runner import layout, worker
 from runner.backends.slurm.client import Result
 from runner.backends.slurm.script import shell_path
 from runner.backends.slurm.settings import SlurmSettings
 from runner.backends.slurm.site import Identity, SharedSite, outcome_name
 from runner.fs import atomic_write
 from runner.redact import unmask
-from runner.rundir import LOGS, RESULTS, SECRETS
-
-REMOTE_DIR = ".cov"  # under remote_workdir: one directory per run
+from runner.layout import LOGS, RESULTS, SECRETS, SLURM_REMOTE as REMOTE_DIR
 
 
 class RemoteShell:
@@ -85,22 +83,22 @@ class RemoteSite(SharedSite):
         return f"{self.base}/{os.path.basename(run)}"
 
     def jobs_dir(self, run: str) -> str:
-        return f"{self.root(run)}/slurm/jobs"
+        return f"{self.root(run)}/{layout.SLURM_JOBS}"
 
     def job_log(self, run: str, job_id: str) -> str:
-        return f"{self.jobs_dir(run)}/{job_id}.out"
+        return f"{self.jobs_dir(run)}/{layout.job_log_file(job_id)}"
 
     # -- writing -------------------------------------------------------------------------
     def prepare(self, run: str) -> None:
         if run in self._prepared:
             return
-        os.makedirs(os.path.join(run, "slurm"), exist_ok=True)  # the local side of the copy
+        os.makedirs(os.path.join(run, layout.SLURM), exist_ok=True)  # the local copy's side
         root = shlex.quote(self.root(run))
-        with open(worker.__file__, "rb") as f:
-            code = f.read()
-        command = (f"mkdir -p {root}/results {root}/logs {root}/slurm/bundles {root}/slurm/jobs"
-                   f" && cat > {root}/slurm/worker.py")
-        self._checked(command, code)
+        files = [(layout.slurm_shipped_rel(name), data)
+                 for name, data in worker.shipped_files().items()]
+        dirs = " ".join(f"{root}/{d}" for d in (RESULTS, LOGS, layout.SLURM_BUNDLES,
+                                                  layout.SLURM_JOBS))
+        self._checked(f"mkdir -p {dirs} && cd {root} && tar xf -", _tar(files))
         self._prepared.add(run)
 
     def write_bundles(self, run: str, bundles: Iterable[Tuple[int, int, bytes]]) -> None:
@@ -108,21 +106,17 @@ class RemoteSite(SharedSite):
         items = list(bundles)
         if not items:
             return
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w") as tar:
-            for node, attempt, data in items:
-                info = tarfile.TarInfo(f"{node}.{attempt}.pkl")
-                info.size, info.mtime, info.mode = len(data), int(time.time()), 0o644
-                tar.addfile(info, io.BytesIO(data))
+        data = _tar((layout.slurm_bundle_rel(layout.attempt_name(node, attempt)), data)
+                    for node, attempt, data in items)
         root = shlex.quote(self.root(run))
-        stale = " ".join(shlex.quote(f"results/{outcome_name(n)}") for n, a, _ in items if a > 1)
-        command = f"cd {root}/slurm/bundles && tar xf -"
+        stale = " ".join(shlex.quote(layout.outcome_rel(n)) for n, a, _ in items if a > 1)
+        command = f"cd {root} && tar xf -"
         if stale:
-            command += f" && cd {root} && rm -f -- {stale}"
-        self._checked(command, buffer.getvalue())
+            command += f" && rm -f -- {stale}"
+        self._checked(command, data)
 
     def write_script(self, run: str, text: str) -> str:
-        path = f"{self.jobs_dir(run)}/.submit-{os.urandom(4).hex()}.sh"
+        path = f"{self.jobs_dir(run)}/{layout.submit_script_file(os.urandom(4).hex())}"
         self._checked(f"cat > {shlex.quote(path)}", text.encode())
         return path
 
@@ -137,7 +131,7 @@ class RemoteSite(SharedSite):
         return path
 
     def submitted(self, run: str, path: str, job_id: str) -> None:
-        self._renames.append((path, f"{self.jobs_dir(run)}/{job_id}.sh"))
+        self._renames.append((path, f"{self.jobs_dir(run)}/{layout.job_script_file(job_id)}"))
 
     def discard_script(self, run: str, path: str) -> None:
         self._removals.append(path)
@@ -153,11 +147,12 @@ class RemoteSite(SharedSite):
         self._last_check[run] = now
         wanted = {outcome_name(n): n for n in nodes}
         root = shlex.quote(self.root(run))
-        names = " ".join(shlex.quote(name) for name in sorted(wanted))
+        numbers = " ".join(str(wanted[name]) for name in sorted(wanted))
+        outcome, log = layout.outcome_rel("$n"), layout.log_rel("$n", "$s")
         # List which wanted outcomes exist, then tar them with their logs, in one round trip.
-        script = (f"cd {root} || exit 3; set --; for f in {names}; do [ -f results/$f ] && "
-                  f"set -- \"$@\" results/$f; for s in out err; do [ -f logs/${{f%.pkl}}.$s ] "
-                  f"&& set -- \"$@\" logs/${{f%.pkl}}.$s; done; done; "
+        script = (f"cd {root} || exit 3; set --; for n in {numbers}; do [ -f {outcome} ] && "
+                  f"set -- \"$@\" {outcome}; for s in {' '.join(layout.STREAMS)}; do "
+                  f"[ -f {log} ] && set -- \"$@\" {log}; done; done; "
                   f"[ $# -eq 0 ] || tar cf - -- \"$@\"")
         code, data, err = self.remote.run_bytes(f"sh -c {shlex.quote(script)}")
         if code != 0 or not data:
@@ -166,7 +161,7 @@ class RemoteSite(SharedSite):
         with tarfile.open(fileobj=io.BytesIO(data), mode="r") as tar:
             members = tar.getmembers()
             # logs first: once the outcome is in place the runner may read the logs
-            for member in sorted(members, key=lambda m: m.name.startswith("results/")):
+            for member in sorted(members, key=lambda m: m.name.partition("/")[0] == RESULTS):
                 source = tar.extractfile(member)
                 if source is None:
                     continue
@@ -193,12 +188,12 @@ class RemoteSite(SharedSite):
     # -- cleanup -------------------------------------------------------------------------
     def remove_task_files(self, run: str, node: int, attempt: int, job_id: str) -> None:
         root = self.root(run)
-        self._removals += [f"{root}/slurm/bundles/{node}.{attempt}.pkl",
-                           f"{root}/results/{outcome_name(node)}",
-                           f"{root}/logs/{node}.out", f"{root}/logs/{node}.err"]
+        self._removals += [f"{root}/{layout.slurm_bundle_rel(layout.attempt_name(node, attempt))}",
+                           f"{root}/{layout.outcome_rel(node)}",
+                           *(f"{root}/{layout.log_rel(node, s)}" for s in layout.STREAMS)]
 
     def remove_script(self, run: str, job_id: str) -> None:
-        self._removals.append(f"{self.jobs_dir(run)}/{job_id}.sh")
+        self._removals.append(f"{self.jobs_dir(run)}/{layout.job_script_file(job_id)}")
 
     def sweep(self) -> None:
         """Renames and removals gathered since the last poll, in one command."""
@@ -224,6 +219,17 @@ class RemoteSite(SharedSite):
 
             raise SSHError(f"`{command[:60]}...` failed on {self.remote.host.label} "
                            f"(exit {code}): {err.strip()[-300:]}", self.remote.host.label)
+
+
+def _tar(files: Iterable[Tuple[str, bytes]]) -> bytes:
+    """A tar stream of ``(relative path, bytes)`` files (mode 0644), for ``tar xf -``."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, data in files:
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode = len(data), int(time.time()), 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
 
 
 def connect(settings: SlurmSettings, secrets: Optional[Dict[str, Any]] = None

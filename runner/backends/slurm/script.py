@@ -4,7 +4,8 @@ One script runs any number of tasks of one run: element ``i`` of the array runs 
 ``COV_TASKS[i]``, named ``<node>.<attempt>``; a plain job runs one task. Everything a job needs is
 under ``root``, the run directory as the job sees it::
 
-    root/slurm/worker.py                    runner/worker.py, copied once per run
+    root/slurm/worker.py                    runner/worker.py (and the modules shipped with it),
+                                            copied once per run
     root/slurm/bundles/<node>.<attempt>.pkl the task (``make_bundle``)
     root/results/<node>.pkl                 its outcome, written by the worker
     root/logs/<node>.out|err                its stdout and stderr
@@ -13,6 +14,8 @@ under ``root``, the run directory as the job sees it::
 
 Secrets: variables with secret names (``runner.redact``) are not in the script (a file others may
 read): the backend writes them to a 0600 file under ``root/secrets/`` that the script sources.
+
+The paths are ``runner.layout``'s, rendered with shell variables for the node and attempt.
 
 Quoting: commands are built with ``shlex.quote``; ``#SBATCH`` lines are read by sbatch, not by
 a shell, so a value with spaces, quotes or ``#`` goes in double quotes with ``\\`` and ``"``
@@ -25,6 +28,7 @@ import re
 import shlex
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from runner import layout
 from runner.backends.slurm.settings import SettingsError, SlurmSettings
 from runner.redact import is_secret
 
@@ -97,7 +101,8 @@ def render_script(settings: SlurmSettings, *, root: str, dispatch_id: str,
     if not settings.has_option("job-name", "J"):
         lines.append(directive("job-name", name))
     if not settings.has_option("output", "o"):
-        log = filename_pattern(f"{root}/slurm/jobs/") + ("%A_%a.out" if array else "%j.out")
+        log = filename_pattern(f"{root}/{layout.SLURM_JOBS}/") + \
+            layout.job_log_file("%A_%a" if array else "%j")
         lines.append(directive("output", log))
     if array:
         lines.append(directive("array", array_spec(len(tasks), settings.array_parallelism)))
@@ -119,13 +124,13 @@ def render_script(settings: SlurmSettings, *, root: str, dispatch_id: str,
         message = shlex.quote(f"cov: cannot activate conda environment {settings.conda_env}")
         lines.append(f"conda activate {env} || {{ echo {message} >&2; exit 1; }}")
     lines.append(f"COV_ROOT={shlex.quote(root)}")
-    names = [f"{node}.{attempt}" for node, attempt in tasks]
+    names = [layout.attempt_name(node, attempt) for node, attempt in tasks]
     if array:
         lines.append("COV_TASKS=(" + " ".join(names) + ")")
         lines.append("COV_TASK=${COV_TASKS[$SLURM_ARRAY_TASK_ID]}")
     else:  # not indexed: a job submitted from inside an array job inherits its task id
         lines.append(f"COV_TASK={names[0]}")
-    lines.append("COV_NODE=${COV_TASK%.*}")
+    lines.append(f"COV_NODE={layout.attempt_node_shell('COV_TASK')}")
     lines.append("export COV_DISPATCH_ID=" + shlex.quote(dispatch_id) + " COV_NODE")
     if settings.workdir:
         workdir = shell_path(settings.workdir)
@@ -140,16 +145,17 @@ def render_script(settings: SlurmSettings, *, root: str, dispatch_id: str,
     launch = " ".join(shlex.quote(part) for part in command)
     if settings.use_srun and settings.srun_append:
         launch += " " + settings.srun_append
-    worker = " ".join([python, '"$COV_ROOT/slurm/worker.py"',
-                       '"$COV_ROOT/slurm/bundles/$COV_TASK.pkl"',
-                       '"$COV_ROOT/results/$COV_NODE.pkl"',
-                       '"$COV_ROOT/logs/$COV_NODE.out"', '"$COV_ROOT/logs/$COV_NODE.err"'])
+    worker = " ".join([python] + [f'"$COV_ROOT/{rel}"' for rel in (
+        layout.slurm_shipped_rel(layout.WORKER), layout.slurm_bundle_rel("$COV_TASK"),
+        layout.outcome_rel("$COV_NODE"), layout.log_rel("$COV_NODE", "out"),
+        layout.log_rel("$COV_NODE", "err"))])
     lines.append((launch + " " if launch else "") + worker)
     lines.append("COV_RC=$?")
     lines.extend(settings.postrun_commands)
     if settings.cleanup and not settings.has_option("output", "o"):
         log = "${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}" if array else "$SLURM_JOB_ID"
-        lines.append(f'COV_LOG="$COV_ROOT/slurm/jobs/{log}.out"  # the job\'s own output')
+        lines.append(f'COV_LOG="$COV_ROOT/{layout.SLURM_JOBS}/{layout.job_log_file(log)}"'
+                     "  # the job's own output")
         lines.append('[ -s "$COV_LOG" ] || rm -f -- "$COV_LOG"  # cleanup: only if empty')
     lines.append("exit $COV_RC")
     return "\n".join(lines) + "\n"

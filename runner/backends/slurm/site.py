@@ -4,7 +4,8 @@
 its bundle from, and writes its outcome into, the run directory itself, on the filesystem the
 cluster shares. Everything under ``<run>/slurm/`` belongs to the Slurm backend::
 
-    <run>/slurm/worker.py                     runner/worker.py (the job needs nothing else)
+    <run>/slurm/worker.py                     runner/worker.py, and beside it the stdlib-only
+                                              modules it imports (worker.shipped_files)
     <run>/slurm/bundles/<node>.<attempt>.pkl  one task each (make_bundle)
     <run>/slurm/jobs/<job id>.sh              the submitted script (array: the array's id)
     <run>/slurm/jobs/<job id>.out             the job's own output (array: <id>_<index>.out)
@@ -21,22 +22,18 @@ import time
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Tuple
 
-from runner import worker
+from runner import layout, worker
 from runner.backends.slurm.client import LocalShell, Shell, read_tail
 from runner.backends.slurm.jobs import Identity
-from runner.fs import atomic_write, fsync_dir
-from runner.rundir import RESULTS, SECRETS, write_private
+from runner.fs import atomic_write, fsync_dir, write_private
 
-
-
-def outcome_name(node: int) -> str:
-    return f"{node}.pkl"
+outcome_name = layout.outcome_file  # its old name here
 
 
 def local_identity(run: str, node: int) -> Optional[Identity]:
     """The identity of node's outcome file in the run directory (None if absent)."""
     try:
-        st = os.stat(os.path.join(run, RESULTS, outcome_name(node)))
+        st = os.stat(layout.outcome_path(run, node))
     except OSError:
         return None
     return (st.st_ino, st.st_mtime_ns)
@@ -56,31 +53,30 @@ class SharedSite:
         return run
 
     def bundle_path(self, run: str, node: int, attempt: int) -> str:
-        return os.path.join(run, "slurm", "bundles", f"{node}.{attempt}.pkl")
+        return os.path.join(run, layout.slurm_bundle_rel(layout.attempt_name(node, attempt)))
 
     def jobs_dir(self, run: str) -> str:
-        return os.path.join(run, "slurm", "jobs")
+        return os.path.join(run, layout.SLURM_JOBS)
 
     def job_log(self, run: str, job_id: str) -> str:
-        return os.path.join(self.jobs_dir(run), f"{job_id}.out")
+        return os.path.join(self.jobs_dir(run), layout.job_log_file(job_id))
 
     # -- writing -------------------------------------------------------------------------
     def prepare(self, run: str) -> None:
-        """Create ``slurm/`` and copy the worker there (once per run and runner)."""
+        """Create ``slurm/`` and copy the worker's files there (once per run and runner)."""
         if run in self._prepared:
             return
-        for sub in ("bundles", "jobs"):
-            os.makedirs(os.path.join(run, "slurm", sub), exist_ok=True)
-        with open(worker.__file__, "rb") as f:
-            code = f.read()
-        target = os.path.join(run, "slurm", "worker.py")
-        try:
-            with open(target, "rb") as f:
-                same = f.read() == code
-        except OSError:
-            same = False
-        if not same:
-            atomic_write(target, code)
+        for sub in (layout.SLURM_BUNDLES, layout.SLURM_JOBS):
+            os.makedirs(os.path.join(run, sub), exist_ok=True)
+        for name, code in worker.shipped_files().items():
+            target = os.path.join(run, layout.slurm_shipped_rel(name))
+            try:
+                with open(target, "rb") as f:
+                    same = f.read() == code
+            except OSError:
+                same = False
+            if not same:
+                atomic_write(target, code)
         self._prepared.add(run)
 
     def write_bundles(self, run: str, bundles: Iterable[Tuple[int, int, bytes]]) -> None:
@@ -90,22 +86,22 @@ class SharedSite:
     def write_script(self, run: str, text: str) -> str:
         """Write a script about to be submitted; made durable first, so that a compute node
         that starts the job at once finds the bundles and the script (NFS close-to-open)."""
-        path = os.path.join(self.jobs_dir(run), f".submit-{secrets.token_hex(4)}.sh")
+        path = os.path.join(self.jobs_dir(run), layout.submit_script_file(secrets.token_hex(4)))
         atomic_write(path, text.encode())
-        fsync_dir(os.path.join(run, "slurm", "bundles"))
+        fsync_dir(os.path.join(run, layout.SLURM_BUNDLES))
         fsync_dir(self.jobs_dir(run))
         return path
 
     def write_secrets(self, run: str, name: str, text: str) -> str:
         """A file only the user can read (0600 in a 0700 ``secrets/``); its path for the job."""
-        path = os.path.join(run, SECRETS, name)
+        path = os.path.join(run, layout.SECRETS, name)
         write_private(Path(path), text.encode())
         return path
 
     def submitted(self, run: str, path: str, job_id: str) -> None:
         """Name the script after its job."""
         try:
-            os.replace(path, os.path.join(self.jobs_dir(run), f"{job_id}.sh"))
+            os.replace(path, os.path.join(self.jobs_dir(run), layout.job_script_file(job_id)))
         except OSError:
             pass
 
@@ -117,7 +113,7 @@ class SharedSite:
                  ) -> Optional[Dict[int, Identity]]:
         """Outcome files present for ``nodes``; None when ``results/`` did not change since
         the last look (checked at least every second anyway: NFS mtimes lag)."""
-        results = os.path.join(run, RESULTS)
+        results = os.path.join(run, layout.RESULTS)
         try:
             stamp = os.stat(results).st_mtime_ns
         except OSError:
@@ -159,7 +155,7 @@ class SharedSite:
         _remove(self.bundle_path(run, node, attempt))
 
     def remove_script(self, run: str, job_id: str) -> None:
-        _remove(os.path.join(self.jobs_dir(run), f"{job_id}.sh"))
+        _remove(os.path.join(self.jobs_dir(run), layout.job_script_file(job_id)))
 
     def sweep(self) -> None:
         """Deferred removals (none here: local removals are immediate)."""
