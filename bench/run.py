@@ -5,11 +5,15 @@
 
 Every trial is a cold process (and, for cov, a fresh runs home, so a cold runner too), timed from
 outside, as in shared/reference/peer-benchmarks.md. Medians are reported. Per-task overhead =
-(cov median - pool median) / tasks.
+(cov median - pool median) / tasks. The peers a user would pick instead (dask.delayed and parsl,
+threads: the fastest of each in peer-benchmarks.md; bench/peer_*.py) run in the same rounds
+when they are installed (`pip install -e .[bench]`); the trials of one workload are interleaved
+(pool, cov, peers, pool, cov, ...) so that a load on the machine falls on all of them alike.
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import resource
@@ -24,6 +28,24 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 TASKS = {"W1": 1001, "W2": 200, "W3": 1001, "W4": 41}
+# peer name -> (the module it needs, its script's arguments after the workload)
+PEERS = {"dask": ("dask", [str(HERE / "peer_dask.py"), "threads"]),
+         "parsl": ("parsl", [str(HERE / "peer_parsl.py"), "threads"])}
+
+
+def installed_peers() -> list:
+    return [name for name, (module, _) in PEERS.items() if importlib.util.find_spec(module)]
+
+
+def peer_trial(workload: str, peer: str) -> dict:
+    """One cold run of a peer's script (it exits 0 when it printed the expected result)."""
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, PEERS[peer][1][0], workload, *PEERS[peer][1][1:]],
+                          capture_output=True, text=True, timeout=600, cwd=tempfile.gettempdir())
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"{workload} {peer} failed:\n{proc.stdout}\n{proc.stderr}")
+    return {"wall": wall, "client_rss_mb": 0.0}
 
 
 def trial(workload: str, mode: str) -> dict:
@@ -48,10 +70,17 @@ def trial(workload: str, mode: str) -> dict:
     return report
 
 
-def measure(workload: str, n: int) -> dict:
+def measure(workload: str, n: int, peers: tuple = ()) -> dict:
+    """Medians of ``n`` rounds, each round one trial of the pool, cov and every peer."""
+    modes = ["pool", "cov", *peers]
+    by_mode: dict = {mode: [] for mode in modes}
+    for _ in range(n):
+        for mode in modes:
+            by_mode[mode].append(trial(workload, mode) if mode in ("pool", "cov")
+                                 else peer_trial(workload, mode))
     rows = {}
-    for mode in ("pool", "cov"):
-        results = [trial(workload, mode) for _ in range(n)]
+    for mode in modes:
+        results = by_mode[mode]
         walls = [r["wall"] for r in results]
         rows[mode] = {"median": statistics.median(walls), "min": min(walls), "max": max(walls),
                       "rss": max(r.get("runner_rss_mb", 0) or r["client_rss_mb"] for r in results),
@@ -141,16 +170,25 @@ def main() -> None:
     workloads = ["W1", "W2", "W3"] + ([] if args.quick else ["W4"])
     print(f"cov benchmarks on {os.cpu_count()} cores, Python {sys.version.split()[0]}; "
           "medians of cold processes (min-max)\n")
+    peers = tuple(installed_peers())
+    print("peers: " + (", ".join(f"{p} (threads)" for p in peers) if peers else
+                       "none installed (pip install -e .[bench] adds dask and parsl)"))
     print(f"{'workload':9} {'pool s':>16} {'cov s':>16} {'x pool':>7} {'ms/task':>8} "
-          f"{'runner MiB':>10}")
+          f"{'runner MiB':>10}" + "".join(f" {p + ' s':>16}" for p in peers) +
+          (f" {'cov/best peer':>14}" if peers else ""))
     for w in workloads:
-        rows = measure(w, 3 if w == "W4" else n)
+        rows = measure(w, 3 if w == "W4" else n, peers)
         pool, cov = rows["pool"], rows["cov"]
         overhead = (cov["median"] - pool["median"]) / TASKS[w] * 1000
-        print(f"{w:9} {pool['median']:6.2f} ({pool['min']:.2f}-{pool['max']:.2f}) "
-              f"{cov['median']:6.2f} ({cov['min']:.2f}-{cov['max']:.2f}) "
-              f"{cov['median'] / pool['median']:7.2f} {overhead:8.2f} {cov['rss']:10.1f}",
-              flush=True)
+        line = (f"{w:9} {pool['median']:6.2f} ({pool['min']:.2f}-{pool['max']:.2f}) "
+                f"{cov['median']:6.2f} ({cov['min']:.2f}-{cov['max']:.2f}) "
+                f"{cov['median'] / pool['median']:7.2f} {overhead:8.2f} {cov['rss']:10.1f}")
+        for p in peers:
+            line += f" {rows[p]['median']:6.2f} ({rows[p]['min']:.2f}-{rows[p]['max']:.2f})"
+        if peers:
+            best = min(rows[p]["median"] for p in peers)
+            line += f" {cov['median'] / best:14.2f}"
+        print(line, flush=True)
     d = dispatch_10k(3)
     print(f"\n10,000-node dispatch (graph + pickles + run dir): median {d['median']:.2f} s "
           f"({d['min']:.2f}-{d['max']:.2f})")
