@@ -23,6 +23,7 @@ from runner.query import (NOT_RUN, PENDING, SHOWN_STATUSES, failed_tasks, format
                           status_counts, task_rows, unique_prefix)
 from runner.json_view import jsonable, result_document
 from runner.query_node import node_detail
+from runner.manifest import PARAMETER
 from runner.rundir import RunDir, RunDirError
 from runner.state import COMPLETED, TERMINAL
 
@@ -185,8 +186,12 @@ def status(ctx: Context, run_id: str, node: Optional[str], as_json: bool, show_a
     shown_rows = [r for r in rows if wanted is None or r["shown"] in wanted]
     preview = _result_preview(run) if summary["status"] == COMPLETED else None
     if as_json:
-        _echo_json({**summary, "result_preview": preview, "counts": counts,
-                    "tasks": shown_rows})
+        # total/done of the tasks this table is about (reshaping nodes only with --all), as
+        # the text says "tasks 3: 3 completed"; parameter nodes are values, never tasks
+        tasks = [r for r in rows if r["kind"] != PARAMETER]
+        _echo_json({**summary, "total": len(tasks),
+                    "done": sum(1 for r in tasks if r["status"] == COMPLETED),
+                    "result_preview": preview, "counts": counts, "tasks": shown_rows})
         return
     click.echo(f"run      {_short(run, names)}  {summary['lattice']}")
     click.echo(f"status   {_status_text(summary['status'])}  runtime "
