@@ -44,7 +44,7 @@ from runner import layout
 from runner.backends.base import (Completion, Services, Task, ThreadedBackend, make_bundle,
                                   transfer_failed)
 from runner.config import get_value
-from runner.fs import FILE_MODE, atomic_write
+from runner.fs import atomic_write
 from runner.outcome import read_outcome_header
 from runner.redact import has_mask, task_secrets, unmask
 from runner.rundir import RunDir
@@ -432,13 +432,7 @@ def _write_live(job: SSHAttempt, stream: str, offset: int, data: bytes) -> None:
         return
     path = job.task.stdout_path if stream == "stdout" else job.task.stderr_path
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
-        try:
-            os.pwrite(fd, data, offset)
-            if stream not in job.live:
-                job.live.add(stream)
-                os.ftruncate(fd, offset + len(data))
-        finally:
-            os.close(fd)
+        protocol.write_chunk(path, offset, data, cut=stream not in job.live)
+        job.live.add(stream)
     except OSError as exc:  # a full disk: the whole file still comes at the end
         log.debug("ssh: live output of %s not written: %s", job.task.name, exc)

@@ -12,16 +12,20 @@ with ``@cov`` before a marker are skipped, so shell startup files that print do 
 Live output: given ``live`` files (the task's stdout and stderr in ``$F``), the waiting loop
 also looks at them every ``LIVE_TICK`` seconds and sends what they gained as a frame
 ``@cov chunk STREAM OFFSET SIZE`` followed by SIZE bytes, which ``ChannelReader`` hands to its
-``on_chunk``. The recover script sends from offset 0 again; the receiver writes at the offset.
+``on_chunk``. The recover script sends from offset 0 again; the receiver writes at the offset
+(``write_chunk``). ``fetch_script``/``read_frames``: the same frames from one look at several
+files (the Slurm backend's jobs through SSH, ``runner.backends.slurm.remote``).
 
 The scripts use POSIX sh, ``setsid``, ``ps -ww -o args=``, ``wc`` and ``cat``; the user's login
 shell must be able to run ``/bin/sh -c '...'`` (sh, bash, zsh, ksh; not csh).
 """
 from __future__ import annotations
 
+import os
 import shlex
 from typing import Any, BinaryIO, Callable, List, Optional, Sequence, Tuple
 
+from runner.fs import FILE_MODE
 from runner.layout import SSH_BUNDLE, SSH_LAUNCH_LOG, SSH_PID
 from runner.ssh.connection import SSHError
 
@@ -112,8 +116,7 @@ def _live_loop(heartbeat: float, live: LiveFiles) -> str:
     for k, (stream, name) in enumerate(live):
         sends.append(
             f'if [ "${{{2 * k + 1}:-0}}" -gt "$o{k}" ] 2>/dev/null; then '
-            f'tail -c +$((o{k} + 1)) {q(name)} > .live; m=$(wc -c < .live); '
-            f'echo "@cov chunk {stream} $o{k} $m"; cat .live; o{k}=$((o{k} + m)); b=0; fi')
+            f'{send_chunk(stream, q(name), f"o{k}", ".live")}; o{k}=$((o{k} + m)); b=0; fi')
     offsets = " ".join(f"o{k}=0" for k in range(len(live)))
     plain = (f'while [ -z "$stop" ]; do sleep {beats * LIVE_TICK} </dev/null >/dev/null 2>&1 & '
              'wait $!; echo .; done; exit 0')
@@ -125,6 +128,66 @@ def _live_loop(heartbeat: float, live: LiveFiles) -> str:
             + "; ".join(sends) + "; fi\n"
             f"  b=$((b + 1)); if [ $b -ge {beats} ]; then echo .; b=0; fi\n"
             f" done) & hb=$!")
+
+
+def send_chunk(stream: str, path: str, offset: str, tmp: str) -> str:
+    """The shell line sending one live-output frame: what the file ``path`` (quoted already)
+    holds past the shell variable ``offset``, as ``@cov chunk STREAM OFFSET SIZE`` and SIZE
+    bytes (``ChannelReader`` reads it). The bytes go through the file ``tmp`` (quoted) first,
+    so that SIZE is what is sent even while the file grows; ``$m`` is SIZE afterwards."""
+    return (f'tail -c +$(({offset} + 1)) {path} > {tmp}; m=$(wc -c < {tmp}); '
+            f'echo "@cov chunk {stream} ${offset} $m"; cat {tmp}')
+
+
+def fetch_script(base: str, files: Sequence[Tuple[str, str, int]]) -> str:
+    """One look at several growing files (``(stream, path relative to base, offset)``): a
+    frame for each file that holds more than ``offset`` bytes (from 0 again, when it holds
+    fewer: it was started anew), then ``@cov end``. For ``read_frames``."""
+    q = shlex.quote
+    lines = [f"cd {q(base)} || exit 3", "t=.live.$$"]
+    for stream, path, offset in files:
+        lines.append(f'if [ -f {q(path)} ]; then s=$(wc -c < {q(path)}); o={int(offset)}; '
+                     f'[ "$s" -lt "$o" ] && o=0; [ "$s" -gt "$o" ] && '
+                     f'{{ {send_chunk(stream, q(path), "o", "$t")}; }}; fi')
+    lines += ['rm -f "$t"', 'echo "@cov end"']
+    return "\n".join(lines)
+
+
+def read_frames(data: bytes, on_chunk: Callable[[str, int, bytes], None]) -> None:
+    """The frames of a finished ``fetch_script``'s output, handed to ``on_chunk`` (stream,
+    offset, bytes); ``ScriptFailed`` if it was cut short (the whole frames before count)."""
+    ChannelReader(_Output(data), on_chunk).field("end")
+
+
+def write_chunk(path: str, offset: int, data: bytes, cut: bool) -> None:
+    """Put a live-output frame into a local log file at its offset; ``cut``: the first frame
+    of this attempt's stream, which cuts the file to itself (an earlier attempt's output, or
+    the same bytes again after a reconnect). ``OSError`` is the caller's (a full disk: the
+    whole file still comes at the end)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+    try:
+        os.pwrite(fd, data, offset)
+        if cut:
+            os.ftruncate(fd, offset + len(data))
+    finally:
+        os.close(fd)
+
+
+class _Output:
+    """A finished command's stdout, read as a channel (for ``ChannelReader``)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def recv(self, size: int) -> bytes:
+        data, self.data = self.data, b""
+        return data
+
+    def recv_exit_status(self) -> int:
+        return 0
+
+    def recv_stderr_ready(self) -> bool:
+        return False
 
 
 class ChannelReader:
@@ -211,5 +274,6 @@ class ChannelReader:
             size -= take
 
 
-__all__ = ["ChannelReader", "ScriptFailed", "command", "kill_line", "launch_script",
-           "recover_script", "remove_line"]
+__all__ = ["ChannelReader", "ScriptFailed", "command", "fetch_script", "kill_line",
+           "launch_script", "read_frames", "recover_script", "remove_line", "send_chunk",
+           "write_chunk"]

@@ -1,23 +1,20 @@
-"""Live output of Slurm tasks (login-node mode: the job writes into the run directory on the
-shared filesystem): ``cov logs -f`` shows what a running job's task prints while it runs."""
+"""Live output of Slurm tasks: ``cov logs -f`` shows what a running job's task prints while it
+runs, in login-node mode (the job writes into the run directory on the shared filesystem) and
+through SSH (the backend fetches what the remote logs gained while the job runs)."""
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from tests.backends.test_slurm import _dispatch, slurm_home  # noqa: F401 - a fixture
 from tests.live import Follower, check_live
 
 PAUSE = 4.0
-
-
-def test_follow_shows_a_running_slurm_task_as_it_prints(slurm_home: Path,  # noqa: F811
-                                                         run_cov: Callable,
-                                                         tmp_path: Path) -> None:
-    run_id = _dispatch(run_cov, tmp_path, f"""
+TALKER = """
         import sys
 
-        @ct.electron(executor="cluster")
+        @ct.electron(executor={executor})
         def talker(pause):
             print(f"first {{time.time():.3f}}", flush=True)
             print(f"warn {{time.time():.3f}}", file=sys.stderr, flush=True)
@@ -27,8 +24,35 @@ def test_follow_shows_a_running_slurm_task_as_it_prints(slurm_home: Path,  # noq
 
         @ct.lattice
         def wf():
-            return talker({PAUSE})
-        """)
+            return talker({pause})
+        """
+
+
+def test_follow_shows_a_running_slurm_task_as_it_prints(slurm_home: Path,  # noqa: F811
+                                                         run_cov: Callable,
+                                                         tmp_path: Path) -> None:
+    run_id = _dispatch(run_cov, tmp_path, TALKER.format(executor='"cluster"', pause=PAUSE))
     delays = check_live(Follower(run_id, "0"), "0", PAUSE)
     print("slurm live-output delays (s):", delays)
     assert run_cov("result", run_id).stdout.strip() == "'done'"
+
+
+def test_follow_shows_a_running_slurm_task_through_ssh_as_it_prints(
+        slurm_cluster: Any, sshd_host: Any, cov_home: Path, run_cov: Callable,
+        tmp_path: Path) -> None:
+    """``address`` set, no shared filesystem: the job's logs are on the cluster, yet the first
+    lines reach ``cov logs -f`` while the task sleeps, within a second of being printed; the
+    whole files replace the live copies at the end."""
+    env_file = Path(f"/home/{sshd_host.username}/.cov-test-slurm-env")
+    env_file.write_text(f"export SLURM_CONF={slurm_cluster.conf}\n")
+    subprocess.run(["chown", f"{sshd_host.username}:", str(env_file)], check=True)
+    executor = (f"ct.executor.SlurmExecutor(address={sshd_host.name!r}, "
+                f"ssh_config={sshd_host.ssh_config!r}, bashrc_path='~/{env_file.name}', "
+                f"remote_workdir='/home/{sshd_host.username}/cov-slurm-live', poll_freq=0.3, "
+                f"missing_grace=3, options={{'partition': 'debug'}})")
+    run_id = _dispatch(run_cov, tmp_path, TALKER.format(executor=executor, pause=PAUSE))
+    delays = check_live(Follower(run_id, "0"), "0", PAUSE)
+    print("slurm-through-ssh live-output delays (s):", delays)
+    assert run_cov("result", run_id).stdout.strip() == "'done'"
+    out = run_cov("logs", run_id, "0", "--stream", "stdout").stdout
+    assert out.count("first ") == 1 and out.count("second ") == 1, out

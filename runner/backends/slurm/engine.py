@@ -22,7 +22,10 @@ Policy:
 * ``max_jobs`` (1000) caps the tasks out in Slurm at once; freed room is used in batches of at
   least a tenth of it, so a long fan-out goes out as arrays, not one job per completion.
 * Through SSH (``address`` set) the same steps run in a background thread, so a slow or broken
-  connection never stalls the runner's loop; it wakes the loop when it has news.
+  connection never stalls the runner's loop; it wakes the loop when it has news. Without a
+  shared filesystem, while jobs run (or are not yet known to be pending), what their remote
+  logs gained is fetched every ``LIVE_TICK`` in one command for all of them
+  (``RemoteSite.fetch_live``), so ``cov logs -f`` shows it live.
 
 State (the "engine", touched by one thread: the runner's, or over SSH the backend's own):
 ``queue`` (run -> ``SlurmJob`` s to submit), ``jobs`` (a ``jobs.JobTable``: the submitted
@@ -42,7 +45,7 @@ from typing import Any, Dict, List, Optional, Set, Tuple
 from runner import worker
 from runner.backends.base import Completion, Services, Task
 from runner.backends.slurm.client import SlurmClient, base_id
-from runner.backends.slurm.jobs import JobTable, Key, SlurmJob, lost_message
+from runner.backends.slurm.jobs import STARTED_STATES, JobTable, Key, SlurmJob, lost_message
 from runner.backends.slurm.settings import SettingsError, SlurmSettings, parse_settings
 from runner.backends.slurm.site import SharedSite, local_identity
 from runner.backends.slurm.submit import SubmittingBackend
@@ -52,6 +55,8 @@ from runner.redact import has_mask, task_secrets
 from runner.rundir import RunDir
 
 log = logging.getLogger("cov.slurm")
+
+LIVE_TICK = 0.5  # seconds between two looks at running jobs' remote logs (through SSH)
 
 
 class SlurmBackend(SubmittingBackend):
@@ -84,6 +89,7 @@ class SlurmBackend(SubmittingBackend):
         self.interval = self.settings.poll_freq
         self.next_query = float("inf")
         self.retry_at = 0.0
+        self.live_at = 0.0  # the next look at running jobs' remote logs (RemoteSite)
         self.scripts: Dict[Tuple[str, str], int] = {}  # (run, array id) -> its tasks still out
         self._rundirs: Dict[str, RunDir] = {}
         self._login_secrets: Optional[Dict[str, Any]] = None  # over SSH: password, passphrase
@@ -187,6 +193,8 @@ class SlurmBackend(SubmittingBackend):
             check = self.site.next_check_in() if self.site is not None else None
             if check is not None:
                 waits.append(check)
+            if self._live_jobs():
+                waits.append(self.live_at - now)
         return max(0.0, min(waits)) if waits else None
 
     # -- the engine -----------------------------------------------------------------------------
@@ -214,6 +222,8 @@ class SlurmBackend(SubmittingBackend):
                 self._flush_queue()
             if self.jobs:
                 self._check_outcomes()
+            if self.jobs and now >= self.live_at:
+                self._fetch_live(now)
             if self.jobs and now >= self.next_query:
                 self._query()
             if self.jobs and now >= self.jobs.overdue_at:
@@ -250,6 +260,21 @@ class SlurmBackend(SubmittingBackend):
             self.interval = min(self.interval * 2, self.settings.poll_freq * 4)
             self.retry_at = time.monotonic() + self.interval
             return False
+
+    def _live_jobs(self) -> List[SlurmJob]:
+        """Jobs whose output is fetched while they run (through SSH without a shared
+        filesystem): those not known to be pending or ended (so: before the first answer)."""
+        if self.site is None or not self.site.live:
+            return []
+        return [job for job in self.jobs if job.state in STARTED_STATES or not job.state]
+
+    def _fetch_live(self, now: float) -> None:
+        """One command for all running jobs' new output (none while none runs)."""
+        assert self.site is not None
+        jobs = self._live_jobs()
+        if jobs:
+            self.site.fetch_live([job.task for job in jobs])
+        self.live_at = now + LIVE_TICK
 
     def _take_cancel(self, key: Key) -> None:
         run, node = key

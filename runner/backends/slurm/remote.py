@@ -9,7 +9,9 @@
 * otherwise (``RemoteSite``): a copy of the run directory's layout under
   ``<remote_workdir>/.cov/<dispatch id>/`` on the cluster. Bundles go up in one ``tar`` stream
   per submission; finished outcomes and logs come back in one ``tar`` stream per check; the
-  copies of finished tasks are removed in one ``rm`` per poll (``cleanup``).
+  copies of finished tasks are removed in one ``rm`` per poll (``cleanup``). While tasks
+  run, what their logs gained comes back every ``LIVE_TICK`` in one command for all of them
+  (``fetch_live``), so ``cov logs -f`` shows it live.
 
 Version checks and cloudpickle shipping are ``runner.ssh.remote.prepare``'s (once per backend).
 """
@@ -23,6 +25,7 @@ import time
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from runner import layout, worker
+from runner.backends.base import Task
 from runner.backends.slurm.client import Result
 from runner.backends.slurm.script import shell_path
 from runner.backends.slurm.settings import SlurmSettings
@@ -69,6 +72,8 @@ class RemoteShell:
 class RemoteSite(SharedSite):
     """Job files in a copy of the run directory on the cluster; outcomes copied back."""
 
+    live = True  # the logs are copies: running tasks' output is fetched (``fetch_live``)
+
     def __init__(self, shell: RemoteShell, base: str, check_every: float) -> None:
         super().__init__(shell)
         self.remote: RemoteShell = shell
@@ -77,6 +82,8 @@ class RemoteSite(SharedSite):
         self._last_check: Dict[str, float] = {}
         self._renames: List[Tuple[str, str]] = []
         self._removals: List[str] = []
+        # (run, node, attempt, stream) -> bytes of the remote log already in the local one
+        self._live: Dict[Tuple[str, int, int, str], int] = {}
 
     # -- layout (as the job sees it) -------------------------------------------------------------
     def root(self, run: str) -> str:
@@ -102,14 +109,17 @@ class RemoteSite(SharedSite):
         self._prepared.add(run)
 
     def write_bundles(self, run: str, bundles: Iterable[Tuple[int, int, bytes]]) -> None:
-        """One tar stream; an earlier attempt's outcome there is removed (it would look new)."""
+        """One tar stream; an earlier attempt's outcome and logs there are removed (they would
+        look new)."""
         items = list(bundles)
         if not items:
             return
         data = _tar((layout.slurm_bundle_rel(layout.attempt_name(node, attempt)), data)
                     for node, attempt, data in items)
         root = shlex.quote(self.root(run))
-        stale = " ".join(shlex.quote(layout.outcome_rel(n)) for n, a, _ in items if a > 1)
+        # its logs too: fetched live before the job starts anew, they would pass for its own
+        stale = " ".join(shlex.quote(rel) for n, a, _ in items if a > 1 for rel in
+                         (layout.outcome_rel(n), *(layout.log_rel(n, s) for s in layout.STREAMS)))
         command = f"cd {root} && tar xf -"
         if stale:
             command += f" && rm -f -- {stale}"
@@ -174,6 +184,45 @@ class RemoteSite(SharedSite):
                     if identity is not None:
                         found[wanted[name]] = identity
         return found
+
+    def fetch_live(self, tasks: Sequence[Task]) -> None:
+        """What the running tasks' remote logs gained since the last look, in one command for
+        all of them, written into the run's ``logs/<node>.out|err`` as the SSH backend does
+        (``runner.ssh.protocol``'s frames); the whole files still replace them at the end."""
+        from runner.ssh import protocol
+        from runner.ssh.connection import SSHError
+
+        wanted: Dict[Tuple[str, int, int, str], int] = {}
+        files: List[Tuple[str, Tuple[str, int, int, str], str]] = []  # (token, key, local path)
+        for task in tasks:
+            for stream, path in zip(layout.STREAMS, (task.stdout_path, task.stderr_path)):
+                key = (task.run, task.node, task.attempt, stream)
+                wanted[key] = self._live.get(key, 0)
+                files.append((str(len(files)), key, path))
+        self._live = wanted  # ended tasks' offsets go
+        if not files:
+            return
+        script = protocol.fetch_script(self.base, [
+            (token, f"{os.path.basename(key[0])}/{layout.log_rel(key[1], key[3])}",
+             wanted[key]) for token, key, _ in files])
+        by_token = {token: (key, path) for token, key, path in files}
+
+        def write(token: str, offset: int, data: bytes) -> None:
+            if token not in by_token:
+                return
+            key, path = by_token[token]
+            try:
+                protocol.write_chunk(path, offset, data, cut=offset == 0)
+            except OSError:  # a full disk: the whole file still comes at the end
+                return
+            self._live[key] = offset + len(data)
+
+        try:
+            code, data, _ = self.remote.run_bytes(protocol.command(script), timeout=30)
+            if code == 0:
+                protocol.read_frames(data, write)
+        except SSHError:  # the next look tries again; the whole files come at the end
+            pass
 
     def next_check_in(self) -> Optional[float]:
         if not self._last_check:

@@ -20,9 +20,10 @@ import os
 import secrets
 import time
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from runner import layout, worker
+from runner.backends.base import Task
 from runner.backends.slurm.client import LocalShell, Shell, read_tail
 from runner.backends.slurm.jobs import Identity
 from runner.fs import atomic_write, fsync_dir, write_private
@@ -42,6 +43,8 @@ def local_identity(run: str, node: int) -> Optional[Identity]:
 class SharedSite:
     """Job files in the run directory itself (the cluster mounts it at the same path)."""
 
+    live = False  # the jobs write their logs in place: nothing to fetch while they run
+
     def __init__(self, shell: Optional[Shell] = None) -> None:
         self.shell: Shell = shell or LocalShell()
         self._prepared: set = set()
@@ -60,6 +63,9 @@ class SharedSite:
 
     def job_log(self, run: str, job_id: str) -> str:
         return os.path.join(self.jobs_dir(run), layout.job_log_file(job_id))
+
+    def fetch_live(self, tasks: Sequence[Task]) -> None:
+        """Running tasks' output into the run directory: here the jobs write it there."""
 
     # -- writing -------------------------------------------------------------------------
     def prepare(self, run: str) -> None:
