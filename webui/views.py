@@ -80,7 +80,10 @@ def runs_listing(cache: RunCache, status: Optional[str] = None, query: Optional[
 
 
 def _matches(row: Dict[str, Any], needle: str) -> bool:
-    if needle in row["dispatch_id"].lower() or needle in str(row.get("lattice", "")).lower():
+    """The search box: id, lattice, the run's --name or one of its --tag labels."""
+    labels = [row["dispatch_id"], row.get("lattice", ""), row.get("name") or "",
+              *(row.get("tags") or ())]
+    if any(needle in str(label).lower() for label in labels):
         return True
     return any(_matches(child, needle) for child in row.get("children", ()))
 

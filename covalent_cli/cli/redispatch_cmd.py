@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import click
 
 from covalent_cli.cli.args import parse_args
-from covalent_cli.cli.commands import _run
+from covalent_cli.cli.commands import _echo_json, _run
 from covalent_cli.cli.dispatch_cmd import wait_and_report
 from covalent_cli.cli.main import Context, cli, pass_ctx
 from covalent_cli.errors import UserError
@@ -33,10 +33,12 @@ from runner.rundir import RunDir
 @click.option("--args-file", type=click.Path(), help="YAML/JSON mapping of arguments.")
 @click.option("--wait", "wait_", is_flag=True, help="Wait for the end; print the result.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the new id.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the new id (with --dry-run: the plan; with --wait: the result) as JSON.")
 @pass_ctx
 def redispatch(ctx: Context, run_id: str, script_path: Optional[str], reuse: Optional[bool],
                dry_run: bool, pairs: Tuple[str, ...], args_file: Optional[str],
-               wait_: bool, quiet: bool) -> None:
+               wait_: bool, quiet: bool, as_json: bool) -> None:
     """Dispatch an old run's lattice again, with its arguments (-a overrides some).
 
     Without --script the code stored in the run is used, as it was at dispatch; with
@@ -70,11 +72,18 @@ def redispatch(ctx: Context, run_id: str, script_path: Optional[str], reuse: Opt
     where = script_path or manifest.source_file or f"run {old.dispatch_id}"
     with building(lattice, where):
         prepared, plan = plan_redispatch(old, lattice, args, kwargs, reuse)
+    quiet = quiet or as_json  # stdout holds the one JSON document
     if dry_run:
-        _print_plan(old, prepared.manifest, plan)
+        if as_json:
+            _echo_json(_plan_document(old, prepared.manifest, plan))
+        else:
+            _print_plan(old, prepared.manifest, plan)
         return
     run = write_redispatch(old, prepared, plan)
-    if quiet:
+    if as_json:
+        if not wait_:  # with --wait, the one document is the result's
+            _echo_json({"dispatch_ids": [run.dispatch_id], "from": old.dispatch_id})
+    elif quiet:
         click.echo(run.dispatch_id)
     else:
         click.echo(f"Dispatched {run.dispatch_id} (from {old.dispatch_id})")
@@ -84,7 +93,7 @@ def redispatch(ctx: Context, run_id: str, script_path: Optional[str], reuse: Opt
                    f"{len(_tasks(prepared.manifest, plan.reasons))} rerun "
                    f"(`cov redispatch {old.dispatch_id[:8]} --dry-run ...` says why)", err=True)
     if wait_:
-        wait_and_report(ctx, [run.dispatch_id], quiet, as_json=False)
+        wait_and_report(ctx, [run.dispatch_id], quiet, as_json=as_json)
 
 
 def _stored(old: RunDir, load: Any) -> Any:
@@ -122,6 +131,15 @@ def _tasks(manifest: Manifest, among: Optional[Dict[int, Any]] = None) -> List[i
     """Executing nodes that are not internal reshaping nodes (of ``among`` if given)."""
     return [n.id for n in manifest.nodes if n.executes and n.kind not in INTERNAL_KINDS
             and (among is None or n.id in among)]
+
+
+def _plan_document(old: RunDir, new: Manifest, plan: ReusePlan) -> Dict[str, Any]:
+    """``cov redispatch --dry-run --json`` (docs/json.md): each task that would rerun with its
+    reasons, and the reused ones."""
+    return {"dry_run": True, "from": old.dispatch_id, "lattice": new.lattice_name,
+            "rerun": [{"node": n, "name": new.node(n).name, "reasons": list(plan.reasons[n])}
+                      for n in _tasks(new, plan.reasons)],
+            "reused": [{"node": n, "name": new.node(n).name} for n in _tasks(new, plan.reused)]}
 
 
 def _print_plan(old: RunDir, new: Manifest, plan: ReusePlan) -> None:

@@ -100,6 +100,11 @@ def test_edit_then_redispatch_script_reruns_the_fixed_task_and_downstream_only(r
     assert reasons["report"].startswith("upstream reran (")
     assert "divide #" in reasons["report"] and "fetch #" in reasons["report"]
     assert "reused: inc x3, load" in dry.stdout
+    plan = json.loads(run_cov("redispatch", first_id, "--script", str(path), "--dry-run",
+                              "--json", env=env).stdout)  # the same plan, for scripts
+    assert plan["schema"] == 1 and plan["dry_run"] is True and plan["from"] == first_id
+    assert {r["name"]: r["reasons"] for r in plan["rerun"]}["divide"] == ["code changed"]
+    assert sorted(r["name"] for r in plan["reused"]) == ["inc", "inc", "inc", "load"]
     assert _runs(run_cov) == [first_id] and _ran(log) == []  # nothing written, nothing ran
 
     again = run_cov("redispatch", first_id, "--script", str(path), "-q", "--wait", env=env)

@@ -138,3 +138,26 @@ def test_file_browser(chromium_page, served, ui_home):
     page.locator(".crumbs a", has_text="files").click()
     page.locator("#file-list a", has_text="manifest.yaml").click()
     assert f"dispatch_id: {failing}" in page.locator("#file-text").inner_text()
+
+
+def test_runs_page_shows_and_searches_run_names_and_tags(chromium_page, served, ui_home):
+    """Before: `cov dispatch --name/--tag` labels were in the API but not on the page."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    proc = subprocess.run([sys.executable, "-m", "covalent_cli.cli", "dispatch",
+                           str(REPO / "workflows" / "hello.py"), "--name", "calib <b>1</b>",
+                           "--tag", "nightly", "--tag", "gpu-A", "-q", "--wait"],
+                          env=ui_home.env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    run = proc.stdout.split()[0]
+    page = chromium_page
+    page.goto(f"{served}/")
+    row = page.locator(f'tr[data-id="{run}"]')
+    expect(row.locator(".run-name")).to_have_text("calib <b>1</b>")  # as text, never markup
+    assert row.locator(".tag").all_inner_texts() == ["nightly", "gpu-A"]
+    page.fill("#search", "gpu-a")
+    expect(page.locator("#runs-body tr")).to_have_count(1)
+    assert page.locator("#runs-body tr").get_attribute("data-id") == run

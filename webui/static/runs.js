@@ -77,7 +77,7 @@
     var runtime = started ? ((ended || now) - started) : null;
     var tr = cov.el("tr", { class: depth ? "child" : null, "data-id": id }, [
       cov.el("td", {}, [toggle, cov.el("a", { class: "mono", href: "/run/" + id, text: id })]),
-      cov.el("td", { text: run.lattice + (depth && run.parent ? "  (node " + run.parent.node + ")" : "") }),
+      cov.el("td", {}, labelCells(run, depth)),
       cov.el("td", {}, [cov.pill(run.status)]),
       cov.el("td", {}, [cov.progress(run.done, run.total, run.failed_count)]),
       cov.el("td", { text: cov.time(started) }),
@@ -91,10 +91,20 @@
     }
   }
 
-  function matches(run) {
+  // The lattice, and the run's --name and --tag labels given at dispatch (as `cov runs` shows).
+  function labelCells(run, depth) {
+    var parts = [document.createTextNode(run.lattice +
+      (depth && run.parent ? "  (node " + run.parent.node + ")" : ""))];
+    if (run.name) parts.push(cov.el("span", { class: "run-name", text: run.name }));
+    (run.tags || []).forEach(function (t) { parts.push(cov.el("span", { class: "tag", text: t })); });
+    return parts;
+  }
+
+  function matches(run) {  // as the server's search (webui/views.py _matches)
     var q = view.q.toLowerCase();
-    return run.dispatch_id.toLowerCase().indexOf(q) >= 0 ||
-      String(run.lattice).toLowerCase().indexOf(q) >= 0 || (run.children || []).some(matches);
+    var labels = [run.dispatch_id, run.lattice, run.name || ""].concat(run.tags || []);
+    return labels.some(function (l) { return String(l).toLowerCase().indexOf(q) >= 0; }) ||
+      (run.children || []).some(matches);
   }
 
   function go(page) { view.page = page; syncUrl(); load(); }

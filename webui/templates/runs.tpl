@@ -10,11 +10,11 @@
       <button data-status="FAILED">Failed <span class="count"></span></button>
       <button data-status="CANCELLED">Cancelled <span class="count"></span></button>
     </div>
-    <input id="search" type="search" placeholder="Search id or lattice name" autocomplete="off">
+    <input id="search" type="search" placeholder="Search id, lattice, name or tag" autocomplete="off">
   </div>
   <table class="grid" id="runs-table">
     <thead><tr>
-      <th>Dispatch ID</th><th>Lattice</th><th>Status</th><th>Progress</th>
+      <th>Dispatch ID</th><th>Lattice · name · tags</th><th>Status</th><th>Progress</th>
       <th>Started</th><th>Ended</th><th>Runtime</th>
     </tr></thead>
     <tbody id="runs-body"><tr><td colspan="7" class="muted">Loading…</td></tr></tbody>
