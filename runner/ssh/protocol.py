@@ -139,18 +139,24 @@ def send_chunk(stream: str, path: str, offset: str, tmp: str) -> str:
             f'echo "@cov chunk {stream} ${offset} $m"; cat {tmp}')
 
 
-def fetch_script(base: str, files: Sequence[Tuple[str, str, int]]) -> str:
-    """One look at several growing files (``(stream, path relative to base, offset)``): a
-    frame for each file that holds more than ``offset`` bytes (from 0 again, when it holds
-    fewer: it was started anew), then ``@cov end``. For ``read_frames``."""
-    q = shlex.quote
-    lines = [f"cd {q(base)} || exit 3", "t=.live.$$"]
-    for stream, path, offset in files:
-        lines.append(f'if [ -f {q(path)} ]; then s=$(wc -c < {q(path)}); o={int(offset)}; '
-                     f'[ "$s" -lt "$o" ] && o=0; [ "$s" -gt "$o" ] && '
-                     f'{{ {send_chunk(stream, q(path), "o", "$t")}; }}; fi')
-    lines += ['rm -f "$t"', 'echo "@cov end"']
-    return "\n".join(lines)
+def fetch_script(base: str) -> str:
+    """One look at several growing files, named on stdin as lines ``STREAM OFFSET PATH``
+    (``fetch_input``; paths relative to ``base``): a frame for each file that holds more than
+    OFFSET bytes (from 0 again when it holds fewer: it was started anew), then ``@cov end``.
+    The list goes on stdin, not in the command, so that its length has no limit."""
+    send = send_chunk("$k", '"$p"', "o", '"$t"')
+    return "\n".join([
+        f"cd {shlex.quote(base)} || exit 3", "t=.live.$$",
+        'while read -r k o p; do [ -f "$p" ] || continue; s=$(wc -c < "$p"); '
+        f'[ "$s" -lt "$o" ] && o=0; [ "$s" -gt "$o" ] && {{ {send}; }}; done',
+        'rm -f "$t"', 'echo "@cov end"'])
+
+
+def fetch_input(files: Sequence[Tuple[str, str, int]]) -> bytes:
+    """``fetch_script``'s stdin: ``(stream, path, offset)`` as lines (stream names without
+    blanks; a path with a line break is left out)."""
+    return "".join(f"{stream} {int(offset)} {path}\n" for stream, path, offset in files
+                   if "\n" not in path and "\r" not in path).encode()
 
 
 def read_frames(data: bytes, on_chunk: Callable[[str, int, bytes], None]) -> None:
@@ -274,6 +280,6 @@ class ChannelReader:
             size -= take
 
 
-__all__ = ["ChannelReader", "ScriptFailed", "command", "fetch_script", "kill_line",
+__all__ = ["ChannelReader", "ScriptFailed", "command", "fetch_input", "fetch_script", "kill_line",
            "launch_script", "read_frames", "recover_script", "remove_line", "send_chunk",
            "write_chunk"]

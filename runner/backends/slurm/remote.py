@@ -202,7 +202,7 @@ class RemoteSite(SharedSite):
         self._live = wanted  # ended tasks' offsets go
         if not files:
             return
-        script = protocol.fetch_script(self.base, [
+        listing = protocol.fetch_input([
             (token, f"{os.path.basename(key[0])}/{layout.log_rel(key[1], key[3])}",
              wanted[key]) for token, key, _ in files])
         by_token = {token: (key, path) for token, key, path in files}
@@ -218,7 +218,8 @@ class RemoteSite(SharedSite):
             self._live[key] = offset + len(data)
 
         try:
-            code, data, _ = self.remote.run_bytes(protocol.command(script), timeout=30)
+            code, data, _ = self.remote.run_bytes(
+                protocol.command(protocol.fetch_script(self.base)), input=listing, timeout=30)
             if code == 0:
                 protocol.read_frames(data, write)
         except SSHError:  # the next look tries again; the whole files come at the end
