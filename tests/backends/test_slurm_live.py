@@ -42,13 +42,15 @@ def test_follow_shows_a_running_slurm_task_through_ssh_as_it_prints(
         tmp_path: Path) -> None:
     """``address`` set, no shared filesystem: the job's logs are on the cluster, yet the first
     lines reach ``cov logs -f`` while the task sleeps, within a second of being printed; the
-    whole files replace the live copies at the end."""
+    whole files replace the live copies at the end. ``poll_freq=10``: the outcome check (which
+    also copies whole logs) runs every 5 s, as with the default 30, so only the live fetch can
+    be this quick."""
     env_file = Path(f"/home/{sshd_host.username}/.cov-test-slurm-env")
     env_file.write_text(f"export SLURM_CONF={slurm_cluster.conf}\n")
     subprocess.run(["chown", f"{sshd_host.username}:", str(env_file)], check=True)
     executor = (f"ct.executor.SlurmExecutor(address={sshd_host.name!r}, "
                 f"ssh_config={sshd_host.ssh_config!r}, bashrc_path='~/{env_file.name}', "
-                f"remote_workdir='/home/{sshd_host.username}/cov-slurm-live', poll_freq=0.3, "
+                f"remote_workdir='/home/{sshd_host.username}/cov-slurm-live', poll_freq=10, "
                 f"missing_grace=3, options={{'partition': 'debug'}})")
     run_id = _dispatch(run_cov, tmp_path, TALKER.format(executor=executor, pause=PAUSE))
     delays = check_live(Follower(run_id, "0"), "0", PAUSE)
