@@ -38,7 +38,7 @@ from runner.manifest import (ELECTRON, LOCAL_ONLY_KINDS, PARAMETER, SUBLATTICE, 
 from runner.redact import has_mask, split_secrets, unmask
 from runner.rundir import RunDir
 from runner.state import Event
-from runner.worker import CURRENT_TASK, ChildRun
+from runner.worker_common import CURRENT_TASK, ChildRun
 
 # What an older run's results to take over: given the new manifest and pack, the events and
 # result files to copy (``redispatch.reusable_results``).

@@ -20,7 +20,11 @@ either, ``tests/test_layers.py`` checks it):
     daemon      runner processes: start on demand, stop, keep unfinished runs served; cancel
     liveness    which runners are alive (heartbeat files under ``<home>/.runners``)
     watch       filesystem events that wake the loop (watchdog, polling on network filesystems)
-    worker      executes one task; imports only the stdlib and cloudpickle (it ships alone)
+    worker      runs one task bundle where cov is not installed (SSH hosts, Slurm jobs);
+                imports only the stdlib, cloudpickle and the modules shipped beside it:
+                worker_common (host, task context), worker_transfers (file transfers),
+                worker_task (deps, hooks, the call: one task's outcome), outcome (the codec)
+    worker_pool the local backend's pool process; worker_capture its live output capture
     backends    where tasks run: ``local`` (the worker pool), ``ssh``, ``slurm/`` (one folder
                 per backend), on ``base`` (the contract and the shared plumbing)
     ssh         the SSH library: connections, the remote setup, the channel protocol (used by
