@@ -15,7 +15,9 @@ either, ``tests/test_layers.py`` checks it):
                 orphan verdicts, the claim filter, building a task
     journal     the runs a runner serves and its writes to their event logs: locked appends,
                 the full-disk stall, batched fsync
-    service     the runner's main loop: hints, discovery, claims, children, heartbeats
+    service     the runner's main loop: discovery, collecting outcomes, writing, finishing;
+                ``Runner`` is cut into parts: runner_base (its state, hints, the backends,
+                heartbeats), sublattices (child runs), claims (claims, fencing, orphans, cancel)
     fencing     fences: a stopped runner must not run the claims others took over
     daemon      runner processes: start on demand, stop, keep unfinished runs served; cancel
     liveness    which runners are alive (heartbeat files under ``<home>/.runners``)
