@@ -9,6 +9,7 @@ either, ``tests/test_layers.py`` checks it):
     manifest    the graph of a run as written once at dispatch (``manifest.yaml``)
     state       the append-only event log's events and their fold into run and task states
     rundir      ``RunDir``: the only code that knows the run directory's layout
+    contained   opening a run's files without leaving its directory; ``RunDirError``
     query       the read model: run summaries and task rows for ``cov`` and the web UI
     scheduler   pure bookkeeping of ready/waiting/finished nodes
     engine      the per-run decisions as pure functions: end events, retries, cancel targets,
