@@ -11,6 +11,7 @@ either, ``tests/test_layers.py`` checks it):
     rundir      ``RunDir``: the only code that knows the run directory's layout
     contained   opening a run's files without leaving its directory; ``RunDirError``
     query       the read model: run summaries and task rows for ``cov`` and the web UI
+                (query_node: one node; query_failures: why a run failed, through sublattices)
     scheduler   pure bookkeeping of ready/waiting/finished nodes
     engine      the per-run decisions as pure functions: end events, retries, cancel targets,
                 orphan verdicts, the claim filter, building a task
