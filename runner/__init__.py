@@ -7,6 +7,7 @@ either, ``tests/test_layers.py`` checks it):
     config      the config file, held to a schema; the runs home
     redact      what is a secret in an executor's parameters, and masking it
     manifest    the graph of a run as written once at dispatch (``manifest.yaml``)
+                (manifest_checks: its header's checks, the format version)
     state       the append-only event log's events and their fold into run and task states
     rundir      ``RunDir``: the only code that knows the run directory's layout
     contained   opening a run's files without leaving its directory; ``RunDirError``
