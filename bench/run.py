@@ -143,7 +143,8 @@ def run_10k(n_nodes: int = 10_000) -> dict:
     home = Path(tempfile.mkdtemp(prefix="cov-bench-"))
     env = {**BASE_ENV, "COV_HOME": str(home / "runs"), "COV_CONFIG": str(home / "config.yaml"),
            "PYTHONPATH": str(ROOT)}
-    (home / "config.yaml").write_text("runner:\n  idle_timeout: 2\n")
+    # long enough that the runner is still there to be asked for its peak RSS (it is stopped below)
+    (home / "config.yaml").write_text("runner:\n  idle_timeout: 60\n")
     code = (
         "import json, time, covalent_cli as ct\n"
         "from bench.workloads import runner_peak_rss_mb\n"
