@@ -8,6 +8,7 @@ background if no live one serves the home.
 from __future__ import annotations
 
 import getpass
+import importlib.util
 import json
 import os
 import platform
@@ -399,6 +400,10 @@ class _ExecutorTable:
                                 "register a backend class by 'module:Class' or an entry point")
 
     def _add(self, stem: str, config: Dict[str, Any], exact: bool = False) -> str:
+        config = executor_mod.resolve_config(config)
+        if config.get("type") == "dask" and importlib.util.find_spec("distributed") is None:
+            raise DispatchError(f"executor '{stem}' runs tasks on a Dask cluster, and "
+                                "distributed is not installed", "pip install 'cov[dask]'")
         problem = executor_problem(stem, config)
         if problem:  # the runner would fail the task (or itself) on it later
             raise DispatchError(problem, "fix the executor's arguments or its config entry")

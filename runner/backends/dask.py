@@ -1,0 +1,337 @@
+"""The Dask backend: tasks run on a ``dask.distributed`` cluster (``DaskExecutor``).
+
+Each attempt is one Dask task, ``dask_task.run_attempt``, submitted to the scheduler at the
+executor's ``scheduler_address`` with the key ``cov-<dispatch id>-<node>-<attempt>``. On a Dask
+worker it runs the shipped ``worker.py`` on the task's bundle in a child process of its own
+and returns the outcome file and the logs as bytes, which this side writes into the run
+directory (logs first, outcome last, each atomically): the Dask workers need neither cov nor
+the run directory. What the task prints reaches ``logs/<node>.out|err`` while it runs, through
+Dask log events (``dask_task.TOPIC``), and its start (host, pid) makes it RUNNING.
+
+Threads: ``distributed.Client`` is synchronous here and runs its own event loop thread; the
+runner's loop never waits for it. One thread of ours (``_serve``) connects, submits, cancels
+and collects, fed by a queue; the client's callbacks only put work on that queue (a callback
+must not call the client back: it runs on the client's loop). Completions and news go to the
+runner's thread as a ``ThreadedBackend``.
+
+Restarts: each submitted future is also *published* on the scheduler under its key, which keeps
+the attempt alive when its client goes (the runner exits or is killed). The handle
+``{"scheduler", "key"}`` lets the next runner take the future back by that name
+(``reattach``) and collect it; if the scheduler no longer has it (it restarted), the attempt
+is submitted again from its bundle: a clean re-run, nothing of it had reached the run directory.
+
+Cancel: the future is cancelled (also from the published name) and the attempt's process group
+is killed on whichever worker runs it (``Client.run`` of ``dask_task.kill_attempt``).
+
+``distributed`` is imported here only when a Dask executor is used (the ``cov[dask]`` extra).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from typing import Any, Dict, Optional, Tuple
+
+from runner import layout, worker
+from runner.backends import dask_task
+from runner.backends.base import Completion, Services, Task, ThreadedBackend, make_bundle
+from runner.fs import FILE_MODE, atomic_write
+from runner.outcome import read_outcome_header
+from runner.rundir import RunDir
+
+log = logging.getLogger("cov.dask")
+
+DEFAULT_CONNECT_TIMEOUT = 10.0
+RECONNECT_AFTER = 30.0  # seconds a failed connection stands before the next task tries again
+# The file names the remote half uses in its scratch directory (it runs where cov is not).
+NAMES = {"worker": layout.WORKER, "bundle": layout.SSH_BUNDLE, "outcome": layout.SSH_OUTCOME,
+         "stdout": layout.SSH_STDOUT, "stderr": layout.SSH_STDERR,
+         "launch": layout.SSH_LAUNCH_LOG, "pid": layout.SSH_PID}
+INSTALL_HINT = "install the Dask extra: pip install 'cov[dask]'"
+
+
+def attempt_key(task: Task) -> str:
+    """The Dask key (and published name) of one attempt."""
+    return f"cov-{task.dispatch_id}-{task.node}-{task.attempt}"
+
+
+class DaskAttempt:
+    """One attempt on the cluster: its key, its future once submitted, what became of it."""
+
+    def __init__(self, task: Task) -> None:
+        self.task = task
+        self.key = attempt_key(task)
+        self.future: Any = None
+        self.cancelled = False
+        self.dropped = False
+        self.live: set = set()  # streams whose live copy this attempt has started
+
+
+class DaskBackend(ThreadedBackend):
+    """Runs tasks on the Dask cluster whose scheduler is at ``scheduler_address``."""
+
+    def __init__(self, config: Dict[str, Any], services: Services) -> None:
+        super().__init__(config, services)
+        self.address = str(config.get("scheduler_address") or "")
+        self.timeout = float(config.get("connect_timeout") or DEFAULT_CONNECT_TIMEOUT)
+        self._client: Any = None
+        self._refused: Optional[Tuple[float, str]] = None  # (when, why) the last connect failed
+        self._inflight: Dict[str, DaskAttempt] = {}  # by key
+        self._jobs: "queue.Queue[Optional[Tuple[str, DaskAttempt]]]" = queue.Queue()
+        self._thread: Optional[threading.Thread] = None
+        self._closing = False
+
+    # -- the runner's side (loop thread) ----------------------------------------------------------
+    def busy(self) -> bool:
+        return bool(self._inflight or self._done)
+
+    def submit(self, task: Task) -> None:
+        self._queue("submit", DaskAttempt(task))
+
+    def reattach(self, task: Task, handle: Dict[str, Any]) -> bool:
+        if not handle.get("key") or handle.get("scheduler") != self.address:
+            return False
+        attempt = DaskAttempt(task)
+        attempt.key = str(handle["key"])
+        self._queue("reattach", attempt)
+        return True
+
+    def cancel(self, run: str, node: int) -> None:
+        attempt = self._find(run, node)
+        if attempt is not None and not attempt.cancelled:
+            attempt.cancelled = True
+            self._jobs.put(("cancel", attempt))
+
+    def drop(self, task: Task) -> None:
+        """Another runner took the claim over and may collect the same future: forget it here,
+        leaving it on the cluster."""
+        attempt = self._find(task.run, task.node)
+        if attempt is not None and attempt.task.attempt == task.attempt:
+            attempt.dropped = True
+            with self._lock:
+                self._inflight.pop(attempt.key, None)
+
+    def close(self) -> None:
+        """The attempts go on, published on the scheduler; the next runner re-attaches."""
+        self._closing = True
+        super().close()
+        self._jobs.put(None)
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        if self._client is not None:
+            try:
+                self._client.close(timeout=5)
+            except Exception:  # noqa: BLE001 - exiting anyway
+                pass
+
+    def _find(self, run: str, node: int) -> Optional[DaskAttempt]:
+        with self._lock:
+            return next((a for a in self._inflight.values()
+                         if a.task.run == run and a.task.node == node), None)
+
+    def _queue(self, kind: str, attempt: DaskAttempt) -> None:
+        with self._lock:
+            self._inflight[attempt.key] = attempt
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._serve, daemon=True, name="cov-dask")
+            self._thread.start()
+        self._jobs.put((kind, attempt))
+
+    # -- our thread -------------------------------------------------------------------------------
+    def _serve(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            kind, attempt = job
+            try:
+                if kind == "cancel":
+                    self._cancel(attempt)
+                elif kind == "done":
+                    self._collect(attempt)
+                elif not attempt.dropped and not self._closing:
+                    self._start(attempt, reattach=kind == "reattach")
+            except Exception as exc:  # noqa: BLE001 - a backend bug must not lose the task
+                log.exception("dask backend error")
+                self._finish(attempt, Completion.failed(
+                    attempt.task, "backend", f"Dask backend error: {type(exc).__name__}: {exc}"))
+
+    def _connect(self) -> Any:
+        if self._client is not None:
+            return self._client
+        if not self.address:
+            raise ConnectionError("the Dask executor has no scheduler_address")
+        if self._refused is not None and time.time() - self._refused[0] < RECONNECT_AFTER:
+            raise ConnectionError(self._refused[1])  # the tasks of a fan-out fail at once
+        try:
+            import distributed
+        except ImportError:
+            raise ConnectionError(f"distributed is not installed: {INSTALL_HINT}") from None
+        import cloudpickle
+
+        # Sent as code: the Dask workers need no cov (only cloudpickle and distributed).
+        cloudpickle.register_pickle_by_value(dask_task)
+        try:
+            client = distributed.Client(self.address, timeout=self.timeout,
+                                        set_as_default=False)
+        except (OSError, TimeoutError) as exc:
+            message = f"cannot connect to the Dask scheduler at {self.address}: {exc}"
+            self._refused = (time.time(), message)
+            raise ConnectionError(message) from None
+        client.subscribe_topic(dask_task.TOPIC, self._on_event)
+        self._client = client
+        return client
+
+    def _start(self, attempt: DaskAttempt, reattach: bool) -> None:
+        task = attempt.task
+        try:
+            client = self._connect()
+        except ConnectionError as exc:
+            self._finish(attempt, Completion.failed(task, "connection", str(exc)))
+            return
+        future = None
+        if reattach:
+            try:
+                future = client.get_dataset(attempt.key, default=None)
+            except Exception:  # noqa: BLE001 - gone with a restarted scheduler
+                future = None
+            if future is None:
+                log.info("dask: %s is no longer on the scheduler; running it again", attempt.key)
+        if future is None:
+            try:
+                bundle = self._bundle(task)
+            except RuntimeError as exc:  # an input's result is missing: it cannot start
+                self._finish(attempt, Completion.failed(task, "submit", str(exc)))
+                return
+            future = client.submit(dask_task.run_attempt, attempt.key, worker.shipped_files(),
+                                   bundle, NAMES, self.config.get("python_path") or None,
+                                   key=attempt.key, pure=False)
+            # Published, the future outlives this client (a runner that exits or dies).
+            client.publish_dataset(future, name=attempt.key, override=True)
+        attempt.future = future
+        self._emit_handle(task, {"scheduler": self.address, "key": attempt.key})
+        self.services.wake()
+        # Runs on the client's loop: only hand the work over.
+        future.add_done_callback(lambda _: self._jobs.put(("done", attempt)))
+
+    def _bundle(self, task: Task) -> bytes:
+        workdir = self.config.get("workdir")
+        if workdir:
+            path = os.path.expanduser(str(workdir))
+            if self.config.get("create_unique_workdir"):
+                path = os.path.join(path, task.dispatch_id, f"node_{task.node}")
+            task.cwd = path  # on the Dask worker (the worker makes it if it can)
+        rundir = RunDir(task.run)
+        try:
+            return make_bundle(task, rundir)
+        finally:
+            rundir.close()
+
+    def _cancel(self, attempt: DaskAttempt) -> None:
+        client = self._client
+        if client is None or attempt.future is None:
+            return  # not submitted yet: _start sees it cancelled... or it already ended
+        try:
+            client.unpublish_dataset(attempt.key)
+        except Exception:  # noqa: BLE001 - already collected
+            pass
+        client.cancel([attempt.future], force=True)
+        try:  # a running attempt's thread goes on until its process is gone
+            killed = client.run(dask_task.kill_attempt, attempt.key, NAMES, wait=True)
+            log.info("dask: cancelled %s (killed %s)", attempt.key,
+                     {w: p for w, p in killed.items() if p})
+        except Exception as exc:  # noqa: BLE001
+            log.warning("dask: killing %s failed: %s", attempt.key, exc)
+
+    def _collect(self, attempt: DaskAttempt) -> None:
+        task, future = attempt.task, attempt.future
+        if attempt.dropped:
+            return
+        status = future.status
+        if status == "finished":
+            done = self._write(attempt, future.result())
+        elif attempt.cancelled:
+            done = Completion.cancelled(task)
+        elif status == "error":
+            exc = future.exception()
+            done = Completion.failed(task, "dask", f"Dask could not run task '{task.name}' on "
+                                     f"{self.address}: {type(exc).__name__}: {exc}")
+        else:  # cancelled without our asking: the scheduler lost it
+            done = Completion.failed(task, "connection", f"the Dask scheduler at "
+                                                         f"{self.address} lost task '{task.name}'")
+        if attempt.cancelled and not done.header.get("ok"):
+            where: Dict[str, Any] = {k: v for k, v in done.header.items() if k in ("host", "pid")}
+            done = Completion.cancelled(task, **where)
+        try:
+            self._client.unpublish_dataset(attempt.key)
+        except Exception:  # noqa: BLE001 - cancelled: unpublished already
+            pass
+        future.release()  # the scheduler forgets the attempt and its result
+        attempt.future = None
+        self._finish(attempt, done)
+
+    def _write(self, attempt: DaskAttempt, files: Dict[str, Any]) -> Completion:
+        """The attempt's files into the run directory (logs, then the outcome), each whole."""
+        task = attempt.task
+        for stream, path in (("stdout", task.stdout_path), ("stderr", task.stderr_path)):
+            if files[stream] or os.path.exists(path):
+                atomic_write(path, files[stream])
+        header = None
+        if files["outcome"]:
+            atomic_write(task.outcome_path, files["outcome"])
+            header = read_outcome_header(task.outcome_path)
+        if header is not None:
+            return Completion.of(task, header)
+        rc, pid, host = int(files["rc"]), files["pid"], files["host"]
+        how = f"was killed (signal {-rc})" if rc < 0 else f"exited with code {rc}"
+        detail = files["launch"].decode("utf-8", "replace").strip()[-2000:]
+        return Completion.failed(
+            task, "worker_died", f"the task's process on {host} (pid {pid}) {how} without "
+                                 f"writing an outcome" + (f":\n{detail}" if detail else ""),
+            host=host, pid=pid)
+
+    def _finish(self, attempt: DaskAttempt, done: Completion) -> None:
+        done.header.setdefault("end", time.time())
+        with self._lock:
+            if self._inflight.get(attempt.key) is not attempt:
+                return  # dropped meanwhile
+            del self._inflight[attempt.key]
+            self._done.append(done)
+        self.services.wake()
+
+    # -- the client's loop thread -----------------------------------------------------------------
+    def _on_event(self, event: Any) -> None:
+        """A start or live output of an attempt (``dask_task._event``); others' are ignored."""
+        try:
+            _, message = event
+            with self._lock:
+                attempt = self._inflight.get(str(message.get("key")))
+            if attempt is None:
+                return
+            if message.get("kind") == "start":
+                self._emit_news(attempt.task, "start", start=float(message["start"]),
+                                pid=int(message["pid"]), host=str(message["host"]))
+                self.services.wake()
+            elif message.get("kind") == "live":
+                _write_live(attempt, str(message["stream"]), int(message["offset"]),
+                            bytes(message["data"]))
+        except Exception as exc:  # noqa: BLE001 - news are a nicety: the files come whole
+            log.debug("dask: event not handled: %s", exc)
+
+
+def _write_live(attempt: DaskAttempt, stream: str, offset: int, data: bytes) -> None:
+    """A live-output chunk into the run's log at its offset; the attempt's first chunk of a
+    stream cuts the file to itself (an earlier attempt's output); the whole file replaces it
+    at the end."""
+    task = attempt.task
+    path = task.stdout_path if stream == "stdout" else task.stderr_path
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+    try:
+        os.pwrite(fd, data, offset)
+        if stream not in attempt.live:
+            os.ftruncate(fd, offset + len(data))
+            attempt.live.add(stream)
+    finally:
+        os.close(fd)
