@@ -337,6 +337,13 @@ def _consumer_name(param_id: int, graph: Graph) -> str:
     return f"node {param_id}"
 
 
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # ValueError: set to None in sys.modules (blocked)
+        return False
+
+
 def _type_of(executor: Any) -> str:
     if isinstance(executor, str):
         name = executor_mod.NAME_ALIASES.get(executor, executor)
@@ -401,7 +408,7 @@ class _ExecutorTable:
 
     def _add(self, stem: str, config: Dict[str, Any], exact: bool = False) -> str:
         config = executor_mod.resolve_config(config)
-        if config.get("type") == "dask" and importlib.util.find_spec("distributed") is None:
+        if config.get("type") == "dask" and not _importable("distributed"):
             raise DispatchError(f"executor '{stem}' runs tasks on a Dask cluster, and "
                                 "distributed is not installed", "pip install 'cov[dask]'")
         problem = executor_problem(stem, config)

@@ -32,7 +32,7 @@ import os
 import queue
 import threading
 import time
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from runner import layout, worker
 from runner.backends import dask_task
@@ -77,10 +77,13 @@ class DaskBackend(ThreadedBackend):
         self.address = str(config.get("scheduler_address") or "")
         self.timeout = float(config.get("connect_timeout") or DEFAULT_CONNECT_TIMEOUT)
         self._client: Any = None
+        self._plugin = ""  # the name of cov's worker plugin on the cluster
         self._refused: Optional[Tuple[float, str]] = None  # (when, why) the last connect failed
         self._inflight: Dict[str, DaskAttempt] = {}  # by key
         self._jobs: "queue.Queue[Optional[Tuple[str, DaskAttempt]]]" = queue.Queue()
         self._thread: Optional[threading.Thread] = None
+        self._trash: "queue.Queue[Optional[Tuple[str, Any]]]" = queue.Queue()
+        self._cleaner: Optional[threading.Thread] = None
         self._closing = False
 
     # -- the runner's side (loop thread) ----------------------------------------------------------
@@ -120,6 +123,9 @@ class DaskBackend(ThreadedBackend):
         self._jobs.put(None)
         if self._thread is not None:
             self._thread.join(timeout=10)
+        self._trash.put(None)
+        if self._cleaner is not None:  # names left on the scheduler would hold results there
+            self._cleaner.join(timeout=10)
         if self._client is not None:
             try:
                 self._client.close(timeout=5)
@@ -142,21 +148,59 @@ class DaskBackend(ThreadedBackend):
     # -- our thread -------------------------------------------------------------------------------
     def _serve(self) -> None:
         while True:
-            job = self._jobs.get()
-            if job is None:
-                return
-            kind, attempt = job
-            try:
-                if kind == "cancel":
-                    self._cancel(attempt)
-                elif kind == "done":
-                    self._collect(attempt)
-                elif not attempt.dropped and not self._closing:
-                    self._start(attempt, reattach=kind == "reattach")
-            except Exception as exc:  # noqa: BLE001 - a backend bug must not lose the task
-                log.exception("dask backend error")
+            jobs = [self._jobs.get()]
+            while True:  # what came meanwhile: the submits of a fan-out go out together
+                try:
+                    jobs.append(self._jobs.get_nowait())
+                except queue.Empty:
+                    break
+            fresh: List[DaskAttempt] = []  # submitted, to publish in one round trip
+            ended: List[DaskAttempt] = []  # to collect, their results in one round trip
+            for job in jobs:
+                if job is None:
+                    return
+                kind, attempt = job
+                try:
+                    if kind == "done":
+                        ended.append(attempt)
+                    elif kind == "cancel":
+                        self._publish(fresh)  # first: the attempt may be one of them
+                        fresh = []
+                        self._cancel(attempt)
+                    elif not attempt.dropped and not self._closing:
+                        if self._start(attempt, reattach=kind == "reattach"):
+                            fresh.append(attempt)
+                except Exception as exc:  # noqa: BLE001 - a backend bug must not lose the task
+                    self._crashed(attempt, exc)
+            self._publish(fresh)
+            self._collect_all(ended)
+
+    def _crashed(self, attempt: DaskAttempt, exc: Exception) -> None:
+        log.exception("dask backend error")
+        self._finish(attempt, Completion.failed(
+            attempt.task, "backend", f"Dask backend error: {type(exc).__name__}: {exc}"))
+
+    def _publish(self, attempts: List[DaskAttempt]) -> None:
+        """Publish newly submitted futures under their keys (one round trip for all), so that
+        they outlive this client; then record their handles and watch them."""
+        if not attempts:
+            return
+        try:
+            self._client.publish_dataset(**{a.key: a.future for a in attempts}, override=True)
+        except Exception as exc:  # noqa: BLE001 - the scheduler went away meanwhile
+            for attempt in attempts:
                 self._finish(attempt, Completion.failed(
-                    attempt.task, "backend", f"Dask backend error: {type(exc).__name__}: {exc}"))
+                    attempt.task, "connection", f"the Dask scheduler at {self.address} did "
+                                                f"not take task '{attempt.task.name}': {exc}"))
+            return
+        for attempt in attempts:
+            self._watch(attempt)
+
+    def _watch(self, attempt: DaskAttempt) -> None:
+        self._emit_handle(attempt.task, {"scheduler": self.address, "key": attempt.key})
+        self.services.wake()
+        # Runs on the client's loop: only hand the work over.
+        attempt.future.add_done_callback(lambda _: self._jobs.put(("done", attempt)))
 
     def _connect(self) -> Any:
         if self._client is not None:
@@ -181,40 +225,41 @@ class DaskBackend(ThreadedBackend):
             self._refused = (time.time(), message)
             raise ConnectionError(message) from None
         client.subscribe_topic(dask_task.TOPIC, self._on_event)
+        # The shipped worker and a zygote on every Dask worker, once per cov version
+        plugin = dask_task.make_plugin(worker.shipped_files(), layout.WORKER)
+        client.register_plugin(plugin)
+        self._plugin = plugin.name
         self._client = client
         return client
 
-    def _start(self, attempt: DaskAttempt, reattach: bool) -> None:
+    def _start(self, attempt: DaskAttempt, reattach: bool) -> bool:
+        """Take a published attempt back, or submit it; True if submitted (to publish)."""
         task = attempt.task
         try:
             client = self._connect()
         except ConnectionError as exc:
             self._finish(attempt, Completion.failed(task, "connection", str(exc)))
-            return
+            return False
         future = None
         if reattach:
             try:
                 future = client.get_dataset(attempt.key, default=None)
             except Exception:  # noqa: BLE001 - gone with a restarted scheduler
                 future = None
-            if future is None:
-                log.info("dask: %s is no longer on the scheduler; running it again", attempt.key)
-        if future is None:
-            try:
-                bundle = self._bundle(task)
-            except RuntimeError as exc:  # an input's result is missing: it cannot start
-                self._finish(attempt, Completion.failed(task, "submit", str(exc)))
-                return
-            future = client.submit(dask_task.run_attempt, attempt.key, worker.shipped_files(),
-                                   bundle, NAMES, self.config.get("python_path") or None,
-                                   key=attempt.key, pure=False)
-            # Published, the future outlives this client (a runner that exits or dies).
-            client.publish_dataset(future, name=attempt.key, override=True)
-        attempt.future = future
-        self._emit_handle(task, {"scheduler": self.address, "key": attempt.key})
-        self.services.wake()
-        # Runs on the client's loop: only hand the work over.
-        future.add_done_callback(lambda _: self._jobs.put(("done", attempt)))
+            if future is not None:
+                attempt.future = future
+                self._watch(attempt)
+                return False
+            log.info("dask: %s is no longer on the scheduler; running it again", attempt.key)
+        try:
+            bundle = self._bundle(task)
+        except RuntimeError as exc:  # an input's result is missing: it cannot start
+            self._finish(attempt, Completion.failed(task, "submit", str(exc)))
+            return False
+        attempt.future = client.submit(dask_task.run_attempt, attempt.key, self._plugin, bundle,
+                                       NAMES, self.config.get("python_path") or None,
+                                       key=attempt.key, pure=False)
+        return True
 
     def _bundle(self, task: Task) -> bytes:
         workdir = self.config.get("workdir")
@@ -245,13 +290,28 @@ class DaskBackend(ThreadedBackend):
         except Exception as exc:  # noqa: BLE001
             log.warning("dask: killing %s failed: %s", attempt.key, exc)
 
-    def _collect(self, attempt: DaskAttempt) -> None:
+    def _collect_all(self, attempts: List[DaskAttempt]) -> None:
+        """Ended attempts: the results of the finished ones gathered together."""
+        attempts = [a for a in attempts if not a.dropped and a.future is not None]
+        finished = [a for a in attempts if a.future.status == "finished"]
+        results: Dict[str, Any] = {}
+        if len(finished) > 1:
+            try:
+                values = self._client.gather([a.future for a in finished])
+                results = {a.key: value for a, value in zip(finished, values)}
+            except Exception:  # noqa: BLE001 - one lost its data: each on its own below
+                results = {}
+        for attempt in attempts:
+            try:
+                self._collect(attempt, results.get(attempt.key))
+            except Exception as exc:  # noqa: BLE001 - a backend bug must not lose the task
+                self._crashed(attempt, exc)
+
+    def _collect(self, attempt: DaskAttempt, files: Optional[Dict[str, Any]] = None) -> None:
         task, future = attempt.task, attempt.future
-        if attempt.dropped:
-            return
         status = future.status
         if status == "finished":
-            done = self._write(attempt, future.result())
+            done = self._write(attempt, files if files is not None else future.result())
         elif attempt.cancelled:
             done = Completion.cancelled(task)
         elif status == "error":
@@ -264,13 +324,30 @@ class DaskBackend(ThreadedBackend):
         if attempt.cancelled and not done.header.get("ok"):
             where: Dict[str, Any] = {k: v for k, v in done.header.items() if k in ("host", "pid")}
             done = Completion.cancelled(task, **where)
-        try:
-            self._client.unpublish_dataset(attempt.key)
-        except Exception:  # noqa: BLE001 - cancelled: unpublished already
-            pass
-        future.release()  # the scheduler forgets the attempt and its result
         attempt.future = None
         self._finish(attempt, done)
+        self._forget(attempt.key, future)
+
+    def _forget(self, key: str, future: Any) -> None:
+        """Let the scheduler forget an attempt we collected (its result, its name), in a
+        thread of its own: one round trip each, off the path of the next task."""
+        self._trash.put((key, future))
+        if self._cleaner is None:
+            self._cleaner = threading.Thread(target=self._clean, daemon=True,
+                                             name="cov-dask-clean")
+            self._cleaner.start()
+
+    def _clean(self) -> None:
+        while True:
+            item = self._trash.get()
+            if item is None:
+                return
+            key, future = item
+            try:
+                self._client.unpublish_dataset(key)
+            except Exception:  # noqa: BLE001 - cancelled: unpublished already
+                pass
+            future.release()
 
     def _write(self, attempt: DaskAttempt, files: Dict[str, Any]) -> Completion:
         """The attempt's files into the run directory (logs, then the outcome), each whole."""

@@ -1,53 +1,153 @@
 """What runs on a Dask worker for one task attempt (the Dask backend's remote half).
 
-``run_attempt`` is submitted to the scheduler as the function of one Dask task. It is pickled
-by value (``cloudpickle.register_pickle_by_value``), so a Dask worker needs no cov: only its own
-Python, cloudpickle and distributed. On the worker it:
+Sent as code (``cloudpickle.register_pickle_by_value``): a Dask worker needs no cov, only its
+own Python, cloudpickle and distributed. Two parts:
 
-1. puts the shipped worker (``runner.worker.shipped_files``, sent as bytes) into
-   ``<local_directory>/cov/lib-<hash>/`` once, and the task's bundle into
-   ``<local_directory>/cov/<key>/``;
-2. starts ``python worker.py BUNDLE OUTCOME STDOUT STDERR`` there in a session of its own: the
-   task's prints, ``os.dup2`` and crashes stay out of the Dask worker's process (whose threads
-   run other tasks), and a cancel can kill the task's whole process group (``kill_attempt``);
-3. while it runs, sends its start (pid, host) and what it printed since the last look as Dask
-   log events on ``TOPIC`` (the runner subscribes and writes them into the run's logs at once);
-4. returns the outcome file, stdout, stderr and the launcher's log as bytes; the runner writes
-   them into the run directory, so the Dask workers need not see it.
+``make_plugin(shipped)``
+    a Dask worker plugin, registered once per cluster and cov version (named ``cov-<hash>``):
+    on each worker it puts the shipped worker (``runner.worker.shipped_files``) into
+    ``<local_directory>/cov-<uid>/lib-<hash>/`` and starts a *zygote*, a process that has
+    imported the worker and cloudpickle once and forks one child per attempt (a task costs a
+    fork, not an interpreter start). It dies with the worker (teardown, and PDEATHSIG).
 
-This module imports only the standard library at the top (``distributed`` inside functions,
-where it runs on a Dask worker): it is sent as code, not imported there.
+``run_attempt(...)``, the function of one Dask task
+    writes the bundle into ``.../cov-<uid>/<key>/``, has the zygote fork a child that runs
+    ``execute_bundle`` in a session of its own (the task's prints, ``os.dup2`` and crashes
+    stay out of the Dask worker's process, whose threads run other tasks; a cancel kills the
+    task's whole process group: ``kill_attempt``), or, with a ``python`` of its own, starts
+    ``python worker.py BUNDLE OUTCOME STDOUT STDERR``. While the child runs it sends its start
+    (pid, host) and what it printed since the last look as Dask log events on ``TOPIC``, and
+    it returns the outcome file, stdout, stderr and the launcher's log as bytes: the runner
+    writes them into the run directory, which the Dask workers need not see.
+
+Standard library only at the top (``distributed`` inside functions, which run on a worker).
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import select
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Any, Dict, Optional
 
 TOPIC = "cov-attempt"  # the Dask log-event topic of starts and live output
 TICK = 0.5  # seconds between two looks at the task's output
 CHUNK = 256 * 1024  # at most this much of one stream per event (the rest comes next tick)
+ZYGOTE_SOCKET = "zygote.sock"
+ZYGOTE_LOG = "zygote.log"
+
+# The zygote: imports the shipped worker once, then forks a child per request on its unix
+# socket. Protocol, one connection per attempt: the request is one JSON line (bundle, outcome,
+# stdout, stderr, launch, cwd); the zygote answers "pid N" once forked and "rc N" when the
+# child ends. Single-threaded (a selector over the socket, the connections and one pidfd per
+# child), so forking it is safe.
+ZYGOTE = r'''
+import ctypes, json, os, selectors, signal, socket, sys
+lib, path = sys.argv[1], sys.argv[2]
+try:  # die with the Dask worker (Linux)
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+except Exception:
+    pass
+sys.path.insert(0, lib)
+import worker as _shipped  # the shipped mode: it takes lib off sys.path again
+execute = _shipped.execute_bundle
+sys.modules.pop("worker", None)  # the task's own `import worker` is its own
+import cloudpickle  # noqa: F401  imported once here, in every child for free
+try:
+    os.unlink(path)
+except FileNotFoundError:
+    pass
+server = socket.socket(socket.AF_UNIX)
+server.bind(path + ".tmp")
+server.listen(64)
+os.rename(path + ".tmp", path)  # listening once it has its name
+sel = selectors.DefaultSelector()
+sel.register(server, selectors.EVENT_READ, None)
+buffers = {}
+def reply(conn, line):
+    try:
+        conn.sendall(line.encode())
+    except OSError:
+        pass
+def fork(conn, req):
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setsid()
+            try:  # the task dies with the zygote, which dies with its Dask worker
+                ctypes.CDLL(None).prctl(1, signal.SIGKILL)
+            except Exception:
+                pass
+            for key in list(sel.get_map().values()):  # the zygote's fds are not the task's
+                if key.data and key.data[0] == "child":
+                    key.data[2].close()
+                try:
+                    os.close(key.fd)
+                except OSError:
+                    pass
+            sel.close(); conn.close()
+            for sig in (signal.SIGCHLD, signal.SIGPIPE, signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, signal.SIG_DFL)
+            fd = os.open(req["launch"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            os.dup2(fd, 1); os.dup2(fd, 2); os.close(fd)
+            os.chdir(req["cwd"])
+            code = execute(req["bundle"], req["outcome"], req["stdout"], req["stderr"])
+        except BaseException:
+            import traceback; traceback.print_exc(); code = 70
+        try:
+            sys.stdout.flush(); sys.stderr.flush()
+        finally:
+            os._exit(code)
+    reply(conn, f"pid {pid}\n")
+    sel.register(os.pidfd_open(pid), selectors.EVENT_READ, ("child", pid, conn))
+while True:
+    for key, _ in sel.select():
+        if key.data is None:
+            conn, _ = server.accept()
+            buffers[conn] = b""
+            sel.register(conn, selectors.EVENT_READ, ("conn", conn))
+        elif key.data[0] == "conn":
+            conn = key.data[1]
+            data = conn.recv(65536)
+            buffers[conn] += data
+            if b"\n" in buffers[conn] or not data:
+                sel.unregister(conn)
+                line = buffers.pop(conn)
+                if data:
+                    fork(conn, json.loads(line))
+                else:
+                    conn.close()
+        else:
+            _, pid, conn = key.data
+            sel.unregister(key.fileobj); os.close(key.fd)
+            _, status = os.waitpid(pid, 0)
+            reply(conn, f"rc {os.waitstatus_to_exitcode(status)}\n")
+            conn.close()
+'''
+
+
+def digest(shipped: Dict[str, bytes]) -> str:
+    """The version of the shipped files (names the plugin and the lib directory)."""
+    return hashlib.sha256(b"".join(name.encode() + data for name, data in
+                                   sorted(shipped.items()))).hexdigest()[:16]
 
 
 def _base(dask_worker: Any = None) -> str:
-    """This worker's scratch directory for cov (the Dask worker's ``local_directory``)."""
-    try:
-        if dask_worker is None:
-            from distributed import get_worker
+    """This worker's scratch directory for cov (in the Dask worker's ``local_directory``)."""
+    if dask_worker is None:
+        from distributed import get_worker
 
-            dask_worker = get_worker()
-        root = str(dask_worker.local_directory)
-    except Exception:  # noqa: BLE001 - not on a Dask worker (a test calling it directly)
-        import tempfile
-
-        root = tempfile.gettempdir()
-    return os.path.join(root, f"cov-{os.getuid()}")
+        dask_worker = get_worker()
+    base = os.path.join(str(dask_worker.local_directory), f"cov-{os.getuid()}")
+    os.makedirs(base, mode=0o700, exist_ok=True)  # bundles hold the user's data
+    return base
 
 
 def _attempt_dir(base: str, key: str) -> str:
@@ -57,9 +157,7 @@ def _attempt_dir(base: str, key: str) -> str:
 def _install(base: str, shipped: Dict[str, bytes], entry: str) -> str:
     """The shipped worker's files in ``lib-<hash>/`` (written once per version, each file under
     a temporary name and renamed, ``entry`` last: its presence means all are there)."""
-    digest = hashlib.sha256(b"".join(name.encode() + data for name, data in
-                                     sorted(shipped.items()))).hexdigest()[:16]
-    lib = os.path.join(base, f"lib-{digest}")
+    lib = os.path.join(base, f"lib-{digest(shipped)}")
     if os.path.exists(os.path.join(lib, entry)):
         return lib
     os.makedirs(lib, exist_ok=True)
@@ -69,6 +167,39 @@ def _install(base: str, shipped: Dict[str, bytes], entry: str) -> str:
             f.write(shipped[name])
         os.replace(tmp, os.path.join(lib, name))
     return lib
+
+
+def make_plugin(shipped: Dict[str, bytes], entry: str) -> Any:
+    """The worker plugin that installs the shipped worker and runs the zygote on each Dask
+    worker (``distributed`` is imported here, not at the module's import)."""
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class CovWorkerPlugin(WorkerPlugin):
+        idempotent = True  # registered again by each runner: kept, not restarted
+        name = f"cov-{digest(shipped)}"
+
+        def __init__(self) -> None:
+            self.lib = ""
+            self.socket = ""
+            self.zygote: Optional[subprocess.Popen] = None
+
+        def setup(self, worker: Any) -> None:
+            base = _base(worker)
+            self.lib = _install(base, shipped, entry)
+            # a unix socket's path has at most 107 bytes; a private directory keeps it ours
+            where = self.lib if len(self.lib) < 80 else tempfile.mkdtemp(prefix="cov-")
+            self.socket = os.path.join(where, ZYGOTE_SOCKET)
+            with open(os.path.join(self.lib, ZYGOTE_LOG), "ab") as log:
+                self.zygote = subprocess.Popen(
+                    [sys.executable, "-c", ZYGOTE, self.lib, self.socket],
+                    stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=base)
+
+        def teardown(self, worker: Any) -> None:
+            if self.zygote is not None:
+                self.zygote.kill()
+                self.zygote.wait()
+
+    return CovWorkerPlugin()
 
 
 def _event(message: Dict[str, Any]) -> None:
@@ -102,47 +233,113 @@ def _send_new_output(key: str, paths: Dict[str, str], sent: Dict[str, int]) -> N
             sent[stream] += len(data)
 
 
-def run_attempt(key: str, shipped: Dict[str, bytes], bundle: bytes, names: Dict[str, str],
+class _Forked:
+    """A child of the zygote: its pid, and its exit code once the zygote says it."""
+
+    def __init__(self, plugin: Any, request: Dict[str, str]) -> None:
+        deadline = time.time() + 60
+        while True:  # the zygote starts with the worker: it may not listen yet
+            self.conn = socket.socket(socket.AF_UNIX)
+            try:
+                self.conn.connect(plugin.socket)
+                break
+            except OSError:
+                self.conn.close()
+                if plugin.zygote.poll() is not None or time.time() > deadline:
+                    raise RuntimeError(f"cov's zygote on this Dask worker is not running "
+                                       f"(exit code {plugin.zygote.poll()}; see "
+                                       f"{os.path.join(plugin.lib, ZYGOTE_LOG)})") from None
+                time.sleep(0.02)
+        self.conn.sendall(json.dumps(request).encode() + b"\n")
+        self.buffer = b""
+        pid = self._line("pid")
+        assert pid is not None  # no timeout: a line or an error
+        self.pid = int(pid)
+
+    def _line(self, field: str, timeout: Optional[float] = None) -> Optional[str]:
+        while b"\n" not in self.buffer:
+            ready, _, _ = select.select([self.conn], [], [], timeout)
+            if not ready:
+                return None
+            data = self.conn.recv(4096)
+            if not data:
+                raise RuntimeError("cov's zygote on this Dask worker closed the connection")
+            self.buffer += data
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        name, _, value = line.decode().partition(" ")
+        if name != field:
+            raise RuntimeError(f"cov's zygote answered {line!r}")
+        return value
+
+    def wait(self, timeout: float) -> Optional[int]:
+        value = self._line("rc", timeout)
+        if value is None:
+            return None
+        self.conn.close()
+        return int(value)
+
+
+class _Started:
+    """A ``python worker.py ...`` of its own (an executor's ``python_path``)."""
+
+    def __init__(self, python: str, lib: str, entry: str, path: Dict[str, str]) -> None:
+        with open(path["launch"], "ab") as launch:
+            self.proc = subprocess.Popen(
+                [*python.split(), os.path.join(lib, entry), path["bundle"], path["outcome"],
+                 path["stdout"], path["stderr"]],
+                stdin=subprocess.DEVNULL, stdout=launch, stderr=launch, cwd=path["cwd"],
+                start_new_session=True)  # its own process group: kill_attempt kills it whole
+        self.pid = self.proc.pid
+
+    def wait(self, timeout: float) -> Optional[int]:
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+
+def run_attempt(key: str, plugin_name: str, bundle: bytes, names: Dict[str, str],
                 python: Optional[str] = None, live: bool = True) -> Dict[str, Any]:
-    """Run one attempt in a child process of this Dask worker; its files as bytes.
+    """Run one attempt in a child process; its files as bytes.
 
     ``names``: the file names to use (``runner.layout``'s, passed in: this module runs where
     cov is not): ``worker``, ``bundle``, ``outcome``, ``stdout``, ``stderr``, ``launch``,
-    ``pid``. ``python``: the interpreter of the task (default: the Dask worker's own).
-    Returns ``{"outcome", "stdout", "stderr", "launch"}`` (bytes), ``rc``, ``pid``, ``host``.
+    ``pid``. ``python``: the interpreter of the task (default: the Dask worker's, through its
+    zygote). Returns ``{"outcome", "stdout", "stderr", "launch"}`` (bytes), ``rc``, ``pid``,
+    ``host``.
     """
-    base = _base()
-    lib = _install(base, shipped, names["worker"])
-    here = _attempt_dir(base, key)
+    from distributed import get_worker
+
+    plugin = get_worker().plugins.get(plugin_name)
+    if plugin is None:
+        raise RuntimeError(f"the worker plugin {plugin_name} is not on this Dask worker")
+    here = _attempt_dir(_base(), key)
     shutil.rmtree(here, ignore_errors=True)  # an earlier try of the same key (a lost worker)
     os.makedirs(here)
     path = {name: os.path.join(here, names[name])
             for name in ("bundle", "outcome", "stdout", "stderr", "launch", "pid")}
+    path["cwd"] = here
     with open(path["bundle"], "wb") as f:
         f.write(bundle)
-    host = socket.gethostname()
-    with open(path["launch"], "wb") as launch:
-        proc = subprocess.Popen(
-            [python or sys.executable, os.path.join(lib, names["worker"]), path["bundle"],
-             path["outcome"], path["stdout"], path["stderr"]],
-            stdin=subprocess.DEVNULL, stdout=launch, stderr=launch, cwd=here,
-            start_new_session=True)  # its own process group: kill_attempt kills it whole
+    child: Any = _Started(python, plugin.lib, names["worker"], path) if python else \
+        _Forked(plugin, {k: path[k] for k in ("bundle", "outcome", "stdout", "stderr",
+                                              "launch", "cwd")})
     with open(path["pid"] + ".tmp", "w") as f:
-        f.write(str(proc.pid))
+        f.write(str(child.pid))
     os.replace(path["pid"] + ".tmp", path["pid"])
-    _event({"key": key, "kind": "start", "pid": proc.pid, "host": host, "start": time.time()})
+    host = socket.gethostname()
+    _event({"key": key, "kind": "start", "pid": child.pid, "host": host, "start": time.time()})
     sent = {"stdout": 0, "stderr": 0}
     streams = {"stdout": path["stdout"], "stderr": path["stderr"]}
     while True:
-        try:
-            rc = proc.wait(timeout=TICK)
+        rc = child.wait(TICK)
+        if rc is not None:
             break
-        except subprocess.TimeoutExpired:
-            if live:
-                _send_new_output(key, streams, sent)
+        if live:
+            _send_new_output(key, streams, sent)
     result: Dict[str, Any] = {name: _read(path[name])
                               for name in ("outcome", "stdout", "stderr", "launch")}
-    result.update(rc=rc, pid=proc.pid, host=host)
+    result.update(rc=rc, pid=child.pid, host=host)
     shutil.rmtree(here, ignore_errors=True)
     return result
 

@@ -52,6 +52,16 @@ def _worker_pids(client) -> Set[int]:
     return set(client.run(os.getpid).values())
 
 
+def _parent_of(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(") ", 1)[1].split()[1])
+
+
+def _in_a_dask_worker(found: dict, client) -> bool:
+    """The task ran in a child of cov's zygote, a child of a Dask worker process."""
+    return _parent_of(found["parent"]) in _worker_pids(client)
+
+
 def _state(home: Path, dispatch_id: str):
     return RunDir(home / dispatch_id).state()
 
@@ -132,8 +142,7 @@ def test_tasks_run_in_the_dask_workers_with_results_and_logs_in_the_run_dir(
     assert result.result == 42
     found = result.get_node_result(0)["output"]
     found = getattr(found, "get_deserialized", lambda: found)()
-    # the task ran in a child process of a Dask worker process, not in the runner's pool
-    assert found["parent"] in _worker_pids(client)
+    assert _in_a_dask_worker(found, client)  # not in the runner's pool
     run = cov_home / dispatch_id
     assert (run / "logs" / "0.out").read_text() == "running with 21\n"
     task = _state(cov_home, dispatch_id).tasks[0]
@@ -186,19 +195,26 @@ def test_cancel_cancels_the_dask_task_and_kills_its_process(cov_home, cluster, c
     assert f"cov-{dispatch_id}-0-1" not in _keys_on_scheduler(client)
 
 
-def test_a_restarted_runner_reattaches_to_the_running_dask_task(cov_home, cluster):
+@pytest.mark.parametrize("how", ["killed", "stopped"])
+def test_a_restarted_runner_reattaches_to_the_running_dask_task(cov_home, cluster, how):
+    """Killed (SIGKILL: its client just vanishes) or stopped (SIGTERM: it closes its client):
+    the published attempt goes on, and the next runner collects it."""
     task = ct.electron(sleeper, executor=ct.executor.DaskExecutor(
         scheduler_address=cluster.scheduler_address))
 
     @ct.lattice
     def wf():
-        return task(3, 7)
+        return task(5, 7)
 
     dispatch_id = ct.dispatch(wf)()
     pid = _wait_for_pid(cov_home, dispatch_id, 0)
-    _kill_runners(cov_home)
-    from runner.daemon import ensure_running
+    from runner.daemon import ensure_running, stop_runners
 
+    if how == "killed":
+        _kill_runners(cov_home)
+    else:
+        assert stop_runners(cov_home, timeout=20)
+    assert not _pid_gone(pid, timeout=0.1)  # the runner went while its task runs
     ensure_running(cov_home)
     result = ct.get_result(dispatch_id, wait=True)
     assert result.status == ct.status.COMPLETED, result.error
@@ -256,7 +272,7 @@ def test_named_dask_executors_from_the_config(cov_home, cluster, client):
     result = ct.get_result(ct.dispatch(wf)(), wait=True)
     assert result.status == ct.status.COMPLETED, result.error
     assert {r["x"] for r in result.result} == {1, 2}
-    assert {r["parent"] for r in result.result} <= _worker_pids(client)
+    assert all(_in_a_dask_worker(r, client) for r in result.result)
 
 
 def test_without_a_scheduler_address_dask_is_the_local_pool_and_status_says_so(
@@ -317,3 +333,21 @@ def test_what_a_dask_task_prints_is_in_its_log_while_it_runs(cov_home, cluster):
     assert ct.get_result(dispatch_id, wait=True).result == "done"
     out = (cov_home / dispatch_id / "logs" / "0.out").read_text().splitlines()
     assert [line.split()[0] for line in out] == ["first", "second"]  # whole, once
+
+
+def test_dispatch_to_a_dask_cluster_without_distributed_is_a_one_line_error(run_cov, tmp_path):
+    """Where the extra is not installed (blocked here: this venv has it), the dispatch says
+    what to install instead of a task failing later."""
+    script = tmp_path / "wf.py"
+    script.write_text(
+        "import sys\nsys.modules['distributed'] = None  # as if not installed\n"
+        "import covalent as ct\n\n"
+        "@ct.electron(executor=ct.executor.DaskExecutor(scheduler_address='tcp://127.0.0.1:1'))\n"
+        "def task(x):\n    return x\n\n"
+        "@ct.lattice\ndef wf(x=1):\n    return task(x)\n")
+    proc = run_cov("dispatch", str(script))
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: executor 'dask' runs tasks on a Dask cluster, and "
+                           "distributed is not installed"), proc.stderr
+    assert "pip install 'cov[dask]'" in proc.stderr and "Traceback" not in proc.stderr
