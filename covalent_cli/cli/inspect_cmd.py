@@ -205,7 +205,8 @@ def status(ctx: Context, run_id: str, node: Optional[str], as_json: bool, show_a
         for i, line in enumerate(error):
             click.echo(("error    " if i == 0 else "         ") + line)
     for i, note in enumerate(_notes(run)):
-        click.echo(("note     " if i == 0 else "         ") + note)
+        click.echo("\n".join(textwrap.wrap(note, WIDTH, subsequent_indent=" " * 9,
+                                            initial_indent="note     " if i == 0 else " " * 9)))
     if summary["status"] == COMPLETED:
         click.echo("result   " + (f"{preview['repr']}  ({preview['type']})" if preview else
                                   "(preview not recorded; `cov result` loads the value)"))
