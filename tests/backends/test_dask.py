@@ -351,3 +351,49 @@ def test_dispatch_to_a_dask_cluster_without_distributed_is_a_one_line_error(run_
     assert last.startswith("Error: executor 'dask' runs tasks on a Dask cluster, and "
                            "distributed is not installed"), proc.stderr
     assert "pip install 'cov[dask]'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_python_of_its_own_starts_the_worker_directly(cov_home, cluster, client):
+    """``python_path``: no zygote, a ``python worker.py`` child of the Dask worker."""
+    task = ct.electron(where, executor=ct.executor.DaskExecutor(
+        scheduler_address=cluster.scheduler_address, python_path=sys.executable))
+
+    @ct.lattice
+    def wf():
+        return task(5)
+
+    result = ct.get_result(ct.dispatch(wf)(), wait=True)
+    assert result.status == ct.status.COMPLETED, result.error
+    assert result.result["x"] == 5 and result.result["parent"] in _worker_pids(client)
+
+
+def test_a_task_whose_dask_worker_dies_runs_again_on_the_cluster(cov_home, cluster, client):
+    """The Dask worker process running the task is killed: its zygote and the task die with
+    it, Dask runs the attempt again (the nanny restarts the worker, the plugin comes back)."""
+    task = ct.electron(where_slowly, executor=ct.executor.DaskExecutor(
+        scheduler_address=cluster.scheduler_address))
+
+    @ct.lattice
+    def wf():
+        return task(3, str(cov_home.parent / "started"))
+
+    dispatch_id = ct.dispatch(wf)()
+    pid = _wait_for_pid(cov_home, dispatch_id, 0)
+    zygote = _parent_of(pid)
+    dask_worker = _parent_of(zygote)
+    assert dask_worker in _worker_pids(client)
+    os.kill(dask_worker, signal.SIGKILL)
+    assert _pid_gone(pid) and _pid_gone(zygote)  # nothing of it runs on without its worker
+    result = ct.get_result(dispatch_id, wait=True)
+    assert result.status == ct.status.COMPLETED, result.error
+    assert result.result["pid"] != pid
+    assert (cov_home.parent / "started").read_text().count("start\n") == 2
+
+
+def where_slowly(seconds: float, marker: str) -> dict:
+    import time as _time
+
+    with open(marker, "a") as f:
+        f.write("start\n")
+    _time.sleep(seconds)
+    return where(0)
