@@ -258,6 +258,7 @@ class DaskBackend(ThreadedBackend):
             return False
         attempt.future = client.submit(dask_task.run_attempt, attempt.key, self._plugin, bundle,
                                        NAMES, self.config.get("python_path") or None,
+                                       task.cwd if self.config.get("workdir") else None,
                                        key=attempt.key, pure=False)
         return True
 
@@ -267,7 +268,7 @@ class DaskBackend(ThreadedBackend):
             path = os.path.expanduser(str(workdir))
             if self.config.get("create_unique_workdir"):
                 path = os.path.join(path, task.dispatch_id, f"node_{task.node}")
-            task.cwd = path  # on the Dask worker (the worker makes it if it can)
+            task.cwd = path  # on the Dask worker (run_attempt makes it)
         rundir = RunDir(task.run)
         try:
             return make_bundle(task, rundir)

@@ -39,7 +39,10 @@ from typing import Any, Dict, Optional
 
 TOPIC = "cov-attempt"  # the Dask log-event topic of starts and live output
 TICK = 0.5  # seconds between two looks at the task's output
-CHUNK = 256 * 1024  # at most this much of one stream per event (the rest comes next tick)
+# At most this much of one stream per event (the rest comes next tick): the scheduler keeps
+# the last 1000 events of a topic (distributed.admin.low-level-log-length) in memory.
+CHUNK = 32 * 1024
+CANCELLED = "cancelled"  # in an attempt's scratch directory: kill_attempt came
 ZYGOTE_SOCKET = "zygote.sock"
 ZYGOTE_LOG = "zygote.log"
 
@@ -299,14 +302,15 @@ class _Started:
 
 
 def run_attempt(key: str, plugin_name: str, bundle: bytes, names: Dict[str, str],
-                python: Optional[str] = None, live: bool = True) -> Dict[str, Any]:
+                python: Optional[str] = None, workdir: Optional[str] = None,
+                live: bool = True) -> Dict[str, Any]:
     """Run one attempt in a child process; its files as bytes.
 
     ``names``: the file names to use (``runner.layout``'s, passed in: this module runs where
     cov is not): ``worker``, ``bundle``, ``outcome``, ``stdout``, ``stderr``, ``launch``,
     ``pid``. ``python``: the interpreter of the task (default: the Dask worker's, through its
-    zygote). Returns ``{"outcome", "stdout", "stderr", "launch"}`` (bytes), ``rc``, ``pid``,
-    ``host``.
+    zygote). ``workdir``: made if missing (the bundle's cwd). Returns ``{"outcome", "stdout",
+    "stderr", "launch"}`` (bytes), ``rc``, ``pid``, ``host``.
     """
     from distributed import get_worker
 
@@ -321,6 +325,11 @@ def run_attempt(key: str, plugin_name: str, bundle: bytes, names: Dict[str, str]
     path["cwd"] = here
     with open(path["bundle"], "wb") as f:
         f.write(bundle)
+    if workdir:
+        try:
+            os.makedirs(workdir, exist_ok=True)
+        except OSError:
+            pass  # the task runs in its scratch directory, as where the dispatch's cwd is not
     child: Any = _Started(python, plugin.lib, names["worker"], path) if python else \
         _Forked(plugin, {k: path[k] for k in ("bundle", "outcome", "stdout", "stderr",
                                               "launch", "cwd")})
@@ -331,7 +340,10 @@ def run_attempt(key: str, plugin_name: str, bundle: bytes, names: Dict[str, str]
     _event({"key": key, "kind": "start", "pid": child.pid, "host": host, "start": time.time()})
     sent = {"stdout": 0, "stderr": 0}
     streams = {"stdout": path["stdout"], "stderr": path["stderr"]}
+    cancelled = os.path.join(here, CANCELLED)
     while True:
+        if os.path.exists(cancelled):  # a cancel that came while the child was starting
+            _kill(child.pid)
         rc = child.wait(TICK)
         if rc is not None:
             break
@@ -344,14 +356,29 @@ def run_attempt(key: str, plugin_name: str, bundle: bytes, names: Dict[str, str]
     return result
 
 
+def _kill(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)  # the child's session: the task and what it started
+    except ProcessLookupError:
+        try:
+            os.kill(pid, signal.SIGKILL)  # forked, not yet in a session of its own
+        except ProcessLookupError:
+            pass
+
+
 def kill_attempt(key: str, names: Dict[str, str], dask_worker: Any = None) -> Optional[int]:
     """Kill the process group of attempt ``key`` if it runs on this Dask worker (called with
-    ``Client.run`` on every worker); the pid killed, or None."""
-    pid_file = os.path.join(_attempt_dir(_base(dask_worker), key), names["pid"])
+    ``Client.run`` on every worker); the pid killed, or None. An attempt whose child is not
+    started yet is marked, and ``run_attempt`` kills the child once it has one."""
+    here = _attempt_dir(_base(dask_worker), key)
+    if not os.path.isdir(here):
+        return None
+    with open(os.path.join(here, CANCELLED), "w"):
+        pass
     try:
-        with open(pid_file) as f:
+        with open(os.path.join(here, names["pid"])) as f:
             pid = int(f.read().strip())
-        os.killpg(pid, signal.SIGKILL)
     except (OSError, ValueError):
         return None
+    _kill(pid)
     return pid

@@ -397,3 +397,25 @@ def where_slowly(seconds: float, marker: str) -> dict:
         f.write("start\n")
     _time.sleep(seconds)
     return where(0)
+
+
+def cwd() -> str:
+    import os as _os
+
+    return _os.getcwd()
+
+
+def test_workdir_is_made_on_the_dask_worker_and_tasks_run_there(cov_home, cluster, tmp_path):
+    base = tmp_path / "work dir"  # a space: paths go as they are
+    task = ct.electron(cwd, executor=ct.executor.DaskExecutor(
+        scheduler_address=cluster.scheduler_address, workdir=str(base),
+        create_unique_workdir=True))
+
+    @ct.lattice
+    def wf():
+        return task()
+
+    dispatch_id = ct.dispatch(wf)()
+    result = ct.get_result(dispatch_id, wait=True)
+    assert result.status == ct.status.COMPLETED, result.error
+    assert result.result == str(base / dispatch_id / "node_0")
