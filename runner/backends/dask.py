@@ -4,8 +4,8 @@ Each attempt is one Dask task, ``dask_task.run_attempt``, submitted to the sched
 executor's ``scheduler_address`` with the key ``cov-<dispatch id>-<node>-<attempt>``. On a Dask
 worker it runs the shipped ``worker.py`` on the task's bundle in a child process of its own
 and returns the outcome file and the logs as bytes, which this side writes into the run
-directory (logs first, outcome last, each atomically): the Dask workers need neither cov nor
-the run directory. What the task prints reaches ``logs/<node>.out|err`` while it runs, through
+directory (``dask_attempt.write_files``: logs first, outcome last, each atomically): the Dask
+workers need neither cov nor the run directory. What the task prints reaches ``logs/<node>.out|err`` while it runs, through
 Dask log events (``dask_task.TOPIC``), and its start (host, pid) makes it RUNNING.
 
 Threads: ``distributed.Client`` is synchronous here and runs its own event loop thread; the
@@ -37,8 +37,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from runner import layout, worker
 from runner.backends import dask_task
 from runner.backends.base import Completion, Services, Task, ThreadedBackend, make_bundle
-from runner.fs import FILE_MODE, atomic_write
-from runner.outcome import read_outcome_header
+from runner.backends.dask_attempt import DaskAttempt, write_files, write_live
 from runner.rundir import RunDir
 
 log = logging.getLogger("cov.dask")
@@ -50,23 +49,6 @@ NAMES = {"worker": layout.WORKER, "bundle": layout.SSH_BUNDLE, "outcome": layout
          "stdout": layout.SSH_STDOUT, "stderr": layout.SSH_STDERR,
          "launch": layout.SSH_LAUNCH_LOG, "pid": layout.SSH_PID}
 INSTALL_HINT = "install the Dask extra: pip install 'cov[dask]'"
-
-
-def attempt_key(task: Task) -> str:
-    """The Dask key (and published name) of one attempt."""
-    return f"cov-{task.dispatch_id}-{task.node}-{task.attempt}"
-
-
-class DaskAttempt:
-    """One attempt on the cluster: its key, its future once submitted, what became of it."""
-
-    def __init__(self, task: Task) -> None:
-        self.task = task
-        self.key = attempt_key(task)
-        self.future: Any = None
-        self.cancelled = False
-        self.dropped = False
-        self.live: set = set()  # streams whose live copy this attempt has started
 
 
 class DaskBackend(ThreadedBackend):
@@ -312,7 +294,7 @@ class DaskBackend(ThreadedBackend):
         task, future = attempt.task, attempt.future
         status = future.status
         if status == "finished":
-            done = self._write(attempt, files if files is not None else future.result())
+            done = write_files(attempt, files if files is not None else future.result())
         elif attempt.cancelled:
             done = Completion.cancelled(task)
         elif status == "error":
@@ -350,26 +332,6 @@ class DaskBackend(ThreadedBackend):
                 pass
             future.release()
 
-    def _write(self, attempt: DaskAttempt, files: Dict[str, Any]) -> Completion:
-        """The attempt's files into the run directory (logs, then the outcome), each whole."""
-        task = attempt.task
-        for stream, path in (("stdout", task.stdout_path), ("stderr", task.stderr_path)):
-            if files[stream] or os.path.exists(path):
-                atomic_write(path, files[stream])
-        header = None
-        if files["outcome"]:
-            atomic_write(task.outcome_path, files["outcome"])
-            header = read_outcome_header(task.outcome_path)
-        if header is not None:
-            return Completion.of(task, header)
-        rc, pid, host = int(files["rc"]), files["pid"], files["host"]
-        how = f"was killed (signal {-rc})" if rc < 0 else f"exited with code {rc}"
-        detail = files["launch"].decode("utf-8", "replace").strip()[-2000:]
-        return Completion.failed(
-            task, "worker_died", f"the task's process on {host} (pid {pid}) {how} without "
-                                 f"writing an outcome" + (f":\n{detail}" if detail else ""),
-            host=host, pid=pid)
-
     def _finish(self, attempt: DaskAttempt, done: Completion) -> None:
         done.header.setdefault("end", time.time())
         with self._lock:
@@ -393,23 +355,7 @@ class DaskBackend(ThreadedBackend):
                                 pid=int(message["pid"]), host=str(message["host"]))
                 self.services.wake()
             elif message.get("kind") == "live":
-                _write_live(attempt, str(message["stream"]), int(message["offset"]),
+                write_live(attempt, str(message["stream"]), int(message["offset"]),
                             bytes(message["data"]))
         except Exception as exc:  # noqa: BLE001 - news are a nicety: the files come whole
             log.debug("dask: event not handled: %s", exc)
-
-
-def _write_live(attempt: DaskAttempt, stream: str, offset: int, data: bytes) -> None:
-    """A live-output chunk into the run's log at its offset; the attempt's first chunk of a
-    stream cuts the file to itself (an earlier attempt's output); the whole file replaces it
-    at the end."""
-    task = attempt.task
-    path = task.stdout_path if stream == "stdout" else task.stderr_path
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
-    try:
-        os.pwrite(fd, data, offset)
-        if stream not in attempt.live:
-            os.ftruncate(fd, offset + len(data))
-            attempt.live.add(stream)
-    finally:
-        os.close(fd)
