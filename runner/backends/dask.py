@@ -2,11 +2,12 @@
 
 Each attempt is one Dask task, ``dask_task.run_attempt``, submitted to the scheduler at the
 executor's ``scheduler_address`` with the key ``cov-<dispatch id>-<node>-<attempt>``. On a Dask
-worker it runs the shipped ``worker.py`` on the task's bundle in a child process of its own
-and returns the outcome file and the logs as bytes, which this side writes into the run
-directory (``dask_attempt.write_files``: logs first, outcome last, each atomically): the Dask
-workers need neither cov nor the run directory. What the task prints reaches ``logs/<node>.out|err`` while it runs, through
-Dask log events (``dask_task.TOPIC``), and its start (host, pid) makes it RUNNING.
+worker it runs the shipped worker on the task's bundle in a child process of its own (forked
+by cov's zygote there, ``dask_task.make_plugin``) and returns the outcome file and the logs as
+bytes, which this side writes into the run directory (``dask_attempt.write_files``: logs
+first, outcome last, each atomically): the Dask workers need neither cov nor the run
+directory. What the task prints reaches ``logs/<node>.out|err`` while it runs, through Dask
+log events (``dask_task.TOPIC``), and its start (host, pid) makes it RUNNING.
 
 Threads: ``distributed.Client`` is synchronous here and runs its own event loop thread; the
 runner's loop never waits for it. One thread of ours (``_serve``) connects, submits, cancels
