@@ -44,6 +44,7 @@ from runner.rundir import RunDir
 log = logging.getLogger("cov.dask")
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
+MAX_LOSSES = 3  # times an attempt is taken back after the connection to the scheduler dropped
 RECONNECT_AFTER = 30.0  # seconds a failed connection stands before the next task tries again
 # The file names the remote half uses in its scratch directory (it runs where cov is not).
 NAMES = {"worker": layout.WORKER, "bundle": layout.SSH_BUNDLE, "outcome": layout.SSH_OUTCOME,
@@ -186,6 +187,12 @@ class DaskBackend(ThreadedBackend):
         attempt.future.add_done_callback(lambda _: self._jobs.put(("done", attempt)))
 
     def _connect(self) -> Any:
+        deadline = time.time() + self.timeout + 5
+        while self._client is not None and self._client.status == "connecting" and \
+                time.time() < deadline:  # reconnecting after a drop: the outcome decides
+            time.sleep(0.1)
+        if self._client is not None and self._client.status in ("closing", "closed"):
+            self._client = None  # it gave up reconnecting: a new one tries afresh
         if self._client is not None:
             return self._client
         if not self.address:
@@ -208,12 +215,16 @@ class DaskBackend(ThreadedBackend):
             self._refused = (time.time(), message)
             raise ConnectionError(message) from None
         client.subscribe_topic(dask_task.TOPIC, self._on_event)
-        # The shipped worker and a zygote on every Dask worker, once per cov version
+        self._register(client)
+        self._client = client
+        return client
+
+    def _register(self, client: Any) -> None:
+        """The shipped worker and a zygote on every Dask worker (and those that join), once
+        per scheduler and cov version (the plugin is idempotent)."""
         plugin = dask_task.make_plugin(worker.shipped_files(), layout.WORKER)
         client.register_plugin(plugin)
         self._plugin = plugin.name
-        self._client = client
-        return client
 
     def _start(self, attempt: DaskAttempt, reattach: bool) -> bool:
         """Take a published attempt back, or submit it; True if submitted (to publish)."""
@@ -234,6 +245,7 @@ class DaskBackend(ThreadedBackend):
                 self._watch(attempt)
                 return False
             log.info("dask: %s is no longer on the scheduler; running it again", attempt.key)
+            self._register(client)  # a restarted scheduler has no plugin either
         try:
             bundle = self._bundle(task)
         except RuntimeError as exc:  # an input's result is missing: it cannot start
@@ -302,9 +314,19 @@ class DaskBackend(ThreadedBackend):
             exc = future.exception()
             done = Completion.failed(task, "dask", f"Dask could not run task '{task.name}' on "
                                      f"{self.address}: {type(exc).__name__}: {exc}")
-        else:  # cancelled without our asking: the scheduler lost it
-            done = Completion.failed(task, "connection", f"the Dask scheduler at "
-                                                         f"{self.address} lost task '{task.name}'")
+        elif attempt.losses < MAX_LOSSES and not self._closing:
+            # Cancelled without our asking: the connection to the scheduler dropped. Take the
+            # attempt back by its name once reconnected, or (the scheduler restarted and
+            # lost it) run it again.
+            attempt.losses += 1
+            log.warning("dask: lost %s (%s); taking it back", attempt.key, status)
+            attempt.future = None
+            self._jobs.put(("reattach", attempt))
+            return
+        else:
+            done = Completion.failed(task, "connection", f"the Dask scheduler at {self.address} "
+                                                         f"lost task '{task.name}' {MAX_LOSSES} "
+                                                         "times")
         if attempt.cancelled and not done.header.get("ok"):
             where: Dict[str, Any] = {k: v for k, v in done.header.items() if k in ("host", "pid")}
             done = Completion.cancelled(task, **where)

@@ -31,6 +31,7 @@ class DaskAttempt:
         self.future: Any = None
         self.cancelled = False
         self.dropped = False
+        self.losses = 0  # times the connection to the scheduler dropped under it
         self.live: set = set()  # streams whose live copy this attempt has started
         self.files_lock = threading.Lock()  # write_live and write_files take turns
         self.written = False  # the final files are in the run directory

@@ -419,3 +419,57 @@ def test_workdir_is_made_on_the_dask_worker_and_tasks_run_there(cov_home, cluste
     result = ct.get_result(dispatch_id, wait=True)
     assert result.status == ct.status.COMPLETED, result.error
     assert result.result == str(base / dispatch_id / "node_0")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_restarted_scheduler_gets_the_attempt_again_and_a_gone_one_fails_it(cov_home):
+    """The scheduler goes away mid-task (its workers and the task with it): once a scheduler
+    answers at the address again, the attempt runs there from the start; when none does, the
+    task fails saying that it cannot connect."""
+    import distributed
+
+    port = _free_port()
+
+    def start():
+        return distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                        host="127.0.0.1", scheduler_port=port,
+                                        dashboard_address=None)
+
+    address = f"tcp://127.0.0.1:{port}"
+    marker = cov_home.parent / "started"
+    task = ct.electron(where_slowly, executor=ct.executor.DaskExecutor(
+        scheduler_address=address, connect_timeout=30))
+
+    @ct.lattice
+    def wf():
+        return task(2, str(marker))
+
+    first = start()
+    dispatch_id = ct.dispatch(wf)()
+    pid = _wait_for_pid(cov_home, dispatch_id, 0)
+    first.close()
+    assert _pid_gone(pid)
+    with start():
+        result = ct.get_result(dispatch_id, wait=True)
+        assert result.status == ct.status.COMPLETED, result.error
+        assert result.result["pid"] != pid and marker.read_text().count("start\n") == 2
+        sleepy = ct.electron(sleeper, executor=ct.executor.DaskExecutor(
+            scheduler_address=address, connect_timeout=3))
+
+        @ct.lattice
+        def long_wf():
+            return sleepy(120, 1)
+
+        late = ct.dispatch(long_wf)()
+        _wait_for_pid(cov_home, late, 0)
+    result = ct.get_result(late, wait=True)
+    assert result.status == ct.status.FAILED
+    error = _state(cov_home, late).tasks[0].error
+    assert f"cannot connect to the Dask scheduler at {address}" in error, error
