@@ -18,6 +18,8 @@ import pytest
 
 import covalent_cli as ct
 import tests.live
+from runner.daemon import ensure_running, stop_runners
+from runner.liveness import read_runners
 from runner.rundir import RunDir
 from tests.infra.fixtures import _unavailable
 from tests.live import Follower, check_live, talker
@@ -28,24 +30,36 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[object]:
-    """A real Dask cluster on loopback: a scheduler and 2 worker processes of 2 threads."""
+def distributed() -> object:
+    """The ``distributed`` package (the ``dask`` extra; CI installs it with ``test``)."""
     try:
-        import distributed
+        import distributed as found
     except ImportError:
         _unavailable("distributed is not installed (pip install '.[dask]')")
+    return found
+
+
+@pytest.fixture(scope="module")
+def cluster(distributed) -> Iterator[object]:
+    """A real Dask cluster on loopback: a scheduler and 2 worker processes of 2 threads."""
     with distributed.LocalCluster(n_workers=2, threads_per_worker=2, processes=True,
                                   host="127.0.0.1", dashboard_address=None) as found:
         yield found
 
 
 @pytest.fixture
-def client(cluster) -> Iterator[object]:
+def client(distributed, cluster) -> Iterator[object]:
     """A client of the test's own, to look at the cluster."""
-    import distributed
-
     with distributed.Client(cluster.scheduler_address, set_as_default=False) as found:
         yield found
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def _worker_pids(client) -> Set[int]:
@@ -94,8 +108,6 @@ def _keys_on_scheduler(client) -> Set[str]:
 
 
 def _kill_runners(home: Path) -> None:
-    from runner.liveness import read_runners
-
     for info in read_runners(home):
         os.kill(int(info["pid"]), signal.SIGKILL)
     time.sleep(0.2)
@@ -208,8 +220,6 @@ def test_a_restarted_runner_reattaches_to_the_running_dask_task(cov_home, cluste
 
     dispatch_id = ct.dispatch(wf)()
     pid = _wait_for_pid(cov_home, dispatch_id, 0)
-    from runner.daemon import ensure_running, stop_runners
-
     if how == "killed":
         _kill_runners(cov_home)
     else:
@@ -241,8 +251,6 @@ def test_an_attempt_the_scheduler_lost_runs_again_after_a_restart(cov_home, clus
     client.cancel([future], force=True)
     del future
     os.killpg(pid, signal.SIGKILL)
-    from runner.daemon import ensure_running
-
     Path(cov_home / dispatch_id / "logs" / "0.out").unlink(missing_ok=True)
     ensure_running(cov_home)
     deadline = time.time() + 60
@@ -287,8 +295,7 @@ def test_without_a_scheduler_address_dask_is_the_local_pool_and_status_says_so(
     dispatch_id = ct.dispatch(wf)()
     result = ct.get_result(dispatch_id, wait=True)
     assert result.status == ct.status.COMPLETED, result.error
-    runners = {int(info["pid"]) for info in __import__("runner.liveness").liveness
-               .read_runners(cov_home)}
+    runners = {int(info["pid"]) for info in read_runners(cov_home)}
     assert {r["parent"] for r in result.result} <= runners  # pool workers of the runner
     assert {t.backend for t in _state(cov_home, dispatch_id).tasks.values()
             if t.backend} == {"local"}
@@ -301,11 +308,7 @@ def test_without_a_scheduler_address_dask_is_the_local_pool_and_status_says_so(
 
 
 def test_an_unreachable_scheduler_fails_the_task_saying_where(cov_home):
-    import socket
-
-    with socket.socket() as s:  # a loopback port nothing listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = _free_port()  # a loopback port nothing listens on
     task = ct.electron(where, executor=ct.executor.DaskExecutor(
         scheduler_address=f"tcp://127.0.0.1:{port}", connect_timeout=2))
 
@@ -421,20 +424,11 @@ def test_workdir_is_made_on_the_dask_worker_and_tasks_run_there(cov_home, cluste
     assert result.result == str(base / dispatch_id / "node_0")
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_a_restarted_scheduler_gets_the_attempt_again_and_a_gone_one_fails_it(cov_home):
+def test_a_restarted_scheduler_gets_the_attempt_again_and_a_gone_one_fails_it(cov_home,
+                                                                               distributed):
     """The scheduler goes away mid-task (its workers and the task with it): once a scheduler
     answers at the address again, the attempt runs there from the start; when none does, the
     task fails saying that it cannot connect."""
-    import distributed
-
     port = _free_port()
 
     def start():
