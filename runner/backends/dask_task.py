@@ -49,15 +49,18 @@ ZYGOTE_LOG = "zygote.log"
 # The zygote: imports the shipped worker once, then forks a child per request on its unix
 # socket. Protocol, one connection per attempt: the request is one JSON line (bundle, outcome,
 # stdout, stderr, launch, cwd); the zygote answers "pid N" once forked and "rc N" when the
-# child ends. Single-threaded (a selector over the socket, the connections and one pidfd per
-# child), so forking it is safe.
+# child ends. Single-threaded (a selector over the socket, the connections and a SIGCHLD
+# wakeup pipe; no pidfd, which kernels before 5.3 lack), so forking it is safe. A child starts
+# as ``python worker.py`` would (signals as Python sets them), in a session of its own.
 ZYGOTE = r'''
-import ctypes, json, os, selectors, signal, socket, sys
+import ctypes, json, os, selectors, signal, socket, sys, traceback
 lib, path = sys.argv[1], sys.argv[2]
-try:  # die with the Dask worker (Linux)
-    ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-except Exception:
-    pass
+def die_with_parent():
+    try:
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG (Linux)
+    except Exception:
+        pass
+die_with_parent()  # the zygote goes with its Dask worker
 sys.path.insert(0, lib)
 import worker as _shipped  # the shipped mode: it takes lib off sys.path again
 execute = _shipped.execute_bundle
@@ -71,68 +74,98 @@ server = socket.socket(socket.AF_UNIX)
 server.bind(path + ".tmp")
 server.listen(64)
 os.rename(path + ".tmp", path)  # listening once it has its name
+wake_r, wake_w = os.pipe()
+os.set_blocking(wake_r, False)
+os.set_blocking(wake_w, False)
+signal.signal(signal.SIGCHLD, lambda *_: None)
+signal.set_wakeup_fd(wake_w)
 sel = selectors.DefaultSelector()
-sel.register(server, selectors.EVENT_READ, None)
+sel.register(server, selectors.EVENT_READ, "accept")
+sel.register(wake_r, selectors.EVENT_READ, "sigchld")
 buffers = {}
+children = {}  # pid -> the connection waiting for its exit code
 def reply(conn, line):
     try:
         conn.sendall(line.encode())
     except OSError:
         pass
+def child(conn, req):
+    os.setsid()
+    die_with_parent()  # the task goes with the zygote
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    for key in list(sel.get_map().values()):  # the zygote's fds are not the task's
+        try:
+            os.close(key.fd)
+        except OSError:
+            pass
+    for other in children.values():
+        other.close()
+    conn.close()
+    os.close(wake_w)
+    fd = os.open(req["launch"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    os.chdir(req["cwd"])
+    return execute(req["bundle"], req["outcome"], req["stdout"], req["stderr"])
 def fork(conn, req):
     pid = os.fork()
     if pid == 0:
+        code = 70
         try:
-            os.setsid()
-            try:  # the task dies with the zygote, which dies with its Dask worker
-                ctypes.CDLL(None).prctl(1, signal.SIGKILL)
-            except Exception:
-                pass
-            for key in list(sel.get_map().values()):  # the zygote's fds are not the task's
-                if key.data and key.data[0] == "child":
-                    key.data[2].close()
-                try:
-                    os.close(key.fd)
-                except OSError:
-                    pass
-            sel.close(); conn.close()
-            for sig in (signal.SIGCHLD, signal.SIGPIPE, signal.SIGINT, signal.SIGTERM):
-                signal.signal(sig, signal.SIG_DFL)
-            fd = os.open(req["launch"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            os.dup2(fd, 1); os.dup2(fd, 2); os.close(fd)
-            os.chdir(req["cwd"])
-            code = execute(req["bundle"], req["outcome"], req["stdout"], req["stderr"])
+            code = child(conn, req)
         except BaseException:
-            import traceback; traceback.print_exc(); code = 70
-        try:
-            sys.stdout.flush(); sys.stderr.flush()
+            traceback.print_exc()
         finally:
-            os._exit(code)
+            try:
+                sys.stdout.flush()
+                sys.stderr.flush()
+            finally:
+                os._exit(code)
+    children[pid] = conn
     reply(conn, f"pid {pid}\n")
-    sel.register(os.pidfd_open(pid), selectors.EVENT_READ, ("child", pid, conn))
-while True:
-    for key, _ in sel.select():
-        if key.data is None:
-            conn, _ = server.accept()
-            buffers[conn] = b""
-            sel.register(conn, selectors.EVENT_READ, ("conn", conn))
-        elif key.data[0] == "conn":
-            conn = key.data[1]
-            data = conn.recv(65536)
-            buffers[conn] += data
-            if b"\n" in buffers[conn] or not data:
-                sel.unregister(conn)
-                line = buffers.pop(conn)
-                if data:
-                    fork(conn, json.loads(line))
-                else:
-                    conn.close()
-        else:
-            _, pid, conn = key.data
-            sel.unregister(key.fileobj); os.close(key.fd)
-            _, status = os.waitpid(pid, 0)
+def reap():
+    while children:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        conn = children.pop(pid, None)
+        if conn is not None:
             reply(conn, f"rc {os.waitstatus_to_exitcode(status)}\n")
             conn.close()
+def handle(key):
+    if key.data == "accept":
+        conn, _ = server.accept()
+        buffers[conn] = b""
+        sel.register(conn, selectors.EVENT_READ, conn)
+    elif key.data == "sigchld":
+        try:
+            while os.read(wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+        reap()
+    else:
+        conn = key.data
+        data = conn.recv(65536)
+        buffers[conn] += data
+        if b"\n" in buffers[conn] or not data:
+            sel.unregister(conn)
+            line = buffers.pop(conn)
+            if data:
+                fork(conn, json.loads(line))
+            else:
+                conn.close()
+while True:
+    for key, _ in sel.select():
+        try:
+            handle(key)
+        except Exception:  # one bad request must not take the zygote down
+            traceback.print_exc()
 '''
 
 
