@@ -66,8 +66,9 @@ class DaskBackend(ThreadedBackend):
         self._inflight: Dict[str, DaskAttempt] = {}  # by key
         self._jobs: "queue.Queue[Optional[Tuple[str, DaskAttempt]]]" = queue.Queue()
         self._thread: Optional[threading.Thread] = None
-        self._trash: "queue.Queue[Optional[Tuple[str, Any]]]" = queue.Queue()
-        self._cleaner: Optional[threading.Thread] = None
+        # (publish | forget, {key: future}) for the names thread
+        self._names: "queue.Queue[Optional[Tuple[str, Dict[str, Any]]]]" = queue.Queue()
+        self._names_thread: Optional[threading.Thread] = None
         self._closing = False
 
     # -- the runner's side (loop thread) ----------------------------------------------------------
@@ -107,9 +108,9 @@ class DaskBackend(ThreadedBackend):
         self._jobs.put(None)
         if self._thread is not None:
             self._thread.join(timeout=10)
-        self._trash.put(None)
-        if self._cleaner is not None:  # names left on the scheduler would hold results there
-            self._cleaner.join(timeout=10)
+        self._names.put(None)
+        if self._names_thread is not None:  # a name left behind would hold its result there
+            self._names_thread.join(timeout=10)
         if self._client is not None:
             try:
                 self._client.close(timeout=5)
@@ -138,7 +139,7 @@ class DaskBackend(ThreadedBackend):
                     jobs.append(self._jobs.get_nowait())
                 except queue.Empty:
                     break
-            fresh: List[DaskAttempt] = []  # submitted, to publish in one round trip
+            fresh: List[DaskAttempt] = []  # submitted, to publish in one call
             ended: List[DaskAttempt] = []  # to collect, their results in one round trip
             for job in jobs:
                 if job is None:
@@ -165,18 +166,14 @@ class DaskBackend(ThreadedBackend):
             attempt.task, "backend", f"Dask backend error: {type(exc).__name__}: {exc}"))
 
     def _publish(self, attempts: List[DaskAttempt]) -> None:
-        """Publish newly submitted futures under their keys (one round trip for all), so that
-        they outlive this client; then record their handles and watch them."""
+        """Publish newly submitted futures under their keys, so that they outlive this client
+        (one call for all, made by the names thread: not on the path of the task); record
+        their handles and watch them. A runner that dies before the name is on the scheduler
+        leaves an attempt that the next one does not find: it runs it again."""
         if not attempts:
             return
-        try:
-            self._client.publish_dataset(**{a.key: a.future for a in attempts}, override=True)
-        except Exception as exc:  # noqa: BLE001 - the scheduler went away meanwhile
-            for attempt in attempts:
-                self._finish(attempt, Completion.failed(
-                    attempt.task, "connection", f"the Dask scheduler at {self.address} did "
-                                                f"not take task '{attempt.task.name}': {exc}"))
-            return
+        self._names.put(("publish", {a.key: a.future for a in attempts}))
+        self._start_names_thread()
         for attempt in attempts:
             self._watch(attempt)
 
@@ -251,7 +248,7 @@ class DaskBackend(ThreadedBackend):
         except RuntimeError as exc:  # an input's result is missing: it cannot start
             self._finish(attempt, Completion.failed(task, "submit", str(exc)))
             return False
-        attempt.future = client.submit(dask_task.run_attempt, attempt.key, self._plugin, bundle,
+        attempt.future = client.submit(dask_task.run_attempt, self._plugin, attempt.key, bundle,
                                        NAMES, self.config.get("python_path") or None,
                                        task.cwd if self.config.get("workdir") else None,
                                        key=attempt.key, pure=False)
@@ -335,25 +332,33 @@ class DaskBackend(ThreadedBackend):
         self._forget(attempt.key, future)
 
     def _forget(self, key: str, future: Any) -> None:
-        """Let the scheduler forget an attempt we collected (its result, its name), in a
-        thread of its own: one round trip each, off the path of the next task."""
-        self._trash.put((key, future))
-        if self._cleaner is None:
-            self._cleaner = threading.Thread(target=self._clean, daemon=True,
-                                             name="cov-dask-clean")
-            self._cleaner.start()
+        """Let the scheduler forget an attempt we collected (its result, its name), in the
+        names thread: one round trip each, off the path of the next task."""
+        self._names.put(("forget", {key: future}))
+        self._start_names_thread()
 
-    def _clean(self) -> None:
+    def _start_names_thread(self) -> None:
+        if self._names_thread is None:
+            self._names_thread = threading.Thread(target=self._keep_names, daemon=True,
+                                                  name="cov-dask-names")
+            self._names_thread.start()
+
+    def _keep_names(self) -> None:
+        """Publish and unpublish the attempts' names on the scheduler, in order."""
         while True:
-            item = self._trash.get()
+            item = self._names.get()
             if item is None:
                 return
-            key, future = item
+            kind, futures = item
             try:
-                self._client.unpublish_dataset(key)
-            except Exception:  # noqa: BLE001 - cancelled: unpublished already
-                pass
-            future.release()
+                if kind == "publish":
+                    self._client.publish_dataset(**futures, override=True)
+                    continue
+                for key, future in futures.items():
+                    self._client.unpublish_dataset(key)
+                    future.release()
+            except Exception as exc:  # noqa: BLE001 - the scheduler went: the futures say so
+                log.debug("dask: %s of %s failed: %s", kind, sorted(futures), exc)
 
     def _finish(self, attempt: DaskAttempt, done: Completion) -> None:
         done.header.setdefault("end", time.time())

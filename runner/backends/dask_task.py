@@ -230,6 +230,9 @@ def make_plugin(shipped: Dict[str, bytes], entry: str) -> Any:
                     [sys.executable, "-c", ZYGOTE, self.lib, self.socket],
                     stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=base)
 
+        def attempt(self, *args: Any) -> Dict[str, Any]:
+            return _attempt(self, *args)
+
         def teardown(self, worker: Any) -> None:
             if self.zygote is not None:
                 self.zygote.kill()
@@ -334,9 +337,23 @@ class _Started:
             return None
 
 
-def run_attempt(key: str, plugin_name: str, bundle: bytes, names: Dict[str, str],
-                python: Optional[str] = None, workdir: Optional[str] = None,
-                live: bool = True) -> Dict[str, Any]:
+def run_attempt(plugin_name: str, *args: Any) -> Dict[str, Any]:
+    """The function of an attempt's Dask task: ``attempt`` of the plugin on this worker.
+
+    Small on purpose: it is pickled by value with every task, while the code it calls came
+    once, with the plugin (pickling the module's functions by value for each task cost more
+    than the task)."""
+    from distributed import get_worker
+
+    plugin = get_worker().plugins.get(plugin_name)
+    if plugin is None:
+        raise RuntimeError(f"the worker plugin {plugin_name} is not on this Dask worker")
+    return plugin.attempt(*args)
+
+
+def _attempt(plugin: Any, key: str, bundle: bytes, names: Dict[str, str],
+             python: Optional[str] = None, workdir: Optional[str] = None,
+             live: bool = True) -> Dict[str, Any]:
     """Run one attempt in a child process; its files as bytes.
 
     ``names``: the file names to use (``runner.layout``'s, passed in: this module runs where
@@ -345,11 +362,6 @@ def run_attempt(key: str, plugin_name: str, bundle: bytes, names: Dict[str, str]
     zygote). ``workdir``: made if missing (the bundle's cwd). Returns ``{"outcome", "stdout",
     "stderr", "launch"}`` (bytes), ``rc``, ``pid``, ``host``.
     """
-    from distributed import get_worker
-
-    plugin = get_worker().plugins.get(plugin_name)
-    if plugin is None:
-        raise RuntimeError(f"the worker plugin {plugin_name} is not on this Dask worker")
     here = _attempt_dir(_base(), key)
     shutil.rmtree(here, ignore_errors=True)  # an earlier try of the same key (a lost worker)
     os.makedirs(here)
