@@ -240,6 +240,8 @@ class DaskBackend(ThreadedBackend):
             if future is not None:
                 attempt.future = future
                 self._watch(attempt)
+                if attempt.cancelled:  # asked while it was being taken back
+                    self._jobs.put(("cancel", attempt))
                 return False
             log.info("dask: %s is no longer on the scheduler; running it again", attempt.key)
             self._register(client)  # a restarted scheduler has no plugin either
@@ -252,6 +254,8 @@ class DaskBackend(ThreadedBackend):
                                        NAMES, self.config.get("python_path") or None,
                                        task.cwd if self.config.get("workdir") else None,
                                        key=attempt.key, pure=False)
+        if attempt.cancelled:  # asked while it was being taken back
+            self._jobs.put(("cancel", attempt))
         return True
 
     def _bundle(self, task: Task) -> bytes:
