@@ -219,7 +219,10 @@ class DaskBackend(ThreadedBackend):
     def _register(self, client: Any) -> None:
         """The shipped worker and a zygote on every Dask worker (and those that join), once
         per scheduler and cov version (the plugin is idempotent)."""
-        plugin = dask_task.make_plugin(worker.shipped_files(), layout.WORKER)
+        with open(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                               dask_task.ZYGOTE_FILE), "rb") as f:
+            shipped = {**worker.shipped_files(), dask_task.ZYGOTE_FILE: f.read()}
+        plugin = dask_task.make_plugin(shipped, layout.WORKER)
         client.register_plugin(plugin)
         self._plugin = plugin.name
 

@@ -5,10 +5,11 @@ own Python, cloudpickle and distributed. Two parts:
 
 ``make_plugin(shipped)``
     a Dask worker plugin, registered once per cluster and cov version (named ``cov-<hash>``):
-    on each worker it puts the shipped worker (``runner.worker.shipped_files``) into
-    ``<local_directory>/cov-<uid>/lib-<hash>/`` and starts a *zygote*, a process that has
-    imported the worker and cloudpickle once and forks one child per attempt (a task costs a
-    fork, not an interpreter start). It dies with the worker (teardown, and PDEATHSIG).
+    on each worker it puts the shipped worker (``runner.worker.shipped_files``) and
+    ``dask_zygote.py`` into ``<local_directory>/cov-<uid>/lib-<hash>/`` and starts the
+    *zygote* (``runner.backends.dask_zygote``), a process that has imported the worker and
+    cloudpickle once and forks one child per attempt (a task costs a fork, not an interpreter
+    start). It dies with the worker (teardown, and PDEATHSIG).
 
 ``run_attempt(...)``, the function of one Dask task
     writes the bundle into ``.../cov-<uid>/<key>/``, has the zygote fork a child that runs
@@ -43,131 +44,9 @@ TICK = 0.5  # seconds between two looks at the task's output
 # the last 1000 events of a topic (distributed.admin.low-level-log-length) in memory.
 CHUNK = 32 * 1024
 CANCELLED = "cancelled"  # in an attempt's scratch directory: kill_attempt came
+ZYGOTE_FILE = "dask_zygote.py"  # runner/backends/dask_zygote.py, shipped beside the worker
 ZYGOTE_SOCKET = "zygote.sock"
 ZYGOTE_LOG = "zygote.log"
-
-# The zygote: imports the shipped worker once, then forks a child per request on its unix
-# socket. Protocol, one connection per attempt: the request is one JSON line (bundle, outcome,
-# stdout, stderr, launch, cwd); the zygote answers "pid N" once forked and "rc N" when the
-# child ends. Single-threaded (a selector over the socket, the connections and a SIGCHLD
-# wakeup pipe; no pidfd, which kernels before 5.3 lack), so forking it is safe. A child starts
-# as ``python worker.py`` would (signals as Python sets them), in a session of its own.
-ZYGOTE = r'''
-import ctypes, json, os, selectors, signal, socket, sys, traceback
-lib, path = sys.argv[1], sys.argv[2]
-def die_with_parent():
-    try:
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG (Linux)
-    except Exception:
-        pass
-die_with_parent()  # the zygote goes with its Dask worker
-sys.path.insert(0, lib)
-import worker as _shipped  # the shipped mode: it takes lib off sys.path again
-execute = _shipped.execute_bundle
-sys.modules.pop("worker", None)  # the task's own `import worker` is its own
-import cloudpickle  # noqa: F401  imported once here, in every child for free
-try:
-    os.unlink(path)
-except FileNotFoundError:
-    pass
-server = socket.socket(socket.AF_UNIX)
-server.bind(path + ".tmp")
-server.listen(64)
-os.rename(path + ".tmp", path)  # listening once it has its name
-wake_r, wake_w = os.pipe()
-os.set_blocking(wake_r, False)
-os.set_blocking(wake_w, False)
-signal.signal(signal.SIGCHLD, lambda *_: None)
-signal.set_wakeup_fd(wake_w)
-sel = selectors.DefaultSelector()
-sel.register(server, selectors.EVENT_READ, "accept")
-sel.register(wake_r, selectors.EVENT_READ, "sigchld")
-buffers = {}
-children = {}  # pid -> the connection waiting for its exit code
-def reply(conn, line):
-    try:
-        conn.sendall(line.encode())
-    except OSError:
-        pass
-def child(conn, req):
-    os.setsid()
-    die_with_parent()  # the task goes with the zygote
-    signal.set_wakeup_fd(-1)
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    for key in list(sel.get_map().values()):  # the zygote's fds are not the task's
-        try:
-            os.close(key.fd)
-        except OSError:
-            pass
-    for other in children.values():
-        other.close()
-    conn.close()
-    os.close(wake_w)
-    fd = os.open(req["launch"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    os.close(fd)
-    os.chdir(req["cwd"])
-    return execute(req["bundle"], req["outcome"], req["stdout"], req["stderr"])
-def fork(conn, req):
-    pid = os.fork()
-    if pid == 0:
-        code = 70
-        try:
-            code = child(conn, req)
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            try:
-                sys.stdout.flush()
-                sys.stderr.flush()
-            finally:
-                os._exit(code)
-    children[pid] = conn
-    reply(conn, f"pid {pid}\n")
-def reap():
-    while children:
-        try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
-        conn = children.pop(pid, None)
-        if conn is not None:
-            reply(conn, f"rc {os.waitstatus_to_exitcode(status)}\n")
-            conn.close()
-def handle(key):
-    if key.data == "accept":
-        conn, _ = server.accept()
-        buffers[conn] = b""
-        sel.register(conn, selectors.EVENT_READ, conn)
-    elif key.data == "sigchld":
-        try:
-            while os.read(wake_r, 4096):
-                pass
-        except BlockingIOError:
-            pass
-        reap()
-    else:
-        conn = key.data
-        data = conn.recv(65536)
-        buffers[conn] += data
-        if b"\n" in buffers[conn] or not data:
-            sel.unregister(conn)
-            line = buffers.pop(conn)
-            if data:
-                fork(conn, json.loads(line))
-            else:
-                conn.close()
-while True:
-    for key, _ in sel.select():
-        try:
-            handle(key)
-        except Exception:  # one bad request must not take the zygote down
-            traceback.print_exc()
-'''
-
 
 def digest(shipped: Dict[str, bytes]) -> str:
     """The version of the shipped files (names the plugin and the lib directory)."""
@@ -227,7 +106,8 @@ def make_plugin(shipped: Dict[str, bytes], entry: str) -> Any:
             self.socket = os.path.join(where, ZYGOTE_SOCKET)
             with open(os.path.join(self.lib, ZYGOTE_LOG), "ab") as log:
                 self.zygote = subprocess.Popen(
-                    [sys.executable, "-c", ZYGOTE, self.lib, self.socket],
+                    [sys.executable, os.path.join(self.lib, ZYGOTE_FILE), self.lib,
+                     self.socket],
                     stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=base)
 
         def attempt(self, *args: Any) -> Dict[str, Any]:
