@@ -2,12 +2,14 @@
 
 ``SSHAttempt`` is the attempt's state (its directory there, its pid, cancelled or not);
 ``AttemptFiles`` knows the host side of the layout (``runner.layout``'s ``SSH_*`` names in the
-attempt's directory ``$F``) and writes what comes back into the run directory: the outcome
+attempt's directory ``$F``), makes the attempt's bundle, and writes what comes back into the
+run directory: the outcome
 (atomically: a temporary name, then rename), the logs (replacing their live copies whole) and
 the launcher's log (kept aside for the error of a task that died without an outcome).
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -15,10 +17,13 @@ import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from runner import layout
-from runner.backends.base import Completion, Task
+from runner.backends.base import Completion, Task, make_bundle
+from runner.fs import atomic_write
 from runner.outcome import read_outcome_header
+from runner.rundir import RunDir
 from runner.ssh import protocol
-from runner.ssh.remote import RemoteEnv
+from runner.ssh.connection import SSHError
+from runner.ssh.remote import DEFAULT_CACHE, RemoteEnv
 
 log = logging.getLogger("cov.ssh")
 
@@ -27,6 +32,7 @@ log = logging.getLogger("cov.ssh")
 FILES = (layout.SSH_OUTCOME, layout.SSH_STDOUT, layout.SSH_STDERR, layout.SSH_LAUNCH_LOG)
 # streamed while the task runs (frame stream name, file)
 LIVE = (("stdout", layout.SSH_STDOUT), ("stderr", layout.SSH_STDERR))
+DEFAULT_WORKDIR = "covalent-workdir"
 
 
 class SSHAttempt:
@@ -60,12 +66,41 @@ class SSHAttempt:
 
 
 class AttemptFiles:
-    """The host side of an attempt's files, for one backend (``shared``: the host sees the
-    run directory, and the worker writes the outcome and logs straight into it)."""
+    """The host side of an attempt's files, for one backend's parameters (``shared_
+    filesystem``: the host sees the run directory, and the worker writes the outcome and logs
+    straight into it; ``remote_cache``, ``remote_workdir``, ``create_unique_workdir``)."""
 
-    def __init__(self, shared: bool, label: str) -> None:
-        self.shared = shared
+    def __init__(self, params: Dict[str, Any], label: str) -> None:
+        self.params = params
+        self.shared = bool(params.get("shared_filesystem"))
         self.label = label
+
+    def place(self, job: SSHAttempt, env: RemoteEnv) -> None:
+        """Choose the attempt's directory there (``$F``) and its working directory."""
+        task = job.task
+        base = env.abspath(str(self.params.get("remote_workdir") or DEFAULT_WORKDIR))
+        job.workdir = os.path.join(base, task.dispatch_id, f"node_{task.node}") \
+            if self.params.get("create_unique_workdir") else base
+        job.files = layout.ssh_attempt_dir(task.run, task.node, task.attempt) \
+            if self.shared else env.abspath(os.path.join(
+                str(self.params.get("remote_cache") or DEFAULT_CACHE), task.dispatch_id,
+                layout.attempt_name(task.node, task.attempt)))
+
+    def bundle(self, job: SSHAttempt) -> bytes:
+        """The attempt's bundle (``make_bundle``); on a shared filesystem also written to
+        ``$F`` in the run directory, where the worker reads it."""
+        rundir = RunDir(job.task.run)
+        try:
+            data = make_bundle(dataclasses.replace(job.task, cwd=job.workdir), rundir,
+                               backend_transfers=bool(job.task.files))
+        except RuntimeError as exc:  # an input's result is missing: the task cannot start
+            raise SSHError(str(exc)) from None
+        finally:
+            rundir.close()
+        if self.shared:
+            os.makedirs(job.files, exist_ok=True)
+            atomic_write(os.path.join(job.files, layout.SSH_BUNDLE), data)
+        return data
 
     def results(self) -> List[str]:
         """The names in ``$F`` sent back once the task ends."""

@@ -35,23 +35,17 @@ the pid and fetches the result files the same way.
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
-import os
 import queue
 import shutil
 import threading
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
-from runner import layout
-from runner.backends.base import (Completion, Services, Task, ThreadedBackend, make_bundle,
-                                  transfer_failed)
+from runner.backends.base import Completion, Services, Task, ThreadedBackend, transfer_failed
 from runner.backends.ssh.attempt import AttemptFiles, SSHAttempt, read_files
 from runner.config import get_value
-from runner.fs import atomic_write
 from runner.redact import has_mask, task_secrets, unmask
-from runner.rundir import RunDir
 from runner.ssh import protocol
 from runner.ssh.connection import (DEFAULT_KEEPALIVE, AuthFailed, ConnectFailed,
                                    ConnectionLost, HostKeyError, HostSpec, SSHError, SSHHost,
@@ -63,7 +57,6 @@ from runner.ssh.transfer import TransferFailed, run_transfers
 log = logging.getLogger("cov.ssh")
 
 DEFAULT_MAX_CONCURRENT = 8
-DEFAULT_WORKDIR = "covalent-workdir"
 MAX_LOSSES = 5  # connection losses survived by one task
 START_DELAY = 0.05  # how long a task runs before the runner is told it started
 
@@ -94,7 +87,7 @@ class SSHBackend(ThreadedBackend):
         self.cleanup = self.params.get("do_cleanup", True) is not False
         # tasks go to one long-lived worker there (False: a shell launcher per task)
         self.persistent = self.params.get("persistent_worker", True) is not False
-        self.attempts = AttemptFiles(self.shared, self.spec.label())
+        self.attempts = AttemptFiles(self.params, self.spec.label())
         self._server: Optional[TaskServer] = None
         self.heartbeat = float(self.spec.keepalive or DEFAULT_KEEPALIVE)  # a silent task channel
         # (no heartbeat for 3 of these) counts as a lost connection
@@ -233,11 +226,7 @@ class SSHBackend(ThreadedBackend):
         env = self._remote_env()
         task = job.task
         if not job.files:
-            job.workdir = self._workdir(env, task)
-            job.files = layout.ssh_attempt_dir(task.run, task.node, task.attempt) \
-                if self.shared else env.abspath(os.path.join(
-                    str(self.params.get("remote_cache") or DEFAULT_CACHE), task.dispatch_id,
-                    layout.attempt_name(task.node, task.attempt)))
+            self.attempts.place(job, env)
         bundle: Optional[bytes] = None
         started = job.handle is not None
         if task.files and not started:
@@ -249,7 +238,7 @@ class SSHBackend(ThreadedBackend):
             if job.cancelled and job.pid is None:
                 return Completion.cancelled(task)
             if not started and bundle is None:
-                bundle = self._bundle(job)
+                bundle = self.attempts.bundle(job)
             try:
                 rc: Optional[int]
                 if self._server is not None and not started:
@@ -371,27 +360,6 @@ class SSHBackend(ThreadedBackend):
         except TransferFailed as exc:
             return transfer_failed(job.task, str(exc), host=self.host.label, pid=job.pid,
                                    start=start or time.time())
-
-    # -- files ------------------------------------------------------------------------------------
-    def _workdir(self, env: RemoteEnv, task: Task) -> str:
-        base = env.abspath(str(self.params.get("remote_workdir") or DEFAULT_WORKDIR))
-        if self.params.get("create_unique_workdir"):
-            return os.path.join(base, task.dispatch_id, f"node_{task.node}")
-        return base
-
-    def _bundle(self, job: SSHAttempt) -> bytes:
-        rundir = RunDir(job.task.run)
-        try:
-            data = make_bundle(dataclasses.replace(job.task, cwd=job.workdir), rundir,
-                               backend_transfers=bool(job.task.files))
-        except RuntimeError as exc:  # an input's result is missing: the task cannot start
-            raise SSHError(str(exc)) from None
-        finally:
-            rundir.close()
-        if self.shared:
-            os.makedirs(job.files, exist_ok=True)
-            atomic_write(os.path.join(job.files, layout.SSH_BUNDLE), data)
-        return data
 
     # -- cleaning up ------------------------------------------------------------------------------
     def _empty_trash_if_idle(self) -> None:
