@@ -90,6 +90,7 @@ EXECUTOR_FIELDS: Dict[str, Tuple[str, Callable[[Any], bool]]] = {
     "srun_options": ("a mapping", _optional(_of(dict))),
     "use_srun": ("true or false", _optional(_of(bool))),
     "shared_filesystem": ("true or false", _optional(_of(bool))),
+    "persistent_worker": ("true or false", _optional(_of(bool))),
 }
 
 

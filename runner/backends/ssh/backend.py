@@ -151,6 +151,10 @@ class SSHBackend(ThreadedBackend):
 
     def close(self) -> None:
         self._closing = True
+        env = self._env
+        for job in list(self._inflight.values()):  # started under START_DELAY ago: not told
+            if job.pid is not None and not job.recorded and env is not None:
+                self._got_pid(job, job.pid, env, wake=False)
         super().close()  # the handles, so that the next runner can re-attach
         for _ in self._threads:
             self._queue.put(None)
