@@ -12,7 +12,7 @@ bytes. The JSON says where everything goes (the server knows no file name of its
 or ``""`` when it is there already), ``args`` (``worker.execute_bundle``'s four paths),
 ``pid_file``, ``launch_log``, ``send_back`` (``[name, path]`` sent back at the end), ``live``
 (``[stream, path]`` streamed while the task runs) and ``remove`` (finished attempts'
-directories to delete once this one has started).
+directories to delete, when the server has nothing else to do).
 
 What it prints on stdout (``runner.ssh.task_server`` reads it), each a line, some followed by
 bytes: ``@cov ready PID`` once; ``.`` every HEARTBEAT seconds (a silent channel is a lost
@@ -82,6 +82,7 @@ class Server:
         self.inp, self.out = inp, out
         self.running: Dict[int, _Running] = {}
         self.spare: Optional[_Spare] = None
+        self.trash: List[str] = []  # finished attempts' directories, removed when idle
         self.buffer = bytearray()
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
@@ -105,15 +106,20 @@ class Server:
             wait = min(beat + self.heartbeat, tick + self.tick if live else float("inf")) - now
             ended = {r.ended_r: r for r in self.running.values()
                      if r.ended_r >= 0 and not r.finished}
-            try:  # without a spare: only a look, since the spare is forked when idle
+            chores = self.spare is None or bool(self.trash)
+            try:  # with chores to do: only a look, since they are done when idle
                 ready, _, _ = select.select([self.inp, self.wake_r, *ended], [], [],
-                                            max(0.0, wait) if self.spare else 0.0)
+                                            0.0 if chores else max(0.0, wait))
             except InterruptedError:
                 ready = []
-            if not ready and self.spare is None:
-                # Now, not right after a task started: a fork takes a few ms, in which the
-                # server would not see the task end or the next request come.
-                self.fork_spare()
+            if not ready and chores:
+                # Now, not right after a task started: a fork takes a few ms (and removing
+                # old files some more), in which the server would not see a task end or the
+                # next request come.
+                if self.spare is None:
+                    self.fork_spare()
+                else:
+                    remove([self.trash.pop()])
                 continue
             for fd in ready:
                 if fd in ended:
@@ -127,8 +133,9 @@ class Server:
             self.reap()
             if self.inp in ready:
                 data = os.read(self.inp, 1 << 20)
-                if not data:
-                    return  # the runner closed the channel (or the connection dropped)
+                if not data:  # the runner closed the channel (or the connection dropped)
+                    remove(self.trash)
+                    return
                 self.buffer += data
                 while self.take_request():
                     pass
@@ -187,7 +194,7 @@ class Server:
             pass  # recovery then restarts the task: no worse than a lost pid
         self.running[spare.pid] = _Running(request, spare.pid, spare.ended_r)
         self.send(f"@cov pid {request['id']} {spare.pid}\n".encode())
-        remove(request.get("remove") or ())
+        self.trash.extend(request.get("remove") or ())
 
     def fork_spare(self) -> _Spare:
         request_r, request_w = os.pipe()
