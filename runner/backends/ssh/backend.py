@@ -18,8 +18,9 @@ A task's life on the host:
    A task costs a fork of a warm Python, not a Python start-up. With ``persistent_worker=False``
    each task has its own channel instead, running a shell launcher (``protocol.launch_script``)
    that starts ``worker.py`` with ``setsid`` and waits for it;
-3. the files of finished tasks are removed by the next task's start (unless
-   ``do_cleanup=False``).
+3. the files of finished tasks go with the next task's request (the worker removes them when
+   idle; the launcher, once the task started), or on a channel of their own after 2 idle
+   seconds (unless ``do_cleanup=False``).
 
 Threads: the runner's loop never waits for SSH. ``submit`` queues the task for a small pool of
 daemon threads (``max_concurrent`` per backend, at most the connection's ``max_sessions`` − 2);
