@@ -91,6 +91,8 @@ class Runner:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._stop = False
+        self.stop_signal: Optional[int] = None  # the signal that ended the loop, if one did
+        self.claims_paused = False  # a runner job handing over claims nothing more
         self.watcher: Any = None
         self.journal = Journal(self._log)
         self._beat_written = False
@@ -196,7 +198,17 @@ class Runner:
         return 0
 
     def _on_signal(self, signum: int, frame: Any) -> None:
+        self.stop_signal = signum
+        self.stop()
+
+    def stop(self) -> None:
+        """End the loop soon, as SIGTERM does (from any thread)."""
         self._stop = True
+        self.wake()
+
+    def pause_claims(self) -> None:
+        """Claim no more tasks (from any thread); what runs goes on (``runner.runner_job``)."""
+        self.claims_paused = True
         self.wake()
 
     def _wait(self, timeout: float) -> None:
@@ -475,7 +487,7 @@ class Runner:
 
     # -- claiming and submitting -----------------------------------------------------------
     def _schedule_all(self) -> None:
-        if self.journal.stalled():
+        if self.journal.stalled() or self.claims_paused:
             return  # a claim is an event: none can be written now
         for run in list(self.active.values()):
             if run.state.finished or not run.schedule.ready or run.busy():
