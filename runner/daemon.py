@@ -68,14 +68,16 @@ def _resubmit_runner_job(home: Path) -> Optional[int]:
     out of walltime): submit it again (a login node may kill a runner started here); its job
     id. None when there is no such job, or when it cannot be submitted (then said, and the
     runner starts here)."""
-    from runner.runner_job.record import remove_record
+    from runner.runner_job.record import read_record, remove_record
     from runner.runner_job.submit import RunnerJobError, heal
 
     try:
         job_id = heal(home)
     except RunnerJobError as exc:
+        record = read_record(home) or {}
         remove_record(home)
-        _stderr(f"warning: {exc}; starting a runner on this host instead")
+        _stderr(f"warning: runner job {record.get('job_id', '?')} has ended and cannot be "
+                f"submitted again ({exc}): starting a runner on this host instead")
         return None
     return int(job_id) if job_id else None
 

@@ -52,8 +52,12 @@ def dispatch(ctx: Context, script: str, lattice_name: Optional[str], pairs: Tupl
 
     request = job_request(as_job, job_time, job_partition, job_cpus)
     jobs: List[Dict[str, Any]] = []
-    if request is not None:  # the script's own dispatches start the runner job too
-        RUNNER_STARTERS.append(lambda home: jobs.append(submit_job(home, request)))
+    if request is not None:
+        # Submitted before anything is written, so that sbatch refusing it (a wrong partition,
+        # a walltime over the limit) leaves no run behind; each dispatch (the script's own
+        # too) then makes sure of it, submitting it again if it already left, idle.
+        jobs.append(submit_job(ctx.home, request))
+        RUNNER_STARTERS.append(lambda home: submit_job(home, request))
     try:
         ids = _dispatch(script, lattice_name, pairs, args_file, name, tags, dry_run, as_json)
     finally:

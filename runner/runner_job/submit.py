@@ -142,7 +142,8 @@ def submit(home: Path, request: JobRequest, chain: Optional[List[str]] = None) -
     try:
         job_id = SlurmClient(LocalShell()).sbatch(str(script), cwd=str(script.parent))
     except SlurmError as exc:
-        raise RunnerJobError(f"cannot submit the runner as a Slurm job: {exc}",
+        said = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        raise RunnerJobError(f"cannot submit the runner as a Slurm job: {said}",
                              f"the script is {script}; check --job-partition and --job-time "
                              "against `sinfo`") from None
     write_record(home, {"job_id": job_id, "chain": [*(chain or []), job_id],

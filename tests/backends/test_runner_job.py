@@ -162,6 +162,41 @@ def test_job_options_are_checked_before_anything_runs(cov_home: Path, run_cov: C
                                          if not p.name.startswith(".")]
 
 
+def _write_record(home: Path, job_id: str, age: float) -> None:
+    path = runner_job_path(home)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"job_id": job_id, "chain": [job_id], "request": {}}))
+    then = time.time() - age
+    os.utime(path, (then, then))
+
+
+def test_a_runner_job_counts_as_live_from_its_record_where_squeue_cannot_tell(
+        cov_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture) -> None:
+    """Without Slurm's commands here (a copied home, a laptop): a record confirmed in the last
+    10 s is a live runner without asking; one squeue cannot confirm is trusted for 2 minutes,
+    then not; and starting a runner then falls back to this host, saying why, as the record's
+    job cannot be resubmitted."""
+    from runner.daemon import ensure_running
+    from runner.liveness import live_runner, read_runners
+
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    for age, alive in ((1, True), (60, True), (200, False)):
+        _write_record(cov_home, "4242", age)
+        found = live_runner(cov_home)
+        assert (found is not None) == alive, (age, found)
+        if alive:
+            assert found["job_id"] == "4242" and found["id"] == "slurm-job:4242"
+    pid = ensure_running(cov_home)
+    assert pid is not None and _record(cov_home) is None
+    assert [r["pid"] for r in read_runners(cov_home)] == [pid]
+    assert capsys.readouterr().err == (
+        "warning: runner job 4242 has ended and cannot be submitted again (--as-job needs "
+        "Slurm, and sbatch is not on PATH here): starting a runner on this host instead\n")
+
+
 # -- on the cluster -----------------------------------------------------------------------------
 def test_dispatch_as_job_hands_over_before_its_walltime_and_completes(
         job_home: Path, slurm_cluster: Any, run_cov: Callable, tmp_path: Path) -> None:
@@ -227,9 +262,16 @@ def test_runner_start_as_job_serves_later_dispatches_even_while_queued(
         job_home: Path, slurm_cluster: Any, run_cov: Callable, tmp_path: Path) -> None:
     """The runner job waits in the queue (behind a job of its name: ``singleton``); a plain
     ``cov dispatch`` and ``cov status`` meanwhile start no runner on the login node (squeue
-    says the job is coming), and the run completes once the job starts."""
+    says the job is coming), and the run completes once the job starts. (First: a runner job
+    sbatch refuses is one error line, and no run is dispatched.)"""
+    refused = run_cov("dispatch", "--as-job", "--job-partition", "nosuch", "workflows/hello.py")
+    assert refused.returncode == 1, refused
+    assert refused.stderr.startswith("Error: cannot submit the runner as a Slurm job: sbatch "
+                                     "failed: ") and "partition" in refused.stderr, refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert not [p for p in job_home.iterdir() if not p.name.startswith(".")]  # no run
     blocker = subprocess.run(["sbatch", "--parsable", f"--job-name={job_name(job_home)}",
-                              "--partition=debug", "--output=/dev/null", "--wrap", "sleep 6"],
+                              "--partition=debug", "--output=/dev/null", "--wrap", "sleep 60"],
                              capture_output=True, text=True, check=True).stdout.strip()
     started = run_cov("runner", "start", "--as-job", "--job-partition", "debug")
     assert started.returncode == 0, started.stderr
@@ -249,15 +291,15 @@ def test_runner_start_as_job_serves_later_dispatches_even_while_queued(
         """)
     status = run_cov("status", run_id)
     listed = run_cov("runner", "status")
-    assert _squeue(job)[job] == "PENDING", "the job started too soon for this test"
     assert "started one" not in status.stderr, status.stderr
     assert f"Slurm job {job}  PENDING" in listed.stdout or \
         f"Slurm job {job}  alive" in listed.stdout, listed.stdout
     assert not [n for n in os.listdir(runners_dir(job_home)) if n.endswith(".json")]
+    assert _squeue(job)[job] == "PENDING"
+    subprocess.run(["scancel", blocker], check=True)  # the runner job may start now
     waited = run_cov("wait", run_id, "--timeout", "60", "-q")
     assert waited.returncode == 0, waited.stderr
     assert json.loads(run_cov("result", run_id, "--json").stdout)["result"] == job
-    assert _jobcomp_state(slurm_cluster, blocker) == "COMPLETED"
     _until(lambda: _record(job_home) is None, 40, "the runner job to leave when idle")
 
 
