@@ -60,7 +60,8 @@ def start(ctx: Context, foreground: bool, poll: bool, idle_timeout: float, worke
 @runner.command("stop")
 @pass_ctx
 def stop(ctx: Context) -> None:
-    """Stop this host's runners of the home (running local tasks are re-run later).
+    """Stop this host's runners of the home, and its runner job if it has one (running local
+    tasks are re-run later).
 
     Unfinished runs are not lost: the next command that needs one (a dispatch, `cov wait`,
     `cov status`, `cov result`, `cov logs`, the web UI, `ct.get_result`) starts a runner."""
@@ -81,7 +82,8 @@ def stop(ctx: Context) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def status(ctx: Context, as_json: bool) -> None:
-    """List runners with a heartbeat under the home (exit 0 if one is alive, else 1)."""
+    """List runners with a heartbeat under the home, and its runner job while Slurm has not
+    ended it (exit 0 if one is alive, else 1)."""
     from runner.liveness import read_runners
     from runner.runner_job.record import as_runner_info, serving_job
 

@@ -70,6 +70,7 @@ class RunnerWatch:
         self.jobs: List[str] = []  # every job id the record named, in order
         self.runner_jobs: Dict[int, str] = {}  # heartbeat pid -> the job it runs in
         self.placeholders: Set[str] = set()  # heartbeats of runners started on this host
+        self.unserved = 0  # looks that found no heartbeat (queued, or at the handover)
 
     def look(self) -> None:
         record = _record(self.home)
@@ -79,6 +80,7 @@ class RunnerWatch:
             names = os.listdir(runners_dir(self.home))
         except FileNotFoundError:
             return
+        self.unserved += not any(name.endswith(".json") for name in names)
         for name in names:
             if not name.endswith(".json"):
                 continue
@@ -243,6 +245,7 @@ def test_dispatch_as_job_hands_over_before_its_walltime_and_completes(
     assert waiter.returncode == 0, err
     said.append(err)
     result = json.loads(run_cov("result", run_id, "--json").stdout)["result"]
+    print(f"runner jobs {watch.jobs}; {watch.unserved} looks found no runner heartbeat")
     chain = _record(job_home)["chain"] if _record(job_home) else watch.jobs
     assert len(watch.jobs) >= 2 and watch.jobs[0] == first_job, watch.jobs
     # the first local task ran in the first runner job, the last one in its successor
