@@ -212,8 +212,11 @@ def serve_as_job(home: Path, margin: Optional[float] = None, poll: bool = False,
         # Idle: nothing to do. A run created since the runner's last rescan may have seen the
         # record and counted on this job, so look once more after removing it.
         since = max(began, time.time() - float(get_value("runner.rescan_interval", 2.0)) - 1.0)
+        kept = read_record(home)
         remove_record(home, job_id)
         if not _arrived_since(home, since):
             _say(f"runner job {job_id}: no work left")
             return code
         _say(f"runner job {job_id}: a run arrived as it was leaving; serving it")
+        if kept is not None and str(kept["job_id"]) == job_id and read_record(home) is None:
+            write_record(home, kept)  # with its request, for a successor or a resubmission

@@ -199,6 +199,23 @@ def test_a_runner_job_counts_as_live_from_its_record_where_squeue_cannot_tell(
         "Slurm, and sbatch is not on PATH here): starting a runner on this host instead\n")
 
 
+def test_a_leaving_runner_job_sees_a_run_that_arrived_as_it_decided(
+        cov_home: Path, run_cov: Callable) -> None:
+    """The idle runner job removes its record, then looks for unfinished runs created since its
+    last rescan (one that saw the record and counted on the job): a new one keeps it serving;
+    one created before, or a finished one, does not. And the margin of the handover."""
+    from runner.runner_job.serve import _arrived_since, default_margin
+
+    before = time.time() - 1
+    result = run_cov("dispatch", "-q", "workflows/hello.py", env={"COV_NO_RUNNER": "1"})
+    assert result.returncode == 0, result.stderr
+    assert _arrived_since(cov_home, before)
+    assert not _arrived_since(cov_home, time.time() + 5)
+    assert run_cov("wait", result.stdout.strip(), "-q").returncode == 0  # a runner finishes it
+    assert not _arrived_since(cov_home, before)
+    assert [default_margin(s) for s in (30, 60, 3600, 86400)] == [10, 20, 300, 300]
+
+
 # -- on the cluster -----------------------------------------------------------------------------
 def test_dispatch_as_job_hands_over_before_its_walltime_and_completes(
         job_home: Path, slurm_cluster: Any, run_cov: Callable, tmp_path: Path) -> None:
