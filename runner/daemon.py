@@ -49,7 +49,9 @@ class RunnerUnavailable(Exception):
 
 # -- starting and stopping ----------------------------------------------------------------------
 def ensure_running(home: Path) -> Optional[int]:
-    """Start a background runner for ``home`` unless a live one serves it; returns its pid."""
+    """Start a background runner for ``home`` unless a live one serves it; returns its pid (or,
+    for a home whose runner job ended while work remained, the id of that job submitted
+    again)."""
     if os.environ.get("COV_NO_RUNNER"):
         return None
     if live_runner(home) is not None:
