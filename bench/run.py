@@ -133,7 +133,7 @@ def dispatch_10k(n: int, n_nodes: int = 10_000, root: Path = ROOT) -> dict:
         home = Path(tempfile.mkdtemp(prefix="cov-bench-"))
         env = {**BASE_ENV, "COV_HOME": str(home), "COV_NO_RUNNER": "1", "PYTHONPATH": str(root)}
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                             env=env, check=True).stdout
+                             env=env, check=True, cwd=str(root)).stdout
         times.append(float(out.strip()))
         shutil.rmtree(home, ignore_errors=True)
     return {"median": statistics.median(times), "min": min(times), "max": max(times)}
@@ -165,12 +165,12 @@ def run_10k(n_nodes: int = 10_000, root: Path = ROOT) -> dict:
     for _ in range(3):
         start, used = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
         subprocess.run([sys.executable, "-m", "covalent_cli.cli", "status", out["id"], "--json"],
-                       env=env, capture_output=True, check=True)
+                       env=env, capture_output=True, check=True, cwd=str(root))
         status_times.append(time.perf_counter() - start)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)  # its CPU: what a load cannot inflate
         status_cpu.append(after.ru_utime + after.ru_stime - used.ru_utime - used.ru_stime)
     subprocess.run([sys.executable, "-m", "covalent_cli.cli", "runner", "stop"], env=env,
-                   capture_output=True)
+                   capture_output=True, cwd=str(root))
     shutil.rmtree(home, ignore_errors=True)
     out["status_median"] = statistics.median(status_times)
     out["status_cpu"] = statistics.median(status_cpu)
