@@ -34,6 +34,9 @@ import cloudpickle
 
 # The modules of cov's this one imports: stdlib-only, and shipped with it (``shipped_files``).
 SHIPPED_WITH = ("layout", "outcome")
+# Shipped too, though the worker does not import them: they import it (a Slurm pilot block's
+# pool, runner/pilot_pool.py).
+SHIPPED_BESIDE = ("pilot_pool",)
 
 if __package__:  # runner.worker: the local pool, or imported by the runner
     from runner import layout
@@ -60,7 +63,7 @@ def shipped_files() -> Dict[str, bytes]:
     finds the others there too."""
     here = os.path.dirname(os.path.abspath(__file__))
     files: Dict[str, bytes] = {}
-    for name in (*SHIPPED_WITH, "worker"):
+    for name in (*SHIPPED_WITH, *SHIPPED_BESIDE, "worker"):
         with open(os.path.join(here, f"{name}.py"), "rb") as f:
             files[f"{name}.py"] = f.read()
     return files
