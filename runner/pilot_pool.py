@@ -11,9 +11,12 @@ Protocol (the run directory is the only channel; ``runner.layout`` names every f
   from there by renaming them into its own ``running/``: a rename succeeds once, so two blocks
   never take the same ticket.
 * A taken ticket whose fence exists (another runner took the claims over) is dropped unrun.
-  Else a forked child runs it with ``worker.execute_bundle``: the outcome goes to
-  ``results/<node>.pkl`` and the logs to ``logs/<node>.out|err``, as for any other attempt. A
-  child that dies without an outcome gets one (``worker_died``); then the ticket is removed.
+  Else one of the pool's worker processes (``Slot``: forked once, reused for every task, in its
+  own process group) runs it with ``worker.execute_bundle``: the outcome goes to
+  ``results/<node>.pkl`` and the logs to ``logs/<node>.out|err``, as for any other attempt;
+  then the ticket is removed. A worker that dies without an outcome gets one written
+  (``worker_died``) and is replaced. Between tasks a worker restores what a task may change
+  (``worker.WORKER``: streams, environment; here also ``sys.path`` and the cwd).
 * ``heartbeat`` is touched every second. ``cancel/<node>.<attempt>`` kills that task's process
   group (its outcome says ``cancelled``); ``stop`` (or SIGTERM, or ``DRAIN`` before the
   walltime ends) makes the pool take nothing more and exit once its tasks end.
@@ -78,8 +81,18 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+class Slot:
+    """A worker process of the pool: it runs the tickets it is sent, one at a time, and
+    answers a line for each (so that a task costs a message, not a fork: the local pool's
+    way). ``ticket``: (name, node, attempt, outcome identity before) of the one it runs."""
+
+    def __init__(self, pid: int, send: int, done: int) -> None:
+        self.pid, self.send, self.done = pid, send, done
+        self.ticket: Optional[Tuple[str, int, int, Identity]] = None
+
+
 class Pool:
-    """One block's pool: ``slots`` tasks at a time, each in a forked child."""
+    """One block's pool: ``slots`` worker processes, each running one task at a time."""
 
     def __init__(self, root: str, block: str, slots: int, idle: float, walltime: float) -> None:
         self.root = root
@@ -87,17 +100,18 @@ class Pool:
         self.queue = layout.pilot_queue_dir(root)
         self.running = os.path.join(self.dir, layout.BLOCK_RUNNING)
         self.cancel_dir = os.path.join(self.dir, layout.BLOCK_CANCEL)
-        self.slots = slots or default_workers()
+        self.size = slots or default_workers()
         self.idle = idle
         self.started = time.time()
         # Stop taking tasks a little before the walltime: what is still running then is lost
         # with the block and runs again elsewhere.
         drain = min(60.0, walltime * 0.1)
         self.deadline = self.started + walltime - drain if walltime > 0 else float("inf")
-        self.children: Dict[int, Tuple[str, int, int, Identity]] = {}  # pid -> ticket
+        self.slots: List[Slot] = []
         self.cancelled: Set[str] = set()
         self.stopping = False
         self.terminated = False  # SIGTERM: what runs now is lost, not failed
+        self.wake = (-1, -1)
 
     # -- the loop ---------------------------------------------------------------------------
     def serve(self) -> int:
@@ -105,14 +119,14 @@ class Pool:
             os.makedirs(path, exist_ok=True)
         _write_json(os.path.join(self.dir, layout.BLOCK_STARTED), {
             "host": HOST, "pid": os.getpid(), "job_id": os.environ.get("SLURM_JOB_ID", ""),
-            "workers": self.slots, "start": self.started})
+            "workers": self.size, "start": self.started})
         wake_r, wake_w = os.pipe()
         os.set_blocking(wake_r, False)
         os.set_blocking(wake_w, False)
+        self.wake = (wake_r, wake_w)
         signal.set_wakeup_fd(wake_w)
         signal.signal(signal.SIGCHLD, lambda *_: None)
         signal.signal(signal.SIGTERM, self._on_term)
-        self.wake = (wake_r, wake_w)
         beat_at = 0.0
         last_busy = time.monotonic()
         while True:
@@ -124,36 +138,35 @@ class Pool:
             self._cancel()
             stop = self.stopping or time.time() >= self.deadline or \
                 os.path.exists(os.path.join(self.dir, layout.BLOCK_STOP))
+            busy = [slot for slot in self.slots if slot.ticket is not None]
             waiting = False
-            if not stop and len(self.children) < self.slots:
-                waiting = self._take(self.slots - len(self.children))
-            if self.children or waiting:
+            if not stop and len(busy) < self.size:
+                waiting = self._take(self.size - len(busy))
+                busy = [slot for slot in self.slots if slot.ticket is not None]
+            if busy or waiting:
                 last_busy = now
             elif stop or now - last_busy >= self.idle:
-                # No child runs and nothing will be taken any more: say so, then go.
+                # Nothing runs and nothing will be taken any more: say so, then go.
+                self._close_slots()
                 why = "terminated" if self.terminated else "stopped" if stop else "idle"
                 _write_json(os.path.join(self.dir, layout.BLOCK_EXITED),
                             {"end": time.time(), "why": why})
                 return 0
-            free = len(self.children) < self.slots
-            tick = BUSY_TICK if (self.children or waiting) and free else \
-                IDLE_TICK if not self.children else HEARTBEAT
+            tick = BUSY_TICK if waiting and len(busy) < self.size else \
+                IDLE_TICK if not busy else HEARTBEAT
             try:
-                select.select([wake_r], [], [], tick)
-                while os.read(wake_r, 512):
-                    pass
-            except (BlockingIOError, InterruptedError):
-                pass
+                ready, _, _ = select.select([wake_r] + [s.done for s in busy], [], [], tick)
+            except InterruptedError:
+                ready = []
+            for fd in ready:
+                self._drain(fd)
 
     def _on_term(self, *_: Any) -> None:
         """Slurm is ending the job (scancel, the walltime): its tasks are lost with it. They
         are killed and their tickets stay in ``running/``, for the runner to queue again."""
         self.stopping = self.terminated = True
-        for pid in self.children:
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        for slot in self.slots:
+            _kill(slot.pid)
 
     def _beat(self) -> None:
         path = os.path.join(self.dir, layout.BLOCK_HEARTBEAT)
@@ -166,7 +179,7 @@ class Pool:
 
     # -- taking and running -----------------------------------------------------------------
     def _take(self, room: int) -> bool:
-        """Take up to ``room`` tickets; True if the queue still had tickets (or had some)."""
+        """Take up to ``room`` tickets; True if the queue had tickets."""
         try:
             names = sorted(os.listdir(self.queue), key=_ticket_order)
         except OSError:
@@ -193,84 +206,159 @@ class Pool:
         try:
             with open(path, "rb") as f:
                 fence = pickle.load(f).get("fence") or ""
-        except Exception:  # noqa: BLE001 - a torn ticket: the child reports the load error
+        except Exception:  # noqa: BLE001 - a torn ticket: the worker reports the load error
             fence = ""
         if fence and os.path.exists(fence):
             _unlink(path)  # another runner took this runner's claims over: not ours to run
             return False
-        outcome = layout.outcome_path(self.root, node)
-        before = _identity(outcome)
+        slot = next((s for s in self.slots if s.ticket is None), None) or self._spawn()
+        slot.ticket = (name, node, attempt, _identity(layout.outcome_path(self.root, node)))
+        os.write(slot.send, name.encode() + b"\n")
+        return True
+
+    def _spawn(self) -> Slot:
+        to_child, from_parent = os.pipe()[::-1]
+        from_child, to_parent = os.pipe()
         pid = os.fork()
-        if pid == 0:  # the child: one task, then out
+        if pid == 0:  # the worker: serves tickets until the pool closes its pipe
             code = 1
             try:
                 os.setpgid(0, 0)  # its own process group: a cancel kills what it started too
                 signal.set_wakeup_fd(-1)
                 for sig in (signal.SIGCHLD, signal.SIGTERM):
                     signal.signal(sig, signal.SIG_DFL)
-                os.close(self.wake[0])
-                os.close(self.wake[1])
-                code = worker.execute_bundle(path, outcome,
-                                             layout.log_path(self.root, node, "out"),
-                                             layout.log_path(self.root, node, "err"))
+                for fd in (*self.wake, to_child, from_child,
+                           *(fd for s in self.slots for fd in (s.send, s.done))):
+                    os.close(fd)
+                code = self._serve_slot(from_parent, to_parent)
             finally:
                 os._exit(code)
-        self.children[pid] = (name, node, attempt, before)
-        return True
+        os.close(from_parent)
+        os.close(to_parent)
+        slot = Slot(pid, to_child, from_child)
+        self.slots.append(slot)
+        return slot
+
+    def _serve_slot(self, tickets: int, answers: int) -> int:
+        worker.WORKER.start()
+        cwd, path = os.getcwd(), list(sys.path)
+        with os.fdopen(tickets, "r") as lines:
+            for line in lines:
+                name = line.strip()
+                node = int(name.split(".", 1)[0])
+                worker.execute_bundle(os.path.join(self.running, name),
+                                      layout.outcome_path(self.root, node),
+                                      layout.log_path(self.root, node, "out"),
+                                      layout.log_path(self.root, node, "err"))
+                worker.WORKER.after_task()  # a copy the task forked ends here
+                worker.WORKER.restore()
+                worker.CURRENT_TASK.clear()
+                sys.path[:] = path
+                try:
+                    os.chdir(cwd)
+                except OSError:
+                    pass
+                os.write(answers, b"\n")
+        return 0
+
+    def _drain(self, fd: int) -> None:
+        """A worker's answers: the ticket it ran is done (its outcome is written)."""
+        try:
+            data = os.read(fd, 512)
+        except (BlockingIOError, InterruptedError):
+            return
+        if fd == self.wake[0]:
+            return
+        slot = next((s for s in self.slots if s.done == fd), None)
+        if slot is not None and data and slot.ticket is not None:
+            name = slot.ticket[0]
+            slot.ticket = None
+            if name in self.cancelled:  # it ended before the kill reached it
+                self.cancelled.discard(name)
+            _unlink(os.path.join(self.running, name))
 
     def _reap(self) -> None:
-        while self.children:
+        """Workers that died: the task each ran failed (or was cancelled, or is lost)."""
+        while self.slots:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
                 break
             if pid == 0:
                 break
-            entry = self.children.pop(pid, None)
-            if entry is None:
+            slot = next((s for s in self.slots if s.pid == pid), None)
+            if slot is None:
                 continue
-            name, node, attempt, before = entry
-            outcome = layout.outcome_path(self.root, node)
-            header: Optional[Dict[str, Any]] = None
-            code = os.waitstatus_to_exitcode(status)
-            finished = _identity(outcome) != before  # it wrote an outcome of its own
-            if name in self.cancelled:
-                self.cancelled.discard(name)
-                header = {"ok": False, "reason": "cancelled", "error": "cancelled"}
-            elif not finished and (self.terminated or code == -signal.SIGTERM):
-                # Killed with the job (Slurm signals every process of it, maybe before this
-                # pool hears of it): lost, not failed. The ticket stays for the runner.
-                self.stopping = self.terminated = True
-                continue
-            elif not finished:  # it died on its own (a crash, os._exit, the OOM killer)
-                cause = f"signal {-code}" if code < 0 else f"exit code {code}"
-                header = {"ok": False, "reason": "worker_died",
-                          "error": f"the task's process in pilot block {os.path.basename(self.dir)}"
-                                   f" on {HOST} died ({cause}) without writing an outcome"}
-            if header is not None:
-                header.update({"host": HOST, "pid": pid, "attempt": attempt, "end": time.time()})
-                try:
-                    worker.write_outcome(outcome, header)
-                except OSError:
-                    pass
-            _unlink(os.path.join(self.running, name))
+            self.slots.remove(slot)
+            self._drain(slot.done)  # an answer it sent just before dying
+            os.close(slot.send)
+            os.close(slot.done)
+            if slot.ticket is not None:
+                self._died(slot.ticket, pid, os.waitstatus_to_exitcode(status))
+
+    def _died(self, ticket: Tuple[str, int, int, Identity], pid: int, code: int) -> None:
+        name, node, attempt, before = ticket
+        outcome = layout.outcome_path(self.root, node)
+        finished = _identity(outcome) != before  # it wrote an outcome of its own
+        header: Optional[Dict[str, Any]] = None
+        if name in self.cancelled:
+            self.cancelled.discard(name)
+            header = {"ok": False, "reason": "cancelled", "error": "cancelled"}
+        elif not finished and (self.terminated or code == -signal.SIGTERM):
+            # Killed with the job (Slurm signals every process of it, maybe before this pool
+            # hears of it): lost, not failed. The ticket stays for the runner.
+            self.stopping = self.terminated = True
+            return
+        elif not finished:  # it died on its own (a crash, os._exit, the OOM killer)
+            cause = f"signal {-code}" if code < 0 else f"exit code {code}"
+            header = {"ok": False, "reason": "worker_died",
+                      "error": f"the task's process in pilot block {os.path.basename(self.dir)}"
+                               f" on {HOST} died ({cause}) without writing an outcome"}
+        if header is not None:
+            header.update({"host": HOST, "pid": pid, "attempt": attempt, "end": time.time()})
+            try:
+                worker.write_outcome(outcome, header)
+            except OSError:
+                pass
+        _unlink(os.path.join(self.running, name))
 
     def _cancel(self) -> None:
         try:
             names = os.listdir(self.cancel_dir)
         except OSError:
             return
-        running = {entry[0]: pid for pid, entry in self.children.items()}
         for name in names:
             ticket = layout.ticket_file(*name.split(".", 1)) if "." in name else ""
-            pid = running.get(ticket)
-            if pid is not None:
-                self.cancelled.add(ticket)
-                try:
-                    os.killpg(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+            for slot in self.slots:
+                if slot.ticket is not None and slot.ticket[0] == ticket:
+                    self.cancelled.add(ticket)
+                    _kill(slot.pid)
             _unlink(os.path.join(self.cancel_dir, name))
+
+    def _close_slots(self) -> None:
+        """Idle workers end when their pipe closes; any still there a second later is killed."""
+        for slot in self.slots:
+            os.close(slot.send)
+        deadline = time.monotonic() + 1.0
+        for slot in self.slots:
+            while time.monotonic() < deadline:
+                try:
+                    if os.waitpid(slot.pid, os.WNOHANG)[0]:
+                        break
+                except ChildProcessError:
+                    break
+                time.sleep(0.01)
+            else:
+                _kill(slot.pid)
+            os.close(slot.done)
+        self.slots = []
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _ticket_order(name: str) -> Tuple[int, int]:
