@@ -108,6 +108,7 @@ class Pool:
         drain = min(60.0, walltime * 0.1)
         self.deadline = self.started + walltime - drain if walltime > 0 else float("inf")
         self.slots: List[Slot] = []
+        self.listed: List[str] = []  # the queue's last listing, not yet tried (last first)
         self.cancelled: Set[str] = set()
         self.stopping = False
         self.terminated = False  # SIGTERM: what runs now is lost, not failed
@@ -179,15 +180,18 @@ class Pool:
 
     # -- taking and running -----------------------------------------------------------------
     def _take(self, room: int) -> bool:
-        """Take up to ``room`` tickets; True if the queue had tickets."""
-        try:
-            names = sorted(os.listdir(self.queue), key=_ticket_order)
-        except OSError:
-            return False
-        names = [n for n in names if layout.ticket_task(n) is not None]
-        for name in names:
-            if room <= 0:
-                break
+        """Take up to ``room`` tickets; True if the queue had tickets. The queue is listed
+        again only once the names of the last listing are used up (a name another block took
+        meanwhile fails to rename, and is skipped)."""
+        if not self.listed:
+            try:
+                names = sorted(os.listdir(self.queue), key=_ticket_order, reverse=True)
+            except OSError:
+                return False
+            self.listed = [n for n in names if layout.ticket_task(n) is not None]
+        had = bool(self.listed)
+        while room > 0 and self.listed:
+            name = self.listed.pop()
             path = os.path.join(self.running, name)
             try:
                 os.rename(os.path.join(self.queue, name), path)
@@ -197,7 +201,7 @@ class Pool:
                 raise
             if self._start(name, path):
                 room -= 1
-        return bool(names)
+        return had
 
     def _start(self, name: str, path: str) -> bool:
         found = layout.ticket_task(name)

@@ -174,7 +174,8 @@ def test_block_killed_mid_run_its_tasks_run_again_nothing_finished_reruns(
     assert set(counts) == set(range(16))
     logs = slurm_home / run_id / layout.LOGS
     for node in finished_before:  # finished before the kill: never run again
-        text = (logs / layout.log_file(node, "out")).read_text().split()
+        log = logs / layout.log_file(node, "out")
+        text = log.read_text().split() if log.exists() else []
         if text[:1] == ["item"]:  # a square task (not the parameters' or total's node)
             assert counts[int(text[1])] == 1, (node, counts)
     assert any(n > 1 for n in counts.values()), counts  # the killed ones ran again
@@ -220,3 +221,31 @@ def test_idle_block_exits_and_a_new_one_serves_later_tasks(
     assert _squeue(job).get(job) == "COMPLETED"
     # the second block is released by the run's end (asked to stop)
     _until(lambda: (blocks[1] / layout.BLOCK_EXITED).exists(), what="the second block to exit")
+
+
+def test_runner_killed_and_restarted_reattaches_to_the_queue_and_blocks(
+        slurm_home: Path, run_cov: Callable, tmp_path: Path) -> None:  # noqa: F811
+    """kill -9 of the runner mid-sweep: the block goes on; the next runner adopts the queued
+    tickets and the running ones; every task runs once, as attempt 1."""
+    import os
+    import signal
+
+    from runner.liveness import read_runners
+
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    run_id = _dispatch(run_cov, tmp_path, SWEEP.format(
+        pilot={"max_blocks": 1, "workers": 2, "idle_timeout": 20}, marks=str(marks), n=16,
+        pause=0.5))
+    _until(lambda: len(list(marks.iterdir())) >= 3, timeout=60, what="tasks to run")
+    runner = next(r for r in read_runners(slurm_home) if r["alive"])
+    os.kill(int(runner["pid"]), signal.SIGKILL)
+    _until(lambda: not any(r["alive"] for r in read_runners(slurm_home)), timeout=10,
+           what="the runner to die")
+    assert run_cov("runner", "start").returncode == 0
+    status = _wait(run_cov, run_id, timeout=120)
+    assert status["status"] == "COMPLETED", status
+    assert _result(run_cov, run_id) == sum(i * i for i in range(16))
+    assert _executions(marks) == {i: 1 for i in range(16)}
+    assert {t["attempt"] for t in status["tasks"] if t["name"] == "square"} == {1}
+    assert len(_blocks(slurm_home, run_id)) == 1  # the first runner's block served them all

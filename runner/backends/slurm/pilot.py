@@ -291,6 +291,9 @@ class PilotBackend(SlurmBackend):
             task = self.outstanding.get(key)
             if task is not None and task.attempt == found[1] and key not in self.started_keys:
                 self.started_keys.add(key)
+                if block.job_id:  # cov status shows the block's job id for the task
+                    self._emit_handle(task, {"pilot": True, "host": block.host or self.host,
+                                             "job_id": block.job_id, "block": block.id})
                 self._emit_news(task, "start", start=time.time(), host=block.host or self.host)
 
     def _query(self) -> None:
