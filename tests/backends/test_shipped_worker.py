@@ -30,7 +30,7 @@ def test_the_shipped_worker_runs_a_task_without_cov(tmp_path):
     shipped.mkdir()
     files = worker.shipped_files()
     assert list(files)[-1] == layout.WORKER  # written last: its presence means all are there
-    assert set(files) == {layout.WORKER, "layout.py", "outcome.py"}
+    assert set(files) == {layout.WORKER, "layout.py", "outcome.py", layout.POOL}
     for name, data in files.items():
         (shipped / name).write_bytes(data)
     user = tmp_path / "user"
