@@ -258,3 +258,63 @@ def test_runner_killed_and_restarted_reattaches_to_the_queue_and_blocks(
     assert _executions(marks) == {i: 1 for i in range(16)}
     assert {t["attempt"] for t in status["tasks"] if t["name"] == "square"} == {1}
     assert len(_blocks(slurm_home, run_id)) == 1  # the first runner's block served them all
+
+
+WALLTIME = """
+    @ct.electron(executor=ct.executor.SlurmExecutor(
+        poll_freq=0.3, use_srun=False, options={{"partition": "debug"}},
+        pilot={{"max_blocks": 1, "workers": 2, "walltime": 5}}))
+    def long_first_time(i):
+        marks = {marks!r}
+        first = not any(m.startswith(f"{{i}}-") for m in os.listdir(marks))
+        open(os.path.join(marks, f"{{i}}-{{os.getpid()}}-{{time.time_ns()}}"), "w").close()
+        if first and i == 0:
+            time.sleep(600)  # outlives the block: its walltime ends it
+        return i
+
+    @ct.lattice
+    def limited():
+        return [long_first_time(i) for i in range(3)]
+    """
+
+
+def test_block_walltime_ends_it_and_its_running_task_runs_in_another(
+        slurm_home: Path, run_cov: Callable, tmp_path: Path) -> None:  # noqa: F811
+    """The block's job hits its time limit (moved to now, as an admin can, so that Slurm's
+    own enforcement ends it at its next tick): the task it was running goes back to the queue
+    and a new block runs it; the tasks that had finished are not run again."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    run_id = _dispatch(run_cov, tmp_path, WALLTIME.format(marks=str(marks)))
+    _until(lambda: len(_executions(marks)) == 3, timeout=60, what="all three tasks to start")
+    block = _blocks(slurm_home, run_id)[0]
+    job = _block_job(block)
+    assert "TimeLimit=00:05:00" in subprocess.run(["scontrol", "show", "job", job],
+                                                  capture_output=True, text=True).stdout
+    subprocess.run(["scontrol", "update", f"JobId={job}", "EndTime=now"], check=True)
+    status = _wait(run_cov, run_id, timeout=150)
+    assert status["status"] == "COMPLETED", status
+    assert _result(run_cov, run_id) == [0, 1, 2]
+    assert _executions(marks) == {0: 2, 1: 1, 2: 1}
+    assert _squeue(job).get(job) == "TIMEOUT"
+    assert len(_blocks(slurm_home, run_id)) == 2
+
+
+def test_cov_cancel_stops_running_and_queued_tasks_and_the_block(
+        slurm_home: Path, run_cov: Callable, tmp_path: Path) -> None:  # noqa: F811
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    run_id = _dispatch(run_cov, tmp_path, SWEEP.format(
+        pilot={"max_blocks": 1, "workers": 1, "idle_timeout": 60}, marks=str(marks), n=4,
+        pause=300))
+    _until(lambda: len(list(marks.iterdir())) == 1, timeout=60, what="a task to run")
+    assert run_cov("cancel", run_id).returncode == 0
+    status = _wait(run_cov, run_id, timeout=60)
+    assert status["status"] == "CANCELLED", status
+    assert {t["status"] for t in status["tasks"] if t["name"] == "square"} == {"CANCELLED"}
+    assert len(list(marks.iterdir())) == 1  # the queued ones never started
+    (block,) = _blocks(slurm_home, run_id)
+    # the run is over: the block stops at once rather than after its idle_timeout
+    _until(lambda: (block / layout.BLOCK_EXITED).exists(), timeout=20, what="the block to exit")
+    job = _block_job(block)
+    _until(lambda: _squeue(job).get(job) == "COMPLETED", timeout=20, what="the job to end")

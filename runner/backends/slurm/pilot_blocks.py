@@ -113,10 +113,11 @@ def blocks_on_disk(run: str) -> Dict[str, Block]:
         return found
     for name in names:
         block = Block(run, name)
-        info = read_json(block.path(layout.BLOCK_INFO)) or {}
+        info = read_json(block.path(layout.BLOCK_INFO)) or \
+            read_json(block.path(layout.BLOCK_STARTED)) or {}
         block.job_id = str(info.get("job_id") or "")
-        if block.exited() and not block.tickets():
-            continue
+        if not block.job_id or (block.exited() and not block.tickets()):
+            continue  # over, or never submitted (its runner died before sbatch answered)
         found[name] = block
     return found
 
