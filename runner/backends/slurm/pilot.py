@@ -31,62 +31,34 @@ unstarted in a row).
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
-import pickle
-import secrets
 import time
-from typing import Any, Dict, List, Optional, Set
+from typing import Any, Dict, List, Optional
 
 from runner import layout
-from runner.backends.base import Completion, Services, Task
-from runner.backends.slurm.client import FINAL_STATES, SlurmError, lookup, read_tail
-from runner.backends.slurm.engine import SlurmBackend
-from runner.backends.slurm.jobs import Identity, Key
-from runner.backends.slurm.pilot_blocks import Block, blocks_on_disk, wanted_blocks
-from runner.backends.slurm.pilot_script import render_block_script
-from runner.backends.slurm.pilot_settings import PilotSettings, parse_pilot, pilot_problem
-from runner.backends.slurm.script import job_name, python_command
+from runner.backends.base import Completion, Task
+from runner.backends.slurm.client import FINAL_STATES, lookup, read_tail
+from runner.backends.slurm.pilot_base import QUERY_EVERY, PilotBase, unlink_quietly
+from runner.backends.slurm.pilot_blocks import Block, blocks_on_disk
 from runner.backends.slurm.settings import SettingsError
 from runner.backends.slurm.site import local_identity
 from runner.fs import atomic_write
-from runner.outcome import OutcomeHeader, read_outcome_header
+from runner.outcome import read_outcome_header
 
 log = logging.getLogger("cov.slurm")
 
 QUEUE_DEPTH = 1000  # tickets out at once per executor (the runner refills as they finish)
 TICK = 0.1  # seconds between two looks at outcomes and blocks while tasks are out
-QUERY_EVERY = 5.0  # at most this many seconds between two squeue calls while blocks live
 HEARTBEAT_STALE = 30.0
 LOST_GRACE = 2.0
 MAX_LOSSES = 3
 BLOCK_FAILURES = 3
 
 
-class PilotBackend(SlurmBackend):
+class PilotBackend(PilotBase):
     """Runs a Slurm executor's tasks in pilot blocks (``SlurmBackend`` routes here when the
     executor has ``pilot``); shares the Slurm backend's settings, site and commands."""
-
-    def __init__(self, config: Dict[str, Any], services: Services) -> None:
-        super().__init__(config, services)
-        self.pilot = PilotSettings()
-        problem = pilot_problem(config)
-        if problem:
-            self.error = self.error or problem
-        else:
-            self.pilot = parse_pilot(config.get("pilot")) or PilotSettings()
-        self.threaded = False  # never over SSH: refused above
-        self.outstanding: Dict[Key, Task] = {}
-        self.fresh: List[Task] = []
-        self.stale: Dict[Key, Optional[Identity]] = {}
-        self.started_keys: Set[Key] = set()
-        self.blocks: Dict[str, Block] = {}
-        self.known_runs: Set[str] = set()
-        self.losses: Dict[Key, int] = {}
-        self.cancelling: Set[Key] = set()
-        self.failures: Dict[str, int] = {}
-        self.query_at = 0.0
 
     # -- the backend contract --------------------------------------------------------------
     def submit(self, task: Task) -> None:
@@ -144,7 +116,7 @@ class PilotBackend(SlurmBackend):
             self._forget(key)
             if task in self.fresh:
                 self.fresh.remove(task)
-            _unlink(self._queued(task))
+            unlink_quietly(self._queued(task))
 
     def release(self, run: str) -> None:
         for block in self._live(run):
@@ -174,7 +146,7 @@ class PilotBackend(SlurmBackend):
                         read_outcome_header(task.outcome_path) is not None):
             atomic_write(queued, self._ticket(task))
         if held:
-            _unlink(held)
+            unlink_quietly(held)
         return True
 
     def _close_idle_runs(self) -> None:
@@ -225,16 +197,6 @@ class PilotBackend(SlurmBackend):
             self.blocks.setdefault(block_id, block)
         self.known_runs.add(run)
 
-    def _ticket(self, task: Task) -> bytes:
-        """The task's bundle with the claim's fence (the pool checks it before starting)."""
-        bundle = pickle.loads(self._bundle(task))
-        bundle["fence"] = task.fence
-        return pickle.dumps(bundle, protocol=pickle.HIGHEST_PROTOCOL)
-
-    def _queued(self, task: Task) -> str:
-        return os.path.join(layout.pilot_queue_dir(task.run),
-                            layout.ticket_file(task.node, task.attempt))
-
     # -- outcomes ---------------------------------------------------------------------------
     def _collect_outcomes(self, force: bool = False) -> None:
         assert self.site is not None
@@ -253,24 +215,7 @@ class PilotBackend(SlurmBackend):
                     header.setdefault("attempt", task.attempt)
                     self._end(key, header)
 
-    def _end(self, key: Key, header: OutcomeHeader) -> None:
-        task = self.outstanding.get(key)
-        if task is None:
-            return
-        self._forget(key)
-        self._emit(Completion.of(task, header))
-
-    def _forget(self, key: Key) -> None:
-        self.outstanding.pop(key, None)
-        for table in (self.stale, self.losses):
-            table.pop(key, None)
-        self.started_keys.discard(key)
-        self.cancelling.discard(key)
-
     # -- blocks -----------------------------------------------------------------------------
-    def _live(self, run: Optional[str] = None) -> List[Block]:
-        return [b for b in self.blocks.values() if not b.gone and (run is None or b.run == run)]
-
     def _watch(self, block: Block, now: float) -> None:
         block.look(now)
         if block.exited():
@@ -348,14 +293,14 @@ class PilotBackend(SlurmBackend):
         found = layout.ticket_task(name)
         task = self.outstanding.get((block.run, found[0])) if found else None
         if task is None or found is None or task.attempt != found[1]:
-            _unlink(path)  # finished, or not this runner's attempt any more
+            unlink_quietly(path)  # finished, or not this runner's attempt any more
             return
         key = (task.run, task.node)
         self.losses[key] = losses = self.losses.get(key, 0) + 1
         self.started_keys.discard(key)
         where = f"pilot block {block.id} (Slurm job {block.job_id or '?'}) {block.gone}"
         if losses > MAX_LOSSES:
-            _unlink(path)
+            unlink_quietly(path)
             self._end(key, Completion.failed(
                 task, "lost", f"task '{task.name}' was lost {losses} times with its pilot "
                 f"block; last: {where}", host=block.host or self.host,
@@ -363,72 +308,7 @@ class PilotBackend(SlurmBackend):
             return
         log.warning("slurm pilot: task %s lost with %s: queued again", task.name, where)
         atomic_write(self._queued(task), self._ticket(task))
-        _unlink(path)
-
-    def _scale(self) -> None:
-        """Submit the blocks the runs' tasks call for (``wanted_blocks``)."""
-        if time.monotonic() < self.retry_at:
-            return
-        room = self.pilot.max_blocks - len(self._live())
-        per_block = self.pilot.workers or max([b.workers for b in self.blocks.values()] + [1])
-        demand: Dict[str, int] = {}
-        for run, _ in self.outstanding:
-            demand[run] = demand.get(run, 0) + 1
-        for run, tasks in demand.items():
-            want = wanted_blocks(tasks, per_block, self.pilot.min_blocks, self.pilot.max_blocks)
-            for _ in range(min(room, want - len(self._live(run)))):
-                if not self._submit_block(run):
-                    return
-                room -= 1
-
-    def _submit_block(self, run: str) -> bool:
-        assert self.site is not None and self.client is not None
-        task = next(t for (r, _), t in self.outstanding.items() if r == run)
-        block = Block(run, f"b{int(time.time())}-{secrets.token_hex(3)}")
-        try:
-            os.makedirs(block.path(layout.BLOCK_RUNNING))
-            os.makedirs(block.path(layout.BLOCK_CANCEL))
-            text = render_block_script(
-                self.settings, self.pilot, root=self.site.root(run),
-                dispatch_id=task.dispatch_id, block=block.id,
-                name=job_name(task.dispatch_id, "pilot"),
-                python=python_command(self.settings, self._default_python()),
-                pythonpath=self.pythonpath,
-                secrets_file=self._write_secrets(run, self._executor_key(task)))
-            path = self.site.write_script(run, text)
-        except (SettingsError, OSError) as exc:
-            self._fail_queued(run, f"cannot write the pilot block's sbatch script: {exc}")
-            return False
-        try:
-            block.job_id = self.client.sbatch(path, cwd=self.site.jobs_dir(run))
-        except SlurmError as exc:
-            self.site.discard_script(run, path)
-            if exc.transient:
-                self.retry_at = time.monotonic() + 5.0
-            else:
-                self._fail_queued(run, str(exc))
-            return False
-        self.site.submitted(run, path, block.job_id)
-        atomic_write(block.path(layout.BLOCK_INFO), json.dumps(
-            {"job_id": block.job_id, "submitted": time.time()}).encode())
-        self.blocks[block.id] = block
-        self.query_at = min(self.query_at, time.monotonic() + min(self.settings.poll_freq,
-                                                                   QUERY_EVERY))
-        return True
-
-    def _fail_queued(self, run: str, message: str) -> None:
-        """Fail the run's tasks no block has taken (their tickets are taken back first)."""
-        for key, task in list(self.outstanding.items()):
-            if key[0] != run:
-                continue
-            queued = self._queued(task)
-            try:
-                os.unlink(queued)
-            except FileNotFoundError:
-                if task not in self.fresh:
-                    continue  # a block took it: it runs, or is settled when its block goes
-                self.fresh.remove(task)
-            self._end(key, Completion.failed(task, "submit", message, host=self.host).header)
+        unlink_quietly(path)
 
     def _deliver_cancels(self) -> None:
         for key in list(self.cancelling):
@@ -448,13 +328,6 @@ class PilotBackend(SlurmBackend):
                     block.ask_to_cancel(name)  # its pool kills it and writes "cancelled"
                     self.cancelling.discard(key)
                     break
-
-
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
 
 
 __all__: List[str] = ["PilotBackend"]
