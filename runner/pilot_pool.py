@@ -16,7 +16,7 @@ Protocol (the run directory is the only channel; ``runner.layout`` names every f
   ``results/<node>.pkl`` and the logs to ``logs/<node>.out|err``, as for any other attempt;
   then the ticket is removed. A worker that dies without an outcome gets one written
   (``worker_died``) and is replaced. Between tasks a worker restores what a task may change
-  (``worker.WORKER``: streams, environment; here also ``sys.path`` and the cwd).
+  (``_CleanSlate``: streams, environment, ``sys.path``, the cwd).
 * ``heartbeat`` is touched every second. ``cancel/<node>.<attempt>`` kills that task's process
   group (its outcome says ``cancelled``); ``stop`` (or SIGTERM, or ``DRAIN`` before the
   walltime ends) makes the pool take nothing more and exit once its tasks end.
@@ -244,8 +244,7 @@ class Pool:
         return slot
 
     def _serve_slot(self, tickets: int, answers: int) -> int:
-        worker.WORKER.start()
-        cwd, path = os.getcwd(), list(sys.path)
+        clean = _CleanSlate()
         with os.fdopen(tickets, "r") as lines:
             for line in lines:
                 name = line.strip()
@@ -254,14 +253,7 @@ class Pool:
                                       layout.outcome_path(self.root, node),
                                       layout.log_path(self.root, node, "out"),
                                       layout.log_path(self.root, node, "err"))
-                worker.WORKER.after_task()  # a copy the task forked ends here
-                worker.WORKER.restore()
-                worker.CURRENT_TASK.clear()
-                sys.path[:] = path
-                try:
-                    os.chdir(cwd)
-                except OSError:
-                    pass
+                clean.restore()
                 os.write(answers, b"\n")
         return 0
 
@@ -356,6 +348,39 @@ class Pool:
                 _kill(slot.pid)
             os.close(slot.done)
         self.slots = []
+
+
+class _CleanSlate:
+    """What a worker puts back after each task, so that the next one starts as the first did:
+    ``sys.stdout``/``sys.stderr`` (a task may close or replace them), ``os.environ``,
+    ``sys.path`` (each bundle adds its own), the cwd and ``ct.get_context()``'s task. A copy of
+    the worker that a task forked and that returned from it ends here."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.streams = (sys.stdout, sys.stderr)
+        self.environ = dict(os.environ)
+        self.path = list(sys.path)
+        self.cwd = os.getcwd()
+
+    def restore(self) -> None:
+        if os.getpid() != self.pid:
+            os._exit(0)
+        out, err = self.streams
+        if out.closed:
+            out = open(1, "w", closefd=False, errors="backslashreplace")
+        if err.closed:
+            err = open(2, "w", closefd=False, errors="backslashreplace")
+        sys.stdout, sys.stderr = self.streams = (out, err)
+        if os.environ != self.environ:
+            os.environ.clear()
+            os.environ.update(self.environ)
+        sys.path[:] = self.path
+        worker.CURRENT_TASK.clear()
+        try:
+            os.chdir(self.cwd)
+        except OSError:
+            pass
 
 
 def _kill(pid: int) -> None:
