@@ -318,3 +318,31 @@ def test_cov_cancel_stops_running_and_queued_tasks_and_the_block(
     _until(lambda: (block / layout.BLOCK_EXITED).exists(), timeout=20, what="the block to exit")
     job = _block_job(block)
     _until(lambda: _squeue(job).get(job) == "COMPLETED", timeout=20, what="the job to end")
+
+
+def test_tasks_waiting_for_a_pending_block_say_why(slurm_home: Path, run_cov: Callable,  # noqa: F811
+                                                   tmp_path: Path) -> None:
+    run_id = _dispatch(run_cov, tmp_path, """
+        @ct.electron(executor=ct.executor.SlurmExecutor(
+            poll_freq=0.3, use_srun=False, options={"partition": "debug", "begin": "now+1hour"},
+            pilot={"max_blocks": 1}))
+        def later(i):
+            return i
+
+        @ct.lattice
+        def waits():
+            return [later(i) for i in range(3)]
+        """)
+
+    def reasons() -> Any:
+        status = json.loads(run_cov("status", run_id, "--json").stdout)
+        found = {t.get("reason") for t in status["tasks"] if t["name"] == "later"}
+        return found if all(r and "BeginTime" in r for r in found) else None
+
+    found = _until(reasons, timeout=60, what="the tasks to tell why they wait")
+    (block,) = _blocks(slurm_home, run_id)
+    assert found == {f"waiting for pilot block job {_block_job(block)} (BeginTime)"}
+    assert run_cov("cancel", run_id).returncode == 0
+    assert _wait(run_cov, run_id, timeout=60)["status"] == "CANCELLED"
+    job = _block_job(block)  # never started: scancelled with the run's end, not left in line
+    _until(lambda: _squeue(job).get(job) == "CANCELLED", timeout=20, what="the block's scancel")

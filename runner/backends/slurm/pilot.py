@@ -119,6 +119,9 @@ class PilotBackend(PilotBase):
             unlink_quietly(self._queued(task))
 
     def release(self, run: str) -> None:
+        """The run ended: its running blocks stop, those still in Slurm's queue are
+        scancelled."""
+        self._drop_unstarted(run, 0)
         for block in self._live(run):
             block.ask_to_stop()
         if not any(key[0] == run for key in self.outstanding):
@@ -261,6 +264,24 @@ class PilotBackend(PilotBase):
                     self._gone(block, "exited", now)
                 else:
                     self._gone(block, f"Slurm job {block.job_id} ended {state}", now)
+        self._tell_waiting()
+
+    def _tell_waiting(self) -> None:
+        """While no block of a run has started, its queued tasks say why (``cov status``):
+        the first pending block's job id and Slurm's reason (Priority, Resources ...)."""
+        why: Dict[str, str] = {}
+        for block in self._live():
+            if block.started:
+                why[block.run] = ""
+            elif block.state == "PENDING" and block.run not in why:
+                reason = block.reason if block.reason not in ("", "None", "(null)") else ""
+                why[block.run] = f"waiting for pilot block job {block.job_id}" + \
+                    (f" ({reason})" if reason else "")
+        for key, task in self.outstanding.items():
+            reason = why.get(key[0], "")
+            if reason and key not in self.started_keys and self.told.get(key) != reason:
+                self.told[key] = reason
+                self._emit_news(task, "pending", reason=reason)
 
     def _gone(self, block: Block, why: str, now: float) -> None:
         block.gone, block.gone_at = why, now

@@ -45,6 +45,7 @@ class PilotBase(SlurmBackend):
         self.blocks: Dict[str, Block] = {}
         self.known_runs: Set[str] = set()
         self.losses: Dict[Key, int] = {}
+        self.told: Dict[Key, str] = {}  # the pending reason last reported for a task
         self.cancelling: Set[Key] = set()
         self.failures: Dict[str, int] = {}
         self.query_at = 0.0
@@ -69,7 +70,7 @@ class PilotBase(SlurmBackend):
 
     def _forget(self, key: Key) -> None:
         self.outstanding.pop(key, None)
-        for table in (self.stale, self.losses):
+        for table in (self.stale, self.losses, self.told):
             table.pop(key, None)
         self.started_keys.discard(key)
         self.cancelling.discard(key)
@@ -87,12 +88,26 @@ class PilotBase(SlurmBackend):
         demand: Dict[str, int] = {}
         for run, _ in self.outstanding:
             demand[run] = demand.get(run, 0) + 1
+        for run in {b.run for b in self._live()} - set(demand):
+            self._drop_unstarted(run, 0)  # nothing left to do: blocks still in line go
         for run, tasks in demand.items():
             want = wanted_blocks(tasks, per_block, self.pilot.min_blocks, self.pilot.max_blocks)
+            self._drop_unstarted(run, want)
             for _ in range(min(room, want - len(self._live(run)))):
                 if not self._submit_block(run):
                     return
                 room -= 1
+
+    def _drop_unstarted(self, run: str, keep: int) -> None:
+        """Beyond ``keep`` blocks for the run, scancel those still waiting in Slurm's queue
+        (the newest first): once the work is gone they would start only to sit idle."""
+        live = self._live(run)
+        surplus = len(live) - keep
+        waiting = [b for b in reversed(live) if not b.started and b.job_id][:max(0, surplus)]
+        if waiting and self.client is not None:
+            self.client.scancel([b.job_id for b in waiting])
+            for block in waiting:
+                block.gone, block.gone_at = "not needed any more (scancelled)", time.monotonic()
 
     def _submit_block(self, run: str) -> bool:
         assert self.site is not None and self.client is not None
