@@ -27,6 +27,8 @@ LAYOUT_NAMES = {
     # the Slurm backend's and an SSH attempt's files ("slurm" and "ssh" are executor types too)
     "slurm/bundles", "slurm/jobs", "bundles", "jobs", "worker.py", "bundle.pkl", "outcome.pkl",
     "stdout.log", "stderr.log", "launch.log",
+    # the Slurm pilot mode's ("running", "stop" ... are too common a word to hunt for)
+    "slurm/pilot/queue", "slurm/pilot/blocks", "pilot_pool.py", "block.json", "started.json",
 }
 # (``<file>.tmp-<pid>-<random>``, an atomic write's temporary name, is runner/fs.py's, not these)
 LAYOUT_PREFIXES = {".tmp-", ".rm-", ".capture-", ".submit-", "runner-job-"}
