@@ -1,8 +1,9 @@
 """The rest of Covalent's top-level API: config access, task context, server no-ops."""
 from __future__ import annotations
 
+import os
 from types import SimpleNamespace
-from typing import Any, Dict, List, Union
+from typing import Any, Dict, List, Optional, Union
 
 from runner import config as _config
 
@@ -27,13 +28,39 @@ def reload_config() -> None:
     _config.load_config(reload=True)
 
 
+class TaskContext(SimpleNamespace):
+    """``ct.get_context()``: the running task's ``dispatch_id``, ``node_id`` and ``attempt``,
+    and ``checkpoint_dir``: a directory of the task's own in its run (``checkpoints/<node>``),
+    the same for every attempt, requeue and retry, where a long task keeps what it needs to
+    resume (None outside a task). ``time_warning``: the Slurm job's time limit is near (it got
+    SIGUSR1, ``max_requeues``): save now; the job is submitted again after its TIMEOUT."""
+
+    @property
+    def checkpoint_dir(self) -> Optional[str]:
+        from runner import layout
+        from runner.worker import CURRENT_TASK
+
+        run, node = CURRENT_TASK.get("run"), CURRENT_TASK.get("node")
+        path = os.path.join(run, layout.checkpoint_rel(node)) if run and node is not None \
+            else os.environ.get("COV_CHECKPOINT_DIR")  # a Slurm job's (script.py)
+        if path:
+            os.makedirs(path, mode=0o700, exist_ok=True)
+        return path or None
+
+    @property
+    def time_warning(self) -> bool:
+        from runner.worker import CURRENT_TASK
+
+        return bool(CURRENT_TASK.get("warned"))
+
+
 def get_context() -> Any:
-    """Inside a task: ``dispatch_id``, ``node_id`` (and ``attempt``) of the running task."""
+    """Inside a task: its ``dispatch_id``, ``node_id``, ``attempt``, ``checkpoint_dir`` and
+    ``time_warning`` (``TaskContext``)."""
     from runner.worker import CURRENT_TASK
 
-    return SimpleNamespace(dispatch_id=CURRENT_TASK.get("dispatch_id"),
-                           node_id=CURRENT_TASK.get("node"),
-                           attempt=CURRENT_TASK.get("attempt"))
+    return TaskContext(dispatch_id=CURRENT_TASK.get("dispatch_id"),
+                       node_id=CURRENT_TASK.get("node"), attempt=CURRENT_TASK.get("attempt"))
 
 
 def covalent_start(*args: Any, **kwargs: Any) -> None:

@@ -11,6 +11,15 @@ Modules:
     remote      the SSH mode: commands through ``runner.ssh``, files copied to and from the
                 cluster
 """
-from runner.backends.slurm.engine import SlurmBackend
+from typing import Any
 
 __all__ = ["SlurmBackend"]
+
+
+def __getattr__(name: str) -> Any:
+    """``SlurmBackend`` on first use: dispatch checks an executor's ``settings`` without it."""
+    if name == "SlurmBackend":
+        from runner.backends.slurm.engine import SlurmBackend
+
+        return SlurmBackend
+    raise AttributeError(name)
