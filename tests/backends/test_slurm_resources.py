@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List
@@ -23,7 +24,7 @@ from runner.backends.slurm.script import render_script
 from runner.backends.slurm.settings import SettingsError, parse_settings
 from tests.backends.test_slurm import (_dispatch, _events, _handles, _squeue, _task, _until,
                                        _wait, slurm_home)  # noqa: F401 - a fixture
-from tests.backends.test_slurm import _job
+from tests.backends.test_slurm import GOLDEN, _job
 
 
 # -- no cluster ----------------------------------------------------------------------------------
@@ -57,6 +58,47 @@ def test_bad_resources_are_refused_with_what_to_write(config: Dict[str, Any], me
     with pytest.raises(SettingsError) as error:
         parse_settings(config)
     assert message in str(error.value)
+
+
+def test_requeue_and_ranks_script_matches_golden_file() -> None:
+    settings = parse_settings({"max_requeues": 2, "signal_delay": 120, "ntasks": 4,
+                               "partition": "debug", "time": "00:30:00"})
+    text = render_script(settings, root="/shared/runs/4f1c", dispatch_id="4f1c0000-1111-2222",
+                         tasks=[(2, 1), (5, 3)], name="cov-4f1c0000", python="python3",
+                         array=True)
+    path = GOLDEN / "requeue_ranks.sh"
+    if os.environ.get("COV_UPDATE_GOLDEN"):
+        path.write_text(text)
+    assert text == path.read_text(), f"regenerate with COV_UPDATE_GOLDEN=1 if intended: {path}"
+    subprocess.run(["bash", "-n"], input=text, text=True, check=True)
+
+
+def test_the_job_script_passes_the_warning_on_and_keeps_the_workers_status(
+        tmp_path: Path) -> None:
+    """The script as Slurm runs it, with a stand-in worker: USR1 sent to the batch shell (what
+    ``--signal=B:USR1@N`` does) reaches the worker, which goes on and exits 5; the script
+    exits with that status, and writes no outcome of its own after a warning."""
+    (tmp_path / "results").mkdir()
+    (tmp_path / "slurm").mkdir()
+    worker = tmp_path / "slurm" / "worker.py"
+    worker.write_text("import signal, sys, time\n"
+                      "got = []\n"
+                      "signal.signal(signal.SIGUSR1, lambda *a: got.append(1))\n"
+                      "open(sys.argv[3], 'w').write('ready')\n"
+                      "while not got:\n    time.sleep(0.05)\n"
+                      "open(sys.argv[3], 'a').write(' warned')\n"
+                      "sys.exit(5)\n")
+    (tmp_path / "logs").mkdir()
+    text = render_script(parse_settings({"max_requeues": 1, "use_srun": False}),
+                         root=str(tmp_path), dispatch_id="d", tasks=[(1, 1)], name="n",
+                         python=sys.executable, array=False)
+    proc = subprocess.Popen(["bash", "-c", text], env={**os.environ, "SLURM_JOB_ID": "7"})
+    out = tmp_path / "logs" / "1.out"
+    _until(lambda: out.exists() and out.read_text() == "ready", timeout=20, what="the worker")
+    proc.send_signal(signal.SIGUSR1)
+    assert proc.wait(timeout=20) == 5
+    assert out.read_text() == "ready warned"
+    assert not (tmp_path / "results" / "1.pkl").exists()  # warned: the time limit decides
 
 
 def test_gpu_fallback_sets_cuda_visible_devices_from_slurms_ids(tmp_path: Path) -> None:
@@ -106,15 +148,16 @@ def _ended_at(home: Path, run_id: str, node: int) -> float:
     return float(ends[-1])
 
 
+@pytest.mark.parametrize("use_srun", [False, True], ids=["batch-step", "srun"])
 def test_a_killed_worker_is_reported_from_its_jobs_script_at_once(
-        slurm_home: Path, run_cov: Callable, tmp_path: Path) -> None:
+        slurm_home: Path, run_cov: Callable, tmp_path: Path, use_srun: bool) -> None:
     """``poll_freq=30``: the scheduler is asked every 30 s or more, so only the outcome the
     job script writes when its worker dies can tell the runner within seconds. The worker is
     killed with SIGKILL (as the kernel's OOM killer does); the latency from the kill to the
     task's end event is printed (the target: 15 s after Slurm records the end)."""
     pid_file = tmp_path / "pid"
     run_id = _dispatch(run_cov, tmp_path, f"""
-        @ct.electron(executor=ct.executor.SlurmExecutor(poll_freq=30, use_srun=False,
+        @ct.electron(executor=ct.executor.SlurmExecutor(poll_freq=30, use_srun={use_srun},
                                                         options={{"partition": "debug"}}))
         def victim():
             with open({str(pid_file)!r} + ".tmp", "w") as f:
@@ -131,12 +174,15 @@ def test_a_killed_worker_is_reported_from_its_jobs_script_at_once(
     os.kill(int(pid_file.read_text()), signal.SIGKILL)
     status = _wait(run_cov, run_id, timeout=60)
     latency = _ended_at(slurm_home, run_id, 0) - killed
-    print(f"killed worker reported after {latency:.2f} s (poll_freq 30 s)")
+    print(f"killed worker ({'srun' if use_srun else 'batch step'}) reported after "
+          f"{latency:.2f} s (poll_freq 30 s)")
     task = _task(status, "victim")
     job = _handles(slurm_home, run_id)[0][0]
     assert task["status"] == "FAILED", task
     assert task["error"].startswith(f"Slurm job {job}: the task's process exited with status "
                                     "137 (killed by SIGKILL"), task["error"]
+    if use_srun:  # srun's own words are in the job's output, hence in the error
+        assert "Killed" in task["error"] or "killed" in task["error"].split("\n", 1)[1]
     assert task["job_id"] == job
     assert latency < 20, latency  # generous; without the script's outcome: 30 s and more
 

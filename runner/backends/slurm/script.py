@@ -125,6 +125,9 @@ def render_script(settings: SlurmSettings, *, root: str, dispatch_id: str,
         lines.append('eval "$(conda shell.bash hook 2> /dev/null)"')
         message = shlex.quote(f"cov: cannot activate conda environment {settings.conda_env}")
         lines.append(f"conda activate {env} || {{ echo {message} >&2; exit 1; }}")
+    if settings.warns:  # set first: USR1 would end this shell even before the task starts
+        lines.append("trap 'COV_WARNED=1; kill -USR1 \"$COV_PID\" 2> /dev/null' USR1  "
+                     "# the time limit is near: tell the worker")
     lines.append(f"COV_ROOT={shlex.quote(root)}")
     names = [layout.attempt_name(node, attempt) for node, attempt in tasks]
     if array:
@@ -171,7 +174,6 @@ def render_script(settings: SlurmSettings, *, root: str, dispatch_id: str,
         lines.append(f'rm -f -- "$COV_OUTCOME{RANKS_SUFFIX}"')
     command_line = (launch + " " if launch else "") + worker
     if settings.warns:  # in the background, so that the trap runs while it works
-        lines.append("trap 'kill -USR1 \"$COV_PID\" 2> /dev/null' USR1  # time limit near")
         lines.append(command_line + " &")
         lines.append("COV_PID=$!")
         lines.append('until wait "$COV_PID"; COV_RC=$?; ! kill -0 "$COV_PID" 2> /dev/null; '
@@ -211,7 +213,9 @@ def _exit_outcome() -> List[str]:
               'an outcome"}\\n')
     fmt = shlex.quote(header)
     return [
-        f'if [ "$COV_RC" -ne 0 ] && [ "{_IDENTITY}" = "$COV_BEFORE" ]; then  # no outcome',
+        # (after the warning: the time limit ends the job, which may then be requeued)
+        f'if [ "$COV_RC" -ne 0 ] && [ -z "${{COV_WARNED:-}}" ] && '
+        f'[ "{_IDENTITY}" = "$COV_BEFORE" ]; then  # no outcome',
         f'  printf {fmt} "$COV_RC" "${{SLURMD_NODENAME:-}}" "$(date +%s)" "$COV_RC" '
         '> "$COV_OUTCOME.tmp-$$" && mv -f -- "$COV_OUTCOME.tmp-$$" "$COV_OUTCOME"',
         "fi",
