@@ -148,6 +148,8 @@ def test_a_reattaching_runner_keeps_the_requeue_count(tmp_path: Path) -> None:
 
 # -- a real TIMEOUT -------------------------------------------------------------------------------
 RESUMABLE = """
+    import json
+
     requeued = ct.executor.SlurmExecutor(poll_freq=0.3, missing_grace=1, requeue_window=1,
                                          use_srun=False, max_requeues=1, time="00:10:00",
                                          partition="debug")
@@ -199,7 +201,7 @@ def time_limited(slurm_cluster: Any, tmp_path_factory: pytest.TempPathFactory
         return subprocess.run([sys.executable, "-m", "covalent_cli.cli", *args], env=env,
                               capture_output=True, text=True, timeout=timeout, cwd=str(REPO))
 
-    source = "import json\n" + RESUMABLE
+    source = RESUMABLE
     found: Dict[str, Any] = {"cov": cov, "home": home, "marks": marks, "shortened": [],
                              "scontrol": {}}
     found["run_id"] = _dispatch(cov, base, source, "-a", f"marks={marks}")
@@ -265,3 +267,29 @@ def test_timeout_warns_requeues_and_the_task_resumes_from_its_checkpoint(
     row = next(line for line in table.splitlines() if "hopeless" in line)
     assert f"job {h_second}" in row and "FAILED" in row
     assert f"Slurm job {h_second} ended TIMEOUT" in table
+
+
+def test_checkpoint_dir_is_the_nodes_own_on_the_local_pool_too(cov_home: Path, run_cov: Any,
+                                                               tmp_path: Path) -> None:
+    """The same directory for every attempt of a node: a retried task finds what the failed
+    attempt left there."""
+    run_id = _dispatch(run_cov, tmp_path, """
+        @ct.electron(executor=ct.executor.LocalExecutor(retries=1))
+        def flaky():
+            ctx = ct.get_context()
+            seen = os.path.join(ctx.checkpoint_dir, "seen")
+            if not os.path.exists(seen):
+                open(seen, "w").write(str(ctx.attempt))
+                raise RuntimeError("first attempt fails")
+            return [ctx.checkpoint_dir, open(seen).read(), ctx.attempt, ctx.time_warning]
+
+        @ct.lattice
+        def wf():
+            return flaky()
+        """)
+    run_cov("wait", run_id, "--timeout", "60", "-q", timeout=90)
+    result = json.loads(run_cov("result", run_id, "--json").stdout)["result"]
+    run_dir = json.loads(run_cov("status", run_id, "--json").stdout)["path"]
+    node = next(t["id"] for t in json.loads(run_cov("status", run_id, "--json").stdout)["tasks"]
+                if t["name"] == "flaky")
+    assert result == [os.path.join(run_dir, "checkpoints", str(node)), "1", 2, False]
