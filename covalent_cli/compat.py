@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from types import SimpleNamespace
 from typing import Any, Dict, List, Optional, Union
 
@@ -38,9 +39,9 @@ class TaskContext(SimpleNamespace):
     @property
     def checkpoint_dir(self) -> Optional[str]:
         from runner import layout
-        from runner.worker import CURRENT_TASK
 
-        run, node = CURRENT_TASK.get("run"), CURRENT_TASK.get("node")
+        task = _current_task()
+        run, node = task.get("run"), task.get("node")
         path = os.path.join(run, layout.checkpoint_rel(node)) if run and node is not None \
             else os.environ.get("COV_CHECKPOINT_DIR")  # a Slurm job's (script.py)
         if path:
@@ -49,18 +50,27 @@ class TaskContext(SimpleNamespace):
 
     @property
     def time_warning(self) -> bool:
-        from runner.worker import CURRENT_TASK
+        return bool(_current_task().get("warned"))
 
-        return bool(CURRENT_TASK.get("warned"))
+
+def _current_task() -> Dict[str, Any]:
+    """The running task's ``CURRENT_TASK``: a pool worker's (``runner.worker``), or, in a Slurm
+    job or on an SSH host, that of ``python worker.py ...``, the ``__main__`` module there."""
+    main = sys.modules.get("__main__")
+    found = getattr(main, "CURRENT_TASK", None)
+    if isinstance(found, dict) and hasattr(main, "execute_bundle"):
+        return found
+    from runner.worker import CURRENT_TASK
+
+    return CURRENT_TASK
 
 
 def get_context() -> Any:
     """Inside a task: its ``dispatch_id``, ``node_id``, ``attempt``, ``checkpoint_dir`` and
     ``time_warning`` (``TaskContext``)."""
-    from runner.worker import CURRENT_TASK
-
-    return TaskContext(dispatch_id=CURRENT_TASK.get("dispatch_id"),
-                       node_id=CURRENT_TASK.get("node"), attempt=CURRENT_TASK.get("attempt"))
+    task = _current_task()
+    return TaskContext(dispatch_id=task.get("dispatch_id"), node_id=task.get("node"),
+                       attempt=task.get("attempt"))
 
 
 def covalent_start(*args: Any, **kwargs: Any) -> None:

@@ -161,7 +161,8 @@ RESUMABLE = """
         if os.path.exists(state):  # the job before this one was warned, saved, timed out
             with open(state) as f:
                 saved = json.load(f)
-            return f"resumed at step {saved['step']} (warned: {saved['warned']})"
+            return (f"resumed at step {saved['step']} (warned: {saved['warned']}), "
+                    f"node {ctx.node_id} of {ctx.dispatch_id}")
         open(os.path.join(marks, "resumable"), "w").close()
         step = 0
         while not ctx.time_warning:
@@ -202,8 +203,7 @@ def time_limited(slurm_cluster: Any, tmp_path_factory: pytest.TempPathFactory
                               capture_output=True, text=True, timeout=timeout, cwd=str(REPO))
 
     source = RESUMABLE
-    found: Dict[str, Any] = {"cov": cov, "home": home, "marks": marks, "shortened": [],
-                             "scontrol": {}}
+    found: Dict[str, Any] = {"cov": cov, "home": home, "marks": marks, "shortened": []}
     found["run_id"] = _dispatch(cov, base, source, "-a", f"marks={marks}")
     stop = threading.Event()
 
@@ -216,9 +216,6 @@ def time_limited(slurm_cluster: Any, tmp_path_factory: pytest.TempPathFactory
                             subprocess.run(["scontrol", "update", f"JobId={job}",
                                             "EndTime=now+31"], check=True)
                             found["shortened"].append(job)
-                            found["scontrol"][job] = subprocess.run(
-                                ["scontrol", "show", "job", "-o", job], capture_output=True,
-                                text=True).stdout
                 stop.wait(0.5)
         except Exception as exc:  # noqa: BLE001 - reported by the test
             found["error"] = exc
@@ -245,19 +242,18 @@ def test_timeout_warns_requeues_and_the_task_resumes_from_its_checkpoint(
     status = json.loads(cov("status", run_id, "--json").stdout)
     handles = _handles(home, run_id)
     resumable, hopeless = _task(status, "resumable"), _task(status, "hopeless")
-    assert resumable["status"] == "COMPLETED", resumable
+    assert resumable["status"] == "COMPLETED", resumable["error"]
     assert json.loads(cov("result", run_id, "0", "--json").stdout)["result"].startswith(
         "resumed at step ")
-    assert "(warned: True)" in json.loads(cov("result", run_id, "0", "--json").stdout)["result"]
+    assert json.loads(cov("result", run_id, "0", "--json").stdout)["result"].endswith(
+        f"(warned: True), node {resumable['id']} of {run_id}")  # get_context() in a job
     first, second = handles[resumable["id"]]
-    assert resumable["job_id"] == second and resumable["attempt"] == 1
+    assert resumable["job_id"] == second != first and resumable["attempt"] == 1
     ends = [e for e in _events(home, run_id) if e["ev"] == "end"
             and e["node"] == resumable["id"]]
     assert [e["status"] for e in ends] == ["COMPLETED"]  # never FAILED at its requeue
     checkpoint = Path(status["path"]) / "checkpoints" / str(resumable["id"]) / "state.json"
-    assert json.loads(checkpoint.read_text())["warned"] is True
-    assert "Signal=USR1@90" in time_limited["scontrol"].get(first, "") or \
-        "USR1" in time_limited["scontrol"].get(first, ""), time_limited["scontrol"]
+    assert json.loads(checkpoint.read_text())["warned"] is True  # USR1 reached the task
 
     assert hopeless["status"] == "FAILED", hopeless
     h_first, h_second = handles[hopeless["id"]]
