@@ -260,7 +260,8 @@ def test_timeout_warns_requeues_and_the_task_resumes_from_its_checkpoint(
     assert hopeless["error"].startswith(f"Slurm job {h_second} ended TIMEOUT"), hopeless["error"]
     assert f"after 1 requeue (job {h_first} TIMEOUT)" in hopeless["error"]
     table = cov("status", run_id).stdout
-    row = next(line for line in table.splitlines() if "hopeless" in line)
+    row = next(line for line in table.splitlines()
+               if line.split()[:2] == [str(hopeless["id"]), "hopeless"])
     assert f"job {h_second}" in row and "FAILED" in row
     assert f"Slurm job {h_second} ended TIMEOUT" in table
 
