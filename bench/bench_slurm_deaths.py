@@ -1,6 +1,6 @@
 """How soon a Slurm task's end reaches `cov status`: a job whose worker dies vs one that finishes.
 
-    python bench/bench_slurm_deaths.py [--trials 5] [--existing]
+    python bench/bench_slurm_deaths.py [--trials 5] [--existing] [--baseline DIR]
 
 Needs root and slurm-wlm + munge, as ``bench/bench_slurm.py`` (it starts a private single-node
 cluster, or uses ``$SLURM_CONF``'s with ``--existing``). The executor keeps its default
@@ -17,7 +17,9 @@ of three one-task runs, one after the other:
 The target (issue: "a job that dies on its node is reported <= 15 s after Slurm has recorded
 it; today ~90 s"): before the job script wrote the outcome of a dead worker, these waited for
 the next ``squeue`` (30 s, up to 120 s with backoff), the requeue window (10 s) and the grace.
-Printed: medians and maxima, and each death's median minus the baseline's.
+Printed: medians and maxima, and each death's median minus the finished one's. With
+``--baseline DIR`` (another checkout of cov, e.g. ``git worktree add /tmp/old <commit>``) the same
+trials run with its code too, interleaved, and the ratios of the medians are printed.
 """
 from __future__ import annotations
 
@@ -72,11 +74,11 @@ def _jobcomp_end(cluster: Path, job: str) -> Optional[float]:
     return None
 
 
-def _trial(kind: str, cluster: Path) -> Dict[str, float]:
+def _trial(kind: str, cluster: Path, code: Path = REPO) -> Dict[str, float]:
     base = Path(tempfile.mkdtemp(prefix="cov-bench-deaths-"))
     base.chmod(0o755)
     env = {**os.environ, "COV_HOME": str(base / "runs"), "COV_CONFIG": str(base / "config.yaml"),
-           "PYTHONPATH": str(REPO)}
+           "PYTHONPATH": str(code)}
     (base / "config.yaml").write_text("runner:\n  idle_timeout: 2\n")
     script = base / "wf.py"
     extra = ', python_path="/nonexistent/bin/python3"' if kind == "no python" else ""
@@ -117,6 +119,7 @@ def _trial(kind: str, cluster: Path) -> Dict[str, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=5)
+    parser.add_argument("--baseline", type=Path, help="another checkout to measure too")
     parser.add_argument("--existing", action="store_true",
                         help="use the cluster $SLURM_CONF names instead of starting one")
     args = parser.parse_args()
@@ -128,30 +131,45 @@ def main() -> int:
             cluster = Path(os.environ["SLURM_CONF"]).parent
         else:
             os.environ.update(start_cluster(cluster))
-        rows: Dict[str, List[Dict[str, float]]] = {k: [] for k in
-                                                    ("finished", "killed", "no python")}
+        kinds = ("finished", "killed", "no python")
+        rows: Dict[str, List[Dict[str, float]]] = {k: [] for k in kinds}
+        old: Dict[str, List[Dict[str, float]]] = {k: [] for k in kinds}
         for _ in range(args.trials):  # interleaved: the kinds share the machine's moods
-            for kind in rows:
+            for kind in kinds:
                 rows[kind].append(_trial(kind, cluster))
-        base = statistics.median(r["after_slurm"] for r in rows["finished"])
+                if args.baseline:
+                    old[kind].append(_trial(kind, cluster, args.baseline.resolve()))
         print(f"poll_freq 30 s (default); {args.trials} trials; Slurm's EndTime has whole "
               "seconds, so 'after Slurm' is within +-1 s")
-        for kind, found in rows.items():
-            after = [r["after_slurm"] for r in found]
-            line = (f"{kind:9}: after Slurm's end median {statistics.median(after):6.2f} s, "
-                    f"max {max(after):6.2f} s")
-            if kind == "killed":
-                kills = [r["after_kill"] for r in found]
-                line += (f"; after the kill median {statistics.median(kills):5.2f} s, "
-                         f"max {max(kills):5.2f} s")
-            if kind != "finished":
-                line += f"; vs finished {statistics.median(after) - base:+.2f} s"
-            print(line, flush=True)
+        _report("this checkout", rows)
+        if args.baseline:
+            _report(f"baseline {args.baseline}", old)
+            for kind in kinds:
+                new_m = statistics.median(r["after_slurm"] for r in rows[kind])
+                old_m = statistics.median(r["after_slurm"] for r in old[kind])
+                print(f"{kind:9}: baseline/this = {old_m:.2f} s / {new_m:.2f} s"
+                      + (f" = {old_m / new_m:.0f}x" if new_m > 0.05 else ""), flush=True)
     finally:
         if not args.existing:
             stop_cluster(cluster)
             shutil.rmtree(cluster, ignore_errors=True)
     return 0
+
+
+def _report(label: str, rows: Dict[str, List[Dict[str, float]]]) -> None:
+    print(label + ":")
+    base = statistics.median(r["after_slurm"] for r in rows["finished"])
+    for kind, found in rows.items():
+        after = [r["after_slurm"] for r in found]
+        line = (f"{kind:9}: after Slurm's end median {statistics.median(after):6.2f} s, "
+                f"max {max(after):6.2f} s")
+        if kind == "killed":
+            kills = [r["after_kill"] for r in found]
+            line += (f"; after the kill median {statistics.median(kills):5.2f} s, "
+                     f"max {max(kills):5.2f} s")
+        if kind != "finished":
+            line += f"; vs finished {statistics.median(after) - base:+.2f} s"
+        print("  " + line, flush=True)
 
 
 if __name__ == "__main__":
