@@ -86,8 +86,10 @@ def _trial(kind: str, cluster: Path, code: Path = REPO) -> Dict[str, float]:
     pid_file = base / "pid"
     cov = [sys.executable, "-m", "covalent_cli.cli"]
     args = ["-a", f"pid_file={pid_file}"] if kind == "killed" else []
+    # cwd: not a checkout, so that PYTHONPATH (``code``) decides which cov runs (python -m
+    # puts the working directory first on the path)
     run_id = subprocess.run(cov + ["dispatch", str(script), "-q", *args], env=env,
-                            capture_output=True, text=True, check=True
+                            capture_output=True, text=True, check=True, cwd=str(base)
                             ).stdout.strip().splitlines()[-1]
     killed = 0.0
     if kind == "killed":
@@ -99,12 +101,12 @@ def _trial(kind: str, cluster: Path, code: Path = REPO) -> Dict[str, float]:
         killed = time.time()
         os.kill(int(pid_file.read_text()), signal.SIGKILL)
     subprocess.run(cov + ["wait", run_id, "-q", "--timeout", "600"], env=env,
-                   capture_output=True)
+                   capture_output=True, cwd=str(base))
     events = [json.loads(line) for line in
               (base / "runs" / run_id / "events.jsonl").read_text().splitlines()]
     end = next(e for e in events if e["ev"] == "end" and e.get("node") == 0)
     job = next(e["handle"]["job_id"] for e in events if e["ev"] == "handle")
-    subprocess.run(cov + ["runner", "stop"], env=env, capture_output=True)
+    subprocess.run(cov + ["runner", "stop"], env=env, capture_output=True, cwd=str(base))
     expected = "COMPLETED" if kind == "finished" else "FAILED"
     if end.get("status") != expected:
         raise SystemExit(f"run {run_id}: {kind} ended {end.get('status')} (see {base})")

@@ -223,15 +223,18 @@ def _exit_outcome() -> List[str]:
 
 
 def _ranks(settings: SlurmSettings) -> int:
-    """The job's tasks (ranks) as its options ask (``ntasks``/``-n``; 1 unless a number)."""
-    value = settings.option("ntasks", "n")
-    for key, option in settings.srun_options:
-        if str(key).lstrip("-") in ("ntasks", "n"):
-            value = option
-    try:
-        return int(str(value)) if value is not None else 1
-    except ValueError:
-        return 1
+    """How many ranks srun may start, as far as the options tell (``ntasks``/``-n``, else
+    ``ntasks-per-node`` times ``nodes``; 2 for a node range: more than one)."""
+    def count(*names: str) -> int:
+        value = settings.option(*names)
+        for key, option in settings.srun_options:
+            if str(key).lstrip("-") in names:
+                value = option
+        text = str(value) if value is not None else "1"
+        return 2 if "-" in text else int(text) if text.isdigit() else 1
+
+    tasks = count("ntasks", "n")
+    return tasks if tasks > 1 else count("ntasks-per-node") * count("nodes", "N")
 
 
 def _srun_options(options: Sequence[Tuple[str, Any]]) -> List[str]:
