@@ -150,7 +150,7 @@ def main() -> int:
                 new_m = statistics.median(r["after_slurm"] for r in rows[kind])
                 old_m = statistics.median(r["after_slurm"] for r in old[kind])
                 print(f"{kind:9}: baseline/this = {old_m:.2f} s / {new_m:.2f} s"
-                      + (f" = {old_m / new_m:.0f}x" if new_m > 0.05 else ""), flush=True)
+                      + (f" = {old_m / new_m:.1f}x" if new_m > 0.05 else ""), flush=True)
     finally:
         if not args.existing:
             stop_cluster(cluster)
