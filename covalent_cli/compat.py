@@ -54,13 +54,13 @@ class TaskContext(SimpleNamespace):
 
 
 def _current_task() -> Dict[str, Any]:
-    """The running task's ``CURRENT_TASK``: a pool worker's (``runner.worker``), or, in a Slurm
-    job or on an SSH host, that of ``python worker.py ...``, the ``__main__`` module there."""
+    """The running task's ``CURRENT_TASK``: a pool worker's (``runner.worker_common``), or, in
+    a Slurm job or on an SSH host, that of ``python worker.py ...`` (``__main__`` there)."""
     main = sys.modules.get("__main__")
     found = getattr(main, "CURRENT_TASK", None)
     if isinstance(found, dict) and hasattr(main, "execute_bundle"):
         return found
-    from runner.worker import CURRENT_TASK
+    from runner.worker_common import CURRENT_TASK
 
     return CURRENT_TASK
 

@@ -10,7 +10,8 @@ from typing import Any, Dict, List, Optional
 
 from runner.manifest import PARAMETER
 from runner.outcome import OutcomeHeader
-from runner.query import failure_leaves, node_status, not_run_causes, shown_status
+from runner.query import node_status, not_run_causes, shown_status
+from runner.query_failures import failure_leaves
 from runner.rundir import RunDir, RunDirError
 from runner.state import RunState, TaskState
 

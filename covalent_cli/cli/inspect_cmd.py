@@ -18,9 +18,9 @@ from covalent_cli.cli.commands import (COLORS, STATUS_EXIT, _echo_json, _result_
 from covalent_cli.cli.main import Context, cli, pass_ctx
 from covalent_cli.errors import CovError, ExitCode, RunNotFound, RunUnreadable, UserError
 from covalent_cli.result import keep_served
-from runner.query import (NOT_RUN, PENDING, SHOWN_STATUSES, failed_tasks, format_seconds,
-                          format_time, inner_failure_lines, run_names, run_summary,
-                          status_counts, task_rows, unique_prefix)
+from runner.query import (NOT_RUN, PENDING, SHOWN_STATUSES, format_seconds, format_time,
+                          run_names, run_summary, status_counts, task_rows, unique_prefix)
+from runner.query_failures import failed_tasks, inner_failure_lines
 from runner.json_view import jsonable, result_document
 from runner.query_node import node_detail
 from runner.manifest import PARAMETER
