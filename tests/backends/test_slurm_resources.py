@@ -213,36 +213,41 @@ def test_a_missing_python_is_reported_at_once(slurm_home: Path, run_cov: Callabl
 
 def test_two_ranks_under_srun_both_run_and_rank_0_gives_the_result(
         slurm_home: Path, run_cov: Callable, tmp_path: Path) -> None:
-    """``ntasks=2``: srun starts the worker twice; each rank runs the function (rank 1 later
-    than rank 0 has written its outcome, which made it skip before) and prints; the result is
-    rank 0's, and the task's logs hold both ranks' lines."""
+    """``ntasks=2``: srun starts the worker twice; each rank runs the function (rank 1 ends
+    later than rank 0 has its result, which made it skip before) and prints; the result is
+    rank 0's, and the task's logs hold both ranks' lines. The time-limit warning sent to the
+    batch shell (``scancel --batch -s USR1``, what ``--signal=B:USR1@N`` does) reaches both
+    ranks through srun."""
     marks = tmp_path / "ranks"
     marks.mkdir()
     run_id = _dispatch(run_cov, tmp_path, f"""
         @ct.electron(executor=ct.executor.SlurmExecutor(poll_freq=0.3, ntasks=2,
-                                                        partition="debug"))
+                                                        partition="debug", max_requeues=1))
         def everywhere():
             rank = int(os.environ["SLURM_PROCID"])
+            open(os.path.join({str(marks)!r}, str(rank)), "w").close()
+            deadline = time.time() + 60
+            while not ct.get_context().time_warning and time.time() < deadline:
+                time.sleep(0.05)
             if rank == 1:
                 time.sleep(2)  # rank 0 is done by now
-            open(os.path.join({str(marks)!r}, str(rank)), "w").close()
-            print(f"hello from rank {{rank}} of {{os.environ['SLURM_STEP_NUM_TASKS']}}",
-                  flush=True)
+            print(f"hello from rank {{rank}} of {{os.environ['SLURM_STEP_NUM_TASKS']}}, "
+                  f"warned: {{ct.get_context().time_warning}}", flush=True)
             return f"rank {{rank}}"
 
         @ct.lattice
         def wf():
             return everywhere()
         """)
+    _until(lambda: len(list(marks.iterdir())) == 2, timeout=60, what="both ranks to run")
+    job = _handles(slurm_home, run_id)[0][0]
+    subprocess.run(["scancel", "--batch", "--signal=USR1", job], check=True)
     status = _wait(run_cov, run_id, timeout=90)
     assert status["status"] == "COMPLETED", json.dumps(_task(status, "everywhere"))
     assert json.loads(run_cov("result", run_id, "--json").stdout)["result"] == "rank 0"
-    assert sorted(p.name for p in marks.iterdir()) == ["0", "1"]
-    _until(lambda: "rank 1" in run_cov("logs", run_id, "0", "--stream", "stdout").stdout,
-           timeout=10, what="rank 1's line in the log")
     out = run_cov("logs", run_id, "0", "--stream", "stdout").stdout
     assert sorted(line for line in out.splitlines() if line.startswith("hello")) == [
-        "hello from rank 0 of 2", "hello from rank 1 of 2"], out
+        "hello from rank 0 of 2, warned: True", "hello from rank 1 of 2, warned: True"], out
 
 
 def test_a_held_job_shows_its_id_and_slurms_reason(slurm_home: Path, run_cov: Callable,
