@@ -4,6 +4,7 @@ that a mistake fails the dispatch, not the runner later.
 """
 from __future__ import annotations
 
+import importlib.util
 from typing import Any, Dict, Optional, Tuple
 
 from covalent_cli import executor as executor_mod
@@ -12,6 +13,13 @@ from runner import backends
 from runner.config import executor_problem, get_value
 from runner.redact import has_mask, split_secrets, unmask
 from runner.rundir import RunDir
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # ValueError: set to None in sys.modules (blocked)
+        return False
 
 
 def executor_type(executor: Any) -> str:
@@ -78,6 +86,10 @@ class ExecutorTable:
                                 "register a backend class by 'module:Class' or an entry point")
 
     def _add(self, stem: str, config: Dict[str, Any], exact: bool = False) -> str:
+        config = executor_mod.resolve_config(config)  # a Dask one without address: local
+        if config.get("type") == "dask" and not _importable("distributed"):
+            raise DispatchError(f"executor '{stem}' runs tasks on a Dask cluster, and "
+                                "distributed is not installed", "pip install 'cov[dask]'")
         problem = executor_problem(stem, config)
         if problem:  # the runner would fail the task (or itself) on it later
             raise DispatchError(problem, "fix the executor's arguments or its config entry")

@@ -38,6 +38,7 @@ def node_detail(run: RunDir, node_id: int) -> Dict[str, Any]:
         "not_run": None if cause is None else {"node": cause, "name": manifest.node(cause).name,
                                                "status": str(state.tasks[cause].status)},
         "executor": node.executor, "executor_type": executor.get("type"),
+        "executor_requested": executor.get("requested"),
         **_where(task, header), **_times(task),
         "error": task.error if task else None, "exception": task.exception if task else None,
         "child": (task.child if task else None) or (header or {}).get("child"),

@@ -46,11 +46,12 @@ def dispatch(ctx: Context, script: str, lattice_name: Optional[str], pairs: Tupl
     are reported; otherwise its one lattice (or LATTICE) is dispatched with the -a arguments.
     """
     from covalent_cli.cli import dry_run_cmd
-    from covalent_cli.dispatch import LABELS, start_runner
+    from covalent_cli.dispatch import LABELS, start_runner, start_runner_early
     from covalent_cli.dryrun import load_script
     from covalent_cli.script import find_lattices
 
     dry = dry_run_cmd.start() if dry_run else None  # runs are reported, not written
+    start_runner_early()  # while the script loads and its graph is built
     args, kwargs = parse_args(pairs, args_file)
     LABELS.update(name=label(name, "--name"), tags=tuple(label(t, "--tag") for t in tags))
     given = [what for what, used in (("-a", pairs), ("--args-file", args_file),

@@ -191,7 +191,8 @@ def status(ctx: Context, run_id: str, node: Optional[str], as_json: bool, show_a
         tasks = [r for r in rows if r["kind"] != PARAMETER]
         _echo_json({**summary, "total": len(tasks),
                     "done": sum(1 for r in tasks if r["status"] == COMPLETED),
-                    "result_preview": preview, "counts": counts, "tasks": shown_rows})
+                    "result_preview": preview, "counts": counts, "notes": _notes(run),
+                    "tasks": shown_rows})
         return
     click.echo(f"run      {_short(run, names)}  {summary['lattice']}")
     click.echo(f"status   {_status_text(summary['status'])}  runtime "
@@ -203,6 +204,9 @@ def status(ctx: Context, run_id: str, node: Optional[str], as_json: bool, show_a
             failed_tasks(run), short=lambda child: unique_prefix(child, names))
         for i, line in enumerate(error):
             click.echo(("error    " if i == 0 else "         ") + line)
+    for i, note in enumerate(_notes(run)):
+        click.echo("\n".join(textwrap.wrap(note, WIDTH, subsequent_indent=" " * 9,
+                                            initial_indent="note     " if i == 0 else " " * 9)))
     if summary["status"] == COMPLETED:
         click.echo("result   " + (f"{preview['repr']}  ({preview['type']})" if preview else
                                   "(preview not recorded; `cov result` loads the value)"))
@@ -212,6 +216,14 @@ def status(ctx: Context, run_id: str, node: Optional[str], as_json: bool, show_a
         return
     for line in _table(shown_rows, names):
         click.echo(line)
+
+
+def _notes(run: RunDir) -> List[str]:
+    """What the run's executors do other than what was asked (a Dask executor without a
+    scheduler address is the local pool)."""
+    return [f"executor {name} has no scheduler_address: its tasks run in the local pool"
+            for name, config in run.manifest.executors.items()
+            if config.get("requested") == "dask"]
 
 
 def _node_lines(d: Dict[str, Any], names: List[str]) -> List[str]:
@@ -226,7 +238,10 @@ def _node_lines(d: Dict[str, Any], names: List[str]) -> List[str]:
     lines.append(status_line + (f"  {note}" if note and not d.get("error") and
                                 not d.get("exception") else ""))
     if d["executor"]:
-        lines.append(f"executor {d['executor']} ({d['executor_type'] or 'local'})")
+        kind = d["executor_type"] or "local"
+        if d.get("executor_requested") == "dask":
+            kind += ": no scheduler_address"
+        lines.append(f"executor {d['executor']} ({kind})")
     if d["backend"] or d["host"]:
         lines.append(f"where    {_where(d)}" + (f"  (runner {d['runner']})" if d["runner"] else ""))
     if d["claimed"]:
