@@ -25,6 +25,7 @@ from typing import Any, Callable, Dict, Iterable, List
 import pytest
 
 from runner.redact import has_mask, is_secret, mask_secrets, split_secrets, unmask
+from tests.infra.executors import SlurmLogin
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -322,17 +323,13 @@ def test_slurm_secret_variable_reaches_the_job_through_a_private_file(
 
 
 def test_slurm_over_ssh_keeps_secrets_private_on_the_login_node(
-        run_cov: Callable, cov_home: Path, tmp_path: Path, slurm_cluster: Any,
+        run_cov: Callable, cov_home: Path, tmp_path: Path, slurm_login: SlurmLogin,
         sshd_host: Any) -> None:
     user = sshd_host.username
-    env_file = Path(f"/home/{user}/.cov-test-slurm-env")
-    env_file.write_text(f"export SLURM_CONF={slurm_cluster.conf}\n")
-    subprocess.run(["chown", f"{user}:", str(env_file)], check=True)
     workdir = f"/home/{user}/cov-secrets-{uuid.uuid4().hex[:6]}"
     token, pwned = _secret("token"), Path(f"/tmp/pwned-{uuid.uuid4().hex[:8]}")
-    run_id = _slurm_secret_run(run_cov, tmp_path, token, pwned, (
-        f"address={sshd_host.name!r}, ssh_config={sshd_host.ssh_config!r}, "
-        f"bashrc_path='~/{env_file.name}', remote_workdir={workdir!r}"))
+    run_id = _slurm_secret_run(run_cov, tmp_path, token, pwned,
+                               slurm_login.executor_args(workdir))
     remote = Path(workdir) / ".cov" / run_id
     _check_slurm_secret_run(run_cov, run_id, token, pwned, [cov_home, Path(workdir)],
                             remote / "slurm" / "jobs")

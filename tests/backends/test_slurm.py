@@ -30,6 +30,7 @@ from runner.backends.slurm.jobs import SlurmJob, JobTable, lost_message
 from runner.backends.slurm.script import (array_spec, directive, python_command,
                                           render_script, shell_path)
 from runner.backends.slurm.settings import SettingsError, parse_settings
+from tests.infra.executors import SlurmLogin
 
 GOLDEN = Path(__file__).parent / "golden"
 REPO = Path(__file__).resolve().parents[2]
@@ -537,21 +538,17 @@ def test_runner_killed_and_restarted_reattaches_without_resubmitting(
     assert set(_squeue(*jobs).values()) == {"COMPLETED"}
 
 
-def test_ssh_mode_submits_through_the_login_node(slurm_cluster: Any, sshd_host: Any,
+def test_ssh_mode_submits_through_the_login_node(slurm_login: SlurmLogin, sshd_host: Any,
                                                  cov_home: Path, run_cov: Callable,
                                                  tmp_path: Path) -> None:
     """``address`` set: sbatch/squeue run over SSH as the remote user (``covtest``); bundles go
     up and outcomes and logs come back (no shared filesystem); cloudpickle is shipped by
     ``runner.ssh.remote.prepare`` if the cluster's Python lacks it. The login node's
     environment (here ``SLURM_CONF``) comes from ``bashrc_path``, as with Covalent's plugin."""
-    env_file = Path(f"/home/{sshd_host.username}/.cov-test-slurm-env")
-    env_file.write_text(f"export SLURM_CONF={slurm_cluster.conf}\n")
-    subprocess.run(["chown", f"{sshd_host.username}:", str(env_file)], check=True)
     workdir = f"/home/{sshd_host.username}/cov-slurm-test"
     run_id = _dispatch(run_cov, tmp_path, f"""
         cluster = ct.executor.SlurmExecutor(
-            address={sshd_host.name!r}, ssh_config={sshd_host.ssh_config!r},
-            bashrc_path="~/{env_file.name}", remote_workdir={workdir!r},
+            {slurm_login.executor_args(workdir)},
             poll_freq=0.3, missing_grace=3, options={{"partition": "debug"}})
 
         @ct.electron(executor=cluster)

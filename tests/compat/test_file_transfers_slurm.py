@@ -4,14 +4,13 @@ copies over the login connection). Run under ``flock /tmp/cov-slurm-tests.lock``
 from __future__ import annotations
 
 import json
-import subprocess
 import textwrap
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict
 
 from tests.compat.test_file_transfers import REMOTE_USER
-from tests.infra.fixtures import SSHHost
+from tests.infra.executors import SlurmLogin
 
 
 def _dispatch(run_cov: Callable, tmp_path: Path, source: str) -> str:
@@ -67,21 +66,17 @@ def test_slurm_job_copies_before_and_after(slurm_cluster: Any, cov_home: Path,
 
 
 def test_slurm_through_ssh_copies_over_the_login_connection(
-        slurm_cluster: Any, sshd_host: SSHHost, cov_home: Path, run_cov: Callable,
-        tmp_path: Path, shared_dir: Path) -> None:
+        slurm_login: SlurmLogin, cov_home: Path, run_cov: Callable, tmp_path: Path,
+        shared_dir: Path) -> None:
     """The runner's files sit in a 0700 directory the cluster user cannot read: only the
     runner's copy over the login connection can move them."""
-    env_file = Path(f"/home/{sshd_host.username}/.cov-test-slurm-env")
-    env_file.write_text(f"export SLURM_CONF={slurm_cluster.conf}\n")
-    subprocess.run(["chown", f"{sshd_host.username}:", str(env_file)], check=True)
     src = tmp_path / "private-input.txt"
     src.write_text("login data")
     back = tmp_path / "back" / "result.txt"
     on_cluster = shared_dir / "cluster"
     run_id = _dispatch(run_cov, tmp_path, f"""
         cluster = ct.executor.SlurmExecutor(
-            address={sshd_host.name!r}, ssh_config={sshd_host.ssh_config!r},
-            bashrc_path="~/{env_file.name}", remote_workdir={str(shared_dir / "work")!r},
+            {slurm_login.executor_args(str(shared_dir / "work"))},
             poll_freq=0.3, missing_grace=3, use_srun=False, options={{"partition": "debug"}})
         conn = ct.fs_strategies.ExecutorConnection()
 
