@@ -83,10 +83,15 @@ def merged_inputs(function: Callable[..., Any], args: Sequence[Any], kwargs: Dic
 
 
 def plan_redispatch(old: RunDir, lattice: Any, args: Sequence[Any], kwargs: Dict[str, Any],
-                    reuse: bool, replacements: Optional[Dict[str, Any]] = None
+                    reuse: bool, replacements: Optional[Dict[str, Any]] = None,
+                    name: Optional[str] = None, tags: Sequence[str] = ()
                     ) -> Tuple[PreparedRun, ReusePlan]:
-    """The new run, built and pickled but not written, and what of ``old`` it would reuse."""
-    prepared = prepare_run(lattice, args, kwargs, replacements=replacements, secrets_from=old)
+    """The new run, built and pickled but not written, and what of ``old`` it would reuse.
+    It keeps ``old``'s name and tags unless ``name``/``tags`` are given, so that
+    ``cov runs --name/--tag`` still finds the rerun of a labelled run."""
+    prepared = prepare_run(lattice, args, kwargs, replacements=replacements, secrets_from=old,
+                           name=name if name is not None else old.manifest.name,
+                           tags=tags or old.manifest.tags)
     return prepared, plan_reuse(old, prepared.manifest, prepared.pack, enabled=reuse)
 
 

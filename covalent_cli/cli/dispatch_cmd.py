@@ -52,7 +52,7 @@ def dispatch(ctx: Context, script: str, lattice_name: Optional[str], pairs: Tupl
 
     dry = dry_run_cmd.start() if dry_run else None  # runs are reported, not written
     args, kwargs = parse_args(pairs, args_file)
-    LABELS.update(name=_label(name, "--name"), tags=tuple(_label(t, "--tag") for t in tags))
+    LABELS.update(name=label(name, "--name"), tags=tuple(label(t, "--tag") for t in tags))
     given = [what for what, used in (("-a", pairs), ("--args-file", args_file),
                                      ("LATTICE", lattice_name)) if used]
     namespace, ids = load_script(script, refuse="/".join(given))
@@ -113,7 +113,7 @@ def wait_and_report(ctx: Context, ids: List[str], quiet: bool, as_json: bool) ->
         sys.exit(code)
 
 
-def _label(text: Optional[str], option: str) -> Optional[str]:
+def label(text: Optional[str], option: str) -> Optional[str]:
     """A run's name or tag: one line of text, not empty."""
     if text is None:
         return None

@@ -12,7 +12,7 @@ import click
 
 from covalent_cli.cli.args import parse_args
 from covalent_cli.cli.commands import _echo_json, _run
-from covalent_cli.cli.dispatch_cmd import wait_and_report
+from covalent_cli.cli.dispatch_cmd import label, wait_and_report
 from covalent_cli.cli.main import Context, cli, pass_ctx
 from covalent_cli.errors import UserError
 from covalent_cli.reuse import INTERNAL_KINDS, ReusePlan
@@ -31,6 +31,9 @@ from runner.rundir import RunDir
 @click.option("-a", "--arg", "pairs", multiple=True, metavar="NAME=VALUE",
               help="Override one of the run's arguments (value parsed as YAML).")
 @click.option("--args-file", type=click.Path(), help="YAML/JSON mapping of arguments.")
+@click.option("--name", metavar="NAME", help="A name for the new run (default: the old run's).")
+@click.option("--tag", "tags", multiple=True, metavar="TAG",
+              help="A tag for the new run (repeatable; default: the old run's tags).")
 @click.option("--wait", "wait_", is_flag=True, help="Wait for the end; print the result.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the new id.")
 @click.option("--json", "as_json", is_flag=True,
@@ -38,7 +41,7 @@ from runner.rundir import RunDir
 @pass_ctx
 def redispatch(ctx: Context, run_id: str, script_path: Optional[str], reuse: Optional[bool],
                dry_run: bool, pairs: Tuple[str, ...], args_file: Optional[str],
-               wait_: bool, quiet: bool, as_json: bool) -> None:
+               name: Optional[str], tags: Tuple[str, ...], wait_: bool, quiet: bool, as_json: bool) -> None:
     """Dispatch an old run's lattice again, with its arguments (-a overrides some).
 
     Without --script the code stored in the run is used, as it was at dispatch; with
@@ -71,7 +74,9 @@ def redispatch(ctx: Context, run_id: str, script_path: Optional[str], reuse: Opt
     args, kwargs = merged_inputs(lattice.workflow_function, args, kwargs, overrides)
     where = script_path or manifest.source_file or f"run {old.dispatch_id}"
     with building(lattice, where):
-        prepared, plan = plan_redispatch(old, lattice, args, kwargs, reuse)
+        prepared, plan = plan_redispatch(old, lattice, args, kwargs, reuse,
+                                         name=label(name, "--name"),
+                                         tags=tuple(label(t, "--tag") or "" for t in tags))
     quiet = quiet or as_json  # stdout holds the one JSON document
     if dry_run:
         if as_json:

@@ -273,3 +273,21 @@ def test_redispatch_script_that_dispatches_at_top_level_writes_only_the_redispat
     proc = run_cov("redispatch", first, "--script", str(path), "--dry-run")
     assert "dispatched 1 run(s) on its own while loading; they were not run" in proc.stderr
     assert "0 task(s) would rerun, 3 would be reused" in proc.stdout
+
+
+def test_redispatch_keeps_the_runs_name_and_tags_unless_given(run_cov, tmp_path):
+    """A rerun of a labelled run is found by the same `cov runs --name/--tag` filter."""
+    hello = str(WORKFLOWS / "hello.py")
+    first = run_cov("dispatch", hello, "-q", "--wait", "--name", "sweep-7", "--tag", "paper")
+    assert first.returncode == 0, first.stderr
+    first_id = first.stdout.split()[0]
+    again = run_cov("redispatch", first_id, "-q", "--wait")
+    assert again.returncode == 0, again.stderr
+    renamed = run_cov("redispatch", first_id, "-q", "--name", "sweep-8", "--tag", "draft")
+    assert renamed.returncode == 0, renamed.stderr
+    listed = json.loads(run_cov("runs", "--tag", "paper", "--json").stdout)
+    assert {r["name"] for r in listed["runs"]} == {"sweep-7"} and len(listed["runs"]) == 2
+    [new] = json.loads(run_cov("runs", "--name", "sweep-8", "--json").stdout)["runs"]
+    assert new["tags"] == ["draft"] and new["dispatch_id"] == renamed.stdout.split()[0]
+    bad = run_cov("redispatch", first_id, "--name", " ")
+    assert_one_line_error(bad, 1, "--name")
