@@ -6,8 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from tests.backends.test_slurm import _dispatch, slurm_home  # noqa: F401 - a fixture
-from tests.infra.executors import SlurmLogin
+from tests.infra.executors import SlurmLogin, dispatch_script
 from tests.live import Follower, check_live
 
 PAUSE = 4.0
@@ -31,7 +30,7 @@ TALKER = """
 def test_follow_shows_a_running_slurm_task_as_it_prints(slurm_home: Path,  # noqa: F811
                                                          run_cov: Callable,
                                                          tmp_path: Path) -> None:
-    run_id = _dispatch(run_cov, tmp_path, TALKER.format(executor='"cluster"', pause=PAUSE))
+    run_id = dispatch_script(run_cov, tmp_path, TALKER.format(executor='"cluster"', pause=PAUSE))
     delays = check_live(Follower(run_id, "0"), "0", PAUSE)
     print("slurm live-output delays (s):", delays)
     assert run_cov("result", run_id).stdout.strip() == "'done'"
@@ -48,7 +47,7 @@ def test_follow_shows_a_running_slurm_task_through_ssh_as_it_prints(
     workdir = f"/home/{sshd_host.username}/cov-slurm-live"
     executor = (f"ct.executor.SlurmExecutor({slurm_login.executor_args(workdir)}, "
                 f"poll_freq=10, missing_grace=3, options={{'partition': 'debug'}})")
-    run_id = _dispatch(run_cov, tmp_path, TALKER.format(executor=executor, pause=PAUSE))
+    run_id = dispatch_script(run_cov, tmp_path, TALKER.format(executor=executor, pause=PAUSE))
     delays = check_live(Follower(run_id, "0"), "0", PAUSE)
     print("slurm-through-ssh live-output delays (s):", delays)
     assert run_cov("result", run_id).stdout.strip() == "'done'"

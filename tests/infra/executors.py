@@ -1,21 +1,76 @@
-"""Fixtures for tests that run tasks on the session's Slurm cluster through its SSH "login
-node" (``SlurmExecutor(address=...)``): the login environment the executor sources, and the
-executor's connection arguments.
+"""Helpers and fixtures for tests that run tasks on the real executors: named executors in
+the test's config, workflow scripts dispatched and waited for with the ``cov`` CLI, the runs
+home for the session's Slurm cluster, and that cluster reached through its SSH "login node"
+(``SlurmExecutor(address=...)``).
 
 Registered as a plugin in ``tests/conftest.py``. Nothing here imports the project's packages.
 """
 from __future__ import annotations
 
+import json
+import os
 import subprocess
+import textwrap
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Dict, Iterator
 
 import pytest
 
 from tests.infra.fixtures import SlurmCluster, SSHHost
 
-__all__ = ["SlurmLogin", "slurm_login"]
+__all__ = ["SlurmLogin", "add_to_config", "dispatch_script", "run_result", "slurm_home",
+           "slurm_login", "wait_status"]
+
+
+def add_to_config(text: str) -> None:
+    """Append YAML ``text`` (dedented), e.g. an ``executors:`` section, to this test's config
+    file: ``$COV_CONFIG``, which the ``cov_home`` fixture makes."""
+    config = Path(os.environ["COV_CONFIG"])
+    config.write_text(config.read_text() + textwrap.dedent(text))
+
+
+def dispatch_script(run_cov: Callable, folder: Path, source: str, *args: str) -> str:
+    """``cov dispatch -q`` a new workflow script in ``folder``: ``source`` (dedented) after
+    ``import covalent as ct`` and ``import hashlib, os, time``. ``args`` go to ``cov dispatch``.
+    Returns the run id."""
+    script = folder / f"wf_{time.monotonic_ns()}.py"
+    script.write_text("import covalent as ct\nimport hashlib, os, time\n" + textwrap.dedent(source))
+    result = run_cov("dispatch", str(script), "-q", *args)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().splitlines()[-1]
+
+
+def wait_status(run_cov: Callable, run_id: str, timeout: float = 60) -> Dict[str, Any]:
+    """``cov wait`` for the run (``timeout`` seconds at most), then its ``cov status --json``."""
+    run_cov("wait", run_id, "--timeout", str(timeout), "-q", timeout=timeout + 30)
+    result = run_cov("status", run_id, "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def run_result(run_cov: Callable, run_id: str) -> Any:
+    """The run's result, from ``cov result --json``."""
+    result = run_cov("result", run_id, "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)["result"]
+
+
+@pytest.fixture
+def slurm_home(cov_home: Path, slurm_cluster: SlurmCluster) -> Path:
+    """``cov_home`` plus a named executor ``cluster`` (type slurm on the session's cluster,
+    fast polling)."""
+    add_to_config("""\
+        executors:
+          cluster:
+            type: slurm
+            poll_freq: 0.3
+            missing_grace: 1
+            options:
+              partition: debug
+        """)
+    return cov_home
 
 
 @dataclass(frozen=True)
