@@ -11,7 +11,9 @@ group, so that a parallel run keeps what a serial run guarantees:
 * the name of an expensive session fixture in ``SHARED_SESSION_FIXTURES``: its users run on
   one worker, so it is built once, not once per worker.
 * the test's module, for a test that uses a module- or class-scoped fixture: the fixture is
-  built once, and the module's tests see it in the state a serial run leaves it in.
+  built once, and the module's tests see it in the state a serial run leaves it in. A module
+  whose module fixtures are cheap and only read sets ``SPREAD_OVER_WORKERS = True``: its tests
+  spread, and each worker that runs one builds the fixtures once.
 
 A test already marked ``xdist_group`` keeps its mark. Without xdist the marks do nothing.
 xdist passes a test's group to its scheduler as a suffix of the test's node id; if that stops
@@ -40,6 +42,8 @@ def group_of(item: pytest.Item) -> str:
             return fixture
     # the fixtures the test asks for, directly or through other fixtures, with their scope
     # (pytest keeps them in the item's fixture info; there is no public accessor)
+    if getattr(getattr(item, "module", None), "SPREAD_OVER_WORKERS", False):
+        return ""
     info = getattr(item, "_fixtureinfo", None)
     for defs in (info.name2fixturedefs.values() if info is not None else ()):
         if defs and defs[-1].scope in _SHARED_SCOPES:
