@@ -29,7 +29,7 @@ def reload_config() -> None:
 
 def get_context() -> Any:
     """Inside a task: ``dispatch_id``, ``node_id`` (and ``attempt``) of the running task."""
-    from runner.worker import CURRENT_TASK
+    from runner.worker_common import CURRENT_TASK
 
     return SimpleNamespace(dispatch_id=CURRENT_TASK.get("dispatch_id"),
                            node_id=CURRENT_TASK.get("node"),

@@ -24,21 +24,20 @@ import cloudpickle
 from covalent_cli import executor as executor_mod
 from covalent_cli.deps import hooks_to_plain
 from covalent_cli.errors import DispatchError, UserError
+from covalent_cli.executor_table import ExecutorTable, executor_type
 from covalent_cli.graph import Graph, GraphNode
 from covalent_cli.lattice import DEFAULT_EXECUTOR, Lattice
 from covalent_cli.pack import Packer, pickle_local_modules_by_value
 from covalent_cli.result import get_result
 from covalent_cli.sources import Sources, capture
 from covalent_cli.version import VERSION
-from runner import backends
-from runner.config import ConfigError, check_config, executor_problem, get_value, runs_home
+from runner.config import ConfigError, check_config, runs_home
 from runner.daemon import ensure_running
 from runner.manifest import (ELECTRON, LOCAL_ONLY_KINDS, PARAMETER, SUBLATTICE, Edge, Manifest,
                              NodeSpec)
-from runner.redact import has_mask, split_secrets, unmask
 from runner.rundir import RunDir
 from runner.state import Event
-from runner.worker import CURRENT_TASK, ChildRun
+from runner.worker_common import CURRENT_TASK, ChildRun
 
 # What an older run's results to take over: given the new manifest and pack, the events and
 # result files to copy (``redispatch.reusable_results``).
@@ -131,7 +130,7 @@ def prepare_run(lattice: Lattice, args: Sequence[Any], kwargs: Dict[str, Any], *
     dispatch_id = dispatch_id or str(uuid.uuid4())
     pickle_local_modules_by_value(_source_file(lattice))
     packer = Packer()
-    executors = _ExecutorTable(secrets_from)
+    executors = ExecutorTable(secrets_from)
     sources = Sources()
     sources.workflow = capture(lattice)
     nodes = [_node_spec(node, graph, lattice, packer, executors, sources)
@@ -272,7 +271,7 @@ def _home() -> Path:
 
 
 def _node_spec(node: GraphNode, graph: Graph, lattice: Lattice, packer: Packer,
-               executors: "_ExecutorTable", sources: Sources) -> NodeSpec:
+               executors: ExecutorTable, sources: Sources) -> NodeSpec:
     spec = NodeSpec(id=node.id, name=node.name, kind=node.kind,
                     parents=[Edge(e.parent, e.param, e.type, e.index) for e in node.parents],
                     waits=list(node.waits))
@@ -288,7 +287,7 @@ def _node_spec(node: GraphNode, graph: Graph, lattice: Lattice, packer: Packer,
     chosen = node.executor if node.executor is not None else (
         lattice.executor if lattice.executor is not None else DEFAULT_EXECUTOR)
     if node.kind in LOCAL_ONLY_KINDS:
-        chosen = chosen if _type_of(chosen) == "local" else DEFAULT_EXECUTOR
+        chosen = chosen if executor_type(chosen) == "local" else DEFAULT_EXECUTOR
     spec.executor, run_with = executors.key(chosen, node.name)
     bash, pip, before, after = node.hooks or (None, None, None, None)
     hooks = hooks_to_plain(bash or lattice.deps_bash, pip or lattice.deps_pip,
@@ -334,97 +333,6 @@ def _consumer_name(param_id: int, graph: Graph) -> str:
             if edge.parent == param_id:
                 return f"'{edge.param}' of task '{node.name}' (node {node.id})"
     return f"node {param_id}"
-
-
-def _type_of(executor: Any) -> str:
-    if isinstance(executor, str):
-        name = executor_mod.NAME_ALIASES.get(executor, executor)
-        configured = get_value(f"executors.{name}")
-        return str(configured.get("type", name)) if isinstance(configured, dict) else name
-    return getattr(executor, "short_name", "local")
-
-
-class _ExecutorTable:
-    """The manifest's ``executors`` table: each distinct executor once, by a short key, with
-    its secret fields masked; their values go to ``secrets`` (the run's 0600 file). A redispatch
-    takes the secrets of the old run's executors back (its pickled executors are masked)."""
-
-    def __init__(self, reuse_from: Optional[RunDir] = None) -> None:
-        self.table: Dict[str, Dict[str, Any]] = {}
-        self.secrets: Dict[str, Dict[str, Any]] = {}
-        self._full: Dict[str, Dict[str, Any]] = {}
-        self._by_name: Dict[str, Tuple[str, Any]] = {}
-        self._old = reuse_from
-
-    def key(self, executor: Any, task: str) -> Tuple[str, Any]:
-        if isinstance(executor, str):
-            found = self._by_name.get(executor)
-            if found is None:
-                found = self._by_name[executor] = (self._add_named(executor, task), None)
-            return found
-        if isinstance(executor, executor_mod.BaseExecutor) and type(executor).__module__ != \
-                executor_mod.__name__:
-            # A user's Covalent-style executor: its run() is called in a local pool worker.
-            secret = sorted(split_secrets(vars(executor))[1])
-            if secret:
-                raise DispatchError(
-                    f"custom executor {type(executor).__name__} of task '{task}' has secret "
-                    f"field(s) {', '.join(secret)}: it would be stored in the run directory",
-                    "read the secret inside run() (from the environment or a file)")
-            return self._add(f"{type(executor).__name__}", {"type": "local",
-                             "custom": type(executor).__qualname__}), executor.run
-        if isinstance(executor, executor_mod.BaseExecutor):
-            config = executor.to_config()
-            self._check_type(config["type"], task)
-            return self._add(config["type"], config), None
-        raise DispatchError(f"task '{task}' has an executor of type {type(executor).__name__}; "
-                            "use a name such as 'local' or an object from ct.executor")
-
-    def _add_named(self, name: str, task: str) -> str:
-        canonical = executor_mod.NAME_ALIASES.get(name, name)
-        configured = get_value(f"executors.{canonical}")
-        if not isinstance(configured, dict):
-            known = sorted(set(get_value("executors", {}) or {}) | set(executor_mod.NAME_ALIASES))
-            raise DispatchError(
-                f"unknown executor '{name}' (task '{task}'); known: {', '.join(known)}",
-                "define it under 'executors:' in the cov config file")
-        config = {"type": canonical, **configured}
-        self._check_type(str(config["type"]), task)
-        return self._add(name, config, exact=True)
-
-    def _check_type(self, type_name: str, task: str) -> None:
-        if not backends.is_known(type_name):
-            raise DispatchError(f"executor type '{type_name}' of task '{task}' has no backend; "
-                                f"known types: {', '.join(backends.known_types())}",
-                                "register a backend class by 'module:Class' or an entry point")
-
-    def _add(self, stem: str, config: Dict[str, Any], exact: bool = False) -> str:
-        problem = executor_problem(stem, config)
-        if problem:  # the runner would fail the task (or itself) on it later
-            raise DispatchError(problem, "fix the executor's arguments or its config entry")
-        masked, secrets = split_secrets(config)
-        if self._old is not None and has_mask(secrets):
-            secrets = self._inherited(masked, secrets)
-        full = unmask(masked, secrets)
-        for key, existing in self._full.items():
-            if existing == full and (key == stem or not exact):
-                return key
-        key, n = stem, 1
-        while key in self.table:
-            n += 1
-            key = f"{stem}-{n}"
-        self.table[key], self._full[key] = masked, full
-        if secrets:
-            self.secrets[key] = secrets
-        return key
-
-    def _inherited(self, masked: Dict[str, Any], secrets: Dict[str, Any]) -> Dict[str, Any]:
-        """A redispatched executor's masked values, from the old run's same executor."""
-        assert self._old is not None
-        for key, old in self._old.manifest.executors.items():
-            if old == masked:
-                return self._old.executor_secrets(key) or secrets
-        return secrets
 
 
 def _source_file(lattice: Lattice) -> Optional[str]:

@@ -181,22 +181,48 @@ class SlurmExecutor(BaseExecutor):
         self.python_path = python_path
 
 
-# Covalent also has a Dask executor; with no Dask cluster here, "dask" runs in the local pool.
-class DaskExecutor(LocalExecutor):
-    """Accepted for compatibility; runs in the local pool."""
+class DaskExecutor(BaseExecutor):
+    """Run on a ``dask.distributed`` cluster: the scheduler at ``scheduler_address``
+    (``tcp://host:8786``; needs the ``cov[dask]`` extra). The Dask workers need no cov and
+    need not see the run directory. Without a scheduler address the task runs in the local
+    pool, as before, and ``cov status`` says so.
 
-    short_name = "local"
+    ``workdir`` and ``create_unique_workdir`` as for ``LocalExecutor`` (on the Dask worker);
+    ``python_path``: the task's Python on the Dask workers (default: the workers' own);
+    ``conda_env`` and ``current_env_on_conda_fail`` are accepted and ignored.
+    """
 
-    def __init__(self, scheduler_address: str = "", **kwargs: Any) -> None:
+    short_name = "dask"
+
+    def __init__(self, scheduler_address: str = "", workdir: Optional[str] = None,
+                 create_unique_workdir: bool = False, python_path: Optional[str] = None,
+                 connect_timeout: Optional[float] = None, **kwargs: Any) -> None:
         kwargs.pop("conda_env", None)
         kwargs.pop("current_env_on_conda_fail", None)
         super().__init__(**kwargs)
+        self.scheduler_address = scheduler_address or None
+        self.workdir = workdir
+        self.create_unique_workdir = create_unique_workdir or None
+        self.python_path = python_path
+        self.connect_timeout = connect_timeout
+
+
+def resolve_config(config: Dict[str, Any]) -> Dict[str, Any]:
+    """An executor's manifest config as the runner is to carry it out: a Dask executor without
+    a ``scheduler_address`` runs in the local pool (Covalent's default executor is Dask; with no
+    cluster to name, the local pool is what is there), marked ``requested: dask`` so that
+    ``cov status`` can say so."""
+    if config.get("type") == "dask" and not config.get("scheduler_address"):
+        rest = {k: v for k, v in config.items()
+                if k not in ("type", "scheduler_address", "python_path", "connect_timeout")}
+        return {**rest, "type": "local", "requested": "dask"}
+    return config
 
 
 # By executor type (``short_name``): the SDK's class for each of the registry's built-in types
 # (``runner.backends.BUILTIN``; a test holds the two to the same names).
 BY_TYPE: Dict[str, Type[BaseExecutor]] = {
-    cls.short_name: cls for cls in (LocalExecutor, SSHExecutor, SlurmExecutor)}
-NAME_ALIASES = {"dask": "local"}
+    cls.short_name: cls for cls in (LocalExecutor, SSHExecutor, SlurmExecutor, DaskExecutor)}
+NAME_ALIASES: Dict[str, str] = {}  # executor names that stand for another (none left)
 
 __all__ = ["BaseExecutor", "LocalExecutor", "SSHExecutor", "SlurmExecutor", "DaskExecutor"]

@@ -32,7 +32,7 @@ DEFAULTS: Dict[str, Any] = {
         "poll_interval": 1.0,  # polling observer's interval (network filesystems, --poll)
         "heartbeat_interval": 5.0,
     },
-    "executors": {name: {"type": name} for name in backends.BUILTIN},  # local, ssh, slurm
+    "executors": {name: {"type": name} for name in backends.BUILTIN},  # local, ssh, slurm, dask
 }
 
 class ConfigError(Exception):
@@ -90,6 +90,7 @@ EXECUTOR_FIELDS: Dict[str, Tuple[str, Callable[[Any], bool]]] = {
     "srun_options": ("a mapping", _optional(_of(dict))),
     "use_srun": ("true or false", _optional(_of(bool))),
     "shared_filesystem": ("true or false", _optional(_of(bool))),
+    "scheduler_address": ("a Dask scheduler address (tcp://host:port)", _optional(_of(str))),
 }
 
 

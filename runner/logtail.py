@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
-from runner.query import failed_tasks
+from runner.query_failures import failed_tasks
 from runner.rundir import OutsideRunError, RunDir, RunDirError
 
 STREAMS = ("stdout", "stderr")
@@ -83,8 +83,9 @@ class ChildTask:
 
 def failed_child_tasks(run: RunDir, nodes: Optional[List[int]] = None) -> Iterator[ChildTask]:
     """The tasks whose own failure made the child runs of ``run``'s failed sublattice nodes
-    (of ``nodes``, or of every node) fail, at any depth, in node order (``query.failed_tasks``:
-    child runs are looked up beside ``run``, by a plain run name only)."""
+    (of ``nodes``, or of every node) fail, at any depth, in node order
+    (``query_failures.failed_tasks``: child runs are looked up beside ``run``, by a plain run
+    name only)."""
     try:
         failed = failed_tasks(run)
     except (RunDirError, OSError):

@@ -14,8 +14,9 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import yaml
 
-FORMAT_VERSION = "1.0"
-FORMAT_MAJOR = 1
+from runner.manifest_checks import (FORMAT_VERSION, Blob, ManifestError, blob_field,
+                                    check_header, executors_field, is_int, list_field,
+                                    mapping_field)
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml where the wheel has it
 
@@ -30,12 +31,6 @@ POSTPROCESS = "postprocess"
 # Kinds the runner always runs on the local backend: they only reshape values already at hand.
 LOCAL_ONLY_KINDS = frozenset({COLLECTION, ATTRIBUTE, OPERATOR, SUBLATTICE, POSTPROCESS})
 KINDS = LOCAL_ONLY_KINDS | {ELECTRON, PARAMETER}
-
-Blob = Tuple[int, int]  # (offset, length) in tasks.pkl
-
-
-class ManifestError(Exception):
-    """A manifest that cannot be read: corrupted, wrong-typed, or from a newer format."""
 
 
 @dataclass
@@ -147,7 +142,7 @@ def _node_problem(d: Any) -> str:
         return f"manifest.yaml: a node line is {type(d).__name__}, not a mapping"
     node_id: Any = d.get("id")
     where = f"manifest.yaml: node {node_id!r}"
-    if not _is_int(node_id) or node_id < 0:
+    if not is_int(node_id) or node_id < 0:
         return f"{where}: 'id' must be a non-negative integer"
     for name in ("name", "kind"):
         if not isinstance(d.get(name), str):
@@ -158,18 +153,14 @@ def _node_problem(d: Any) -> str:
         if not isinstance(d.get(name), (str, type(None))):
             return f"{where}: '{name}' must be text (found {d.get(name)!r})"
     blob = d.get("blob")
-    if not (isinstance(blob, list) and len(blob) == 2 and all(_is_int(v) and v >= 0
+    if not (isinstance(blob, list) and len(blob) == 2 and all(is_int(v) and v >= 0
                                                               for v in blob)):
         return f"{where}: 'blob' must be [offset, length] (found {blob!r})"
     parents, waits = d.get("parents", []), d.get("waits", [])
     if not isinstance(parents, list) or not isinstance(waits, list) or \
-            not all(_is_int(w) for w in waits):
+            not all(is_int(w) for w in waits):
         return f"{where}: 'parents' and 'waits' must be lists of node ids and inputs"
     return f"{where}: malformed input edge in {parents!r}"
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 @dataclass
@@ -269,12 +260,12 @@ class Manifest:
                 cwd=str(h.get("cwd", "")),
                 host=str(h.get("host", "")),
                 user=str(h.get("user", "")),
-                versions=_mapping(h, "versions"),
-                sys_path=[str(p) for p in _listing(h, "sys_path")],
-                inputs=_mapping(h, "inputs"),
-                blobs={str(k): _blob(v, f"blobs.{k}") for k, v in _mapping(h, "blobs").items()},
+                versions=mapping_field(h, "versions"),
+                sys_path=[str(p) for p in list_field(h, "sys_path")],
+                inputs=mapping_field(h, "inputs"),
+                blobs={str(k): blob_field(v, f"blobs.{k}") for k, v in mapping_field(h, "blobs").items()},
                 output_node=h["output_node"],
-                executors=_executors(h),
+                executors=executors_field(h),
                 nodes=[NodeSpec.from_dict(d) for d in node_dicts],
                 name=h["name"],
                 tags=h["tags"],
@@ -300,96 +291,6 @@ class Manifest:
                                     f"{node.executor!r}, which is not in 'executors'")
         if not 0 <= self.output_node < count:
             raise ManifestError(f"manifest.yaml: output_node {self.output_node} does not exist")
-
-
-def check_header(h: Any) -> Dict[str, Any]:
-    """The manifest header with its listing fields checked and normalised (``created`` as
-    text, ``lattice`` a mapping); ``ManifestError`` naming the first bad field."""
-    if not isinstance(h, dict):
-        raise ManifestError("manifest.yaml's header is not a mapping")
-    version = str(h.get("format_version", ""))
-    check_format_version(version)
-    dispatch_id = h.get("dispatch_id")
-    if not isinstance(dispatch_id, str) or not dispatch_id:
-        raise ManifestError(f"manifest.yaml: 'dispatch_id' must be text (found {dispatch_id!r})")
-    lattice = h.get("lattice") or {}
-    if not isinstance(lattice, dict) or not isinstance(lattice.get("name", ""), str):
-        raise ManifestError(f"manifest.yaml: 'lattice' must be a mapping with a name "
-                            f"(found {lattice!r})")
-    parent = h.get("parent")
-    if parent is not None and not (isinstance(parent, dict) and
-                                   isinstance(parent.get("dispatch_id"), str) and
-                                   _is_int(parent.get("node"))):
-        raise ManifestError(f"manifest.yaml: 'parent' must be {{dispatch_id, node}} "
-                            f"(found {parent!r})")
-    root = h.get("root_dispatch_id") or dispatch_id
-    if not isinstance(root, str):
-        raise ManifestError(f"manifest.yaml: 'root_dispatch_id' must be text (found {root!r})")
-    for name in ("output_node", "task_count"):
-        if name in h and not _is_int(h[name]):
-            raise ManifestError(f"manifest.yaml: '{name}' must be an integer (found {h[name]!r})")
-    created = h.get("created", "")
-    # An unquoted timestamp (hand edit) is a datetime to YAML: listings sort it as text.
-    created = created.isoformat() if hasattr(created, "isoformat") else str(created or "")
-    # Optional (runs before them have neither): a hand-edited odd value is read as text.
-    label = h.get("name")
-    tags = h.get("tags") or []
-    return {**h, "format_version": version, "dispatch_id": dispatch_id, "lattice": lattice,
-            "root_dispatch_id": root, "created": created,
-            "name": None if label is None else str(label),
-            "tags": [str(t) for t in tags] if isinstance(tags, list) else [str(tags)]}
-
-
-def _mapping(h: Dict[str, Any], name: str) -> Dict[str, Any]:
-    value = h.get(name) or {}
-    if not isinstance(value, dict):
-        raise ManifestError(f"manifest.yaml: '{name}' must be a mapping (found {value!r})")
-    return value
-
-
-def _listing(h: Dict[str, Any], name: str) -> List[Any]:
-    value = h.get(name) or []
-    if not isinstance(value, list):
-        raise ManifestError(f"manifest.yaml: '{name}' must be a list (found {value!r})")
-    return value
-
-
-def _blob(value: Any, where: str) -> Blob:
-    if not (isinstance(value, list) and len(value) == 2 and all(_is_int(v) and v >= 0
-                                                                for v in value)):
-        raise ManifestError(f"manifest.yaml: '{where}' must be [offset, length] (found {value!r})")
-    return value[0], value[1]
-
-
-# Executor fields the runner itself reads, with their types (backends check their own).
-_EXECUTOR_FIELDS: Dict[str, tuple] = {"type": (str,), "retries": (int, type(None)),
-                                      "custom": (str, type(None))}
-
-
-def _executors(h: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
-    table = _mapping(h, "executors")
-    for key, config in table.items():
-        if not isinstance(config, dict):
-            raise ManifestError(f"manifest.yaml: executor {key!r} must be a mapping "
-                                f"(found {config!r})")
-        for name, types in _EXECUTOR_FIELDS.items():
-            value = config.get(name)
-            if name in config and (not isinstance(value, types) or isinstance(value, bool)):
-                raise ManifestError(f"manifest.yaml: executor {key!r} has {name}={value!r} "
-                                    "(wrong type)")
-    return table
-
-
-def check_format_version(version: str) -> None:
-    """Refuse a run directory written by a newer major format; older ones stay readable."""
-    try:
-        major = int(version.split(".")[0])
-    except ValueError:
-        raise ManifestError(f"manifest.yaml has no valid format_version (found {version!r})") from None
-    if major > FORMAT_MAJOR:
-        raise ManifestError(
-            f"run directory format {version} is newer than this cov reads ({FORMAT_VERSION}); "
-            "upgrade cov to read it")
 
 
 def _parse_fast(text: str) -> Tuple[Dict[str, Any], List[Dict[str, Any]]]:

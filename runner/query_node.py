@@ -10,7 +10,8 @@ from typing import Any, Dict, List, Optional
 
 from runner.manifest import PARAMETER
 from runner.outcome import OutcomeHeader
-from runner.query import failure_leaves, node_status, not_run_causes, shown_status
+from runner.query import node_status, not_run_causes, shown_status
+from runner.query_failures import failure_leaves
 from runner.rundir import RunDir, RunDirError
 from runner.state import RunState, TaskState
 
@@ -37,6 +38,7 @@ def node_detail(run: RunDir, node_id: int) -> Dict[str, Any]:
         "not_run": None if cause is None else {"node": cause, "name": manifest.node(cause).name,
                                                "status": str(state.tasks[cause].status)},
         "executor": node.executor, "executor_type": executor.get("type"),
+        "executor_requested": executor.get("requested"),
         **_where(task, header), **_times(task),
         "error": task.error if task else None, "exception": task.exception if task else None,
         "child": (task.child if task else None) or (header or {}).get("child"),

@@ -13,14 +13,14 @@ the run lock.
 """
 from __future__ import annotations
 
-import errno
 import json
 import os
-import stat
 import time
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Dict, Iterable, List, Optional, Tuple
 
+from runner.contained import (OutsideRunError, RunDirError, open_contained,  # noqa: F401
+                              open_contained_dir, open_in)
 from runner.creation import create_run_dir
 from runner.fs import FILE_MODE, append_whole, atomic_write, write_private  # noqa: F401
 from runner.layout import (CANCEL, ENV, EVENTS, EXECUTOR_SECRETS, FINAL_RESULT,  # noqa: F401
@@ -32,19 +32,6 @@ from runner.outcome import OutcomeHeader, header_problem, read_outcome_file, rea
 from runner.state import Event, EventError, RunState, check_event, fold
 from runner.unreadable import (clear_unreadable, files_stamp, mark_unreadable,  # noqa: F401
                                unreadable_reasons)  # re-exported for their readers here
-
-class RunDirError(Exception):
-    """A run directory that is missing or cannot be read (the message says why).
-
-    Raised for every kind of damage found where data enters: a manifest that is not valid or
-    has wrong-typed fields, an event line that is not an event, a cancel request or an outcome
-    header of the wrong shape. Readers show such a run as UNREADABLE with this message; the
-    runner stops serving it and goes on with the others."""
-
-
-class OutsideRunError(RunDirError, PermissionError):
-    """A path of a run that leads outside its directory (``..``, a symlink) or is not a regular
-    file: refused, never opened (a run directory may come from someone else)."""
 
 
 class RunDir(RunPaths):
@@ -86,56 +73,9 @@ class RunDir(RunPaths):
         """Open a file of this run for reading, contained: ``path`` (relative to the run
         directory, or one of this object's paths) must stay inside the run directory, symlinks
         included, and be a regular file; else OutsideRunError (FileNotFoundError if absent).
-
         Every reader that shows a run (UI, report, ``cov logs``/``result``) opens its files
-        here. The directory holding the file is opened first and its real path, read back from
-        the open descriptor, checked to be inside the run (so swapping a directory for a symlink
-        after the check gains nothing); the file is then opened relative to it with O_NOFOLLOW
-        (a symlink is refused, not followed) and O_NONBLOCK (a FIFO cannot hang the reader).
-        """
-        text = os.fspath(path)
-        where = os.path.relpath(text, self.path) if os.path.isabs(text) else text
-        parts = [p for p in where.split(os.sep) if p not in ("", ".")]
-        if "\x00" in text or not parts or ".." in parts:
-            raise OutsideRunError(f"{text} is not inside the run directory {self.path}")
-        dfd = self._open_contained_dir(parts[:-1])
-        try:
-            return os.fdopen(self._open_in(dfd, parts), "rb")
-        finally:
-            os.close(dfd)
-
-    def _open_contained_dir(self, parts: List[str]) -> int:
-        """A descriptor of the run's subdirectory ``parts``, checked (from the open descriptor)
-        to be inside the run directory; see ``open_file``."""
-        root = os.path.realpath(self.path)
-        parent = os.path.join(root, *parts)
-        dfd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            real = os.readlink(f"/proc/self/fd/{dfd}")
-        except OSError:  # no /proc: the path resolved now
-            real = os.path.realpath(parent)
-        if real != root and not real.startswith(root + os.sep):
-            os.close(dfd)
-            raise OutsideRunError(f"{'/'.join(parts)} of run {self.dispatch_id} leads "
-                                  f"outside its directory; not read")
-        return dfd
-
-    def _open_in(self, dfd: int, parts: List[str]) -> int:
-        """The regular file ``parts[-1]`` in the checked directory ``dfd``, not following a
-        symlink; see ``open_file``."""
-        try:
-            fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
-                         dir_fd=dfd)
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise OutsideRunError(f"{'/'.join(parts)} of run {self.dispatch_id} is a "
-                                      f"symbolic link; not followed") from None
-            raise
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            os.close(fd)
-            raise OutsideRunError(f"{'/'.join(parts)} of run {self.dispatch_id} is not a "
-                                  f"regular file; not read")
-        return fd
+        here (``runner.contained`` says how)."""
+        return open_contained(self.path, self.dispatch_id, path)
 
     # -- creation ------------------------------------------------------------------------
     @classmethod
@@ -341,13 +281,14 @@ class RunDir(RunPaths):
         opened and checked once: what a ``Result`` snapshot of a large run reads."""
         found: Dict[int, bytes] = {}
         try:
-            dfd = self._open_contained_dir([RESULTS])
+            dfd = open_contained_dir(self.path, self.dispatch_id, [RESULTS])
         except FileNotFoundError:
             return found
         try:
             for node in nodes:
                 try:
-                    f = os.fdopen(self._open_in(dfd, [RESULTS, outcome_file(node)]), "rb")
+                    f = os.fdopen(open_in(dfd, self.dispatch_id, [RESULTS, outcome_file(node)]),
+                                  "rb")
                 except FileNotFoundError:
                     continue
                 with f:

@@ -34,8 +34,14 @@ LAYOUT_PATH_PARTS = ("results/", "logs/", "slurm/", "bundles/", ".runners/", "/w
                      "/bundle.pkl", "/launch.log", "/pid")
 WEBUI_IMPORTERS = {"covalent_cli/cli/ui_cmd.py"}  # `cov ui` and `cov report`
 WORKER_ALLOWED = {"cloudpickle"}
-# What the worker may import of ours: stdlib-only modules shipped beside it (worker.SHIPPED_WITH).
-WORKER_SHIPPED = {"runner.layout", "runner.outcome"}
+# What the worker imports of ours, and they import: shipped beside it (worker.SHIPPED_WITH).
+WORKER_SHIPPED = {"runner.outcome", "runner.worker_common", "runner.worker_transfers",
+                  "runner.worker_task"}
+# The local pool's modules: not shipped (the pool runs where cov is), but run in an interpreter
+# that may have only cloudpickle (a run dispatched from another virtualenv).
+WORKER_POOL = {"runner.worker_pool", "runner.worker_capture", "runner.layout"}
+# Stdlib only: the codec and the layout are imported by everything.
+STDLIB_ONLY = {"runner.outcome", "runner.layout", "runner.worker_common"}
 
 
 def _modules() -> Dict[str, Path]:
@@ -106,18 +112,33 @@ def _stdlib(name: str) -> bool:
         origin.startswith(sysconfig.get_paths()["stdlib"]) and "site-packages" not in origin)
 
 
+def _bare(target: str) -> str:
+    """``target`` as a shipped module's bare import means it ("" if it is not one)."""
+    return f"runner.{target}" if f"runner.{target}" in WORKER_SHIPPED | {"runner.worker"} \
+        else ""
+
+
 def test_worker_imports_only_the_stdlib_and_cloudpickle():
-    shipped = {t for t in _imports("runner.worker") if _ours(t) in WORKER_SHIPPED}
-    bare = {f"runner.{t}" for t in _imports("runner.worker") if f"runner.{t}" in WORKER_SHIPPED}
-    odd = sorted(t for t in _imports("runner.worker") - shipped if not _stdlib(_top(t))
-                 and _top(t) not in WORKER_ALLOWED and f"runner.{t}" not in WORKER_SHIPPED)
-    assert not odd, f"runner/worker.py imports {odd}: it runs where only Python and " \
-                    "cloudpickle are"
-    assert shipped == bare == WORKER_SHIPPED, "the worker imports each shipped module twice: " \
-        "from runner (in the package) and bare (beside it on a host without cov)"
-    for name in WORKER_SHIPPED:  # shipped alone: nothing but the stdlib
-        odd = sorted(t for t in _imports(name) if not _stdlib(_top(t)))
-        assert not odd, f"{name} imports {odd}: it is shipped beside the worker"
+    for name in sorted(WORKER_SHIPPED | WORKER_POOL | {"runner.worker"}):
+        imports = _imports(name)
+        ours = {_ours(t) for t in imports if _ours(t)}
+        if name in WORKER_SHIPPED | {"runner.worker"}:
+            bare = {_bare(t) for t in imports} - {""}
+            assert ours <= WORKER_SHIPPED, f"{name} imports {sorted(ours - WORKER_SHIPPED)}: " \
+                "it is shipped, so what it imports of ours must be shipped too (SHIPPED_WITH)"
+            assert ours == bare, f"{name} imports {sorted(ours ^ bare)} one way only: a " \
+                "shipped module imports each of ours twice, from runner (in the package) and " \
+                "bare (beside worker.py on a host without cov)"
+        else:
+            bare = set()
+            assert ours <= WORKER_SHIPPED | WORKER_POOL, \
+                f"{name} imports {sorted(ours - WORKER_SHIPPED - WORKER_POOL)}: the pool " \
+                "imports only the worker's modules"
+        allowed = set() if name in STDLIB_ONLY else WORKER_ALLOWED
+        odd = sorted(t for t in imports if not _ours(t) and not _stdlib(_top(t))
+                     and _top(t) not in allowed and f"runner.{t}" not in bare)
+        assert not odd, f"{name} imports {odd}: it runs where only Python " \
+            f"{'' if name in STDLIB_ONLY else 'and cloudpickle '}may be"
 
 
 def test_the_worker_ships_what_it_imports():
@@ -126,6 +147,16 @@ def test_the_worker_ships_what_it_imports():
                    if isinstance(node, ast.Assign) and
                    any(isinstance(t, ast.Name) and t.id == "SHIPPED_WITH" for t in node.targets))
     assert {f"runner.{name}" for name in shipped} == WORKER_SHIPPED
+    needed, todo = set(), ["runner.worker"]
+    while todo:  # what worker.py imports of ours, and they import, and so on
+        for target in {_ours(t) for t in _imports(todo.pop())} - needed - {""}:
+            needed.add(target)
+            todo.append(target)
+    assert needed == WORKER_SHIPPED, f"the worker needs {sorted(needed)}"
+    for i, name in enumerate(shipped):  # each after what it imports (a copier's order)
+        later = {_ours(t) for t in _imports(f"runner.{name}")} & \
+            {f"runner.{n}" for n in shipped[i:]}
+        assert not later, f"SHIPPED_WITH lists {name} before {sorted(later)}, which it imports"
 
 
 def test_no_import_circles():

@@ -16,7 +16,7 @@ from covalent_cli.result import wait_for_run
 from runner.daemon import Keeper
 from runner.locks import LockBusy
 from runner.json_view import result_document
-from runner.query import failed_tasks, inner_failure_lines
+from runner.query_failures import failed_tasks, inner_failure_lines
 from runner.rundir import RunDir, RunDirError
 from runner.state import COMPLETED, TERMINAL, RunState
 

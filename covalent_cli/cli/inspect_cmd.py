@@ -18,9 +18,9 @@ from covalent_cli.cli.commands import (COLORS, STATUS_EXIT, _echo_json, _result_
 from covalent_cli.cli.main import Context, cli, pass_ctx
 from covalent_cli.errors import CovError, ExitCode, RunNotFound, RunUnreadable, UserError
 from covalent_cli.result import keep_served
-from runner.query import (NOT_RUN, PENDING, SHOWN_STATUSES, failed_tasks, format_seconds,
-                          format_time, inner_failure_lines, run_names, run_summary,
-                          status_counts, task_rows, unique_prefix)
+from runner.query import (NOT_RUN, PENDING, SHOWN_STATUSES, format_seconds, format_time,
+                          run_names, run_summary, status_counts, task_rows, unique_prefix)
+from runner.query_failures import failed_tasks, inner_failure_lines
 from runner.json_view import jsonable, result_document
 from runner.query_node import node_detail
 from runner.manifest import PARAMETER
@@ -191,7 +191,8 @@ def status(ctx: Context, run_id: str, node: Optional[str], as_json: bool, show_a
         tasks = [r for r in rows if r["kind"] != PARAMETER]
         _echo_json({**summary, "total": len(tasks),
                     "done": sum(1 for r in tasks if r["status"] == COMPLETED),
-                    "result_preview": preview, "counts": counts, "tasks": shown_rows})
+                    "result_preview": preview, "counts": counts, "notes": _notes(run),
+                    "tasks": shown_rows})
         return
     click.echo(f"run      {_short(run, names)}  {summary['lattice']}")
     click.echo(f"status   {_status_text(summary['status'])}  runtime "
@@ -203,6 +204,9 @@ def status(ctx: Context, run_id: str, node: Optional[str], as_json: bool, show_a
             failed_tasks(run), short=lambda child: unique_prefix(child, names))
         for i, line in enumerate(error):
             click.echo(("error    " if i == 0 else "         ") + line)
+    for i, note in enumerate(_notes(run)):
+        click.echo("\n".join(textwrap.wrap(note, WIDTH, subsequent_indent=" " * 9,
+                                            initial_indent="note     " if i == 0 else " " * 9)))
     if summary["status"] == COMPLETED:
         click.echo("result   " + (f"{preview['repr']}  ({preview['type']})" if preview else
                                   "(preview not recorded; `cov result` loads the value)"))
@@ -212,6 +216,14 @@ def status(ctx: Context, run_id: str, node: Optional[str], as_json: bool, show_a
         return
     for line in _table(shown_rows, names):
         click.echo(line)
+
+
+def _notes(run: RunDir) -> List[str]:
+    """What the run's executors do other than what was asked (a Dask executor without a
+    scheduler address is the local pool)."""
+    return [f"executor {name} has no scheduler_address: its tasks run in the local pool"
+            for name, config in run.manifest.executors.items()
+            if config.get("requested") == "dask"]
 
 
 def _node_lines(d: Dict[str, Any], names: List[str]) -> List[str]:
@@ -226,7 +238,10 @@ def _node_lines(d: Dict[str, Any], names: List[str]) -> List[str]:
     lines.append(status_line + (f"  {note}" if note and not d.get("error") and
                                 not d.get("exception") else ""))
     if d["executor"]:
-        lines.append(f"executor {d['executor']} ({d['executor_type'] or 'local'})")
+        kind = d["executor_type"] or "local"
+        if d.get("executor_requested") == "dask":
+            kind += ": no scheduler_address"
+        lines.append(f"executor {d['executor']} ({kind})")
     if d["backend"] or d["host"]:
         lines.append(f"where    {_where(d)}" + (f"  (runner {d['runner']})" if d["runner"] else ""))
     if d["claimed"]:

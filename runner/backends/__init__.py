@@ -1,8 +1,8 @@
 """Backends by executor type, imported on first use so that fabric loads only for SSH.
 
 The runner takes every backend from here, the local pool included. Built-in types: ``local``,
-``ssh``, ``slurm`` (``BUILTIN``: the one list of them; the config file's default executors and
-the SDK's executor classes follow it). A user's own backend is registered by an entry
+``ssh``, ``slurm``, ``dask`` (``BUILTIN``: the one list of them; the config file's default
+executors and the SDK's executor classes follow it). A user's own backend is registered by an entry
 point in the group ``cov.backends`` (``name = "package.module:Class"``) or named directly as an
 executor's ``type: "package.module:Class"`` in the config file.
 """
@@ -19,6 +19,7 @@ BUILTIN: Dict[str, str] = {
     "local": "runner.backends.local:LocalBackend",
     "ssh": "runner.backends.ssh:SSHBackend",
     "slurm": "runner.backends.slurm:SlurmBackend",
+    "dask": "runner.backends.dask:DaskBackend",  # needs distributed (the cov[dask] extra)
 }
 ENTRY_POINT_GROUP = "cov.backends"
 

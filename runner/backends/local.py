@@ -20,7 +20,7 @@ from collections import deque
 from multiprocessing.connection import Connection
 from typing import AbstractSet, Any, Deque, Dict, List, Optional, Tuple, cast
 
-from runner import layout, worker
+from runner import layout, worker_common, worker_pool
 from runner.backends.base import Backend, Completion, Services, Task
 from runner.fs import FILE_MODE
 from runner.outcome import OutcomeHeader
@@ -36,11 +36,11 @@ PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(_
 
 def _worker_main(conn: Any, runner_pid: int, environ: Optional[Dict[str, str]],
                  pipes: List[Tuple[int, int]]) -> None:
-    worker.enter_pool(runner_pid, environ)
+    worker_pool.enter_pool(runner_pid, environ)
     # Daemonic to the runner (reaped at its exit), but a task may start processes of its own
     # (multiprocessing.Pool, ProcessPoolExecutor), as under Covalent's LocalExecutor.
     multiprocessing.current_process().daemon = False
-    worker.serve(conn, pipes)
+    worker_pool.serve(conn, pipes)
 
 
 class _Spawned:
@@ -54,7 +54,7 @@ class _Spawned:
         environ["PYTHONPATH"] = PACKAGE_ROOT + (os.pathsep + environ["PYTHONPATH"]
                                                 if environ.get("PYTHONPATH") else "")
         self.popen = subprocess.Popen(
-            [env["python"], "-c", "from runner.worker import serve_spawned; serve_spawned()",
+            [env["python"], "-c", "from runner.worker_pool import serve_spawned; serve_spawned()",
              str(theirs.fileno()), str(os.getpid()), *map(str, fds)],
             pass_fds=(theirs.fileno(), *fds), env=environ, cwd="/", stdin=subprocess.DEVNULL)
         theirs.close()
@@ -203,7 +203,7 @@ class LocalBackend(Backend):
             task = w.queue.popleft()
             _rescue_output(w, task)
             _keep_captured_output(w.pid, task)
-            where: Dict[str, Any] = {"host": worker.HOST, "pid": w.pid}
+            where: Dict[str, Any] = {"host": worker_common.HOST, "pid": w.pid}
             if w.started is not None:
                 where["start"] = w.started  # the end event's start: when it really started
             if (task.run, task.node) in w.cancelled:

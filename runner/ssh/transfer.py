@@ -3,9 +3,10 @@
 The SSH backend (and Slurm through SSH) copy a task's runner-side transfers here, in its own
 threads: before the task, files of this machine go to the host (``direction: download``, the
 remote side being this machine); after it, the host's files come back (``upload``). Paths follow
-rsync's trailing-slash rule as the worker's local copy does (``runner.worker.copy_path``); a file
-is written under a temporary name and renamed into place on both sides. A relative host path is
-relative to the task's directory there, a ``~/`` one to the login directory.
+rsync's trailing-slash rule as the worker's local copy does
+(``runner.worker_transfers.copy_path``); a file is written under a temporary name and renamed
+into place on both sides. A relative host path is relative to the task's directory there, a
+``~/`` one to the login directory.
 """
 from __future__ import annotations
 

@@ -14,13 +14,14 @@ from runner import layout, outcome, worker
 _SOURCE = """
 def task():
     import sys
-    import layout  # the user's own module of that name, not cov's
-    return layout.MARK, sorted(m for m in ("runner", "outcome") if m in sys.modules)
+    import outcome  # the user's own module of that name, not cov's
+    return outcome.MARK, sorted(m for m in ("runner", *SHIPPED) if m in sys.modules)
 """
 
 
 def _task():
-    namespace = {"__name__": "cov_test_not_importable"}
+    namespace = {"__name__": "cov_test_not_importable",
+                 "SHIPPED": [name for name in worker.SHIPPED_WITH if name != "outcome"]}
     exec(_SOURCE, namespace)
     return namespace["task"]
 
@@ -30,12 +31,13 @@ def test_the_shipped_worker_runs_a_task_without_cov(tmp_path):
     shipped.mkdir()
     files = worker.shipped_files()
     assert list(files)[-1] == layout.WORKER  # written last: its presence means all are there
-    assert set(files) == {layout.WORKER, "layout.py", "outcome.py"}
+    assert set(files) == {layout.WORKER, *(f"{name}.py" for name in worker.SHIPPED_WITH)}
+    assert {"outcome.py", "worker_task.py"} <= set(files)
     for name, data in files.items():
         (shipped / name).write_bytes(data)
     user = tmp_path / "user"
     user.mkdir()
-    (user / "layout.py").write_text("MARK = 'the user layout'\n")
+    (user / "outcome.py").write_text("MARK = 'the user outcome'\n")
     bundle = tmp_path / "bundle.pkl"
     bundle.write_bytes(pickle.dumps({
         "fn": cloudpickle.dumps({"fn": _task(), "name": "task"}), "inputs": [],
@@ -51,4 +53,4 @@ def test_the_shipped_worker_runs_a_task_without_cov(tmp_path):
     payload = outcome.read_outcome_payload(str(result))
     assert payload is not None
     # cov's own modules are neither importable by the task nor in its sys.modules
-    assert pickle.loads(payload) == ("the user layout", [])
+    assert pickle.loads(payload) == ("the user outcome", [])

@@ -117,6 +117,13 @@ def test_cancel_of_named_nodes_skips_finished_ones():
     assert plan({}) == []
 
 
+def test_cancelled_event_of_a_node_that_did_not_run_and_of_a_sublattice():
+    assert engine.cancelled_event(5) == {"ev": "end", "node": 5, "status": CANCELLED}
+    # a sublattice node: its child run was asked to cancel, which the node's error says
+    assert engine.cancelled_event(2, child=True) == {
+        "ev": "end", "node": 2, "status": CANCELLED, "error": "cancelled"}
+
+
 # -- orphan_verdict -------------------------------------------------------------------------------
 def verdict(state: Optional[TaskState], header: Optional[Dict[str, Any]] = None) -> engine.Verdict:
     asked: List[bool] = []

@@ -1,0 +1,205 @@
+"""Claiming and submitting ready nodes, and the claims of others: fencing (a runner stopped
+past the stale limit must not run what others took over), adopting dead runners' attempts,
+cancel requests.
+
+Part of ``Runner`` (``runner.runner_base`` says how it is cut).
+"""
+from __future__ import annotations
+
+import os
+import time
+from typing import Dict, List, Optional, Set, Tuple
+
+from runner import engine
+from runner.backends import Backend
+from runner.journal import ActiveRun
+from runner.liveness import HOST, RunnerRegistry, fence_path
+from runner.state import CANCELLED
+from runner.sublattices import Sublattices
+
+
+class Claims(Sublattices):
+    """The runner's claims: taking them, losing them, taking over a dead runner's."""
+
+    # -- claiming and submitting -----------------------------------------------------------
+    def _schedule_all(self) -> None:
+        if self.journal.stalled():
+            return  # a claim is an event: none can be written now
+        for run in list(self.active.values()):
+            if run.state.finished or not run.schedule.ready or run.busy():
+                continue
+            with self._run_boundary(run.path):
+                self._schedule(run)
+
+    def _schedule(self, run: ActiveRun) -> None:
+        """Claim as many ready nodes as the backends take now, lowest id first."""
+        chosen: List[Tuple[int, Backend]] = []
+        skipped: List[int] = []
+        room: Dict[int, int] = {}
+        full: Set[int] = set()
+        while True:
+            taken = run.schedule.take_ready(1)
+            if not taken:
+                break
+            node_id = taken[0]
+            config = run.manifest.executors.get(run.manifest.node(node_id).executor or "local",
+                                                {"type": "local"})
+            backend = self._backend(config, run.env)
+            key = id(backend)
+            left = room[key] if key in room else backend.capacity()
+            if left <= 0:
+                skipped.append(node_id)
+                full.add(key)
+                if len(full) >= len(self.backends) or len(skipped) > 64:
+                    break
+                continue
+            room[key] = left - 1
+            chosen.append((node_id, backend))
+        run.schedule.put_back(skipped)
+        if not chosen:
+            return
+        claimed = self._claim(run, [n for n, _ in chosen])
+        for node_id, _ in chosen:
+            if node_id in claimed:
+                continue
+            if engine.claimed_elsewhere(run.state.tasks.get(node_id), self.id):
+                run.schedule.mark_active(node_id)
+            else:
+                run.schedule.put_back([node_id])
+        for node_id, backend in chosen:
+            if node_id not in claimed:
+                continue
+            spec = engine.task_for(run.manifest, node_id, claimed[node_id], run.path, self.fence)
+            run.ours[node_id] = spec
+            try:
+                backend.submit(spec)
+            except Exception as exc:  # noqa: BLE001 - a backend failing to submit fails the task
+                del run.ours[node_id]
+                self._end(run, node_id, spec.attempt, {
+                    "ok": False, "reason": "submit", "start": time.time(),
+                    "error": f"could not submit task '{spec.name}': {type(exc).__name__}: {exc}"})
+        for backend in {id(b): b for _, b in chosen}.values():
+            backend.flush()
+
+    def _claim(self, run: ActiveRun, nodes: List[int], attempt: Optional[int] = None,
+               adopt: bool = False) -> Dict[int, int]:
+        """Claim nodes under the run lock after re-reading the log; returns node -> attempt."""
+        claimed: Dict[int, int] = {}
+        with self.journal.locked(run) as held:
+            if not held:
+                return {}  # nothing is claimed; the nodes are taken again on a later step
+            run.catch_up()
+            for node in nodes:
+                task = run.state.tasks.get(node)
+                verdict = engine.claimable(
+                    task, self.id, node in run.ours, adopt, self.registry.alive,
+                    lambda number: self._finished_on_disk(run, node, number))
+                if verdict == "no":
+                    continue
+                if verdict == "takeover":
+                    assert task is not None and task.runner is not None
+                    if not self.fences.fence_off(task.runner):
+                        continue  # a dead runner's claim, taken over only once it is fenced off
+                claimed[node] = attempt if attempt is not None else \
+                    (task.attempt + 1 if task else 1)
+            events = engine.claim_events(run.manifest, claimed, self.id, HOST, run.state.status)
+            if not self.journal.append(run, run.pending + events):
+                return {}  # nothing was written: nothing is claimed
+            run.pending = []
+        return claimed
+
+    # -- fencing: a runner stopped past the stale limit must not run what others took over ----
+    def _check_fenced(self) -> None:
+        """If another runner fenced us off, drop every attempt we hold and go on under a new
+        id: the claims of the old one are a dead runner's, adopted from their outcomes (by
+        whichever runner gets there first, us included) or run again."""
+        if not os.path.exists(self.fence):
+            return
+        old = self.id
+        self._log(f"runner {old} was taken for dead (stopped or stalled past the stale limit) "
+                  "and its claims taken over; dropping the attempts it held")
+        for run in self.active.values():
+            run.catch_up()
+            for node, task in list(run.ours.items()):
+                self._backend(task.executor, run.env).drop(task)
+                del run.ours[node]
+            run.pending = [e for e in run.pending if engine.still_applies(run.state.tasks, e)]
+        self.id = f"{HOST}:{os.getpid()}:{int(time.time() * 1000)}"
+        self.registry = RunnerRegistry(self.home, self.id)
+        self.fence = str(fence_path(self.home, self.id))
+        self._beat_written = False
+        self._write_heartbeat()
+
+    def _drop_lost_claims(self, run: ActiveRun) -> None:
+        """Attempts we hold whose claim is now another runner's (read from the log)."""
+        for node, task in list(run.ours.items()):
+            claim = run.state.tasks.get(node)
+            if claim is not None and not claim.finished and (
+                    claim.runner != self.id or claim.attempt != task.attempt):
+                self._backend(task.executor, run.env).drop(task)
+                del run.ours[node]
+
+    @staticmethod
+    def _finished_on_disk(run: ActiveRun, node: int, attempt: int) -> bool:
+        """A dead runner's attempt whose outcome is complete: ``_adopt_orphans`` records it;
+        it is never run again."""
+        header = run.dir.outcome_header(node)
+        return header is not None and header.get("attempt", attempt) == attempt
+
+    # -- other runners' claims and cancel requests ------------------------------------------
+    def _adopt_orphans(self, run: ActiveRun) -> None:
+        """Nodes claimed by runners that died: finish them from their outcome, or rerun."""
+        self._drop_lost_claims(run)
+        for node in list(run.schedule.active):
+            if node in run.ours:
+                continue
+            task = run.state.tasks.get(node)
+            verdict = engine.orphan_verdict(task, self.registry.alive,
+                                            lambda: run.dir.outcome_header(node))
+            if verdict.kind == "skip":
+                continue
+            assert task is not None
+            if verdict.kind == "child":
+                assert task.child is not None
+                run.children[node] = task.child
+            elif verdict.kind == "started":
+                assert verdict.header is not None
+                self._follow_child(run, node, verdict.header["child"])
+            elif verdict.kind == "end":
+                assert verdict.header is not None
+                self._end(run, node, task.attempt, verdict.header)
+            elif verdict.kind == "reattach":
+                handle = dict(task.handle or {})  # the re-claim below clears task.handle
+                spec = engine.task_for(run.manifest, node, task.attempt, run.path, self.fence)
+                backend = self._backend(spec.executor, run.env)
+                claimed = self._claim(run, [node], attempt=task.attempt, adopt=True)
+                if run.busy():
+                    continue  # its lock is held elsewhere: a later pass adopts it
+                if claimed and backend.reattach(spec, handle):
+                    run.ours[node] = spec
+                    continue
+                run.schedule.put_back([node])  # it never finished: run it again
+            else:
+                run.schedule.put_back([node])  # it never finished: run it again
+
+    def _check_cancel(self, run: ActiveRun) -> None:
+        try:
+            stamp = run.dir.cancel_path.stat().st_mtime
+        except FileNotFoundError:
+            return
+        if stamp == run.cancel_stamp:
+            return
+        run.cancel_stamp = stamp
+        plan = engine.cancel_targets(
+            run.dir.cancel_request() or {}, run.schedule.unfinished(), run.schedule.finished,
+            run.ours, run.children, run.schedule.active,
+            lambda n: getattr(run.state.tasks.get(n), "runner", None), self.registry.alive)
+        for node, action in plan:
+            if action == "backend":
+                self._backend(run.ours[node].executor, run.env).cancel(run.path, node)
+                continue
+            if action == "child":
+                self._cancel_child(run.children.pop(node))
+                run.ours.pop(node, None)  # its build task is long done; the child is cancelled
+            run.pending.append(engine.cancelled_event(node, child=action == "child"))
+            run.schedule.finish(node, CANCELLED)
