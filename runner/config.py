@@ -91,6 +91,7 @@ EXECUTOR_FIELDS: Dict[str, Tuple[str, Callable[[Any], bool]]] = {
     "use_srun": ("true or false", _optional(_of(bool))),
     "shared_filesystem": ("true or false", _optional(_of(bool))),
     "scheduler_address": ("a Dask scheduler address (tcp://host:port)", _optional(_of(str))),
+    "persistent_worker": ("true or false", _optional(_of(bool))),
 }
 
 

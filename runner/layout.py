@@ -24,6 +24,9 @@ RUNNERS = ".runners"  # heartbeats <host>-<pid>.json, <runner id>.fenced, the fi
 SPAWN_LOCK = "spawn.lock"  # in .runners/: held while a runner is being started
 RUNNER_LOG = "runner.log"  # in .runners/: the runners' own output
 LAST_FAILURE = "last-failure"  # in .runners/: JSON; not *.json, the heartbeat files' pattern
+RUNNER_JOB = "runner-job"  # in .runners/: JSON (not *.json): the Slurm job that runs the runner
+RUNNER_JOB_SCRIPT = "runner-job.sh"  # in .runners/: that job's sbatch script (runner/runner_job)
+RUNNER_JOB_LOG_PREFIX = "runner-job-"  # in .runners/: runner-job-<job id>.out, the job's output
 UNREADABLE = ".unreadable"  # .unreadable/<run>: why a runner set that run aside
 TMP_PREFIX = ".tmp-"  # .tmp-<dispatch id>.<random>/: a run being created (dispatch)
 TRASH_PREFIX = ".rm-"  # .rm-<dispatch id>/: a run being removed (``cov rm``)
@@ -51,6 +54,20 @@ def is_heartbeat_name(name: str) -> bool:
 def fence_path(home: Path, runner_id: str) -> Path:
     """Exists once another runner took ``runner_id``'s claims over (runner/fencing.py)."""
     return runners_dir(home) / f"{runner_id}.fenced"
+
+
+def runner_job_path(home: Path) -> Path:
+    """The record of the Slurm job that runs this home's runner (``cov runner start --as-job``)."""
+    return runners_dir(home) / RUNNER_JOB
+
+
+def runner_job_script_path(home: Path) -> Path:
+    return runners_dir(home) / RUNNER_JOB_SCRIPT
+
+
+def runner_job_log_path(home: Path, job: Part) -> Path:
+    """The runner job's own output (``%j`` for sbatch's ``--output``): Slurm's messages."""
+    return runners_dir(home) / f"{RUNNER_JOB_LOG_PREFIX}{job}.out"
 
 
 def unreadable_dir(home: Path) -> Path:

@@ -19,7 +19,8 @@ LAYOUT_OWNERS = {"runner/layout.py": "every name of a runs home and of a run dir
 # Whole names, and the beginnings of names (a string, or an f-string starting with one).
 LAYOUT_NAMES = {
     # a runs home
-    ".runners", "spawn.lock", "runner.log", "last-failure", ".unreadable",
+    ".runners", "spawn.lock", "runner.log", "last-failure", ".unreadable", "runner-job",
+    "runner-job.sh",
     # a run directory
     "manifest.yaml", "tasks.pkl", "events.jsonl", "run.lock", "cancel.json", "results", "logs",
     "result.pkl", "report.html", "env.json", "sources.json", "secrets", "executors.json",
@@ -28,7 +29,7 @@ LAYOUT_NAMES = {
     "stdout.log", "stderr.log", "launch.log",
 }
 # (``<file>.tmp-<pid>-<random>``, an atomic write's temporary name, is runner/fs.py's, not these)
-LAYOUT_PREFIXES = {".tmp-", ".rm-", ".capture-", ".submit-"}
+LAYOUT_PREFIXES = {".tmp-", ".rm-", ".capture-", ".submit-", "runner-job-"}
 # Paths written into shell text by hand (docstrings aside).
 LAYOUT_PATH_PARTS = ("results/", "logs/", "slurm/", "bundles/", ".runners/", "/worker.py",
                      "/bundle.pkl", "/launch.log", "/pid")
