@@ -108,10 +108,12 @@ def start_runner_early() -> None:
     (the larger part of a small run's fixed cost) overlap with building, pickling and writing
     the run, on another core. Best effort: ``start_runner`` after the run is written is the one
     that reports a failure (or starts another if this one went idle meanwhile). Nothing starts
-    in a dry run."""
+    in a dry run, nor with a config mistake (``prepare_run`` reports it; a runner started now
+    would only die of it)."""
     if INTERCEPT or os.environ.get("COV_NO_RUNNER"):
         return
     try:
+        check_config()
         ensure_running(runs_home())
     except Exception:  # noqa: BLE001 - said again, with its hint, by start_runner
         pass
