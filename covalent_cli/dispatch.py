@@ -48,6 +48,8 @@ DISPATCHED: List[str] = []
 # The name and tags of the top-level runs this process dispatches: `cov dispatch --name/--tag`
 # sets them, so the runs a script dispatches itself get them too.
 LABELS: Dict[str, Any] = {"name": None, "tags": ()}
+# `cov dispatch --cache`: every task of the runs this process dispatches uses the result cache.
+CACHE_ALL: Dict[str, bool] = {"on": False}
 
 
 def dispatch(lattice: Lattice, dispatcher_addr: Optional[str] = None, *,
@@ -314,6 +316,8 @@ def _node_spec(node: GraphNode, graph: Graph, lattice: Lattice, packer: Packer,
         return blob
 
     owner = node.owner if node.owner is not None else function
+    spec.cache = node.kind == ELECTRON and (CACHE_ALL["on"] or bool(getattr(node.owner, "cache",
+                                                                              False)))
     spec.fingerprint = packer.fingerprint(owner, function, hooks, spec.executor,
                                           executors.table.get(spec.executor or ""))
     if node.kind == ELECTRON:

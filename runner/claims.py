@@ -12,13 +12,14 @@ from typing import Dict, List, Optional, Set, Tuple
 
 from runner import engine
 from runner.backends import Backend
+from runner.cache_hook import CacheHook
 from runner.journal import ActiveRun
 from runner.liveness import HOST, RunnerRegistry, fence_path
 from runner.state import CANCELLED
 from runner.sublattices import Sublattices
 
 
-class Claims(Sublattices):
+class Claims(Sublattices, CacheHook):
     """The runner's claims: taking them, losing them, taking over a dead runner's."""
 
     # -- claiming and submitting -----------------------------------------------------------
@@ -34,6 +35,7 @@ class Claims(Sublattices):
     def _schedule(self, run: ActiveRun) -> None:
         """Claim as many ready nodes as the backends take now, lowest id first."""
         chosen: List[Tuple[int, Backend]] = []
+        hits: Dict[int, str] = {}  # node -> its key in the result cache: claimed, not run
         skipped: List[int] = []
         room: Dict[int, int] = {}
         full: Set[int] = set()
@@ -42,6 +44,10 @@ class Claims(Sublattices):
             if not taken:
                 break
             node_id = taken[0]
+            key_found = self._cache_key(run, node_id)
+            if key_found is not None:
+                hits[node_id] = key_found  # takes no room in a backend
+                continue
             config = run.manifest.executors.get(run.manifest.node(node_id).executor or "local",
                                                 {"type": "local"})
             backend = self._backend(config, run.env)
@@ -56,12 +62,17 @@ class Claims(Sublattices):
             room[key] = left - 1
             chosen.append((node_id, backend))
         run.schedule.put_back(skipped)
-        if not chosen:
+        if not chosen and not hits:
             return
-        claimed = self._claim(run, [n for n, _ in chosen])
-        for node_id, _ in chosen:
-            if node_id in claimed:
-                continue
+        claimed = self._claim(run, [n for n, _ in chosen] + list(hits))
+        for node_id, cache_key in hits.items():
+            if node_id in claimed and not self._take_cached(run, node_id, claimed[node_id],
+                                                            cache_key):
+                config = run.manifest.executors.get(run.manifest.node(node_id).executor or "local",
+                                                    {"type": "local"})
+                chosen.append((node_id, self._backend(config, run.env)))  # gone since: run it
+        for node_id in [n for n in hits if n not in claimed] + \
+                [n for n, _ in chosen if n not in claimed]:
             if engine.claimed_elsewhere(run.state.tasks.get(node_id), self.id):
                 run.schedule.mark_active(node_id)
             else:

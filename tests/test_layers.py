@@ -19,7 +19,7 @@ LAYOUT_OWNERS = {"runner/layout.py": "every name of a runs home and of a run dir
 # Whole names, and the beginnings of names (a string, or an f-string starting with one).
 LAYOUT_NAMES = {
     # a runs home
-    ".runners", "spawn.lock", "runner.log", "last-failure", ".unreadable",
+    ".runners", "spawn.lock", "runner.log", "last-failure", ".unreadable", ".result-cache",
     # a run directory
     "manifest.yaml", "tasks.pkl", "events.jsonl", "run.lock", "cancel.json", "results", "logs",
     "result.pkl", "report.html", "env.json", "sources.json", "secrets", "executors.json",

@@ -36,23 +36,26 @@ from runner.state import COMPLETED, TERMINAL, RunState
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON document: the dispatch ids (with --wait, each run's result).")
 @click.option("--dry-run", is_flag=True, help="Build the graph, print its tasks; write no run.")
+@click.option("--cache", "use_cache", is_flag=True,
+              help="Every task uses the result cache (as @ct.electron(cache=True)).")
 @pass_ctx
 def dispatch(ctx: Context, script: str, lattice_name: Optional[str], pairs: Tuple[str, ...],
              args_file: Optional[str], name: Optional[str], tags: Tuple[str, ...], wait_: bool,
-             quiet: bool, as_json: bool, dry_run: bool) -> None:
+             quiet: bool, as_json: bool, dry_run: bool, use_cache: bool) -> None:
     """Run SCRIPT (a Covalent script) and dispatch its lattice.
 
     If the script dispatches on its own when run (the usual Covalent script), those dispatches
     are reported; otherwise its one lattice (or LATTICE) is dispatched with the -a arguments.
     """
     from covalent_cli.cli import dry_run_cmd
-    from covalent_cli.dispatch import LABELS, start_runner
+    from covalent_cli.dispatch import CACHE_ALL, LABELS, start_runner
     from covalent_cli.dryrun import load_script
     from covalent_cli.script import find_lattices
 
     dry = dry_run_cmd.start() if dry_run else None  # runs are reported, not written
     args, kwargs = parse_args(pairs, args_file)
     LABELS.update(name=label(name, "--name"), tags=tuple(label(t, "--tag") for t in tags))
+    CACHE_ALL["on"] = use_cache
     given = [what for what, used in (("-a", pairs), ("--args-file", args_file),
                                      ("LATTICE", lattice_name)) if used]
     namespace, ids = load_script(script, refuse="/".join(given))
