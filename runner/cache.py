@@ -30,7 +30,8 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from runner.fs import atomic_write
 from runner.layout import CACHE_INDEX_SUFFIX, cache_dir, cache_entry_paths
-from runner.manifest import ELECTRON, PARAMETER, Manifest, NodeSpec
+from runner.manifest import (ATTRIBUTE, COLLECTION, ELECTRON, OPERATOR, PARAMETER, Manifest,
+                             NodeSpec)
 from runner.outcome import read_outcome_payload
 from runner.rundir import RunDir
 
@@ -77,9 +78,14 @@ class KeyParts:
                 "inputs": [list(i) for i in self.inputs]}
 
 
+# The reshaping nodes dispatch marks cached when they feed a cached task.
+CACHED_RESHAPING = frozenset({COLLECTION, ATTRIBUTE, OPERATOR})
+
+
 def cacheable(node: NodeSpec) -> bool:
-    """A task the cache applies to: an electron marked ``cache=True`` (sublattices never)."""
-    return node.cache and node.kind == ELECTRON
+    """A node the cache applies to: an electron marked ``cache=True`` (sublattices never) and
+    the lists, items and operators that feed one."""
+    return node.cache and (node.kind == ELECTRON or node.kind in CACHED_RESHAPING)
 
 
 def input_label(param: str, index: Optional[int]) -> str:

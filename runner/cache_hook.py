@@ -48,6 +48,7 @@ class CacheHook(RunnerBase):
                         "cached_from": f"{entry.get('run')}/{entry.get('node')}"}
         run.schedule.finish(node_id, COMPLETED)
         run.pending.append(event)
+        self.wake()  # its children may be ready now: no file changes to wake the loop for them
         return True
 
     def _cache_result(self, run: ActiveRun, node: int, status: str) -> None:
