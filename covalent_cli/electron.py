@@ -83,7 +83,9 @@ def electron(_func: Optional[Callable[..., Any]] = None, *, backend: Any = None,
     None means the lattice's. ``deps_bash``, ``deps_pip``, ``call_before``, ``call_after`` run in
     the task's environment, in that order, around it. ``files`` is a list of
     ``ct.fs.FileTransfer``: copies before or after the task, whose (from, to) paths the task
-    receives as its ``files`` keyword argument.
+    receives as its ``files`` keyword argument. ``cache=True`` (cov's own): a task with the same
+    code and input values as an earlier completed one, in any run of the home, takes that
+    result instead of running (docs/cache.md).
     """
     chosen = executor if executor is not None else backend
 
