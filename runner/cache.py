@@ -100,18 +100,23 @@ class ResultCache:
         self.max_size = max_size
         # (run path, node) -> the hash of that node's pickled result; results never change
         self._hashes: Dict[Tuple[str, int], str] = {}
+        self._executors: Dict[Tuple[str, Optional[str]], str] = {}  # (run, executor) -> hash
         self._total: Optional[int] = None  # bytes in the cache, as last counted plus added
 
     # -- keys ------------------------------------------------------------------------------
     def key_parts(self, run: RunDir, manifest: Manifest, node_id: int) -> Optional[KeyParts]:
         """The parts of ``node_id``'s key, or None if an input's value cannot be read."""
         node = manifest.node(node_id)
-        executor = manifest.executors.get(node.executor or "local", {"type": "local"})
-        parts = KeyParts(node.name, node.fingerprint or "",
-                         _digest(json.dumps(executor, sort_keys=True, default=str).encode()))
+        run_path = str(run.path)
+        executor_hash = self._executors.get((run_path, node.executor))
+        if executor_hash is None:
+            executor = manifest.executors.get(node.executor or "local", {"type": "local"})
+            executor_hash = self._executors[(run_path, node.executor)] = _digest(
+                json.dumps(executor, sort_keys=True, default=str).encode())
+        parts = KeyParts(node.name, node.fingerprint or "", executor_hash)
         params = [edge.param for edge in node.parents]
         for edge in node.parents:
-            value = self._input_hash(run, manifest.node(edge.node))
+            value = self._input_hash(run, run_path, manifest.node(edge.node))
             if value is None:
                 return None
             # the edge's own order decides the call: the label is for people (--why)
@@ -120,8 +125,8 @@ class ResultCache:
             parts.inputs.append((label, value))
         return parts
 
-    def _input_hash(self, run: RunDir, parent: NodeSpec) -> Optional[str]:
-        memo = (str(run.path), parent.id)
+    def _input_hash(self, run: RunDir, run_path: str, parent: NodeSpec) -> Optional[str]:
+        memo = (run_path, parent.id)
         found = self._hashes.get(memo)
         if found is not None:
             return found
@@ -138,11 +143,13 @@ class ResultCache:
         """Drop the hashes of a run no longer served."""
         for memo in [m for m in self._hashes if m[0] == run_path]:
             del self._hashes[memo]
+        for known in [m for m in self._executors if m[0] == run_path]:
+            del self._executors[known]
 
     # -- hits ------------------------------------------------------------------------------
     def has(self, key: str) -> bool:
         index, result = cache_entry_paths(self.home, key)
-        return index.exists() and result.exists()
+        return os.path.exists(index) and os.path.exists(result)
 
     def take(self, key: str, dest: Path) -> Optional[Dict[str, Any]]:
         """Put entry ``key``'s result at ``dest`` (a run's result file); its index, or None on
@@ -151,14 +158,14 @@ class ResultCache:
         entry = _read_index(index_path)
         if entry is None:
             return None
-        tmp = dest.with_name(f"{dest.name}.cache-{os.getpid()}-{secrets.token_hex(3)}")
+        tmp = f"{dest}.cache-{os.getpid()}-{secrets.token_hex(3)}"
         try:
             _link_or_copy(result, tmp)
         except OSError:
             return None  # evicted (or never whole): a miss
         # Linked first, checked after: a file removed from the cache after our link is still
         # ours whole; a torn one fails here.
-        if read_outcome_payload(str(tmp)) is None:
+        if read_outcome_payload(tmp) is None:
             _unlink(tmp)
             return None
         os.replace(tmp, dest)
@@ -177,15 +184,15 @@ class ResultCache:
             return False
         if read_outcome_payload(str(source)) is None:
             return False  # not a whole successful outcome: never cached
-        index_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = result.with_name(f"{result.name}.tmp-{os.getpid()}-{secrets.token_hex(3)}")
+        os.makedirs(os.path.dirname(index_path), exist_ok=True)
+        tmp = f"{result}.tmp-{os.getpid()}-{secrets.token_hex(3)}"
         try:
             _link_or_copy(source, tmp)
             os.replace(tmp, result)
         except OSError:
             _unlink(tmp)
             return False
-        size = result.stat().st_size
+        size = os.stat(result).st_size
         entry = {"key": key, "name": parts.name, "run": run_id, "node": node, "size": size,
                  "created": time.time(), "parts": parts.to_dict()}
         atomic_write(index_path, json.dumps(entry).encode())
@@ -252,9 +259,10 @@ def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _read_index(path: Path) -> Optional[Dict[str, Any]]:
+def _read_index(path: "str | Path") -> Optional[Dict[str, Any]]:
     try:
-        entry = json.loads(path.read_bytes())
+        with open(path, "rb") as f:
+            entry = json.loads(f.read())
     except (OSError, ValueError):
         return None
     if not isinstance(entry, dict) or not isinstance(entry.get("key"), str) or \
@@ -263,7 +271,7 @@ def _read_index(path: Path) -> Optional[Dict[str, Any]]:
     return entry
 
 
-def _link_or_copy(source: Path, dest: Path) -> None:
+def _link_or_copy(source: "str | Path", dest: str) -> None:
     """A hard link (a copy if ``dest`` is on another filesystem)."""
     try:
         os.link(source, dest)
@@ -273,7 +281,7 @@ def _link_or_copy(source: Path, dest: Path) -> None:
         shutil.copyfile(source, dest)
 
 
-def _unlink(path: Path) -> None:
+def _unlink(path: str) -> None:
     try:
         os.unlink(path)
     except FileNotFoundError:

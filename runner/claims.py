@@ -19,6 +19,9 @@ from runner.state import CANCELLED
 from runner.sublattices import Sublattices
 
 
+_MAX_HIT_ROUNDS = 50  # rounds of cache hits in one step: the loop's other work waits no longer
+
+
 class Claims(Sublattices, CacheHook):
     """The runner's claims: taking them, losing them, taking over a dead runner's."""
 
@@ -33,7 +36,14 @@ class Claims(Sublattices, CacheHook):
                 self._schedule(run)
 
     def _schedule(self, run: ActiveRun) -> None:
-        """Claim as many ready nodes as the backends take now, lowest id first."""
+        """Claim as many ready nodes as the backends take now, lowest id first; again while
+        cache hits make more ready (a layered graph of hits in one step, not one per layer)."""
+        for _ in range(_MAX_HIT_ROUNDS):
+            if not self._schedule_round(run) or run.busy() or self.journal.stalled():
+                break
+
+    def _schedule_round(self, run: ActiveRun) -> int:
+        """One round of ``_schedule``; returns how many nodes the result cache finished."""
         chosen: List[Tuple[int, Backend]] = []
         hits: Dict[int, str] = {}  # node -> its key in the result cache: claimed, not run
         skipped: List[int] = []
@@ -63,11 +73,15 @@ class Claims(Sublattices, CacheHook):
             chosen.append((node_id, backend))
         run.schedule.put_back(skipped)
         if not chosen and not hits:
-            return
+            return 0
         claimed = self._claim(run, [n for n, _ in chosen] + list(hits))
+        finished = 0
         for node_id, cache_key in hits.items():
-            if node_id in claimed and not self._take_cached(run, node_id, claimed[node_id],
-                                                            cache_key):
+            if node_id not in claimed:
+                continue
+            if self._take_cached(run, node_id, claimed[node_id], cache_key):
+                finished += 1
+            else:
                 config = run.manifest.executors.get(run.manifest.node(node_id).executor or "local",
                                                     {"type": "local"})
                 chosen.append((node_id, self._backend(config, run.env)))  # gone since: run it
@@ -91,6 +105,7 @@ class Claims(Sublattices, CacheHook):
                     "error": f"could not submit task '{spec.name}': {type(exc).__name__}: {exc}"})
         for backend in {id(b): b for _, b in chosen}.values():
             backend.flush()
+        return finished
 
     def _claim(self, run: ActiveRun, nodes: List[int], attempt: Optional[int] = None,
                adopt: bool = False) -> Dict[int, int]:

@@ -69,10 +69,11 @@ def cache_dir(home: Path) -> Path:
     return home / CACHE
 
 
-def cache_entry_paths(home: Path, key: str) -> "tuple[Path, Path]":
-    """(index, result) of the cache entry ``key`` (a hex digest)."""
-    folder = cache_dir(home) / key[:2]
-    return folder / f"{key}{CACHE_INDEX_SUFFIX}", folder / f"{key}{CACHE_RESULT_SUFFIX}"
+def cache_entry_paths(home: Path, key: str) -> "tuple[str, str]":
+    """(index, result) of the cache entry ``key`` (a hex digest); plain strings, as the
+    runner asks for them per ready task."""
+    folder = os.path.join(home, CACHE, key[:2], key)
+    return folder + CACHE_INDEX_SUFFIX, folder + CACHE_RESULT_SUFFIX
 
 
 def trash_path(home: Path, dispatch_id: str) -> Path:
