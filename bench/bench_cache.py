@@ -26,11 +26,22 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 
+WORK_S = 0.0  # CPU seconds each task burns (--work-ms; pickled with the tasks by value)
+
+
+def _work() -> None:
+    end = time.perf_counter() + WORK_S
+    while time.perf_counter() < end:
+        pass
+
+
 def inc(x: int) -> int:
+    _work()
     return x + 1
 
 
 def layer(xs: List[int], j: int) -> int:
+    _work()
     return sum(xs) % 1000 + j
 
 
@@ -95,7 +106,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--tasks", type=int, default=1000)
+    parser.add_argument("--work-ms", type=float, default=0.0,
+                        help="CPU milliseconds each task burns (0: trivial tasks, the runner's "
+                             "own cost alone)")
     args = parser.parse_args()
+    global WORK_S
+    WORK_S = args.work_ms / 1000
     work = Path(tempfile.mkdtemp(prefix="cov-bench-cache-"))
     home = work / "home"
     (work / "config.yaml").write_text("runner:\n  idle_timeout: 10\n")
@@ -112,7 +128,7 @@ def main() -> None:
         stop_runners(home)
         shutil.rmtree(work, ignore_errors=True)
     for row in rows:
-        print(f"{row['graph']:<7} {args.tasks} tasks: first {row['first_s']:.2f} s, "
+        print(f"{row['graph']:<7} {args.tasks} tasks of {args.work_ms:g} ms: first {row['first_s']:.2f} s, "
               f"re-dispatched unchanged {row['again_s']:.2f} s -> {row['ratio'] * 100:.1f} % "
               f"(target <= 10 %), {row['cache_hits_in_last_rerun']} cache hits "
               f"(medians of {args.rounds})")
