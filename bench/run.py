@@ -9,6 +9,10 @@ outside, as in shared/reference/peer-benchmarks.md. Medians are reported. Per-ta
 threads: the fastest of each in peer-benchmarks.md; bench/peer_*.py) run in the same rounds
 when they are installed (`pip install -e .[bench]`); the trials of one workload are interleaved
 (pool, cov, peers, pool, cov, ...) so that a load on the machine falls on all of them alike.
+
+The trials run without PYTHONDONTWRITEBYTECODE: with it, every cold cov process compiles its
+~60 modules from source (0.1-0.4 s) where an installed cov, like the peers in site-packages,
+loads their .pyc files.
 """
 from __future__ import annotations
 
@@ -27,8 +31,13 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+from bench.steady import steady_ms  # noqa: E402
+
 TASKS = {"W1": 1001, "W2": 200, "W3": 1001, "W4": 41}
 # peer name -> (the module it needs, its script's arguments after the workload)
+# The environment of every trial: as a user's, who has bytecode caches (see the docstring).
+BASE_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 PEERS = {"dask": ("dask", [str(HERE / "peer_dask.py"), "threads"]),
          "parsl": ("parsl", [str(HERE / "peer_parsl.py"), "threads"])}
 
@@ -41,7 +50,8 @@ def peer_trial(workload: str, peer: str) -> dict:
     """One cold run of a peer's script (it exits 0 when it printed the expected result)."""
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, PEERS[peer][1][0], workload, *PEERS[peer][1][1:]],
-                          capture_output=True, text=True, timeout=600, cwd=tempfile.gettempdir())
+                          capture_output=True, text=True, timeout=600, cwd=tempfile.gettempdir(),
+                          env=BASE_ENV)
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"{workload} {peer} failed:\n{proc.stdout}\n{proc.stderr}")
@@ -50,7 +60,7 @@ def peer_trial(workload: str, peer: str) -> dict:
 
 def trial(workload: str, mode: str) -> dict:
     home = Path(tempfile.mkdtemp(prefix="cov-bench-"))
-    env = {**os.environ, "COV_HOME": str(home / "runs"), "COV_CONFIG": str(home / "config.yaml"),
+    env = {**BASE_ENV, "COV_HOME": str(home / "runs"), "COV_CONFIG": str(home / "config.yaml"),
            "PYTHONPATH": str(ROOT)}
     (home / "config.yaml").write_text("runner:\n  idle_timeout: 2\n")
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
@@ -66,6 +76,7 @@ def trial(workload: str, mode: str) -> dict:
     if mode == "cov":
         subprocess.run([sys.executable, "-m", "covalent_cli.cli", "runner", "stop"], env=env,
                        capture_output=True, timeout=60)
+        report["steady_ms"] = steady_ms(workload, home / "runs")
     shutil.rmtree(home, ignore_errors=True)
     return report
 
@@ -85,7 +96,27 @@ def measure(workload: str, n: int, peers: tuple = ()) -> dict:
         rows[mode] = {"median": statistics.median(walls), "min": min(walls), "max": max(walls),
                       "rss": max(r.get("runner_rss_mb", 0) or r["client_rss_mb"] for r in results),
                       "client_rss": max(r["client_rss_mb"] for r in results)}
+        steady = [r["steady_ms"] for r in results if r.get("steady_ms") is not None]
+        rows[mode]["steady_ms"] = statistics.median(steady) if steady else None
     return rows
+
+
+def cold_hello(n: int) -> dict:
+    """``cov dispatch workflows/hello.py --wait`` in a fresh home with no runner, n times."""
+    times = []
+    for _ in range(n):
+        home = Path(tempfile.mkdtemp(prefix="cov-bench-"))
+        env = {**BASE_ENV, "COV_HOME": str(home / "runs"), "COV_CONFIG": str(home / "config.yaml"),
+               "PYTHONPATH": str(ROOT)}
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "covalent_cli.cli", "dispatch",
+                        str(ROOT / "workflows" / "hello.py"), "--wait"], env=env, cwd=str(ROOT),
+                       capture_output=True, check=True, timeout=120)
+        times.append(time.perf_counter() - start)
+        subprocess.run([sys.executable, "-m", "covalent_cli.cli", "runner", "stop"], env=env,
+                       capture_output=True, timeout=60)
+        shutil.rmtree(home, ignore_errors=True)
+    return {"median": statistics.median(times), "min": min(times), "max": max(times)}
 
 
 def dispatch_10k(n: int) -> dict:
@@ -99,7 +130,7 @@ def dispatch_10k(n: int) -> dict:
     times = []
     for _ in range(n):
         home = Path(tempfile.mkdtemp(prefix="cov-bench-"))
-        env = {**os.environ, "COV_HOME": str(home), "COV_NO_RUNNER": "1", "PYTHONPATH": str(ROOT)}
+        env = {**BASE_ENV, "COV_HOME": str(home), "COV_NO_RUNNER": "1", "PYTHONPATH": str(ROOT)}
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                              env=env, check=True).stdout
         times.append(float(out.strip()))
@@ -110,9 +141,10 @@ def dispatch_10k(n: int) -> dict:
 def run_10k(n_nodes: int = 10_000) -> dict:
     """A 10,000-node run end to end: wall, runner peak RSS, and `cov status --json` time."""
     home = Path(tempfile.mkdtemp(prefix="cov-bench-"))
-    env = {**os.environ, "COV_HOME": str(home / "runs"), "COV_CONFIG": str(home / "config.yaml"),
+    env = {**BASE_ENV, "COV_HOME": str(home / "runs"), "COV_CONFIG": str(home / "config.yaml"),
            "PYTHONPATH": str(ROOT)}
-    (home / "config.yaml").write_text("runner:\n  idle_timeout: 2\n")
+    # long enough that the runner is still there to be asked for its peak RSS (it is stopped below)
+    (home / "config.yaml").write_text("runner:\n  idle_timeout: 60\n")
     code = (
         "import json, time, covalent_cli as ct\n"
         "from bench.workloads import runner_peak_rss_mb\n"
@@ -142,7 +174,7 @@ def run_10k(n_nodes: int = 10_000) -> dict:
 def idle_cpu(seconds: float = 5.0) -> float:
     """CPU % of a runner with nothing to do (its heartbeat and rescans only)."""
     home = Path(tempfile.mkdtemp(prefix="cov-bench-"))
-    env = {**os.environ, "COV_HOME": str(home), "PYTHONPATH": str(ROOT)}
+    env = {**BASE_ENV, "COV_HOME": str(home), "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-m", "runner", "--home", str(home),
                              "--idle-timeout", str(seconds + 30)], env=env,
                             stderr=subprocess.DEVNULL)
@@ -188,7 +220,12 @@ def main() -> None:
         if peers:
             best = min(rows[p]["median"] for p in peers)
             line += f" {cov['median'] / best:14.2f}"
+        if cov.get("steady_ms") is not None:
+            line += f"   steady: {cov['steady_ms']:.2f} ms per " + ("hop" if w == "W2" else "layer")
         print(line, flush=True)
+    hello = cold_hello(n + 2)
+    print(f"\ncold `cov dispatch workflows/hello.py --wait` (fresh home, no runner): median "
+          f"{hello['median']:.2f} s ({hello['min']:.2f}-{hello['max']:.2f}, n={n + 2})")
     d = dispatch_10k(3)
     print(f"\n10,000-node dispatch (graph + pickles + run dir): median {d['median']:.2f} s "
           f"({d['min']:.2f}-{d['max']:.2f})")

@@ -61,6 +61,8 @@ def dispatch(lattice: Lattice, dispatcher_addr: Optional[str] = None, *,
                         f"not {type(lattice).__name__}")
 
     def submit(*args: Any, **kwargs: Any) -> str:
+        if not disable_run:
+            start_runner_early()
         run = create_run(lattice, args, kwargs)
         if not disable_run:
             start_runner(run.path.parent)
@@ -94,9 +96,27 @@ Lattice.dispatch_sync = _lattice_dispatch_sync  # type: ignore[attr-defined]
 
 def start_runner(home: Path) -> None:
     """Make sure a runner serves ``home`` (start one unless a live one does); not in a dry
-    run (see ``INTERCEPT``)."""
+    run (see ``INTERCEPT``). ``RUNNER_STARTERS``' newest, if any, starts it instead."""
     if not INTERCEPT:
-        ensure_running(home)
+        (RUNNER_STARTERS[-1] if RUNNER_STARTERS else ensure_running)(home)
+
+
+# ``cov dispatch --as-job`` sets one: the runner is submitted as a Slurm job (runner_job).
+RUNNER_STARTERS: List[Callable[[Path], Any]] = []
+
+
+def start_runner_early() -> None:
+    """Start the runner before the graph is built, so that its interpreter start and imports
+    (the larger part of a small run's fixed cost) overlap with building, pickling and writing
+    the run, on another core. Best effort: ``start_runner`` after the run is written is the one
+    that reports a failure (or starts another if this one went idle meanwhile). Nothing starts
+    in a dry run."""
+    if INTERCEPT or os.environ.get("COV_NO_RUNNER"):
+        return
+    try:
+        ensure_running(runs_home())
+    except Exception:  # noqa: BLE001 - said again, with its hint, by start_runner
+        pass
 
 
 # Hooks that take the runs ``create_run`` would write, newest last. While one is set, a

@@ -89,8 +89,9 @@ class SSHExecutor(BaseExecutor):
     first, e.g. ``module load python``), ``shared_filesystem`` (the host sees the run directory at
     the same path), ``max_concurrent`` (tasks in flight on the host) and the connection settings
     ``ssh_config``, ``known_hosts``, ``strict_host_key_checking``, ``connect_timeout``,
-    ``keepalive``, ``max_sessions``, ``ship_cloudpickle``, ``ignore_versions``
-    (docs/executors.md).
+    ``keepalive``, ``max_sessions``, ``ship_cloudpickle``, ``ignore_versions``, and
+    ``persistent_worker`` (default true: tasks are forked by one long-lived Python on the
+    host; false: a Python start per task) (docs/executors.md).
     """
 
     short_name = "ssh"
@@ -109,7 +110,8 @@ class SSHExecutor(BaseExecutor):
                  strict_host_key_checking: Optional[str] = None,
                  connect_timeout: Optional[float] = None, keepalive: Optional[float] = None,
                  max_sessions: Optional[int] = None, ship_cloudpickle: Optional[bool] = None,
-                 ignore_versions: Optional[bool] = None, **kwargs: Any) -> None:
+                 ignore_versions: Optional[bool] = None,
+                 persistent_worker: Optional[bool] = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.username = username
         self.hostname = hostname
@@ -137,6 +139,7 @@ class SSHExecutor(BaseExecutor):
         self.max_sessions = max_sessions
         self.ship_cloudpickle = ship_cloudpickle
         self.ignore_versions = ignore_versions
+        self.persistent_worker = persistent_worker
 
 
 class SlurmExecutor(BaseExecutor):

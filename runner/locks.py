@@ -1,7 +1,7 @@
 """File locks for claims and state changes.
 
-On a local filesystem a ``filelock.FileLock`` (flock) is exact and freed by the kernel when its
-holder dies. On network filesystems flock may be a no-op or only exclude processes on one host,
+On a local filesystem an flock (``runner.flock.FlockLock``) is exact and freed by the kernel
+when its holder dies. On network filesystems flock may be a no-op or only exclude processes on one host,
 so a soft lock is used (``COV_LOCKS=soft`` forces it): ``filelock.SoftFileLease``, an O_EXCL
 marker file holding host and pid, which a thread of the holder renews every third of the lease
 while it holds the lock, however long it is stalled in a slow write. A contender takes a marker
@@ -21,10 +21,9 @@ import os
 import time
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
-import filelock
-
+from runner.flock import FlockLock, LockTimeout
 from runner.fs import is_network_filesystem
 from runner.liveness import HOST, STALE_AFTER_S, heartbeat_path, pid_alive
 
@@ -34,16 +33,35 @@ SOFT_LOCK_LEASE_S = float(os.environ.get("COV_LOCK_LEASE") or 30.0)
 # How long the runner's loop waits for a run's lock before moving on to other runs.
 LOOP_LOCK_WAIT_S = 0.05
 
-class _Lease(filelock.SoftFileLease):
-    """A ``SoftFileLease`` that is never broken while its holder shows a sign of life."""
+if TYPE_CHECKING:
+    import filelock
 
-    def _try_break_stale_lock(self) -> None:  # filelock calls it on finding a marker
-        if not _holder_gone(self.lock_file):
-            return
-        super()._try_break_stale_lock()
+    Lock = Union[FlockLock, filelock.SoftFileLease]
+else:
+    Lock = Any
 
 
-Lock = Union[filelock.FileLock, filelock.SoftFileLease]
+@lru_cache(maxsize=1)
+def _lease_class() -> Any:
+    """filelock's ``SoftFileLease``, never broken while its holder shows a sign of life
+    (filelock is imported only where a soft lock is used: network filesystems)."""
+    import filelock
+
+    class _Lease(filelock.SoftFileLease):
+        def _try_break_stale_lock(self) -> None:  # filelock calls it on finding a marker
+            if not _holder_gone(self.lock_file):
+                return
+            super()._try_break_stale_lock()
+
+    return _Lease
+
+
+def _timeouts() -> tuple:
+    """What an acquire that timed out raises: ours, and filelock's once it is imported."""
+    import sys
+
+    module = sys.modules.get("filelock")
+    return (LockTimeout,) if module is None else (LockTimeout, module.Timeout)
 
 
 class LockBusy(Exception):
@@ -64,15 +82,16 @@ def _network(directory: str) -> bool:
 def make_lock(path: str, timeout: float = 60.0) -> Lock:
     """A lock on ``path``: flock locally, a renewed lease on network filesystems."""
     if _network(os.path.dirname(path)):
-        return _Lease(path, timeout=timeout, lease_duration=SOFT_LOCK_LEASE_S, thread_local=False)
-    return filelock.FileLock(path, timeout=timeout, thread_local=False)
+        return _lease_class()(path, timeout=timeout, lease_duration=SOFT_LOCK_LEASE_S,
+                              thread_local=False)
+    return FlockLock(path, timeout=timeout)
 
 
 def try_acquire(lock: Lock, wait: float = LOOP_LOCK_WAIT_S) -> bool:
     """Acquire ``lock`` within ``wait`` seconds; False (not held) if someone else holds it."""
     try:
         lock.acquire(timeout=wait, poll_interval=min(0.005, wait or 0.005))
-    except filelock.Timeout:
+    except _timeouts():
         return False
     return True
 
@@ -80,7 +99,7 @@ def try_acquire(lock: Lock, wait: float = LOOP_LOCK_WAIT_S) -> bool:
 def acquire_patiently(lock: Lock, path: str, wait: float,
                       on_busy: Optional[Callable[[str], None]] = None) -> None:
     """Acquire ``lock``, telling ``on_busy`` who holds it if that takes more than a moment;
-    ``LockBusy`` after ``wait`` seconds (never a bare ``filelock.Timeout``)."""
+    ``LockBusy`` after ``wait`` seconds (never a bare timeout of the lock)."""
     if try_acquire(lock, min(0.2, wait)):
         return
     who = holder(path)

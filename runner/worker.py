@@ -26,6 +26,10 @@ from typing import Any, Dict, Tuple
 # the pool runs only where cov is.)
 SHIPPED_WITH = ("outcome", "worker_common", "worker_transfers", "worker_task")
 
+# Shipped too, though the worker does not import them: a Slurm pilot block's pool
+# (runner/pilot_pool.py), which imports the worker, and the stdlib-only module it uses.
+SHIPPED_BESIDE = ("layout", "pilot_pool")
+
 if __package__:  # runner.worker: imported by the runner
     from runner.outcome import OutcomeHeader, read_outcome_header, write_outcome
     from runner.worker_common import CURRENT_TASK, FILE_MODE, HOST, flush_std, write_fd
@@ -52,7 +56,7 @@ def shipped_files() -> Dict[str, bytes]:
     finds the others there too."""
     here = os.path.dirname(os.path.abspath(__file__))
     files: Dict[str, bytes] = {}
-    for name in (*SHIPPED_WITH, "worker"):
+    for name in (*SHIPPED_WITH, *SHIPPED_BESIDE, "worker"):
         with open(os.path.join(here, f"{name}.py"), "rb") as f:
             files[f"{name}.py"] = f.read()
     return files

@@ -10,7 +10,14 @@ Modules:
     site        where job files live: the run directory itself (a shared filesystem)
     remote      the SSH mode: commands through ``runner.ssh``, files copied to and from the
                 cluster
+    pilot       the pilot mode (``pilot=...``): blocks (allocations) that each run a pool
+                taking many tasks (``pilot_base``: its state and block submission;
+                ``pilot_settings``, ``pilot_script``, ``pilot_blocks``; the node's side is
+                ``runner/pilot_pool.py``)
 """
 from runner.backends.slurm.engine import SlurmBackend
+from runner.backends.slurm.pilot import PilotBackend
+
+SlurmBackend.pilot_class = PilotBackend
 
 __all__ = ["SlurmBackend"]

@@ -40,7 +40,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Dict, List, Optional, Set, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple, Type
 
 from runner import worker
 from runner.backends.base import Completion, Services, Task
@@ -61,6 +61,16 @@ LIVE_TICK = 0.5  # seconds between two looks at running jobs' remote logs (throu
 
 class SlurmBackend(SubmittingBackend):
     """Runs tasks as Slurm jobs, from the login node or through SSH."""
+
+    # The pilot mode's backend (``slurm.pilot.PilotBackend``, set by the package, which
+    # imports both): an executor with ``pilot`` gets one.
+    pilot_class: Optional[Type["SlurmBackend"]] = None
+
+    def __new__(cls, config: Dict[str, Any], services: Services) -> "SlurmBackend":
+        if cls is SlurmBackend and cls.pilot_class is not None and \
+                config.get("pilot") not in (None, False):
+            return super().__new__(cls.pilot_class)
+        return super().__new__(cls)
 
     def __init__(self, config: Dict[str, Any], services: Services) -> None:
         super().__init__(config, services)
