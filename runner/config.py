@@ -199,10 +199,13 @@ def executor_problem(name: str, executor: Any) -> str:
         if field in executor and not check(executor[field]):
             return f"executors.{name}.{field} must be {what} (found {executor[field]!r})"
     type_name = executor.get("type", name)
-    if type_name == "slurm" and executor.get("pilot") not in (None, False):
+    if type_name == "slurm":  # its parameters and resources, checked before any job exists
         from runner.backends.slurm.pilot_settings import pilot_problem
+        from runner.backends.slurm.settings import settings_problem
 
-        problem = pilot_problem(executor)
+        problem = settings_problem(executor)
+        if not problem and executor.get("pilot") not in (None, False):
+            problem = pilot_problem(executor)
         if problem:
             return f"executors.{name}: {problem}"
     return _backend_problem(f"executors.{name}.type", str(type_name)) if "type" in executor \

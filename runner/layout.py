@@ -193,6 +193,14 @@ def slurm_shipped_rel(module_file: str) -> str:
     return f"{SLURM}/{module_file}"
 
 
+CHECKPOINTS = "checkpoints"  # <node>/: a task's own files, kept across requeues and retries
+
+
+def checkpoint_rel(node: Part) -> str:
+    """A task's checkpoint directory (``ct.get_context().checkpoint_dir``), in the run."""
+    return f"{CHECKPOINTS}/{node}"
+
+
 def job_script_file(job: Part) -> str:
     return f"{job}.sh"
 

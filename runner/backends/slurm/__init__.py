@@ -15,9 +15,17 @@ Modules:
                 ``pilot_settings``, ``pilot_script``, ``pilot_blocks``; the node's side is
                 ``runner/pilot_pool.py``)
 """
-from runner.backends.slurm.engine import SlurmBackend
-from runner.backends.slurm.pilot import PilotBackend
-
-SlurmBackend.pilot_class = PilotBackend
+from typing import Any
 
 __all__ = ["SlurmBackend"]
+
+
+def __getattr__(name: str) -> Any:
+    """``SlurmBackend`` on first use: dispatch checks an executor's ``settings`` without it."""
+    if name == "SlurmBackend":
+        from runner.backends.slurm.engine import SlurmBackend
+        from runner.backends.slurm.pilot import PilotBackend
+
+        SlurmBackend.pilot_class = PilotBackend  # an executor with ``pilot`` gets blocks
+        return SlurmBackend
+    raise AttributeError(name)
