@@ -18,8 +18,8 @@ from runner.backends.slurm.pilot_blocks import wanted_blocks
 from runner.backends.slurm.pilot_script import render_block_script
 from runner.backends.slurm.pilot_settings import PilotError, parse_pilot, pilot_problem
 from runner.backends.slurm.settings import parse_settings
-from tests.backends.test_slurm import (_dispatch, _result, _squeue, _until, _wait,
-                                       slurm_home)  # noqa: F401 - a fixture
+from tests.backends.test_slurm import _squeue, _until
+from tests.infra.executors import dispatch_script, run_result, wait_status
 
 
 # -- no cluster -----------------------------------------------------------------------------
@@ -137,12 +137,12 @@ def test_many_tasks_run_through_few_blocks(slurm_home: Path, run_cov: Callable, 
                                            tmp_path: Path) -> None:
     marks = tmp_path / "marks"
     marks.mkdir()
-    run_id = _dispatch(run_cov, tmp_path, SWEEP.format(
+    run_id = dispatch_script(run_cov, tmp_path, SWEEP.format(
         pilot={"max_blocks": 2, "workers": 1, "idle_timeout": 5}, marks=str(marks), n=60,
         pause=0.01))
-    status = _wait(run_cov, run_id, timeout=120)
+    status = wait_status(run_cov, run_id, timeout=120)
     assert status["status"] == "COMPLETED", status
-    assert _result(run_cov, run_id) == sum(i * i for i in range(60))
+    assert run_result(run_cov, run_id) == sum(i * i for i in range(60))
     assert _executions(marks) == {i: 1 for i in range(60)}  # each task ran once
     jobs = _our_jobs(run_id)
     assert 1 <= len(jobs) <= 2, jobs  # sbatch calls: at most max_blocks, not one per task
@@ -158,7 +158,7 @@ def test_block_killed_mid_run_its_tasks_run_again_nothing_finished_reruns(
         slurm_home: Path, run_cov: Callable, tmp_path: Path) -> None:  # noqa: F811
     marks = tmp_path / "marks"
     marks.mkdir()
-    run_id = _dispatch(run_cov, tmp_path, SWEEP.format(
+    run_id = dispatch_script(run_cov, tmp_path, SWEEP.format(
         pilot={"max_blocks": 1, "workers": 2, "idle_timeout": 5}, marks=str(marks), n=16,
         pause=0.5))
     results = slurm_home / run_id / layout.RESULTS
@@ -176,9 +176,9 @@ def test_block_killed_mid_run_its_tasks_run_again_nothing_finished_reruns(
     subprocess.run(["scancel", job], check=True)
     finished_before = {int(p.name.split(".")[0]) for p in results.iterdir()
                        if p.name.endswith(".pkl")}
-    status = _wait(run_cov, run_id, timeout=120)
+    status = wait_status(run_cov, run_id, timeout=120)
     assert status["status"] == "COMPLETED", status
-    assert _result(run_cov, run_id) == sum(i * i for i in range(16))
+    assert run_result(run_cov, run_id) == sum(i * i for i in range(16))
     counts = _executions(marks)
     assert set(counts) == set(range(16))
     logs = slurm_home / run_id / layout.LOGS
@@ -218,10 +218,10 @@ IDLE = """
 
 def test_idle_block_exits_and_a_new_one_serves_later_tasks(
         slurm_home: Path, run_cov: Callable, tmp_path: Path) -> None:  # noqa: F811
-    run_id = _dispatch(run_cov, tmp_path, IDLE.format(pause=8))
-    status = _wait(run_cov, run_id, timeout=120)
+    run_id = dispatch_script(run_cov, tmp_path, IDLE.format(pause=8))
+    status = wait_status(run_cov, run_id, timeout=120)
     assert status["status"] == "COMPLETED", status
-    assert _result(run_cov, run_id) == 2
+    assert run_result(run_cov, run_id) == 2
     blocks = _blocks(slurm_home, run_id)
     assert len(blocks) == 2, blocks
     exited = json.loads((blocks[0] / layout.BLOCK_EXITED).read_text())
@@ -243,7 +243,7 @@ def test_runner_killed_and_restarted_reattaches_to_the_queue_and_blocks(
 
     marks = tmp_path / "marks"
     marks.mkdir()
-    run_id = _dispatch(run_cov, tmp_path, SWEEP.format(
+    run_id = dispatch_script(run_cov, tmp_path, SWEEP.format(
         pilot={"max_blocks": 1, "workers": 2, "idle_timeout": 20}, marks=str(marks), n=16,
         pause=0.5))
     _until(lambda: len(list(marks.iterdir())) >= 3, timeout=60, what="tasks to run")
@@ -252,9 +252,9 @@ def test_runner_killed_and_restarted_reattaches_to_the_queue_and_blocks(
     _until(lambda: not any(r["alive"] for r in read_runners(slurm_home)), timeout=10,
            what="the runner to die")
     assert run_cov("runner", "start").returncode == 0
-    status = _wait(run_cov, run_id, timeout=120)
+    status = wait_status(run_cov, run_id, timeout=120)
     assert status["status"] == "COMPLETED", status
-    assert _result(run_cov, run_id) == sum(i * i for i in range(16))
+    assert run_result(run_cov, run_id) == sum(i * i for i in range(16))
     assert _executions(marks) == {i: 1 for i in range(16)}
     assert {t["attempt"] for t in status["tasks"] if t["name"] == "square"} == {1}
     assert len(_blocks(slurm_home, run_id)) == 1  # the first runner's block served them all
@@ -285,16 +285,16 @@ def test_block_walltime_ends_it_and_its_running_task_runs_in_another(
     and a new block runs it; the tasks that had finished are not run again."""
     marks = tmp_path / "marks"
     marks.mkdir()
-    run_id = _dispatch(run_cov, tmp_path, WALLTIME.format(marks=str(marks)))
+    run_id = dispatch_script(run_cov, tmp_path, WALLTIME.format(marks=str(marks)))
     _until(lambda: len(_executions(marks)) == 3, timeout=60, what="all three tasks to start")
     block = _blocks(slurm_home, run_id)[0]
     job = _block_job(block)
     assert "TimeLimit=00:05:00" in subprocess.run(["scontrol", "show", "job", job],
                                                   capture_output=True, text=True).stdout
     subprocess.run(["scontrol", "update", f"JobId={job}", "EndTime=now"], check=True)
-    status = _wait(run_cov, run_id, timeout=150)
+    status = wait_status(run_cov, run_id, timeout=150)
     assert status["status"] == "COMPLETED", status
-    assert _result(run_cov, run_id) == [0, 1, 2]
+    assert run_result(run_cov, run_id) == [0, 1, 2]
     assert _executions(marks) == {0: 2, 1: 1, 2: 1}
     assert _squeue(job).get(job) == "TIMEOUT"
     assert len(_blocks(slurm_home, run_id)) == 2
@@ -304,12 +304,12 @@ def test_cov_cancel_stops_running_and_queued_tasks_and_the_block(
         slurm_home: Path, run_cov: Callable, tmp_path: Path) -> None:  # noqa: F811
     marks = tmp_path / "marks"
     marks.mkdir()
-    run_id = _dispatch(run_cov, tmp_path, SWEEP.format(
+    run_id = dispatch_script(run_cov, tmp_path, SWEEP.format(
         pilot={"max_blocks": 1, "workers": 1, "idle_timeout": 60}, marks=str(marks), n=4,
         pause=300))
     _until(lambda: len(list(marks.iterdir())) == 1, timeout=60, what="a task to run")
     assert run_cov("cancel", run_id).returncode == 0
-    status = _wait(run_cov, run_id, timeout=60)
+    status = wait_status(run_cov, run_id, timeout=60)
     assert status["status"] == "CANCELLED", status
     assert {t["status"] for t in status["tasks"] if t["name"] == "square"} == {"CANCELLED"}
     assert len(list(marks.iterdir())) == 1  # the queued ones never started
@@ -322,7 +322,7 @@ def test_cov_cancel_stops_running_and_queued_tasks_and_the_block(
 
 def test_tasks_waiting_for_a_pending_block_say_why(slurm_home: Path, run_cov: Callable,  # noqa: F811
                                                    tmp_path: Path) -> None:
-    run_id = _dispatch(run_cov, tmp_path, """
+    run_id = dispatch_script(run_cov, tmp_path, """
         @ct.electron(executor=ct.executor.SlurmExecutor(
             poll_freq=0.3, use_srun=False, options={"partition": "debug", "begin": "now+1hour"},
             pilot={"max_blocks": 1}))
@@ -343,6 +343,6 @@ def test_tasks_waiting_for_a_pending_block_say_why(slurm_home: Path, run_cov: Ca
     (block,) = _blocks(slurm_home, run_id)
     assert found == {f"waiting for pilot block job {_block_job(block)} (BeginTime)"}
     assert run_cov("cancel", run_id).returncode == 0
-    assert _wait(run_cov, run_id, timeout=60)["status"] == "CANCELLED"
+    assert wait_status(run_cov, run_id, timeout=60)["status"] == "CANCELLED"
     job = _block_job(block)  # never started: scancelled with the run's end, not left in line
     _until(lambda: _squeue(job).get(job) == "CANCELLED", timeout=20, what="the block's scancel")

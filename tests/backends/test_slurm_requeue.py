@@ -24,7 +24,8 @@ from runner.backends.base import Task
 from runner.backends.slurm.client import Result
 from runner.backends.slurm.engine import SlurmBackend
 from runner.backends.slurm.site import SharedSite
-from tests.backends.test_slurm import REPO, _dispatch, _events, _handles, _squeue, _task, _until
+from tests.backends.test_slurm import REPO, _events, _handles, _squeue, _task, _until
+from tests.infra.executors import dispatch_script
 
 
 # -- PREEMPTED and NODE_FAIL: literal answers, the real engine -------------------------------
@@ -204,7 +205,7 @@ def time_limited(slurm_cluster: Any, tmp_path_factory: pytest.TempPathFactory
 
     source = RESUMABLE
     found: Dict[str, Any] = {"cov": cov, "home": home, "marks": marks, "shortened": []}
-    found["run_id"] = _dispatch(cov, base, source, "-a", f"marks={marks}")
+    found["run_id"] = dispatch_script(cov, base, source, "-a", f"marks={marks}")
     stop = threading.Event()
 
     def shorten() -> None:
@@ -270,7 +271,7 @@ def test_checkpoint_dir_is_the_nodes_own_on_the_local_pool_too(cov_home: Path, r
                                                                tmp_path: Path) -> None:
     """The same directory for every attempt of a node: a retried task finds what the failed
     attempt left there."""
-    run_id = _dispatch(run_cov, tmp_path, """
+    run_id = dispatch_script(run_cov, tmp_path, """
         @ct.electron(executor=ct.executor.LocalExecutor(retries=1))
         def flaky():
             ctx = ct.get_context()

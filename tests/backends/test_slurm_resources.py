@@ -22,8 +22,8 @@ import pytest
 from runner.backends.slurm.jobs import SlurmJob, exit_message
 from runner.backends.slurm.script import render_script
 from runner.backends.slurm.settings import SettingsError, parse_settings
-from tests.backends.test_slurm import (_dispatch, _events, _handles, _squeue, _task, _until,
-                                       _wait, slurm_home)  # noqa: F401 - a fixture
+from tests.backends.test_slurm import _events, _handles, _squeue, _task, _until
+from tests.infra.executors import dispatch_script, wait_status
 from tests.backends.test_slurm import GOLDEN, _job
 
 
@@ -156,7 +156,7 @@ def test_a_killed_worker_is_reported_from_its_jobs_script_at_once(
     killed with SIGKILL (as the kernel's OOM killer does); the latency from the kill to the
     task's end event is printed (the target: 15 s after Slurm records the end)."""
     pid_file = tmp_path / "pid"
-    run_id = _dispatch(run_cov, tmp_path, f"""
+    run_id = dispatch_script(run_cov, tmp_path, f"""
         @ct.electron(executor=ct.executor.SlurmExecutor(poll_freq=30, use_srun={use_srun},
                                                         options={{"partition": "debug"}}))
         def victim():
@@ -172,7 +172,7 @@ def test_a_killed_worker_is_reported_from_its_jobs_script_at_once(
     _until(pid_file.exists, timeout=60, what="the task to run")
     killed = time.time()
     os.kill(int(pid_file.read_text()), signal.SIGKILL)
-    status = _wait(run_cov, run_id, timeout=60)
+    status = wait_status(run_cov, run_id, timeout=60)
     latency = _ended_at(slurm_home, run_id, 0) - killed
     print(f"killed worker ({'srun' if use_srun else 'batch step'}) reported after "
           f"{latency:.2f} s (poll_freq 30 s)")
@@ -189,7 +189,7 @@ def test_a_killed_worker_is_reported_from_its_jobs_script_at_once(
 
 def test_a_missing_python_is_reported_at_once(slurm_home: Path, run_cov: Callable,
                                               tmp_path: Path) -> None:
-    run_id = _dispatch(run_cov, tmp_path, """
+    run_id = dispatch_script(run_cov, tmp_path, """
         @ct.electron(executor=ct.executor.SlurmExecutor(
             poll_freq=30, use_srun=False, python_path="/nonexistent/bin/python3",
             options={"partition": "debug"}))
@@ -200,7 +200,7 @@ def test_a_missing_python_is_reported_at_once(slurm_home: Path, run_cov: Callabl
         def wf():
             return unreachable()
         """)
-    status = _wait(run_cov, run_id, timeout=60)
+    status = wait_status(run_cov, run_id, timeout=60)
     task = _task(status, "unreachable")
     assert task["status"] == "FAILED", task
     assert "status 127 (no such command: check python_path" in task["error"], task["error"]
@@ -220,7 +220,7 @@ def test_two_ranks_under_srun_both_run_and_rank_0_gives_the_result(
     ranks through srun."""
     marks = tmp_path / "ranks"
     marks.mkdir()
-    run_id = _dispatch(run_cov, tmp_path, f"""
+    run_id = dispatch_script(run_cov, tmp_path, f"""
         @ct.electron(executor=ct.executor.SlurmExecutor(poll_freq=0.3, ntasks=2,
                                                         partition="debug", max_requeues=1))
         def everywhere():
@@ -242,7 +242,7 @@ def test_two_ranks_under_srun_both_run_and_rank_0_gives_the_result(
     _until(lambda: len(list(marks.iterdir())) == 2, timeout=60, what="both ranks to run")
     job = _handles(slurm_home, run_id)[0][0]
     subprocess.run(["scancel", "--batch", "--signal=USR1", job], check=True)
-    status = _wait(run_cov, run_id, timeout=90)
+    status = wait_status(run_cov, run_id, timeout=90)
     assert status["status"] == "COMPLETED", json.dumps(_task(status, "everywhere"))
     assert json.loads(run_cov("result", run_id, "--json").stdout)["result"] == "rank 0"
     out = run_cov("logs", run_id, "0", "--stream", "stdout").stdout
@@ -254,7 +254,7 @@ def test_a_held_job_shows_its_id_and_slurms_reason(slurm_home: Path, run_cov: Ca
                                                    tmp_path: Path) -> None:
     """``sbatch --hold`` (as ``scontrol hold`` would): QUEUED with the job id and Slurm's
     reason JobHeldUser in ``cov status``; released, it runs."""
-    run_id = _dispatch(run_cov, tmp_path, """
+    run_id = dispatch_script(run_cov, tmp_path, """
         @ct.electron(executor=ct.executor.SlurmExecutor(poll_freq=0.3, partition="debug",
                                                         use_srun=False,
                                                         options={"hold": True}))
@@ -277,5 +277,5 @@ def test_a_held_job_shows_its_id_and_slurms_reason(slurm_home: Path, run_cov: Ca
     task = _task(data, "held")
     assert (task["status"], task["job_id"], task["reason"]) == ("QUEUED", job, "JobHeldUser")
     subprocess.run(["scontrol", "release", job], check=True)
-    status = _wait(run_cov, run_id, timeout=60)
+    status = wait_status(run_cov, run_id, timeout=60)
     assert status["status"] == "COMPLETED" and _task(status, "held")["reason"] is None

@@ -12,9 +12,8 @@ from typing import List
 
 from runner import layout
 from runner.backends.slurm.pilot_settings import PilotSettings
-from runner.backends.slurm.script import directive, filename_pattern, shell_path
+from runner.backends.slurm.script import directive, environment_lines, filename_pattern, shell_path
 from runner.backends.slurm.settings import SlurmSettings
-from runner.redact import is_secret
 
 
 def render_block_script(settings: SlurmSettings, pilot: PilotSettings, *, root: str,
@@ -38,18 +37,7 @@ def render_block_script(settings: SlurmSettings, pilot: PilotSettings, *, root: 
     lines.extend(directive(key, value) for key, value in settings.options)
     lines.append(f"# cov: pilot block {block} of run {dispatch_id}")
     lines.append("")
-    for key, value in settings.variables:
-        if not is_secret(key):
-            lines.append(f"export {key}={shlex.quote(value)}")
-    if secrets_file:
-        lines.append(f"source {shlex.quote(secrets_file)}")
-    if settings.bashrc_path or settings.conda_env:
-        lines.append(f"source {shell_path(settings.bashrc_path or '~/.bashrc')}")
-    if settings.conda_env:
-        message = shlex.quote(f"cov: cannot activate conda environment {settings.conda_env}")
-        lines.append('eval "$(conda shell.bash hook 2> /dev/null)"')
-        lines.append(f"conda activate {shlex.quote(settings.conda_env)} || "
-                     f"{{ echo {message} >&2; exit 1; }}")
+    lines.extend(environment_lines(settings, secrets_file))
     lines.append(f"COV_ROOT={shlex.quote(root)}")
     lines.append("export COV_DISPATCH_ID=" + shlex.quote(dispatch_id))
     if settings.workdir:

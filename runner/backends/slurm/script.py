@@ -113,18 +113,7 @@ def render_script(settings: SlurmSettings, *, root: str, dispatch_id: str,
     lines.extend(directive(key, value) for key, value in settings.options)
     lines.append(f"# cov: run {dispatch_id}, {len(tasks)} task(s): <node>.<attempt> below")
     lines.append("")
-    for key, value in settings.variables:
-        if not is_secret(key):
-            lines.append(f"export {key}={shlex.quote(value)}")
-    if secrets_file:
-        lines.append(f"source {shlex.quote(secrets_file)}")
-    if settings.bashrc_path or settings.conda_env:
-        lines.append(f"source {shell_path(settings.bashrc_path or '~/.bashrc')}")
-    if settings.conda_env:
-        env = shlex.quote(settings.conda_env)
-        lines.append('eval "$(conda shell.bash hook 2> /dev/null)"')
-        message = shlex.quote(f"cov: cannot activate conda environment {settings.conda_env}")
-        lines.append(f"conda activate {env} || {{ echo {message} >&2; exit 1; }}")
+    lines.extend(environment_lines(settings, secrets_file))
     if settings.warns:  # set first: USR1 would end this shell even before the task starts
         lines.append("trap 'COV_WARNED=1; kill -USR1 \"$COV_PID\" 2> /dev/null' USR1  "
                      "# the time limit is near: tell the worker")
@@ -267,3 +256,21 @@ def python_command(settings: SlurmSettings, default: str) -> str:
     if settings.conda_env:
         return "python"
     return shlex.quote(default) if "/" in default else default
+
+
+def environment_lines(settings: SlurmSettings, secrets_file: Optional[str]) -> List[str]:
+    """The job's environment, as every cov job script sets it up before its Python runs: the
+    executor's variables (secret ones only through ``secrets_file``), the bashrc and the conda
+    environment (a failed activation ends the job with the reason)."""
+    lines = [f"export {key}={shlex.quote(value)}" for key, value in settings.variables
+             if not is_secret(key)]
+    if secrets_file:
+        lines.append(f"source {shlex.quote(secrets_file)}")
+    if settings.bashrc_path or settings.conda_env:
+        lines.append(f"source {shell_path(settings.bashrc_path or '~/.bashrc')}")
+    if settings.conda_env:
+        env = shlex.quote(settings.conda_env)
+        lines.append('eval "$(conda shell.bash hook 2> /dev/null)"')
+        message = shlex.quote(f"cov: cannot activate conda environment {settings.conda_env}")
+        lines.append(f"conda activate {env} || {{ echo {message} >&2; exit 1; }}")
+    return lines
