@@ -13,6 +13,7 @@ that has cov there.
 """
 from __future__ import annotations
 
+import json
 import os
 import select
 import shutil
@@ -186,11 +187,23 @@ def dispatch_on(host: str, globals_: List[str], args: List[str]) -> int:
         return 0
     home_opt = ["--home", remote_home]
     worst = 0
+    docs = []
     for dispatch_id in ids:
         relay(remote, [*home_opt, "wait", "-q", dispatch_id])
-        code = relay(remote, [*home_opt, "result", dispatch_id, *(["--json"] if as_json
-                                                                 else [])])
+        if as_json:  # one document for all, as a local ``dispatch --wait --json`` prints
+            got = remote.host.run(remote.cov_line([*home_opt, "result", dispatch_id, "--json"]),
+                                  timeout=None, retry=True)
+            sys.stderr.write(got.stderr.decode("utf-8", "replace"))
+            docs.append(json.loads(got.text))
+            code = got.exit_code
+        else:
+            code = relay(remote, [*home_opt, "result", dispatch_id])
         worst = max(worst, code)
+    if as_json:
+        from runner.json_view import dumps
+
+        click.echo(dumps({"dispatch_ids": ids, "host": host, "home": remote_home,
+                          "runs": docs}))
     return worst
 
 

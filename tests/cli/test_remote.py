@@ -13,7 +13,7 @@ import textwrap
 import threading
 import time
 from pathlib import Path
-from typing import Dict, Iterator
+from typing import Dict, Iterator, List
 
 import pytest
 
@@ -95,6 +95,27 @@ def remote(sshd_host: SSHHost, infra_root: Path, tmp_path: Path, cov_home: Path,
                     f"COV_HOME={home}", f"COV_CONFIG={config}", REMOTE_PYTHON, "-m",
                     "covalent_cli.cli", "runner", "stop"], capture_output=True, timeout=60)
     shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def ns_remote(remote: Dict[str, Path], netns_hosts: List[SSHHost], infra_root: Path
+              ) -> Dict[str, Path]:
+    """Executor ``lab-ns`` as well: alias ``ns-jump``, reached by ProxyJump through the first
+    namespace host (itself behind a ProxyCommand) to that host's own 127.0.0.1:22."""
+    h1 = netns_hosts[0]
+    ssh_config = Path(os.environ["COV_SSH_CONFIG"])
+    ssh_config.write_text(
+        f"Host ns-jump\n  HostName 127.0.0.1\n  Port 22\n  User covtest\n"
+        f"  IdentityFile {h1.key_file}\n  IdentitiesOnly yes\n"
+        f"  UserKnownHostsFile {h1.known_hosts}\n  HostKeyAlias {h1.name}\n"
+        f"  ProxyJump {h1.name}\n\n" + Path(h1.ssh_config).read_text() + "\n" +
+        ssh_config.read_text())
+    config = Path(os.environ["COV_CONFIG"])
+    text = config.read_text()
+    lab = text[text.index("  lab:\n"):]
+    config.write_text(text + lab.replace("  lab:\n", "  lab-ns:\n", 1).replace(
+        "hostname: covtest", "hostname: ns-jump"))
+    return {**remote, "hostname": Path(h1.name)}
 
 
 def _local_runs(home: Path) -> list:
@@ -233,3 +254,29 @@ def test_connection_dropped_mid_ship_leaves_no_half_run(
     assert waited.returncode == 0, waited.stderr
     result = run_cov("result", "--on", "lab", run_id, "--json")
     assert json.loads(result.stdout)["result"] == 60_000_000
+
+
+def test_dispatch_on_through_proxyjump_to_a_namespace_host(
+        ns_remote: Dict[str, Path], cov_home: Path, run_cov, tmp_path: Path) -> None:
+    script = tmp_path / "where.py"
+    script.write_text("import socket\nimport covalent as ct\n\n@ct.electron\ndef where():\n"
+                      "    return socket.gethostname()\n\n@ct.lattice\ndef wf():\n"
+                      "    return where()\n")
+    done = run_cov("dispatch", "--on", "lab-ns", str(script), "--wait", "--json")
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)  # the shape of a local ``dispatch --wait --json``
+    (run,) = doc["runs"]
+    assert run["status"] == "COMPLETED" and doc["dispatch_ids"] == [run["dispatch_id"]]
+    assert run["result"] == str(ns_remote["hostname"])  # ran on the namespace host
+    listed = run_cov("runs", "--on", "lab-ns", "-q")
+    (run_id,) = listed.stdout.split()
+    result = run_cov("result", "--on", "lab-ns", run_id, "--json")
+    assert json.loads(result.stdout)["result"] == str(ns_remote["hostname"])
+    assert _local_runs(cov_home) == []
+
+
+def test_on_without_a_host_or_command_is_a_one_line_usage_error(cov_home: Path, run_cov) -> None:
+    for argv in (["status", "--on"], ["--on", "lab"], ["ui", "--on", "lab"]):
+        done = run_cov(*argv)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode != 0 and len(lines) == 1 and lines[0].startswith("Error: "), argv
