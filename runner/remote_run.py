@@ -125,7 +125,15 @@ def ship(remote: RemoteCov, run_dir: Path, home: str) -> str:
               f"if [ -e {q(dispatch_id)} ]; then rm -rf {q(tmp)}; "
               f"echo 'cov: run {dispatch_id} already there' >&2; exit 3; fi; "
               f"mv {q(tmp + '/' + dispatch_id)} {q(dispatch_id)}; rmdir {q(tmp)}")
-    result = remote.host.run(f"/bin/sh -c {q(script)}", input=_tar(run_dir), timeout=None)
+    try:
+        result = remote.host.run(f"/bin/sh -c {q(script)}", input=_tar(run_dir), timeout=None)
+    except (paramiko.SSHException, EOFError, OSError) as exc:  # a drop while closing
+        raise RemoteRunError(f"the connection to {remote.name} dropped while copying run "
+                             f"{dispatch_id} ({type(exc).__name__}): nothing was left there; "
+                             f"dispatch again", remote.name) from None
+    except SSHError as exc:
+        raise RemoteRunError(f"{exc}; run {dispatch_id} was not left there: dispatch again",
+                             remote.name) from None
     if not result.ok:
         raise RemoteRunError(f"could not copy run {dispatch_id} to {remote.name}: "
                              f"{result.error_text[-300:] or f'exit {result.exit_code}'}",
@@ -224,12 +232,12 @@ def _remove_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def remote_ids(text: str) -> List[str]:
-    """The dispatch ids of a ``cov dispatch --json`` document."""
-    data = json.loads(text)
-    return [str(i) for i in data.get("dispatch_ids", [])]
-
-
-def find_remote_home(remote: RemoteCov, cached: Optional[str] = None) -> str:
-    """The host's runs home (``cached`` if known)."""
-    return cached or remote.probe()
+def dispatched_ids(stdout: str) -> Tuple[List[str], str]:
+    """The dispatch ids of a ``cov dispatch --json`` output (its last JSON line), and what
+    else was printed before it (the script's own prints)."""
+    lines = stdout.splitlines()
+    for i in range(len(lines) - 1, -1, -1):
+        if lines[i].startswith("{"):
+            data = json.loads(lines[i])
+            return [str(d) for d in data.get("dispatch_ids", [])], "\n".join(lines[:i])
+    return [], stdout

@@ -99,6 +99,9 @@ def run_on(argv: List[str]) -> Optional[int]:
     if found is None:
         return None
     host, rest = found
+    if "-h" in rest or "--help" in rest:  # the local command's help, which is the same
+        sys.argv[1:] = rest
+        return None
     globals_, command, args = _command_of(rest)
     from runner.ssh import SSHError
 
@@ -163,9 +166,11 @@ def dispatch_on(host: str, globals_: List[str], args: List[str]) -> int:
                                "--json"], env=env, stdout=subprocess.PIPE)
         if done.returncode != 0:
             return done.returncode
-        from runner.remote_run import remote_ids
+        from runner.remote_run import dispatched_ids
 
-        ids = remote_ids(done.stdout.decode())
+        ids, printed = dispatched_ids(done.stdout.decode("utf-8", "replace"))
+        if printed:  # the script's own prints; stdout stays one document with --json
+            click.echo(printed, err=as_json)
         for dispatch_id in ids:
             ship(remote, staging / dispatch_id, remote_home)
     finally:
