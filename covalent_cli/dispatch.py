@@ -93,9 +93,13 @@ Lattice.dispatch_sync = _lattice_dispatch_sync  # type: ignore[attr-defined]
 
 def start_runner(home: Path) -> None:
     """Make sure a runner serves ``home`` (start one unless a live one does); not in a dry
-    run (see ``INTERCEPT``)."""
+    run (see ``INTERCEPT``). ``RUNNER_STARTERS``' newest, if any, starts it instead."""
     if not INTERCEPT:
-        ensure_running(home)
+        (RUNNER_STARTERS[-1] if RUNNER_STARTERS else ensure_running)(home)
+
+
+# ``cov dispatch --as-job`` sets one: the runner is submitted as a Slurm job (runner_job).
+RUNNER_STARTERS: List[Callable[[Path], Any]] = []
 
 
 def start_runner_early() -> None:

@@ -89,8 +89,9 @@ class SSHExecutor(BaseExecutor):
     first, e.g. ``module load python``), ``shared_filesystem`` (the host sees the run directory at
     the same path), ``max_concurrent`` (tasks in flight on the host) and the connection settings
     ``ssh_config``, ``known_hosts``, ``strict_host_key_checking``, ``connect_timeout``,
-    ``keepalive``, ``max_sessions``, ``ship_cloudpickle``, ``ignore_versions``
-    (docs/executors.md).
+    ``keepalive``, ``max_sessions``, ``ship_cloudpickle``, ``ignore_versions``, and
+    ``persistent_worker`` (default true: tasks are forked by one long-lived Python on the
+    host; false: a Python start per task) (docs/executors.md).
     """
 
     short_name = "ssh"
@@ -109,7 +110,8 @@ class SSHExecutor(BaseExecutor):
                  strict_host_key_checking: Optional[str] = None,
                  connect_timeout: Optional[float] = None, keepalive: Optional[float] = None,
                  max_sessions: Optional[int] = None, ship_cloudpickle: Optional[bool] = None,
-                 ignore_versions: Optional[bool] = None, **kwargs: Any) -> None:
+                 ignore_versions: Optional[bool] = None,
+                 persistent_worker: Optional[bool] = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.username = username
         self.hostname = hostname
@@ -137,12 +139,20 @@ class SSHExecutor(BaseExecutor):
         self.max_sessions = max_sessions
         self.ship_cloudpickle = ship_cloudpickle
         self.ignore_versions = ignore_versions
+        self.persistent_worker = persistent_worker
 
 
 class SlurmExecutor(BaseExecutor):
     """Submit the task as a Slurm job (``sbatch``), on the login node or through SSH.
 
     Accepts the covalent-slurm-plugin's parameters; ``options`` become ``#SBATCH --key=value``.
+    The named resources ``cpus_per_task``, ``mem``, ``mem_per_cpu``, ``gpus``, ``gpus_per_task``,
+    ``gres``, ``time``, ``partition``, ``account``, ``qos``, ``constraint``, ``nodes``,
+    ``ntasks`` (ranks: the function runs on each, rank 0's result is the task's) and
+    ``ntasks_per_node`` are checked at dispatch; ``max_requeues`` submits a job that ended
+    TIMEOUT, PREEMPTED or NODE_FAIL again, warned ``signal_delay`` seconds (90) before its limit
+    (docs/executors.md, "Time limits, requeues and checkpoints"). A parameter no Slurm
+    executor has is refused at dispatch, with the valid names.
     """
 
     short_name = "slurm"
@@ -157,8 +167,17 @@ class SlurmExecutor(BaseExecutor):
                  bashrc_path: Optional[str] = None, slurm_path: Optional[str] = None,
                  poll_freq: Optional[float] = None, cleanup: Optional[bool] = None,
                  ignore_versions: Optional[bool] = None, python_path: Optional[str] = None,
-                 **kwargs: Any) -> None:
+                 cpus_per_task: Optional[int] = None, mem: Optional[str] = None,
+                 gpus: Optional[Any] = None, gres: Optional[str] = None,
+                 time: Optional[str] = None, partition: Optional[str] = None,
+                 account: Optional[str] = None, qos: Optional[str] = None,
+                 constraint: Optional[str] = None, ntasks: Optional[int] = None,
+                 max_requeues: Optional[int] = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        # named resources (runner.backends.slurm.settings.RESOURCES; more through kwargs)
+        self.cpus_per_task, self.mem, self.gpus, self.gres = cpus_per_task, mem, gpus, gres
+        self.time, self.partition, self.account, self.qos = time, partition, account, qos
+        self.constraint, self.ntasks, self.max_requeues = constraint, ntasks, max_requeues
         self.username = username
         self.address = address
         self.ssh_key_file = ssh_key_file

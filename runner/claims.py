@@ -23,8 +23,8 @@ class Claims(Sublattices):
 
     # -- claiming and submitting -----------------------------------------------------------
     def _schedule_all(self) -> None:
-        if self.journal.stalled():
-            return  # a claim is an event: none can be written now
+        if self.journal.stalled() or self.claims_paused:
+            return  # a claim is an event (none can be written now), or a runner job hands over
         for run in list(self.active.values()):
             if run.state.finished or not run.schedule.ready or run.busy():
                 continue

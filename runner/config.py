@@ -91,6 +91,7 @@ EXECUTOR_FIELDS: Dict[str, Tuple[str, Callable[[Any], bool]]] = {
     "use_srun": ("true or false", _optional(_of(bool))),
     "shared_filesystem": ("true or false", _optional(_of(bool))),
     "scheduler_address": ("a Dask scheduler address (tcp://host:port)", _optional(_of(str))),
+    "persistent_worker": ("true or false", _optional(_of(bool))),
 }
 
 
@@ -181,6 +182,15 @@ def executor_problem(name: str, executor: Any) -> str:
         if field in executor and not check(executor[field]):
             return f"executors.{name}.{field} must be {what} (found {executor[field]!r})"
     type_name = executor.get("type", name)
+    if type_name == "slurm":  # its parameters and resources, checked before any job exists
+        from runner.backends.slurm.pilot_settings import pilot_problem
+        from runner.backends.slurm.settings import settings_problem
+
+        problem = settings_problem(executor)
+        if not problem and executor.get("pilot") not in (None, False):
+            problem = pilot_problem(executor)
+        if problem:
+            return f"executors.{name}: {problem}"
     return _backend_problem(f"executors.{name}.type", str(type_name)) if "type" in executor \
         else ""
 

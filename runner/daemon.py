@@ -32,7 +32,7 @@ from runner.locks import make_lock
 from runner.rundir import RunDir, RunDirError
 
 if TYPE_CHECKING:
-    from runner.service import RunnerSettings
+    from runner.service import Runner, RunnerSettings
 
 BACKOFF_S = 5.0  # after one failure at start; doubles per failure in a row, up to BACKOFF_MAX_S
 BACKOFF_MAX_S = 300.0
@@ -49,7 +49,9 @@ class RunnerUnavailable(Exception):
 
 # -- starting and stopping ----------------------------------------------------------------------
 def ensure_running(home: Path) -> Optional[int]:
-    """Start a background runner for ``home`` unless a live one serves it; returns its pid."""
+    """Start a background runner for ``home`` unless a live one serves it; returns its pid (or,
+    for a home whose runner job ended while work remained, the id of that job submitted
+    again)."""
     if os.environ.get("COV_NO_RUNNER"):
         return None
     if live_runner(home) is not None:
@@ -59,7 +61,27 @@ def ensure_running(home: Path) -> Optional[int]:
     with make_lock(str(directory / SPAWN_LOCK), timeout=30):
         if live_runner(home) is not None:
             return None
-        return spawn_runner(home)
+        job = _resubmit_runner_job(home)
+        return job if job is not None else spawn_runner(home)
+
+
+def _resubmit_runner_job(home: Path) -> Optional[int]:
+    """The home's runner ran as a Slurm job that ended while work remained (killed, preempted,
+    out of walltime): submit it again (a login node may kill a runner started here); its job
+    id. None when there is no such job, or when it cannot be submitted (then said, and the
+    runner starts here)."""
+    from runner.runner_job.record import read_record, remove_record
+    from runner.runner_job.submit import RunnerJobError, heal
+
+    try:
+        job_id = heal(home)
+    except RunnerJobError as exc:
+        record = read_record(home) or {}
+        remove_record(home)
+        _stderr(f"warning: runner job {record.get('job_id', '?')} has ended and cannot be "
+                f"submitted again ({exc}): starting a runner on this host instead")
+        return None
+    return int(job_id) if job_id else None
 
 
 def spawn_runner(home: Path, extra: Optional[List[str]] = None) -> int:
@@ -269,16 +291,21 @@ def settings_from_config(poll: bool = False, idle_timeout: Optional[float] = Non
 
 
 def serve(home: Path, runs: Optional[List[str]] = None, poll: bool = False,
-          idle_timeout: Optional[float] = None, workers: Optional[int] = None) -> int:
+          idle_timeout: Optional[float] = None, workers: Optional[int] = None,
+          on_start: Optional[Callable[["Runner"], None]] = None) -> int:
     """Run a runner in this process until it is idle; an error ends it with exit 1, leaving its
-    reason as the last line of the log (stderr) and in ``last-failure``."""
+    reason as the last line of the log (stderr) and in ``last-failure``. ``on_start`` gets the
+    runner before its loop starts (a runner job watches its walltime)."""
     from runner.backends import backend_class
     from runner.config import ConfigError
     from runner.service import Runner
 
     try:
         settings = settings_from_config(poll, idle_timeout, workers)
-        return Runner(home, settings, runs=runs, backends=backend_class).run_forever()
+        runner = Runner(home, settings, runs=runs, backends=backend_class)
+        if on_start is not None:
+            on_start(runner)
+        return runner.run_forever()
     except Exception as exc:  # noqa: BLE001 - whatever it is, the next command must learn why
         config = isinstance(exc, ConfigError)  # the user's to fix: the message says it all
         line = (str(exc) if config else f"{type(exc).__name__}: {exc}").splitlines()[0]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional, Tuple, Union
 
 Part = Union[int, str]  # a node, attempt or job id, or a shell expression standing for one
 
@@ -24,6 +24,9 @@ RUNNERS = ".runners"  # heartbeats <host>-<pid>.json, <runner id>.fenced, the fi
 SPAWN_LOCK = "spawn.lock"  # in .runners/: held while a runner is being started
 RUNNER_LOG = "runner.log"  # in .runners/: the runners' own output
 LAST_FAILURE = "last-failure"  # in .runners/: JSON; not *.json, the heartbeat files' pattern
+RUNNER_JOB = "runner-job"  # in .runners/: JSON (not *.json): the Slurm job that runs the runner
+RUNNER_JOB_SCRIPT = "runner-job.sh"  # in .runners/: that job's sbatch script (runner/runner_job)
+RUNNER_JOB_LOG_PREFIX = "runner-job-"  # in .runners/: runner-job-<job id>.out, the job's output
 UNREADABLE = ".unreadable"  # .unreadable/<run>: why a runner set that run aside
 TMP_PREFIX = ".tmp-"  # .tmp-<dispatch id>.<random>/: a run being created (dispatch)
 TRASH_PREFIX = ".rm-"  # .rm-<dispatch id>/: a run being removed (``cov rm``)
@@ -51,6 +54,20 @@ def is_heartbeat_name(name: str) -> bool:
 def fence_path(home: Path, runner_id: str) -> Path:
     """Exists once another runner took ``runner_id``'s claims over (runner/fencing.py)."""
     return runners_dir(home) / f"{runner_id}.fenced"
+
+
+def runner_job_path(home: Path) -> Path:
+    """The record of the Slurm job that runs this home's runner (``cov runner start --as-job``)."""
+    return runners_dir(home) / RUNNER_JOB
+
+
+def runner_job_script_path(home: Path) -> Path:
+    return runners_dir(home) / RUNNER_JOB_SCRIPT
+
+
+def runner_job_log_path(home: Path, job: Part) -> Path:
+    """The runner job's own output (``%j`` for sbatch's ``--output``): Slurm's messages."""
+    return runners_dir(home) / f"{RUNNER_JOB_LOG_PREFIX}{job}.out"
 
 
 def unreadable_dir(home: Path) -> Path:
@@ -162,6 +179,14 @@ def slurm_shipped_rel(module_file: str) -> str:
     return f"{SLURM}/{module_file}"
 
 
+CHECKPOINTS = "checkpoints"  # <node>/: a task's own files, kept across requeues and retries
+
+
+def checkpoint_rel(node: Part) -> str:
+    """A task's checkpoint directory (``ct.get_context().checkpoint_dir``), in the run."""
+    return f"{CHECKPOINTS}/{node}"
+
+
 def job_script_file(job: Part) -> str:
     return f"{job}.sh"
 
@@ -173,6 +198,43 @@ def job_log_file(job: Part) -> str:
 
 def submit_script_file(token: str) -> str:
     return f"{SUBMIT_PREFIX}{token}.sh"
+
+
+# -- the Slurm pilot mode's files: <run>/slurm/pilot/ (runner/backends/slurm/pilot.py) ----------
+PILOT_QUEUE = f"{SLURM}/pilot/queue"  # <node>.<attempt>.pkl: tickets no block has taken yet
+PILOT_BLOCKS = f"{SLURM}/pilot/blocks"  # <block id>/: one pilot block (one Slurm job) each
+POOL = "pilot_pool.py"  # runner/pilot_pool.py where it is shipped (beside worker.py)
+# in a block's directory:
+BLOCK_INFO = "block.json"  # written by the runner at submission: the block's job id
+BLOCK_STARTED = "started.json"  # written by the block's pool when it starts: host, pid, workers
+BLOCK_HEARTBEAT = "heartbeat"  # touched by the pool every second
+BLOCK_RUNNING = "running"  # <node>.<attempt>.pkl: tickets this block took (moved from the queue)
+BLOCK_CANCEL = "cancel"  # <node>.<attempt>: the runner asks the block to kill that task
+BLOCK_STOP = "stop"  # the runner asks the block to exit once its running tasks end
+BLOCK_EXITED = "exited"  # written by the pool as it exits: it takes nothing more
+BLOCK_LOG = "job.out"  # the block job's own output (sbatch --output)
+
+
+def ticket_file(node: Part, attempt: Part) -> str:
+    """A pilot ticket: the task's bundle, in the queue or in a block's ``running/``."""
+    return f"{attempt_name(node, attempt)}.pkl"
+
+
+def ticket_task(name: str) -> Optional[Tuple[int, int]]:
+    """(node, attempt) of a ticket's file name (None: not a ticket, e.g. a temporary file)."""
+    stem, dot, ext = name.rpartition(".")
+    node, _, attempt = stem.partition(".")
+    if ext != "pkl" or not node.isdigit() or not attempt.isdigit():
+        return None
+    return int(node), int(attempt)
+
+
+def pilot_queue_dir(run: str) -> str:
+    return os.path.join(run, PILOT_QUEUE)
+
+
+def pilot_block_dir(run: str, block: str) -> str:
+    return os.path.join(run, PILOT_BLOCKS, block)
 
 
 # -- one SSH attempt's directory: <run>/ssh/<node>.<attempt>/ (shared filesystem), else

@@ -76,7 +76,8 @@ def is_alive(info: Dict[str, Any], age: float) -> bool:
 
 
 def live_runner(home: Path, dispatch_id: Optional[str] = None) -> Optional[Dict[str, Any]]:
-    """A live runner serving ``home`` (all its runs, or at least run ``dispatch_id``), if any."""
+    """A live runner serving ``home`` (all its runs, or at least run ``dispatch_id``), if any:
+    a fresh heartbeat, else the home's runner job while Slurm has not ended it."""
     for info in read_runners(home):
         if info["alive"] and (not info.get("runs") or dispatch_id in info["runs"]):
             return info
@@ -85,7 +86,12 @@ def live_runner(home: Path, dispatch_id: Optional[str] = None) -> Optional[Dict[
                 os.unlink(info["path"])
             except OSError:
                 pass
-    return None
+    # A runner running as a Slurm job: its pid is not ours to see, and it has no heartbeat yet
+    # while the job waits in the queue (or for its predecessor to end, at a handover).
+    from runner.runner_job.record import as_runner_info, serving_job
+
+    job = serving_job(home)
+    return as_runner_info(job) if job is not None else None
 
 
 class RunnerRegistry:

@@ -69,6 +69,8 @@ class RunnerBase:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._stop = False
+        self.stop_signal: Optional[int] = None  # the signal that ended the loop, if one did
+        self.claims_paused = False  # a runner job handing over claims nothing more
         self.watcher: Any = None
         self.journal = Journal(self._log)
         self._beat_written = False

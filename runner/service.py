@@ -101,7 +101,17 @@ class Runner(Claims):
         return 0
 
     def _on_signal(self, signum: int, frame: Any) -> None:
+        self.stop_signal = signum
+        self.stop()
+
+    def stop(self) -> None:
+        """End the loop soon, as SIGTERM does (from any thread)."""
         self._stop = True
+        self.wake()
+
+    def pause_claims(self) -> None:
+        """Claim no more tasks (from any thread); what runs goes on (``runner.runner_job``)."""
+        self.claims_paused = True
         self.wake()
 
     def _wait(self, timeout: float) -> None:

@@ -9,6 +9,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import click
 
 from covalent_cli.cli.args import parse_args
+from covalent_cli.cli.as_job import describe, job_options, job_request, submit_job
 from covalent_cli.cli.commands import STATUS_EXIT, _echo_json, _result_value, _run, _state
 from covalent_cli.cli.main import Context, cli, pass_ctx
 from covalent_cli.errors import ExitCode, RunNotFound, RunUnreadable, UserError
@@ -36,15 +37,52 @@ from runner.state import COMPLETED, TERMINAL, RunState
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON document: the dispatch ids (with --wait, each run's result).")
 @click.option("--dry-run", is_flag=True, help="Build the graph, print its tasks; write no run.")
+@job_options
 @pass_ctx
 def dispatch(ctx: Context, script: str, lattice_name: Optional[str], pairs: Tuple[str, ...],
              args_file: Optional[str], name: Optional[str], tags: Tuple[str, ...], wait_: bool,
-             quiet: bool, as_json: bool, dry_run: bool) -> None:
+             quiet: bool, as_json: bool, dry_run: bool, as_job: bool, job_time: Optional[str],
+             job_partition: Optional[str], job_cpus: Optional[int]) -> None:
     """Run SCRIPT (a Covalent script) and dispatch its lattice.
 
     If the script dispatches on its own when run (the usual Covalent script), those dispatches
     are reported; otherwise its one lattice (or LATTICE) is dispatched with the -a arguments.
     """
+    from covalent_cli.dispatch import RUNNER_STARTERS
+
+    request = job_request(as_job, job_time, job_partition, job_cpus)
+    jobs: List[Dict[str, Any]] = []
+    if request is not None:
+        # Submitted before anything is written, so that sbatch refusing it (a wrong partition,
+        # a walltime over the limit) leaves no run behind; each dispatch (the script's own
+        # too) then makes sure of it, submitting it again if it already left, idle.
+        jobs.append(submit_job(ctx.home, request))
+        RUNNER_STARTERS.append(lambda home: submit_job(home, request))
+    try:
+        ids = _dispatch(script, lattice_name, pairs, args_file, name, tags, dry_run, as_json)
+    finally:
+        if request is not None:
+            RUNNER_STARTERS.pop()
+    if ids is None:
+        return  # a dry run, reported
+    if as_json and not wait_:
+        _echo_json({"dispatch_ids": ids})
+    elif not as_json:
+        for dispatch_id in ids:
+            click.echo(dispatch_id if quiet else f"Dispatched {dispatch_id}")
+        if not quiet:
+            _next_steps(ctx, ids)
+            if jobs:
+                click.echo(f"  runner         {describe(jobs[0])}", err=True)
+    if wait_:
+        wait_and_report(ctx, ids, quiet, as_json)
+
+
+def _dispatch(script: str, lattice_name: Optional[str], pairs: Tuple[str, ...],
+              args_file: Optional[str], name: Optional[str], tags: Tuple[str, ...],
+              dry_run: bool, as_json: bool) -> Optional[List[str]]:
+    """Load SCRIPT and dispatch (its own dispatches, or its lattice); the dispatch ids, or
+    None for a dry run (reported here)."""
     from covalent_cli.cli import dry_run_cmd
     from covalent_cli.dispatch import LABELS, start_runner, start_runner_early
     from covalent_cli.dryrun import load_script
@@ -79,16 +117,9 @@ def dispatch(ctx: Context, script: str, lattice_name: Optional[str], pairs: Tupl
         raise UserError(f"{script} dispatched on its own; -a/--args-file/LATTICE do not apply",
                         "remove the dispatch from the script or the arguments from the command")
     if dry is not None:
-        return dry_run_cmd.report(dry, ids, as_json)
-    if as_json and not wait_:
-        _echo_json({"dispatch_ids": ids})
-    elif not as_json:
-        for dispatch_id in ids:
-            click.echo(dispatch_id if quiet else f"Dispatched {dispatch_id}")
-        if not quiet:
-            _next_steps(ctx, ids)
-    if wait_:
-        wait_and_report(ctx, ids, quiet, as_json)
+        dry_run_cmd.report(dry, ids, as_json)
+        return None
+    return ids
 
 
 def wait_and_report(ctx: Context, ids: List[str], quiet: bool, as_json: bool) -> None:

@@ -4,23 +4,8 @@ A ``HostSpec`` says where to go (an ``~/.ssh/config`` alias, a hostname, or ``us
 plus the executor's overrides. ``pool().host(spec)`` gives the process's single ``SSHHost`` for
 that spec; it opens a Fabric ``Connection`` on first use and shares it between threads.
 
-What is honoured, as OpenSSH does:
-
-- the config file: ``HostSpec.ssh_config``, else ``$COV_SSH_CONFIG``, else ``~/.ssh/config``
-  then ``/etc/ssh/ssh_config`` (``"none"``: no file). Host aliases, ``HostName``, ``User``,
-  ``Port``, ``IdentityFile``, ``IdentitiesOnly``, ``ProxyJump`` (also ``none``),
-  ``ProxyCommand``, ``ConnectTimeout``, ``ServerAliveInterval``, ``UserKnownHostsFile``,
-  ``GlobalKnownHostsFile``, ``HostKeyAlias``, ``StrictHostKeyChecking``.
-  Explicit ``user``/``port``/``key_file`` win over the file. An explicit ``key_file`` is used
-  alone (no agent, no ``~/.ssh/id_*``), like ``IdentitiesOnly yes``.
-- host keys: Fabric's default is to accept any unknown key (``AutoAddPolicy``); cov does not.
-  Keys are checked against the known_hosts files (``HostKeyAlias`` or ``host`` /
-  ``[host]:port``). A key that differs from the recorded one always fails (no setting turns
-  that off). An unknown key fails too, because ``ssh``'s default ``StrictHostKeyChecking=ask``
-  cannot prompt in a background runner, unless ``StrictHostKeyChecking accept-new`` (or
-  ``no``) is set for that host in ssh_config or as the executor's
-  ``strict_host_key_checking``: then the key is appended to the user's known_hosts file and a
-  warning is logged. This applies to every ``ProxyJump`` hop too.
+See ``runner.ssh.hostkeys`` for what of ssh_config is honoured and how host keys are
+checked (never Fabric's accept-anything default).
 
 Connections get TCP_NODELAY (Nagle adds ~40 ms to each command), a keepalive every
 ``keepalive`` seconds, and a connect timeout. Opening is lock-guarded (Fabric's ``open`` is not
@@ -36,260 +21,27 @@ failed get that failure instead of starting their own round of retries.
 """
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
 import logging
 import os
 import shlex
 import socket
 import threading
-from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import paramiko
 from paramiko.ssh_exception import (AuthenticationException, BadHostKeyException,
                                     ChannelException, PasswordRequiredException, SSHException)
 
+from runner.ssh.hostkeys import config_files, fingerprint, load_ssh_config, secure
+from runner.ssh.hostspec import (DEFAULT_CONNECT_TIMEOUT, DEFAULT_KEEPALIVE,
+                                 DEFAULT_MAX_SESSIONS, AuthFailed, ConnectFailed,
+                                 ConnectionLost, HostKeyError, HostSpec, RemoteCommandFailed,
+                                 RemoteResult, SSHError)
+
 log = logging.getLogger("cov.ssh")
 
-DEFAULT_CONNECT_TIMEOUT = 10.0
-DEFAULT_KEEPALIVE = 15.0
-DEFAULT_MAX_SESSIONS = 10
 MAX_BACKOFF = 60.0
-
-
-# -- errors ---------------------------------------------------------------------------------------
-class SSHError(Exception):
-    """Base of the SSH errors; ``host`` is the target as the user wrote it."""
-
-    def __init__(self, message: str, host: str = "") -> None:
-        super().__init__(message)
-        self.host = host
-
-
-class ConnectFailed(SSHError):
-    """The host could not be reached (after the configured retries). ``final``: retrying
-    cannot help (a name that does not resolve, a missing config file)."""
-
-    def __init__(self, message: str, host: str = "", final: bool = False) -> None:
-        super().__init__(message, host)
-        self.final = final
-
-
-class AuthFailed(SSHError):
-    """The server refused our credentials. Not retried."""
-
-
-class HostKeyError(SSHError):
-    """The server's host key is unknown or differs from known_hosts. Not retried."""
-
-
-class ConnectionLost(SSHError):
-    """The connection dropped (or went silent) while a command was running."""
-
-
-class RemoteCommandFailed(SSHError):
-    """``run(..., check=True)``: the command exited non-zero."""
-
-    def __init__(self, message: str, host: str, exit_code: int, stderr: str) -> None:
-        super().__init__(message, host)
-        self.exit_code = exit_code
-        self.stderr = stderr
-
-
-# -- what to connect to ---------------------------------------------------------------------------
-@dataclass(frozen=True)
-class HostSpec:
-    """Where and how to connect. Everything but ``host`` is optional (ssh_config fills in)."""
-
-    host: str
-    user: Optional[str] = None
-    port: Optional[int] = None
-    key_file: Optional[str] = None
-    ssh_config: Optional[str] = None  # a file, like ``ssh -F``; "none" for no file
-    known_hosts: Optional[str] = None  # file(s), space-separated; replaces ssh_config's
-    strict_host_key_checking: Optional[str] = None  # "yes"/"ask" (reject), "accept-new", "no"
-    connect_timeout: Optional[float] = None
-    keepalive: Optional[float] = None
-    max_sessions: int = DEFAULT_MAX_SESSIONS
-    retry_connect: bool = True
-    max_connection_attempts: int = 5
-    retry_wait_time: float = 5.0
-    # secrets: in memory only (resolved from the run's 0600 secrets file), never shown
-    password: Optional[str] = field(default=None, repr=False)
-    passphrase: Optional[str] = field(default=None, repr=False)  # of an encrypted key_file
-
-    @classmethod
-    def parse(cls, target: str, **overrides: Any) -> "HostSpec":
-        """``alias``, ``host``, ``user@host``, ``host:port``, ``user@[v6addr]:port``."""
-        user, _, rest = target.rpartition("@")
-        port: Optional[int] = None
-        if rest.startswith("["):
-            addr, _, tail = rest[1:].partition("]")
-            rest = addr
-            if tail.startswith(":") and tail[1:].isdigit():
-                port = int(tail[1:])
-        elif rest.count(":") == 1:
-            name, _, maybe = rest.partition(":")
-            if maybe.isdigit():
-                rest, port = name, int(maybe)
-        if not rest:
-            raise ValueError(f"no host in {target!r}")
-        fields: Dict[str, Any] = {"host": rest, "user": user or None, "port": port}
-        fields.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**fields)
-
-    @classmethod
-    def from_executor(cls, config: Dict[str, Any]) -> "HostSpec":
-        """From SSHExecutor parameters (``hostname``, ``username``, ``port``, ``ssh_key_file``,
-        ``ssh_config``, ``known_hosts``, ``strict_host_key_checking``, ``connect_timeout``,
-        ``keepalive``, ``max_sessions``, ``retry_connect``, ``max_connection_attempts``,
-        ``retry_wait_time``)."""
-        hostname = config.get("hostname") or config.get("address")
-        if not hostname:
-            raise ValueError("the SSH executor has no hostname: set hostname=... (an "
-                             "~/.ssh/config alias, a host name, or user@host:port)")
-
-        def num(key: str, kind: Any) -> Any:
-            value = config.get(key)
-            return None if value in (None, "") else kind(value)
-
-        return cls.parse(
-            str(hostname), user=config.get("username") or None, port=num("port", int),
-            key_file=config.get("ssh_key_file") or None, ssh_config=config.get("ssh_config"),
-            known_hosts=config.get("known_hosts"),
-            strict_host_key_checking=config.get("strict_host_key_checking"),
-            connect_timeout=num("connect_timeout", float), keepalive=num("keepalive", float),
-            max_sessions=num("max_sessions", int),
-            retry_connect=None if config.get("retry_connect") is None else
-            bool(config["retry_connect"]),
-            max_connection_attempts=num("max_connection_attempts", int),
-            retry_wait_time=num("retry_wait_time", float),
-            password=config.get("password") or None,
-            passphrase=config.get("passphrase") or config.get("ssh_key_passphrase") or None)
-
-    def label(self) -> str:
-        """The target as written: ``user@host:port`` with the parts that were given."""
-        text = f"{self.user}@{self.host}" if self.user else self.host
-        return f"{text}:{self.port}" if self.port else text
-
-
-@dataclass
-class RemoteResult:
-    """What a remote command gave back."""
-
-    exit_code: int
-    stdout: bytes = b""
-    stderr: bytes = b""
-
-    @property
-    def ok(self) -> bool:
-        return self.exit_code == 0
-
-    @property
-    def text(self) -> str:
-        return self.stdout.decode("utf-8", "replace").strip()
-
-    @property
-    def error_text(self) -> str:
-        return self.stderr.decode("utf-8", "replace").strip()
-
-
-# -- ssh_config -----------------------------------------------------------------------------------
-def config_files(spec: HostSpec) -> List[str]:
-    """The ssh_config files read for ``spec``, in OpenSSH's order (first value wins)."""
-    chosen = spec.ssh_config or os.environ.get("COV_SSH_CONFIG")
-    if chosen:
-        return [] if chosen.lower() == "none" else [os.path.expanduser(chosen)]
-    return [os.path.expanduser("~/.ssh/config"), "/etc/ssh/ssh_config"]
-
-
-def load_ssh_config(spec: HostSpec) -> paramiko.SSHConfig:
-    """The parsed ssh_config for ``spec`` (a missing default file is skipped)."""
-    config = paramiko.SSHConfig()
-    for path in config_files(spec):
-        try:
-            with open(path, encoding="utf-8") as f:
-                config.parse(f)
-        except FileNotFoundError:
-            if spec.ssh_config:
-                raise ConnectFailed(f"ssh_config file {path} does not exist", spec.label(),
-                                    final=True) from None
-        except OSError as exc:
-            raise ConnectFailed(f"cannot read ssh_config file {path}: {exc.strerror}",
-                                spec.label(), final=True) from None
-    return config
-
-
-def fingerprint(key: paramiko.PKey) -> str:
-    """OpenSSH's ``SHA256:...`` fingerprint."""
-    digest = hashlib.sha256(key.asbytes()).digest()
-    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
-
-
-class _KnownHostsPolicy(paramiko.MissingHostKeyPolicy):
-    """Called by paramiko only for a key with no entry (recorded keys are checked by paramiko
-    itself, which raises BadHostKeyException on a change)."""
-
-    def __init__(self, name: str, mode: str, files: List[str], label: str) -> None:
-        self.name, self.mode, self.files, self.label = name, mode, files, label
-
-    def missing_host_key(self, client: Any, hostname: str, key: paramiko.PKey) -> None:
-        what = f"{key.get_name()} key {fingerprint(key)}"
-        if self.mode in ("accept-new", "no", "off") and self.files:
-            path = self.files[0]
-            os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
-            with open(path, "a", encoding="utf-8") as f:
-                f.write(f"{self.name} {key.get_name()} {key.get_base64()}\n")
-            log.warning("ssh: permanently added %s (%s) to %s (StrictHostKeyChecking=%s)",
-                        self.name, what, path, self.mode)
-            return
-        files = ", ".join(self.files) or "no known_hosts file"
-        raise HostKeyError(
-            f"host key of {self.name} is unknown ({what}; looked in {files}). cov cannot ask "
-            f"for confirmation: check the fingerprint, then run `ssh {self.label}` once and "
-            f"answer yes, or add the key with `ssh-keyscan` to known_hosts, or set "
-            f"StrictHostKeyChecking accept-new for this host in ssh_config (or the "
-            f"executor's strict_host_key_checking='accept-new')", self.label)
-
-
-def _known_hosts_files(spec: HostSpec, lookup: Dict[str, Any]) -> Tuple[List[str], List[str]]:
-    """(user files, global files)."""
-    if spec.known_hosts:
-        return [os.path.expanduser(p) for p in spec.known_hosts.split()], []
-    user = (lookup.get("userknownhostsfile") or "~/.ssh/known_hosts ~/.ssh/known_hosts2").split()
-    glob = (lookup.get("globalknownhostsfile") or
-            "/etc/ssh/ssh_known_hosts /etc/ssh/ssh_known_hosts2").split()
-    return [os.path.expanduser(p) for p in user], [os.path.expanduser(p) for p in glob]
-
-
-def _secure(conn: Any, spec: HostSpec, target: bool) -> None:
-    """Replace Fabric's accept-anything policy on ``conn`` (and, recursively, its gateways)."""
-    lookup = conn.ssh_config
-    hop = conn.gateway
-    if isinstance(hop, type(conn)) and str(hop.original_host).lower() == "none":
-        conn.gateway = lookup.get("proxycommand") or False  # "ProxyJump none" on a jump host
-    user_files, global_files = _known_hosts_files(spec, lookup)
-    name = lookup.get("hostkeyalias") or (conn.host if int(conn.port) == 22
-                                          else f"[{conn.host}]:{conn.port}")
-    paramiko_name = conn.host if int(conn.port) == 22 else f"[{conn.host}]:{conn.port}"
-    known = conn.client.get_host_keys()
-    for path in user_files + global_files:
-        try:
-            entries = paramiko.HostKeys(path).lookup(name)
-        except (OSError, SSHException, ValueError):
-            continue
-        for keytype in entries.keys() if entries else ():
-            if known.lookup(paramiko_name) is None or keytype not in known.lookup(paramiko_name):
-                known.add(paramiko_name, keytype, entries[keytype])
-    mode = ((spec.strict_host_key_checking if target else None) or
-            lookup.get("stricthostkeychecking") or "ask").lower()
-    label = spec.label() if target else str(conn.original_host)
-    conn.client.set_missing_host_key_policy(_KnownHostsPolicy(name, mode, user_files, label))
-    conn.client.cov_known = (name, user_files + global_files)  # for the changed-key message
-    if isinstance(conn.gateway, type(conn)):
-        _secure(conn.gateway, spec, target=False)
 
 
 # -- one host -------------------------------------------------------------------------------------
@@ -411,7 +163,7 @@ class SSHHost:
         self.description = f"{conn.user}@{conn.host}:{conn.port}{via}"
         if spec.host not in (conn.host,):
             self.description = f"{spec.host} ({self.description})"
-        _secure(conn, spec, target=True)
+        secure(conn, spec, target=True)
         try:
             conn.open()
         except BaseException as exc:
@@ -653,6 +405,7 @@ def pool() -> SSHPool:
         return _POOL
 
 
-__all__ = ["AuthFailed", "ConnectFailed", "ConnectionLost", "HostKeyError", "HostSpec",
+__all__ = ["AuthFailed", "ConnectFailed", "ConnectionLost", "DEFAULT_CONNECT_TIMEOUT",
+           "DEFAULT_KEEPALIVE", "DEFAULT_MAX_SESSIONS", "HostKeyError", "HostSpec",
            "RemoteCommandFailed", "RemoteResult", "SSHError", "SSHHost", "SSHPool", "pool",
            "config_files", "fingerprint", "load_ssh_config", "send_all"]

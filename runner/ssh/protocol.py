@@ -65,14 +65,19 @@ def launch_script(files: str, workdir: str, worker_line: str, send_bundle: bool,
 
 
 def recover_script(files: str, results: Sequence[str], heartbeat: float,
-                   live: LiveFiles = ()) -> str:
-    """Wait for the task started in ``files`` (if it is still running), then send back."""
-    lines = [f"F={shlex.quote(files)}",
+                   live: LiveFiles = (), server: str = "") -> str:
+    """Wait for the task started in ``files`` (if it is still running), then send back.
+    ``server``: the persistent worker's path there, whose forked children are tasks too."""
+    q = shlex.quote
+    # the pid must still be the task's (same user, our path in its command line: the
+    # attempt's directory, or the persistent worker's file for a task it forked)
+    forked = f' || ps -ww -o args= -p "$pid" 2>/dev/null | grep -qF -- {q(server)}' \
+        if server else ""
+    lines = [f"F={q(files)}",
              f'pid=$(cat "$F/{SSH_PID}" 2>/dev/null); echo "@cov pid ${{pid:--1}}"',
              '[ -n "$pid" ] || exit 0',
-             # the pid must still be the task's (same user, our path in its command line)
-             'alive() { kill -0 "$pid" 2>/dev/null && ps -ww -o args= -p "$pid" 2>/dev/null '
-             '| grep -qF -- "$F/"; }',
+             'alive() { kill -0 "$pid" 2>/dev/null && { ps -ww -o args= -p "$pid" 2>/dev/null '
+             f'| grep -qF -- "$F/"{forked}; }}; }}',
              *_wait_and_send("while alive; do sleep 0.2; done; rc=-1", results, heartbeat, live)]
     return "\n".join(lines)
 

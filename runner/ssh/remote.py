@@ -29,6 +29,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from runner.layout import SSH_LIB
 from runner.ssh.connection import SSHError, SSHHost
+from runner.ssh.task_server import SERVER_FILE
 
 DEFAULT_PYTHON = "python3"
 DEFAULT_CACHE = ".cache/cov"
@@ -123,6 +124,16 @@ class RemoteEnv:
         return self.setup.command([self.worker, bundle, outcome, stdout, stderr], self.pythonpath,
                                   unbuffered=True)
 
+    @property
+    def server(self) -> str:
+        """The persistent worker's file there, beside ``worker.py``."""
+        return f"{os.path.dirname(self.worker)}/{SERVER_FILE}"
+
+    def server_command(self, heartbeat: float, tick: float) -> str:
+        """The shell line that runs the persistent worker (``runner.ssh.worker_server``)."""
+        return self.setup.command([self.server, f"{heartbeat:g}", f"{tick:g}"], self.pythonpath,
+                                  unbuffered=True)
+
 
 def _local_python() -> Tuple[int, int, int]:
     return tuple(sys.version_info[:3])  # type: ignore[return-value]
@@ -193,11 +204,17 @@ def compare_versions(report: VersionReport, ship_cloudpickle: bool = True
 
 @lru_cache(maxsize=None)
 def _worker_files() -> Tuple[Dict[str, bytes], str]:
-    """The worker's files (``worker.shipped_files``) and the directory name they go to, one
-    per version of them."""
+    """The worker's files (``worker.shipped_files``, with the persistent worker's server
+    before ``worker.py``) and the directory name they go to, one per version of them."""
     from runner import worker
 
-    files = worker.shipped_files()
+    shipped = worker.shipped_files()
+    names = list(shipped)  # worker.py stays last: its presence says the others are there
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), SERVER_FILE), "rb") as f:
+        server = f.read()
+    files = {name: shipped[name] for name in names[:-1]}
+    files[SERVER_FILE] = server
+    files[names[-1]] = shipped[names[-1]]
     digest = hashlib.sha256()
     for name, data in files.items():
         digest.update(b"%s\0%d\0" % (name.encode(), len(data)) + data)

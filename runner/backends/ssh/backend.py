@@ -1,29 +1,34 @@
 """The SSH backend: tasks run on another host over one reused connection (``runner.ssh``).
 
-A task's life on the host (each step is one exec channel; a task costs one round trip plus its
-own run time):
+A task's life on the host:
 
 1. once per backend, ``runner.ssh.remote.prepare``: check the remote Python against ours and
-   upload ``worker.py`` with the modules it imports (and cloudpickle, when needed) into
-   ``<remote_cache>/lib``;
-2. one channel per task carries the bundle on stdin into ``<remote_cache>/<dispatch>/
+   upload ``worker.py`` with the modules it imports, the persistent worker's server (and
+   cloudpickle, when needed) into ``<remote_cache>/lib``; then start that server
+   (``runner.ssh.worker_server``) on one exec channel it keeps (``runner.ssh.task_server``);
+2. per task, one request on that channel carries the bundle into ``<remote_cache>/<dispatch>/
    <node>.<attempt>/`` (with ``shared_filesystem`` the bundle is written into the run directory
    instead, under ``ssh/``, and the worker writes results and logs straight into the run
-   directory), starts ``worker.py`` with ``setsid`` in ``remote_workdir`` (its own session and
-   process group; its pid also goes to ``pid`` there), prints the pid (recorded with
-   ``record_handle``), waits for it, printing a heartbeat line every ``keepalive`` seconds and
-   streaming what the task prints as it prints it (every ``protocol.LIVE_TICK`` seconds, into
-   the run's ``logs/<node>.out``/``.err``, so ``cov logs -f`` shows it live), and then streams
-   back the outcome, stdout, stderr and the launcher's log, which are written into the run
-   directory (the logs replacing their live copies whole);
-3. the files of finished tasks are removed on the next channel (unless ``do_cleanup=False``).
+   directory); the server forks a child that runs the task in ``remote_workdir`` in its own
+   session and process group (its pid also goes to ``pid`` there), says its pid (recorded with
+   ``record_handle``), streams what the task prints as it prints it (every
+   ``protocol.LIVE_TICK`` seconds, into the run's ``logs/<node>.out``/``.err``, so ``cov logs
+   -f`` shows it live), and then sends back the outcome, stdout, stderr and the launcher's
+   log, which are written into the run directory (the logs replacing their live copies whole).
+   A task costs a fork of a warm Python, not a Python start-up. With ``persistent_worker=False``
+   each task has its own channel instead, running a shell launcher (``protocol.launch_script``)
+   that starts ``worker.py`` with ``setsid`` and waits for it;
+3. the files of finished tasks go with the next task's request (the worker removes them when
+   idle; the launcher, once the task started), or on a channel of their own after 2 idle
+   seconds (unless ``do_cleanup=False``).
 
 Threads: the runner's loop never waits for SSH. ``submit`` queues the task for a small pool of
 daemon threads (``max_concurrent`` per backend, at most the connection's ``max_sessions`` − 2);
 they hand completions and handles over as a ``ThreadedBackend``.
 
 Faults: a dropped or silent connection (no heartbeat for 3 intervals) is reopened with the
-connection's retries, then the task is picked up again by its pid file: still running → wait
+connection's retries, then the task is picked up again by its pid file on a channel of its own
+(``protocol.recover_script``; a server's forked tasks outlive it): still running → wait
 again; finished → fetch; never started → start it. A task's own exception is its outcome, never
 a connection error. ``cancel`` kills the remote process group. A restarted runner calls
 ``reattach`` with the recorded handle ``{"host", "pid", "workdir", "files"}``, which waits for
@@ -31,56 +36,30 @@ the pid and fetches the result files the same way.
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
-import os
 import queue
 import shutil
 import threading
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
-from runner import layout
-from runner.backends.base import (Completion, Services, Task, ThreadedBackend, make_bundle,
-                                  transfer_failed)
+from runner.backends.base import Completion, Services, Task, ThreadedBackend, transfer_failed
+from runner.backends.ssh.attempt import AttemptFiles, SSHAttempt, read_files
 from runner.config import get_value
-from runner.fs import atomic_write
-from runner.outcome import read_outcome_header
 from runner.redact import has_mask, task_secrets, unmask
-from runner.rundir import RunDir
 from runner.ssh import protocol
 from runner.ssh.connection import (DEFAULT_KEEPALIVE, AuthFailed, ConnectFailed,
                                    ConnectionLost, HostKeyError, HostSpec, SSHError, SSHHost,
                                    pool, send_all)
 from runner.ssh.remote import DEFAULT_CACHE, PythonSetup, RemoteEnv, VersionMismatch, prepare
+from runner.ssh.task_server import TaskServer
 from runner.ssh.transfer import TransferFailed, run_transfers
 
 log = logging.getLogger("cov.ssh")
 
 DEFAULT_MAX_CONCURRENT = 8
-DEFAULT_WORKDIR = "covalent-workdir"
-# An attempt's files (runner.layout): those the worker writes, sent back unless the host shares
-# the run directory (then it writes straight into it), and the launcher's log.
-FILES = (layout.SSH_OUTCOME, layout.SSH_STDOUT, layout.SSH_STDERR, layout.SSH_LAUNCH_LOG)
-# streamed while the task runs (frame stream name, file)
-LIVE = (("stdout", layout.SSH_STDOUT), ("stderr", layout.SSH_STDERR))
 MAX_LOSSES = 5  # connection losses survived by one task
-
-
-class SSHAttempt:
-    """One task attempt on the host: where its files are, its pid there, whether cancelled."""
-
-    def __init__(self, task: Task, files: str, workdir: str,
-                 handle: Optional[Dict[str, Any]] = None) -> None:
-        self.task = task
-        self.files = files
-        self.workdir = workdir
-        self.handle = handle
-        self.pid: Optional[int] = int(handle["pid"]) if handle and handle.get("pid") else None
-        self.cancelled = False
-        self.recorded = False  # its handle went to services.record_handle
-        self.launch_log = b""
-        self.live: set = set()  # streams whose live copy this attempt has started
+START_DELAY = 0.05  # how long a task runs before the runner is told it started
 
 
 def effective_config(config: Dict[str, Any]) -> Dict[str, Any]:
@@ -107,6 +86,10 @@ class SSHBackend(ThreadedBackend):
         self.setup = PythonSetup.from_executor(self.params)
         self.shared = bool(self.params.get("shared_filesystem"))
         self.cleanup = self.params.get("do_cleanup", True) is not False
+        # tasks go to one long-lived worker there (False: a shell launcher per task)
+        self.persistent = self.params.get("persistent_worker", True) is not False
+        self.attempts = AttemptFiles(self.params, self.spec.label())
+        self._server: Optional[TaskServer] = None
         self.heartbeat = float(self.spec.keepalive or DEFAULT_KEEPALIVE)  # a silent task channel
         # (no heartbeat for 3 of these) counts as a lost connection
         wanted = int(self.params.get("max_concurrent") or DEFAULT_MAX_CONCURRENT)
@@ -169,9 +152,15 @@ class SSHBackend(ThreadedBackend):
 
     def close(self) -> None:
         self._closing = True
+        env = self._env
+        for job in list(self._inflight.values()):  # started under START_DELAY ago: not told
+            if job.pid is not None and not job.recorded and env is not None:
+                self._got_pid(job, job.pid, env, wake=False)
         super().close()  # the handles, so that the next runner can re-attach
         for _ in self._threads:
             self._queue.put(None)
+        if self._server is not None:
+            self._server.close()
         if self._trash and self.host.connected and not self._inflight:
             self._empty_trash(timeout=10)
         self.host.close()  # running remote tasks go on; their handles are recorded
@@ -233,17 +222,16 @@ class SSHBackend(ThreadedBackend):
                 except VersionMismatch as exc:
                     self._env_error = exc  # permanent: every task fails the same way
                     raise
+            if self.persistent and self._server is None:
+                self._server = TaskServer(self.host, self._env.server_command(
+                    self.heartbeat, protocol.LIVE_TICK), self.heartbeat)
             return self._env
 
     def _run(self, job: SSHAttempt) -> Completion:
         env = self._remote_env()
         task = job.task
         if not job.files:
-            job.workdir = self._workdir(env, task)
-            job.files = layout.ssh_attempt_dir(task.run, task.node, task.attempt) \
-                if self.shared else env.abspath(os.path.join(
-                    str(self.params.get("remote_cache") or DEFAULT_CACHE), task.dispatch_id,
-                    layout.attempt_name(task.node, task.attempt)))
+            self.attempts.place(job, env)
         bundle: Optional[bytes] = None
         started = job.handle is not None
         if task.files and not started:
@@ -255,32 +243,19 @@ class SSHBackend(ThreadedBackend):
             if job.cancelled and job.pid is None:
                 return Completion.cancelled(task)
             if not started and bundle is None:
-                bundle = self._bundle(job)
-            results = [layout.SSH_LAUNCH_LOG] if self.shared else list(FILES)
-            live = () if self.shared else LIVE  # shared: the worker writes the logs in place
-            script = protocol.recover_script(job.files, results, self.heartbeat, live) \
-                if started else protocol.launch_script(
-                    job.files, job.workdir, self._worker_line(env, job), not self.shared,
-                    results, self.heartbeat, before_wait=self._trash_line(), live=live)
+                bundle = self.attempts.bundle(job)
             try:
-                with self.host.channel(protocol.command(script),
-                                       timeout=3 * self.heartbeat + 5) as chan:
-                    if not started and not self.shared:
-                        assert bundle is not None  # made above whenever not started
-                        send_all(chan, bundle)
-                    chan.shutdown_write()
-                    reader = protocol.ChannelReader(
-                        chan, lambda stream, offset, data: _write_live(job, stream, offset, data))
-                    pid = int(reader.field("pid"))
-                    if pid < 0:  # recovering: it never started
+                rc: Optional[int]
+                if self._server is not None and not started:
+                    assert bundle is not None  # made above whenever not started
+                    rc = self._run_on_server(job, env, bundle)
+                else:
+                    rc = self._run_on_channel(job, env, started, bundle)
+                    if rc is None:  # recovering: it never started
                         started = False
                         continue
-                    started = True
-                    self._got_pid(job, pid, env)
-                    rc = int(reader.field("rc"))
-                    if not self.shared:
-                        self._receive(reader, job)
-                done = self._outcome(job, rc)
+                started = True
+                done = self.attempts.outcome(job, int(rc))
                 if task.files and done.header.get("ok"):
                     return self._transfer(job, "after", start=done.header.get("start")) or done
                 return done
@@ -296,7 +271,66 @@ class SSHBackend(ThreadedBackend):
                 raise SSHError(f"could not start task '{task.name}' on {self.host.label}: {exc}",
                                self.host.label) from None
 
-    def _got_pid(self, job: SSHAttempt, pid: int, env: RemoteEnv) -> None:
+    def _run_on_server(self, job: SSHAttempt, env: RemoteEnv, bundle: bytes) -> int:
+        """Start the attempt on the persistent worker, wait for it; its exit code."""
+        assert self._server is not None
+        trash = self._take_trash()
+        try:
+            handle = self._server.submit(self.attempts.server_request(job, trash),
+                                         b"" if self.shared else bundle, job.write_live)
+        except ConnectionLost:
+            with self._lock:
+                self._trash.extend(trash)
+            raise
+        pid = handle.wait_pid()
+        if pid < 0:  # it could not start (the worker could not prepare $F)
+            handle.wait_rc()
+            said = b"".join(data for _, data in handle.files).decode("utf-8", "replace")
+            raise protocol.ScriptFailed(said.strip()[-500:] or "no pid")
+        # As the local pool does, a task that ends within START_DELAY is not reported apart:
+        # its handle and start go to the runner with its end, one wake-up instead of two.
+        job.pid, start = pid, time.time()
+        rc: Optional[int]
+        if job.cancelled or handle.wait_rc(START_DELAY) is None:
+            self._got_pid(job, pid, env, start=start)
+            rc = handle.wait_rc()
+        else:
+            self._got_pid(job, pid, env, start=start, wake=False)
+            rc = handle.rc
+        assert rc is not None  # wait_rc() without a timeout raises or has it
+        self.attempts.receive(job, handle.files)
+        return rc
+
+    def _run_on_channel(self, job: SSHAttempt, env: RemoteEnv, started: bool,
+                        bundle: Optional[bytes]) -> Optional[int]:
+        """Start the attempt with a shell launcher (or, ``started``, find it by its pid file)
+        on one channel, and wait for it; its exit code, None if it had never started."""
+        results, live = self.attempts.results(), self.attempts.live()
+        script = protocol.recover_script(job.files, results, self.heartbeat, live,
+                                         server=env.server) if started else \
+            protocol.launch_script(job.files, job.workdir, self.attempts.worker_line(env, job),
+                                   not self.shared, results, self.heartbeat,
+                                   before_wait=protocol.remove_line(self._take_trash()),
+                                   live=live)
+        with self.host.channel(protocol.command(script),
+                               timeout=3 * self.heartbeat + 5) as chan:
+            if not started and not self.shared:
+                assert bundle is not None  # made whenever not started
+                send_all(chan, bundle)
+            chan.shutdown_write()
+            reader = protocol.ChannelReader(chan, job.write_live)
+            pid = int(reader.field("pid"))
+            if pid < 0:
+                return None
+            self._got_pid(job, pid, env)
+            rc = int(reader.field("rc"))
+            self.attempts.receive(job, read_files(reader))
+        return rc
+
+    def _got_pid(self, job: SSHAttempt, pid: int, env: RemoteEnv,
+                 start: Optional[float] = None, wake: bool = True) -> None:
+        """Record the attempt's pid there (its handle) and that it is RUNNING since ``start``;
+        ``wake=False``: the runner learns it with the attempt's end, woken for that."""
         job.pid = pid
         if not job.recorded:  # also after a reattach: the new claim cleared the old handle
             job.recorded = True
@@ -305,8 +339,9 @@ class SSHBackend(ThreadedBackend):
                 "host": host, "pid": pid,
                 "workdir": job.workdir, "files": job.files, "target": self.host.label})
             # the pid is printed once the worker runs there: the task is RUNNING from now
-            self._emit_news(job.task, "start", start=time.time(), pid=pid, host=host)
-            self.services.wake()
+            self._emit_news(job.task, "start", start=start or time.time(), pid=pid, host=host)
+            if wake:
+                self.services.wake()
         if job.cancelled:
             self._kill(job)
 
@@ -331,78 +366,6 @@ class SSHBackend(ThreadedBackend):
             return transfer_failed(job.task, str(exc), host=self.host.label, pid=job.pid,
                                    start=start or time.time())
 
-    # -- files ------------------------------------------------------------------------------------
-    def _workdir(self, env: RemoteEnv, task: Task) -> str:
-        base = env.abspath(str(self.params.get("remote_workdir") or DEFAULT_WORKDIR))
-        if self.params.get("create_unique_workdir"):
-            return os.path.join(base, task.dispatch_id, f"node_{task.node}")
-        return base
-
-    def _bundle(self, job: SSHAttempt) -> bytes:
-        rundir = RunDir(job.task.run)
-        try:
-            data = make_bundle(dataclasses.replace(job.task, cwd=job.workdir), rundir,
-                               backend_transfers=bool(job.task.files))
-        except RuntimeError as exc:  # an input's result is missing: the task cannot start
-            raise SSHError(str(exc)) from None
-        finally:
-            rundir.close()
-        if self.shared:
-            os.makedirs(job.files, exist_ok=True)
-            atomic_write(os.path.join(job.files, layout.SSH_BUNDLE), data)
-        return data
-
-    def _worker_line(self, env: RemoteEnv, job: SSHAttempt) -> str:
-        task, f = job.task, job.files
-        bundle = f"{f}/{layout.SSH_BUNDLE}"
-        if self.shared:  # the worker writes straight into the run directory
-            return env.worker_command(bundle, task.outcome_path, task.stdout_path,
-                                      task.stderr_path)
-        return env.worker_command(bundle, f"{f}/{layout.SSH_OUTCOME}", f"{f}/{layout.SSH_STDOUT}",
-                                  f"{f}/{layout.SSH_STDERR}")
-
-    def _receive(self, reader: protocol.ChannelReader, job: SSHAttempt) -> None:
-        """Write the streamed files: outcome (atomically), logs, launcher log (kept aside)."""
-        task = job.task
-        sizes = reader.files()
-        targets = {layout.SSH_OUTCOME: task.outcome_path, layout.SSH_STDOUT: task.stdout_path,
-                   layout.SSH_STDERR: task.stderr_path}
-        for name in (layout.SSH_STDOUT, layout.SSH_STDERR):  # an earlier attempt's logs must go
-            if name not in dict(sizes) and os.path.exists(targets[name]):
-                os.unlink(targets[name])
-        for name, size in sizes:
-            if name not in targets:
-                job.launch_log = reader.read(size)
-                continue
-            tmp = f"{targets[name]}.tmp-ssh-{os.getpid()}-{threading.get_ident()}"
-            with open(tmp, "wb") as f:
-                reader.copy(size, f)
-            os.replace(tmp, targets[name])
-
-    def _outcome(self, job: SSHAttempt, rc: int) -> Completion:
-        task = job.task
-        deadline = time.time() + (10.0 if self.shared else 0.0)  # NFS may show it late
-        while True:
-            header = read_outcome_header(task.outcome_path)
-            if header is not None and int(header.get("pid", job.pid) or 0) == job.pid:
-                return Completion.of(task, header)
-            if time.time() >= deadline or (rc not in (0, -1) and self.shared):
-                break
-            time.sleep(0.1)
-        how = "was killed (signal 9)" if rc == 137 else \
-            f"exited with code {rc}" if rc >= 0 else "ended"
-        launch = job.launch_log
-        if self.shared:
-            try:
-                with open(os.path.join(job.files, layout.SSH_LAUNCH_LOG), "rb") as f:
-                    launch = f.read()
-            except OSError:
-                pass
-        detail = launch.decode("utf-8", "replace").strip()[-2000:]
-        error = (f"the task's process on {self.host.label} (pid {job.pid}) {how} without "
-                 f"writing an outcome" + (f":\n{detail}" if detail else ""))
-        return Completion.failed(task, "worker_died", error, pid=job.pid)
-
     # -- cleaning up ------------------------------------------------------------------------------
     def _empty_trash_if_idle(self) -> None:
         if not self._inflight and not self._closing:
@@ -418,21 +381,9 @@ class SSHBackend(ThreadedBackend):
                 with self._lock:
                     self._trash.extend(dirs)  # the next task's channel tries again
 
-    def _trash_line(self) -> str:
+    def _take_trash(self) -> List[str]:
+        """Finished attempts' directories, for the next task's start to remove."""
         with self._lock:
             dirs, self._trash = self._trash, []
-        return protocol.remove_line(dirs)
+        return dirs
 
-
-def _write_live(job: SSHAttempt, stream: str, offset: int, data: bytes) -> None:
-    """Put a live-output frame into the run's log file at its offset. The attempt's first
-    frame of a stream starts at 0 and cuts the file to itself (an earlier attempt's output,
-    or, after a reconnect, the same bytes again); the whole file replaces it at the end."""
-    if stream not in ("stdout", "stderr"):
-        return
-    path = job.task.stdout_path if stream == "stdout" else job.task.stderr_path
-    try:
-        protocol.write_chunk(path, offset, data, cut=stream not in job.live)
-        job.live.add(stream)
-    except OSError as exc:  # a full disk: the whole file still comes at the end
-        log.debug("ssh: live output of %s not written: %s", job.task.name, exc)
