@@ -36,8 +36,10 @@ _PROBE = (
     "import json, sys\n"
     "out = {'python': list(sys.version_info[:3]), 'executable': sys.executable}\n"
     "try:\n"
-    "    from runner.config import runs_home\n"
+    "    from runner.config import config_path, runs_home\n"
     "    out['home'] = str(runs_home())\n"
+    "    path = config_path()\n"
+    "    out['config'] = path.read_text() if path.is_file() else ''\n"
     "except ImportError as exc:\n"
     "    out['missing'] = str(exc)\n"
     "except Exception as exc:\n"
@@ -60,6 +62,14 @@ class RemoteRunError(SSHError):
 
 
 @dataclass(frozen=True)
+class HostSetup:
+    """What the host's cov is configured with: its runs home and config file's text."""
+
+    home: str
+    config: str
+
+
+@dataclass(frozen=True)
 class RemoteCov:
     """cov on a host: the host's pooled connection and how to start its Python."""
 
@@ -74,6 +84,11 @@ class RemoteCov:
     def probe(self) -> str:
         """The host's runs home, after checking that cov imports there under a Python of this
         minor version; else RemoteRunError naming what to do."""
+        return self.setup_there().home
+
+    def setup_there(self) -> HostSetup:
+        """``probe``, with the host's config file: a run for the host is built with it, so that
+        executor names mean what they mean there."""
         result = self.host.run(self.setup.command(["-c", _PROBE]), retry=True)
         found = [line for line in result.text.splitlines() if line.startswith("{")]
         if result.exit_code != 0 or not found:
@@ -99,7 +114,7 @@ class RemoteCov:
                 f"that has it", self.name)
         if "config_error" in data:
             raise RemoteRunError(f"cov on {self.name}: {data['config_error']}", self.name)
-        return str(data["home"])
+        return HostSetup(str(data["home"]), str(data.get("config") or ""))
 
     def start_runner(self, home: str) -> None:
         """Start a runner for the host's ``home`` unless a live one serves it."""

@@ -155,13 +155,19 @@ def dispatch_on(host: str, globals_: List[str], args: List[str]) -> int:
     if "--dry-run" in args:  # writes nothing: nothing to ship
         return subprocess.call([sys.executable, "-m", "covalent_cli.cli", "dispatch", *args])
     remote = remote_cov(host)
-    remote_home = _remote_home(globals_) or remote.probe()
-    if _remote_home(globals_):
-        remote.probe()  # still: cov there, the same Python
+    there = remote.setup_there()  # cov there, the same Python, its home and config
+    remote_home = _remote_home(globals_) or there.home
     build = [a for a in args if a not in ("--wait", "--json", "-q", "--quiet")]
     staging = Path(tempfile.mkdtemp(prefix="cov-dispatch-on-"))
     try:
-        env = {**os.environ, "COV_HOME": str(staging), "COV_NO_RUNNER": "1"}
+        # Built with the host's config: executor names (Slurm partitions, SSH hosts...) are
+        # the host's. The copy is the user's alone (it may hold secrets) and goes with staging.
+        config = staging / ".host-config.yaml"
+        fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(there.config)
+        env = {**os.environ, "COV_HOME": str(staging), "COV_NO_RUNNER": "1",
+               "COV_CONFIG": str(config)}
         done = subprocess.run([sys.executable, "-m", "covalent_cli.cli", "dispatch", *build,
                                "--json"], env=env, stdout=subprocess.PIPE)
         if done.returncode != 0:

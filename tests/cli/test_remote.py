@@ -285,3 +285,20 @@ def test_on_without_a_host_or_command_is_a_one_line_usage_error(cov_home: Path, 
         done = run_cov(*argv)
         lines = done.stderr.strip().splitlines()
         assert done.returncode != 0 and len(lines) == 1 and lines[0].startswith("Error: "), argv
+
+
+def test_executor_names_mean_what_the_host_configures(
+        remote: Dict[str, Path], cov_home: Path, run_cov, tmp_path: Path) -> None:
+    """Executor ``there`` exists only in the host's config file: the run is built with it."""
+    remote["config"].write_text(remote["config"].read_text() +
+                                "executors:\n  there:\n    type: local\n")
+    script = tmp_path / "named.py"
+    script.write_text("import covalent as ct\n\n@ct.electron(executor='there')\ndef f():\n"
+                      "    return 'ok'\n\n@ct.lattice\ndef wf():\n    return f()\n")
+    local = run_cov("dispatch", str(script), "--dry-run")
+    assert local.returncode != 0 and "unknown executor 'there'" in local.stderr
+    done = run_cov("dispatch", "--on", "lab", str(script), "--wait", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["runs"][0]["result"] == "ok"
+    assert not list(Path(os.environ.get("TMPDIR", "/tmp")).glob("cov-dispatch-on-*/"
+                                                                ".host-config.yaml"))
