@@ -13,7 +13,7 @@ import textwrap
 import threading
 import time
 from pathlib import Path
-from typing import Dict, Iterator, List
+from typing import Any, Dict, Iterator, List
 
 import pytest
 
@@ -302,3 +302,33 @@ def test_executor_names_mean_what_the_host_configures(
     assert json.loads(done.stdout)["runs"][0]["result"] == "ok"
     assert not list(Path(os.environ.get("TMPDIR", "/tmp")).glob("cov-dispatch-on-*/"
                                                                 ".host-config.yaml"))
+
+
+def test_dispatch_on_a_login_node_runs_the_tasks_as_slurm_jobs_there(
+        remote: Dict[str, Path], cov_home: Path, run_cov, tmp_path: Path,
+        slurm_cluster: Any) -> None:
+    """The host's executor ``cluster`` is Slurm (in its config only); its jobs run as the
+    host's user and the result comes back through ``--on``."""
+    config = Path(os.environ["COV_CONFIG"])
+    config.write_text(config.read_text().replace(
+        f"      - export COV_CONFIG={remote['config']}\n",
+        f"      - export COV_CONFIG={remote['config']}\n"
+        f"      - export SLURM_CONF={slurm_cluster.conf}\n"))
+    remote["config"].write_text(remote["config"].read_text() + textwrap.dedent("""\
+        executors:
+          cluster:
+            type: slurm
+            poll_freq: 0.3
+            missing_grace: 1
+            options:
+              partition: debug
+        """))
+    script = tmp_path / "job.py"
+    script.write_text("import getpass, os\nimport covalent as ct\n\n"
+                      "@ct.electron(executor='cluster')\ndef f():\n"
+                      "    return [getpass.getuser(), bool(os.environ.get('SLURM_JOB_ID'))]\n\n"
+                      "@ct.lattice\ndef wf():\n    return f()\n")
+    done = run_cov("dispatch", "--on", "lab", str(script), "--wait", "--json", timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["runs"][0]["result"] == ["covtest", True]
+    assert _local_runs(cov_home) == []
