@@ -8,6 +8,7 @@ import click
 from covalent_cli.cli.main import Context, cli, pass_ctx
 from covalent_cli.cli.remote_on import remote_cov
 from covalent_cli.errors import CovError
+from runner.state import TERMINAL
 
 
 @cli.command("pull")
@@ -17,8 +18,8 @@ from covalent_cli.errors import CovError
               "its cov is configured with).")
 @pass_ctx
 def pull(ctx: Context, host: str, run_id: str, remote_home: Optional[str]) -> None:
-    """Copy run RUN_ID of HOST into this runs home (only what changed since the last pull);
-    then every command and the UI work on it here, offline."""
+    """Copy the ended run RUN_ID of HOST into this runs home (only files that changed since
+    the last pull); then every command and the UI work on it here, offline."""
     import json
 
     from runner.remote_run import pull as pull_run
@@ -32,7 +33,13 @@ def pull(ctx: Context, host: str, run_id: str, remote_home: Optional[str]) -> No
         if not found.ok:
             raise CovError(found.error_text.splitlines()[-1].removeprefix("Error: ")
                            if found.error_text else f"no run {run_id} on {host}")
-        dispatch_id = str(json.loads(found.text)["dispatch_id"])
+        doc = json.loads(found.text)
+        dispatch_id = str(doc["dispatch_id"])
+        if doc.get("status") not in TERMINAL:
+            # A runner here would take an unfinished copy for a run to serve and run its
+            # tasks on this machine: only ended runs come back.
+            raise CovError(f"run {dispatch_id} is {doc.get('status')} on {host}; pull it once "
+                           f"it ended", f"cov wait --on {host} {dispatch_id[:8]}")
         path, copied = pull_run(remote, home, dispatch_id, ctx.home)
     except SSHError as exc:
         raise CovError(str(exc)) from None

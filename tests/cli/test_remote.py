@@ -332,3 +332,32 @@ def test_dispatch_on_a_login_node_runs_the_tasks_as_slurm_jobs_there(
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["runs"][0]["result"] == ["covtest", True]
     assert _local_runs(cov_home) == []
+
+
+def test_pull_refuses_an_unfinished_run_and_copies_only_what_changed(
+        remote: Dict[str, Path], cov_home: Path, run_cov, tmp_path: Path) -> None:
+    """A running run is not pulled (a runner here would run its tasks here); once it ended it
+    is, and a second pull copies only the file that differs."""
+    go = remote["home"].parent / "go"
+    script = tmp_path / "gate.py"
+    script.write_text("import os, time\nimport covalent as ct\n\n@ct.electron\ndef gate():\n"
+                      f"    while not os.path.exists({str(go)!r}):\n        time.sleep(0.05)\n"
+                      "    return 'through'\n\n@ct.lattice\ndef wf():\n    return gate()\n")
+    done = run_cov("dispatch", "--on", "lab", str(script), "-q")
+    assert done.returncode == 0, done.stderr
+    run_id = done.stdout.split()[-1]
+    early = run_cov("pull", "lab", run_id)
+    lines = early.stderr.strip().splitlines()
+    assert early.returncode != 0 and len(lines) == 1 and "pull it once it ended" in lines[0]
+    assert _local_runs(cov_home) == [] and not list(cov_home.glob(".tmp-*"))
+    go.write_text("")
+    assert run_cov("wait", "--on", "lab", run_id).returncode == 0
+    first = run_cov("pull", "lab", run_id)
+    assert first.returncode == 0, first.stderr
+    result_file = next(p for p in (cov_home / run_id).rglob("*") if p.is_file() and
+                       p.name.endswith(".pkl") and "result" in str(p.relative_to(cov_home)))
+    result_file.unlink()
+    second = run_cov("pull", "lab", run_id)
+    assert "(1 file(s) copied)" in second.stdout  # size and mtime match for all the others
+    result = run_cov("result", run_id, "--json")
+    assert json.loads(result.stdout)["result"] == "through"
