@@ -28,6 +28,7 @@ from covalent_cli.executor_table import ExecutorTable, executor_type
 from covalent_cli.graph import Graph, GraphNode
 from covalent_cli.lattice import DEFAULT_EXECUTOR, Lattice
 from covalent_cli.pack import Packer, pickle_local_modules_by_value
+from covalent_cli import own_runs
 from covalent_cli.result import get_result
 from covalent_cli.sources import Sources, capture
 from covalent_cli.version import VERSION
@@ -210,7 +211,10 @@ def create_run(lattice: Lattice, args: Sequence[Any], kwargs: Dict[str, Any], *,
     results: List[Tuple[int, Path]] = []
     if reused is not None:
         events, results = reused(manifest, prepared.pack)
-    return write_run(prepared, home, events, results)
+    run = write_run(prepared, home, events, results)
+    if dispatch_id is None:  # a fresh id: this process alone created the run
+        own_runs.remember(run, manifest)
+    return run
 
 
 def write_run(prepared: PreparedRun, home: Path, events: Sequence[Event] = (),

@@ -100,6 +100,7 @@ SECRETS = "secrets"  # a directory, 0700: its files are 0600 and never shown
 EXECUTOR_SECRETS = "executors.json"  # in secrets/
 SLURM = "slurm"  # the Slurm backend's files (below)
 SSH = "ssh"  # ssh/<node>.<attempt>/: an SSH attempt's files with a shared filesystem
+SPARE_OUTCOME = "next"  # results/next.tmp-<pid>-<random>: a pool worker's next outcome, empty
 CAPTURE_PREFIX = ".capture-"  # logs/.capture-<pid>.out|err: a pool worker's output in progress
 STREAMS = ("out", "err")  # the suffixes of a node's logs (and of capture files)
 
@@ -156,6 +157,12 @@ def logs_dir(run: str) -> str:
 
 def outcome_path(run: str, node: int) -> str:
     return os.path.join(run, RESULTS, outcome_file(node))
+
+
+def spare_outcome_base(run: str) -> str:
+    """``results/next``: never a file itself; ``next.tmp-<pid>-<random>`` is an empty file a
+    pool worker made ahead, while idle, to write its next outcome into (then renamed)."""
+    return os.path.join(run, RESULTS, SPARE_OUTCOME)
 
 
 def log_path(run: str, node: int, stream: str) -> str:
