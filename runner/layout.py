@@ -30,6 +30,9 @@ RUNNER_JOB_LOG_PREFIX = "runner-job-"  # in .runners/: runner-job-<job id>.out, 
 UNREADABLE = ".unreadable"  # .unreadable/<run>: why a runner set that run aside
 TMP_PREFIX = ".tmp-"  # .tmp-<dispatch id>.<random>/: a run being created (dispatch)
 TRASH_PREFIX = ".rm-"  # .rm-<dispatch id>/: a run being removed (``cov rm``)
+CACHE = ".result-cache"  # <key[:2]>/<key>.json + <key>.pkl: the result cache (runner/cache.py)
+CACHE_INDEX_SUFFIX = ".json"  # an entry's index: the run and node it came from, its key's parts
+CACHE_RESULT_SUFFIX = ".pkl"  # an entry's result: a hard link of the outcome file it came from
 
 
 def is_run_name(name: str) -> bool:
@@ -77,6 +80,17 @@ def unreadable_dir(home: Path) -> Path:
 def creating_path(home: Path, dispatch_id: str, token: str) -> Path:
     """Where a run is built before its rename into place (a name of its own per creator)."""
     return home / f"{TMP_PREFIX}{dispatch_id}.{token}"
+
+
+def cache_dir(home: Path) -> Path:
+    return home / CACHE
+
+
+def cache_entry_paths(home: Path, key: str) -> "tuple[str, str]":
+    """(index, result) of the cache entry ``key`` (a hex digest); plain strings, as the
+    runner asks for them per ready task."""
+    folder = os.path.join(home, CACHE, key[:2], key)
+    return folder + CACHE_INDEX_SUFFIX, folder + CACHE_RESULT_SUFFIX
 
 
 def trash_path(home: Path, dispatch_id: str) -> Path:

@@ -65,6 +65,7 @@ class NodeSpec:
     # File transfers the runner does itself, over the executor's connection (plain dicts:
     # "from", "to", "order", "direction"; covalent_cli.fs). Other transfers run in the worker.
     files: Optional[List[Dict[str, Any]]] = None
+    cache: bool = False  # an equal earlier task's result may stand in (runner/cache.py)
 
     @property
     def executes(self) -> bool:
@@ -86,6 +87,8 @@ class NodeSpec:
             d["fp"] = self.fingerprint
         if self.files:
             d["files"] = self.files
+        if self.cache:
+            d["cache"] = True
         return d
 
     @classmethod
@@ -115,7 +118,8 @@ class NodeSpec:
                    parents=[Edge(e["node"], e["param"], e.get("type", "arg"), e.get("index"))
                             for e in parents],
                    waits=list(waits), blob=(blob[0], blob[1]), value_repr=d.get("value"),
-                   fingerprint=d.get("fp"), files=_files(d.get("files")))
+                   fingerprint=d.get("fp"), files=_files(d.get("files")),
+                   cache=d.get("cache") is True)
 
 
 def _files(value: Any) -> Optional[List[Dict[str, Any]]]:

@@ -20,7 +20,7 @@ LAYOUT_OWNERS = {"runner/layout.py": "every name of a runs home and of a run dir
 LAYOUT_NAMES = {
     # a runs home
     ".runners", "spawn.lock", "runner.log", "last-failure", ".unreadable", "runner-job",
-    "runner-job.sh",
+    "runner-job.sh", ".result-cache",
     # a run directory
     "manifest.yaml", "tasks.pkl", "events.jsonl", "run.lock", "cancel.json", "results", "logs",
     "result.pkl", "report.html", "env.json", "sources.json", "secrets", "executors.json",

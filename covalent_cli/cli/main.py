@@ -104,7 +104,8 @@ COMMAND_MODULES = ("covalent_cli.cli.commands", "covalent_cli.cli.inspect_cmd",
                    "covalent_cli.cli.dispatch_cmd", "covalent_cli.cli.runs_cmd",
                    "covalent_cli.cli.redispatch_cmd", "covalent_cli.cli.runner_cmd",
                    "covalent_cli.cli.ui_cmd", "covalent_cli.cli.check_cmd",
-                   "covalent_cli.cli.logs_cmd", "covalent_cli.cli.remote_cmd")
+                   "covalent_cli.cli.logs_cmd", "covalent_cli.cli.cache_cmd",
+                   "covalent_cli.cli.remote_cmd")
 
 
 if __name__ == "__main__":  # pragma: no cover

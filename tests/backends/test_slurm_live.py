@@ -7,14 +7,19 @@ from pathlib import Path
 from typing import Any, Callable
 
 from tests.infra.executors import SlurmLogin, dispatch_script
-from tests.live import Follower, check_live
+from tests.live import Follower, check_live, go_file
 
 PAUSE = 4.0
 TALKER = """
         import sys
 
         @ct.electron(executor={executor})
-        def talker(pause):
+        def talker(pause, go):
+            if go:  # tests.live.talker's handshake: the follower is up before "first"
+                print("ready", flush=True)
+                deadline = time.time() + 300
+                while not os.path.exists(go) and time.time() < deadline:
+                    time.sleep(0.05)
             print(f"first {{time.time():.3f}}", flush=True)
             print(f"warn {{time.time():.3f}}", file=sys.stderr, flush=True)
             time.sleep(pause)
@@ -23,15 +28,17 @@ TALKER = """
 
         @ct.lattice
         def wf():
-            return talker({pause})
+            return talker({pause}, {go!r})
         """
 
 
 def test_follow_shows_a_running_slurm_task_as_it_prints(slurm_home: Path,  # noqa: F811
                                                          run_cov: Callable,
                                                          tmp_path: Path) -> None:
-    run_id = dispatch_script(run_cov, tmp_path, TALKER.format(executor='"cluster"', pause=PAUSE))
-    delays = check_live(Follower(run_id, "0"), "0", PAUSE)
+    go = go_file()
+    run_id = dispatch_script(run_cov, tmp_path, TALKER.format(executor='"cluster"', pause=PAUSE,
+                                                              go=str(go)))
+    delays = check_live(Follower(run_id, "0"), "0", PAUSE, go=go)
     print("slurm live-output delays (s):", delays)
     assert run_cov("result", run_id).stdout.strip() == "'done'"
 
@@ -47,7 +54,7 @@ def test_follow_shows_a_running_slurm_task_through_ssh_as_it_prints(
     workdir = f"/home/{sshd_host.username}/cov-slurm-live"
     executor = (f"ct.executor.SlurmExecutor({slurm_login.executor_args(workdir)}, "
                 f"poll_freq=10, missing_grace=3, options={{'partition': 'debug'}})")
-    run_id = dispatch_script(run_cov, tmp_path, TALKER.format(executor=executor, pause=PAUSE))
+    run_id = dispatch_script(run_cov, tmp_path, TALKER.format(executor=executor, pause=PAUSE, go=""))
     delays = check_live(Follower(run_id, "0"), "0", PAUSE)
     print("slurm-through-ssh live-output delays (s):", delays)
     assert run_cov("result", run_id).stdout.strip() == "'done'"
