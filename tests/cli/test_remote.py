@@ -7,8 +7,12 @@ runs home and config (set in the executor's prelude, as a user's ``module load``
 """
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
+import re
+import shutil
+import tempfile
 import textwrap
 import threading
 import time
@@ -21,10 +25,52 @@ from runner.layout import ENV, MANIFEST
 from tests.conftest import REPO
 from tests.infra.fixtures import SSHHost
 
-# The system's Python 3.11 (the venv's interpreter lives under /root, closed to covtest) with
-# cov from this worktree and its dependencies from the project's venv: "cov installed there".
+# The system's Python 3.11 (the venv's interpreter may live under /root, closed to covtest) with
+# a readable copy of cov and of its dependencies from this venv: "cov installed there".
 REMOTE_PYTHON = "/usr/bin/python3"
-REMOTE_PATH = f"{REPO}:/work/main/.venv/lib/python3.11/site-packages"
+
+
+def _requirement_closure(name: str) -> List[importlib.metadata.Distribution]:
+    """The installed distributions ``name`` needs, itself excluded (extras left out)."""
+    found: Dict[str, importlib.metadata.Distribution] = {}
+    todo = [req for req in importlib.metadata.requires(name) or [] if "extra ==" not in req]
+    while todo:
+        wanted = re.split(r"[\s;<>=!~\[(]", todo.pop().strip(), maxsplit=1)[0]
+        key = re.sub(r"[-_.]+", "-", wanted).lower()
+        if key in found:
+            continue
+        try:
+            dist = importlib.metadata.distribution(wanted)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        found[key] = dist
+        todo.extend(req for req in dist.requires or [] if "extra ==" not in req)
+    return list(found.values())
+
+
+@pytest.fixture(scope="session")
+def remote_path() -> Iterator[str]:
+    """PYTHONPATH for covtest: cov's packages and the files of its dependencies, copied from
+    this checkout and venv into a world-readable folder (wherever CI cloned the project)."""
+    base = Path(tempfile.mkdtemp(prefix="cov-remote-site-",
+                                 dir=os.environ.get("COV_INFRA_TMPDIR", "/tmp")))
+    for package in ("covalent_cli", "runner", "webui"):
+        shutil.copytree(REPO / package, base / package,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    for dist in _requirement_closure("cov"):
+        for file in dist.files or []:
+            if file.parts[0] == ".." or "__pycache__" in file.parts:
+                continue  # scripts outside site-packages; caches are rebuilt
+            source = Path(str(dist.locate_file(file)))
+            if source.is_file():
+                (base / file).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source, base / file)
+    for folder, dirs, files in os.walk(base):
+        os.chmod(folder, 0o755)
+        for name in files:
+            os.chmod(os.path.join(folder, name), 0o644)
+    yield str(base)
+    shutil.rmtree(base, ignore_errors=True)
 
 SCRIPT = '''
 import getpass
@@ -64,7 +110,7 @@ ct.dispatch(wf)(os.urandom(60_000_000))
 
 @pytest.fixture
 def remote(sshd_host: SSHHost, infra_root: Path, tmp_path: Path, cov_home: Path,
-           monkeypatch: pytest.MonkeyPatch) -> Iterator[Dict[str, Path]]:
+           monkeypatch: pytest.MonkeyPatch, remote_path: str) -> Iterator[Dict[str, Path]]:
     """Executor ``lab`` (ssh_config alias ``covtest``) with a runs home and config of its own,
     owned by covtest; its runners are stopped at the end."""
     base = Path(os.environ.get("COV_INFRA_TMPDIR", "/tmp")) / f"cov-remote-{tmp_path.name}"
@@ -85,15 +131,14 @@ def remote(sshd_host: SSHHost, infra_root: Path, tmp_path: Path, cov_home: Path,
             hostname: {sshd_host.name}
             python_path: {REMOTE_PYTHON}
             prelude:
-              - export PYTHONPATH={REMOTE_PATH}
+              - export PYTHONPATH={remote_path}
               - export COV_HOME={home}
               - export COV_CONFIG={config}
         """))
     yield {"home": home, "config": config}
     import subprocess
-    import shutil
 
-    subprocess.run(["runuser", "-u", "covtest", "--", "env", f"PYTHONPATH={REMOTE_PATH}",
+    subprocess.run(["runuser", "-u", "covtest", "--", "env", f"PYTHONPATH={remote_path}",
                     f"COV_HOME={home}", f"COV_CONFIG={config}", REMOTE_PYTHON, "-m",
                     "covalent_cli.cli", "runner", "stop"], capture_output=True, timeout=60)
     shutil.rmtree(base, ignore_errors=True)
@@ -193,9 +238,10 @@ def test_pull_then_local_commands_work_with_the_host_gone(
 
 
 def test_dispatch_on_refuses_a_host_without_cov_in_one_line(
-        remote: Dict[str, Path], cov_home: Path, run_cov, tmp_path: Path) -> None:
+        remote: Dict[str, Path], cov_home: Path, run_cov, tmp_path: Path,
+        remote_path: str) -> None:
     config = Path(os.environ["COV_CONFIG"])
-    config.write_text(config.read_text().replace(f"export PYTHONPATH={REMOTE_PATH}",
+    config.write_text(config.read_text().replace(f"export PYTHONPATH={remote_path}",
                                                   "export PYTHONPATH=/nonexistent"))
     script = tmp_path / "wf.py"
     script.write_text(SCRIPT)
