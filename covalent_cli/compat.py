@@ -1,8 +1,10 @@
 """The rest of Covalent's top-level API: config access, task context, server no-ops."""
 from __future__ import annotations
 
+import os
+import sys
 from types import SimpleNamespace
-from typing import Any, Dict, List, Union
+from typing import Any, Dict, List, Optional, Union
 
 from runner import config as _config
 
@@ -27,13 +29,48 @@ def reload_config() -> None:
     _config.load_config(reload=True)
 
 
-def get_context() -> Any:
-    """Inside a task: ``dispatch_id``, ``node_id`` (and ``attempt``) of the running task."""
+class TaskContext(SimpleNamespace):
+    """``ct.get_context()``: the running task's ``dispatch_id``, ``node_id`` and ``attempt``,
+    and ``checkpoint_dir``: a directory of the task's own in its run (``checkpoints/<node>``),
+    the same for every attempt, requeue and retry, where a long task keeps what it needs to
+    resume (None outside a task). ``time_warning``: the Slurm job's time limit is near (it got
+    SIGUSR1, ``max_requeues``): save now; the job is submitted again after its TIMEOUT."""
+
+    @property
+    def checkpoint_dir(self) -> Optional[str]:
+        from runner import layout
+
+        task = _current_task()
+        run, node = task.get("run"), task.get("node")
+        path = os.path.join(run, layout.checkpoint_rel(node)) if run and node is not None \
+            else os.environ.get("COV_CHECKPOINT_DIR")  # a Slurm job's (script.py)
+        if path:
+            os.makedirs(path, mode=0o700, exist_ok=True)
+        return path or None
+
+    @property
+    def time_warning(self) -> bool:
+        return bool(_current_task().get("warned"))
+
+
+def _current_task() -> Dict[str, Any]:
+    """The running task's ``CURRENT_TASK``: a pool worker's (``runner.worker_common``), or, in
+    a Slurm job or on an SSH host, that of ``python worker.py ...`` (``__main__`` there)."""
+    main = sys.modules.get("__main__")
+    found = getattr(main, "CURRENT_TASK", None)
+    if isinstance(found, dict) and hasattr(main, "execute_bundle"):
+        return found
     from runner.worker_common import CURRENT_TASK
 
-    return SimpleNamespace(dispatch_id=CURRENT_TASK.get("dispatch_id"),
-                           node_id=CURRENT_TASK.get("node"),
-                           attempt=CURRENT_TASK.get("attempt"))
+    return CURRENT_TASK
+
+
+def get_context() -> Any:
+    """Inside a task: its ``dispatch_id``, ``node_id``, ``attempt``, ``checkpoint_dir`` and
+    ``time_warning`` (``TaskContext``)."""
+    task = _current_task()
+    return TaskContext(dispatch_id=task.get("dispatch_id"), node_id=task.get("node"),
+                       attempt=task.get("attempt"))
 
 
 def covalent_start(*args: Any, **kwargs: Any) -> None:

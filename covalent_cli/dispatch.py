@@ -28,11 +28,13 @@ from covalent_cli.executor_table import ExecutorTable, executor_type
 from covalent_cli.graph import Graph, GraphNode
 from covalent_cli.lattice import DEFAULT_EXECUTOR, Lattice
 from covalent_cli.pack import Packer, pickle_local_modules_by_value
+from covalent_cli import own_runs
 from covalent_cli.result import get_result
 from covalent_cli.sources import Sources, capture
 from covalent_cli.version import VERSION
 from runner.config import ConfigError, check_config, runs_home
 from runner.daemon import ensure_running
+from runner.cache import CACHED_RESHAPING
 from runner.manifest import (ELECTRON, LOCAL_ONLY_KINDS, PARAMETER, SUBLATTICE, Edge, Manifest,
                              NodeSpec)
 from runner.rundir import RunDir
@@ -48,6 +50,8 @@ DISPATCHED: List[str] = []
 # The name and tags of the top-level runs this process dispatches: `cov dispatch --name/--tag`
 # sets them, so the runs a script dispatches itself get them too.
 LABELS: Dict[str, Any] = {"name": None, "tags": ()}
+# `cov dispatch --cache`: every task of the runs this process dispatches uses the result cache.
+CACHE_ALL: Dict[str, bool] = {"on": False}
 
 
 def dispatch(lattice: Lattice, dispatcher_addr: Optional[str] = None, *,
@@ -107,10 +111,12 @@ def start_runner_early() -> None:
     (the larger part of a small run's fixed cost) overlap with building, pickling and writing
     the run, on another core. Best effort: ``start_runner`` after the run is written is the one
     that reports a failure (or starts another if this one went idle meanwhile). Nothing starts
-    in a dry run."""
+    in a dry run, nor with a config mistake (``prepare_run`` reports it; a runner started now
+    would only die of it)."""
     if INTERCEPT or os.environ.get("COV_NO_RUNNER"):
         return
     try:
+        check_config()
         ensure_running(runs_home())
     except Exception:  # noqa: BLE001 - said again, with its hint, by start_runner
         pass
@@ -155,6 +161,7 @@ def prepare_run(lattice: Lattice, args: Sequence[Any], kwargs: Dict[str, Any], *
     sources.workflow = capture(lattice)
     nodes = [_node_spec(node, graph, lattice, packer, executors, sources)
              for node in graph.nodes]
+    _cache_reshaping(nodes)
     packer.add_named("workflow", lattice, "the lattice function")
     packer.add_named("inputs", {"args": list(args), "kwargs": dict(kwargs)}, "the lattice inputs")
     manifest = Manifest(
@@ -210,7 +217,10 @@ def create_run(lattice: Lattice, args: Sequence[Any], kwargs: Dict[str, Any], *,
     results: List[Tuple[int, Path]] = []
     if reused is not None:
         events, results = reused(manifest, prepared.pack)
-    return write_run(prepared, home, events, results)
+    run = write_run(prepared, home, events, results)
+    if dispatch_id is None:  # a fresh id: this process alone created the run
+        own_runs.remember(run, manifest)
+    return run
 
 
 def write_run(prepared: PreparedRun, home: Path, events: Sequence[Event] = (),
@@ -334,6 +344,8 @@ def _node_spec(node: GraphNode, graph: Graph, lattice: Lattice, packer: Packer,
         return blob
 
     owner = node.owner if node.owner is not None else function
+    spec.cache = node.kind == ELECTRON and (CACHE_ALL["on"] or bool(getattr(node.owner, "cache",
+                                                                              False)))
     spec.fingerprint = packer.fingerprint(owner, function, hooks, spec.executor,
                                           executors.table.get(spec.executor or ""))
     if node.kind == ELECTRON:
@@ -344,6 +356,19 @@ def _node_spec(node: GraphNode, graph: Graph, lattice: Lattice, packer: Packer,
     spec.blob = packer.add_function((owner, spec.executor) if run_with else owner, make,
                                     f"task '{node.name}' (node {node.id})")
     return spec
+
+
+def _cache_reshaping(nodes: List[NodeSpec]) -> None:
+    """The lists, items and operators feeding a cache-enabled task are cached too: they are
+    pure functions of their inputs, and a hit that waited for them to run would save little."""
+    by_id = {n.id: n for n in nodes}
+    todo = [n for n in nodes if n.cache]
+    while todo:
+        for edge in todo.pop().parents:
+            parent = by_id[edge.node]
+            if parent.kind in CACHED_RESHAPING and not parent.cache:
+                parent.cache = True
+                todo.append(parent)
 
 
 def _consumer_name(param_id: int, graph: Graph) -> str:

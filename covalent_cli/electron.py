@@ -21,8 +21,10 @@ class Electron:
 
     def __init__(self, function: Callable[..., Any], executor: Any = None,
                  deps_bash: Any = None, deps_pip: Any = None, call_before: Any = None,
-                 call_after: Any = None, files: Any = None, deps_module: Any = None) -> None:
+                 call_after: Any = None, files: Any = None, deps_module: Any = None,
+                 cache: bool = False) -> None:
         self.function = function
+        self.cache = bool(cache)  # an equal earlier task's result may stand in (docs/cache.md)
         self.executor = executor
         self.deps_bash: Optional[DepsBash] = as_bash(deps_bash)
         self.deps_pip: Optional[DepsPip] = as_pip(deps_pip)
@@ -73,7 +75,7 @@ class Electron:
 def electron(_func: Optional[Callable[..., Any]] = None, *, backend: Any = None,
              executor: Any = None, files: Any = None, deps_bash: Any = None,
              deps_pip: Any = None, deps_module: Any = None, call_before: Any = None,
-             call_after: Any = None) -> Any:
+             call_after: Any = None, cache: bool = False) -> Any:
     """Make a function (or a lattice, giving a sublattice) a task.
 
     Usable bare (``@electron``) or with arguments (``@electron(executor="ssh")``).
@@ -81,14 +83,16 @@ def electron(_func: Optional[Callable[..., Any]] = None, *, backend: Any = None,
     None means the lattice's. ``deps_bash``, ``deps_pip``, ``call_before``, ``call_after`` run in
     the task's environment, in that order, around it. ``files`` is a list of
     ``ct.fs.FileTransfer``: copies before or after the task, whose (from, to) paths the task
-    receives as its ``files`` keyword argument.
+    receives as its ``files`` keyword argument. ``cache=True`` (cov's own): a task with the same
+    code and input values as an earlier completed one, in any run of the home, takes that
+    result instead of running (docs/cache.md).
     """
     chosen = executor if executor is not None else backend
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
         task = Electron(func, executor=chosen, deps_bash=deps_bash, deps_pip=deps_pip,
                         call_before=call_before, call_after=call_after, files=files,
-                        deps_module=deps_module)
+                        deps_module=deps_module, cache=cache)
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:

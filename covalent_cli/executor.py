@@ -146,6 +146,13 @@ class SlurmExecutor(BaseExecutor):
     """Submit the task as a Slurm job (``sbatch``), on the login node or through SSH.
 
     Accepts the covalent-slurm-plugin's parameters; ``options`` become ``#SBATCH --key=value``.
+    The named resources ``cpus_per_task``, ``mem``, ``mem_per_cpu``, ``gpus``, ``gpus_per_task``,
+    ``gres``, ``time``, ``partition``, ``account``, ``qos``, ``constraint``, ``nodes``,
+    ``ntasks`` (ranks: the function runs on each, rank 0's result is the task's) and
+    ``ntasks_per_node`` are checked at dispatch; ``max_requeues`` submits a job that ended
+    TIMEOUT, PREEMPTED or NODE_FAIL again, warned ``signal_delay`` seconds (90) before its limit
+    (docs/executors.md, "Time limits, requeues and checkpoints"). A parameter no Slurm
+    executor has is refused at dispatch, with the valid names.
     """
 
     short_name = "slurm"
@@ -160,8 +167,17 @@ class SlurmExecutor(BaseExecutor):
                  bashrc_path: Optional[str] = None, slurm_path: Optional[str] = None,
                  poll_freq: Optional[float] = None, cleanup: Optional[bool] = None,
                  ignore_versions: Optional[bool] = None, python_path: Optional[str] = None,
-                 **kwargs: Any) -> None:
+                 cpus_per_task: Optional[int] = None, mem: Optional[str] = None,
+                 gpus: Optional[Any] = None, gres: Optional[str] = None,
+                 time: Optional[str] = None, partition: Optional[str] = None,
+                 account: Optional[str] = None, qos: Optional[str] = None,
+                 constraint: Optional[str] = None, ntasks: Optional[int] = None,
+                 max_requeues: Optional[int] = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        # named resources (runner.backends.slurm.settings.RESOURCES; more through kwargs)
+        self.cpus_per_task, self.mem, self.gpus, self.gres = cpus_per_task, mem, gpus, gres
+        self.time, self.partition, self.account, self.qos = time, partition, account, qos
+        self.constraint, self.ntasks, self.max_requeues = constraint, ntasks, max_requeues
         self.username = username
         self.address = address
         self.ssh_key_file = ssh_key_file

@@ -9,6 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
+from covalent_cli import own_runs
 from covalent_cli.errors import RunNotFound, RunUnreadable, UserError
 from covalent_cli.result_graph import TransportGraph, covalent_status, read_nodes, utc  # noqa: F401
 from covalent_cli.status import RESULT_STATUS, Status
@@ -39,6 +40,7 @@ class Result:
         ``get_result`` flags: load the run's output, every node's output, the sublattices'
         child ``Result`` objects (what is not loaded answers None)."""
         self._dir = rundir
+        own_runs.adopt(rundir)  # the dispatching process: its manifest, not parsed again
         try:
             self._manifest = rundir.manifest
             self._state: RunState = rundir.state()

@@ -12,13 +12,17 @@ from typing import Dict, List, Optional, Set, Tuple
 
 from runner import engine
 from runner.backends import Backend
+from runner.cache_hook import CacheHook
 from runner.journal import ActiveRun
 from runner.liveness import HOST, RunnerRegistry, fence_path
 from runner.state import CANCELLED
 from runner.sublattices import Sublattices
 
 
-class Claims(Sublattices):
+_MAX_HIT_ROUNDS = 50  # rounds of cache hits in one step: the loop's other work waits no longer
+
+
+class Claims(Sublattices, CacheHook):
     """The runner's claims: taking them, losing them, taking over a dead runner's."""
 
     # -- claiming and submitting -----------------------------------------------------------
@@ -32,8 +36,16 @@ class Claims(Sublattices):
                 self._schedule(run)
 
     def _schedule(self, run: ActiveRun) -> None:
-        """Claim as many ready nodes as the backends take now, lowest id first."""
+        """Claim as many ready nodes as the backends take now, lowest id first; again while
+        cache hits make more ready (a layered graph of hits in one step, not one per layer)."""
+        for _ in range(_MAX_HIT_ROUNDS):
+            if not self._schedule_round(run) or run.busy() or self.journal.stalled():
+                break
+
+    def _schedule_round(self, run: ActiveRun) -> int:
+        """One round of ``_schedule``; returns how many nodes the result cache finished."""
         chosen: List[Tuple[int, Backend]] = []
+        hits: Dict[int, str] = {}  # node -> its key in the result cache: claimed, not run
         skipped: List[int] = []
         room: Dict[int, int] = {}
         full: Set[int] = set()
@@ -42,6 +54,10 @@ class Claims(Sublattices):
             if not taken:
                 break
             node_id = taken[0]
+            key_found = self._cache_key(run, node_id)
+            if key_found is not None:
+                hits[node_id] = key_found  # takes no room in a backend
+                continue
             config = run.manifest.executors.get(run.manifest.node(node_id).executor or "local",
                                                 {"type": "local"})
             backend = self._backend(config, run.env)
@@ -56,12 +72,21 @@ class Claims(Sublattices):
             room[key] = left - 1
             chosen.append((node_id, backend))
         run.schedule.put_back(skipped)
-        if not chosen:
-            return
-        claimed = self._claim(run, [n for n, _ in chosen])
-        for node_id, _ in chosen:
-            if node_id in claimed:
+        if not chosen and not hits:
+            return 0
+        claimed = self._claim(run, [n for n, _ in chosen] + list(hits))
+        finished = 0
+        for node_id, cache_key in hits.items():
+            if node_id not in claimed:
                 continue
+            if self._take_cached(run, node_id, claimed[node_id], cache_key):
+                finished += 1
+            else:
+                config = run.manifest.executors.get(run.manifest.node(node_id).executor or "local",
+                                                    {"type": "local"})
+                chosen.append((node_id, self._backend(config, run.env)))  # gone since: run it
+        for node_id in [n for n in hits if n not in claimed] + \
+                [n for n, _ in chosen if n not in claimed]:
             if engine.claimed_elsewhere(run.state.tasks.get(node_id), self.id):
                 run.schedule.mark_active(node_id)
             else:
@@ -80,6 +105,7 @@ class Claims(Sublattices):
                     "error": f"could not submit task '{spec.name}': {type(exc).__name__}: {exc}"})
         for backend in {id(b): b for _, b in chosen}.values():
             backend.flush()
+        return finished
 
     def _claim(self, run: ActiveRun, nodes: List[int], attempt: Optional[int] = None,
                adopt: bool = False) -> Dict[int, int]:

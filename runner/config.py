@@ -33,6 +33,7 @@ DEFAULTS: Dict[str, Any] = {
         "heartbeat_interval": 5.0,
     },
     "executors": {name: {"type": name} for name in backends.BUILTIN},  # local, ssh, slurm, dask
+    "cache": {"max_size": "10GB"},  # the result cache's bound (runner/cache.py)
 }
 
 class ConfigError(Exception):
@@ -60,7 +61,7 @@ def _of(*types: type) -> Callable[[Any], bool]:
                                                        not isinstance(value, bool))
 
 
-TOP_KEYS = ("home", "runner", "executors")
+TOP_KEYS = ("home", "runner", "executors", "cache")
 # runner.<key> -> (what it must be, the check)
 RUNNER_KEYS: Dict[str, Tuple[str, Callable[[Any], bool]]] = {
     "workers": ("a positive whole number", _optional(lambda v: _count(v) and v > 0)),
@@ -164,6 +165,9 @@ def config_problem(config: Dict[str, Any]) -> str:
     for name, (what, check) in RUNNER_KEYS.items():
         if name in runner and not check(runner[name]):
             return f"runner.{name} must be {what} (found {runner[name]!r})"
+    problem = _cache_problem(config.get("cache", {}))
+    if problem:
+        return problem
     executors = config.get("executors")
     if not isinstance(executors, dict):
         return f"'executors' must be a mapping of names to executors (found {executors!r})"
@@ -171,6 +175,19 @@ def config_problem(config: Dict[str, Any]) -> str:
         problem = executor_problem(str(name), executor)
         if problem:
             return problem
+    return ""
+
+
+def _cache_problem(cache: Any) -> str:
+    from runner.cache import parse_size
+
+    if not isinstance(cache, dict):
+        return f"'cache' must be a mapping (found {cache!r})"
+    problem = _unknown("cache.", cache, ("max_size",))
+    if problem:
+        return problem
+    if "max_size" in cache and parse_size(cache["max_size"]) is None:
+        return f"cache.max_size must be a size such as 10GB or 500MB (found {cache['max_size']!r})"
     return ""
 
 
@@ -182,6 +199,15 @@ def executor_problem(name: str, executor: Any) -> str:
         if field in executor and not check(executor[field]):
             return f"executors.{name}.{field} must be {what} (found {executor[field]!r})"
     type_name = executor.get("type", name)
+    if type_name == "slurm":  # its parameters and resources, checked before any job exists
+        from runner.backends.slurm.pilot_settings import pilot_problem
+        from runner.backends.slurm.settings import settings_problem
+
+        problem = settings_problem(executor)
+        if not problem and executor.get("pilot") not in (None, False):
+            problem = pilot_problem(executor)
+        if problem:
+            return f"executors.{name}: {problem}"
     return _backend_problem(f"executors.{name}.type", str(type_name)) if "type" in executor \
         else ""
 

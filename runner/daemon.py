@@ -277,6 +277,7 @@ def settings_from_config(poll: bool = False, idle_timeout: Optional[float] = Non
                          workers: Optional[int] = None) -> "RunnerSettings":
     """The runner's settings: the options given (command line), else ``runner.*`` from the
     config file (checked first: a wrong-typed value would fail the loop later, for every run)."""
+    from runner.cache import DEFAULT_MAX_SIZE, parse_size
     from runner.config import check_config, get_value
     from runner.service import RunnerSettings
 
@@ -287,7 +288,8 @@ def settings_from_config(poll: bool = False, idle_timeout: Optional[float] = Non
         rescan_interval=float(get_value("runner.rescan_interval", 2.0)),
         heartbeat_interval=float(get_value("runner.heartbeat_interval", 5.0)),
         poll_interval=float(get_value("runner.poll_interval", 1.0)),
-        poll=poll, workers=workers or get_value("runner.workers"))
+        poll=poll, workers=workers or get_value("runner.workers"),
+        cache_max_size=parse_size(get_value("cache.max_size")) or DEFAULT_MAX_SIZE)
 
 
 def serve(home: Path, runs: Optional[List[str]] = None, poll: bool = False,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional, Tuple, Union
 
 Part = Union[int, str]  # a node, attempt or job id, or a shell expression standing for one
 
@@ -30,6 +30,9 @@ RUNNER_JOB_LOG_PREFIX = "runner-job-"  # in .runners/: runner-job-<job id>.out, 
 UNREADABLE = ".unreadable"  # .unreadable/<run>: why a runner set that run aside
 TMP_PREFIX = ".tmp-"  # .tmp-<dispatch id>.<random>/: a run being created (dispatch)
 TRASH_PREFIX = ".rm-"  # .rm-<dispatch id>/: a run being removed (``cov rm``)
+CACHE = ".result-cache"  # <key[:2]>/<key>.json + <key>.pkl: the result cache (runner/cache.py)
+CACHE_INDEX_SUFFIX = ".json"  # an entry's index: the run and node it came from, its key's parts
+CACHE_RESULT_SUFFIX = ".pkl"  # an entry's result: a hard link of the outcome file it came from
 
 
 def is_run_name(name: str) -> bool:
@@ -79,6 +82,17 @@ def creating_path(home: Path, dispatch_id: str, token: str) -> Path:
     return home / f"{TMP_PREFIX}{dispatch_id}.{token}"
 
 
+def cache_dir(home: Path) -> Path:
+    return home / CACHE
+
+
+def cache_entry_paths(home: Path, key: str) -> "tuple[str, str]":
+    """(index, result) of the cache entry ``key`` (a hex digest); plain strings, as the
+    runner asks for them per ready task."""
+    folder = os.path.join(home, CACHE, key[:2], key)
+    return folder + CACHE_INDEX_SUFFIX, folder + CACHE_RESULT_SUFFIX
+
+
 def trash_path(home: Path, dispatch_id: str) -> Path:
     """Where ``cov rm`` moves a run before deleting it (readers skip it at once)."""
     return home / f"{TRASH_PREFIX}{dispatch_id}"
@@ -100,6 +114,7 @@ SECRETS = "secrets"  # a directory, 0700: its files are 0600 and never shown
 EXECUTOR_SECRETS = "executors.json"  # in secrets/
 SLURM = "slurm"  # the Slurm backend's files (below)
 SSH = "ssh"  # ssh/<node>.<attempt>/: an SSH attempt's files with a shared filesystem
+SPARE_OUTCOME = "next"  # results/next.tmp-<pid>-<random>: a pool worker's next outcome, empty
 CAPTURE_PREFIX = ".capture-"  # logs/.capture-<pid>.out|err: a pool worker's output in progress
 STREAMS = ("out", "err")  # the suffixes of a node's logs (and of capture files)
 
@@ -158,6 +173,12 @@ def outcome_path(run: str, node: int) -> str:
     return os.path.join(run, RESULTS, outcome_file(node))
 
 
+def spare_outcome_base(run: str) -> str:
+    """``results/next``: never a file itself; ``next.tmp-<pid>-<random>`` is an empty file a
+    pool worker made ahead, while idle, to write its next outcome into (then renamed)."""
+    return os.path.join(run, RESULTS, SPARE_OUTCOME)
+
+
 def log_path(run: str, node: int, stream: str) -> str:
     return os.path.join(run, LOGS, log_file(node, stream))
 
@@ -179,6 +200,14 @@ def slurm_shipped_rel(module_file: str) -> str:
     return f"{SLURM}/{module_file}"
 
 
+CHECKPOINTS = "checkpoints"  # <node>/: a task's own files, kept across requeues and retries
+
+
+def checkpoint_rel(node: Part) -> str:
+    """A task's checkpoint directory (``ct.get_context().checkpoint_dir``), in the run."""
+    return f"{CHECKPOINTS}/{node}"
+
+
 def job_script_file(job: Part) -> str:
     return f"{job}.sh"
 
@@ -190,6 +219,43 @@ def job_log_file(job: Part) -> str:
 
 def submit_script_file(token: str) -> str:
     return f"{SUBMIT_PREFIX}{token}.sh"
+
+
+# -- the Slurm pilot mode's files: <run>/slurm/pilot/ (runner/backends/slurm/pilot.py) ----------
+PILOT_QUEUE = f"{SLURM}/pilot/queue"  # <node>.<attempt>.pkl: tickets no block has taken yet
+PILOT_BLOCKS = f"{SLURM}/pilot/blocks"  # <block id>/: one pilot block (one Slurm job) each
+POOL = "pilot_pool.py"  # runner/pilot_pool.py where it is shipped (beside worker.py)
+# in a block's directory:
+BLOCK_INFO = "block.json"  # written by the runner at submission: the block's job id
+BLOCK_STARTED = "started.json"  # written by the block's pool when it starts: host, pid, workers
+BLOCK_HEARTBEAT = "heartbeat"  # touched by the pool every second
+BLOCK_RUNNING = "running"  # <node>.<attempt>.pkl: tickets this block took (moved from the queue)
+BLOCK_CANCEL = "cancel"  # <node>.<attempt>: the runner asks the block to kill that task
+BLOCK_STOP = "stop"  # the runner asks the block to exit once its running tasks end
+BLOCK_EXITED = "exited"  # written by the pool as it exits: it takes nothing more
+BLOCK_LOG = "job.out"  # the block job's own output (sbatch --output)
+
+
+def ticket_file(node: Part, attempt: Part) -> str:
+    """A pilot ticket: the task's bundle, in the queue or in a block's ``running/``."""
+    return f"{attempt_name(node, attempt)}.pkl"
+
+
+def ticket_task(name: str) -> Optional[Tuple[int, int]]:
+    """(node, attempt) of a ticket's file name (None: not a ticket, e.g. a temporary file)."""
+    stem, dot, ext = name.rpartition(".")
+    node, _, attempt = stem.partition(".")
+    if ext != "pkl" or not node.isdigit() or not attempt.isdigit():
+        return None
+    return int(node), int(attempt)
+
+
+def pilot_queue_dir(run: str) -> str:
+    return os.path.join(run, PILOT_QUEUE)
+
+
+def pilot_block_dir(run: str, block: str) -> str:
+    return os.path.join(run, PILOT_BLOCKS, block)
 
 
 # -- one SSH attempt's directory: <run>/ssh/<node>.<attempt>/ (shared filesystem), else

@@ -73,6 +73,7 @@ class NodeSpec:
     # File transfers the runner does itself, over the executor's connection (plain dicts:
     # "from", "to", "order", "direction"; covalent_cli.fs). Other transfers run in the worker.
     files: Optional[List[Dict[str, Any]]] = None
+    cache: bool = False  # an equal earlier task's result may stand in (runner/cache.py)
 
     @property
     def executes(self) -> bool:
@@ -94,6 +95,8 @@ class NodeSpec:
             d["fp"] = self.fingerprint
         if self.files:
             d["files"] = self.files
+        if self.cache:
+            d["cache"] = True
         return d
 
     @classmethod
@@ -126,7 +129,8 @@ class NodeSpec:
                    parents=[Edge(e["node"], _intern(e["param"]), _intern(e.get("type", "arg")),
                                  e.get("index")) for e in parents],
                    waits=list(waits), blob=(blob[0], blob[1]), value_repr=d.get("value"),
-                   fingerprint=fingerprint and _intern(fingerprint), files=_files(d.get("files")))
+                   fingerprint=fingerprint and _intern(fingerprint), files=_files(d.get("files")),
+                   cache=d.get("cache") is True)
 
 
 def _files(value: Any) -> Optional[List[Dict[str, Any]]]:

@@ -52,34 +52,50 @@ class OutcomeHeader(TypedDict, total=False):
 
 
 # -- writing --------------------------------------------------------------------------------------
-def write_outcome(path: str, header: Mapping[str, Any], payload: bytes = b"") -> None:
-    """Write an outcome file atomically (temporary name, then rename)."""
-    data = json.dumps({**header, "len": len(payload)}).encode() + b"\n"
+def make_temporary(path: str) -> Tuple[int, str]:
+    """A new empty file beside ``path`` under a temporary name (``<path>.tmp-<pid>-<random>``,
+    which no reader takes for an outcome): its descriptor and name."""
     tmp = f"{path}.tmp-{os.getpid()}-{secrets.token_hex(3)}"
+    return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE), tmp
+
+
+def write_outcome(path: str, header: Mapping[str, Any], payload: bytes = b"",
+                  spare: Optional[Tuple[int, str]] = None) -> None:
+    """Write an outcome file atomically (temporary name, then rename). ``spare``: an empty
+    temporary file of ``make_temporary`` in the same directory, made ahead (creating a file is
+    most of an outcome's cost on a busy file system); it is used, or removed, either way."""
+    data = json.dumps({**header, "len": len(payload)}).encode() + b"\n"
+    fd, tmp = spare if spare is not None else (-1, "")
     try:
-        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE), "wb") as f:
+        if spare is None:
+            fd, tmp = make_temporary(path)
+        with open(fd, "wb") as f:
             f.write(data)
             f.write(payload)
         os.replace(tmp, path)
     except BaseException:
-        try:  # a full disk: what was written of it would only hold space
-            os.unlink(tmp)
-        except OSError:
-            pass
+        if fd >= 0 and tmp:
+            try:  # a full disk: what was written of it would only hold space
+                os.unlink(tmp)
+            except OSError:
+                pass
         raise
 
 
-def write_outcome_when_space(path: str, header: Mapping[str, Any], payload: bytes = b"") -> None:
+def write_outcome_when_space(path: str, header: Mapping[str, Any], payload: bytes = b"",
+                             spare: Optional[Tuple[int, str]] = None) -> None:
     """``write_outcome``, waiting for space while the disk (or quota) is full: the value is in
-    memory, so a full disk delays the run instead of failing a task that did its work."""
+    memory, so a full disk delays the run instead of failing a task that did its work.
+    ``spare``: as for ``write_outcome``, used by the first try only."""
     delay = 0.2
     while True:
         try:
-            write_outcome(path, header, payload)
+            write_outcome(path, header, payload, spare)
             return
         except OSError as exc:
             if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise
+        spare = None
         time.sleep(delay)
         delay = min(delay * 2, 5.0)
 

@@ -111,6 +111,11 @@ class RunDir(RunPaths):
                 raise RunDirError(f"run {self.dispatch_id}: {exc}") from None
         return self._manifest
 
+    def adopt_manifest(self, manifest: Manifest) -> None:
+        """Use ``manifest`` as this run's, unparsed: the creator's own copy of what it wrote
+        (``covalent_cli.own_runs`` checks that the file is still that one)."""
+        self._manifest = manifest
+
     def header(self) -> Dict[str, Any]:
         """The manifest's header only (no node list): cheap, for listings."""
         import yaml

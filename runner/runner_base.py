@@ -23,6 +23,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple, Ty
 
 from runner import engine
 from runner.backends import Backend, Task, backend_class
+from runner.cache import DEFAULT_MAX_SIZE, ResultCache
 from runner.fencing import Fences
 from runner.journal import ActiveRun, Journal
 from runner.liveness import HOST, RunnerRegistry, fence_path, heartbeat_path, write_heartbeat
@@ -41,6 +42,7 @@ class RunnerSettings:
     poll_interval: float = 1.0  # the polling observer's period (network filesystems)
     poll: bool = False  # use the polling observer even where inotify works
     workers: Optional[int] = None  # local pool size (None: the executor's, else one per core)
+    cache_max_size: int = DEFAULT_MAX_SIZE  # cache.max_size: the result cache's bound in bytes
 
 
 class RunnerBase:
@@ -74,6 +76,7 @@ class RunnerBase:
         self.watcher: Any = None
         self.journal = Journal(self._log)
         self._beat_written = False
+        self.cache = ResultCache(self.home, settings.cache_max_size)
 
     # -- hints ---------------------------------------------------------------------------
     def hint(self, path: str) -> None:
@@ -170,6 +173,10 @@ class RunnerBase:
                                  (claim.started or claim.claimed) if claim else None, time.time())
         run.schedule.finish(node, event["status"])
         run.pending.append(event)
+        self._cache_result(run, node, event["status"])
+
+    def _cache_result(self, run: ActiveRun, node: int, status: str) -> None:
+        """Implemented by ``runner.cache_hook.CacheHook`` (a completed result enters the cache)."""
 
     def _backend(self, config: Dict[str, Any], env: Optional[Dict[str, Any]] = None) -> Backend:
         """The backend for an executor config; local tasks get the pool of their run's

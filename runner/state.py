@@ -101,6 +101,7 @@ class Event(TypedDict, total=False):
     pid: Optional[int]
     reason: Optional[str]
     reused_from: Optional[str]
+    cached_from: Optional[str]
 
 
 class EventError(ValueError):
@@ -124,7 +125,8 @@ _FIELDS: Dict[str, Dict[str, frozenset]] = {
     "dispatching": {**_COMMON, "node": _INT, "child": _TEXT},
     "end": {**_COMMON, "node": _INT, "attempt": _INT, "status": frozenset({str}),
             "error": _TEXT, "exception": _TEXT, "child": _TEXT, "start": _TIME, "end": _TIME,
-            "pid": frozenset({int, type(None)}), "reused_from": _TEXT},
+            "pid": frozenset({int, type(None)}), "reused_from": _TEXT,
+            "cached_from": _TEXT},
 }
 _HANDLE_FIELDS = {"pid": frozenset({int, type(None)}), "host": _TEXT,
                   "job_id": frozenset({str, int, type(None)})}
@@ -189,6 +191,7 @@ class TaskState:
     child: Optional[str] = None  # sublattice child dispatch id
     reused: bool = False
     reused_from: Optional[str] = None  # the run a reused result was taken from
+    cached_from: Optional[str] = None  # RUN/NODE whose result the cache gave (runner/cache.py)
 
     @property
     def finished(self) -> bool:
@@ -290,6 +293,7 @@ def apply(state: RunState, event: Event) -> None:
         task.reused = bool(event.get("reused"))
         task.pid = event.get("pid", task.pid)
         task.reused_from = event.get("reused_from")
+        task.cached_from = event.get("cached_from")
         if "attempt" in event:
             task.attempt = int(event["attempt"])
         if event.get("child"):

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import os
 import pickle
+import signal
 import sys
+import threading
 import time
 import traceback
 from typing import Any, Dict, Tuple
@@ -25,6 +27,10 @@ from typing import Any, Dict, Tuple
 # in an order where each comes after the ones it imports. (The pool's modules are not shipped:
 # the pool runs only where cov is.)
 SHIPPED_WITH = ("outcome", "worker_common", "worker_transfers", "worker_task")
+
+# Shipped too, though the worker does not import them: a Slurm pilot block's pool
+# (runner/pilot_pool.py), which imports the worker, and the stdlib-only module it uses.
+SHIPPED_BESIDE = ("layout", "pilot_pool")
 
 if __package__:  # runner.worker: imported by the runner
     from runner.outcome import OutcomeHeader, read_outcome_header, write_outcome
@@ -52,7 +58,7 @@ def shipped_files() -> Dict[str, bytes]:
     finds the others there too."""
     here = os.path.dirname(os.path.abspath(__file__))
     files: Dict[str, bytes] = {}
-    for name in (*SHIPPED_WITH, "worker"):
+    for name in (*SHIPPED_WITH, *SHIPPED_BESIDE, "worker"):
         with open(os.path.join(here, f"{name}.py"), "rb") as f:
             files[f"{name}.py"] = f.read()
     return files
@@ -62,13 +68,15 @@ def shipped_files() -> Dict[str, bytes]:
 class _Redirect:
     """Send fds 1 and 2 (and sys.stdout/err) to files while a task runs."""
 
-    def __init__(self, stdout_path: str, stderr_path: str) -> None:
+    def __init__(self, stdout_path: str, stderr_path: str, shared: bool = False) -> None:
         self.paths = (stdout_path, stderr_path)
+        self.shared = shared  # several ranks write them: append, never truncate or remove
 
     def __enter__(self) -> Tuple[int, int]:
         flush_std()
         self.saved = (os.dup(1), os.dup(2))
-        self.fds = tuple(os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+        mode = os.O_APPEND if self.shared else os.O_TRUNC
+        self.fds = tuple(os.open(p, os.O_WRONLY | os.O_CREAT | mode, FILE_MODE)
                          for p in self.paths)
         os.dup2(self.fds[0], 1)
         os.dup2(self.fds[1], 2)
@@ -81,7 +89,7 @@ class _Redirect:
         for fd in (*self.saved,):
             os.close(fd)
         for fd, path in zip(self.fds, self.paths):
-            empty = os.fstat(fd).st_size == 0
+            empty = os.fstat(fd).st_size == 0 and not self.shared
             os.close(fd)
             if empty:  # keep the run directory to the files that say something
                 try:
@@ -89,13 +97,18 @@ class _Redirect:
                 except OSError:
                     pass
 
+
 def execute_bundle(bundle_path: str, outcome_path: str, stdout_path: str, stderr_path: str) -> int:
     """Run a self-contained task bundle; write its outcome. Returns 0 unless the outcome
     itself could not be written."""
-    existing = read_outcome_header(outcome_path)
+    rank, ranks = _slurm_rank()
+    existing = read_outcome_header(outcome_path) if ranks == 1 else None  # ranks: the script
     if existing is not None and existing.get("ok"):
         return 0  # a requeued job whose attempt already succeeded: nothing to do
-    with _Redirect(stdout_path, stderr_path) as fds:
+    if hasattr(signal, "SIGUSR1") and threading.current_thread() is threading.main_thread():
+        # the job's time limit is near (sbatch --signal): noted, not fatal (ct.get_context())
+        signal.signal(signal.SIGUSR1, lambda *_: CURRENT_TASK.update(warned=time.time()))
+    with _Redirect(stdout_path, stderr_path, shared=ranks > 1) as fds:
         try:
             with open(bundle_path, "rb") as f:
                 bundle = pickle.load(f)
@@ -119,8 +132,19 @@ def execute_bundle(bundle_path: str, outcome_path: str, stdout_path: str, stderr
         else:
             header, payload = run_task(electron, args, kwargs, fds[0], fds[1],
                                        bool(bundle.get("backend_transfers")))
-    write_outcome(outcome_path, header, payload)
+    if rank == 0:  # the task's result is rank 0's
+        write_outcome(outcome_path, header, payload)
     return 0
+
+
+def _slurm_rank() -> Tuple[int, int]:
+    """(rank, ranks) of this process in a Slurm job step of several tasks (``srun`` with
+    ``ntasks`` > 1: each rank runs the task); (0, 1) otherwise."""
+    try:
+        ranks = int(os.environ.get("SLURM_STEP_NUM_TASKS") or 1)
+        return (int(os.environ.get("SLURM_PROCID") or 0), ranks) if ranks > 1 else (0, 1)
+    except ValueError:
+        return 0, 1
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from typing import Iterator
 
 import pytest
 
-pytest_plugins = ["tests.infra.fixtures"]
+pytest_plugins = ["tests.infra.fixtures", "tests.infra.executors", "tests.infra.parallel"]
 
 REPO = Path(__file__).resolve().parent.parent
 WORKFLOWS = REPO / "workflows"

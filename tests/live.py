@@ -14,12 +14,28 @@ from typing import List, Optional, Sequence, Tuple
 REPO = Path(__file__).resolve().parent.parent
 
 
-def talker(pause: float) -> str:
+def go_file() -> Path:
+    """A path for ``talker(go=...)``, in a fresh directory any local user can look into."""
+    folder = Path(tempfile.mkdtemp(prefix="cov-live-go-"))
+    folder.chmod(0o755)
+    return folder / "go"
+
+
+def talker(pause: float, go: str = "") -> str:
     """Prints a stamped line on each stream, sleeps ``pause`` s, prints again (flush=True).
-    Imports inside: it runs on hosts that have only the standard library."""
+    With ``go`` (a path on a filesystem it shares with the test), it first prints ``ready``
+    and waits for that file: ``check_live`` creates it once the follower has shown ``ready``,
+    so that the stamps measure the live path, not how long the follower took to start on a
+    loaded machine. Imports inside: it runs on hosts that have only the standard library."""
+    import os as _os
     import sys as _sys
     import time as _time
 
+    if go:
+        print("ready", flush=True)
+        deadline = _time.time() + 300
+        while not _os.path.exists(go) and _time.time() < deadline:
+            _time.sleep(0.05)
     print(f"first {_time.time():.3f}", flush=True)
     print(f"warn {_time.time():.3f}", file=_sys.stderr, flush=True)
     _time.sleep(pause)
@@ -77,9 +93,14 @@ def latency(line: Tuple[float, str]) -> float:
 
 
 def check_live(follower: Follower, label: str, pause: float, limit: float = 1.0,
-               streams: Sequence[str] = ("stdout", "stderr")) -> List[float]:
+               streams: Sequence[str] = ("stdout", "stderr"),
+               go: Optional[Path] = None) -> List[float]:
     """The talker's first lines arrive while it sleeps, each within ``limit`` s of being
-    printed, marked with ``label`` and their stream; the run's end ends the follower."""
+    printed, marked with ``label`` and their stream; the run's end ends the follower.
+    ``go``: the talker's go file, created once the follower has shown its ``ready`` line."""
+    if go is not None:
+        follower.wait_for(f"[{label} stdout] ready", timeout=120)
+        go.touch()
     first = follower.wait_for(f"[{label} stdout] first ", timeout=60)
     shown = [first] + ([follower.wait_for(f"[{label} stderr] warn ", timeout=5)]
                        if "stderr" in streams else [])

@@ -20,13 +20,15 @@ LAYOUT_OWNERS = {"runner/layout.py": "every name of a runs home and of a run dir
 LAYOUT_NAMES = {
     # a runs home
     ".runners", "spawn.lock", "runner.log", "last-failure", ".unreadable", "runner-job",
-    "runner-job.sh",
+    "runner-job.sh", ".result-cache",
     # a run directory
     "manifest.yaml", "tasks.pkl", "events.jsonl", "run.lock", "cancel.json", "results", "logs",
     "result.pkl", "report.html", "env.json", "sources.json", "secrets", "executors.json",
     # the Slurm backend's and an SSH attempt's files ("slurm" and "ssh" are executor types too)
     "slurm/bundles", "slurm/jobs", "bundles", "jobs", "worker.py", "bundle.pkl", "outcome.pkl",
     "stdout.log", "stderr.log", "launch.log",
+    # the Slurm pilot mode's ("running", "stop" ... are too common a word to hunt for)
+    "slurm/pilot/queue", "slurm/pilot/blocks", "pilot_pool.py", "block.json", "started.json",
 }
 # (``<file>.tmp-<pid>-<random>``, an atomic write's temporary name, is runner/fs.py's, not these)
 LAYOUT_PREFIXES = {".tmp-", ".rm-", ".capture-", ".submit-", "runner-job-"}

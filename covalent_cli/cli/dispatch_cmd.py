@@ -37,19 +37,23 @@ from runner.state import COMPLETED, TERMINAL, RunState
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON document: the dispatch ids (with --wait, each run's result).")
 @click.option("--dry-run", is_flag=True, help="Build the graph, print its tasks; write no run.")
+@click.option("--cache", "use_cache", is_flag=True,
+              help="Every task uses the result cache (as @ct.electron(cache=True)).")
 @job_options
 @pass_ctx
 def dispatch(ctx: Context, script: str, lattice_name: Optional[str], pairs: Tuple[str, ...],
              args_file: Optional[str], name: Optional[str], tags: Tuple[str, ...], wait_: bool,
-             quiet: bool, as_json: bool, dry_run: bool, as_job: bool, job_time: Optional[str],
-             job_partition: Optional[str], job_cpus: Optional[int]) -> None:
+             quiet: bool, as_json: bool, dry_run: bool, use_cache: bool, as_job: bool,
+             job_time: Optional[str], job_partition: Optional[str],
+             job_cpus: Optional[int]) -> None:
     """Run SCRIPT (a Covalent script) and dispatch its lattice.
 
     If the script dispatches on its own when run (the usual Covalent script), those dispatches
     are reported; otherwise its one lattice (or LATTICE) is dispatched with the -a arguments.
     """
-    from covalent_cli.dispatch import RUNNER_STARTERS
+    from covalent_cli.dispatch import CACHE_ALL, RUNNER_STARTERS
 
+    CACHE_ALL["on"] = use_cache
     request = job_request(as_job, job_time, job_partition, job_cpus)
     jobs: List[Dict[str, Any]] = []
     if request is not None:

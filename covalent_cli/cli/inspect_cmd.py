@@ -158,13 +158,25 @@ def _table(rows: List[Dict[str, Any]], names: List[str]) -> List[str]:
 @click.option("--status", "status_filter", metavar="S[,S...]",
               help="Only tasks with these statuses (completed, running, queued, pending, "
                    "failed, cancelled, not-run, dispatching).")
+@click.option("--why", is_flag=True,
+              help="With NODE: why its result came from the result cache or not.")
 @pass_ctx
 def status(ctx: Context, run_id: str, node: Optional[str], as_json: bool, show_all: bool,
-           status_filter: Optional[str]) -> None:
+           status_filter: Optional[str], why: bool) -> None:
     """One run's status and its task table, or one NODE of it in full (RUN: id, prefix or
     'latest'; NODE: a node id or a task name)."""
     wanted = _statuses(status_filter)
     run = _run(ctx, run_id)
+    if why:
+        from covalent_cli.cli.cache_cmd import why_lines
+        if node is None:
+            raise UserError("--why explains one task: give its NODE",
+                            "e.g. cov status RUN NODE --why")
+        try:
+            click.echo("\n".join(why_lines(run, _node_id(run, node))))
+        except RunDirError as exc:
+            raise RunUnreadable(str(exc)) from None
+        return
     try:
         summary = run_summary(run)
         if node is not None:

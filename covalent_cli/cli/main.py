@@ -92,6 +92,11 @@ def main() -> None:
     from covalent_cli.cli.shell import finish
 
     finish(cli)  # --home/--debug after the subcommand, run and node id completion
+    from covalent_cli.cli.remote_on import run_on_or_none
+
+    code = run_on_or_none(sys.argv[1:])  # ``--on HOST``: the command runs there
+    if code is not None:
+        sys.exit(code)
     cli(prog_name="cov")
 
 
@@ -99,7 +104,8 @@ COMMAND_MODULES = ("covalent_cli.cli.commands", "covalent_cli.cli.inspect_cmd",
                    "covalent_cli.cli.dispatch_cmd", "covalent_cli.cli.runs_cmd",
                    "covalent_cli.cli.redispatch_cmd", "covalent_cli.cli.runner_cmd",
                    "covalent_cli.cli.ui_cmd", "covalent_cli.cli.check_cmd",
-                   "covalent_cli.cli.logs_cmd")
+                   "covalent_cli.cli.logs_cmd", "covalent_cli.cli.cache_cmd",
+                   "covalent_cli.cli.remote_cmd")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -244,7 +244,10 @@ class SSHHost:
                 raise ConnectionLost(f"connection to {self.label} lost: {_cause(exc)}",
                                      self.label) from None
             finally:
-                chan.close()
+                # Closing a channel of a dropped connection raises EOFError; what went wrong
+                # was said above (ConnectionLost), not as a raw error from here.
+                with contextlib.suppress(SSHException, EOFError, OSError):
+                    chan.close()
         finally:
             self._slots.release()
 

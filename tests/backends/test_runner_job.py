@@ -19,7 +19,8 @@ import pytest
 
 from runner.layout import runner_job_path, runners_dir
 from runner.runner_job.submit import JobRequest, job_name, render_script
-from tests.backends.test_slurm import _dispatch, _handles, _squeue, _until, slurm_home  # noqa: F401
+from tests.backends.test_slurm import _handles, _squeue, _until
+from tests.infra.executors import dispatch_script
 
 GOLDEN = Path(__file__).parent / "golden"
 REPO = Path(__file__).resolve().parents[2]
@@ -224,7 +225,7 @@ def test_dispatch_as_job_hands_over_before_its_walltime_and_completes(
     (never resubmitted) and finishes the run. Meanwhile the login node's ``cov status`` and
     ``cov wait`` start no runner of their own, though the run is unserved for a moment at the
     handover: every runner seen is a process of a recorded runner job."""
-    run_id = _dispatch(run_cov, tmp_path, WHERE + """
+    run_id = dispatch_script(run_cov, tmp_path, WHERE + """
         @ct.electron
         def first():
             return runner_job()
@@ -300,7 +301,7 @@ def test_runner_start_as_job_serves_later_dispatches_even_while_queued(
     again = run_cov("runner", "start", "--as-job")
     assert f"Slurm job {job} (already serving the home" in again.stdout, again.stdout
     assert _squeue(job)[job] == "PENDING"
-    run_id = _dispatch(run_cov, tmp_path, WHERE + """
+    run_id = dispatch_script(run_cov, tmp_path, WHERE + """
         @ct.electron
         def where():
             return runner_job()
@@ -329,7 +330,7 @@ def test_a_killed_runner_job_is_resubmitted_by_the_next_login_command(
     task runs: the next ``cov wait`` finds the run unserved and the record left, submits the
     runner job again (not a runner on the login node), and the run completes there."""
     marker = tmp_path / "attempts"
-    run_id = _dispatch(run_cov, tmp_path, WHERE + f"""
+    run_id = dispatch_script(run_cov, tmp_path, WHERE + f"""
         @ct.electron
         def napper():
             with open({str(marker)!r}, "a") as f:

@@ -20,11 +20,12 @@ import textwrap
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List
+from typing import Any, Callable, Iterable, List
 
 import pytest
 
 from runner.redact import has_mask, is_secret, mask_secrets, split_secrets, unmask
+from tests.infra.executors import SlurmLogin, add_to_config, dispatch_script, wait_status
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -49,21 +50,6 @@ def _leaks(roots: Iterable[Path], secrets: Iterable[str]) -> List[str]:
             if path.parent.name != "secrets" or mode & 0o077 or parent & 0o077:
                 found.append(f"{path} ({stat.filemode(mode)})")
     return found
-
-
-def _dispatch(run_cov: Callable, tmp_path: Path, source: str) -> str:
-    script = tmp_path / f"wf_{time.monotonic_ns()}.py"
-    script.write_text("import covalent as ct\nimport hashlib, os\n" + textwrap.dedent(source))
-    result = run_cov("dispatch", str(script), "-q")
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip().splitlines()[-1]
-
-
-def _status(run_cov: Callable, run_id: str, timeout: float = 90) -> Dict[str, Any]:
-    run_cov("wait", run_id, "--timeout", str(timeout), "-q", timeout=timeout + 30)
-    result = run_cov("status", run_id, "--json")
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
 
 
 # -- one rule, one masking function -------------------------------------------------------------
@@ -93,8 +79,7 @@ def test_repr_and_cov_config_mask_every_secret_field(run_cov: Callable, cov_home
     text = repr(ct.executor.SSHExecutor(hostname="h", ssh_key_file="~/.ssh/id", **values))
     assert not [v for v in values.values() if v in text], text
     assert "password='***'" in text and "ssh_key_file='~/.ssh/id'" in text
-    config = Path(os.environ["COV_CONFIG"])
-    config.write_text(config.read_text() + "executors:\n  box:\n    type: ssh\n" + "".join(
+    add_to_config("executors:\n  box:\n    type: ssh\n" + "".join(
         f"    {k}: {v}\n" for k, v in values.items()) + "    ssh_key_file: /keys/box\n")
     shown = run_cov("config")
     assert shown.returncode == 0, shown.stderr
@@ -117,7 +102,7 @@ def test_dispatch_keeps_secrets_out_of_files_others_can_read(
     values = {name: _secret(name) for name in ("password", "passphrase", "api_key",
                                                 "private_key", "pwd", "auth", "secret")}
     token = _secret("API_TOKEN")
-    run_id = _dispatch(run_cov, tmp_path, f"""
+    run_id = dispatch_script(run_cov, tmp_path, f"""
         box = ct.executor.SSHExecutor(hostname="nowhere", ssh_key_file="/keys/box",
                                       **{values!r})
         cluster = ct.executor.SlurmExecutor(variables={{"API_TOKEN": {token!r}, "PLAIN": "p"}})
@@ -193,7 +178,7 @@ def test_ssh_passphrase_reaches_the_login_and_no_file(run_cov: Callable, cov_hom
     with open(sshd_host.dir / "authorized_keys", "a") as f:  # accepted for covtest too
         f.write(key.with_suffix(".pub").read_text())
     pwned = Path(f"/tmp/pwned-{uuid.uuid4().hex[:8]}")
-    run_id = _dispatch(run_cov, tmp_path, f"""
+    run_id = dispatch_script(run_cov, tmp_path, f"""
         login = dict(hostname={sshd_host.name!r}, ssh_config={sshd_host.ssh_config!r},
                      ssh_key_file={str(key)!r}, passphrase={passphrase!r},
                      max_connection_attempts=1)
@@ -212,7 +197,7 @@ def test_ssh_passphrase_reaches_the_login_and_no_file(run_cov: Callable, cov_hom
         def wf():
             return [there(), in_conda()]
         """)
-    status = _status(run_cov, run_id)
+    status = wait_status(run_cov, run_id, timeout=90)
     tasks = {t["name"]: t for t in status["tasks"]}
     assert tasks["there"]["status"] == "COMPLETED", tasks["there"]
     assert tasks["in_conda"]["status"] == "FAILED"
@@ -248,7 +233,7 @@ def test_ssh_password_reaches_the_login_and_no_file(run_cov: Callable, cov_home:
                     break
             assert time.monotonic() < deadline, "the password sshd did not start"
             time.sleep(0.1)
-        run_id = _dispatch(run_cov, tmp_path, f"""
+        run_id = dispatch_script(run_cov, tmp_path, f"""
             @ct.electron(executor=ct.executor.SSHExecutor(
                 hostname="127.0.0.1", port={port}, username={sshd_host.username!r},
                 password={password!r}, ssh_config="none", known_hosts={str(known)!r},
@@ -261,7 +246,7 @@ def test_ssh_password_reaches_the_login_and_no_file(run_cov: Callable, cov_home:
             def wf():
                 return there()
             """)
-        status = _status(run_cov, run_id)
+        status = wait_status(run_cov, run_id, timeout=90)
         assert status["status"] == "COMPLETED", status["tasks"]
         assert _leaks([cov_home, Path(f"/home/{sshd_host.username}")], [password]) == []
     finally:
@@ -273,7 +258,7 @@ def test_ssh_password_reaches_the_login_and_no_file(run_cov: Callable, cov_home:
 # -- Slurm: secret variables reach the job, through no readable file -----------------------------
 def _slurm_secret_run(run_cov: Callable, tmp_path: Path, token: str, pwned: Path,
                       extra: str) -> str:
-    return _dispatch(run_cov, tmp_path, f"""
+    return dispatch_script(run_cov, tmp_path, f"""
         common = dict(poll_freq=0.3, missing_grace=3, use_srun=False, cleanup=False, {extra})
 
         @ct.electron(executor=ct.executor.SlurmExecutor(
@@ -295,7 +280,7 @@ def _slurm_secret_run(run_cov: Callable, tmp_path: Path, token: str, pwned: Path
 
 def _check_slurm_secret_run(run_cov: Callable, run_id: str, token: str, pwned: Path,
                             roots: List[Path], scripts: Path) -> None:
-    status = _status(run_cov, run_id)
+    status = wait_status(run_cov, run_id, timeout=90)
     tasks = {t["name"]: t for t in status["tasks"]}
     assert tasks["job_env"]["status"] == "COMPLETED", tasks["job_env"]
     assert tasks["in_conda"]["status"] == "FAILED"
@@ -322,17 +307,13 @@ def test_slurm_secret_variable_reaches_the_job_through_a_private_file(
 
 
 def test_slurm_over_ssh_keeps_secrets_private_on_the_login_node(
-        run_cov: Callable, cov_home: Path, tmp_path: Path, slurm_cluster: Any,
+        run_cov: Callable, cov_home: Path, tmp_path: Path, slurm_login: SlurmLogin,
         sshd_host: Any) -> None:
     user = sshd_host.username
-    env_file = Path(f"/home/{user}/.cov-test-slurm-env")
-    env_file.write_text(f"export SLURM_CONF={slurm_cluster.conf}\n")
-    subprocess.run(["chown", f"{user}:", str(env_file)], check=True)
     workdir = f"/home/{user}/cov-secrets-{uuid.uuid4().hex[:6]}"
     token, pwned = _secret("token"), Path(f"/tmp/pwned-{uuid.uuid4().hex[:8]}")
-    run_id = _slurm_secret_run(run_cov, tmp_path, token, pwned, (
-        f"address={sshd_host.name!r}, ssh_config={sshd_host.ssh_config!r}, "
-        f"bashrc_path='~/{env_file.name}', remote_workdir={workdir!r}"))
+    run_id = _slurm_secret_run(run_cov, tmp_path, token, pwned,
+                               slurm_login.executor_args(workdir))
     remote = Path(workdir) / ".cov" / run_id
     _check_slurm_secret_run(run_cov, run_id, token, pwned, [cov_home, Path(workdir)],
                             remote / "slurm" / "jobs")

@@ -31,8 +31,9 @@ def test_the_shipped_worker_runs_a_task_without_cov(tmp_path):
     shipped.mkdir()
     files = worker.shipped_files()
     assert list(files)[-1] == layout.WORKER  # written last: its presence means all are there
-    assert set(files) == {layout.WORKER, *(f"{name}.py" for name in worker.SHIPPED_WITH)}
-    assert {"outcome.py", "worker_task.py"} <= set(files)
+    assert set(files) == {layout.WORKER, *(f"{name}.py" for name in worker.SHIPPED_WITH),
+                          *(f"{name}.py" for name in worker.SHIPPED_BESIDE)}
+    assert {"outcome.py", "worker_task.py", layout.POOL} <= set(files)
     for name, data in files.items():
         (shipped / name).write_bytes(data)
     user = tmp_path / "user"

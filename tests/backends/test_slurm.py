@@ -30,6 +30,7 @@ from runner.backends.slurm.jobs import SlurmJob, JobTable, lost_message
 from runner.backends.slurm.script import (array_spec, directive, python_command,
                                           render_script, shell_path)
 from runner.backends.slurm.settings import SettingsError, parse_settings
+from tests.infra.executors import SlurmLogin, dispatch_script, run_result, wait_status
 
 GOLDEN = Path(__file__).parent / "golden"
 REPO = Path(__file__).resolve().parents[2]
@@ -192,23 +193,7 @@ def test_array_elements_never_started_share_the_arrays_record() -> None:
                          "ExitCode=0:0\n")["123"].state == "CANCELLED"
 
 
-# -- helpers for the real-cluster tests ----------------------------------------------------------
-@pytest.fixture
-def slurm_home(cov_home: Path, slurm_cluster: Any) -> Path:
-    """``cov_home`` plus a named executor ``cluster`` (type slurm, fast polling)."""
-    config = Path(os.environ["COV_CONFIG"])
-    config.write_text(config.read_text() + textwrap.dedent("""\
-        executors:
-          cluster:
-            type: slurm
-            poll_freq: 0.3
-            missing_grace: 1
-            options:
-              partition: debug
-        """))
-    return cov_home
-
-
+# -- helpers for the real-cluster tests (slurm_home: tests/infra/executors.py) -------------------
 @pytest.fixture(scope="module")
 def time_limited_run(slurm_cluster: Any, tmp_path_factory: pytest.TempPathFactory
                      ) -> Iterator[Dict[str, Any]]:
@@ -228,7 +213,7 @@ def time_limited_run(slurm_cluster: Any, tmp_path_factory: pytest.TempPathFactor
                               capture_output=True, text=True, timeout=timeout, cwd=str(REPO))
 
     found: Dict[str, Any] = {"cov": cov, "home": home}
-    found["run_id"] = _dispatch(cov, base, """
+    found["run_id"] = dispatch_script(cov, base, """
         @ct.electron(executor=ct.executor.SlurmExecutor(poll_freq=0.3, time_limit=30,
                                                         use_srun=False))
         def slow():
@@ -257,27 +242,6 @@ def time_limited_run(slurm_cluster: Any, tmp_path_factory: pytest.TempPathFactor
     from runner.daemon import stop_runners
 
     stop_runners(home)
-
-
-def _dispatch(run_cov: Callable, tmp_path: Path, source: str, *args: str) -> str:
-    script = tmp_path / f"wf_{time.monotonic_ns()}.py"
-    script.write_text("import covalent as ct\nimport os, time\n" + textwrap.dedent(source))
-    result = run_cov("dispatch", str(script), "-q", *args)
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip().splitlines()[-1]
-
-
-def _wait(run_cov: Callable, run_id: str, timeout: float = 60) -> Dict[str, Any]:
-    run_cov("wait", run_id, "--timeout", str(timeout), "-q", timeout=timeout + 30)
-    result = run_cov("status", run_id, "--json")
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
-
-
-def _result(run_cov: Callable, run_id: str) -> Any:
-    result = run_cov("result", run_id, "--json")
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)["result"]
 
 
 def _events(home: Path, run_id: str) -> List[Dict[str, Any]]:
@@ -339,7 +303,7 @@ def _task(status: Dict[str, Any], name: str) -> Dict[str, Any]:
 def test_mixed_workflow_slurm_and_local(slurm_home: Path, run_cov: Callable,
                                         tmp_path: Path) -> None:
     """Tasks on the named Slurm executor, on a SlurmExecutor object and locally, chained."""
-    run_id = _dispatch(run_cov, tmp_path, """
+    run_id = dispatch_script(run_cov, tmp_path, """
         obj = ct.executor.SlurmExecutor(poll_freq=0.3, missing_grace=3, use_srun=False)
 
         @ct.electron(executor="cluster")
@@ -360,9 +324,9 @@ def test_mixed_workflow_slurm_and_local(slurm_home: Path, run_cov: Callable,
             a = on_slurm(n)
             return here(a, on_slurm_too(a))
         """)
-    status = _wait(run_cov, run_id)
+    status = wait_status(run_cov, run_id)
     assert status["status"] == "COMPLETED", json.dumps(status["tasks"])
-    value = _result(run_cov, run_id)
+    value = run_result(run_cov, run_id)
     assert value["sum"] == 40 + 41 and value["local_job"] is None
     assert all(value["jobs"]) and value["jobs"][0] != value["jobs"][1]
     jobs = {t["name"]: t["job_id"] for t in status["tasks"] if t["kind"] == "electron"}
@@ -372,7 +336,7 @@ def test_mixed_workflow_slurm_and_local(slurm_home: Path, run_cov: Callable,
 
 def test_task_raising_fails_with_its_traceback(slurm_home: Path, run_cov: Callable,
                                               tmp_path: Path) -> None:
-    run_id = _dispatch(run_cov, tmp_path, """
+    run_id = dispatch_script(run_cov, tmp_path, """
         @ct.electron(executor="cluster")
         def explode(x):
             print("about to fail")
@@ -382,7 +346,7 @@ def test_task_raising_fails_with_its_traceback(slurm_home: Path, run_cov: Callab
         def failing():
             return explode(7)
         """)
-    status = _wait(run_cov, run_id)
+    status = wait_status(run_cov, run_id)
     task = _task(status, "explode")
     assert status["status"] == "FAILED" and task["status"] == "FAILED", status
     assert task["exception"] == "ValueError: bad value 7"
@@ -394,7 +358,7 @@ def test_task_raising_fails_with_its_traceback(slurm_home: Path, run_cov: Callab
 def test_retry_is_a_new_job_and_the_failed_outcome_is_not_taken_for_its_result(
         slurm_home: Path, run_cov: Callable, tmp_path: Path) -> None:
     marker = tmp_path / "tried"
-    run_id = _dispatch(run_cov, tmp_path, f"""
+    run_id = dispatch_script(run_cov, tmp_path, f"""
         @ct.electron(executor=ct.executor.SlurmExecutor(poll_freq=0.3, missing_grace=1,
                                                         use_srun=False, retries=1))
         def flaky(path={str(marker)!r}):
@@ -407,9 +371,9 @@ def test_retry_is_a_new_job_and_the_failed_outcome_is_not_taken_for_its_result(
         def retried():
             return flaky()
         """)
-    status = _wait(run_cov, run_id)
+    status = wait_status(run_cov, run_id)
     assert status["status"] == "COMPLETED", status
-    assert _result(run_cov, run_id) == "second attempt"
+    assert run_result(run_cov, run_id) == "second attempt"
     assert _task(status, "flaky")["attempt"] == 2
     assert len(_handles(slurm_home, run_id)[0]) == 2  # two jobs, one per attempt
 
@@ -422,7 +386,7 @@ def test_options_variables_and_prerun_reach_the_job(cov_home: Path, run_cov: Cal
     monkeypatch.setenv("COV_HOME", str(home))
     marker = tmp_path / "pre run"
     try:
-        run_id = _dispatch(run_cov, tmp_path, f"""
+        run_id = dispatch_script(run_cov, tmp_path, f"""
             ex = ct.executor.SlurmExecutor(
                 poll_freq=0.3, missing_grace=3,
                 options={{"job-name": "cov job 'one' #1", "comment": 'say "hi" \\\\ $HOME',
@@ -440,9 +404,9 @@ def test_options_variables_and_prerun_reach_the_job(cov_home: Path, run_cov: Cal
             def options():
                 return inspect()
             """)
-        status = _wait(run_cov, run_id)
+        status = wait_status(run_cov, run_id)
         assert status["status"] == "COMPLETED", status
-        env = _result(run_cov, run_id)
+        env = run_result(run_cov, run_id)
         assert env["SLURM_JOB_NAME"] == "cov job 'one' #1"
         assert env["GREETING"] == "it's $HOME `x`"
         assert env["SLURM_CPUS_PER_TASK"] == "1"
@@ -460,7 +424,7 @@ def test_options_variables_and_prerun_reach_the_job(cov_home: Path, run_cov: Cal
 
 def test_scancel_from_outside_cancels_the_task(slurm_home: Path, run_cov: Callable,
                                               tmp_path: Path) -> None:
-    run_id = _dispatch(run_cov, tmp_path, """
+    run_id = dispatch_script(run_cov, tmp_path, """
         @ct.electron(executor="cluster")
         def sleepy():
             time.sleep(300)
@@ -471,14 +435,14 @@ def test_scancel_from_outside_cancels_the_task(slurm_home: Path, run_cov: Callab
         """)
     job = _until(lambda: _handles(slurm_home, run_id).get(0), what="the job id")[0]
     subprocess.run(["scancel", job], check=True)
-    status = _wait(run_cov, run_id)
+    status = wait_status(run_cov, run_id)
     assert _task(status, "sleepy")["status"] == "CANCELLED", status
     assert _squeue(job)[job] == "CANCELLED"
 
 
 def test_cov_cancel_scancels_the_jobs(slurm_home: Path, run_cov: Callable,
                                       tmp_path: Path) -> None:
-    run_id = _dispatch(run_cov, tmp_path, """
+    run_id = dispatch_script(run_cov, tmp_path, """
         @ct.electron(executor="cluster")
         def sleepy(i):
             time.sleep(300)
@@ -492,7 +456,7 @@ def test_cov_cancel_scancels_the_jobs(slurm_home: Path, run_cov: Callable,
     jobs = [ids[0] for ids in handles.values()]
     _until(lambda: "RUNNING" in _squeue(*jobs).values(), what="a running job")
     assert run_cov("cancel", run_id).returncode == 0
-    status = _wait(run_cov, run_id)
+    status = wait_status(run_cov, run_id)
     assert status["status"] == "CANCELLED", status
     assert {t["status"] for t in status["tasks"] if t["name"] == "sleepy"} == {"CANCELLED"}
     states = _until(lambda: (lambda s: all(v == "CANCELLED" for v in s.values()) and s)(
@@ -504,7 +468,7 @@ def test_runner_killed_and_restarted_reattaches_without_resubmitting(
         slurm_home: Path, run_cov: Callable, tmp_path: Path) -> None:
     from runner.liveness import read_runners
 
-    run_id = _dispatch(run_cov, tmp_path, """
+    run_id = dispatch_script(run_cov, tmp_path, """
         @ct.electron(executor="cluster")
         def step(i):
             time.sleep(1)
@@ -528,30 +492,26 @@ def test_runner_killed_and_restarted_reattaches_without_resubmitting(
     _until(lambda: not any(r["alive"] for r in read_runners(slurm_home)), timeout=10,
            what="the runner to die")
     assert run_cov("runner", "start").returncode == 0
-    status = _wait(run_cov, run_id)
+    status = wait_status(run_cov, run_id)
     assert status["status"] == "COMPLETED", status
-    assert _result(run_cov, run_id) == list(range(6))
+    assert run_result(run_cov, run_id) == list(range(6))
     after = _handles(slurm_home, run_id)
     assert after == before  # the same job per task, none submitted twice
     assert {t["attempt"] for t in status["tasks"] if t["name"] == "step"} == {1}
     assert set(_squeue(*jobs).values()) == {"COMPLETED"}
 
 
-def test_ssh_mode_submits_through_the_login_node(slurm_cluster: Any, sshd_host: Any,
+def test_ssh_mode_submits_through_the_login_node(slurm_login: SlurmLogin, sshd_host: Any,
                                                  cov_home: Path, run_cov: Callable,
                                                  tmp_path: Path) -> None:
     """``address`` set: sbatch/squeue run over SSH as the remote user (``covtest``); bundles go
     up and outcomes and logs come back (no shared filesystem); cloudpickle is shipped by
     ``runner.ssh.remote.prepare`` if the cluster's Python lacks it. The login node's
     environment (here ``SLURM_CONF``) comes from ``bashrc_path``, as with Covalent's plugin."""
-    env_file = Path(f"/home/{sshd_host.username}/.cov-test-slurm-env")
-    env_file.write_text(f"export SLURM_CONF={slurm_cluster.conf}\n")
-    subprocess.run(["chown", f"{sshd_host.username}:", str(env_file)], check=True)
     workdir = f"/home/{sshd_host.username}/cov-slurm-test"
-    run_id = _dispatch(run_cov, tmp_path, f"""
+    run_id = dispatch_script(run_cov, tmp_path, f"""
         cluster = ct.executor.SlurmExecutor(
-            address={sshd_host.name!r}, ssh_config={sshd_host.ssh_config!r},
-            bashrc_path="~/{env_file.name}", remote_workdir={workdir!r},
+            {slurm_login.executor_args(workdir)},
             poll_freq=0.3, missing_grace=3, options={{"partition": "debug"}})
 
         @ct.electron(executor=cluster)
@@ -568,9 +528,9 @@ def test_ssh_mode_submits_through_the_login_node(slurm_cluster: Any, sshd_host: 
         def remote(n=3):
             return gather([where(i) for i in range(n)])
         """)
-    status = _wait(run_cov, run_id, timeout=60)
+    status = wait_status(run_cov, run_id, timeout=60)
     assert status["status"] == "COMPLETED", status
-    rows = _result(run_cov, run_id)
+    rows = run_result(run_cov, run_id)
     assert [r[3] for r in rows] == [0, 2, 4]
     assert {r[0] for r in rows} == {sshd_host.username} and {r[1] for r in rows} == {workdir}
     handles = _handles(cov_home, run_id)
@@ -589,7 +549,7 @@ def test_requeued_job_reruns_or_exits_if_its_task_already_succeeded(
     with the same job; a finished job requeued finds its outcome and exits without running the
     task a third time. See ``_requeue`` for the job's way back to the queue."""
     marker = tmp_path / "starts"
-    run_id = _dispatch(run_cov, tmp_path, f"""
+    run_id = dispatch_script(run_cov, tmp_path, f"""
         @ct.electron(executor="cluster")
         def once(path={str(marker)!r}):
             with open(path, "a") as f:
@@ -607,9 +567,9 @@ def test_requeued_job_reruns_or_exits_if_its_task_already_succeeded(
     job = _until(lambda: _handles(slurm_home, run_id).get(0), what="the job id")[0]
     _until(lambda: marker.exists() and _squeue(job).get(job) == "RUNNING", what="a running job")
     _requeue(job)
-    status = _wait(run_cov, run_id)
+    status = wait_status(run_cov, run_id)
     assert status["status"] == "COMPLETED", json.dumps(_task(status, "once"))
-    assert _result(run_cov, run_id) == "done"
+    assert run_result(run_cov, run_id) == "done"
     assert marker.read_text() == "start\n" * 2
     assert _handles(slurm_home, run_id) == {0: [job]} and _task(status, "once")["attempt"] == 1
     _requeue(job)  # finished: the worker sees the successful outcome and exits at once
@@ -661,7 +621,7 @@ def test_job_looking_failed_then_requeued_within_the_window_keeps_its_task(
     answers = _squeue_tap(tmp_path / "slurm-bin")
     mark = shlex.quote(str(tmp_path / "first run failed"))
     first_run_fails = f"[ -e {mark} ] || {{ touch {mark}; exit 3; }}"
-    run_id = _dispatch(run_cov, tmp_path, f"""
+    run_id = dispatch_script(run_cov, tmp_path, f"""
         @ct.electron(executor=ct.executor.SlurmExecutor(
             poll_freq=0.3, missing_grace=1, requeue_window=30, use_srun=False,
             slurm_path={str(tmp_path / "slurm-bin")!r},
@@ -685,9 +645,9 @@ def test_job_looking_failed_then_requeued_within_the_window_keeps_its_task(
     _until(failed_long_enough, what="the runner to see the job FAILED for longer than 1 s")
     assert task_status() not in ("FAILED", "COMPLETED")
     _requeue(job)
-    status = _wait(run_cov, run_id)
+    status = wait_status(run_cov, run_id)
     assert status["status"] == "COMPLETED", status
-    assert _result(run_cov, run_id) == "ran after the requeue"
+    assert run_result(run_cov, run_id) == "ran after the requeue"
     assert _handles(slurm_home, run_id) == {0: [job]} and _task(status, "survivor")["attempt"] == 1
     assert "Restarts=1" in subprocess.run(["scontrol", "show", "job", "-o", job],
                                           capture_output=True, text=True).stdout
@@ -697,7 +657,7 @@ def test_time_limit_kills_the_job_and_the_task_fails_with_timeout(
         time_limited_run: Dict[str, Any]) -> None:
     """See ``time_limited_run``: the task's job was killed by Slurm for its time limit."""
     cov, run_id = time_limited_run["cov"], time_limited_run["run_id"]
-    status = _wait(cov, run_id, timeout=60)
+    status = wait_status(cov, run_id, timeout=60)
     assert "error" not in time_limited_run, time_limited_run.get("error")
     job = time_limited_run["job"]
     assert "TimeLimit=00:01:00" in time_limited_run["scontrol"]  # time_limit=30 s -> 1 min
@@ -709,7 +669,7 @@ def test_time_limit_kills_the_job_and_the_task_fails_with_timeout(
 
 def test_fan_out_of_50_goes_out_as_one_array(slurm_home: Path, run_cov: Callable,
                                              tmp_path: Path, slurm_cluster: Any) -> None:
-    run_id = _dispatch(run_cov, tmp_path, """
+    run_id = dispatch_script(run_cov, tmp_path, """
         @ct.electron(executor=ct.executor.SlurmExecutor(poll_freq=0.3, use_srun=False))
         def square(i):
             return i * i
@@ -722,9 +682,9 @@ def test_fan_out_of_50_goes_out_as_one_array(slurm_home: Path, run_cov: Callable
         def fan(n=50):
             return add([square(i) for i in range(n)])
         """)
-    status = _wait(run_cov, run_id, timeout=80)
+    status = wait_status(run_cov, run_id, timeout=80)
     assert status["status"] == "COMPLETED", status
-    assert _result(run_cov, run_id) == sum(i * i for i in range(50))
+    assert run_result(run_cov, run_id) == sum(i * i for i in range(50))
     handles = _handles(slurm_home, run_id)
     assert len(handles) == 50 and all(len(ids) == 1 for ids in handles.values())
     arrays = {base_id(ids[0]) for ids in handles.values()}

@@ -3,19 +3,23 @@ runs, in login-node mode (the job writes into the run directory on the shared fi
 through SSH (the backend fetches what the remote logs gained while the job runs)."""
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 from typing import Any, Callable
 
-from tests.backends.test_slurm import _dispatch, slurm_home  # noqa: F401 - a fixture
-from tests.live import Follower, check_live
+from tests.infra.executors import SlurmLogin, dispatch_script
+from tests.live import Follower, check_live, go_file
 
 PAUSE = 4.0
 TALKER = """
         import sys
 
         @ct.electron(executor={executor})
-        def talker(pause):
+        def talker(pause, go):
+            if go:  # tests.live.talker's handshake: the follower is up before "first"
+                print("ready", flush=True)
+                deadline = time.time() + 300
+                while not os.path.exists(go) and time.time() < deadline:
+                    time.sleep(0.05)
             print(f"first {{time.time():.3f}}", flush=True)
             print(f"warn {{time.time():.3f}}", file=sys.stderr, flush=True)
             time.sleep(pause)
@@ -24,35 +28,33 @@ TALKER = """
 
         @ct.lattice
         def wf():
-            return talker({pause})
+            return talker({pause}, {go!r})
         """
 
 
 def test_follow_shows_a_running_slurm_task_as_it_prints(slurm_home: Path,  # noqa: F811
                                                          run_cov: Callable,
                                                          tmp_path: Path) -> None:
-    run_id = _dispatch(run_cov, tmp_path, TALKER.format(executor='"cluster"', pause=PAUSE))
-    delays = check_live(Follower(run_id, "0"), "0", PAUSE)
+    go = go_file()
+    run_id = dispatch_script(run_cov, tmp_path, TALKER.format(executor='"cluster"', pause=PAUSE,
+                                                              go=str(go)))
+    delays = check_live(Follower(run_id, "0"), "0", PAUSE, go=go)
     print("slurm live-output delays (s):", delays)
     assert run_cov("result", run_id).stdout.strip() == "'done'"
 
 
 def test_follow_shows_a_running_slurm_task_through_ssh_as_it_prints(
-        slurm_cluster: Any, sshd_host: Any, cov_home: Path, run_cov: Callable,
+        slurm_login: SlurmLogin, sshd_host: Any, cov_home: Path, run_cov: Callable,
         tmp_path: Path) -> None:
     """``address`` set, no shared filesystem: the job's logs are on the cluster, yet the first
     lines reach ``cov logs -f`` while the task sleeps, within a second of being printed; the
     whole files replace the live copies at the end. ``poll_freq=10``: the outcome check (which
     also copies whole logs) runs every 5 s, as with the default 30, so only the live fetch can
     be this quick."""
-    env_file = Path(f"/home/{sshd_host.username}/.cov-test-slurm-env")
-    env_file.write_text(f"export SLURM_CONF={slurm_cluster.conf}\n")
-    subprocess.run(["chown", f"{sshd_host.username}:", str(env_file)], check=True)
-    executor = (f"ct.executor.SlurmExecutor(address={sshd_host.name!r}, "
-                f"ssh_config={sshd_host.ssh_config!r}, bashrc_path='~/{env_file.name}', "
-                f"remote_workdir='/home/{sshd_host.username}/cov-slurm-live', poll_freq=10, "
-                f"missing_grace=3, options={{'partition': 'debug'}})")
-    run_id = _dispatch(run_cov, tmp_path, TALKER.format(executor=executor, pause=PAUSE))
+    workdir = f"/home/{sshd_host.username}/cov-slurm-live"
+    executor = (f"ct.executor.SlurmExecutor({slurm_login.executor_args(workdir)}, "
+                f"poll_freq=10, missing_grace=3, options={{'partition': 'debug'}})")
+    run_id = dispatch_script(run_cov, tmp_path, TALKER.format(executor=executor, pause=PAUSE, go=""))
     delays = check_live(Follower(run_id, "0"), "0", PAUSE)
     print("slurm-through-ssh live-output delays (s):", delays)
     assert run_cov("result", run_id).stdout.strip() == "'done'"

@@ -13,7 +13,8 @@ from typing import Any, Callable
 from runner.backends.base import Task
 from runner.backends.slurm.client import parse_squeue
 from runner.backends.slurm.jobs import JobTable, SlurmJob
-from tests.backends.test_slurm import _dispatch, _until, slurm_home  # noqa: F401 (a fixture)
+from tests.backends.test_slurm import _until
+from tests.infra.executors import dispatch_script
 
 
 def _job(node: int) -> SlurmJob:
@@ -52,7 +53,7 @@ def test_queued_jobs_show_their_pending_reason_until_they_run(slurm_home: Path, 
                                                               tmp_path: Path) -> None:
     """One array element at a time (``array_parallelism=1``): the others wait with Slurm's
     reason JobArrayTaskLimit, QUEUED in `cov status`, and only the running one is RUNNING."""
-    run_id = _dispatch(run_cov, tmp_path, """
+    run_id = dispatch_script(run_cov, tmp_path, """
         one_at_a_time = ct.executor.SlurmExecutor(poll_freq=0.3, missing_grace=3,
                                                   array_parallelism=1,
                                                   options={"partition": "debug"})

@@ -23,6 +23,7 @@ import pytest
 import covalent_cli as ct
 from runner.rundir import RunDir
 from runner.ssh import AuthFailed, ConnectFailed, HostKeyError, HostSpec, SSHPool
+from tests.infra.executors import add_to_config
 from tests.infra.fixtures import SSHHost
 
 # Tasks defined here must travel by value: the remote host has neither cov nor this module.
@@ -57,12 +58,11 @@ def ssh_home(cov_home: Path, hosts: Dict[str, SSHHost], monkeypatch: pytest.Monk
              ) -> Iterator[Path]:
     """``cov_home`` with ``$COV_SSH_CONFIG`` set and named executors in the config file."""
     monkeypatch.setenv("COV_SSH_CONFIG", str(hosts["config"]))
-    config = Path(os.environ["COV_CONFIG"])
-    config.write_text(config.read_text() + (
+    add_to_config(
         "executors:\n"
         "  gpu-box:\n    type: ssh\n    hostname: cov-h1\n    max_concurrent: 2\n"
         "  ssh:\n    retry_wait_time: 0.2\n    max_connection_attempts: 3\n"
-        "    remote_workdir: /tmp/cov-ssh-test-work\n"))
+        "    remote_workdir: /tmp/cov-ssh-test-work\n")
     yield cov_home
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import covalent_cli as ct
 from tests.conftest import WORKFLOWS
-from tests.live import Follower, check_live, talker
+from tests.live import Follower, check_live, go_file, talker
 
 PAUSE = 4.0
 
@@ -24,32 +24,37 @@ def _script(tmp_path: Path, body: str) -> Path:
 def test_follow_shows_a_running_local_task_within_a_second(cov_home):
     task = ct.electron(talker)
 
+    go = go_file()
+
     @ct.lattice
     def wf():
-        return task(PAUSE)
+        return task(PAUSE, str(go))
 
     run_id = ct.dispatch(wf)()
     follower = Follower(run_id, "0")
-    delays = check_live(follower, "0", PAUSE)
+    delays = check_live(follower, "0", PAUSE, go=go)
     print("local live-output delays (s):", delays)
     logs = cov_home / run_id / "logs"
     assert sorted(os.listdir(logs)) == ["0.err", "0.out"]  # the capture files are gone
-    assert (logs / "0.out").read_text().count("\n") == 2
+    assert (logs / "0.out").read_text().count("\n") == 3  # ready, first, second
 
 
 def test_follow_all_tasks_marks_each_line_with_its_node(cov_home):
     task = ct.electron(talker)
 
+    go = go_file()
+
     @ct.lattice
     def wf():
-        return [task(PAUSE), task(0.1)]
+        return [task(PAUSE, str(go)), task(0.1)]
 
     run_id = ct.dispatch(wf)()
     follower = Follower(run_id)
-    check_live(follower, "0", PAUSE)
+    check_live(follower, "0", PAUSE, go=go)
     texts = follower.texts()
     assert "== 0 talker (RUNNING) ==" in texts
-    assert any(t.startswith("[2 stdout] second ") for t in texts), texts  # node 1: a parameter
+    # nodes 1 and 2 are the first talker's parameters, 4 the second one's
+    assert any(t.startswith("[3 stdout] second ") for t in texts), texts
 
 
 def test_logs_of_a_failed_run_go_to_one_stream_with_the_traceback(run_cov, tmp_path):

@@ -9,13 +9,13 @@ import json
 from pathlib import Path
 from typing import Callable
 
-from tests.backends.test_slurm import (_dispatch, _handles, _squeue, _until,  # noqa: F401
-                                       slurm_home)
+from tests.backends.test_slurm import _handles, _squeue, _until
+from tests.infra.executors import dispatch_script
 
 
 def test_cancel_of_the_parent_scancels_the_childs_job(slurm_home: Path, run_cov: Callable,
                                                      tmp_path: Path) -> None:
-    run_id = _dispatch(run_cov, tmp_path, """
+    run_id = dispatch_script(run_cov, tmp_path, """
         @ct.electron(executor="cluster")
         def sleepy():
             time.sleep(300)

@@ -3,32 +3,11 @@
 copies over the login connection). Run under ``flock /tmp/cov-slurm-tests.lock``."""
 from __future__ import annotations
 
-import json
-import subprocess
-import textwrap
-import time
 from pathlib import Path
-from typing import Any, Callable, Dict
+from typing import Any, Callable
 
 from tests.compat.test_file_transfers import REMOTE_USER
-from tests.infra.fixtures import SSHHost
-
-
-def _dispatch(run_cov: Callable, tmp_path: Path, source: str) -> str:
-    script = tmp_path / f"wf_{time.monotonic_ns()}.py"
-    script.write_text("import covalent as ct\nimport os\n" + textwrap.dedent(source))
-    result = run_cov("dispatch", str(script), "-q")
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip().splitlines()[-1]
-
-
-def _wait(run_cov: Callable, run_id: str, timeout: float = 90) -> Dict[str, Any]:
-    run_cov("wait", run_id, "--timeout", str(timeout), "-q", timeout=timeout + 30)
-    return json.loads(run_cov("status", run_id, "--json").stdout)
-
-
-def _result(run_cov: Callable, run_id: str) -> Any:
-    return json.loads(run_cov("result", run_id, "--json").stdout)["result"]
+from tests.infra.executors import SlurmLogin, dispatch_script, run_result, wait_status
 
 
 def test_slurm_job_copies_before_and_after(slurm_cluster: Any, cov_home: Path,
@@ -36,7 +15,7 @@ def test_slurm_job_copies_before_and_after(slurm_cluster: Any, cov_home: Path,
     src = tmp_path / "input.txt"
     src.write_text("cluster input")
     back = tmp_path / "back" / "out.txt"
-    run_id = _dispatch(run_cov, tmp_path, f"""
+    run_id = dispatch_script(run_cov, tmp_path, f"""
         cluster = ct.executor.SlurmExecutor(poll_freq=0.3, missing_grace=3, use_srun=False,
                                             options={{"partition": "debug"}})
         conn = ct.fs_strategies.ExecutorConnection()
@@ -58,7 +37,7 @@ def test_slurm_job_copies_before_and_after(slurm_cluster: Any, cov_home: Path,
         def wf():
             return [job(), broken()]
         """)
-    status = _wait(run_cov, run_id)
+    status = wait_status(run_cov, run_id, timeout=90)
     assert status["status"] == "FAILED", status
     tasks = {t["name"]: t for t in status["tasks"]}
     assert tasks["job"]["status"] == "COMPLETED", tasks["job"]
@@ -67,21 +46,17 @@ def test_slurm_job_copies_before_and_after(slurm_cluster: Any, cov_home: Path,
 
 
 def test_slurm_through_ssh_copies_over_the_login_connection(
-        slurm_cluster: Any, sshd_host: SSHHost, cov_home: Path, run_cov: Callable,
-        tmp_path: Path, shared_dir: Path) -> None:
+        slurm_login: SlurmLogin, cov_home: Path, run_cov: Callable, tmp_path: Path,
+        shared_dir: Path) -> None:
     """The runner's files sit in a 0700 directory the cluster user cannot read: only the
     runner's copy over the login connection can move them."""
-    env_file = Path(f"/home/{sshd_host.username}/.cov-test-slurm-env")
-    env_file.write_text(f"export SLURM_CONF={slurm_cluster.conf}\n")
-    subprocess.run(["chown", f"{sshd_host.username}:", str(env_file)], check=True)
     src = tmp_path / "private-input.txt"
     src.write_text("login data")
     back = tmp_path / "back" / "result.txt"
     on_cluster = shared_dir / "cluster"
-    run_id = _dispatch(run_cov, tmp_path, f"""
+    run_id = dispatch_script(run_cov, tmp_path, f"""
         cluster = ct.executor.SlurmExecutor(
-            address={sshd_host.name!r}, ssh_config={sshd_host.ssh_config!r},
-            bashrc_path="~/{env_file.name}", remote_workdir={str(shared_dir / "work")!r},
+            {slurm_login.executor_args(str(shared_dir / "work"))},
             poll_freq=0.3, missing_grace=3, use_srun=False, options={{"partition": "debug"}})
         conn = ct.fs_strategies.ExecutorConnection()
 
@@ -98,8 +73,8 @@ def test_slurm_through_ssh_copies_over_the_login_connection(
         def wf():
             return job()
         """)
-    status = _wait(run_cov, run_id)
+    status = wait_status(run_cov, run_id, timeout=90)
     assert status["status"] == "COMPLETED", status
-    assert _result(run_cov, run_id) == REMOTE_USER
+    assert run_result(run_cov, run_id) == REMOTE_USER
     assert back.read_text() == "LOGIN DATA"
 

@@ -7,7 +7,8 @@ Enable them for the whole suite with, in ``tests/conftest.py``::
 
 or on the command line with ``python -m pytest -p tests.infra.fixtures``.
 
-All fixtures are session-scoped (with pytest-xdist: one per worker), start
+All fixtures are session-scoped (with pytest-xdist: one per worker; tests/infra/parallel.py
+keeps the tests of the one Slurm cluster on one worker), start
 their component through the shell scripts next to this file, and stop it at the
 end of the session. They need root and the Debian packages installed by
 ``tests/infra/install_system_deps.sh``. If a binary is missing they skip the test

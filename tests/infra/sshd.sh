@@ -74,8 +74,10 @@ ensure_user() {
   if ! id "$TEST_USER" >/dev/null 2>&1; then
     useradd -M -d "$TEST_HOME" -s /bin/bash "$TEST_USER"
   fi
-  # '!' (locked, what useradd sets) is refused by sshd when UsePAM=no.
-  if [ "$(getent shadow "$TEST_USER" | cut -d: -f2)" != '*' ]; then
+  # '!' (locked, what useradd sets) is refused by sshd when UsePAM=no. Only a locked account is
+  # changed: a test may have set a password for its own length (a second session starting
+  # its sshd meanwhile must not take it away).
+  if [ "$(getent shadow "$TEST_USER" | cut -d: -f2 | cut -c1)" = '!' ]; then
     usermod -p '*' "$TEST_USER"
   fi
   if [ "$(getent passwd "$TEST_USER" | cut -d: -f6)" != "$TEST_HOME" ]; then

@@ -22,6 +22,12 @@ from tests.conftest import REPO
 from tests.reliability.test_bad_input import OK, script
 
 
+SPREAD_OVER_WORKERS = True
+"""``templates`` (two dispatched runs, a second to make) is only copied from: under pytest-xdist
+the 29 tests spread over the workers (tests/infra/parallel.py): on one, they were the longest
+part of the parallel run."""
+
+
 def _dispatch(home: Path, root: Path, name: str) -> Path:
     env = {**os.environ, "COV_HOME": str(home), "COV_NO_RUNNER": "1",
            "COV_CONFIG": str(root / "none.yaml")}

@@ -10,7 +10,22 @@ Modules:
     site        where job files live: the run directory itself (a shared filesystem)
     remote      the SSH mode: commands through ``runner.ssh``, files copied to and from the
                 cluster
+    pilot       the pilot mode (``pilot=...``): blocks (allocations) that each run a pool
+                taking many tasks (``pilot_base``: its state and block submission;
+                ``pilot_settings``, ``pilot_script``, ``pilot_blocks``; the node's side is
+                ``runner/pilot_pool.py``)
 """
-from runner.backends.slurm.engine import SlurmBackend
+from typing import Any
 
 __all__ = ["SlurmBackend"]
+
+
+def __getattr__(name: str) -> Any:
+    """``SlurmBackend`` on first use: dispatch checks an executor's ``settings`` without it."""
+    if name == "SlurmBackend":
+        from runner.backends.slurm.engine import SlurmBackend
+        from runner.backends.slurm.pilot import PilotBackend
+
+        SlurmBackend.pilot_class = PilotBackend  # an executor with ``pilot`` gets blocks
+        return SlurmBackend
+    raise AttributeError(name)

@@ -24,7 +24,9 @@ FINAL_STATES = frozenset({"COMPLETED", "FAILED", "TIMEOUT", "OUT_OF_MEMORY", "CA
                           "NODE_FAIL", "BOOT_FAIL", "DEADLINE", "PREEMPTED"})
 # Final states in which the scheduler stopped the job (so no outcome is expected).
 KILLED_STATES = frozenset({"TIMEOUT", "OUT_OF_MEMORY", "CANCELLED", "NODE_FAIL", "BOOT_FAIL",
-                           "DEADLINE"})
+                           "DEADLINE", "PREEMPTED"})
+# Final states that are not the task's fault: its job is submitted again (``max_requeues``).
+REQUEUE_STATES = frozenset({"TIMEOUT", "PREEMPTED", "NODE_FAIL", "BOOT_FAIL"})
 # id|state|reason|restart count| (a width of 0: unpadded; the "|" is each field's suffix)
 SQUEUE_FIELDS = "JobArrayID:|,State:|,Reason:|,RestartCnt:|,StartTime:|"
 NO_TASK_ID = "4294967294"  # ArrayTaskId of an array's record for elements never started

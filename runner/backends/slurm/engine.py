@@ -40,12 +40,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Dict, List, Optional, Set, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple, Type
 
 from runner import worker
 from runner.backends.base import Completion, Services, Task
-from runner.backends.slurm.client import SlurmClient, base_id
-from runner.backends.slurm.jobs import STARTED_STATES, JobTable, Key, SlurmJob, lost_message
+from runner.backends.slurm.client import REQUEUE_STATES, SlurmClient, base_id
+from runner.backends.slurm.jobs import (STARTED_STATES, JobTable, Key, SlurmJob, exit_message,
+                                        lost_message)
+from runner.backends.slurm.script import EXIT_REASON
 from runner.backends.slurm.settings import SettingsError, SlurmSettings, parse_settings
 from runner.backends.slurm.site import SharedSite, local_identity
 from runner.backends.slurm.submit import SubmittingBackend
@@ -61,6 +63,16 @@ LIVE_TICK = 0.5  # seconds between two looks at running jobs' remote logs (throu
 
 class SlurmBackend(SubmittingBackend):
     """Runs tasks as Slurm jobs, from the login node or through SSH."""
+
+    # The pilot mode's backend (``slurm.pilot.PilotBackend``, set by the package, which
+    # imports both): an executor with ``pilot`` gets one.
+    pilot_class: Optional[Type["SlurmBackend"]] = None
+
+    def __new__(cls, config: Dict[str, Any], services: Services) -> "SlurmBackend":
+        if cls is SlurmBackend and cls.pilot_class is not None and \
+                config.get("pilot") not in (None, False):
+            return super().__new__(cls.pilot_class)
+        return super().__new__(cls)
 
     def __init__(self, config: Dict[str, Any], services: Services) -> None:
         super().__init__(config, services)
@@ -123,8 +135,10 @@ class SlurmBackend(SubmittingBackend):
         if not job_id or self.error:
             return False
         self.services.record_handle(task, dict(handle))  # the re-claim cleared it in the log
+        job = SlurmJob(task, job_id=job_id, requeues=int(handle.get("requeues") or 0),
+                       history=[str(h) for h in handle.get("requeued_from") or ()])
         with self._lock:
-            self._inbox.append(SlurmJob(task, job_id=job_id))
+            self._inbox.append(job)
         return True
 
     def cancel(self, run: str, node: int) -> None:
@@ -310,6 +324,10 @@ class SlurmBackend(SubmittingBackend):
                 if header is None:
                     continue  # not whole yet (an NFS client's cache)
                 header.setdefault("attempt", job.task.attempt)
+                if header.get("reason") == EXIT_REASON:  # the job script's: the worker died
+                    path, tail = self.site.log_tail(run, job.job_id)
+                    header.update(reason="slurm", job_id=job.job_id, error=exit_message(
+                        job, int(header.get("exit_code", -1)), path, tail))  # type: ignore
                 self._finish(job, header)
 
     def _query(self) -> None:
@@ -346,11 +364,25 @@ class SlurmBackend(SubmittingBackend):
             if job.state == "CANCELLED":
                 self._finish(job, self._cancelled(job, f"Slurm job {job.job_id} was cancelled "
                                                        "(scancel)").header)
+            elif job.state in REQUEUE_STATES and job.requeues < self.settings.max_requeues:
+                self._requeue(job)
             else:
                 path, tail = self.site.log_tail(job.task.run, job.job_id)
                 message = lost_message(job, self.settings.missing_grace, path, tail)
                 self._finish(job, self._failed(job, message, "slurm").header)
         self.jobs.settle()
+
+    def _requeue(self, job: SlurmJob) -> None:
+        """The job ended TIMEOUT, PREEMPTED, NODE_FAIL or BOOT_FAIL: its task's attempt goes
+        out again as a new job (the task stays RUNNING; its checkpoint directory is kept)."""
+        self.jobs.pop(job.key)
+        self.scripts.pop((job.task.run, base_id(job.job_id)), None)  # kept, for debugging
+        log.info("slurm backend: job %s ended %s; requeue %d of %d", job.job_id, job.state,
+                 job.requeues + 1, self.settings.max_requeues)
+        job.requeue()
+        if not self.queue and not self._inbox:
+            self.queued_at = time.monotonic()
+        self.queue.setdefault(job.task.run, []).append(job)
 
     def _scancel(self) -> None:
         assert self.client is not None

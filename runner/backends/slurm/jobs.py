@@ -20,7 +20,8 @@ Two conditions make a job overdue:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import signal
+from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Optional, Tuple
 
 from runner.backends.base import Task
@@ -49,10 +50,26 @@ class SlurmJob:
     tries: int = 0  # failed sbatch attempts (transient errors)
     started: bool = False  # seen running: its start was reported
     told_reason: str = ""  # the PENDING reason last reported
+    requeues: int = 0  # times cov submitted the task's attempt again (``max_requeues``)
+    history: List[str] = field(default_factory=list)  # "<job id> <state>" of those jobs
 
     @property
     def key(self) -> Key:
         return (self.task.run, self.task.node)
+
+    def requeue(self) -> None:
+        """Forget the job that ended (TIMEOUT, PREEMPTED ...): the attempt goes out again,
+        with the bundle it has (``requeues`` > 0: not written again)."""
+        self.history.append(f"{self.job_id} {self.state}")
+        self.requeues += 1
+        self.job_id, self.state, self.reason, self.restarts = "", "", "", 0
+        self.ended_since = self.ended_seen = 0.0
+        self.started, self.told_reason = False, ""
+
+    def handle_fields(self) -> Dict[str, object]:
+        """What a re-attaching runner needs to know besides the job id."""
+        return {"requeues": self.requeues, "requeued_from": list(self.history)} \
+            if self.requeues else {}
 
 
 class JobTable:
@@ -179,6 +196,45 @@ def lost_message(job: SlurmJob, missing_grace: float, log_path: str, log_tail: s
     message = f"{what} without writing an outcome"
     if job.state not in KILLED_STATES:
         message += f" within {missing_grace:g} s"
+    message += requeue_note(job)
+    if log_tail.strip():
+        return f"{message}; end of the job's output ({log_path}):\n{log_tail.rstrip()}"
+    return f"{message}; the job's output would be in {log_path}"
+
+
+def requeue_note(job: SlurmJob) -> str:
+    """``, after 1 requeue (job 12 TIMEOUT)`` ("" if the attempt was never requeued)."""
+    if not job.requeues:
+        return ""
+    plural = "s" if job.requeues > 1 else ""
+    return f", after {job.requeues} requeue{plural} (job {', job '.join(job.history)})"
+
+
+# Exit statuses a dead worker leaves (the script's outcome, ``script.EXIT_REASON``).
+_EXIT_HINTS = {126: "the Python is not executable: check python_path",
+               127: "no such command: check python_path or conda_env"}
+_OOM_WORDS = ("oom-kill", "oom_kill", "out of memory", "out-of-memory", "memoryerror")
+
+
+def exit_message(job: SlurmJob, exit_code: int, log_path: str, log_tail: str) -> str:
+    """Why a task failed whose process died in its job (the job script noticed): the exit
+    status explained, OUT_OF_MEMORY when the job's output says so, and that output's end."""
+    if exit_code > 128:
+        try:
+            name = signal.Signals(exit_code - 128).name
+        except ValueError:
+            name = f"signal {exit_code - 128}"
+        why = f"killed by {name}"
+        if exit_code - 128 == signal.SIGKILL:
+            why += " (out of memory, or kill -9)"
+    else:
+        why = _EXIT_HINTS.get(exit_code, "")
+    oom = any(word in log_tail.lower() for word in _OOM_WORDS)
+    head = f"Slurm job {job.job_id} ended OUT_OF_MEMORY: " if oom else \
+        f"Slurm job {job.job_id}: "
+    message = (f"{head}the task's process exited with status {exit_code}"
+               + (f" ({why})" if why else "") + " without writing an outcome"
+               + requeue_note(job))
     if log_tail.strip():
         return f"{message}; end of the job's output ({log_path}):\n{log_tail.rstrip()}"
     return f"{message}; the job's output would be in {log_path}"

@@ -108,21 +108,15 @@ def render_script(settings: SlurmSettings, *, root: str, dispatch_id: str,
         lines.append(directive("array", array_spec(len(tasks), settings.array_parallelism)))
     if settings.time_minutes is not None and not settings.has_option("time", "t"):
         lines.append(directive("time", settings.time_minutes))
+    if settings.warns and not settings.has_option("signal"):  # the batch shell passes it on
+        lines.append(directive("signal", f"B:USR1@{settings.signal_delay}"))
     lines.extend(directive(key, value) for key, value in settings.options)
     lines.append(f"# cov: run {dispatch_id}, {len(tasks)} task(s): <node>.<attempt> below")
     lines.append("")
-    for key, value in settings.variables:
-        if not is_secret(key):
-            lines.append(f"export {key}={shlex.quote(value)}")
-    if secrets_file:
-        lines.append(f"source {shlex.quote(secrets_file)}")
-    if settings.bashrc_path or settings.conda_env:
-        lines.append(f"source {shell_path(settings.bashrc_path or '~/.bashrc')}")
-    if settings.conda_env:
-        env = shlex.quote(settings.conda_env)
-        lines.append('eval "$(conda shell.bash hook 2> /dev/null)"')
-        message = shlex.quote(f"cov: cannot activate conda environment {settings.conda_env}")
-        lines.append(f"conda activate {env} || {{ echo {message} >&2; exit 1; }}")
+    lines.extend(environment_lines(settings, secrets_file))
+    if settings.warns:  # set first: USR1 would end this shell even before the task starts
+        lines.append("trap 'COV_WARNED=1; kill -USR1 \"$COV_PID\" 2> /dev/null' USR1  "
+                     "# the time limit is near: tell the worker")
     lines.append(f"COV_ROOT={shlex.quote(root)}")
     names = [layout.attempt_name(node, attempt) for node, attempt in tasks]
     if array:
@@ -131,7 +125,13 @@ def render_script(settings: SlurmSettings, *, root: str, dispatch_id: str,
     else:  # not indexed: a job submitted from inside an array job inherits its task id
         lines.append(f"COV_TASK={names[0]}")
     lines.append(f"COV_NODE={layout.attempt_node_shell('COV_TASK')}")
-    lines.append("export COV_DISPATCH_ID=" + shlex.quote(dispatch_id) + " COV_NODE")
+    lines.append(f'COV_CHECKPOINT_DIR="$COV_ROOT/{layout.checkpoint_rel("$COV_NODE")}"')
+    lines.append("export COV_DISPATCH_ID=" + shlex.quote(dispatch_id) +
+                 " COV_NODE COV_CHECKPOINT_DIR")
+    if settings.has_option("gpus", "G", "gres", "gpus-per-task", "gpus-per-node"):
+        # Slurm sets CUDA_VISIBLE_DEVICES where gres.conf says how; else from its GPU ids
+        lines.append('[ -n "${CUDA_VISIBLE_DEVICES:-}" ] || [ -z "${SLURM_JOB_GPUS:-}" ] || '
+                     'export CUDA_VISIBLE_DEVICES="$SLURM_JOB_GPUS"')
     if settings.workdir:
         workdir = shell_path(settings.workdir)
         if settings.create_unique_workdir:
@@ -145,12 +145,37 @@ def render_script(settings: SlurmSettings, *, root: str, dispatch_id: str,
     launch = " ".join(shlex.quote(part) for part in command)
     if settings.use_srun and settings.srun_append:
         launch += " " + settings.srun_append
+    ranks = settings.use_srun and _ranks(settings) > 1
+    outcome = layout.outcome_rel("$COV_NODE") + (RANKS_SUFFIX if ranks else "")
     worker = " ".join([python] + [f'"$COV_ROOT/{rel}"' for rel in (
         layout.slurm_shipped_rel(layout.WORKER), layout.slurm_bundle_rel("$COV_TASK"),
-        layout.outcome_rel("$COV_NODE"), layout.log_rel("$COV_NODE", "out"),
-        layout.log_rel("$COV_NODE", "err"))])
-    lines.append((launch + " " if launch else "") + worker)
-    lines.append("COV_RC=$?")
+        outcome, layout.log_rel("$COV_NODE", "out"), layout.log_rel("$COV_NODE", "err"))])
+    lines.append(f'COV_OUTCOME="$COV_ROOT/{layout.outcome_rel("$COV_NODE")}"')
+    lines.append(f"COV_BEFORE={_IDENTITY}")
+    if ranks:
+        # Every rank runs the task and appends to its logs (emptied here once); rank 0 writes
+        # the outcome aside (worker.py), put in place once all ranks are done: the task ends
+        # with its job step, and no rank finds another's outcome and skips (the script does).
+        logs = " ".join(f'"$COV_ROOT/{layout.log_rel("$COV_NODE", s)}"' for s in layout.STREAMS)
+        lines.append(f"grep -qs '^{{\"ok\": true' \"$COV_OUTCOME\" && {{ echo 'cov: the task "
+                     "already succeeded (a requeued job): not run again'; exit 0; }")
+        lines.append(f'for f in {logs}; do : > "$f"; done')
+        lines.append(f'rm -f -- "$COV_OUTCOME{RANKS_SUFFIX}"')
+    command_line = (launch + " " if launch else "") + worker
+    if settings.warns:  # in the background, so that the trap runs while it works
+        lines.append(command_line + " &")
+        lines.append("COV_PID=$!")
+        lines.append('until wait "$COV_PID"; COV_RC=$?; ! kill -0 "$COV_PID" 2> /dev/null; '
+                     "do :; done")
+        lines.append('wait "$COV_PID" 2> /dev/null; COV_LAST=$?; '
+                     '[ "$COV_LAST" -eq 127 ] || COV_RC=$COV_LAST')
+    else:
+        lines.append(command_line)
+        lines.append("COV_RC=$?")
+    if ranks:
+        lines.append(f'[ ! -e "$COV_OUTCOME{RANKS_SUFFIX}" ] || '
+                     f'mv -f -- "$COV_OUTCOME{RANKS_SUFFIX}" "$COV_OUTCOME"')
+    lines.extend(_exit_outcome())
     lines.extend(settings.postrun_commands)
     if settings.cleanup and not settings.has_option("output", "o"):
         log = "${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}" if array else "$SLURM_JOB_ID"
@@ -159,6 +184,46 @@ def render_script(settings: SlurmSettings, *, root: str, dispatch_id: str,
         lines.append('[ -s "$COV_LOG" ] || rm -f -- "$COV_LOG"  # cleanup: only if empty')
     lines.append("exit $COV_RC")
     return "\n".join(lines) + "\n"
+
+
+# The outcome file's identity (inode.mtime), to tell whether the worker wrote a new one.
+_IDENTITY = '$(stat -c %i.%Y -- "$COV_OUTCOME" 2> /dev/null)'
+EXIT_REASON = "job_exit"  # the reason of an outcome the script wrote for a worker that died
+RANKS_SUFFIX = ".rank0"  # rank 0's outcome while other ranks run (a multi-rank job step)
+
+
+def _exit_outcome() -> List[str]:
+    """The worker died without an outcome (killed, out of memory, no Python): the script
+    writes one itself (temporary name, then rename), so that the runner learns it within a
+    second, not at its next scheduler query. Not reached when the job itself is killed
+    (TIMEOUT, scancel, requeue, preemption): SIGTERM ends this shell too."""
+    header = ('{"ok": false, "reason": "' + EXIT_REASON + '", "exit_code": %d, "host": "%s", '
+              '"end": %s, "error": "the task process exited with status %d without writing '
+              'an outcome"}\\n')
+    fmt = shlex.quote(header)
+    return [
+        # (after the warning: the time limit ends the job, which may then be requeued)
+        f'if [ "$COV_RC" -ne 0 ] && [ -z "${{COV_WARNED:-}}" ] && '
+        f'[ "{_IDENTITY}" = "$COV_BEFORE" ]; then  # no outcome',
+        f'  printf {fmt} "$COV_RC" "${{SLURMD_NODENAME:-}}" "$(date +%s)" "$COV_RC" '
+        '> "$COV_OUTCOME.tmp-$$" && mv -f -- "$COV_OUTCOME.tmp-$$" "$COV_OUTCOME"',
+        "fi",
+    ]
+
+
+def _ranks(settings: SlurmSettings) -> int:
+    """How many ranks srun may start, as far as the options tell (``ntasks``/``-n``, else
+    ``ntasks-per-node`` times ``nodes``; 2 for a node range: more than one)."""
+    def count(*names: str) -> int:
+        value = settings.option(*names)
+        for key, option in settings.srun_options:
+            if str(key).lstrip("-") in names:
+                value = option
+        text = str(value) if value is not None else "1"
+        return 2 if "-" in text else int(text) if text.isdigit() else 1
+
+    tasks = count("ntasks", "n")
+    return tasks if tasks > 1 else count("ntasks-per-node") * count("nodes", "N")
 
 
 def _srun_options(options: Sequence[Tuple[str, Any]]) -> List[str]:
@@ -191,3 +256,21 @@ def python_command(settings: SlurmSettings, default: str) -> str:
     if settings.conda_env:
         return "python"
     return shlex.quote(default) if "/" in default else default
+
+
+def environment_lines(settings: SlurmSettings, secrets_file: Optional[str]) -> List[str]:
+    """The job's environment, as every cov job script sets it up before its Python runs: the
+    executor's variables (secret ones only through ``secrets_file``), the bashrc and the conda
+    environment (a failed activation ends the job with the reason)."""
+    lines = [f"export {key}={shlex.quote(value)}" for key, value in settings.variables
+             if not is_secret(key)]
+    if secrets_file:
+        lines.append(f"source {shlex.quote(secrets_file)}")
+    if settings.bashrc_path or settings.conda_env:
+        lines.append(f"source {shell_path(settings.bashrc_path or '~/.bashrc')}")
+    if settings.conda_env:
+        env = shlex.quote(settings.conda_env)
+        lines.append('eval "$(conda shell.bash hook 2> /dev/null)"')
+        message = shlex.quote(f"cov: cannot activate conda environment {settings.conda_env}")
+        lines.append(f"conda activate {env} || {{ echo {message} >&2; exit 1; }}")
+    return lines

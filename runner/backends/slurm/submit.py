@@ -66,7 +66,7 @@ class SubmittingBackend(ThreadedBackend):
         ready: List[SlurmJob] = []
         bundles = []
         for job in jobs:
-            if job.tries:
+            if job.tries or job.requeues:
                 ready.append(job)  # the first try wrote its bundle
                 continue
             if job.task.files and self.settings.over_ssh:
@@ -169,7 +169,7 @@ class SubmittingBackend(ThreadedBackend):
             job.job_id = f"{array_id}_{index}" if array else array_id
             self.jobs.add(job)
             self._emit_handle(job.task, {"job_id": job.job_id, "host": self.host,
-                                         "submitted": now})
+                                         "submitted": now, **job.handle_fields()})
         self.interval = self.settings.poll_freq
         self.next_query = min(self.next_query, time.monotonic() + self.settings.poll_freq)
         return []

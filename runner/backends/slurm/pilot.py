@@ -1,0 +1,354 @@
+"""Slurm pilot mode: a few allocations ("blocks") each run a pool that takes many tasks.
+
+``SlurmExecutor(pilot={...})`` (``pilot_settings``). The runner stays the only scheduler and
+claim holder; blocks only run what it queued (``runner.pilot_pool`` has the node's side).
+
+Policy:
+
+* ``submit`` queues the attempt; at ``flush`` (the end of the runner's round) each one becomes a
+  *ticket* (its bundle plus the claim's fence) in the run's ``slurm/pilot/queue/``. The handle
+  ``{"pilot": true}`` goes into the event log, so a restarted runner re-attaches (``reattach``).
+* Blocks scale with the run's tasks out (queued or running): ``wanted_blocks`` — one per
+  ``workers`` tasks, between ``min_blocks`` and ``max_blocks`` (for all runs of the executor).
+  A block exits by itself after ``idle_timeout`` seconds without work, or when the run ends
+  (``release`` asks it to). The runner never waits for a block to start: tickets wait in the
+  queue, and whichever block runs first takes them.
+* Completion comes from outcome files, as for job arrays (``SharedSite.outcomes``).
+* A block is gone when it says so (``exited``), when Slurm reports it ended (one ``squeue`` for
+  all blocks every ``poll_freq`` seconds, at most ``QUERY_EVERY``), or when its heartbeat has
+  not moved for ``HEARTBEAT_STALE`` seconds (then it is also scancelled). ``LOST_GRACE``
+  seconds later, each ticket left in its ``running/`` is settled: a task whose outcome is there
+  is finished; any other goes back into the queue (re-written with the current fence) and runs
+  again in another block, up to ``MAX_LOSSES`` times, after which it fails. Nothing finished
+  is re-run. ``BLOCK_FAILURES`` blocks in a row gone without starting (a bad partition, a
+  Python that does not start) fail the run's queued tasks with the block's output.
+* ``cancel`` takes a queued ticket back, or asks the block running it to kill it.
+
+State (all in the runner's thread): ``outstanding`` (key -> the attempt out), ``fresh`` (no
+ticket yet), ``blocks`` (id -> ``Block``), ``losses`` (key -> times lost with a block),
+``cancelling`` (keys whose cancel is not yet delivered), ``failures`` (run -> blocks gone
+unstarted in a row).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any, Dict, List, Optional
+
+from runner import layout
+from runner.backends.base import Completion, Task
+from runner.backends.slurm.client import FINAL_STATES, lookup, read_tail
+from runner.backends.slurm.pilot_base import QUERY_EVERY, PilotBase, unlink_quietly
+from runner.backends.slurm.pilot_blocks import Block, blocks_on_disk
+from runner.backends.slurm.settings import SettingsError
+from runner.backends.slurm.site import local_identity
+from runner.fs import atomic_write
+from runner.outcome import read_outcome_header
+
+log = logging.getLogger("cov.slurm")
+
+QUEUE_DEPTH = 1000  # tickets out at once per executor (the runner refills as they finish)
+TICK = 0.1  # seconds between two looks at outcomes and blocks while tasks are out
+HEARTBEAT_STALE = 30.0
+LOST_GRACE = 2.0
+MAX_LOSSES = 3
+BLOCK_FAILURES = 3
+
+
+class PilotBackend(PilotBase):
+    """Runs a Slurm executor's tasks in pilot blocks (``SlurmBackend`` routes here when the
+    executor has ``pilot``); shares the Slurm backend's settings, site and commands."""
+
+    # -- the backend contract --------------------------------------------------------------
+    def submit(self, task: Task) -> None:
+        if self.error:
+            raise SettingsError(self.error)
+        key = (task.run, task.node)
+        if task.attempt > 1:
+            self.stale[key] = local_identity(task.run, task.node)
+        self.outstanding[key] = task
+        self.fresh.append(task)
+
+    def flush(self) -> None:
+        if self.error:
+            return
+        self._write_tickets()
+        self._scale()
+        self._deliver_handles()
+
+    def poll(self) -> List[Completion]:
+        self._deliver_handles()
+        if not self.error:
+            try:
+                self._pilot_step()
+            except Exception as exc:  # noqa: BLE001 - never kill the runner's loop over it
+                log.warning("slurm pilot: %s: %s", type(exc).__name__, exc, exc_info=True)
+        self._deliver_handles()
+        return self._take_done()
+
+    def next_poll_in(self) -> Optional[float]:
+        if self._done or self._handles:
+            return 0.0
+        return TICK if self.outstanding else None
+
+    def capacity(self) -> int:
+        return max(0, QUEUE_DEPTH - len(self.outstanding))
+
+    def busy(self) -> bool:
+        return bool(self.outstanding or self._done)
+
+    def cancel(self, run: str, node: int) -> None:
+        key = (run, node)
+        task = self.outstanding.get(key)
+        if task is None:
+            return
+        if task in self.fresh:
+            self.fresh.remove(task)
+            self._end(key, Completion.cancelled(task, "cancelled before it was queued").header)
+            return
+        self.cancelling.add(key)
+        self._deliver_cancels()
+
+    def drop(self, task: Task) -> None:
+        key = (task.run, task.node)
+        if self.outstanding.get(key) is task:
+            self._forget(key)
+            if task in self.fresh:
+                self.fresh.remove(task)
+            unlink_quietly(self._queued(task))
+
+    def release(self, run: str) -> None:
+        """The run ended: its running blocks stop, those still in Slurm's queue are
+        scancelled."""
+        self._drop_unstarted(run, 0)
+        for block in self._live(run):
+            block.ask_to_stop()
+        if not any(key[0] == run for key in self.outstanding):
+            self.known_runs.discard(run)
+            for block_id in [b.id for b in self.blocks.values() if b.run == run]:
+                del self.blocks[block_id]
+
+    def reattach(self, task: Task, handle: Dict[str, Any]) -> bool:
+        """An attempt a previous runner queued: found in the queue (its ticket is re-written
+        with our fence), in a block, as an outcome, or else queued again."""
+        if not handle.get("pilot") or self.error:
+            return False
+        self.services.record_handle(task, dict(handle))
+        self._prepare(task.run)
+        key = (task.run, task.node)
+        self.outstanding[key] = task
+        queued = self._queued(task)
+        held = f"{queued}.held-{os.getpid()}"
+        try:
+            os.rename(queued, held)  # taken back from the queue: no block can take it now
+        except OSError:
+            held = ""
+        name = layout.ticket_file(task.node, task.attempt)
+        if held or not (any(name in b.tickets() for b in self._live(task.run)) or
+                        read_outcome_header(task.outcome_path) is not None):
+            atomic_write(queued, self._ticket(task))
+        if held:
+            unlink_quietly(held)
+        return True
+
+    def _close_idle_runs(self) -> None:
+        busy = {key[0] for key in self.outstanding} | {b.run for b in self.blocks.values()}
+        for run in [r for r in self._rundirs if r not in busy]:
+            self._rundirs.pop(run).close()
+
+    # -- one round -------------------------------------------------------------------------
+    def _pilot_step(self) -> None:
+        self._write_tickets()
+        self._collect_outcomes()
+        now = time.monotonic()
+        for block in self._live():
+            self._watch(block, now)
+        if now >= self.query_at and any(b.job_id for b in self._live()):
+            self._query()
+        self._recover(now)
+        self._deliver_cancels()
+        self._scale()
+        self._close_idle_runs()
+
+    def _write_tickets(self) -> None:
+        fresh, self.fresh = self.fresh, []
+        now = round(time.time(), 3)
+        for task in fresh:
+            key = (task.run, task.node)
+            if self.outstanding.get(key) is not task:
+                continue  # cancelled or dropped meanwhile
+            try:
+                self._prepare(task.run)
+                atomic_write(self._queued(task), self._ticket(task))
+            except Exception as exc:  # noqa: BLE001 - an input unreadable, the disk full
+                self._end(key, Completion.failed(task, "submit", f"cannot queue the task for "
+                                                 f"the pilot blocks: {exc}",
+                                                 host=self.host).header)
+                continue
+            self._emit_handle(task, {"pilot": True, "host": self.host, "submitted": now})
+
+    def _prepare(self, run: str) -> None:
+        """The run's first task: the worker and pool files, the queue, and the blocks a
+        previous runner left (they are watched and used like ours)."""
+        if run in self.known_runs:
+            return
+        assert self.site is not None
+        self.site.prepare(run)  # slurm/worker.py, pilot_pool.py ... (worker.shipped_files)
+        os.makedirs(layout.pilot_queue_dir(run), exist_ok=True)
+        for block_id, block in blocks_on_disk(run).items():
+            self.blocks.setdefault(block_id, block)
+        self.known_runs.add(run)
+
+    # -- outcomes ---------------------------------------------------------------------------
+    def _collect_outcomes(self, force: bool = False) -> None:
+        assert self.site is not None
+        by_run: Dict[str, List[int]] = {}
+        for run, node in self.outstanding:
+            by_run.setdefault(run, []).append(node)
+        for run, nodes in by_run.items():
+            found = self.site.outcomes(run, nodes, force=force)
+            for node, identity in (found or {}).items():
+                key = (run, node)
+                task = self.outstanding.get(key)
+                if task is None or identity == self.stale.get(key):
+                    continue
+                header = read_outcome_header(task.outcome_path)
+                if header is not None:
+                    header.setdefault("attempt", task.attempt)
+                    self._end(key, header)
+
+    # -- blocks -----------------------------------------------------------------------------
+    def _watch(self, block: Block, now: float) -> None:
+        block.look(now)
+        if block.exited():
+            self._gone(block, "exited", now)
+            return
+        if block.started:
+            self.failures[block.run] = 0
+            if now - block.beat_seen > HEARTBEAT_STALE:
+                self._gone(block, f"its heartbeat stopped for {HEARTBEAT_STALE:g} s", now)
+                if block.job_id and self.client is not None:
+                    self.client.scancel([block.job_id])
+                return
+        for name in block.running:
+            found = layout.ticket_task(name)
+            if found is None:
+                continue
+            key = (block.run, found[0])
+            task = self.outstanding.get(key)
+            if task is not None and task.attempt == found[1] and key not in self.started_keys:
+                self.started_keys.add(key)
+                if block.job_id:  # cov status shows the block's job id for the task
+                    self._emit_handle(task, {"pilot": True, "host": block.host or self.host,
+                                             "job_id": block.job_id, "block": block.id})
+                self._emit_news(task, "start", start=time.time(), host=block.host or self.host)
+
+    def _query(self) -> None:
+        assert self.client is not None
+        live = [b for b in self._live() if b.job_id]
+        infos = self.client.squeue([b.job_id for b in live])
+        now = time.monotonic()
+        self.query_at = now + min(self.settings.poll_freq, QUERY_EVERY)
+        if infos is None:
+            return  # the controller did not answer: ask again later
+        unknown = [b.job_id for b in live if lookup(infos, b.job_id) is None]
+        if unknown:
+            infos.update(self.client.history(unknown))
+        for block in live:
+            info = lookup(infos, block.job_id)
+            state = info.state if info is not None else "VANISHED"
+            block.state, block.reason = state, info.reason if info is not None else ""
+            if state in FINAL_STATES or state == "VANISHED":
+                if block.exited():
+                    self._gone(block, "exited", now)
+                else:
+                    self._gone(block, f"Slurm job {block.job_id} ended {state}", now)
+        self._tell_waiting()
+
+    def _tell_waiting(self) -> None:
+        """While no block of a run has started, its queued tasks say why (``cov status``):
+        the first pending block's job id and Slurm's reason (Priority, Resources ...)."""
+        why: Dict[str, str] = {}
+        for block in self._live():
+            if block.started:
+                why[block.run] = ""
+            elif block.state == "PENDING" and block.run not in why:
+                reason = block.reason if block.reason not in ("", "None", "(null)") else ""
+                why[block.run] = f"waiting for pilot block job {block.job_id}" + \
+                    (f" ({reason})" if reason else "")
+        for key, task in self.outstanding.items():
+            reason = why.get(key[0], "")
+            if reason and key not in self.started_keys and self.told.get(key) != reason:
+                self.told[key] = reason
+                self._emit_news(task, "pending", reason=reason)
+
+    def _gone(self, block: Block, why: str, now: float) -> None:
+        block.gone, block.gone_at = why, now
+        if why != "exited":
+            log.info("slurm pilot: block %s (job %s) is gone: %s", block.id, block.job_id, why)
+        if block.started or why == "exited":
+            return
+        self.failures[block.run] = self.failures.get(block.run, 0) + 1
+        if self.failures[block.run] >= BLOCK_FAILURES:
+            self.failures[block.run] = 0
+            tail = read_tail(block.path(layout.BLOCK_LOG)).strip()
+            self._fail_queued(block.run, f"{BLOCK_FAILURES} pilot blocks ended without "
+                                         f"starting (last: {why})" +
+                              (f"; end of its output:\n{tail}" if tail else
+                               f"; its output would be in {block.path(layout.BLOCK_LOG)}"))
+
+    def _recover(self, now: float) -> None:
+        """Settle the tickets left in the blocks gone ``LOST_GRACE`` seconds ago."""
+        for block in [b for b in self.blocks.values() if b.gone and not b.recovered]:
+            if now - block.gone_at < LOST_GRACE:
+                continue
+            self._collect_outcomes(force=True)  # a last look: what finished is never re-run
+            for name in sorted(block.tickets()):
+                self._settle_lost(block, name)
+            block.recovered = True
+            del self.blocks[block.id]
+
+    def _settle_lost(self, block: Block, name: str) -> None:
+        path = os.path.join(block.path(layout.BLOCK_RUNNING), name)
+        found = layout.ticket_task(name)
+        task = self.outstanding.get((block.run, found[0])) if found else None
+        if task is None or found is None or task.attempt != found[1]:
+            unlink_quietly(path)  # finished, or not this runner's attempt any more
+            return
+        key = (task.run, task.node)
+        self.losses[key] = losses = self.losses.get(key, 0) + 1
+        self.started_keys.discard(key)
+        where = f"pilot block {block.id} (Slurm job {block.job_id or '?'}) {block.gone}"
+        if losses > MAX_LOSSES:
+            unlink_quietly(path)
+            self._end(key, Completion.failed(
+                task, "lost", f"task '{task.name}' was lost {losses} times with its pilot "
+                f"block; last: {where}", host=block.host or self.host,
+                job_id=block.job_id or None).header)
+            return
+        log.warning("slurm pilot: task %s lost with %s: queued again", task.name, where)
+        atomic_write(self._queued(task), self._ticket(task))
+        unlink_quietly(path)
+
+    def _deliver_cancels(self) -> None:
+        for key in list(self.cancelling):
+            task = self.outstanding.get(key)
+            if task is None:
+                self.cancelling.discard(key)
+                continue
+            try:
+                os.unlink(self._queued(task))
+                self._end(key, Completion.cancelled(task, "cancelled while queued").header)
+                continue
+            except FileNotFoundError:
+                pass
+            name = layout.ticket_file(task.node, task.attempt)
+            for block in self._live(task.run):
+                if name in block.tickets():
+                    block.ask_to_cancel(name)  # its pool kills it and writes "cancelled"
+                    self.cancelling.discard(key)
+                    break
+
+
+__all__: List[str] = ["PilotBackend"]

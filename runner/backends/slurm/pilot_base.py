@@ -1,0 +1,166 @@
+"""The pilot backend's state, its tickets and its blocks' submission (``pilot`` has the
+backend contract and learns what became of the blocks; its docstring has the policy)."""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import secrets
+import time
+from typing import Any, Dict, List, Optional, Set
+
+from runner import layout
+from runner.backends.base import Completion, Services, Task
+from runner.backends.slurm.client import SlurmError
+from runner.backends.slurm.engine import SlurmBackend
+from runner.backends.slurm.jobs import Identity, Key
+from runner.backends.slurm.pilot_blocks import Block, wanted_blocks
+from runner.backends.slurm.pilot_script import render_block_script
+from runner.backends.slurm.pilot_settings import PilotSettings, parse_pilot, pilot_problem
+from runner.backends.slurm.script import job_name, python_command
+from runner.backends.slurm.settings import SettingsError
+from runner.fs import atomic_write
+from runner.outcome import OutcomeHeader
+
+QUERY_EVERY = 5.0  # at most this many seconds between two squeue calls while blocks live
+
+
+class PilotBase(SlurmBackend):
+    """What ``PilotBackend`` keeps, and how it queues tasks and submits blocks; it shares the
+    Slurm backend's settings, site and commands."""
+
+    def __init__(self, config: Dict[str, Any], services: Services) -> None:
+        super().__init__(config, services)
+        self.pilot = PilotSettings()
+        problem = pilot_problem(config)
+        if problem:
+            self.error = self.error or problem
+        else:
+            self.pilot = parse_pilot(config.get("pilot")) or PilotSettings()
+        self.threaded = False  # never over SSH: refused above
+        self.outstanding: Dict[Key, Task] = {}
+        self.fresh: List[Task] = []
+        self.stale: Dict[Key, Optional[Identity]] = {}
+        self.started_keys: Set[Key] = set()
+        self.blocks: Dict[str, Block] = {}
+        self.known_runs: Set[str] = set()
+        self.losses: Dict[Key, int] = {}
+        self.told: Dict[Key, str] = {}  # the pending reason last reported for a task
+        self.cancelling: Set[Key] = set()
+        self.failures: Dict[str, int] = {}
+        self.query_at = 0.0
+
+    # -- tickets and tasks ------------------------------------------------------------------
+    def _queued(self, task: Task) -> str:
+        return os.path.join(layout.pilot_queue_dir(task.run),
+                            layout.ticket_file(task.node, task.attempt))
+
+    def _ticket(self, task: Task) -> bytes:
+        """The task's bundle with the claim's fence (the pool checks it before starting)."""
+        bundle = pickle.loads(self._bundle(task))
+        bundle["fence"] = task.fence
+        return pickle.dumps(bundle, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def _end(self, key: Key, header: OutcomeHeader) -> None:
+        task = self.outstanding.get(key)
+        if task is None:
+            return
+        self._forget(key)
+        self._emit(Completion.of(task, header))
+
+    def _forget(self, key: Key) -> None:
+        self.outstanding.pop(key, None)
+        for table in (self.stale, self.losses, self.told):
+            table.pop(key, None)
+        self.started_keys.discard(key)
+        self.cancelling.discard(key)
+
+    # -- blocks -----------------------------------------------------------------------------
+    def _live(self, run: Optional[str] = None) -> List[Block]:
+        return [b for b in self.blocks.values() if not b.gone and (run is None or b.run == run)]
+
+    def _scale(self) -> None:
+        """Submit the blocks the runs' tasks call for (``wanted_blocks``)."""
+        if time.monotonic() < self.retry_at:
+            return
+        room = self.pilot.max_blocks - len(self._live())
+        per_block = self.pilot.workers or max([b.workers for b in self.blocks.values()] + [1])
+        demand: Dict[str, int] = {}
+        for run, _ in self.outstanding:
+            demand[run] = demand.get(run, 0) + 1
+        for run in {b.run for b in self._live()} - set(demand):
+            self._drop_unstarted(run, 0)  # nothing left to do: blocks still in line go
+        for run, tasks in demand.items():
+            want = wanted_blocks(tasks, per_block, self.pilot.min_blocks, self.pilot.max_blocks)
+            self._drop_unstarted(run, want)
+            for _ in range(min(room, want - len(self._live(run)))):
+                if not self._submit_block(run):
+                    return
+                room -= 1
+
+    def _drop_unstarted(self, run: str, keep: int) -> None:
+        """Beyond ``keep`` blocks for the run, scancel those still waiting in Slurm's queue
+        (the newest first): once the work is gone they would start only to sit idle."""
+        live = self._live(run)
+        surplus = len(live) - keep
+        waiting = [b for b in reversed(live) if not b.started and b.job_id][:max(0, surplus)]
+        if waiting and self.client is not None:
+            self.client.scancel([b.job_id for b in waiting])
+            for block in waiting:
+                block.gone, block.gone_at = "not needed any more (scancelled)", time.monotonic()
+
+    def _submit_block(self, run: str) -> bool:
+        assert self.site is not None and self.client is not None
+        task = next(t for (r, _), t in self.outstanding.items() if r == run)
+        block = Block(run, f"b{int(time.time())}-{secrets.token_hex(3)}")
+        try:
+            os.makedirs(block.path(layout.BLOCK_RUNNING))
+            os.makedirs(block.path(layout.BLOCK_CANCEL))
+            text = render_block_script(
+                self.settings, self.pilot, root=self.site.root(run),
+                dispatch_id=task.dispatch_id, block=block.id,
+                name=job_name(task.dispatch_id, "pilot"),
+                python=python_command(self.settings, self._default_python()),
+                pythonpath=self.pythonpath,
+                secrets_file=self._write_secrets(run, self._executor_key(task)))
+            path = self.site.write_script(run, text)
+        except (SettingsError, OSError) as exc:
+            self._fail_queued(run, f"cannot write the pilot block's sbatch script: {exc}")
+            return False
+        try:
+            block.job_id = self.client.sbatch(path, cwd=self.site.jobs_dir(run))
+        except SlurmError as exc:
+            self.site.discard_script(run, path)
+            if exc.transient:
+                self.retry_at = time.monotonic() + 5.0
+            else:
+                self._fail_queued(run, str(exc))
+            return False
+        self.site.submitted(run, path, block.job_id)
+        atomic_write(block.path(layout.BLOCK_INFO), json.dumps(
+            {"job_id": block.job_id, "submitted": time.time()}).encode())
+        self.blocks[block.id] = block
+        self.query_at = min(self.query_at, time.monotonic() + min(self.settings.poll_freq,
+                                                                   QUERY_EVERY))
+        return True
+
+    def _fail_queued(self, run: str, message: str) -> None:
+        """Fail the run's tasks no block has taken (their tickets are taken back first)."""
+        for key, task in list(self.outstanding.items()):
+            if key[0] != run:
+                continue
+            queued = self._queued(task)
+            try:
+                os.unlink(queued)
+            except FileNotFoundError:
+                if task not in self.fresh:
+                    continue  # a block took it: it runs, or is settled when its block goes
+                self.fresh.remove(task)
+            self._end(key, Completion.failed(task, "submit", message, host=self.host).header)
+
+
+def unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

@@ -1,0 +1,64 @@
+"""Where the runner consults the result cache (``runner.cache``): when it is about to claim a
+ready cache-enabled task (a hit is recorded completed, its result linked in, nothing run), and
+when such a task completes (its result enters the cache).
+
+Part of ``Runner`` (``runner.runner_base`` says how it is cut). A fault of the cache (a full
+disk, a torn entry) is a miss or an entry not added, never a failed task.
+"""
+from __future__ import annotations
+
+import time
+from typing import Optional
+
+from runner.cache import cacheable
+from runner.journal import ActiveRun
+from runner.runner_base import RunnerBase
+from runner.state import COMPLETED, Event
+
+
+class CacheHook(RunnerBase):
+    """The runner's side of the result cache."""
+
+    def _cache_key(self, run: ActiveRun, node_id: int) -> Optional[str]:
+        """The key of a ready cache-enabled node that the cache holds, else None."""
+        if not cacheable(run.manifest.node(node_id)):
+            return None
+        try:
+            parts = self.cache.key_parts(run.dir, run.manifest, node_id)
+            if parts is None:
+                return None
+            key = parts.key()
+            return key if self.cache.has(key) else None
+        except OSError:
+            return None
+
+    def _take_cached(self, run: ActiveRun, node_id: int, attempt: int, key: str) -> bool:
+        """Finish the claimed ``node_id`` with the cached result ``key`` (False on a miss:
+        the entry went meanwhile, and the node must run)."""
+        try:
+            entry = self.cache.take(key, run.dir.result_path(node_id))
+        except OSError:
+            entry = None
+        if entry is None:
+            return False
+        now = time.time()  # a cached node starts and ends at once, as a reused one does
+        event: Event = {"ev": "end", "node": node_id, "status": COMPLETED, "attempt": attempt,
+                        "start": now, "end": now, "reused": True,
+                        "reused_from": str(entry.get("run")),
+                        "cached_from": f"{entry.get('run')}/{entry.get('node')}"}
+        run.schedule.finish(node_id, COMPLETED)
+        run.pending.append(event)
+        self.wake()  # its children may be ready now: no file changes to wake the loop for them
+        return True
+
+    def _cache_result(self, run: ActiveRun, node: int, status: str) -> None:
+        """A cache-enabled node that ran and completed: its result enters the cache."""
+        spec = run.manifest.node(node)
+        if status != COMPLETED or not cacheable(spec):
+            return
+        try:
+            parts = self.cache.key_parts(run.dir, run.manifest, node)
+            if parts is not None:
+                self.cache.add(parts, run.dir.result_path(node), run.manifest.dispatch_id, node)
+        except OSError as exc:
+            self._log(f"run {run.manifest.dispatch_id}: node {node}'s result not cached: {exc}")

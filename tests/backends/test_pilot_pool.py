@@ -1,0 +1,159 @@
+"""The pilot block's pool on its own: ``pilot_pool.py`` shipped beside ``worker.py`` into a run's
+``slurm/`` and started as a block's script starts it (``python -I``, no cov importable), with
+tickets in the run's queue. No Slurm needed: the pool only sees files."""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict
+
+import cloudpickle
+
+from runner import layout, outcome, worker
+
+# The tasks below go to a pool where this module is not importable: pickle them by value.
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+def _run_dir(tmp_path: Path) -> Path:
+    run = tmp_path / "run"
+    for sub in (layout.PILOT_QUEUE, layout.RESULTS, layout.LOGS, layout.SLURM):
+        (run / sub).mkdir(parents=True, exist_ok=True)
+    for name, data in worker.shipped_files().items():
+        (run / layout.slurm_shipped_rel(name)).write_bytes(data)
+    return run
+
+
+def _ticket(run: Path, node: int, fn: Callable, *args: Any, fence: str = "") -> None:
+    ticket: Dict[str, Any] = {
+        "fn": cloudpickle.dumps({"fn": fn, "name": fn.__name__}),
+        "inputs": [("arg", i, cloudpickle.dumps(a)) for i, a in enumerate(args)],
+        "cwd": str(run), "sys_path": [], "context": {"node": node, "attempt": 1},
+        "fence": fence}
+    (run / layout.PILOT_QUEUE / layout.ticket_file(node, 1)).write_bytes(pickle.dumps(ticket))
+
+
+def _pool(run: Path, block: str, workers: int = 2, idle: float = 1.0) -> subprocess.Popen:
+    (run / layout.PILOT_BLOCKS / block).mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen([sys.executable, "-I", str(run / layout.slurm_shipped_rel(layout.POOL)),
+                             str(run), block, str(workers), str(idle), "0"],
+                            cwd="/", stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _header(run: Path, node: int) -> Dict[str, Any]:
+    found = outcome.read_outcome_header(layout.outcome_path(str(run), node))
+    assert found is not None, f"no outcome for node {node}"
+    return dict(found)
+
+
+def _value(run: Path, node: int) -> Any:
+    payload = outcome.read_outcome_payload(layout.outcome_path(str(run), node))
+    assert payload is not None
+    return pickle.loads(payload)
+
+
+def square(x: int) -> int:
+    print(f"squaring {x}", flush=True)
+    return x * x
+
+
+def crash() -> None:
+    os._exit(3)
+
+
+def environ_then_read(key: str) -> Any:
+    before = os.environ.get("COV_POOL_TEST")
+    os.environ["COV_POOL_TEST"] = key
+    return before
+
+
+def test_pool_runs_tickets_and_exits_when_idle(tmp_path: Path) -> None:
+    run = _run_dir(tmp_path)
+    for node in range(12):
+        _ticket(run, node, square, node)
+    _ticket(run, 20, crash)
+    fence = tmp_path / "runner.fenced"
+    fence.touch()
+    _ticket(run, 21, square, 21, fence=str(fence))  # another runner took the claim over
+    for node in (30, 31):
+        _ticket(run, node, environ_then_read, str(node))
+    proc = _pool(run, "b1")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    for node in range(12):
+        assert _header(run, node)["ok"] and _value(run, node) == node * node
+        assert (run / layout.LOGS / layout.log_file(node, "out")).read_text() == \
+            f"squaring {node}\n"
+    died = _header(run, 20)
+    assert died["reason"] == "worker_died" and "exit code 3" in died["error"], died
+    assert not os.path.exists(layout.outcome_path(str(run), 21))  # fenced: never run
+    # a task's change to os.environ does not reach the next task of the same worker
+    assert _value(run, 30) is None and _value(run, 31) is None
+    block = run / layout.PILOT_BLOCKS / "b1"
+    assert json.loads((block / layout.BLOCK_EXITED).read_text())["why"] == "idle"
+    started = json.loads((block / layout.BLOCK_STARTED).read_text())
+    assert started["workers"] == 2 and (block / layout.BLOCK_HEARTBEAT).exists()
+    assert not list((block / layout.BLOCK_RUNNING).iterdir())
+    assert not list((run / layout.PILOT_QUEUE).iterdir())
+
+
+def mark(path: str, x: int) -> int:
+    with open(path, "a") as f:
+        f.write(f"{x}\n")
+    return x
+
+
+def test_two_pools_share_a_queue_and_run_each_ticket_once(tmp_path: Path) -> None:
+    run = _run_dir(tmp_path)
+    marks = tmp_path / "marks"
+    for node in range(40):
+        _ticket(run, node, mark, str(marks), node)
+    pools = [_pool(run, "b1", workers=1), _pool(run, "b2", workers=2)]
+    for proc in pools:
+        assert proc.communicate(timeout=120) and proc.returncode == 0
+    assert sorted(int(line) for line in marks.read_text().split()) == list(range(40))
+    assert all(_value(run, node) == node for node in range(40))
+    taken = [json.loads((run / layout.PILOT_BLOCKS / b / layout.BLOCK_EXITED).read_text())
+             for b in ("b1", "b2")]
+    assert [t["why"] for t in taken] == ["idle", "idle"]
+
+
+def test_sigterm_leaves_the_running_tasks_for_the_runner(tmp_path: Path) -> None:
+    """Slurm's scancel or walltime: the task is killed, not failed; its ticket stays in
+    ``running/`` (the runner queues it again), and the pool says it exited."""
+    run = _run_dir(tmp_path)
+    _ticket(run, 0, time.sleep, 60)
+    proc = _pool(run, "b1", workers=1, idle=30)
+    running = run / layout.PILOT_BLOCKS / "b1" / layout.BLOCK_RUNNING
+    deadline = time.monotonic() + 60
+    while not (running.is_dir() and list(running.iterdir())) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # the worker has the ticket
+    proc.terminate()
+    proc.communicate(timeout=60)
+    assert [p.name for p in running.iterdir()] == [layout.ticket_file(0, 1)]
+    assert not os.path.exists(layout.outcome_path(str(run), 0))
+    exited = json.loads((run / layout.PILOT_BLOCKS / "b1" / layout.BLOCK_EXITED).read_text())
+    assert exited["why"] == "terminated"
+
+
+def test_cancel_marker_kills_the_task_and_says_cancelled(tmp_path: Path) -> None:
+    run = _run_dir(tmp_path)
+    _ticket(run, 0, time.sleep, 60)
+    _ticket(run, 1, square, 3)
+    proc = _pool(run, "b1", workers=1, idle=1)
+    block = run / layout.PILOT_BLOCKS / "b1"
+    deadline = time.monotonic() + 60
+    while not (block / layout.BLOCK_RUNNING / layout.ticket_file(0, 1)).exists() and \
+            time.monotonic() < deadline:
+        time.sleep(0.05)
+    (block / layout.BLOCK_CANCEL).mkdir(exist_ok=True)
+    (block / layout.BLOCK_CANCEL / layout.attempt_name(0, 1)).touch()
+    proc.communicate(timeout=60)
+    assert _header(run, 0)["reason"] == "cancelled"
+    assert _value(run, 1) == 9  # the next task ran in a new worker
