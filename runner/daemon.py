@@ -24,7 +24,7 @@ import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Set
 
-from runner.fs import atomic_write
+from runner.fs import DIR_MODE, atomic_write
 from runner.layout import LAST_FAILURE, RUNNER_LOG, SPAWN_LOCK
 from runner.liveness import (HOST, live_runner, pid_alive, read_runners, runners_dir,
                              write_heartbeat)
@@ -57,7 +57,8 @@ def ensure_running(home: Path) -> Optional[int]:
     if live_runner(home) is not None:
         return None
     directory = runners_dir(home)
-    directory.mkdir(parents=True, exist_ok=True)
+    home.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)  # the owner's only, as dispatch makes it
+    directory.mkdir(exist_ok=True)
     with make_lock(str(directory / SPAWN_LOCK), timeout=30):
         if live_runner(home) is not None:
             return None
@@ -87,7 +88,8 @@ def _resubmit_runner_job(home: Path) -> Optional[int]:
 def spawn_runner(home: Path, extra: Optional[List[str]] = None) -> int:
     """Start ``python -m runner`` detached, logging to ``<home>/.runners/runner.log``."""
     directory = runners_dir(home)
-    directory.mkdir(parents=True, exist_ok=True)
+    home.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)  # the owner's only, as dispatch makes it
+    directory.mkdir(exist_ok=True)
     log = open(directory / RUNNER_LOG, "ab")
     env = dict(os.environ)
     package_root = str(Path(__file__).resolve().parent.parent)

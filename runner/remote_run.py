@@ -28,6 +28,7 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 
 import paramiko
 
+from runner.fs import DIR_MODE
 from runner.layout import ENV, TMP_PREFIX
 from runner.ssh import PythonSetup, SSHError, SSHHost
 
@@ -173,7 +174,7 @@ def pull(remote: RemoteCov, remote_home: str, dispatch_id: str, local_home: Path
     run directory and how many files were copied."""
     source = f"{remote_home.rstrip('/')}/{dispatch_id}"
     final = local_home / dispatch_id
-    local_home.mkdir(parents=True, exist_ok=True)
+    local_home.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
     first = not final.exists()
     dest = local_home / f"{TMP_PREFIX}pull-{dispatch_id}.{uuid.uuid4().hex[:8]}" if first \
         else final
@@ -228,7 +229,7 @@ def _copy_if_changed(sftp: paramiko.SFTPClient, remote: str, local: Path,
             return False
     except FileNotFoundError:
         pass
-    local.parent.mkdir(parents=True, exist_ok=True)
+    local.parent.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
     tmp = local.with_name(f"{local.name}.tmp-pull-{os.getpid()}")
     try:
         sftp.get(remote, str(tmp))

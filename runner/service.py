@@ -42,6 +42,7 @@ from typing import Any, List, Optional, Set
 from runner import engine
 from runner.backends import Completion
 from runner.claims import Claims
+from runner.fs import DIR_MODE
 from runner.journal import ActiveRun, link_final_result
 from runner.liveness import HOST, heartbeat_path
 from runner.rundir import RunDir, clear_unreadable, files_stamp, is_run_name
@@ -57,7 +58,7 @@ class Runner(Claims):
     # -- main loop -----------------------------------------------------------------------
     def run_forever(self) -> int:
         settings = self.settings
-        self.home.mkdir(parents=True, exist_ok=True)
+        self.home.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
         self._write_heartbeat()
         from runner.watch import Watcher
 

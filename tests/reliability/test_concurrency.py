@@ -99,10 +99,10 @@ def test_status_readers_never_see_a_half_written_file(home, tmp_path):
     from runner.rundir import RunDir
     from runner.outcome import read_outcome_header
 
-    # 1500 tasks of 20 ms on two workers: a run of ~15 s, long enough for several reads of
+    # 2500 tasks of 20 ms on two runners: a run of ~25 s, long enough for several reads of
     # each kind even on a loaded machine (a read of this run takes ~50 ms in process, more
-    # through a CLI process)
-    run_dir, log = _dispatch_fan(home, tmp_path, 1500, delay=0.02)
+    # through a CLI process, and several times that with three test workers on two cores)
+    run_dir, log = _dispatch_fan(home, tmp_path, 2500, delay=0.02)
     for _ in range(2):
         home.start_runner()
     errors: List[str] = []
@@ -135,7 +135,7 @@ def test_status_readers_never_see_a_half_written_file(home, tmp_path):
             try:
                 assert proc.returncode == 0, proc.stderr
                 status = json.loads(proc.stdout)
-                assert len(status["tasks"]) == status["total"] > 1500
+                assert len(status["tasks"]) == status["total"] > 2500
                 reads["cli"] += 1
             except (AssertionError, ValueError) as exc:
                 errors.append(f"cov status: {exc}")
@@ -174,4 +174,4 @@ def test_status_readers_never_see_a_half_written_file(home, tmp_path):
     assert not errors, errors[:10]
     assert reads["in_process"] >= 5 and reads["cli"] >= 1 and reads["ui"] >= 1
     assert reads["results"] > 0
-    assert len(read_log(log)) == 1500
+    assert len(read_log(log)) == 2500
