@@ -150,9 +150,12 @@ def _call_signature(function: Callable[..., Any], skip: Tuple[str, ...]) -> Opti
     except (TypeError, ValueError):
         return None
     params = [p for p in signature.parameters.values() if p.name not in skip]
-    positional = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    plain = all(p.kind == p.POSITIONAL_OR_KEYWORD for p in params)
-    required = [i for i, p in enumerate(params) if p.default is p.empty]
+    ordered = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    positional = [p.name for p in ordered]
+    plain = len(ordered) == len(params) and all(p.kind == p.POSITIONAL_OR_KEYWORD for p in params)
+    # Counted among the positional parameters only: *args, **kwargs and keyword-only ones
+    # make the signature not plain, and such calls are checked by ``Signature.bind``.
+    required = [i for i, p in enumerate(ordered) if p.default is p.empty]
     return _CallCheck(signature.replace(parameters=params), positional, plain,
                       frozenset(positional), frozenset(positional[i] for i in required),
                       required[-1] + 1 if required else 0)
