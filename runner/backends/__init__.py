@@ -19,7 +19,7 @@ BUILTIN: Dict[str, str] = {
     "local": "runner.backends.local:LocalBackend",
     "ssh": "runner.backends.ssh:SSHBackend",
     "slurm": "runner.backends.slurm:SlurmBackend",
-    "dask": "runner.backends.dask:DaskBackend",  # needs distributed (the cov[dask] extra)
+    "dask": "runner.backends.dask.backend:DaskBackend",  # needs distributed (the cov[dask] extra)
 }
 ENTRY_POINT_GROUP = "cov.backends"
 

@@ -7,7 +7,7 @@ own Python, cloudpickle and distributed. Two parts:
     a Dask worker plugin, registered once per cluster and cov version (named ``cov-<hash>``):
     on each worker it puts the shipped worker (``runner.worker.shipped_files``) and
     ``dask_zygote.py`` into ``<local_directory>/cov-<uid>/lib-<hash>/`` and starts the
-    *zygote* (``runner.backends.dask_zygote``), a process that has imported the worker and
+    *zygote* (``runner/backends/dask/zygote.py``), a process that has imported the worker and
     cloudpickle once and forks one child per attempt (a task costs a fork, not an interpreter
     start). It dies with the worker (teardown, and PDEATHSIG).
 
@@ -44,7 +44,7 @@ TICK = 0.5  # seconds between two looks at the task's output
 # the last 1000 events of a topic (distributed.admin.low-level-log-length) in memory.
 CHUNK = 32 * 1024
 CANCELLED = "cancelled"  # in an attempt's scratch directory: kill_attempt came
-ZYGOTE_FILE = "dask_zygote.py"  # runner/backends/dask_zygote.py, shipped beside the worker
+ZYGOTE_FILE = "dask_zygote.py"  # runner/backends/dask/zygote.py, shipped beside the worker
 ZYGOTE_SOCKET = "zygote.sock"
 ZYGOTE_LOG = "zygote.log"
 

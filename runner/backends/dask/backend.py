@@ -4,7 +4,7 @@ Each attempt is one Dask task, ``dask_task.run_attempt``, submitted to the sched
 executor's ``scheduler_address`` with the key ``cov-<dispatch id>-<node>-<attempt>``. On a Dask
 worker it runs the shipped worker on the task's bundle in a child process of its own (forked
 by cov's zygote there, ``dask_task.make_plugin``) and returns the outcome file and the logs as
-bytes, which this side writes into the run directory (``dask_attempt.write_files``: logs
+bytes, which this side writes into the run directory (``attempt.write_files``: logs
 first, outcome last, each atomically): the Dask workers need neither cov nor the run
 directory. What the task prints reaches ``logs/<node>.out|err`` while it runs, through Dask
 log events (``dask_task.TOPIC``), and its start (host, pid) makes it RUNNING.
@@ -36,9 +36,9 @@ import time
 from typing import Any, Dict, List, Optional, Tuple
 
 from runner import layout, worker
-from runner.backends import dask_task
+from runner.backends.dask import task as dask_task
 from runner.backends.base import Completion, Services, Task, ThreadedBackend, make_bundle
-from runner.backends.dask_attempt import DaskAttempt, write_files, write_live
+from runner.backends.dask.attempt import DaskAttempt, write_files, write_live
 from runner.rundir import RunDir
 
 log = logging.getLogger("cov.dask")
@@ -219,8 +219,8 @@ class DaskBackend(ThreadedBackend):
     def _register(self, client: Any) -> None:
         """The shipped worker and a zygote on every Dask worker (and those that join), once
         per scheduler and cov version (the plugin is idempotent)."""
-        with open(os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                               dask_task.ZYGOTE_FILE), "rb") as f:
+        with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "zygote.py"),
+                  "rb") as f:
             shipped = {**worker.shipped_files(), dask_task.ZYGOTE_FILE: f.read()}
         plugin = dask_task.make_plugin(shipped, layout.WORKER)
         client.register_plugin(plugin)
