@@ -3,6 +3,7 @@ backend contract and learns what became of the blocks; its docstring has the pol
 from __future__ import annotations
 
 import json
+import logging
 import os
 import pickle
 import secrets
@@ -13,16 +14,22 @@ from runner import layout
 from runner.backends.base import Completion, Services, Task
 from runner.backends.slurm.client import SlurmError
 from runner.backends.slurm.engine import SlurmBackend
+from runner.backends.slurm.pilot_files import PilotFiles
 from runner.backends.slurm.jobs import Identity, Key
 from runner.backends.slurm.pilot_blocks import Block, wanted_blocks
 from runner.backends.slurm.pilot_script import render_block_script
 from runner.backends.slurm.pilot_settings import PilotSettings, parse_pilot, pilot_problem
 from runner.backends.slurm.script import job_name, python_command
 from runner.backends.slurm.settings import SettingsError
+from runner.backends.slurm.site import SharedSite
 from runner.fs import atomic_write
 from runner.outcome import OutcomeHeader
+from runner.ssh.hostspec import SSHError
+
+log = logging.getLogger("cov.slurm")
 
 QUERY_EVERY = 5.0  # at most this many seconds between two squeue calls while blocks live
+RETRY_SSH = 5.0  # seconds before trying again after the SSH connection failed
 
 
 class PilotBase(SlurmBackend):
@@ -30,6 +37,7 @@ class PilotBase(SlurmBackend):
     Slurm backend's settings, site and commands."""
 
     def __init__(self, config: Dict[str, Any], services: Services) -> None:
+        self.files: Optional[PilotFiles] = None  # set with the site (``_use_site``)
         super().__init__(config, services)
         self.pilot = PilotSettings()
         problem = pilot_problem(config)
@@ -37,7 +45,10 @@ class PilotBase(SlurmBackend):
             self.error = self.error or problem
         else:
             self.pilot = parse_pilot(config.get("pilot")) or PilotSettings()
-        self.threaded = False  # never over SSH: refused above
+        # Through SSH too, the backend works in the runner's thread: a round is a few
+        # commands at most (one look at the blocks and outcomes for many tickets).
+        self.threaded = False
+        self.reattached: List[Task] = []  # taken in at the next round (after connecting)
         self.outstanding: Dict[Key, Task] = {}
         self.fresh: List[Task] = []
         self.stale: Dict[Key, Optional[Identity]] = {}
@@ -50,10 +61,44 @@ class PilotBase(SlurmBackend):
         self.failures: Dict[str, int] = {}
         self.query_at = 0.0
 
+    def _use_site(self, site: SharedSite) -> None:
+        super()._use_site(site)
+        from runner.backends.slurm.remote import RemoteSite
+
+        if isinstance(site, RemoteSite):  # no shared filesystem: the queue is the cluster's
+            from runner.backends.slurm.pilot_remote import RemotePilotFiles
+
+            self.files = RemotePilotFiles(site)
+        else:
+            self.files = PilotFiles(site)
+
+    def _connect(self) -> bool:
+        """Through SSH: connect and check the cluster's Python on first use. When that fails
+        the tasks not yet queued fail with why, and the next try waits ``RETRY_SSH``."""
+        if self.files is not None:
+            return True
+        if time.monotonic() < self.retry_at:
+            return False
+        from runner.backends.slurm.remote import connect
+
+        try:
+            site, self.pythonpath = connect(self.settings, self._login_secrets)
+        except Exception as exc:  # noqa: BLE001 - SSHError, VersionMismatch, bad parameters
+            message = f"cannot use Slurm on {self.settings.address}: {exc}"
+            log.warning("slurm pilot: %s", message)
+            fresh, self.fresh = self.fresh, []
+            for task in fresh:
+                self._end((task.run, task.node),
+                          Completion.failed(task, "submit", message, host=self.host).header)
+            self.retry_at = time.monotonic() + RETRY_SSH
+            return False
+        self._use_site(site)
+        return True
+
     # -- tickets and tasks ------------------------------------------------------------------
-    def _queued(self, task: Task) -> str:
-        return os.path.join(layout.pilot_queue_dir(task.run),
-                            layout.ticket_file(task.node, task.attempt))
+    @staticmethod
+    def _name(task: Task) -> str:
+        return layout.ticket_file(task.node, task.attempt)
 
     def _ticket(self, task: Task) -> bytes:
         """The task's bundle with the claim's fence (the pool checks it before starting)."""
@@ -84,7 +129,8 @@ class PilotBase(SlurmBackend):
         if time.monotonic() < self.retry_at:
             return
         room = self.pilot.max_blocks - len(self._live())
-        per_block = self.pilot.workers or max([b.workers for b in self.blocks.values()] + [1])
+        per_block = self.pilot.workers * self.pilot.nodes or \
+            max([b.workers for b in self.blocks.values()] + [1])
         demand: Dict[str, int] = {}
         for run, _ in self.outstanding:
             demand[run] = demand.get(run, 0) + 1
@@ -112,10 +158,10 @@ class PilotBase(SlurmBackend):
     def _submit_block(self, run: str) -> bool:
         assert self.site is not None and self.client is not None
         task = next(t for (r, _), t in self.outstanding.items() if r == run)
+        assert self.files is not None
         block = Block(run, f"b{int(time.time())}-{secrets.token_hex(3)}")
         try:
-            os.makedirs(block.path(layout.BLOCK_RUNNING))
-            os.makedirs(block.path(layout.BLOCK_CANCEL))
+            self.files.new_block(block)
             text = render_block_script(
                 self.settings, self.pilot, root=self.site.root(run),
                 dispatch_id=task.dispatch_id, block=block.id,
@@ -124,6 +170,10 @@ class PilotBase(SlurmBackend):
                 pythonpath=self.pythonpath,
                 secrets_file=self._write_secrets(run, self._executor_key(task)))
             path = self.site.write_script(run, text)
+        except SSHError as exc:  # the connection: try again in a while
+            log.warning("slurm pilot: cannot submit a block: %s", exc)
+            self.retry_at = time.monotonic() + RETRY_SSH
+            return False
         except (SettingsError, OSError) as exc:
             self._fail_queued(run, f"cannot write the pilot block's sbatch script: {exc}")
             return False
@@ -146,17 +196,16 @@ class PilotBase(SlurmBackend):
 
     def _fail_queued(self, run: str, message: str) -> None:
         """Fail the run's tasks no block has taken (their tickets are taken back first)."""
-        for key, task in list(self.outstanding.items()):
-            if key[0] != run:
-                continue
-            queued = self._queued(task)
-            try:
-                os.unlink(queued)
-            except FileNotFoundError:
-                if task not in self.fresh:
-                    continue  # a block took it: it runs, or is settled when its block goes
+        assert self.files is not None
+        tasks = [task for key, task in self.outstanding.items() if key[0] == run]
+        taken = self.files.take_back(run, [self._name(t) for t in tasks if t not in self.fresh])
+        for task in tasks:
+            if task in self.fresh:
                 self.fresh.remove(task)
-            self._end(key, Completion.failed(task, "submit", message, host=self.host).header)
+            elif self._name(task) not in taken:
+                continue  # a block took it: it runs, or is settled when its block goes
+            self._end((task.run, task.node),
+                      Completion.failed(task, "submit", message, host=self.host).header)
 
 
 def unlink_quietly(path: str) -> None:
