@@ -210,7 +210,7 @@ class RemotePilotFiles(PilotFiles):
             '{ echo "@cov file ${f##*/}"; cat "$f"; echo; }; done',
             ' for f in "$d"heartbeat*; do [ -f "$f" ] && '
             'echo "@cov beat ${f##*/} $(stat -c %Y "$f" 2>/dev/null)"; done',
-            f' echo "@cov running" $(ls "$d{layout.BLOCK_RUNNING}" 2>/dev/null)',
+            f' echo "@cov running" $(ls "${{d}}{layout.BLOCK_RUNNING}" 2>/dev/null)',
             "done",
             f'echo "@cov outcomes"; {self.remote.outcomes_script(nodes)}'])
         code, out = self._run(run, script)
