@@ -173,6 +173,7 @@ def test_what_covalents_own_tests_use(cov_home):
     with pytest.raises(MissingLatticeRecordError):
         ct.get_result("nonexistent")
     rm.sync(first.dispatch_id)
+    ct.sync([first.dispatch_id, again.dispatch_id])  # the top-level name of older Covalent
 
 
 def test_built_graph_answers_as_covalents_transport_graph():
