@@ -13,17 +13,17 @@ from typing import Any, Dict, List, Optional, Set
 from runner import layout
 from runner.backends.base import Completion, Services, Task
 from runner.backends.slurm.client import SlurmError
-from runner.backends.slurm.engine import SlurmBackend
-from runner.backends.slurm.pilot_files import PilotFiles
+from runner.backends.slurm.engine import LIVE_TICK, SlurmBackend
+from runner.backends.slurm.pilot_files import PilotFiles, Ticket
 from runner.backends.slurm.jobs import Identity, Key
-from runner.backends.slurm.pilot_blocks import Block, wanted_blocks
+from runner.backends.slurm.pilot_blocks import Block, blocks_on_disk, wanted_blocks
 from runner.backends.slurm.pilot_script import render_block_script
 from runner.backends.slurm.pilot_settings import PilotSettings, parse_pilot, pilot_problem
 from runner.backends.slurm.script import job_name, python_command
 from runner.backends.slurm.settings import SettingsError
 from runner.backends.slurm.site import SharedSite
 from runner.fs import atomic_write
-from runner.outcome import OutcomeHeader
+from runner.outcome import OutcomeHeader, read_outcome_header
 from runner.ssh.hostspec import SSHError
 
 log = logging.getLogger("cov.slurm")
@@ -119,6 +119,83 @@ class PilotBase(SlurmBackend):
             table.pop(key, None)
         self.started_keys.discard(key)
         self.cancelling.discard(key)
+
+    def _take_reattached(self) -> None:
+        assert self.files is not None
+        tasks, self.reattached = self.reattached, []
+        for task in tasks:
+            if self.outstanding.get((task.run, task.node)) is not task:
+                continue  # cancelled or dropped meanwhile
+            self._prepare(task.run)
+            name = self._name(task)
+            self.files.reattach(task.run, (name, self._ticket(task)), lambda: any(
+                name in b.tickets() for b in self._live(task.run)) or
+                read_outcome_header(task.outcome_path) is not None)
+
+    def _runs_out(self) -> Dict[str, List[int]]:
+        """The runs with tasks out or blocks not yet settled, and their tasks' nodes."""
+        runs: Dict[str, List[int]] = {b.run: [] for b in self.blocks.values()}
+        for run, node in self.outstanding:
+            runs.setdefault(run, []).append(node)
+        return runs
+
+    def _fetch_live(self, now: float) -> None:
+        """Through SSH without a shared filesystem: what the running tasks' remote logs
+        gained, in one command for all of them (``cov logs -f``)."""
+        assert self.site is not None
+        tasks = [self.outstanding[k] for k in sorted(self.started_keys) if k in self.outstanding]
+        if tasks:
+            self.site.fetch_live(tasks)
+        self.live_at = now + LIVE_TICK
+
+    def _write_tickets(self) -> None:
+        """The new tickets, one ``put`` per run. Through SSH, a failed connection leaves them
+        for the next round; any other failure fails them with why."""
+        assert self.files is not None
+        fresh, self.fresh = self.fresh, []
+        now = round(time.time(), 3)
+        by_run: Dict[str, List[Task]] = {}
+        for task in fresh:
+            if self.outstanding.get((task.run, task.node)) is task:  # else cancelled, dropped
+                by_run.setdefault(task.run, []).append(task)
+        for run, tasks in by_run.items():
+            tickets: List[Ticket] = []
+            queued: List[Task] = []
+            try:
+                self._prepare(run)
+                for task in tasks:
+                    try:
+                        tickets.append((self._name(task), self._ticket(task)))
+                        queued.append(task)
+                    except Exception as exc:  # noqa: BLE001 - an input unreadable
+                        self._not_queued(task, exc)
+                self.files.put(run, tickets)
+            except SSHError as exc:
+                log.warning("slurm pilot: cannot queue tasks: %s (trying again)", exc)
+                self.fresh.extend(t for t in tasks if t not in self.fresh)
+                continue
+            except Exception as exc:  # noqa: BLE001 - the disk full, the remote copy gone
+                for task in queued:
+                    self._not_queued(task, exc)
+                continue
+            for task in queued:
+                self._emit_handle(task, {"pilot": True, "host": self.host, "submitted": now})
+
+    def _not_queued(self, task: Task, exc: Exception) -> None:
+        self._end((task.run, task.node), Completion.failed(
+            task, "submit", f"cannot queue the task for the pilot blocks: {exc}",
+            host=self.host).header)
+
+    def _prepare(self, run: str) -> None:
+        """The run's first task: the worker and pool files, the queue, and the blocks a
+        previous runner left (they are watched and used like ours)."""
+        if run in self.known_runs:
+            return
+        assert self.files is not None
+        self.files.prepare(run)  # slurm/worker.py, pilot_pool.py ... and slurm/pilot/queue
+        for block_id, block in blocks_on_disk(run).items():
+            self.blocks.setdefault(block_id, block)
+        self.known_runs.add(run)
 
     # -- blocks -----------------------------------------------------------------------------
     def _live(self, run: Optional[str] = None) -> List[Block]:
