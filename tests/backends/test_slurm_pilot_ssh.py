@@ -46,11 +46,12 @@ SWEEP = """
 
 @pytest.fixture
 def remote(slurm_login: SlurmLogin) -> Iterator[Path]:
-    """A fresh directory in the SSH user's home: ``workdir`` (the executor's remote_workdir)
-    and ``marks`` (one file per task execution), owned by that user."""
+    """A fresh directory in the SSH user's home, owned by that user: ``work`` (the executor's
+    remote_workdir), ``marks`` (one file per task execution) and ``files``."""
     user = slurm_login.host.username
     base = Path(f"/home/{user}/cov-pilot-ssh-{uuid.uuid4().hex[:8]}")
     (base / "marks").mkdir(parents=True)
+    (base / "files").mkdir()
     subprocess.run(["chown", "-R", f"{user}:", str(base)], check=True)
     try:
         yield base
@@ -185,3 +186,38 @@ def test_pilot_through_ssh_cov_cancel_stops_running_and_queued_tasks(
     job = _local_job(cov_home, run_id, block.name)
     _until(lambda: _squeue(job).get(job) == "COMPLETED", timeout=20, what="the job to end")
     assert not list((_remote_run(remote, run_id) / layout.PILOT_QUEUE).iterdir())
+
+
+def test_pilot_through_ssh_copies_the_tasks_files_over_the_login_connection(
+        slurm_login: SlurmLogin, remote: Path, cov_home: Path, run_cov: Callable,
+        tmp_path: Path) -> None:
+    """ExecutorConnection transfers of a pilot task: the runner copies them before the ticket
+    goes up and after the outcome comes back (the runner's file is in a directory the
+    cluster's user cannot read)."""
+    src = tmp_path / "private-input.txt"
+    src.write_text("login data")
+    back = tmp_path / "back" / "result.txt"
+    on_cluster = remote / "files"
+    run_id = dispatch_script(run_cov, tmp_path, f"""
+        cluster = ct.executor.SlurmExecutor(
+            {slurm_login.executor_args(str(remote / "work"))}, poll_freq=0.3, use_srun=False,
+            options={{"partition": "debug"}}, pilot={{"workers": 1, "idle_timeout": 3}})
+        conn = ct.fs_strategies.ExecutorConnection()
+
+        @ct.electron(executor=cluster, files=[
+            ct.fs.TransferFromRemote({str(src)!r}, {str(on_cluster / "in.txt")!r}, strategy=conn),
+            ct.fs.TransferToRemote({str(back)!r}, {str(on_cluster / "out.txt")!r}, strategy=conn)])
+        def job(files=[]):
+            with open(files[0][1]) as f, open(files[1][0], "w") as g:
+                g.write(f.read().upper())
+            return os.environ["SLURM_JOB_ID"]
+
+        @ct.lattice
+        def wf():
+            return job()
+        """)
+    status = wait_status(run_cov, run_id, timeout=90)
+    assert status["status"] == "COMPLETED", status
+    assert back.read_text() == "LOGIN DATA"
+    (block,) = _remote_blocks(remote, run_id)
+    assert run_result(run_cov, run_id) == _local_job(cov_home, run_id, block.name)

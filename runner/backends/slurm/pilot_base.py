@@ -15,7 +15,7 @@ from runner.backends.base import Completion, Services, Task
 from runner.backends.slurm.client import SlurmError
 from runner.backends.slurm.engine import LIVE_TICK, SlurmBackend
 from runner.backends.slurm.pilot_files import PilotFiles, Ticket
-from runner.backends.slurm.jobs import Identity, Key
+from runner.backends.slurm.jobs import Identity, Key, SlurmJob
 from runner.backends.slurm.pilot_blocks import Block, blocks_on_disk, wanted_blocks
 from runner.backends.slurm.pilot_script import render_block_script
 from runner.backends.slurm.pilot_settings import PilotSettings, parse_pilot, pilot_problem
@@ -111,6 +111,9 @@ class PilotBase(SlurmBackend):
         if task is None:
             return
         self._forget(key)
+        if header.get("ok") and task.files and self.settings.over_ssh:
+            # ExecutorConnection transfers after the task, over the login connection
+            header = self._transfer(SlurmJob(task), "after", header.get("start")) or header
         self._emit(Completion.of(task, header))
 
     def _forget(self, key: Key) -> None:
@@ -121,16 +124,18 @@ class PilotBase(SlurmBackend):
         self.cancelling.discard(key)
 
     def _take_reattached(self) -> None:
+        """The attempts ``reattach`` took in: their tickets are looked for (``files``); any
+        left when a step fails (the connection) are looked for at the next round."""
         assert self.files is not None
-        tasks, self.reattached = self.reattached, []
-        for task in tasks:
-            if self.outstanding.get((task.run, task.node)) is not task:
-                continue  # cancelled or dropped meanwhile
-            self._prepare(task.run)
-            name = self._name(task)
-            self.files.reattach(task.run, (name, self._ticket(task)), lambda: any(
-                name in b.tickets() for b in self._live(task.run)) or
-                read_outcome_header(task.outcome_path) is not None)
+        while self.reattached:
+            task = self.reattached[0]
+            if self.outstanding.get((task.run, task.node)) is task:  # else cancelled, dropped
+                self._prepare(task.run)
+                name = self._name(task)
+                self.files.reattach(task.run, (name, self._ticket(task)), lambda: any(
+                    name in b.tickets() for b in self._live(task.run)) or
+                    read_outcome_header(task.outcome_path) is not None)
+            self.reattached.pop(0)
 
     def _runs_out(self) -> Dict[str, List[int]]:
         """The runs with tasks out or blocks not yet settled, and their tasks' nodes."""
@@ -164,6 +169,11 @@ class PilotBase(SlurmBackend):
             try:
                 self._prepare(run)
                 for task in tasks:
+                    if task.files and self.settings.over_ssh:  # the transfers before it
+                        failed = self._transfer(SlurmJob(task), "before")
+                        if failed is not None:
+                            self._end((task.run, task.node), failed)
+                            continue
                     try:
                         tickets.append((self._name(task), self._ticket(task)))
                         queued.append(task)
