@@ -108,6 +108,10 @@ def test_pilot_through_ssh_runs_many_tasks_in_few_blocks(
         started = json.loads((block / layout.BLOCK_STARTED).read_text())
         assert started["job_id"] == job
     assert not list((_remote_run(remote, run_id) / layout.PILOT_QUEUE).iterdir())
+    # the cluster's copies of the finished tasks' outcomes and logs are removed (cleanup)
+    remote_results = _remote_run(remote, run_id) / layout.RESULTS
+    _until(lambda: not any(p.name.endswith(".pkl") for p in remote_results.iterdir()),
+           what="the remote outcomes to be cleaned up")
 
 
 def test_pilot_through_ssh_block_killed_its_tasks_run_again_nothing_finished_reruns(

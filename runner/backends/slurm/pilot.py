@@ -197,6 +197,9 @@ class PilotBackend(PilotBase):
                 if header is not None:
                     header.setdefault("attempt", task.attempt)
                     self._end(key, header)
+                    if header.get("ok") and self.settings.cleanup and self.site.live:
+                        # the cluster's copies of its outcome and logs (with the round's sweep)
+                        self.site.remove_task_files(run, node, task.attempt, "")
 
     # -- blocks -----------------------------------------------------------------------------
     def _watch(self, block: Block, now: float) -> None:
