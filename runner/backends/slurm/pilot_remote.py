@@ -43,6 +43,8 @@ from runner.fs import atomic_write
 log = logging.getLogger("cov.slurm")
 
 REFRESH_EVERY = 0.25  # seconds between two looks at a run's blocks and outcomes
+RETRY_AFTER = 5.0  # seconds before looking again after a look failed (the connection)
+TIMEOUT = 30.0  # seconds a command may take: the backend works in the runner's loop
 MARK = b"@cov outcomes\n"  # between the block listing and the outcomes' tar stream
 
 
@@ -71,7 +73,8 @@ class RemotePilotFiles(PilotFiles):
         from runner.ssh import protocol
 
         line = f"cd {shlex.quote(self._root(run))} || exit 3\n{script}"
-        code, out, err = self.remote.remote.run_bytes(protocol.command(line), input=data)
+        code, out, err = self.remote.remote.run_bytes(protocol.command(line), input=data,
+                                                      timeout=TIMEOUT)
         if code == 3:
             raise OSError(f"{self._root(run)} is missing on {self.remote.remote.host.label}")
         return code, out
@@ -178,6 +181,7 @@ class RemotePilotFiles(PilotFiles):
                 self._current[run] = True
             except Exception as exc:  # noqa: BLE001 - SSHError, OSError: look again later
                 self._current[run] = False
+                self._looked[run] = now + RETRY_AFTER - REFRESH_EVERY
                 log.warning("slurm pilot: cannot look at the blocks of %s: %s",
                             os.path.basename(run), exc)
 
