@@ -120,3 +120,19 @@ def test_a_reattached_ticket_found_nowhere_is_queued_again(files: Any) -> None:
     pilot.refresh({run: [0, 1, 2, 3]})
     assert sorted(p.name for p in (root / layout.PILOT_QUEUE).iterdir()) == sorted([queued, lost])
     assert (root / layout.PILOT_QUEUE / lost).read_bytes() == lost.encode()
+
+
+def test_a_failed_look_marks_the_run_not_current_and_waits_before_the_next(files: Any) -> None:
+    """While the cluster's copy cannot be read, the mirror is not current (a block's silent
+    heartbeat then means nothing) and the next look waits ``RETRY_AFTER``."""
+    pilot, run, root = files
+    pilot.refresh({run: [1]}, force=True)
+    assert pilot.current(run)
+    shutil.rmtree(root)
+    pilot.refresh({run: [1]}, force=True)
+    assert not pilot.current(run)
+    root.mkdir()
+    pilot.refresh({run: [1]})  # too soon: not looked at again
+    assert not pilot.current(run)
+    pilot.refresh({run: [1]}, force=True)
+    assert pilot.current(run)
