@@ -2,10 +2,11 @@
 submitted again up to ``max_requeues`` times, warned (SIGUSR1) before its limit, and its task
 resumes from its checkpoint directory; exhausted, the task fails with the state and job ids.
 
-TIMEOUT is real (the single-node cluster, ``time_limited`` below). The test cluster has no
-preemption configured (no ``PreemptType``) and its one node cannot fail on purpose, so
-PREEMPTED and NODE_FAIL come as literal scheduler answers (what ``squeue``/``sacct`` print) to
-the real engine code, through a ``Shell`` that answers them.
+TIMEOUT is real (the single-node cluster, ``time_limited`` below); so are PREEMPTED and
+NODE_FAIL, in tests/backends/test_slurm_faults.py. The literal scheduler answers below (what
+``squeue``/``sacct`` print, through a ``Shell`` that answers them, to the real engine code) add
+what one cluster cannot show in one test: NODE_FAIL after a PREEMPTED requeue, and a
+re-attaching runner keeping the count.
 """
 from __future__ import annotations
 
