@@ -110,6 +110,7 @@ FINAL_RESULT = "result.pkl"
 REPORT = "report.html"
 ENV = "env.json"
 SOURCES = "sources.json"  # the code as dispatched (optional: older runs have none)
+PULLED_FROM = "pulled-from.json"  # a copy of another host's run (cov pull): runner.snapshot
 SECRETS = "secrets"  # a directory, 0700: its files are 0600 and never shown
 EXECUTOR_SECRETS = "executors.json"  # in secrets/
 SLURM = "slurm"  # the Slurm backend's files (below)
@@ -267,6 +268,8 @@ SSH_STDERR = "stderr.log"
 SSH_LAUNCH_LOG = "launch.log"  # the launcher's (setsid, python) own output
 SSH_PID = "pid"
 SSH_LIB = "lib"  # <remote_cache>/lib/: worker-<hash>/ (shipped files), cloudpickle zips
+SHIPPED_COV_PREFIX = "cov-"  # <remote_cache>/lib/cov-<version>-<hash>/: cov itself (self_ship)
+SHIPPED_COV_COMPLETE = ".complete"  # the last member of its tar stream: the stream was whole
 SLURM_REMOTE = ".cov"  # <remote_workdir>/.cov/<dispatch id>/: a run's copy on a cluster
 
 

@@ -12,6 +12,7 @@ from covalent_cli.cli.args import parse_args
 from covalent_cli.cli.as_job import describe, job_options, job_request, submit_job
 from covalent_cli.cli.commands import STATUS_EXIT, _echo_json, _result_value, _run, _state
 from covalent_cli.cli.main import Context, cli, pass_ctx
+from covalent_cli.cli.remote_on import dispatch_on_option, on_option
 from covalent_cli.errors import ExitCode, RunNotFound, RunUnreadable, UserError
 from covalent_cli.result import wait_for_run
 from runner.daemon import Keeper
@@ -37,6 +38,7 @@ from runner.state import COMPLETED, TERMINAL, RunState
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON document: the dispatch ids (with --wait, each run's result).")
 @click.option("--dry-run", is_flag=True, help="Build the graph, print its tasks; write no run.")
+@dispatch_on_option
 @click.option("--cache", "use_cache", is_flag=True,
               help="Every task uses the result cache (as @ct.electron(cache=True)).")
 @job_options
@@ -233,6 +235,7 @@ SECONDS = _Seconds()
 @click.argument("run_id")
 @click.option("--timeout", type=SECONDS, default=None, help="Give up after this many seconds (exit 5).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress, only the exit code.")
+@on_option
 @pass_ctx
 def wait_cmd(ctx: Context, run_id: str, timeout: Optional[float], quiet: bool) -> None:
     """Wait for a run to end; exit 0 completed, 3 failed, 4 cancelled, 5 timeout.
@@ -256,6 +259,7 @@ def wait_cmd(ctx: Context, run_id: str, timeout: Optional[float], quiet: bool) -
 @cli.command()
 @click.argument("run_id")
 @click.argument("nodes", type=int, nargs=-1)
+@on_option
 @pass_ctx
 def cancel(ctx: Context, run_id: str, nodes: Tuple[int, ...]) -> None:
     """Cancel a run, or only NODES of it (and what depends on them)."""

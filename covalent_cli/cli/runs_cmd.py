@@ -12,6 +12,7 @@ import yaml
 
 from covalent_cli.cli.commands import _echo_json, _status_text
 from covalent_cli.cli.main import Context, cli, pass_ctx
+from covalent_cli.cli.remote_on import on_option
 from covalent_cli.cli.run_filters import Age, RunFilter, RunStatus, labels_text, params_text
 from covalent_cli.errors import RunUnreadable, UserError
 from covalent_cli.result import resolve_run, wait_for_run
@@ -48,6 +49,7 @@ def _filter_options(fn: Any) -> Any:
 @click.option("-q", "--quiet", is_flag=True, help="Print only run ids.")
 @click.option("-n", "--limit", type=int, default=0, help="At most this many (newest first).")
 @click.option("--all", "show_all", is_flag=True, help="Include sublattices' child runs.")
+@on_option
 @pass_ctx
 def runs_cmd(ctx: Context, status: Optional[str], name: Optional[str], tags: Tuple[str, ...],
              params: Tuple[str, ...], older_than: Optional[float], as_json: bool, quiet: bool,
@@ -98,6 +100,7 @@ RM_STOP_TIMEOUT_S = 60.0  # how long `cov rm` waits for a cancelled run to stop
 @click.option("--force", is_flag=True,
               help=f"Remove a run even if it has not stopped {RM_STOP_TIMEOUT_S:g}s after its "
                    "cancel.")
+@on_option
 @pass_ctx
 def rm(ctx: Context, run_ids: Tuple[str, ...], status: Optional[str], name: Optional[str],
        tags: Tuple[str, ...], params: Tuple[str, ...], older_than: Optional[float],
