@@ -33,6 +33,8 @@ TRASH_PREFIX = ".rm-"  # .rm-<dispatch id>/: a run being removed (``cov rm``)
 CACHE = ".result-cache"  # <key[:2]>/<key>.json + <key>.pkl: the result cache (runner/cache.py)
 CACHE_INDEX_SUFFIX = ".json"  # an entry's index: the run and node it came from, its key's parts
 CACHE_RESULT_SUFFIX = ".pkl"  # an entry's result: a hard link of the outcome file it came from
+CACHE_LOCK = "lock"  # in .result-cache/: held over every add, eviction and clear
+CACHE_SIZE = "size"  # in .result-cache/: the bytes of every entry, as text (runner/cache_size.py)
 
 
 def is_run_name(name: str) -> bool:
