@@ -1,7 +1,7 @@
 """The result cache's size, kept right while several runners add to it and evict from it.
 
 One total for all the processes of a home: ``.result-cache/size`` (the bytes of every entry,
-as text), read and rewritten only under the cache's lock (``.result-cache/lock``, flock, a
+as text), read and rewritten in place only under the cache's lock (``.result-cache/lock``, flock, a
 lease on network filesystems), which every add, eviction and clear holds. A process keeps
 no count of its own between two adds, so one runner's additions and another's evictions are
 both in the next number either reads.
@@ -18,12 +18,12 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional
 
-from runner.fs import atomic_write
 from runner.layout import CACHE_LOCK, CACHE_SIZE, cache_dir
 from runner.locks import Lock, make_lock
 
 LOW_WATER = 0.9  # an eviction leaves the cache at this share of max_size
 LOCK_TIMEOUT_S = 120.0
+_WIDTH = 20  # the total's digits, right-aligned: a rewrite never leaves a longer one's tail
 
 
 class CacheSize:
@@ -37,6 +37,7 @@ class CacheSize:
         self._remove = remove
         self._lock: Optional[Lock] = None
         self._counted = False  # this process counted the entries once
+        self._ledger: Optional[int] = None  # the open total file
 
     def locked(self) -> Lock:
         """The cache's lock (re-entrant within this process), to hold over a change."""
@@ -99,21 +100,34 @@ class CacheSize:
     def _path(self) -> str:
         return str(cache_dir(self.home) / CACHE_SIZE)
 
+    def _fd(self) -> int:
+        if self._ledger is None:
+            self._ledger = os.open(self._path(), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        return self._ledger
+
     def _read(self) -> Optional[int]:
         try:
-            with open(self._path(), "rb") as f:
-                return max(0, int(f.read().strip()))
+            return max(0, int(os.pread(self._fd(), _WIDTH + 1, 0).strip()))
         except (OSError, ValueError):
-            return None
+            return None  # none yet (or torn by a crash): counted again
 
     def _write(self, total: int) -> None:
+        # In place, not by a rename: it is read only under the lock, so no reader sees it
+        # half-written, and one write of a fixed width costs a fraction of a rename per add
+        # (a crash that tore it is read as no total, and counted again).
         try:
-            atomic_write(self._path(), str(total).encode())
-        except OSError:  # a full disk: the next add counts again (no total is no wrong total)
-            try:
-                os.unlink(self._path())
-            except OSError:
-                pass
+            os.pwrite(self._fd(), str(total).rjust(_WIDTH).encode(), 0)
+        except OSError:
+            self._forget()
+
+    def _forget(self) -> None:
+        try:
+            os.unlink(self._path())
+        except OSError:
+            pass
+        if self._ledger is not None:
+            os.close(self._ledger)
+            self._ledger = None
 
 
 __all__ = ["CacheSize", "LOW_WATER"]

@@ -20,6 +20,7 @@ from runner.locks import LockBusy
 from runner.json_view import result_document
 from runner.query_failures import failed_tasks, inner_failure_lines
 from runner.rundir import RunDir, RunDirError
+from runner.snapshot import pulled_from
 from runner.state import COMPLETED, TERMINAL, RunState
 
 
@@ -269,6 +270,11 @@ def cancel(ctx: Context, run_id: str, nodes: Tuple[int, ...]) -> None:
     if _state(run).finished:
         click.echo(f"{run.dispatch_id} already ended {_state(run).status}", err=True)
         return
+    pulled = pulled_from(run.path)
+    if pulled is not None:  # its runner is the host's: a cancel here would reach nothing
+        host = pulled.get("host", "?")
+        raise UserError(f"run {run.dispatch_id} is a copy pulled from {host}: cancel it there",
+                        f"cov cancel --on {host} {run.dispatch_id[:8]}")
     manifest = run.manifest
     for n in nodes:
         if not 0 <= n < len(manifest.nodes):

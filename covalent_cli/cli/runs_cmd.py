@@ -22,6 +22,7 @@ from runner.query import (UNREADABLE, format_seconds, format_time, iter_runs, li
                           safe_summary)
 from runner.redact import mask_secrets
 from runner.rundir import RunDir, RunDirError
+from runner.snapshot import pulled_from
 from runner.state import TERMINAL
 
 
@@ -128,7 +129,9 @@ def rm(ctx: Context, run_ids: Tuple[str, ...], status: Optional[str], name: Opti
         return
     children = _children_of(ctx.home)
     for run, row in targets:
-        running = row["status"] not in TERMINAL and row["status"] != UNREADABLE
+        # A copy pulled from another host runs there, not here: nothing to cancel first.
+        running = row["status"] not in TERMINAL and row["status"] != UNREADABLE and \
+            pulled_from(run.path) is None
         if running and not run_ids and status != row["status"]:
             click.echo(f"Kept {run.dispatch_id}: it is {row['status']} (`cov rm "
                        f"{run.dispatch_id[:8]}` cancels and removes it)", err=True)
@@ -180,7 +183,7 @@ def _cancel_and_wait(runs: List[RunDir], force: bool) -> None:
     cancel out: removing the directory first would leave its tasks running)."""
     def unfinished(run: RunDir) -> bool:
         try:
-            return not run.state().finished
+            return not run.state().finished and pulled_from(run.path) is None
         except RunDirError:
             return False  # unreadable: nothing can run it
 

@@ -414,6 +414,14 @@ def test_pull_of_an_unfinished_run_is_a_snapshot_no_runner_here_runs(
     waited = run_cov("wait", run_id)
     lines = waited.stderr.strip().splitlines()
     assert waited.returncode != 0 and len(lines) == 1 and "pulled from lab" in lines[0]
+    cancelled = run_cov("cancel", run_id)  # the host's run: cancelled there, not here
+    lines = cancelled.stderr.strip().splitlines()
+    assert cancelled.returncode != 0 and len(lines) == 1 and "--on lab" in lines[0]
+    other = {"COV_HOME": str(tmp_path / "other-home")}  # a second copy, removed unfinished
+    assert run_cov("pull", "lab", run_id, env=other).returncode == 0
+    removed = run_cov("rm", run_id, env=other)  # nothing here to cancel first: at once
+    assert removed.returncode == 0, removed.stderr
+    assert not (tmp_path / "other-home" / run_id).exists()
     journal = (local / EVENTS).read_bytes()
 
     go.write_text("")
