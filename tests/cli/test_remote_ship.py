@@ -16,7 +16,8 @@ from typing import Dict, Iterator, List
 import pytest
 
 from runner.layout import SHIPPED_COV_PREFIX, SSH_LIB, TMP_PREFIX
-from tests.cli.test_remote import REMOTE_PYTHON, SCRIPT, remote, remote_path  # noqa: F401
+from tests.cli.test_remote import (REMOTE_PYTHON, SCRIPT, ns_remote, remote,  # noqa: F401
+                                   remote_path)
 from tests.conftest import REPO
 
 
@@ -167,3 +168,22 @@ def test_a_host_python_of_another_minor_version_is_refused_in_one_line(
     assert done.returncode != 0 and len(lines) == 1, done.stderr
     assert "Python 3.12" in lines[0] and "3.11" in lines[0] and "Traceback" not in done.stderr
     assert _shipped(bare["cache"]) == []  # refused before anything was copied
+
+
+def test_shipped_through_proxyjump_to_a_namespace_host(
+        ns_remote: Dict[str, Path], cov_home: Path, run_cov, tmp_path: Path) -> None:  # noqa: F811
+    """Executor ``bare-ns``: the namespace host behind a ProxyJump, its Python without cov."""
+    cache = ns_remote["home"].parent / "cache-ns"
+    config = Path(os.environ["COV_CONFIG"])
+    config.write_text(config.read_text() + "".join(f"  {line}\n" for line in [
+        "bare-ns:", "  type: ssh", "  hostname: ns-jump", f"  python_path: {REMOTE_PYTHON}",
+        f"  remote_cache: {cache}", "  prelude:", f"    - export COV_HOME={ns_remote['home']}",
+        f"    - export COV_CONFIG={ns_remote['config']}"]))
+    script = tmp_path / "where.py"
+    script.write_text("import socket\nimport covalent as ct\n\n@ct.electron\ndef where():\n"
+                      "    return socket.gethostname()\n\n@ct.lattice\ndef wf():\n"
+                      "    return where()\n")
+    done = run_cov("dispatch", "--on", "bare-ns", str(script), "--wait", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["runs"][0]["result"] == str(ns_remote["hostname"])
+    assert len(_shipped(cache)) == 1
