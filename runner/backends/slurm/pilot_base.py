@@ -14,9 +14,9 @@ from runner import layout
 from runner.backends.base import Completion, Services, Task
 from runner.backends.slurm.client import SlurmError
 from runner.backends.slurm.engine import LIVE_TICK, SlurmBackend
-from runner.backends.slurm.pilot_files import PilotFiles, Ticket
 from runner.backends.slurm.jobs import Identity, Key, SlurmJob
 from runner.backends.slurm.pilot_blocks import Block, blocks_on_disk, wanted_blocks
+from runner.backends.slurm.pilot_files import PilotFiles, Ticket
 from runner.backends.slurm.pilot_script import render_block_script
 from runner.backends.slurm.pilot_settings import PilotSettings, parse_pilot, pilot_problem
 from runner.backends.slurm.script import job_name, python_command
@@ -185,7 +185,7 @@ class PilotBase(SlurmBackend):
                 self.fresh.extend(t for t in tasks if t not in self.fresh)
                 continue
             except Exception as exc:  # noqa: BLE001 - the disk full, the remote copy gone
-                for task in queued:
+                for task in tasks:  # (those already ended are not ended twice: ``_end``)
                     self._not_queued(task, exc)
                 continue
             for task in queued:
