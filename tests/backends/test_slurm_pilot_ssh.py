@@ -225,3 +225,36 @@ def test_pilot_through_ssh_copies_the_tasks_files_over_the_login_connection(
     assert back.read_text() == "LOGIN DATA"
     (block,) = _remote_blocks(remote, run_id)
     assert run_result(run_cov, run_id) == _local_job(cov_home, run_id, block.name)
+
+
+def _drop_connections(sshd_dir: Path) -> int:
+    """Kill this session's sshd's connection processes (its children, by pid): every open SSH
+    connection to it drops, as a network cut would; the listener stays. How many were cut."""
+    listener = (sshd_dir / "sshd.pid").read_text().strip()
+    kids = subprocess.run(["pgrep", "-P", listener], capture_output=True, text=True).stdout.split()
+    for pid in kids:
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return len(kids)
+
+
+def test_pilot_through_ssh_connection_dropped_mid_run_reconnects_nothing_runs_twice(
+        slurm_login: SlurmLogin, remote: Path, cov_home: Path, run_cov: Callable,
+        tmp_path: Path) -> None:
+    """The runner's connection is cut twice while the block works: the block goes on with
+    the cluster's queue, the runner connects again and takes the outcomes; no task runs twice
+    and the block is not taken for lost."""
+    run_id = _dispatch(run_cov, tmp_path, slurm_login, remote,
+                       {"max_blocks": 1, "workers": 2, "idle_timeout": 20}, n=24, pause=0.5)
+    marks = remote / "marks"
+    for done in (3, 10):
+        _until(lambda: len(list(marks.iterdir())) >= done, timeout=60, what="tasks to run")
+        assert _drop_connections(slurm_login.host.dir) >= 1
+    status = wait_status(run_cov, run_id, timeout=120)
+    assert status["status"] == "COMPLETED", status
+    assert run_result(run_cov, run_id) == sum(i * i for i in range(24))
+    assert _executions(marks) == {i: 1 for i in range(24)}
+    assert {t["attempt"] for t in status["tasks"] if t["name"] == "square"} == {1}
+    assert len(_remote_blocks(remote, run_id)) == 1
