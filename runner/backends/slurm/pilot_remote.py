@@ -272,7 +272,12 @@ def _settled(run: str) -> List[str]:
         names = os.listdir(base)
     except OSError:
         return []
-    return [n for n in names if _safe(n) and Block(run, n).exited() and not Block(run, n).tickets()]
+    settled = []
+    for name in names:
+        block = Block(run, name)
+        if _safe(name) and block.exited() and not block.tickets():
+            settled.append(name)
+    return settled
 
 
 def _safe(name: str) -> bool:
