@@ -117,7 +117,8 @@ def test_a_reattached_ticket_found_nowhere_is_queued_again(files: Any) -> None:
     _as_pool(root / layout.outcome_rel(2), b"done")
     for name in (queued, running, finished, lost):
         pilot.reattach(run, (name, name.encode()), lambda: False)
-    pilot.refresh({run: [0, 1, 2, 3]})
+    pilot.refresh({run: [0, 1, 2, 3]})  # the look runs in a thread of its own ...
+    pilot.refresh({run: [0, 1, 2, 3]}, force=True)  # ... and is taken in by the next call
     assert sorted(p.name for p in (root / layout.PILOT_QUEUE).iterdir()) == sorted([queued, lost])
     assert (root / layout.PILOT_QUEUE / lost).read_bytes() == lost.encode()
 

@@ -25,8 +25,8 @@ Policy:
 * ``cancel`` takes a queued ticket back, or asks the block running it to kill it.
 * Tickets and block files move only through ``self.files`` (``pilot_files.PilotFiles``: the
   shared run directory; ``pilot_remote.RemotePilotFiles``: through SSH without a shared
-  filesystem, the cluster's copy of the run, mirrored back once per round). Through SSH too
-  the backend works in the runner's thread.
+  filesystem, the cluster's copy of the run, mirrored back by a look every 0.25 s that runs in
+  a thread of its own). The backend's other work is the runner's thread's, through SSH too.
 
 State (all in the runner's thread): ``outstanding`` (key -> the attempt out), ``fresh`` (no
 ticket yet), ``blocks`` (id -> ``Block``), ``losses`` (key -> times lost with a block),

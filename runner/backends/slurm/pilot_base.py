@@ -45,8 +45,9 @@ class PilotBase(SlurmBackend):
             self.error = self.error or problem
         else:
             self.pilot = parse_pilot(config.get("pilot")) or PilotSettings()
-        # Through SSH too, the backend works in the runner's thread: a round is a few
-        # commands at most (one look at the blocks and outcomes for many tickets).
+        # Through SSH too, the backend works in the runner's thread: a round is a few short
+        # commands at most; the periodic look at the blocks and outcomes has its own thread
+        # (``pilot_remote``).
         self.threaded = False
         self.reattached: List[Task] = []  # taken in at the next round (after connecting)
         self.outstanding: Dict[Key, Task] = {}

@@ -7,9 +7,11 @@ directory (they cannot tell). The runner reaches it through the executor's SSH c
 * ``put``: the new tickets of a round in one ``tar`` stream, unpacked into a directory beside
   the queue and renamed into it (a block never sees half a ticket); a retried attempt's old
   outcome and logs there are removed in the same command, so they cannot pass for its own;
-* ``refresh`` (every ``REFRESH_EVERY`` s per run while it has tasks out or blocks, at once when
-  forced): one command prints every block's ``started``/``exited`` files, heartbeat times and
-  ``running/`` listing, then a ``tar`` of the outcomes and logs of the tasks out. The block
+* ``refresh`` (every ``REFRESH_EVERY`` s per run while it has tasks out or blocks, in a thread
+  of its own so that the runner's loop never waits on the connection for it, its answer taken
+  in at the next round; at once when forced): one command prints every block's
+  ``started``/``exited`` files, heartbeat times and ``running/`` listing, then a ``tar`` of
+  the outcomes and logs of the tasks out. The block
   files are mirrored into the local ``slurm/pilot/blocks/`` (so ``pilot_blocks.Block`` reads
   them as in shared mode, and a restarted runner finds them), the outcomes and logs go into
   ``results/`` and ``logs/``;
@@ -30,6 +32,8 @@ import logging
 import os
 import secrets
 import shlex
+import tarfile
+import threading
 import time
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
@@ -58,6 +62,7 @@ class RemotePilotFiles(PilotFiles):
         self._current: Dict[str, bool] = {}  # run -> whether its last refresh worked
         self._found: Dict[str, Dict[int, Identity]] = {}  # outcomes fetched, not yet taken
         self._verify: Dict[str, Dict[str, bytes]] = {}  # run -> re-attached tickets to check
+        self._looks: Dict[str, "_Look"] = {}  # run -> its look in flight (a thread)
 
     # -- paths on the cluster --------------------------------------------------------------
     def _root(self, run: str) -> str:
@@ -171,19 +176,28 @@ class RemotePilotFiles(PilotFiles):
 
     # -- reading ---------------------------------------------------------------------------
     def refresh(self, runs: Dict[str, List[int]], force: bool = False) -> None:
+        """A look that is due runs in a thread of its own, so that the runner's loop never
+        waits on the connection for it; its answer is taken in at the next call. Forced: at
+        once (after the look in flight, if any), and taken in before returning."""
         now = time.monotonic()
         for run, nodes in runs.items():
+            look = self._looks.get(run)
+            if look is not None:
+                if look.is_alive() and not force:
+                    continue
+                look.join()
+                del self._looks[run]
+                self._take(look)
             if not force and now - self._looked.get(run, 0.0) < REFRESH_EVERY:
                 continue
             self._looked[run] = now
-            try:
-                self._refresh(run, nodes)
-                self._current[run] = True
-            except Exception as exc:  # noqa: BLE001 - SSHError, OSError: look again later
-                self._current[run] = False
-                self._looked[run] = now + RETRY_AFTER - REFRESH_EVERY
-                log.warning("slurm pilot: cannot look at the blocks of %s: %s",
-                            os.path.basename(run), exc)
+            look = _Look(self, run, nodes)
+            if force:
+                look.run()
+                self._take(look)
+            else:
+                self._looks[run] = look
+                look.start()
 
     def current(self, run: str) -> bool:
         return self._current.get(run, True)
@@ -199,13 +213,13 @@ class RemotePilotFiles(PilotFiles):
         result = self.remote.remote.run(["tail", "-c", "2000", path])
         return f"{self.remote.remote.host.label}:{path}", result.stdout if result.ok else ""
 
-    def _refresh(self, run: str, nodes: List[int]) -> None:
-        verify = self._verify.get(run, {})
+    def look_script(self, run: str, nodes: List[int], queue: bool) -> str:
+        """The one command of a look: (the queue's listing,) every block's files, the
+        outcomes and logs of ``nodes``. The queue is listed before the blocks' running/, and
+        outcomes last: a ticket that moves on meanwhile shows in the next listing."""
         skip = " ".join(name for name in _settled(run))
-        # The queue is listed before the blocks' running/, and outcomes last: a ticket that
-        # moves on meanwhile shows in the next listing.
-        script = "\n".join([
-            f'echo "@cov queue" $(ls {layout.PILOT_QUEUE} 2>/dev/null)' if verify else "",
+        return "\n".join([
+            f'echo "@cov queue" $(ls {layout.PILOT_QUEUE} 2>/dev/null)' if queue else "",
             f"for d in {layout.PILOT_BLOCKS}/*/; do",
             ' [ -d "$d" ] || continue; b=${d%/}; b=${b##*/}',
             f' case " {skip} " in *" $b "*) continue;; esac',
@@ -217,22 +231,49 @@ class RemotePilotFiles(PilotFiles):
             f' echo "@cov running" $(ls "${{d}}{layout.BLOCK_RUNNING}" 2>/dev/null)',
             "done",
             f'echo "@cov outcomes"; {self.remote.outcomes_script(nodes)}'])
-        code, out = self._run(run, script)
-        head, mark, tar = out.partition(MARK)
-        if code != 0 or not mark:
-            raise OSError(f"the look at the pilot blocks failed (exit {code})")
+
+    def _take(self, look: "_Look") -> None:
+        """A finished look's answer into the mirror, the outcomes into the run directory; the
+        re-attached tickets it looked for and found nowhere are queued again."""
+        run = look.run_dir
+        head, mark, tar = look.out.partition(MARK)
+        # tar's 2: a file it was given went meanwhile (a finished task's copies cleaned up, a
+        # retry's old outcome removed); the stream still holds the others
+        if look.error is None and (look.code not in (0, 2) or not mark):
+            look.error = OSError(f"the look at the pilot blocks failed (exit {look.code})")
+        found: Dict[int, Identity] = {}
+        if look.error is None:
+            try:
+                found = self.remote.unpack_outcomes(run, look.nodes, tar)
+            except (OSError, tarfile.TarError) as exc:
+                look.error = exc
+        if look.error is not None:
+            self._current[run] = False
+            self._looked[run] = time.monotonic() + RETRY_AFTER - REFRESH_EVERY
+            log.warning("slurm pilot: cannot look at the blocks of %s: %s",
+                        os.path.basename(run), look.error)
+            return
+        self._current[run] = True
         queued, placed = self._mirror(run, head.decode("utf-8", "replace"))
-        found = self.remote.unpack_outcomes(run, nodes, tar)
         self._found.setdefault(run, {}).update(found)
-        if verify:
-            del self._verify[run]
-            lost = [(name, data) for name, data in sorted(verify.items())
-                    if name not in queued and name not in placed and
-                    (layout.ticket_task(name) or (-1, 0))[0] not in found]
-            if lost:
-                log.warning("slurm pilot: %d re-attached task(s) found nowhere on the "
-                            "cluster: queued again", len(lost))
+        if not look.verify:
+            return
+        waiting = self._verify.get(run, {})
+        for name in look.verify:
+            waiting.pop(name, None)
+        if not waiting:
+            self._verify.pop(run, None)
+        lost = [(name, data) for name, data in sorted(look.verify.items())
+                if name not in queued and name not in placed and
+                (layout.ticket_task(name) or (-1, 0))[0] not in found]
+        if lost:
+            log.warning("slurm pilot: %d re-attached task(s) found nowhere on the cluster: "
+                        "queued again", len(lost))
+            try:
                 self.put(run, lost)
+            except Exception:  # noqa: BLE001 - looked for again at the next look
+                self._verify.setdefault(run, {}).update(lost)
+                raise
 
     def _mirror(self, run: str, text: str) -> Tuple[Set[str], Set[str]]:
         """Write the listed blocks' files into the local mirror; (the queue's names, the
@@ -263,6 +304,25 @@ class RemotePilotFiles(PilotFiles):
                 placed |= names
                 _mirror_listing(block.path(layout.BLOCK_RUNNING), names)
         return queued, placed
+
+
+class _Look(threading.Thread):
+    """One look at a run's blocks and outcomes: the command runs here (``run``); the answer
+    is the runner thread's to take in (``RemotePilotFiles._take``)."""
+
+    def __init__(self, files: RemotePilotFiles, run: str, nodes: List[int]) -> None:
+        super().__init__(name="cov-pilot-look", daemon=True)
+        self.files, self.run_dir, self.nodes = files, run, nodes
+        self.verify = dict(files._verify.get(run, {}))  # the re-attached, looked for here
+        self.script = files.look_script(run, nodes, queue=bool(self.verify))
+        self.code, self.out = -1, b""
+        self.error: Optional[Exception] = None
+
+    def run(self) -> None:
+        try:
+            self.code, self.out = self.files._run(self.run_dir, self.script)
+        except Exception as exc:  # noqa: BLE001 - SSHError, OSError: the runner's to report
+            self.error = exc
 
 
 def _settled(run: str) -> List[str]:
