@@ -59,6 +59,9 @@ class CacheHook(RunnerBase):
         try:
             parts = self.cache.key_parts(run.dir, run.manifest, node)
             if parts is not None:
-                self.cache.add(parts, run.dir.result_path(node), run.manifest.dispatch_id, node)
+                source = run.dir.outcome_bytes(node) if run.dir.outcome_is_packed(node) \
+                    else run.dir.result_path(node)
+                if source is not None:
+                    self.cache.add(parts, source, run.manifest.dispatch_id, node)
         except OSError as exc:
             self._log(f"run {run.manifest.dispatch_id}: node {node}'s result not cached: {exc}")

@@ -117,6 +117,11 @@ SSH = "ssh"  # ssh/<node>.<attempt>/: an SSH attempt's files with a shared files
 SPARE_OUTCOME = "next"  # results/next.tmp-<pid>-<random>: a pool worker's next outcome, empty
 CAPTURE_PREFIX = ".capture-"  # logs/.capture-<pid>.out|err: a pool worker's output in progress
 STREAMS = ("out", "err")  # the suffixes of a node's logs (and of capture files)
+# Format 2.0's pack files (runner/outcome_pack.py): results/pack-<token>.bin holds outcome
+# records, logs/pack-<token>.log logs; <token> is <writer pid>-<random>, one writer each.
+PACKED_PREFIX = "pack-"
+OUTCOME_PACK_SUFFIX = ".bin"
+LOG_PACK_SUFFIX = ".log"
 
 
 def outcome_file(node: Part) -> str:
@@ -150,6 +155,19 @@ def capture_pid(name: str) -> Optional[int]:
     return int(pid) if pid.isdigit() else None
 
 
+def pack_file(token: str, suffix: str) -> str:
+    """A pack file's name (``suffix``: ``OUTCOME_PACK_SUFFIX`` in ``results/``,
+    ``LOG_PACK_SUFFIX`` in ``logs/``)."""
+    return f"{PACKED_PREFIX}{token}{suffix}"
+
+
+def is_pack_name(name: str, suffix: str) -> bool:
+    """Whether ``name`` is a pack file's (a plain name: no path, no dot name)."""
+    stem = name[len(PACKED_PREFIX):-len(suffix)] if name.endswith(suffix) else ""
+    return name.startswith(PACKED_PREFIX) and bool(stem) and "/" not in name and \
+        all(c.isalnum() or c == "-" for c in stem)
+
+
 def attempt_name(node: Part, attempt: Part) -> str:
     """``<node>.<attempt>``: an attempt's Slurm bundle and SSH directory are named so."""
     return f"{node}.{attempt}"
@@ -167,6 +185,10 @@ def pack_path(run: str) -> str:
 
 def logs_dir(run: str) -> str:
     return os.path.join(run, LOGS)
+
+
+def results_dir(run: str) -> str:
+    return os.path.join(run, RESULTS)
 
 
 def outcome_path(run: str, node: int) -> str:

@@ -17,7 +17,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Any, BinaryIO, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 from runner.contained import (OutsideRunError, RunDirError, open_contained,  # noqa: F401
                               open_contained_dir, open_in)
@@ -28,13 +28,14 @@ from runner.layout import (CANCEL, ENV, EVENTS, EXECUTOR_SECRETS, FINAL_RESULT, 
                            RunPaths, is_run_name, outcome_file, outcome_rel)  # re-exported
 from runner.locks import Lock, acquire_patiently, make_lock
 from runner.manifest import Manifest, ManifestError, check_header
-from runner.outcome import OutcomeHeader, header_problem, read_outcome_file, read_outcome_header
+from runner.packed_reads import PackedIndex, PackScan
+from runner.rundir_results import ResultReads
 from runner.state import Event, EventError, RunState, check_event, fold
 from runner.unreadable import (clear_unreadable, files_stamp, mark_unreadable,  # noqa: F401
                                unreadable_reasons)  # re-exported for their readers here
 
 
-class RunDir(RunPaths):
+class RunDir(RunPaths, ResultReads):
     """A view of one run directory; cheap to create, reads lazily."""
 
     def __init__(self, path: os.PathLike | str) -> None:
@@ -45,6 +46,8 @@ class RunDir(RunPaths):
         self._pack_fd: Optional[int] = None
         self._appended: Optional[List[Event]] = None
         self._lock: Optional[Lock] = None
+        self._packed = PackedIndex()  # where packed outcomes and logs are (format 2.0)
+        self._pack_scan: Optional[PackScan] = None
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
@@ -81,7 +84,7 @@ class RunDir(RunPaths):
     @classmethod
     def create(cls, home: Path, manifest: Manifest, pack: bytes,
                events: Iterable[Event] = (),
-               results: Iterable[Tuple[int, Path]] = (),
+               results: Iterable[Tuple[int, Union[Path, bytes]]] = (),
                secret_values: Optional[Dict[str, Dict[str, Any]]] = None,
                env: Optional[bytes] = None, sources: Optional[bytes] = None) -> "RunDir":
         """The new run, built whole or not at all (``runner.creation.create_run_dir``), or the
@@ -207,6 +210,7 @@ class RunDir(RunPaths):
                     events.append(check_event(event))
         except EventError as exc:  # whole but wrong: damage, reported every time it is read
             raise RunDirError(f"run {self.dispatch_id}: {EVENTS}: {exc}") from None
+        self._packed.note(events, self._events_offset, self._events_offset + end)
         self._events_offset += end
         return events
 
@@ -237,6 +241,7 @@ class RunDir(RunPaths):
                 os.fsync(fd)
         finally:
             os.close(fd)
+        self._packed.note(stamped, start, start + len(data))
         if start == self._events_offset:  # nobody else wrote in between: no need to re-read
             self._events_offset += len(data)
             if self._state is not None:
@@ -250,70 +255,7 @@ class RunDir(RunPaths):
         appended, self._appended = self._appended, None
         return appended
 
-    # -- results -------------------------------------------------------------------------
-    def outcome_header(self, node: int) -> Optional[OutcomeHeader]:
-        """The outcome header of node's result file, or None if absent or incomplete;
-        ``RunDirError`` if it is whole but not a header of ours. The runner's own read (it runs
-        the run's code anyway); readers that show a run to someone use ``read_outcome``, which
-        is contained."""
-        path = str(self.result_path(node))
-        try:
-            header = read_outcome_header(path)
-        except (TypeError, ValueError):  # a "len" that is not a number
-            header = {}
-        if header is None:
-            return None
-        problem = header_problem(header)
-        if problem:
-            raise RunDirError(f"run {self.dispatch_id}: {outcome_rel(node)}: {problem}")
-        return header
-
-    def read_outcome(self, node: int, payload: bool = False
-                     ) -> Tuple[Optional[OutcomeHeader], Optional[bytes]]:
-        """(header, pickled value) of node's outcome file (``runner.outcome``), opened through
-        ``open_file``; (None, None) if absent or incomplete, the value None unless ``payload``
-        and the task succeeded."""
-        try:
-            with self.open_file(self.result_path(node)) as f:
-                header, data = read_outcome_file(f, payload)
-        except FileNotFoundError:
-            return None, None
-        if header is None:
-            return None, None
-        problem = header_problem(header)
-        if problem:
-            raise RunDirError(f"run {self.dispatch_id}: {outcome_rel(node)}: {problem}")
-        return header, data
-
-    def read_outputs(self, nodes: Iterable[int]) -> Dict[int, bytes]:
-        """The pickled outputs of the tasks among ``nodes`` that completed, read as
-        ``read_outcome`` reads one (contained, same checks) but with the results directory
-        opened and checked once: what a ``Result`` snapshot of a large run reads."""
-        found: Dict[int, bytes] = {}
-        try:
-            dfd = open_contained_dir(self.path, self.dispatch_id, [RESULTS])
-        except FileNotFoundError:
-            return found
-        try:
-            for node in nodes:
-                try:
-                    f = os.fdopen(open_in(dfd, self.dispatch_id, [RESULTS, outcome_file(node)]),
-                                  "rb")
-                except FileNotFoundError:
-                    continue
-                with f:
-                    header, data = read_outcome_file(f, payload=True)
-                if header is not None:
-                    problem = header_problem(header)
-                    if problem:
-                        raise RunDirError(f"run {self.dispatch_id}: {outcome_rel(node)}: "
-                                          f"{problem}")
-                if data is not None:
-                    found[node] = data
-        finally:
-            os.close(dfd)
-        return found
-
+    # -- results: runner.rundir_results (ResultReads) ---------------------------------
     def load_output(self, node: int) -> Any:
         """The deserialized output of a node (parameter value or task result)."""
         import cloudpickle  # noqa: F401  (by-value objects need it importable)
@@ -331,15 +273,6 @@ class RunDir(RunPaths):
         if payload is None:
             raise RunDirError(f"run {self.dispatch_id}: node {node} has no complete result")
         return payload
-
-    def read_log(self, node: int, stream: str) -> str:
-        """A task's stdout or stderr ("" if it wrote none), read through ``open_file``."""
-        path = self.stdout_path(node) if stream == "stdout" else self.stderr_path(node)
-        try:
-            with self.open_file(path) as f:
-                return f.read().decode("utf-8", "replace")
-        except FileNotFoundError:
-            return ""
 
     # -- cancel --------------------------------------------------------------------------
     def cancel_request(self) -> Optional[Dict[str, Any]]:

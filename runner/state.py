@@ -8,7 +8,8 @@ Each line of the log is one JSON object with a time ``t`` and a kind ``ev``:
 ``pending``    the scheduler's reason a QUEUED attempt waits (Slurm's ``Resources``, ``Priority``)
 ``start``      the attempt started on its worker or host at ``start`` (``pid``) -> RUNNING
 ``dispatching``a sublattice node started its child run ``child`` -> DISPATCHING
-``end``        ``node`` finished: ``status`` COMPLETED/FAILED/CANCELLED, start/end, error, pid
+``end``        ``node`` finished: ``status`` COMPLETED/FAILED/CANCELLED, start/end, error, pid,
+               ``at``/``log_at``: where a packed outcome and logs are (format 2.0)
 ``run``        the run's own status: RUNNING, COMPLETED, FAILED, CANCELLED (+ ``error``)
 =============  ===========================================================================
 
@@ -102,6 +103,8 @@ class Event(TypedDict, total=False):
     reason: Optional[str]
     reused_from: Optional[str]
     cached_from: Optional[str]
+    at: Optional[List[Any]]  # [pack file, offset, length] of a packed outcome (format 2.0)
+    log_at: Optional[Dict[str, List[Any]]]  # {"out"|"err": location} of packed logs
 
 
 class EventError(ValueError):
@@ -126,7 +129,8 @@ _FIELDS: Dict[str, Dict[str, frozenset]] = {
     "end": {**_COMMON, "node": _INT, "attempt": _INT, "status": frozenset({str}),
             "error": _TEXT, "exception": _TEXT, "child": _TEXT, "start": _TIME, "end": _TIME,
             "pid": frozenset({int, type(None)}), "reused_from": _TEXT,
-            "cached_from": _TEXT},
+            "cached_from": _TEXT, "at": frozenset({list, type(None)}),
+            "log_at": frozenset({dict, type(None)})},
 }
 _HANDLE_FIELDS = {"pid": frozenset({int, type(None)}), "host": _TEXT,
                   "job_id": frozenset({str, int, type(None)})}
@@ -192,6 +196,10 @@ class TaskState:
     reused: bool = False
     reused_from: Optional[str] = None  # the run a reused result was taken from
     cached_from: Optional[str] = None  # RUN/NODE whose result the cache gave (runner/cache.py)
+    # Format 2.0: where the attempt's outcome and logs are in pack files (runner/outcome_pack.py);
+    # None: in their own files (results/<node>.pkl, logs/<node>.out|err), as in format 1.0.
+    at: Optional[List[Any]] = None
+    log_at: Optional[Dict[str, List[Any]]] = None
 
     @property
     def finished(self) -> bool:
@@ -255,7 +263,7 @@ def apply(state: RunState, event: Event) -> None:
         task.host = event.get("host")
         task.pid = task.job_id = task.handle = task.started = task.reason = None
         task.claimed = t
-        task.ended = task.error = task.exception = None
+        task.ended = task.error = task.exception = task.at = task.log_at = None
     elif kind == "start":
         if task.finished or int(event.get("attempt", task.attempt)) != task.attempt:
             return  # an attempt's late report; the end event has its start anyway
@@ -294,6 +302,8 @@ def apply(state: RunState, event: Event) -> None:
         task.pid = event.get("pid", task.pid)
         task.reused_from = event.get("reused_from")
         task.cached_from = event.get("cached_from")
+        task.at = event.get("at")
+        task.log_at = event.get("log_at")
         if "attempt" in event:
             task.attempt = int(event["attempt"])
         if event.get("child"):

@@ -43,9 +43,11 @@ def test_manifest_edited_into_other_yaml_is_still_read():
 
 def test_newer_major_format_is_refused_older_minor_accepted():
     text = diamond().to_yaml()
-    with pytest.raises(ManifestError, match="newer than this cov"):
-        Manifest.from_yaml(text.replace("format_version: '1.0'", "format_version: '2.0'"))
-    assert Manifest.from_yaml(text.replace("format_version: '1.0'", "format_version: '1.7'"))
+    assert "format_version: '2.0'" in text  # what dispatch writes: packed outcomes
+    with pytest.raises(ManifestError, match=r"format 3.0 is newer than this cov reads \(2.0\)"):
+        Manifest.from_yaml(text.replace("format_version: '2.0'", "format_version: '3.0'"))
+    assert Manifest.from_yaml(text.replace("format_version: '2.0'", "format_version: '2.7'"))
+    assert Manifest.from_yaml(text.replace("format_version: '2.0'", "format_version: '1.0'"))
 
 
 def test_corrupted_manifest_is_a_clear_error():
