@@ -95,7 +95,7 @@ class Claims(Sublattices, CacheHook):
             if node_id not in claimed:
                 continue
             spec = engine.task_for(run.manifest, node_id, claimed[node_id], run.path, self.fence,
-                                   run.state.tasks)
+                                   run.dir.packed_at)
             run.ours[node_id] = spec
             try:
                 backend.submit(spec)
@@ -199,7 +199,7 @@ class Claims(Sublattices, CacheHook):
             elif verdict.kind == "reattach":
                 handle = dict(task.handle or {})  # the re-claim below clears task.handle
                 spec = engine.task_for(run.manifest, node, task.attempt, run.path, self.fence,
-                                       run.state.tasks)
+                                       run.dir.packed_at)
                 backend = self._backend(spec.executor, run.env)
                 claimed = self._claim(run, [node], attempt=task.attempt, adopt=True)
                 if run.busy():

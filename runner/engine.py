@@ -193,9 +193,9 @@ def still_applies(tasks: Dict[int, TaskState], event: Event) -> bool:
 
 
 def task_for(manifest: Manifest, node_id: int, attempt: int, run: str, fence: str,
-             tasks: Optional[Dict[int, TaskState]] = None) -> Task:
+             packed_at: Optional[Callable[[int], Optional[List[Any]]]] = None) -> Task:
     """The ``Task`` for attempt ``attempt`` of ``node_id`` of the run at ``run``: its inputs
-    are blobs (parameters) or the outcomes of its parents (with, from ``tasks``, where a
+    are blobs (parameters) or the outcomes of its parents (with, from ``packed_at``, where a
     packed one is: ``("result", node, location)``)."""
     node = manifest.node(node_id)
     inputs = []
@@ -205,7 +205,7 @@ def task_for(manifest: Manifest, node_id: int, attempt: int, run: str, fence: st
             assert parent.blob is not None
             source: Tuple[Any, ...] = ("blob", parent.blob[0], parent.blob[1])
         else:
-            at = tasks[edge.node].at if tasks is not None and edge.node in tasks else None
+            at = packed_at(edge.node) if packed_at is not None else None
             source = ("result", edge.node, at) if at else ("result", edge.node)
         key = edge.index if edge.type == "arg" else edge.param
         inputs.append((edge.type, key, source))

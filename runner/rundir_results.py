@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Dict, Iterable, Optional, Tuple
+from typing import TYPE_CHECKING, Any, BinaryIO, Dict, Iterable, List, Optional, Tuple
 
 from runner import layout
 from runner.contained import RunDirError, open_contained_dir, open_in
@@ -39,7 +39,9 @@ class ResultReads:
         def stderr_path(self, node: int) -> Path: ...
 
     # -- where ------------------------------------------------------------------------------
-    def _outcome_location(self, node: int) -> Optional[Tuple[str, int, int]]:
+    def outcome_location(self, node: int) -> Optional[Tuple[str, int, int]]:
+        """(pack file name in ``results/``, offset, length) of node's packed outcome record
+        as the event log records it, or None: its own file (``results/<node>.pkl``), if any."""
         self._packed.refresh(self.events_path)
         at = self._packed.outcome_at(node)
         if at is None:
@@ -48,6 +50,11 @@ class ResultReads:
             return checked_location(at, layout.OUTCOME_PACK_SUFFIX, f"node {node}'s end event")
         except ValueError as exc:
             raise RunDirError(f"run {self.dispatch_id}: {layout.EVENTS}: {exc}") from None
+
+    def packed_at(self, node: int) -> Optional[List[Any]]:
+        """``outcome_location`` as the events this ``RunDir`` read or appended say, without
+        looking for new ones: the runner's, which reads every event itself."""
+        return self._packed.outcome_at(node)
 
     def log_location(self, node: int, stream: str) -> Optional[Tuple[Path, int, int]]:
         """(pack file, offset, length) of ``node``'s packed ``stream`` (stdout|stderr), or
@@ -95,7 +102,7 @@ class ResultReads:
         (a dead runner's, whose end was never recorded: the packs are scanned for it). The
         runner's own read (it runs the run's code anyway); readers that show a run to someone
         use ``read_outcome``, which is contained."""
-        loc = self._outcome_location(node)
+        loc = self.outcome_location(node)
         if loc is not None:
             header: Optional[OutcomeHeader] = self._packed_record(node, loc)[0]
         else:
@@ -123,7 +130,7 @@ class ResultReads:
         """(header, pickled value) of node's outcome (``runner.outcome``), opened through
         ``open_file``; (None, None) if absent or incomplete, the value None unless ``payload``
         and the task succeeded."""
-        loc = self._outcome_location(node)
+        loc = self.outcome_location(node)
         if loc is not None:
             header, data = self._packed_record(node, loc)
             if header is None:
@@ -145,7 +152,7 @@ class ResultReads:
         """The whole outcome of ``node`` as an outcome file's bytes (header line and pickle),
         if complete and successful: what ``result.pkl``, the result cache and a redispatch's
         reuse copy of a packed one (of a file of its own they make a hard link)."""
-        loc = self._outcome_location(node)
+        loc = self.outcome_location(node)
         if loc is not None:
             header, data = self._packed_record(node, loc)
             if header is None or not header.get("ok"):
@@ -161,7 +168,7 @@ class ResultReads:
 
     def outcome_is_packed(self, node: int) -> bool:
         """Whether ``node``'s recorded outcome is in a pack (else its own file, if any)."""
-        return self._outcome_location(node) is not None
+        return self.outcome_location(node) is not None
 
     def read_outputs(self, nodes: Iterable[int]) -> Dict[int, bytes]:
         """The pickled outputs of the tasks among ``nodes`` that completed, read as
@@ -176,7 +183,7 @@ class ResultReads:
         packs: Dict[str, int] = {}
         try:
             for node in nodes:
-                loc = self._outcome_location(node)
+                loc = self.outcome_location(node)
                 if loc is not None:
                     fd = packs.get(loc[0])
                     if fd is None:

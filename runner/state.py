@@ -9,7 +9,8 @@ Each line of the log is one JSON object with a time ``t`` and a kind ``ev``:
 ``start``      the attempt started on its worker or host at ``start`` (``pid``) -> RUNNING
 ``dispatching``a sublattice node started its child run ``child`` -> DISPATCHING
 ``end``        ``node`` finished: ``status`` COMPLETED/FAILED/CANCELLED, start/end, error, pid,
-               ``at``/``log_at``: where a packed outcome and logs are (format 2.0)
+               ``at``/``log_at``: where a packed outcome and logs are (format 2.0; not
+               folded: ``runner.packed_reads.PackedIndex`` keeps them)
 ``run``        the run's own status: RUNNING, COMPLETED, FAILED, CANCELLED (+ ``error``)
 =============  ===========================================================================
 
@@ -196,10 +197,6 @@ class TaskState:
     reused: bool = False
     reused_from: Optional[str] = None  # the run a reused result was taken from
     cached_from: Optional[str] = None  # RUN/NODE whose result the cache gave (runner/cache.py)
-    # Format 2.0: where the attempt's outcome and logs are in pack files (runner/outcome_pack.py);
-    # None: in their own files (results/<node>.pkl, logs/<node>.out|err), as in format 1.0.
-    at: Optional[List[Any]] = None
-    log_at: Optional[Dict[str, List[Any]]] = None
 
     @property
     def finished(self) -> bool:
@@ -263,7 +260,7 @@ def apply(state: RunState, event: Event) -> None:
         task.host = event.get("host")
         task.pid = task.job_id = task.handle = task.started = task.reason = None
         task.claimed = t
-        task.ended = task.error = task.exception = task.at = task.log_at = None
+        task.ended = task.error = task.exception = None
     elif kind == "start":
         if task.finished or int(event.get("attempt", task.attempt)) != task.attempt:
             return  # an attempt's late report; the end event has its start anyway
@@ -302,8 +299,6 @@ def apply(state: RunState, event: Event) -> None:
         task.pid = event.get("pid", task.pid)
         task.reused_from = event.get("reused_from")
         task.cached_from = event.get("cached_from")
-        task.at = event.get("at")
-        task.log_at = event.get("log_at")
         if "attempt" in event:
             task.attempt = int(event["attempt"])
         if event.get("child"):

@@ -299,7 +299,7 @@ def _packed_output(run: Path) -> Tuple[Path, int, int]:
     """(pack file, offset, length) of node 3's (the output node's) packed outcome."""
     from runner.rundir import RunDir
 
-    at = RunDir(run).state().tasks[3].at
+    at = RunDir(run).outcome_location(3)
     assert at, "the output node's outcome is not packed"
     return run / "results" / at[0], at[1], at[2]
 
