@@ -148,11 +148,19 @@ class ResultReads:
             raise RunDirError(f"run {self.dispatch_id}: {layout.outcome_rel(node)}: {problem}")
         return header, found
 
-    def outcome_bytes(self, node: int) -> Optional[bytes]:
+    def outcome_bytes(self, node: int, at: Optional[List[Any]] = None) -> Optional[bytes]:
         """The whole outcome of ``node`` as an outcome file's bytes (header line and pickle),
         if complete and successful: what ``result.pkl``, the result cache and a redispatch's
-        reuse copy of a packed one (of a file of its own they make a hard link)."""
-        loc = self.outcome_location(node)
+        reuse copy of a packed one (of a file of its own they make a hard link). ``at``: its
+        location, when the caller knows it before the event log does (the runner ending it)."""
+        if at is not None:
+            try:
+                loc: Optional[Tuple[str, int, int]] = checked_location(
+                    at, layout.OUTCOME_PACK_SUFFIX, f"node {node}'s outcome")
+            except ValueError as exc:
+                raise RunDirError(f"run {self.dispatch_id}: {exc}") from None
+        else:
+            loc = self.outcome_location(node)
         if loc is not None:
             header, data = self._packed_record(node, loc)
             if header is None or not header.get("ok"):
