@@ -439,10 +439,11 @@ def _run_trial(home: Home, script: Path, log: Path, rng: random.Random, kills: i
         if moment == "running":
             time.sleep(rng.uniform(0.05, 1.2))
         else:  # right as new results land, before the runner has recorded them all
-            before = len(os.listdir(run_dir / "results"))
+            # results counted whole, files and packed records alike (format 2.0)
+            before = len(complete_results(run_dir))
             extra = rng.randint(0, 6)
-            wait_until(lambda: len(os.listdir(run_dir / "results")) > before + extra or
-                       (run_dir / "result.pkl").exists(), 5, step=0.0005)
+            wait_until(lambda: len(complete_results(run_dir)) > before + extra or
+                       (run_dir / "result.pkl").exists(), 5, step=0.001)
         victim = rng.randrange(count)
         if runners[victim].poll() is not None:
             break  # the run finished and the runner went idle: nothing left to kill
