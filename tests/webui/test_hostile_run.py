@@ -46,8 +46,11 @@ def _unpack(run: Path) -> None:
     data = RunDir(run)
     nodes = [n.id for n in data.manifest.nodes]
     for node in nodes:
-        if data.outcome_location(node) is not None:
-            (run / "results" / f"{node}.pkl").write_bytes(data.outcome_bytes(node) or b"")
+        loc = data.outcome_location(node)
+        if loc is not None:  # the record's bytes are an outcome file's, failures' too
+            name, offset, length = loc
+            record = (run / "results" / name).read_bytes()[offset:offset + length]
+            (run / "results" / f"{node}.pkl").write_bytes(record)
         for stream, suffix in (("stdout", "out"), ("stderr", "err")):
             if data.log_location(node, stream) is not None:
                 (run / "logs" / f"{node}.{suffix}").write_text(data.read_log(node, stream))
