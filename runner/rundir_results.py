@@ -39,10 +39,13 @@ class ResultReads:
         def stderr_path(self, node: int) -> Path: ...
 
     # -- where ------------------------------------------------------------------------------
-    def outcome_location(self, node: int) -> Optional[Tuple[str, int, int]]:
+    def outcome_location(self, node: int, refresh: bool = True
+                         ) -> Optional[Tuple[str, int, int]]:
         """(pack file name in ``results/``, offset, length) of node's packed outcome record
-        as the event log records it, or None: its own file (``results/<node>.pkl``), if any."""
-        self._packed.refresh(self.events_path)
+        as the event log records it, or None: its own file (``results/<node>.pkl``), if any.
+        ``refresh``: look for events appended since (a ``stat``)."""
+        if refresh:
+            self._packed.refresh(self.events_path)
         at = self._packed.outcome_at(node)
         if at is None:
             return None
@@ -52,8 +55,9 @@ class ResultReads:
             raise RunDirError(f"run {self.dispatch_id}: {layout.EVENTS}: {exc}") from None
 
     def packed_at(self, node: int) -> Optional[List[Any]]:
-        """``outcome_location`` as the events this ``RunDir`` read or appended say, without
-        looking for new ones: the runner's, which reads every event itself."""
+        """``outcome_location`` unchecked, as a list (what the runner hands a pool worker for
+        an input; the worker checks it)."""
+        self._packed.refresh(self.events_path)
         return self._packed.outcome_at(node)
 
     def log_location(self, node: int, stream: str) -> Optional[Tuple[Path, int, int]]:
@@ -189,9 +193,10 @@ class ResultReads:
         except FileNotFoundError:
             return found
         packs: Dict[str, int] = {}
+        self._packed.refresh(self.events_path)  # once for them all
         try:
             for node in nodes:
-                loc = self.outcome_location(node)
+                loc = self.outcome_location(node, refresh=False)
                 if loc is not None:
                     fd = packs.get(loc[0])
                     if fd is None:
