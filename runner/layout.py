@@ -110,6 +110,7 @@ FINAL_RESULT = "result.pkl"
 REPORT = "report.html"
 ENV = "env.json"
 SOURCES = "sources.json"  # the code as dispatched (optional: older runs have none)
+SNAPSHOT = "snapshot.json"  # a finished run's node table and state, derived (runner/snapshot.py)
 SECRETS = "secrets"  # a directory, 0700: its files are 0600 and never shown
 EXECUTOR_SECRETS = "executors.json"  # in secrets/
 SLURM = "slurm"  # the Slurm backend's files (below)
@@ -295,6 +296,10 @@ class RunPaths:
     @property
     def events_path(self) -> Path:
         return self.path / EVENTS
+
+    @property
+    def snapshot_path(self) -> Path:
+        return self.path / SNAPSHOT
 
     @property
     def lock_path(self) -> Path:
