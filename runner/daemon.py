@@ -327,22 +327,12 @@ def serve(home: Path, runs: Optional[List[str]] = None, poll: bool = False,
 
 def main(argv: Optional[List[str]] = None) -> int:
     """``python -m runner``: serve a home (started by ``spawn_runner``)."""
-    import argparse
+    from runner.serve_args import parse_serving, serving_parser
 
-    from runner.config import ConfigError, runs_home
-
-    parser = argparse.ArgumentParser(prog="python -m runner",
-                                     description="Run the ready tasks of the runs under a home.")
-    parser.add_argument("--home", default=None)
+    parser = serving_parser("python -m runner", "Run the ready tasks of the runs under a home.")
     parser.add_argument("--run", action="append", default=[], help="only this run (repeatable)")
-    parser.add_argument("--poll", action="store_true", help="use the polling observer")
-    parser.add_argument("--idle-timeout", type=float, default=None)
-    parser.add_argument("--workers", type=int, default=None)
-    args = parser.parse_args(argv)
-    try:
-        home = runs_home(args.home)
-    except ConfigError as exc:
-        print(f"runner: {exc}", file=sys.stderr)
+    args, home = parse_serving(parser, argv)
+    if home is None:
         return 1
     return serve(home, runs=args.run, poll=args.poll, idle_timeout=args.idle_timeout,
                  workers=args.workers)
