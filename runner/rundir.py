@@ -107,6 +107,8 @@ class RunDir(RunPaths):
                     snap = self._snapshot()
                     found = snapshot.manifest_from(snap, f) if snap is not None else None
                     if found is None:
+                        if snap is not None:
+                            snap.forget("nodes")
                         f.seek(0)
                         with snapshot.gc_paused():
                             found = read_manifest(f)
@@ -151,9 +153,11 @@ class RunDir(RunPaths):
             return
         try:
             with open(self.events_path, "rb") as f:
-                if not snapshot.prefix_matches(f, snap.events_id):
-                    return
+                matches = snapshot.prefix_matches(f, snap.events_id)
         except OSError:
+            matches = False
+        if not matches:
+            snap.forget("state")
             return
         state = snap.state()
         if state is not None:

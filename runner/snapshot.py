@@ -182,6 +182,12 @@ class Snapshot:
         self.manifest_id: Identity = (int(trailer["manifest"][0]), str(trailer["manifest"][1]))
         self.events_id: Identity = (int(trailer["events"][0]), str(trailer["events"][1]))
 
+    def forget(self, part: str) -> None:
+        """Drop a part not taken (``"nodes"``, or ``"state"``: of other files), so that a
+        long-lived reader does not keep it."""
+        for key in ("run", "tasks") if part == "state" else (part,):
+            self._body.pop(key, None)
+
     def nodes(self) -> Optional[List[NodeSpec]]:
         """The node table (once), or None if it cannot be made."""
         body = self._body.pop("nodes", None)
