@@ -15,7 +15,8 @@ from typing import Any, BinaryIO, Dict, Iterator, List, Optional, Tuple
 
 import yaml
 
-from runner.manifest import CHUNK_LINES, Manifest, decode_node_lines, NotJsonLines
+from runner.manifest import Manifest
+from runner.manifest_lines import NotJsonLines, byte_line_chunks, decode_node_lines
 
 Identity = Tuple[int, str]  # (size, digest) of a file's bytes
 _NODES = b"nodes:\n"
@@ -64,7 +65,7 @@ def read_manifest(f: BinaryIO) -> Tuple[Manifest, Identity]:
         head.append(line)
     if header is not None:
         try:
-            manifest = Manifest._from_parts(header, decode_node_lines(_chunks(lines)))
+            manifest = Manifest._from_parts(header, decode_node_lines(byte_line_chunks(lines)))
         except NotJsonLines:  # a node line that is not JSON: perhaps YAML, read the slow way
             pass
         else:
@@ -74,19 +75,3 @@ def read_manifest(f: BinaryIO) -> Tuple[Manifest, Identity]:
     f.seek(0)
     data = f.read()
     return Manifest.from_yaml(data.decode("utf-8")), identity_of(data)
-
-
-def _chunks(lines: Iterator[bytes]) -> Iterator[List[bytes]]:
-    """The node lines, ``CHUNK_LINES`` at a time; ``NotJsonLines`` at a line of another shape."""
-    chunk: List[bytes] = []
-    for line in lines:
-        if not line.startswith(b"  - {"):
-            if line.strip():
-                raise NotJsonLines()
-            continue
-        chunk.append(line)
-        if len(chunk) == CHUNK_LINES:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
