@@ -30,6 +30,7 @@ from runner.liveness import (HOST, live_runner, pid_alive, read_runners, runners
                              write_heartbeat)
 from runner.locks import make_lock
 from runner.rundir import RunDir, RunDirError
+from runner.snapshot import pulled_from, snapshot_line
 
 if TYPE_CHECKING:
     from runner.service import Runner, RunnerSettings
@@ -206,6 +207,7 @@ class Keeper:
         self._next = 0.0
         self._started: Optional[float] = None  # wall time we last started a runner
         self._foreign_by: Optional[str] = None  # who dispatched the run, if not us ("": us)
+        self._pulled: Optional[Dict[str, Any]] = None  # its pull record ({}: ours)
 
     def check(self) -> None:
         """Start a runner if none serves the run (at most one look per ``interval``)."""
@@ -213,6 +215,14 @@ class Keeper:
         if now < self._next or os.environ.get("COV_NO_RUNNER"):
             return
         self._next = now + self.interval
+        if self._pulled is None:
+            self._pulled = pulled_from(self.home / self.dispatch_id) or {}
+        if self._pulled:  # a copy of another host's run: served there, never here
+            if self.strict:
+                host = self._pulled.get("host", "?")
+                raise RunnerUnavailable(snapshot_line(self.dispatch_id, self._pulled),
+                                        f"cov wait --on {host} {self.dispatch_id[:8]}")
+            return
         if live_runner(self.home, self.dispatch_id) is not None:
             return
         if self._foreign_by is None:

@@ -19,7 +19,7 @@ from runner.manifest import (ATTRIBUTE, COLLECTION, ELECTRON, PARAMETER, POSTPRO
                              SUBLATTICE, Manifest, NodeSpec)
 from runner.query_failures import failure_leaves
 from runner.rundir import RunDir, RunDirError, is_run_name, unreadable_reasons
-from runner.snapshot import gc_paused
+from runner.derived import gc_paused
 from runner.state import (CANCELLED, COMPLETED, FAILED, NEW_OBJECT, TERMINAL, RunState,
                           TaskState)
 

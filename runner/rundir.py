@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Dict, Iterable, List, Optional, Tuple
 
-from runner import snapshot
+from runner import derived
 from runner.contained import (OutsideRunError, RunDirError, open_contained,  # noqa: F401
                               open_contained_dir, open_in)
 from runner.creation import create_run_dir
@@ -50,7 +50,7 @@ class RunDir(RunPaths):
         self._events_digest: Optional[Any] = hashlib.blake2b(digest_size=20)
         self._state: Optional[RunState] = None
         self._snapshot_read = False
-        self._snapshot_file: Optional[snapshot.Snapshot] = None
+        self._snapshot_file: Optional[derived.Snapshot] = None
         self._pack_fd: Optional[int] = None
         self._appended: Optional[List[Event]] = None
         self._lock: Optional[Lock] = None
@@ -105,12 +105,12 @@ class RunDir(RunPaths):
             try:
                 with self.open_file(MANIFEST) as f:
                     snap = self._snapshot()
-                    found = snapshot.manifest_from(snap, f) if snap is not None else None
+                    found = derived.manifest_from(snap, f) if snap is not None else None
                     if found is None:
                         if snap is not None:
                             snap.forget("nodes")
                         f.seek(0)
-                        with snapshot.gc_paused():
+                        with derived.gc_paused():
                             found = read_manifest(f)
                     self._manifest, self._manifest_identity = found
             except FileNotFoundError:
@@ -138,11 +138,11 @@ class RunDir(RunPaths):
             return None
         return self._events_offset, self._events_digest.hexdigest()
 
-    def _snapshot(self) -> Optional[snapshot.Snapshot]:
-        """The run's snapshot (``runner.snapshot``), read once; None if there is none usable."""
+    def _snapshot(self) -> Optional[derived.Snapshot]:
+        """The run's snapshot (``runner.derived``), read once; None if there is none usable."""
         if not self._snapshot_read:
             self._snapshot_read = True
-            self._snapshot_file = snapshot.load(self.open_file, SNAPSHOT)
+            self._snapshot_file = derived.load(self.open_file, SNAPSHOT)
         return self._snapshot_file
 
     def _state_from_snapshot(self) -> None:
@@ -153,7 +153,7 @@ class RunDir(RunPaths):
             return
         try:
             with open(self.events_path, "rb") as f:
-                matches = snapshot.prefix_matches(f, snap.events_id)
+                matches = derived.prefix_matches(f, snap.events_id)
         except OSError:
             matches = False
         if not matches:
@@ -247,7 +247,7 @@ class RunDir(RunPaths):
             raise RunDirError(f"cannot read {self.events_path}: {exc.strerror or exc}") from None
         end = data.rfind(b"\n") + 1
         lines = data[:end].splitlines()
-        with snapshot.gc_paused():
+        with derived.gc_paused():
             parsed = _decode_all(lines)
         events = []
         try:
@@ -275,7 +275,7 @@ class RunDir(RunPaths):
         new = self.read_new_events()
         if self._state is None:
             self._state = RunState()
-        with snapshot.gc_paused():
+        with derived.gc_paused():
             return fold(new, self._state)
 
     def append_events(self, events: List[Event], fsync: bool = False) -> None:

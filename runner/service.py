@@ -39,7 +39,7 @@ import time
 from multiprocessing.connection import wait as wait_for
 from typing import Any, List, Optional, Set
 
-from runner import engine, snapshot
+from runner import derived, engine
 from runner.backends import Completion
 from runner.claims import Claims
 from runner.fs import DIR_MODE
@@ -47,6 +47,7 @@ from runner.journal import ActiveRun, link_final_result
 from runner.liveness import HOST, heartbeat_path
 from runner.rundir import RunDir, clear_unreadable, files_stamp, is_run_name
 from runner.runner_base import RunnerSettings
+from runner.snapshot import pulled_from
 from runner.state import COMPLETED, FAILED, Event, failure_message
 
 __all__ = ["Runner", "RunnerSettings"]
@@ -179,6 +180,9 @@ class Runner(Claims):
             self._start_serving(path)
 
     def _start_serving(self, path: str) -> None:
+        if pulled_from(path) is not None:  # a copy of another host's run: its runner's own
+            self.finished_runs.add(os.path.basename(path))
+            return
         rundir = RunDir(path)
         if not rundir.exists():
             return
@@ -286,13 +290,13 @@ class Runner(Claims):
         self._retire(run)
 
     def _write_snapshot(self, run: ActiveRun) -> None:
-        """The finished run's snapshot for its readers (``runner.snapshot``), unless its state
+        """The finished run's snapshot for its readers (``runner.derived``), unless its state
         began from one; a run directory this runner may not write, or a full disk, goes
         without (it is only a cache)."""
         if run.dir.events_identity() is None:
             return
         try:
-            snapshot.write(run.dir, run.manifest, run.state)
+            derived.write(run.dir, run.manifest, run.state)
         except Exception as exc:  # noqa: BLE001 - never the run's fault nor the runner's
             self._log(f"run {run.dir.dispatch_id}: no snapshot written ({exc})")
 

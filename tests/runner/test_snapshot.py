@@ -1,4 +1,4 @@
-"""A finished run's snapshot (runner/snapshot.py): written by the runner, used by readers only
+"""A finished run's snapshot (runner/derived.py): written by the runner, used by readers only
 for the very files it was made from, and never able to change or break what they read."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Dict
 
 import covalent_cli as ct
-from runner import snapshot
+from runner import derived
 from runner.layout import RUNNER_LOG, RUNNERS, SNAPSHOT
 from runner.manifest import Manifest
 from runner.rundir import RunDir
@@ -132,7 +132,7 @@ def _damaged(data: bytes) -> Dict[str, bytes]:
     short["nodes"]["name"] = short["nodes"]["name"][:-1]
     short["tasks"]["status"] = {"values": ["NO_SUCH_STATUS"], "index": [0]}
     short_body = json.dumps(short).encode()
-    short_head = {**head, "body": snapshot.body_digest(short_body)}
+    short_head = {**head, "body": derived.body_digest(short_body)}
     return {
         "empty": b"",
         "cut short": data[: len(data) // 2],
@@ -188,14 +188,14 @@ def test_a_run_dir_the_runner_cannot_write_a_snapshot_in_still_completes(cov_hom
 def test_a_column_keeps_the_types_of_its_values():
     """1, 1.0 and True are equal dict keys; a table of a column must not make one the other."""
     column = [1, 1.0, True, 1, None, 1, 1.0, "1"]
-    assert [(type(v), v) for v in snapshot.decode_column(snapshot.encode_column(column), 8)] == \
+    assert [(type(v), v) for v in derived.decode_column(derived.encode_column(column), 8)] == \
         [(type(v), v) for v in column]
     repeated = ["vm", "vm", None, "vm", "vm", "vm"]
-    encoded = snapshot.encode_column(repeated)
-    assert isinstance(encoded, dict) and snapshot.decode_column(encoded, 6) == repeated
-    assert snapshot.decode_column(snapshot.encode_column([None] * 5), 5) == [None] * 5
+    encoded = derived.encode_column(repeated)
+    assert isinstance(encoded, dict) and derived.decode_column(encoded, 6) == repeated
+    assert derived.decode_column(derived.encode_column([None] * 5), 5) == [None] * 5
     handles = [{"pid": 1}, {"pid": 1}, None]
-    assert snapshot.decode_column(snapshot.encode_column(handles), 3) == handles
+    assert derived.decode_column(derived.encode_column(handles), 3) == handles
 
 
 def test_a_state_that_began_from_a_snapshot_is_never_written_as_one(cov_home):
@@ -203,4 +203,4 @@ def test_a_state_that_began_from_a_snapshot_is_never_written_as_one(cov_home):
     reader = RunDir(run.path)
     state = reader.state()
     assert isinstance(next(iter(state.tasks.values())), TaskState)
-    assert snapshot.write(reader, reader.manifest, state) is False
+    assert derived.write(reader, reader.manifest, state) is False
