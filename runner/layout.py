@@ -112,6 +112,7 @@ FINAL_RESULT = "result.pkl"
 REPORT = "report.html"
 ENV = "env.json"
 SOURCES = "sources.json"  # the code as dispatched (optional: older runs have none)
+SNAPSHOT = "snapshot.json"  # a finished run's node table and state, derived (runner/derived.py)
 PULLED_FROM = "pulled-from.json"  # a copy of another host's run (cov pull): runner.snapshot
 SECRETS = "secrets"  # a directory, 0700: its files are 0600 and never shown
 EXECUTOR_SECRETS = "executors.json"  # in secrets/
@@ -322,6 +323,10 @@ class RunPaths:
     @property
     def events_path(self) -> Path:
         return self.path / EVENTS
+
+    @property
+    def snapshot_path(self) -> Path:
+        return self.path / SNAPSHOT
 
     @property
     def lock_path(self) -> Path:
