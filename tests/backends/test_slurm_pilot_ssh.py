@@ -20,28 +20,8 @@ import pytest
 
 from runner import layout
 from tests.backends.test_slurm import _squeue, _until
-from tests.backends.test_slurm_pilot import _executions
+from tests.backends.test_slurm_pilot import _executions, sweep_script
 from tests.infra.executors import SlurmLogin, dispatch_script, run_result, wait_status
-
-SWEEP = """
-    @ct.electron(executor=ct.executor.SlurmExecutor(
-        {login}, poll_freq=0.3, use_srun=False, options={{"partition": "debug"}},
-        pilot={pilot}))
-    def square(i, pause):
-        marks = {marks!r}
-        open(os.path.join(marks, f"{{i}}-{{os.getpid()}}-{{time.time_ns()}}"), "w").close()
-        print(f"item {{i}}", flush=True)  # logs/<node>.out: which node is item i
-        time.sleep(pause)
-        return i * i
-
-    @ct.electron
-    def total(xs):
-        return sum(xs)
-
-    @ct.lattice
-    def sweep(n={n}, pause={pause}):
-        return total([square(i, pause) for i in range(n)])
-    """
 
 
 @pytest.fixture
@@ -61,9 +41,8 @@ def remote(slurm_login: SlurmLogin) -> Iterator[Path]:
 
 def _dispatch(run_cov: Callable, tmp_path: Path, login: SlurmLogin, remote: Path,
               pilot: Dict[str, Any], n: int, pause: float) -> str:
-    return dispatch_script(run_cov, tmp_path, SWEEP.format(
-        login=login.executor_args(str(remote / "work")), pilot=pilot,
-        marks=str(remote / "marks"), n=n, pause=pause))
+    return dispatch_script(run_cov, tmp_path, sweep_script(
+        pilot, remote / "marks", n, pause, login=login.executor_args(str(remote / "work"))))
 
 
 def _remote_run(remote: Path, run_id: str) -> Path:
