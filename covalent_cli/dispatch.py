@@ -308,8 +308,9 @@ def _home() -> Path:
 def _node_spec(node: GraphNode, graph: Graph, lattice: Lattice, packer: Packer,
                executors: ExecutorTable, sources: Sources) -> NodeSpec:
     spec = NodeSpec(id=node.id, name=node.name, kind=node.kind,
-                    parents=[Edge(e.parent, e.param, e.type, e.index) for e in node.parents],
-                    waits=list(node.waits))
+                    # empty: the shared empty tuple, as a manifest read from its file has
+                    parents=[Edge(e.parent, e.param, e.type, e.index) for e in node.parents] or (),
+                    waits=list(node.waits) or ())
     if node.kind == PARAMETER:
         try:
             spec.blob = packer.add_value(node.value, "")

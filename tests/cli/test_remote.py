@@ -113,8 +113,11 @@ def remote(sshd_host: SSHHost, infra_root: Path, tmp_path: Path, cov_home: Path,
            monkeypatch: pytest.MonkeyPatch, remote_path: str) -> Iterator[Dict[str, Path]]:
     """Executor ``lab`` (ssh_config alias ``covtest``) with a runs home and config of its own,
     owned by covtest; its runners are stopped at the end."""
-    base = Path(os.environ.get("COV_INFRA_TMPDIR", "/tmp")) / f"cov-remote-{tmp_path.name}"
-    base.mkdir(mode=0o755)
+    # A fresh name every time: a directory an interrupted run left (owned by covtest) must
+    # not fail the next run on the same machine.
+    base = Path(tempfile.mkdtemp(prefix=f"cov-remote-{tmp_path.name}-",
+                                 dir=os.environ.get("COV_INFRA_TMPDIR", "/tmp")))
+    base.chmod(0o755)
     home, config = base / "runs", base / "config.yaml"
     config.write_text("runner:\n  idle_timeout: 3\n  rescan_interval: 0.5\n"
                       "  heartbeat_interval: 1\n")
