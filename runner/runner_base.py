@@ -199,6 +199,21 @@ class RunnerBase:
             self.backends[key] = backend
         return backend
 
+    def _warm_pool(self) -> None:
+        """A runner forked by a dispatch starts the local pool for that dispatch's environment
+        at once: the workers' fork and start (~20 ms) then overlap with the run being written,
+        not with its first task. (A run with another environment gets its own pool; this one,
+        idle, is closed then.)"""
+        from runner import fork_start
+        from runner.journal import pool_env
+
+        if fork_start.dispatch_env is None:
+            return
+        backend = self._backend({"type": "local"}, pool_env(*fork_start.dispatch_env))
+        start = getattr(backend, "start_workers", None)
+        if start is not None:
+            start()
+
     def _close_idle_pools(self) -> None:
         """Before a pool for a new environment starts: the pools of other environments with
         nothing to do go (they start again if their environment dispatches again)."""

@@ -69,6 +69,7 @@ class Runner(Claims):
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, self._on_signal)
         self.fences.remove_dead()
+        self._warm_pool()
         last_scan = last_beat = 0.0
         idle_since: Optional[float] = None
         try:

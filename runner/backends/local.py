@@ -131,6 +131,10 @@ class LocalBackend(Backend):
         while len(self.workers) < self.size:
             self.workers.append(_Worker(self.env))
 
+    def start_workers(self) -> None:
+        """Start the workers now rather than at the first task."""
+        self._ensure_workers()
+
     def capacity(self) -> int:
         return self.size * PREFETCH - sum(len(w.queue) for w in self.workers)
 
