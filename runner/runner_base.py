@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple, Type, cast
 
 from runner import engine
-from runner.backends import Backend, Task, backend_class
+from runner.backends import Backend, Completion, Task, backend_class
 from runner.cache import DEFAULT_MAX_SIZE, ResultCache
 from runner.fencing import Fences
 from runner.journal import ActiveRun, Journal
@@ -123,6 +123,9 @@ class RunnerBase:
                 event["pid"] = pid
             if host is not None:
                 event["host"] = host
+            if task.speculative:  # a follow-on's start follows its claim (runner.follow_on)
+                task.early_start = event
+                return
             run.pending.append(event)
 
     def record_pending(self, task: Task, reason: str) -> None:
@@ -243,4 +246,8 @@ class RunnerBase:
 
     def _activate(self, path: str) -> None:
         """Serve the run at ``path`` (``Runner``: a sublattice's child run is served at once)."""
+        raise NotImplementedError
+
+    def _on_completion(self, done: Completion) -> None:
+        """Record a finished attempt (``Runner``)."""
         raise NotImplementedError

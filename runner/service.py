@@ -47,7 +47,7 @@ from runner.journal import ActiveRun, link_final_result
 from runner.liveness import HOST, heartbeat_path
 from runner.rundir import RunDir, clear_unreadable, files_stamp, is_run_name
 from runner.runner_base import RunnerSettings
-from runner.state import COMPLETED, FAILED, Event, failure_message
+from runner.state import CANCELLED, COMPLETED, FAILED, Event, failure_message
 
 __all__ = ["Runner", "RunnerSettings"]
 
@@ -225,6 +225,15 @@ class Runner(Claims):
         if task is None or task.attempt != done.attempt:
             return
         header = done.header
+        if task.speculative:  # a follow-on not yet claimed (runner.follow_on)
+            if header.get("ok"):
+                task.early_done.append(done)  # recorded once its claim is written
+                return
+            del run.ours[done.node]  # never claimed: as if it had never left the schedule
+            if header.get("reason") == "cancelled":  # what a cancel does to a waiting node
+                run.pending.append(engine.cancelled_event(done.node))
+                run.schedule.finish(done.node, CANCELLED)
+            return
         claim = run.state.tasks.get(done.node)
         if header.get("reason") == "fenced" or claim is None or claim.runner != self.id or \
                 claim.attempt != done.attempt:

@@ -149,6 +149,17 @@ class LocalBackend(Backend):
         target.last_run = task.run
         target.outbox.append(task.message())
 
+    def submit_after(self, task: Task, parent: Task) -> bool:
+        """Queue ``task`` (a follow-on, ``task.after`` set) in the worker holding ``parent``;
+        False if none holds it."""
+        for w in self.workers:
+            if any(queued is parent for queued in w.queue):
+                task.cwd = _workdir(task) or task.cwd
+                w.queue.append(task)
+                w.outbox.append(task.message())
+                return True
+        return False
+
     def flush(self) -> None:
         for w in self.workers:
             if w.outbox:
