@@ -30,6 +30,7 @@ from typing import Dict, List
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from bench.timing import median_ms, timed  # noqa: E402
 
 
 def step(x: int) -> int:
@@ -38,20 +39,6 @@ def step(x: int) -> int:
 
 def _python_start() -> int:
     return subprocess.run([sys.executable, "-c", "pass"], check=True).returncode
-
-
-def _median_ms(samples: List[float]) -> float:
-    return round(statistics.median(samples) * 1000, 1)
-
-
-def _timed(fn, rounds: int) -> List[float]:
-    fn()  # warm
-    samples = []
-    for _ in range(rounds):
-        t = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t)
-    return samples
 
 
 def _chain_task_times(home: Path, executor: object, n: int) -> List[float]:
@@ -114,8 +101,8 @@ def main() -> int:
         with distributed.LocalCluster(n_workers=2, threads_per_worker=2, processes=True,
                                       host="127.0.0.1", dashboard_address=None) as cluster, \
                 distributed.Client(cluster.scheduler_address) as client:
-            bare = _timed(lambda: client.submit(step, 1, pure=False).result(), args.rounds)
-            python = _timed(lambda: client.submit(_python_start, pure=False).result(),
+            bare = timed(lambda: client.submit(step, 1, pure=False).result(), args.rounds)
+            python = timed(lambda: client.submit(_python_start, pure=False).result(),
                             max(10, args.rounds // 5))
             import covalent_cli as ct
             from runner.daemon import stop_runners
@@ -135,7 +122,7 @@ def main() -> int:
     width = max(len(name) for name, _ in rows)
     print(f"{'measurement':<{width}}  median ms  (n)")
     for name, samples in rows:
-        print(f"{name:<{width}}  {_median_ms(samples):>9}  ({len(samples)})")
+        print(f"{name:<{width}}  {median_ms(samples):>9}  ({len(samples)})")
     print(f"fan-out of {args.fan_out}: dask {dask_fan:.2f} s, local {local_fan:.2f} s "
           f"({dask_fan / local_fan:.1f}x)")
     print(f"dask task: {statistics.median(dask_tasks) / statistics.median(bare):.1f}x a bare "

@@ -30,30 +30,16 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Dict, List
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from bench.timing import median_ms, timed  # noqa: E402
 
 
 def step(x: int) -> int:
     return x + 1
-
-
-def _median_ms(samples: List[float]) -> float:
-    return round(statistics.median(samples) * 1000, 1)
-
-
-def _timed(fn, rounds: int) -> List[float]:
-    fn()  # warm
-    samples = []
-    for _ in range(rounds):
-        t = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t)
-    return samples
 
 
 def collect(values: list) -> int:
@@ -138,15 +124,15 @@ def main() -> int:
             "key_filename": str(sshd / "client_key"), "look_for_keys": False,
             "allow_agent": False})
         conn.client.load_host_keys(str(sshd / "known_hosts"))
-        fabric_plain = _timed(lambda: conn.run("true", hide=True, in_stream=False), args.rounds)
+        fabric_plain = timed(lambda: conn.run("true", hide=True, in_stream=False), args.rounds)
         conn.client.get_transport().sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        fabric_nodelay = _timed(lambda: conn.run("true", hide=True, in_stream=False), args.rounds)
-        fabric_python = _timed(lambda: conn.run("python3 -c 'print(1 + 1)'", hide=True,
+        fabric_nodelay = timed(lambda: conn.run("true", hide=True, in_stream=False), args.rounds)
+        fabric_python = timed(lambda: conn.run("python3 -c 'print(1 + 1)'", hide=True,
                                                 in_stream=False), max(10, args.rounds // 2))
         conn.close()
         host = pool().host(HostSpec("covtest"))
-        raw = _timed(lambda: host.run("true"), args.rounds)
-        python = _timed(lambda: host.run("python3 -c pass"), max(10, args.rounds // 5))
+        raw = timed(lambda: host.run("true"), args.rounds)
+        python = timed(lambda: host.run("python3 -c pass"), max(10, args.rounds // 5))
         host.close()
 
         import covalent_cli as ct
@@ -180,7 +166,7 @@ def main() -> int:
     width = max(len(name) for name, _ in rows)
     print(f"{'measurement':<{width}}  median ms  (n)")
     for name, samples in rows:
-        print(f"{name:<{width}}  {_median_ms(samples):>9}  ({len(samples)})")
+        print(f"{name:<{width}}  {median_ms(samples):>9}  ({len(samples)})")
     new, old, bare = "persistent worker", "per-task launcher", statistics.median(fabric_python)
     for label, table in ((f"{args.tasks} tasks", fan), (f"chain of {args.chain}", chain)):
         ours = statistics.median(table[new])

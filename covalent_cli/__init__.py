@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # what the lazy names below are, for type checkers
     from covalent_cli.leptons import Lepton  # noqa: F401
     from covalent_cli.redispatch import cancel, redispatch  # noqa: F401
     from covalent_cli.result import Result, get_result  # noqa: F401
+    from covalent_cli._results_manager.results_manager import sync  # noqa: F401
     from covalent_cli.status import RESULT_STATUS  # noqa: F401
     from covalent_cli.status import RESULT_STATUS as status  # noqa: F401
     from covalent_cli.transport import TransportableObject  # noqa: F401
@@ -58,6 +59,7 @@ _LAZY = {
     "redispatch": ("covalent_cli.redispatch", "redispatch"),
     "Result": ("covalent_cli.result", "Result"),
     "get_result": ("covalent_cli.result", "get_result"),
+    "sync": ("covalent_cli._results_manager.results_manager", "sync"),
     "RESULT_STATUS": ("covalent_cli.status", "RESULT_STATUS"),
     "status": ("covalent_cli.status", "RESULT_STATUS"),
     "TransportableObject": ("covalent_cli.transport", "TransportableObject"),
@@ -122,5 +124,5 @@ __all__ = [
     "DepsModule", "TransportableObject", "executor", "get_config", "set_config", "reload_config",
     "get_context", "covalent_start", "covalent_stop", "is_covalent_running",
     "MissingLatticeRecordError", "Lepton", "fs", "fs_strategies", "leptons", "triggers",
-    "stop_triggers",
+    "stop_triggers", "sync",
 ]

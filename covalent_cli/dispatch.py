@@ -54,6 +54,9 @@ LABELS: Dict[str, Any] = {"name": None, "tags": ()}
 CACHE_ALL: Dict[str, bool] = {"on": False}
 
 
+BUILD_FOR_HOST = "COV_BUILD_FOR_HOST"  # set by ``cov dispatch --on``: see the manifest's cwd
+
+
 def dispatch(lattice: Lattice, dispatcher_addr: Optional[str] = None, *,
              disable_run: bool = False) -> Callable[..., str]:
     """``dispatch(lattice)(*args, **kwargs)`` creates a run and returns its id at once."""
@@ -174,7 +177,9 @@ def prepare_run(lattice: Lattice, args: Sequence[Any], kwargs: Dict[str, Any], *
         nodes=nodes,
         output_node=graph.output_node,
         executors=executors.table,
-        cwd=os.getcwd(),
+        # Built here for another host (``--on``): this directory means nothing there, so the
+        # tasks start in their run directory, as they do when no directory is recorded.
+        cwd="" if os.environ.get(BUILD_FOR_HOST) else os.getcwd(),
         sys_path=_user_sys_path(lattice),
         created=datetime.now(timezone.utc).isoformat(),
         host=socket.gethostname(),

@@ -1,11 +1,14 @@
 """The graph a lattice builds: nodes in creation order, edges naming the parameter they fill.
 
 Pure data: no I/O, no pickling. ``dispatch`` turns it into a manifest and a pack of pickles.
+Programs (and Covalent's own tests) read a built graph through Covalent's ``_TransportGraph``
+accessors: ``lattice.build_graph(...)``, then ``lattice.transport_graph.get_node_value(0,
+"name")``; those are here too (a dispatched run's graph is ``result_graph.TransportGraph``).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from runner.manifest import PARAMETER
 
@@ -69,3 +72,47 @@ class Graph:
         waits = self.nodes[child].waits
         if parent not in waits and parent != child:
             waits.append(parent)
+
+    # -- Covalent's ``_TransportGraph`` accessors, as a built (not yet run) graph has them ------
+    def get_node_value(self, node_key: int, value_key: str) -> Any:
+        """A node's attribute before its run: ``name``, ``function`` and (parameters)
+        ``value`` as TransportableObjects, ``metadata``, ``task_group_id``. What a run
+        sets (status, output, times, logs) is not there yet: KeyError, as in Covalent."""
+        node = self._node(node_key)
+        if value_key == "name":
+            return node.name
+        if value_key == "task_group_id":
+            return node.id
+        if value_key == "function":
+            from covalent_cli.transport import TransportableObject
+
+            return TransportableObject(node.function)
+        if value_key == "value" and node.is_parameter:
+            from covalent_cli.transport import TransportableObject
+
+            return TransportableObject(node.value)
+        if value_key == "metadata":
+            metadata = getattr(node.owner, "metadata", None)
+            metadata = dict(metadata) if isinstance(metadata, dict) else {"hooks": {}}
+            metadata["executor"] = node.executor
+            return metadata
+        raise KeyError(value_key)
+
+    def get_dependencies(self, node_key: int) -> List[int]:
+        """The nodes whose outputs (or completion) ``node_key`` waits for."""
+        node = self._node(node_key)
+        return sorted({e.parent for e in node.parents} | set(node.waits))
+
+    def get_edge_data(self, dep_key: int, node_key: int) -> Optional[Dict[int, Dict[str, Any]]]:
+        """The edges from ``dep_key`` to ``node_key`` by number, None if there is none."""
+        node = self._node(node_key)
+        edges: List[Dict[str, Any]] = [
+            {"edge_name": e.param, "param_type": e.type, "arg_index": e.index}
+            for e in node.parents if e.parent == dep_key]
+        edges += [{"edge_name": "!waiting_edge"} for w in node.waits if w == dep_key]
+        return dict(enumerate(edges)) if edges else None
+
+    def _node(self, node_key: int) -> GraphNode:
+        if not isinstance(node_key, int) or not 0 <= node_key < len(self.nodes):
+            raise KeyError(node_key)
+        return self.nodes[node_key]

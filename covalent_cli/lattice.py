@@ -37,7 +37,7 @@ class Lattice:
         if triggers:
             raise NotSupportedByCov(trigger_message("@ct.lattice(triggers=...)"))
         self.triggers = None
-        self.transport_graph: Optional[Graph] = None
+        self.transport_graph: Graph = Graph()  # built by build_graph (Covalent: empty until then)
         self.python_version = ".".join(map(str, sys.version_info[:3]))
 
     @property
@@ -73,7 +73,7 @@ class Lattice:
     def __getstate__(self) -> Dict[str, Any]:
         # The last built graph holds every argument's value: never pickle it with the lattice.
         state = dict(self.__dict__)
-        state["transport_graph"] = None
+        state["transport_graph"] = Graph()
         return state
 
     # ``dispatch`` and ``dispatch_sync`` (deprecated in Covalent) are bound by

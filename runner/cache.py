@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
+from runner.cache_size import CacheSize
 from runner.fs import atomic_write
 from runner.layout import CACHE_INDEX_SUFFIX, cache_dir, cache_entry_paths
 from runner.manifest import (ATTRIBUTE, COLLECTION, ELECTRON, OPERATOR, PARAMETER, Manifest,
@@ -101,7 +102,8 @@ class ResultCache:
         # (run path, node) -> the hash of that node's pickled result; results never change
         self._hashes: Dict[Tuple[str, int], str] = {}
         self._executors: Dict[Tuple[str, Optional[str]], str] = {}  # (run, executor) -> hash
-        self._total: Optional[int] = None  # bytes in the cache, as last counted plus added
+        # the bytes it holds: one total for every process of the home (runner.cache_size)
+        self.size = CacheSize(home, self.entries, self.remove)
 
     # -- keys ------------------------------------------------------------------------------
     def key_parts(self, run: RunDir, manifest: Manifest, node_id: int) -> Optional[KeyParts]:
@@ -184,39 +186,27 @@ class ResultCache:
             return False
         if read_outcome_payload(str(source)) is None:
             return False  # not a whole successful outcome: never cached
-        os.makedirs(os.path.dirname(index_path), exist_ok=True)
-        tmp = f"{result}.tmp-{os.getpid()}-{secrets.token_hex(3)}"
-        try:
-            _link_or_copy(source, tmp)
-            os.replace(tmp, result)
-        except OSError:
-            _unlink(tmp)
-            return False
-        size = os.stat(result).st_size
-        entry = {"key": key, "name": parts.name, "run": run_id, "node": node, "size": size,
-                 "created": time.time(), "parts": parts.to_dict()}
-        atomic_write(index_path, json.dumps(entry).encode())
-        if self._total is None:
-            self._total = sum(e["size"] for e in self.entries())
-        else:
-            self._total += size
-        if self._total > self.max_size:
-            self.evict(self.max_size)
+        with self.size.locked():  # the entry and the shared total change together
+            if self.has(key):  # added by another runner meanwhile
+                return False
+            os.makedirs(os.path.dirname(index_path), exist_ok=True)
+            tmp = f"{result}.tmp-{os.getpid()}-{secrets.token_hex(3)}"
+            try:
+                _link_or_copy(source, tmp)
+                os.replace(tmp, result)
+            except OSError:
+                _unlink(tmp)
+                return False
+            size = os.stat(result).st_size
+            entry = {"key": key, "name": parts.name, "run": run_id, "node": node,
+                     "size": size, "created": time.time(), "parts": parts.to_dict()}
+            atomic_write(index_path, json.dumps(entry).encode())
+            self.size.added(size, self.max_size)
         return True
 
     def evict(self, limit: int) -> List[Dict[str, Any]]:
         """Remove least recently used entries until the cache holds at most ``limit`` bytes."""
-        entries = sorted(self.entries(), key=lambda e: e["used"])
-        total = sum(e["size"] for e in entries)
-        removed = []
-        for entry in entries:
-            if total <= limit:
-                break
-            self.remove(entry["key"])
-            total -= entry["size"]
-            removed.append(entry)
-        self._total = total
-        return removed
+        return self.size.evict(limit)
 
     def remove(self, key: str) -> None:
         index, result = cache_entry_paths(self.home, key)
@@ -225,14 +215,19 @@ class ResultCache:
 
     def clear(self, older_than: Optional[float] = None) -> List[Dict[str, Any]]:
         """Remove every entry (or those last used more than ``older_than`` seconds ago)."""
+        if not cache_dir(self.home).is_dir():
+            return []
         now = time.time()
-        removed = [e for e in self.entries()
-                   if older_than is None or now - e["used"] > older_than]
-        for entry in removed:
-            self.remove(entry["key"])
-        if older_than is None:
-            shutil.rmtree(cache_dir(self.home), ignore_errors=True)
-        self._total = None
+        with self.size.locked():
+            removed = [e for e in self.entries()
+                       if older_than is None or now - e["used"] > older_than]
+            for entry in removed:
+                self.remove(entry["key"])
+            if older_than is None:  # leftovers too; the lock and total files stay
+                for folder in cache_dir(self.home).iterdir():
+                    if folder.is_dir():
+                        shutil.rmtree(folder, ignore_errors=True)
+            self.size.recount_locked()
         return removed
 
     # -- listing ---------------------------------------------------------------------------

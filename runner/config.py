@@ -281,6 +281,9 @@ def set_values(values: Dict[str, Any]) -> None:
 def runs_home(override: Optional[str] = None) -> Path:
     """The directory holding the run directories."""
     chosen = override or os.environ.get("COV_HOME") or get_value("home")
+    if chosen and not isinstance(chosen, str):
+        raise ConfigError(f"config file {config_path()}: 'home' must be a directory path "
+                          f"(found {chosen!r}); fix it there (`cov config` checks it)")
     if chosen:
         return Path(chosen).expanduser().absolute()
     return Path(os.path.expanduser("~")) / ".cov" / "runs"

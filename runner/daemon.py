@@ -30,6 +30,7 @@ from runner.liveness import (HOST, live_runner, pid_alive, read_runners, runners
                              write_heartbeat)
 from runner.locks import make_lock
 from runner.rundir import RunDir, RunDirError
+from runner.snapshot import pulled_from, snapshot_line
 
 if TYPE_CHECKING:
     from runner.service import Runner, RunnerSettings
@@ -219,6 +220,7 @@ class Keeper:
         self._next = 0.0
         self._started: Optional[float] = None  # wall time we last started a runner
         self._foreign_by: Optional[str] = None  # who dispatched the run, if not us ("": us)
+        self._pulled: Optional[Dict[str, Any]] = None  # its pull record ({}: ours)
 
     def check(self) -> None:
         """Start a runner if none serves the run (at most one look per ``interval``)."""
@@ -226,6 +228,14 @@ class Keeper:
         if now < self._next or os.environ.get("COV_NO_RUNNER"):
             return
         self._next = now + self.interval
+        if self._pulled is None:
+            self._pulled = pulled_from(self.home / self.dispatch_id) or {}
+        if self._pulled:  # a copy of another host's run: served there, never here
+            if self.strict:
+                host = self._pulled.get("host", "?")
+                raise RunnerUnavailable(snapshot_line(self.dispatch_id, self._pulled),
+                                        f"cov wait --on {host} {self.dispatch_id[:8]}")
+            return
         if live_runner(self.home, self.dispatch_id) is not None:
             return
         if self._foreign_by is None:
@@ -340,22 +350,12 @@ def serve(home: Path, runs: Optional[List[str]] = None, poll: bool = False,
 
 def main(argv: Optional[List[str]] = None) -> int:
     """``python -m runner``: serve a home (started by ``spawn_runner``)."""
-    import argparse
+    from runner.serve_args import parse_serving, serving_parser
 
-    from runner.config import ConfigError, runs_home
-
-    parser = argparse.ArgumentParser(prog="python -m runner",
-                                     description="Run the ready tasks of the runs under a home.")
-    parser.add_argument("--home", default=None)
+    parser = serving_parser("python -m runner", "Run the ready tasks of the runs under a home.")
     parser.add_argument("--run", action="append", default=[], help="only this run (repeatable)")
-    parser.add_argument("--poll", action="store_true", help="use the polling observer")
-    parser.add_argument("--idle-timeout", type=float, default=None)
-    parser.add_argument("--workers", type=int, default=None)
-    args = parser.parse_args(argv)
-    try:
-        home = runs_home(args.home)
-    except ConfigError as exc:
-        print(f"runner: {exc}", file=sys.stderr)
+    args, home = parse_serving(parser, argv)
+    if home is None:
         return 1
     return serve(home, runs=args.run, poll=args.poll, idle_timeout=args.idle_timeout,
                  workers=args.workers)

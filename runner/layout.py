@@ -33,6 +33,8 @@ TRASH_PREFIX = ".rm-"  # .rm-<dispatch id>/: a run being removed (``cov rm``)
 CACHE = ".result-cache"  # <key[:2]>/<key>.json + <key>.pkl: the result cache (runner/cache.py)
 CACHE_INDEX_SUFFIX = ".json"  # an entry's index: the run and node it came from, its key's parts
 CACHE_RESULT_SUFFIX = ".pkl"  # an entry's result: a hard link of the outcome file it came from
+CACHE_LOCK = "lock"  # in .result-cache/: held over every add, eviction and clear
+CACHE_SIZE = "size"  # in .result-cache/: the bytes of every entry, as text (runner/cache_size.py)
 
 
 def is_run_name(name: str) -> bool:
@@ -110,6 +112,7 @@ FINAL_RESULT = "result.pkl"
 REPORT = "report.html"
 ENV = "env.json"
 SOURCES = "sources.json"  # the code as dispatched (optional: older runs have none)
+PULLED_FROM = "pulled-from.json"  # a copy of another host's run (cov pull): runner.snapshot
 SECRETS = "secrets"  # a directory, 0700: its files are 0600 and never shown
 EXECUTOR_SECRETS = "executors.json"  # in secrets/
 SLURM = "slurm"  # the Slurm backend's files (below)
@@ -267,6 +270,8 @@ SSH_STDERR = "stderr.log"
 SSH_LAUNCH_LOG = "launch.log"  # the launcher's (setsid, python) own output
 SSH_PID = "pid"
 SSH_LIB = "lib"  # <remote_cache>/lib/: worker-<hash>/ (shipped files), cloudpickle zips
+SHIPPED_COV_PREFIX = "cov-"  # <remote_cache>/lib/cov-<version>-<hash>/: cov itself (self_ship)
+SHIPPED_COV_COMPLETE = ".complete"  # the last member of its tar stream: the stream was whole
 SLURM_REMOTE = ".cov"  # <remote_workdir>/.cov/<dispatch id>/: a run's copy on a cluster
 
 

@@ -8,35 +8,41 @@ mid-way leaves the remote run whole or absent. A runner is then started (or reus
 the host's own cov, with the host's configured home and executors. Every step reuses the
 pooled connection of ``runner.ssh`` (ssh_config aliases, ProxyJump, ProxyCommand).
 
-``cov pull`` copies a remote run directory back over SFTP, skipping files whose size and
-mtime already match; every file is written under a temporary name and renamed, and a run
-pulled for the first time is assembled under a ``.tmp-`` name and renamed into the home.
+``cov pull`` is ``runner.remote_pull``. A host without cov gets this machine's
+(``runner.self_ship``).
 """
 from __future__ import annotations
 
 import io
 import json
-import os
 import shlex
-import stat
 import sys
 import tarfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 import paramiko
 
-from runner.fs import DIR_MODE
 from runner.layout import ENV, TMP_PREFIX
 from runner.ssh import PythonSetup, SSHError, SSHHost
+from runner.ssh.remote import DEFAULT_CACHE
 
-# One remote Python round trip: its version, whether cov imports, and the runs home there.
+# One remote Python round trip: its version, whether cov imports (with a copy cov shipped
+# there, argv[1], first on the path if it is there: self_ship), the dependencies' versions
+# (argv[2:]), and the runs home and config file there.
 _PROBE = (
-    "import json, sys\n"
+    "import importlib, importlib.util, json, os, sys\n"
     "out = {'python': list(sys.version_info[:3]), 'executable': sys.executable}\n"
+    "shipped = os.path.join(os.path.expanduser('~'), os.path.expanduser(sys.argv[1]))\n"
+    "if os.path.isdir(shipped):\n"
+    "    sys.path.insert(0, shipped)\n"
+    "    out['shipped'] = shipped\n"
+    "out['ssh'] = importlib.util.find_spec('paramiko') is not None\n"
     "try:\n"
+    "    for name in sys.argv[2:]:\n"
+    "        importlib.import_module(name)\n"
     "    from runner.config import config_path, runs_home\n"
     "    out['home'] = str(runs_home())\n"
     "    path = config_path()\n"
@@ -70,27 +76,53 @@ class HostSetup:
     config: str
 
 
-@dataclass(frozen=True)
+@dataclass
 class RemoteCov:
     """cov on a host: the host's pooled connection and how to start its Python."""
 
     host: SSHHost
     setup: PythonSetup
     name: str  # as the user wrote it, for messages
+    remote_cache: str = DEFAULT_CACHE  # where cov ships itself there (runner.self_ship)
+    pythonpath: str = ""  # that shipped copy, once ``setup_there`` found or put it there
 
     def cov_line(self, args: Sequence[str]) -> str:
         """The shell line running the host's ``cov ARGS`` (every word quoted)."""
-        return self.setup.command(["-m", CLI_MODULE, *args])
+        return self.setup.command(["-m", CLI_MODULE, *args], self.pythonpath)
 
     def probe(self) -> str:
         """The host's runs home, after checking that cov imports there under a Python of this
-        minor version; else RemoteRunError naming what to do."""
+        minor version (shipping it there if not); else RemoteRunError naming what to do."""
         return self.setup_there().home
 
-    def setup_there(self) -> HostSetup:
+    def setup_there(self, for_dispatch: bool = False) -> HostSetup:
         """``probe``, with the host's config file: a run for the host is built with it, so that
-        executor names mean what they mean there."""
-        result = self.host.run(self.setup.command(["-c", _PROBE]), retry=True)
+        executor names mean what they mean there. A host without cov gets this machine's
+        (``runner.self_ship``), once per version of it. ``for_dispatch``: also refuse a
+        shipped cov whose host config needs what cannot be shipped (fabric, for executors
+        that open SSH connections there)."""
+        data = self._probe()
+        if "missing" in data and "shipped" not in data:
+            self._ship_self()
+            data = self._probe()
+            if "missing" in data:
+                raise RemoteRunError(
+                    f"cov shipped to {self.name} does not import there with "
+                    f"{data.get('executable')} ({data['missing']}); install cov there "
+                    f"(`{data.get('executable')} -m pip install --user cov`)", self.name)
+        self.pythonpath = str(data.get("shipped") or "")
+        if "config_error" in data:
+            raise RemoteRunError(f"cov on {self.name}: {data['config_error']}", self.name)
+        config = str(data.get("config") or "")
+        if for_dispatch and self.pythonpath and not data.get("ssh"):
+            self._refuse_ssh_executors(config, str(data.get("executable")))
+        return HostSetup(str(data["home"]), config)
+
+    def _probe(self) -> Dict[str, Any]:
+        from runner.self_ship import HOST_DEPENDENCIES, bundle_path
+
+        args = ["-c", _PROBE, bundle_path(self.remote_cache), *HOST_DEPENDENCIES.values()]
+        result = self.host.run(self.setup.command(args), retry=True)
         found = [line for line in result.text.splitlines() if line.startswith("{")]
         if result.exit_code != 0 or not found:
             lines = (result.error_text or result.text).splitlines() or ["no output"]
@@ -107,19 +139,44 @@ class RemoteCov:
                 f"this machine {here[0]}.{here[1]}: runs pickled here load only under the same "
                 f"minor version; point python_path of executor {self.name} at a Python "
                 f"{here[0]}.{here[1]} there", self.name)
-        if "missing" in data:
+        return dict(data)
+
+    def _ship_self(self) -> None:
+        """Copy this machine's cov into the user's cache there, whole or not at all."""
+        from runner.self_ship import UNPACK, bundle_path, local_bundle
+
+        line = self.setup.command(["-c", UNPACK, bundle_path(self.remote_cache)])
+        try:
+            result = self.host.run(line, input=local_bundle().tar(), timeout=None)
+        except (paramiko.SSHException, EOFError, OSError, SSHError) as exc:
+            raise RemoteRunError(f"the connection to {self.name} dropped while shipping cov "
+                                 f"there ({type(exc).__name__}): nothing was left; try again",
+                                 self.name) from None
+        if not result.ok:
+            detail = (result.error_text or result.text or f"exit {result.exit_code}")
+            raise RemoteRunError(f"could not ship cov to {self.name}: "
+                                 f"{detail.strip().splitlines()[-1][-300:]}", self.name)
+
+    def _refuse_ssh_executors(self, config_text: str, python: str) -> None:
+        import yaml
+
+        from runner.self_ship import SSH_DISTRIBUTION, ssh_executors
+
+        try:
+            names = ssh_executors(yaml.safe_load(config_text) or {})
+        except yaml.YAMLError:
+            return  # the host's cov says what is wrong with it when it reads it
+        if names:
             raise RemoteRunError(
-                f"cov is not installed for {data.get('executable')} on {self.name} "
-                f"({data['missing']}); install it there (`{data.get('executable')} -m pip "
-                f"install --user cov`) or set python_path of executor {self.name} to a Python "
-                f"that has it", self.name)
-        if "config_error" in data:
-            raise RemoteRunError(f"cov on {self.name}: {data['config_error']}", self.name)
-        return HostSetup(str(data["home"]), str(data.get("config") or ""))
+                f"executor(s) {', '.join(names)} of {self.name}'s config open SSH connections "
+                f"from there, which needs {SSH_DISTRIBUTION} (not shipped: it is compiled); "
+                f"install it there (`{python} -m pip install --user {SSH_DISTRIBUTION}`)",
+                self.name)
 
     def start_runner(self, home: str) -> None:
         """Start a runner for the host's ``home`` unless a live one serves it."""
-        result = self.host.run(self.setup.command(["-c", _START, home]), retry=True)
+        result = self.host.run(self.setup.command(["-c", _START, home], self.pythonpath),
+                               retry=True)
         if not result.ok:
             raise RemoteRunError(f"cannot start a runner on {self.name}: "
                                  f"{(result.error_text or result.text)[-300:]}", self.name)
@@ -165,87 +222,6 @@ def _tar(run_dir: Path) -> bytes:
                 filter=lambda info: None if Path(info.name).name == ENV and
                 info.name.count("/") == 1 else info)
     return buf.getvalue()
-
-
-# -- pull -----------------------------------------------------------------------------------------
-def pull(remote: RemoteCov, remote_home: str, dispatch_id: str, local_home: Path
-         ) -> Tuple[Path, int]:
-    """Copy the host's run into ``local_home`` (only files that changed); returns the local
-    run directory and how many files were copied."""
-    source = f"{remote_home.rstrip('/')}/{dispatch_id}"
-    final = local_home / dispatch_id
-    local_home.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
-    first = not final.exists()
-    dest = local_home / f"{TMP_PREFIX}pull-{dispatch_id}.{uuid.uuid4().hex[:8]}" if first \
-        else final
-    copied = 0
-    try:
-        with remote.host.sftp() as sftp:
-            try:
-                sftp.stat(source)
-            except FileNotFoundError:
-                raise RemoteRunError(f"no run {dispatch_id} in {remote_home} on {remote.name}; "
-                                     f"list them: cov runs --on {remote.name}",
-                                     remote.name) from None
-            files = sorted(_walk(sftp, source, ""), key=_events_last)
-            for rel, attr in files:
-                if _copy_if_changed(sftp, f"{source}/{rel}", dest / rel, attr):
-                    copied += 1
-    except (paramiko.SSHException, OSError, EOFError) as exc:
-        raise RemoteRunError(f"pulling {dispatch_id} from {remote.name} failed: {exc}; run "
-                             f"cov pull again (it copies only what is missing)",
-                             remote.name) from None
-    if first:
-        dest.mkdir(exist_ok=True)
-        try:
-            os.rename(dest, final)
-        except OSError:  # another pull got there first: its copy is as good
-            _remove_tree(dest)
-    return final, copied
-
-
-def _events_last(item: Tuple[str, paramiko.SFTPAttributes]) -> Tuple[int, str]:
-    # The journal says what finished; copying it last means a reader never sees a task
-    # reported done whose result file has not arrived yet.
-    return (1 if item[0].startswith("events") else 0, item[0])
-
-
-def _walk(sftp: paramiko.SFTPClient, root: str, rel: str
-          ) -> Iterator[Tuple[str, paramiko.SFTPAttributes]]:
-    for attr in sftp.listdir_attr(f"{root}/{rel}" if rel else root):
-        name = f"{rel}/{attr.filename}" if rel else attr.filename
-        mode = attr.st_mode or 0
-        if stat.S_ISDIR(mode):
-            yield from _walk(sftp, root, name)
-        elif stat.S_ISREG(mode) and ".tmp" not in attr.filename:
-            yield name, attr
-
-
-def _copy_if_changed(sftp: paramiko.SFTPClient, remote: str, local: Path,
-                     attr: paramiko.SFTPAttributes) -> bool:
-    try:
-        have = local.stat()
-        if have.st_size == attr.st_size and int(have.st_mtime) == int(attr.st_mtime or 0):
-            return False
-    except FileNotFoundError:
-        pass
-    local.parent.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
-    tmp = local.with_name(f"{local.name}.tmp-pull-{os.getpid()}")
-    try:
-        sftp.get(remote, str(tmp))
-        os.chmod(tmp, stat.S_IMODE(attr.st_mode or 0o600))
-        os.utime(tmp, (attr.st_atime or 0, attr.st_mtime or 0))
-        os.replace(tmp, local)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return True
-
-
-def _remove_tree(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def dispatched_ids(stdout: str) -> Tuple[List[str], str]:

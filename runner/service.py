@@ -47,6 +47,7 @@ from runner.journal import ActiveRun, link_final_result
 from runner.liveness import HOST, heartbeat_path
 from runner.rundir import RunDir, clear_unreadable, files_stamp, is_run_name
 from runner.runner_base import RunnerSettings
+from runner.snapshot import pulled_from
 from runner.state import CANCELLED, COMPLETED, FAILED, Event, failure_message
 
 __all__ = ["Runner", "RunnerSettings"]
@@ -180,6 +181,9 @@ class Runner(Claims):
             self._start_serving(path)
 
     def _start_serving(self, path: str) -> None:
+        if pulled_from(path) is not None:  # a copy of another host's run: its runner's own
+            self.finished_runs.add(os.path.basename(path))
+            return
         rundir = RunDir(path)
         if not rundir.exists():
             return

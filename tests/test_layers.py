@@ -24,6 +24,7 @@ LAYOUT_NAMES = {
     # a run directory
     "manifest.yaml", "tasks.pkl", "events.jsonl", "run.lock", "cancel.json", "results", "logs",
     "result.pkl", "report.html", "env.json", "sources.json", "secrets", "executors.json",
+    "pulled-from.json",
     # the Slurm backend's and an SSH attempt's files ("slurm" and "ssh" are executor types too)
     "slurm/bundles", "slurm/jobs", "bundles", "jobs", "worker.py", "bundle.pkl", "outcome.pkl",
     "stdout.log", "stderr.log", "launch.log",

@@ -22,7 +22,7 @@ MAX_INPUTS = 100  # a reduce's thousands of inputs are not parameters worth a co
 def task_listing(live: LiveRun) -> Dict[str, Any]:
     """Every task for the table and the timeline: ``tasks`` (``[{"id", "name", "kind",
     "executor", "executor_type", "params", "status", "started", "ended", "host", "pid",
-    "job_id", "backend", "reused_from"}]``; ``params``: {parameter name: the repr of the
+    "job_id", "backend", "reused_from", "cached_from"}]``; ``params``: {parameter name: the repr of the
     value it was given at dispatch}, for the inputs that are values, not other tasks' results)
     and ``params`` (those parameter names, the most used first)."""
     manifest = live.manifest
@@ -54,7 +54,8 @@ def task_listing(live: LiveRun) -> Dict[str, Any]:
                     host, pid = _worker_of(live, spec.id, host)
                 extra = {"started": task.started, "ended": task.ended if task.finished else None,
                          "host": host, "pid": pid, "job_id": task.job_id,
-                         "backend": task.backend, "reused_from": task.reused_from}
+                         "backend": task.backend, "reused_from": task.reused_from,
+                         "cached_from": task.cached_from}
                 row.update((k, v) for k, v in extra.items() if v is not None)
             rows.append(row)
     return {"tasks": rows, "params": [name for name, _ in used.most_common()],

@@ -221,7 +221,8 @@ def task_detail(cache: RunCache, live: LiveRun, node_id: int) -> Optional[Dict[s
                    runtime=(task.ended - task.started) if task.finished and task.started and
                    task.ended else None,
                    error=task.error, exception=task.exception, reused=task.reused,
-                   reason=task.reason, reused_from=task.reused_from)
+                   reason=task.reason, reused_from=task.reused_from,
+                   cached_from=task.cached_from)
     if header and not out.get("host"):
         out["host"] = header.get("host")
 

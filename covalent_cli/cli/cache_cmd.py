@@ -73,7 +73,12 @@ def why_lines(run: RunDir, node_id: int) -> List[str]:
               if e.get("name") == node.name and f"{e.get('run')}/{e.get('node')}" != here]
     if not others:
         return [head + "ran: no earlier cached result of this task"]
-    nearest = min(others, key=lambda e: (_distance(parts, e.get("parts") or {}), -e["used"]))
+    # Several nodes may share the task's name (a task called in a loop): among the entries
+    # that differ least, an earlier run's first, and the same node of it (the same call in
+    # an unchanged graph) before its siblings, then the most recently used.
+    nearest = min(others, key=lambda e: (_distance(parts, e.get("parts") or {}),
+                                         e.get("run") == manifest.dispatch_id,
+                                         e.get("node") != node_id, -e["used"]))
     differs = _differences(parts, nearest.get("parts") or {})
     source = f"{nearest.get('run')}/{nearest.get('node')}"
     if not differs:

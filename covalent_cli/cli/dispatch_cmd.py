@@ -12,6 +12,7 @@ from covalent_cli.cli.args import parse_args
 from covalent_cli.cli.as_job import describe, job_options, job_request, submit_job
 from covalent_cli.cli.commands import STATUS_EXIT, _echo_json, _result_value, _run, _state
 from covalent_cli.cli.main import Context, cli, pass_ctx
+from covalent_cli.cli.remote_on import dispatch_on_option, on_option
 from covalent_cli.errors import ExitCode, RunNotFound, RunUnreadable, UserError
 from covalent_cli.result import wait_for_run
 from runner.daemon import Keeper
@@ -19,6 +20,7 @@ from runner.locks import LockBusy
 from runner.json_view import result_document
 from runner.query_failures import failed_tasks, inner_failure_lines
 from runner.rundir import RunDir, RunDirError
+from runner.snapshot import pulled_from
 from runner.state import COMPLETED, TERMINAL, RunState
 
 
@@ -37,6 +39,7 @@ from runner.state import COMPLETED, TERMINAL, RunState
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON document: the dispatch ids (with --wait, each run's result).")
 @click.option("--dry-run", is_flag=True, help="Build the graph, print its tasks; write no run.")
+@dispatch_on_option
 @click.option("--cache", "use_cache", is_flag=True,
               help="Every task uses the result cache (as @ct.electron(cache=True)).")
 @job_options
@@ -236,6 +239,7 @@ SECONDS = _Seconds()
 @click.argument("run_id")
 @click.option("--timeout", type=SECONDS, default=None, help="Give up after this many seconds (exit 5).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress, only the exit code.")
+@on_option
 @pass_ctx
 def wait_cmd(ctx: Context, run_id: str, timeout: Optional[float], quiet: bool) -> None:
     """Wait for a run to end; exit 0 completed, 3 failed, 4 cancelled, 5 timeout.
@@ -259,6 +263,7 @@ def wait_cmd(ctx: Context, run_id: str, timeout: Optional[float], quiet: bool) -
 @cli.command()
 @click.argument("run_id")
 @click.argument("nodes", type=int, nargs=-1)
+@on_option
 @pass_ctx
 def cancel(ctx: Context, run_id: str, nodes: Tuple[int, ...]) -> None:
     """Cancel a run, or only NODES of it (and what depends on them)."""
@@ -268,6 +273,11 @@ def cancel(ctx: Context, run_id: str, nodes: Tuple[int, ...]) -> None:
     if _state(run).finished:
         click.echo(f"{run.dispatch_id} already ended {_state(run).status}", err=True)
         return
+    pulled = pulled_from(run.path)
+    if pulled is not None:  # its runner is the host's: a cancel here would reach nothing
+        host = pulled.get("host", "?")
+        raise UserError(f"run {run.dispatch_id} is a copy pulled from {host}: cancel it there",
+                        f"cov cancel --on {host} {run.dispatch_id[:8]}")
     manifest = run.manifest
     for n in nodes:
         if not 0 <= n < len(manifest.nodes):

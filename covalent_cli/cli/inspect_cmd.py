@@ -16,6 +16,7 @@ import click
 from covalent_cli.cli.commands import (COLORS, STATUS_EXIT, _echo_json, _result_value, _run,
                                        _state, _status_text)
 from covalent_cli.cli.main import Context, cli, pass_ctx
+from covalent_cli.cli.remote_on import on_option
 from covalent_cli.errors import CovError, ExitCode, RunNotFound, RunUnreadable, UserError
 from covalent_cli.result import keep_served
 from runner.query import (NOT_RUN, PENDING, SHOWN_STATUSES, format_seconds, format_time,
@@ -160,6 +161,7 @@ def _table(rows: List[Dict[str, Any]], names: List[str]) -> List[str]:
                    "failed, cancelled, not-run, dispatching).")
 @click.option("--why", is_flag=True,
               help="With NODE: why its result came from the result cache or not.")
+@on_option
 @pass_ctx
 def status(ctx: Context, run_id: str, node: Optional[str], as_json: bool, show_all: bool,
            status_filter: Optional[str], why: bool) -> None:
@@ -313,6 +315,7 @@ def _value_text(value: Optional[Dict[str, Any]], indent: int) -> str:
 @click.argument("run_id")
 @click.argument("node", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@on_option
 @pass_ctx
 def result(ctx: Context, run_id: str, node: Optional[str], as_json: bool) -> None:
     """Print a finished run's result, or one NODE's output (exit 3 if it failed, 4 cancelled,

@@ -28,6 +28,7 @@ import click
 
 from covalent_cli.cli.commands import _run, _state
 from covalent_cli.cli.main import Context, cli, pass_ctx
+from covalent_cli.cli.remote_on import on_option
 from covalent_cli.errors import RunNotFound
 from covalent_cli.result import keep_served
 from runner.daemon import Keeper
@@ -166,6 +167,7 @@ def _status(source: _Source) -> str:
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new output until the run ends.")
 @click.option("--stream", type=click.Choice(["stdout", "stderr", "both"]), default="both",
               help="Only this stream, unmarked (default: both, each line marked).")
+@on_option
 @pass_ctx
 def logs(ctx: Context, run_id: str, node: Optional[int], follow: bool, stream: str) -> None:
     """Print tasks' stdout and stderr (all tasks, or NODE), with the failed tasks of

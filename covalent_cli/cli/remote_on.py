@@ -31,6 +31,24 @@ if TYPE_CHECKING:
     from runner.remote_run import RemoteCov
 
 _GLOBAL_FLAGS = ("--debug",)
+ON_HELP = ("Run this command on HOST (an ssh_config alias, user@host[:port], or an SSH "
+           "executor's name) over SSH: its output and exit code come back here (docs/remote.md).")
+
+
+DISPATCH_ON_HELP = ("Build the run here, ship it to HOST (an ssh_config alias, "
+                    "user@host[:port], or an SSH executor's name) and run it there; cov ships "
+                    "itself there if HOST has none (docs/remote.md).")
+
+
+def on_option(fn: Any, help: str = ON_HELP) -> Any:
+    """``--on HOST`` in a command's ``--help``. ``run_on`` takes the option off the command
+    line before click sees it, so click never gets a value for it."""
+    return click.option("--on", "on_host", metavar="HOST", expose_value=False, help=help)(fn)
+
+
+def dispatch_on_option(fn: Any) -> Any:
+    """``on_option`` with ``cov dispatch``'s own words."""
+    return on_option(fn, DISPATCH_ON_HELP)
 _GLOBAL_VALUED = ("--home",)
 
 
@@ -90,7 +108,10 @@ def remote_cov(host: str) -> "RemoteCov":
         spec = HostSpec.from_executor(config)
     except ValueError as exc:
         raise CovError(str(exc)) from None
-    return RemoteCov(pool().host(spec), PythonSetup.from_executor(config), host)
+    from runner.ssh.remote import DEFAULT_CACHE
+
+    return RemoteCov(pool().host(spec), PythonSetup.from_executor(config), host,
+                     remote_cache=str(config.get("remote_cache") or DEFAULT_CACHE))
 
 
 def run_on(argv: List[str]) -> Optional[int]:
@@ -111,7 +132,9 @@ def run_on(argv: List[str]) -> Optional[int]:
         if command in ("pull", "ui"):
             raise UserError(f"cov {command} does not take --on", f"cov pull HOST RUN, then "
                             f"cov {command} here" if command == "ui" else "cov pull HOST RUN")
-        return relay(remote_cov(host), [*globals_, command, *args])
+        remote = remote_cov(host)
+        remote.setup_there()  # cov there (shipped there if need be), the same Python
+        return relay(remote, [*globals_, command, *args])
     except SSHError as exc:
         raise CovError(str(exc)) from None
 
@@ -155,7 +178,7 @@ def dispatch_on(host: str, globals_: List[str], args: List[str]) -> int:
     if "--dry-run" in args:  # writes nothing: nothing to ship
         return subprocess.call([sys.executable, "-m", "covalent_cli.cli", "dispatch", *args])
     remote = remote_cov(host)
-    there = remote.setup_there()  # cov there, the same Python, its home and config
+    there = remote.setup_there(for_dispatch=True)  # cov there, the same Python, its config
     remote_home = _remote_home(globals_) or there.home
     build = [a for a in args if a not in ("--wait", "--json", "-q", "--quiet")]
     staging = Path(tempfile.mkdtemp(prefix="cov-dispatch-on-"))
@@ -166,8 +189,10 @@ def dispatch_on(host: str, globals_: List[str], args: List[str]) -> int:
         fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(there.config)
+        from covalent_cli.dispatch import BUILD_FOR_HOST
+
         env = {**os.environ, "COV_HOME": str(staging), "COV_NO_RUNNER": "1",
-               "COV_CONFIG": str(config)}
+               "COV_CONFIG": str(config), BUILD_FOR_HOST: "1"}
         done = subprocess.run([sys.executable, "-m", "covalent_cli.cli", "dispatch", *build,
                                "--json"], env=env, stdout=subprocess.PIPE)
         if done.returncode != 0:

@@ -12,6 +12,7 @@ import yaml
 
 from covalent_cli.cli.commands import _echo_json, _status_text
 from covalent_cli.cli.main import Context, cli, pass_ctx
+from covalent_cli.cli.remote_on import on_option
 from covalent_cli.cli.run_filters import Age, RunFilter, RunStatus, labels_text, params_text
 from covalent_cli.errors import RunUnreadable, UserError
 from covalent_cli.result import resolve_run, wait_for_run
@@ -21,6 +22,7 @@ from runner.query import (UNREADABLE, format_seconds, format_time, iter_runs, li
                           safe_summary)
 from runner.redact import mask_secrets
 from runner.rundir import RunDir, RunDirError
+from runner.snapshot import pulled_from
 from runner.state import TERMINAL
 
 
@@ -48,6 +50,7 @@ def _filter_options(fn: Any) -> Any:
 @click.option("-q", "--quiet", is_flag=True, help="Print only run ids.")
 @click.option("-n", "--limit", type=int, default=0, help="At most this many (newest first).")
 @click.option("--all", "show_all", is_flag=True, help="Include sublattices' child runs.")
+@on_option
 @pass_ctx
 def runs_cmd(ctx: Context, status: Optional[str], name: Optional[str], tags: Tuple[str, ...],
              params: Tuple[str, ...], older_than: Optional[float], as_json: bool, quiet: bool,
@@ -98,6 +101,7 @@ RM_STOP_TIMEOUT_S = 60.0  # how long `cov rm` waits for a cancelled run to stop
 @click.option("--force", is_flag=True,
               help=f"Remove a run even if it has not stopped {RM_STOP_TIMEOUT_S:g}s after its "
                    "cancel.")
+@on_option
 @pass_ctx
 def rm(ctx: Context, run_ids: Tuple[str, ...], status: Optional[str], name: Optional[str],
        tags: Tuple[str, ...], params: Tuple[str, ...], older_than: Optional[float],
@@ -125,7 +129,9 @@ def rm(ctx: Context, run_ids: Tuple[str, ...], status: Optional[str], name: Opti
         return
     children = _children_of(ctx.home)
     for run, row in targets:
-        running = row["status"] not in TERMINAL and row["status"] != UNREADABLE
+        # A copy pulled from another host runs there, not here: nothing to cancel first.
+        running = row["status"] not in TERMINAL and row["status"] != UNREADABLE and \
+            pulled_from(run.path) is None
         if running and not run_ids and status != row["status"]:
             click.echo(f"Kept {run.dispatch_id}: it is {row['status']} (`cov rm "
                        f"{run.dispatch_id[:8]}` cancels and removes it)", err=True)
@@ -177,7 +183,7 @@ def _cancel_and_wait(runs: List[RunDir], force: bool) -> None:
     cancel out: removing the directory first would leave its tasks running)."""
     def unfinished(run: RunDir) -> bool:
         try:
-            return not run.state().finished
+            return not run.state().finished and pulled_from(run.path) is None
         except RunDirError:
             return False  # unreadable: nothing can run it
 

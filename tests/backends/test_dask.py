@@ -22,6 +22,7 @@ from runner.daemon import ensure_running, stop_runners
 from runner.liveness import read_runners
 from runner.rundir import RunDir
 from tests.infra.fixtures import _in_ci
+from tests.processes import run_state, wait_for_pid, wait_pid_gone
 from tests.live import Follower, check_live, talker
 
 # The Dask workers import no test code: the tasks travel by value, as a user's script's do.
@@ -79,33 +80,6 @@ def _in_a_dask_worker(found: dict, client) -> bool:
     return _parent_of(found["parent"]) in _worker_pids(client)
 
 
-def _state(home: Path, dispatch_id: str):
-    return RunDir(home / dispatch_id).state()
-
-
-def _wait_for_pid(home: Path, dispatch_id: str, node: int, timeout: float = 60) -> int:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        task = _state(home, dispatch_id).tasks.get(node)
-        if task is not None and task.pid:
-            return int(task.pid)
-        time.sleep(0.05)
-    raise AssertionError(f"node {node} of {dispatch_id} never reported a pid")
-
-
-def _pid_gone(pid: int, timeout: float = 20) -> bool:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                if f.read().split(") ")[-1].startswith("Z"):
-                    return True
-        except FileNotFoundError:
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def _keys_on_scheduler(client) -> Set[str]:
     return set(client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.tasks)))
 
@@ -160,7 +134,7 @@ def test_tasks_run_in_the_dask_workers_with_results_and_logs_in_the_run_dir(
     assert _in_a_dask_worker(found, client)  # not in the runner's pool
     run = cov_home / dispatch_id
     assert (run / "logs" / "0.out").read_text() == "running with 21\n"
-    task = _state(cov_home, dispatch_id).tasks[0]
+    task = run_state(cov_home, dispatch_id).tasks[0]
     assert task.pid == found["pid"] and task.backend == "dask"
     manifest = RunDir(run).manifest
     assert manifest.executors[manifest.node(0).executor or ""]["type"] == "dask"
@@ -197,13 +171,13 @@ def test_cancel_cancels_the_dask_task_and_kills_its_process(cov_home, cluster, c
         return task(120, 1)
 
     dispatch_id = ct.dispatch(wf)()
-    pid = _wait_for_pid(cov_home, dispatch_id, 0)
-    assert not _pid_gone(pid, timeout=0.2)
+    pid = wait_for_pid(cov_home, dispatch_id, 0)
+    assert not wait_pid_gone(pid, timeout=0.2)
     assert f"cov-{dispatch_id}-0-1" in _keys_on_scheduler(client)
     ct.cancel(dispatch_id)
     result = ct.get_result(dispatch_id, wait=True)
     assert result.status == ct.status.CANCELLED
-    assert _pid_gone(pid), f"the task's process {pid} is still alive after cancel"
+    assert wait_pid_gone(pid, timeout=20), f"the task's process {pid} is still alive after cancel"
     deadline = time.time() + 20
     while f"cov-{dispatch_id}-0-1" in _keys_on_scheduler(client) and time.time() < deadline:
         time.sleep(0.1)
@@ -222,17 +196,17 @@ def test_a_restarted_runner_reattaches_to_the_running_dask_task(cov_home, cluste
         return task(5, 7)
 
     dispatch_id = ct.dispatch(wf)()
-    pid = _wait_for_pid(cov_home, dispatch_id, 0)
+    pid = wait_for_pid(cov_home, dispatch_id, 0)
     if how == "killed":
         _kill_runners(cov_home)
     else:
         assert stop_runners(cov_home, timeout=20)
-    assert not _pid_gone(pid, timeout=0.1)  # the runner went while its task runs
+    assert not wait_pid_gone(pid, timeout=0.1)  # the runner went while its task runs
     ensure_running(cov_home)
     result = ct.get_result(dispatch_id, wait=True)
     assert result.status == ct.status.COMPLETED, result.error
     assert result.result == 7
-    state = _state(cov_home, dispatch_id).tasks[0]
+    state = run_state(cov_home, dispatch_id).tasks[0]
     assert state.attempt == 1 and state.pid == pid  # collected, not started again
 
 
@@ -245,7 +219,7 @@ def test_an_attempt_the_scheduler_lost_runs_again_after_a_restart(cov_home, clus
         return task(60, 8)
 
     dispatch_id = ct.dispatch(wf)()
-    pid = _wait_for_pid(cov_home, dispatch_id, 0)
+    pid = wait_for_pid(cov_home, dispatch_id, 0)
     _kill_runners(cov_home)
     # what a scheduler restart does to the attempt: its published name and task are gone
     key = f"cov-{dispatch_id}-0-1"
@@ -258,7 +232,7 @@ def test_an_attempt_the_scheduler_lost_runs_again_after_a_restart(cov_home, clus
     ensure_running(cov_home)
     deadline = time.time() + 60
     while time.time() < deadline:
-        task_state = _state(cov_home, dispatch_id).tasks[0]
+        task_state = run_state(cov_home, dispatch_id).tasks[0]
         if task_state.pid and task_state.pid != pid:
             break
         time.sleep(0.1)
@@ -300,7 +274,7 @@ def test_without_a_scheduler_address_dask_is_the_local_pool_and_status_says_so(
     assert result.status == ct.status.COMPLETED, result.error
     runners = {int(info["pid"]) for info in read_runners(cov_home)}
     assert {r["parent"] for r in result.result} <= runners  # pool workers of the runner
-    assert {t.backend for t in _state(cov_home, dispatch_id).tasks.values()
+    assert {t.backend for t in run_state(cov_home, dispatch_id).tasks.values()
             if t.backend} == {"local"}
     status = run_cov("status", dispatch_id)
     assert status.returncode == 0, status.stderr
@@ -322,7 +296,7 @@ def test_an_unreachable_scheduler_fails_the_task_saying_where(cov_home):
     dispatch_id = ct.dispatch(wf)()
     result = ct.get_result(dispatch_id, wait=True)
     assert result.status == ct.status.FAILED
-    error = _state(cov_home, dispatch_id).tasks[0].error
+    error = run_state(cov_home, dispatch_id).tasks[0].error
     assert f"cannot connect to the Dask scheduler at tcp://127.0.0.1:{port}" in error, error
 
 
@@ -384,12 +358,13 @@ def test_a_task_whose_dask_worker_dies_runs_again_on_the_cluster(cov_home, clust
         return task(3, str(cov_home.parent / "started"))
 
     dispatch_id = ct.dispatch(wf)()
-    pid = _wait_for_pid(cov_home, dispatch_id, 0)
+    pid = wait_for_pid(cov_home, dispatch_id, 0)
     zygote = _parent_of(pid)
     dask_worker = _parent_of(zygote)
     assert dask_worker in _worker_pids(client)
     os.kill(dask_worker, signal.SIGKILL)
-    assert _pid_gone(pid) and _pid_gone(zygote)  # nothing of it runs on without its worker
+    # nothing of it runs on without its worker
+    assert wait_pid_gone(pid, timeout=20) and wait_pid_gone(zygote, timeout=20)
     result = ct.get_result(dispatch_id, wait=True)
     assert result.status == ct.status.COMPLETED, result.error
     assert result.result["pid"] != pid
@@ -450,9 +425,9 @@ def test_a_restarted_scheduler_gets_the_attempt_again_and_a_gone_one_fails_it(co
 
     first = start()
     dispatch_id = ct.dispatch(wf)()
-    pid = _wait_for_pid(cov_home, dispatch_id, 0)
+    pid = wait_for_pid(cov_home, dispatch_id, 0)
     first.close()
-    assert _pid_gone(pid)
+    assert wait_pid_gone(pid, timeout=20)
     with start():
         result = ct.get_result(dispatch_id, wait=True)
         assert result.status == ct.status.COMPLETED, result.error
@@ -465,8 +440,8 @@ def test_a_restarted_scheduler_gets_the_attempt_again_and_a_gone_one_fails_it(co
             return sleepy(120, 1)
 
         late = ct.dispatch(long_wf)()
-        _wait_for_pid(cov_home, late, 0)
+        wait_for_pid(cov_home, late, 0)
     result = ct.get_result(late, wait=True)
     assert result.status == ct.status.FAILED
-    error = _state(cov_home, late).tasks[0].error
+    error = run_state(cov_home, late).tasks[0].error
     assert f"cannot connect to the Dask scheduler at {address}" in error, error

@@ -2,10 +2,12 @@
 submitted again up to ``max_requeues`` times, warned (SIGUSR1) before its limit, and its task
 resumes from its checkpoint directory; exhausted, the task fails with the state and job ids.
 
-TIMEOUT is real (the single-node cluster, ``time_limited`` below). The test cluster has no
-preemption configured (no ``PreemptType``) and its one node cannot fail on purpose, so
-PREEMPTED and NODE_FAIL come as literal scheduler answers (what ``squeue``/``sacct`` print) to
-the real engine code, through a ``Shell`` that answers them.
+TIMEOUT is real (the single-node cluster, ``time_limited`` below); so are PREEMPTED and
+NODE_FAIL, in tests/backends/test_slurm_faults.py. The literal scheduler answers below (what
+``squeue``/``sacct`` print, through a ``Shell`` that answers them, to the real engine code) add
+what one cluster cannot show in one test: NODE_FAIL after a PREEMPTED requeue, a
+re-attaching runner keeping the count, and Slurm's own OUT_OF_MEMORY state (only task/cgroup
+gives it; the test cluster's memory kill ends jobs FAILED).
 """
 from __future__ import annotations
 
@@ -132,6 +134,18 @@ def test_without_max_requeues_a_timeout_fails_at_once(tmp_path: Path) -> None:
     done = _steps(backend, lambda d: d)
     assert done[0].header["error"].startswith("Slurm job 12 ended TIMEOUT (TimeLimit)")
     assert recorder.handles == []
+
+
+def test_out_of_memory_is_the_tasks_own_fault_and_never_requeued(tmp_path: Path) -> None:
+    """Slurm's own OUT_OF_MEMORY (task/cgroup counted an OOM kill; the test cluster has no
+    cgroups, see tests/backends/test_slurm_faults.py for its memory kill): no requeue, even
+    with ``max_requeues``; the task fails at once with the state and the job."""
+    backend, recorder, shell = _backend(tmp_path, {"12": "OUT_OF_MEMORY|OutOfMemory|0"}, 1)
+    _submitted(backend, tmp_path)
+    done = _steps(backend, lambda d: d)
+    assert done[0].header["error"].startswith(
+        "Slurm job 12 ended OUT_OF_MEMORY (OutOfMemory) without writing an outcome;")
+    assert done[0].header["job_id"] == "12" and recorder.handles == []
 
 
 def test_a_reattaching_runner_keeps_the_requeue_count(tmp_path: Path) -> None:

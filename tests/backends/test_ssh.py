@@ -21,9 +21,9 @@ import cloudpickle
 import pytest
 
 import covalent_cli as ct
-from runner.rundir import RunDir
 from runner.ssh import AuthFailed, ConnectFailed, HostKeyError, HostSpec, SSHPool
 from tests.infra.executors import add_to_config
+from tests.processes import run_state, wait_for_pid, wait_pid_gone
 from tests.infra.fixtures import SSHHost
 
 # Tasks defined here must travel by value: the remote host has neither cov nor this module.
@@ -66,20 +66,6 @@ def ssh_home(cov_home: Path, hosts: Dict[str, SSHHost], monkeypatch: pytest.Monk
     yield cov_home
 
 
-def _state(home: Path, dispatch_id: str):
-    return RunDir(home / dispatch_id).state()
-
-
-def _wait_for_pid(home: Path, dispatch_id: str, node: int, timeout: float = 20) -> int:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        task = _state(home, dispatch_id).tasks.get(node)
-        if task is not None and task.pid:
-            return int(task.pid)
-        time.sleep(0.05)
-    raise AssertionError(f"node {node} of {dispatch_id} never reported a pid")
-
-
 def _sshd_session_processes(listener: int) -> List[int]:
     """The sshd processes below the listener (per connection: the privileged monitor and the
     user's child that holds the socket), not the shells and tasks they started."""
@@ -93,19 +79,6 @@ def _sshd_session_processes(listener: int) -> List[int]:
                     found.append(pid)
                     todo.append(pid)
     return found
-
-
-def _pid_gone(pid: int, timeout: float = 10) -> bool:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                if f.read().split(") ")[-1].startswith("Z"):
-                    return True
-        except FileNotFoundError:
-            return True
-        time.sleep(0.05)
-    return False
 
 
 # -- tasks (pickled by value) ---------------------------------------------------------------------
@@ -163,7 +136,7 @@ def test_tasks_on_two_hosts_and_locally(ssh_home, hosts):
     result = ct.dispatch_sync(wf)()
     assert result.status == ct.status.COMPLETED, result.error
     assert result.result == [h1.name, h2.name, socket.gethostname()]
-    state = _state(ssh_home, result.dispatch_id)
+    state = run_state(ssh_home, result.dispatch_id)
     assert state.tasks[0].host == h1.name and state.tasks[0].pid
     assert state.tasks[1].host == h2.name and state.tasks[0].handle["workdir"]
 
@@ -188,7 +161,7 @@ def test_stdout_stderr_and_remote_traceback(ssh_home, hosts):
     assert failed["stdout"] == "about to fail\n"
     assert "Traceback" in failed["stderr"] and "in fails" in failed["stderr"]
     assert "ValueError: remote failure 4" in failed["stderr"]
-    assert _state(ssh_home, result.dispatch_id).tasks[2].attempt == 1  # not retried
+    assert run_state(ssh_home, result.dispatch_id).tasks[2].attempt == 1  # not retried
 
 
 def test_wrong_key_fails_at_once_with_a_clear_error(ssh_home, hosts, tmp_path):
@@ -282,7 +255,7 @@ def test_connection_killed_mid_task_is_resumed(ssh_home, hosts):
         return task(2.5, 42)
 
     dispatch_id = ct.dispatch(wf)()
-    pid = _wait_for_pid(ssh_home, dispatch_id, 0)
+    pid = wait_for_pid(ssh_home, dispatch_id, 0)
     killed = _sshd_session_processes(int((hosts["local"].dir / "sshd.pid").read_text()))
     assert killed, "no sshd process serves the runner's connection"
     for child in killed:  # the monitor and the unprivileged child: the TCP connection drops
@@ -290,7 +263,7 @@ def test_connection_killed_mid_task_is_resumed(ssh_home, hosts):
     result = ct.get_result(dispatch_id, wait=True)
     assert result.status == ct.status.COMPLETED, result.error
     assert result.result == 42
-    assert _state(ssh_home, dispatch_id).tasks[0].pid == pid  # the same process, not a rerun
+    assert run_state(ssh_home, dispatch_id).tasks[0].pid == pid  # the same process, not a rerun
     log = (ssh_home / ".runners" / "runner.log").read_text()
     assert "while running task sleeper; resuming" in log
 
@@ -303,12 +276,12 @@ def test_cancel_kills_the_remote_process_group(ssh_home, hosts):
         return task(60, 1)
 
     dispatch_id = ct.dispatch(wf)()
-    pid = _wait_for_pid(ssh_home, dispatch_id, 0)
-    assert not _pid_gone(pid, timeout=0.2)
+    pid = wait_for_pid(ssh_home, dispatch_id, 0)
+    assert not wait_pid_gone(pid, timeout=0.2)
     ct.cancel(dispatch_id)
     result = ct.get_result(dispatch_id, wait=True)
     assert result.status == ct.status.CANCELLED
-    assert _pid_gone(pid), f"remote task pid {pid} still alive after cancel"
+    assert wait_pid_gone(pid), f"remote task pid {pid} still alive after cancel"
 
 
 def test_restarted_runner_reattaches_to_the_running_remote_task(ssh_home, hosts):
@@ -319,7 +292,7 @@ def test_restarted_runner_reattaches_to_the_running_remote_task(ssh_home, hosts)
         return task(2, 7)
 
     dispatch_id = ct.dispatch(wf)()
-    pid = _wait_for_pid(ssh_home, dispatch_id, 0)
+    pid = wait_for_pid(ssh_home, dispatch_id, 0)
     from runner.liveness import read_runners
     from runner.daemon import ensure_running
 
@@ -330,7 +303,7 @@ def test_restarted_runner_reattaches_to_the_running_remote_task(ssh_home, hosts)
     result = ct.get_result(dispatch_id, wait=True)
     assert result.status == ct.status.COMPLETED, result.error
     assert result.result == 7
-    state = _state(ssh_home, dispatch_id).tasks[0]
+    state = run_state(ssh_home, dispatch_id).tasks[0]
     assert state.pid == pid and state.attempt == 1  # waited for, not started again
 
 
@@ -354,7 +327,7 @@ def test_executor_ssh_uses_the_config_sections_defaults_and_prelude(ssh_home, ho
     said, cwd = result.result.split(" ")
     assert said == "hi"
     assert cwd == f"/tmp/cov-ssh-test-work/{result.dispatch_id}/node_0"
-    assert _state(ssh_home, result.dispatch_id).tasks[0].host == socket.gethostname()
+    assert run_state(ssh_home, result.dispatch_id).tasks[0].host == socket.gethostname()
 
 
 def test_50_mb_argument_and_result(ssh_home):

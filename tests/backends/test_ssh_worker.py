@@ -14,7 +14,8 @@ import cloudpickle
 import pytest
 
 import covalent_cli as ct
-from tests.backends.test_ssh import _state, _wait_for_pid, hosts, ssh_home  # noqa: F401
+from tests.backends.test_ssh import hosts, ssh_home  # noqa: F401 (fixtures)
+from tests.processes import run_state, wait_for_pid
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
@@ -82,7 +83,7 @@ def test_a_task_killed_on_the_host_fails_saying_so(ssh_home, persistent):  # noq
 
     result = ct.dispatch_sync(wf)()
     assert result.status == ct.status.FAILED
-    error = _state(ssh_home, result.dispatch_id).tasks[0].error
+    error = run_state(ssh_home, result.dispatch_id).tasks[0].error
     assert "was killed (signal 9) without writing an outcome" in error, error
 
 
@@ -94,7 +95,7 @@ def test_worker_killed_under_a_running_task_the_task_is_waited_for(ssh_home):  #
         return task(2.5, 11)
 
     dispatch_id = ct.dispatch(wf)()
-    pid = _wait_for_pid(ssh_home, dispatch_id, 0)
+    pid = wait_for_pid(ssh_home, dispatch_id, 0)
     with open(f"/proc/{pid}/stat") as f:
         server = int(f.read().rsplit(") ", 1)[1].split()[1])
     with open(f"/proc/{server}/cmdline", "rb") as f:
@@ -103,7 +104,7 @@ def test_worker_killed_under_a_running_task_the_task_is_waited_for(ssh_home):  #
     result = ct.get_result(dispatch_id, wait=True)
     assert result.status == ct.status.COMPLETED, result.error
     assert result.result == 11
-    state = _state(ssh_home, dispatch_id).tasks[0]
+    state = run_state(ssh_home, dispatch_id).tasks[0]
     assert state.pid == pid and state.attempt == 1  # the same process, not a rerun
     log = (Path(ssh_home) / ".runners" / "runner.log").read_text()
     assert "while running task sleeper; resuming" in log

@@ -185,6 +185,14 @@ def test_invalid_config_yaml(run_cov, tmp_path):
     assert_one_line_error(proc, 1, "not valid YAML")
 
 
+@pytest.mark.parametrize("command", [("runs",), ("status", "latest")])
+def test_home_in_config_not_a_path(run_cov, cov_home, command, monkeypatch):
+    (cov_home.parent / "config.yaml").write_text("home: [1]\n")
+    monkeypatch.setenv("COV_CONFIG", str(cov_home.parent / "config.yaml"))
+    monkeypatch.delenv("COV_HOME")
+    assert_one_line_error(run_cov(*command), 1, "'home' must be a directory path (found [1])")
+
+
 @pytest.mark.parametrize("run_id, fragment", [("0000", "no run matches"),
                                               ("../etc", "malformed run id")])
 def test_unknown_and_malformed_run_ids(run_cov, run_id, fragment):

@@ -237,22 +237,6 @@ def test_pull_then_local_commands_work_with_the_host_gone(
     assert _local_runs(cov_home) == [run_id]
 
 
-def test_dispatch_on_refuses_a_host_without_cov_in_one_line(
-        remote: Dict[str, Path], cov_home: Path, run_cov, tmp_path: Path,
-        remote_path: str) -> None:
-    config = Path(os.environ["COV_CONFIG"])
-    config.write_text(config.read_text().replace(f"export PYTHONPATH={remote_path}",
-                                                  "export PYTHONPATH=/nonexistent"))
-    script = tmp_path / "wf.py"
-    script.write_text(SCRIPT)
-    done = run_cov("dispatch", "--on", "lab", str(script))
-    assert done.returncode != 0
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and "cov is not installed" in lines[0] and "pip install" in lines[0]
-    assert "Traceback" not in done.stderr
-    assert _local_runs(cov_home) == []
-
-
 def test_connection_dropped_mid_ship_leaves_no_half_run(
         remote: Dict[str, Path], cov_home: Path, run_cov, tmp_path: Path) -> None:
     """The connection is closed while the run's 60 MB travel: the host shows no run (neither
@@ -327,6 +311,10 @@ def test_dispatch_on_through_proxyjump_to_a_namespace_host(
 def test_on_without_a_host_or_command_is_a_one_line_usage_error(cov_home: Path, run_cov) -> None:
     helped = run_cov("status", "--on", "lab", "--help")
     assert helped.returncode == 0 and "Usage: cov status" in helped.stdout
+    for command in ("status", "logs", "wait", "result", "cancel", "runs", "rm", "dispatch"):
+        shown = run_cov(command, "--help")
+        assert shown.returncode == 0 and re.search(r"^  --on HOST +\S", shown.stdout, re.M), \
+            command  # listed, with a help text
     for argv in (["status", "--on"], ["--on", "lab"], ["ui", "--on", "lab"]):
         done = run_cov(*argv)
         lines = done.stderr.strip().splitlines()
@@ -380,30 +368,79 @@ def test_dispatch_on_a_login_node_runs_the_tasks_as_slurm_jobs_there(
     assert _local_runs(cov_home) == []
 
 
-def test_pull_refuses_an_unfinished_run_and_copies_only_what_changed(
+def test_pull_of_an_unfinished_run_is_a_snapshot_no_runner_here_runs(
         remote: Dict[str, Path], cov_home: Path, run_cov, tmp_path: Path) -> None:
-    """A running run is not pulled (a runner here would run its tasks here); once it ended it
-    is, and a second pull copies only the file that differs."""
-    go = remote["home"].parent / "go"
+    """A running run comes as a consistent snapshot: the ended task with its result, the
+    waiting one unfinished; no runner here serves it (a local runner is up all along), local
+    readers work, a local waiter is told to wait there; pulling again brings the rest,
+    copying only what changed."""
+    from runner.layout import EVENTS, PULLED_FROM
+
+    base = remote["home"].parent
+    go, ran = base / "go", base / "ran"
     script = tmp_path / "gate.py"
-    script.write_text("import os, time\nimport covalent as ct\n\n@ct.electron\ndef gate():\n"
-                      f"    while not os.path.exists({str(go)!r}):\n        time.sleep(0.05)\n"
-                      "    return 'through'\n\n@ct.lattice\ndef wf():\n    return gate()\n")
+    script.write_text(
+        "import getpass, os, time\nimport covalent as ct\n\n"
+        "@ct.electron\ndef first():\n    return 'early'\n\n"
+        "@ct.electron\ndef gate(x):\n"
+        f"    with open({str(ran)!r}, 'a') as f:\n        f.write(getpass.getuser() + '\\n')\n"
+        f"    while not os.path.exists({str(go)!r}):\n        time.sleep(0.05)\n"
+        "    return x + ' then through'\n\n"
+        "@ct.lattice\ndef wf():\n    return gate(first())\n")
+    ran.write_text("")
+    os.chown(ran, 1001, 1001)
     done = run_cov("dispatch", "--on", "lab", str(script), "-q")
     assert done.returncode == 0, done.stderr
     run_id = done.stdout.split()[-1]
-    early = run_cov("pull", "lab", run_id)
-    lines = early.stderr.strip().splitlines()
-    assert early.returncode != 0 and len(lines) == 1 and "pull it once it ended" in lines[0]
-    assert _local_runs(cov_home) == [] and not list(cov_home.glob(".tmp-*"))
+    deadline = time.time() + 60  # until gate runs there (first ended, its result written)
+    while not ran.read_text() and time.time() < deadline:
+        time.sleep(0.05)
+    assert ran.read_text() == "covtest\n"
+    assert run_cov("runner", "start").returncode == 0  # a local runner, up before the pull
+
+    early = run_cov("pull", "lab", run_id[:8])
+    assert early.returncode == 0, early.stderr
+    assert "a snapshot" in early.stderr and "RUNNING" in early.stderr
+    local = cov_home / run_id
+    assert json.loads((local / PULLED_FROM).read_text())["host"] == "lab"
+    status = run_cov("status", run_id, "--json")
+    assert status.returncode == 0, status.stderr
+    doc = json.loads(status.stdout)
+    tasks = {t["name"]: t for t in doc["tasks"]}
+    assert doc["status"] == "RUNNING" and tasks["first"]["status"] == "COMPLETED"
+    assert tasks["gate"]["status"] != "COMPLETED"
+    assert json.loads(run_cov("result", run_id, str(tasks["first"]["id"]), "--json").stdout
+                      )["result"] == "early"  # an ended task's result came with its event
+    waited = run_cov("wait", run_id)
+    lines = waited.stderr.strip().splitlines()
+    assert waited.returncode != 0 and len(lines) == 1 and "pulled from lab" in lines[0]
+    cancelled = run_cov("cancel", run_id)  # the host's run: cancelled there, not here
+    lines = cancelled.stderr.strip().splitlines()
+    assert cancelled.returncode != 0 and len(lines) == 1 and "--on lab" in lines[0]
+    other = {"COV_HOME": str(tmp_path / "other-home")}  # a second copy, removed unfinished
+    assert run_cov("pull", "lab", run_id, env=other).returncode == 0
+    removed = run_cov("rm", run_id, env=other)  # nothing here to cancel first: at once
+    assert removed.returncode == 0, removed.stderr
+    assert not (tmp_path / "other-home" / run_id).exists()
+    journal = (local / EVENTS).read_bytes()
+
     go.write_text("")
     assert run_cov("wait", "--on", "lab", run_id).returncode == 0
-    first = run_cov("pull", "lab", run_id)
-    assert first.returncode == 0, first.stderr
-    result_file = next(p for p in (cov_home / run_id).rglob("*") if p.is_file() and
+    assert (local / EVENTS).read_bytes() == journal  # no runner here touched the copy
+    assert ran.read_text() == "covtest\n"  # gate ran once, there
+    second = run_cov("pull", "lab", run_id)
+    assert second.returncode == 0, second.stderr
+    assert "snapshot" not in second.stderr
+    copied = int(re.search(r"\((\d+) file", second.stdout).group(1))
+    total = sum(1 for p in local.rglob("*") if p.is_file() and p.name != PULLED_FROM)
+    assert 0 < copied < total  # only what changed: the manifest, the first result... stay
+    assert (local / EVENTS).read_bytes().startswith(journal)
+    assert json.loads(run_cov("result", run_id, "--json").stdout)["result"] == \
+        "early then through"
+    assert json.loads((local / PULLED_FROM).read_text())["status"] == "COMPLETED"
+
+    result_file = next(p for p in local.rglob("*") if p.is_file() and
                        p.name.endswith(".pkl") and "result" in str(p.relative_to(cov_home)))
     result_file.unlink()
-    second = run_cov("pull", "lab", run_id)
-    assert "(1 file(s) copied)" in second.stdout  # size and mtime match for all the others
-    result = run_cov("result", run_id, "--json")
-    assert json.loads(result.stdout)["result"] == "through"
+    third = run_cov("pull", "lab", run_id)
+    assert "(1 file(s) copied)" in third.stdout  # size and mtime match for all the others

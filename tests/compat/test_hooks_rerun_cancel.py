@@ -12,6 +12,7 @@ import pytest
 import covalent_cli as ct
 from covalent_cli.errors import NotSupportedByCov
 from runner.rundir import RunDir
+from tests.processes import wait_pid_gone
 
 
 def append(path, text):
@@ -119,19 +120,6 @@ def _running_child(parent_id: str, pid_file: Path, timeout: float = 30):
     raise AssertionError("the sublattice's task never ran")
 
 
-def _gone(pid: int, timeout: float = 10) -> bool:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                if f.read().split(") ")[-1].startswith("Z"):
-                    return True
-        except FileNotFoundError:
-            return True
-        time.sleep(0.05)
-    return False
-
-
 @pytest.mark.parametrize("form", ["run", "task_ids"])
 def test_cancel_reaches_a_running_sublattice(cov_home, form, pid_file):
     sub = ct.lattice(ct.electron(nap))
@@ -155,7 +143,7 @@ def test_cancel_reaches_a_running_sublattice(cov_home, form, pid_file):
     assert parent.status == ct.status.CANCELLED
     assert child.status == ct.status.CANCELLED
     assert child.get_node_result(0)["status"] == ct.status.CANCELLED
-    assert _gone(pid)  # the task's process was stopped, not left to finish
+    assert wait_pid_gone(pid)  # the task's process was stopped, not left to finish
 
 
 def test_cancel_reaches_a_sublattices_ssh_task(cov_home, sshd_host, monkeypatch, pid_file):
@@ -174,7 +162,7 @@ def test_cancel_reaches_a_sublattices_ssh_task(cov_home, sshd_host, monkeypatch,
     child = ct.get_result(child_id, wait=True, timeout=30)
     assert child.status == ct.status.CANCELLED
     assert ct.get_result(dispatch_id, wait=True, timeout=30).status == ct.status.CANCELLED
-    assert _gone(pid, timeout=15)  # the remote process (sshd on this host) was killed
+    assert wait_pid_gone(pid, timeout=15)  # the remote process (sshd on this host) was killed
     assert RunDir(cov_home / child_id).state().tasks[0].status == "CANCELLED"
 
 

@@ -173,3 +173,40 @@ def test_what_covalents_own_tests_use(cov_home):
     with pytest.raises(MissingLatticeRecordError):
         ct.get_result("nonexistent")
     rm.sync(first.dispatch_id)
+    ct.sync([first.dispatch_id, again.dispatch_id])  # the top-level name of older Covalent
+
+
+def test_built_graph_answers_as_covalents_transport_graph():
+    """Covalent's tests read a lattice's graph right after ``build_graph``, before any run."""
+    @ct.electron(executor="local")
+    def add(a, b):
+        return a + b
+
+    @ct.electron
+    def total(xs):
+        return sum(xs)
+
+    @ct.lattice
+    def workflow(x, y=3):
+        return total([add(x, y), x])
+
+    assert workflow.transport_graph.nodes == []  # empty until built, not None
+    workflow.build_graph(1)
+    tg = workflow.transport_graph
+    assert tg.get_node_value(0, "name") == "add"
+    assert tg.get_node_value(0, "function").get_deserialized()(2, 3) == 5
+    assert tg.get_node_value(0, "metadata")["executor"] == "local"
+    assert tg.get_node_value(0, "task_group_id") == 0
+    parameters = [i for i in tg._graph.nodes
+                  if tg.get_node_value(i, "name").startswith(":parameter:")]
+    values = sorted(tg.get_node_value(i, "value").get_deserialized() for i in parameters)
+    assert values == [1, 1, 3]
+    assert tg.get_dependencies(0) == sorted(parameters[:2])
+    assert tg.get_edge_data(parameters[0], 0) == {
+        0: {"edge_name": "a", "param_type": "arg", "arg_index": 0}}
+    assert tg.get_edge_data(0, parameters[0]) is None
+    for key in ("status", "output", "start_time"):  # what only a run sets
+        with pytest.raises(KeyError):
+            tg.get_node_value(0, key)
+    with pytest.raises(KeyError):
+        tg.get_node_value(99, "name")

@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Set, Tuple
 
+from tests.processes import pid_gone, wait_until  # noqa: F401 (the fault tests take them from here)
+
 REPO = Path(__file__).resolve().parents[2]
 
 LAYER1 = 100  # work1(i) for i < LAYER1
@@ -216,23 +218,6 @@ def children_of(pid: int) -> List[int]:
         if int(fields[1]) == pid:
             found.append(int(entry))
     return found
-
-
-def pid_gone(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b") ", 1)[1][:1] == b"Z"
-    except (OSError, IndexError):
-        return True
-
-
-def wait_until(predicate, timeout: float, step: float = 0.01) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
 
 
 def kill9_runner(proc: subprocess.Popen) -> List[int]:

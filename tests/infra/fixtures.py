@@ -202,7 +202,9 @@ class SSHHost:
 
 @dataclass(frozen=True)
 class SlurmCluster:
-    """A running single-node Slurm cluster (node ``localhost``, partition ``debug``).
+    """A running single-node Slurm cluster (node ``localhost``, partition ``debug``; also
+    ``preemptible`` and ``urgent`` for preemption, two fake GPUs, memory enforced: see
+    tests/infra/slurm.sh).
 
     Client commands need ``SLURM_CONF=conf``; the ``slurm_cluster`` fixture sets it
     in ``os.environ`` for the session. ``sacct`` does not work (no slurmdbd): use

@@ -1,8 +1,15 @@
 #!/usr/bin/env bash
 # A single-node Slurm cluster for tests (Debian 12: slurm-wlm 22.05 + munge), as root.
 # Everything lives in DIR: its own munge key and socket, slurm.conf, cgroup.conf,
-# state/, spool/, log/ and the PID files slurmctld.pid, slurmd.pid, munge/munged.pid.
-# /etc/slurm and /etc/munge are neither used nor changed.
+# state/, spool/, log/, dev/ (two fake GPU devices, see gres.conf) and the PID files
+# slurmctld.pid, slurmd.pid, munge/munged.pid. /etc/slurm and /etc/munge are neither used nor
+# changed.
+#
+# Node "localhost" (all CPUs, memory a consumable, Gres=gpu:2), partitions:
+#   debug        the default; a preempted job is requeued by Slurm (PreemptMode=REQUEUE)
+#   preemptible  a preempted job is cancelled: it ends PREEMPTED
+#   urgent       higher PriorityTier: its jobs preempt those of the two above
+# A job step over its memory (--mem, default a CPU's share) is killed (OverMemoryKill).
 #
 #   bash tests/infra/slurm.sh start DIR    # returns once node "localhost" is idle
 #   bash tests/infra/slurm.sh stop  DIR    # cancels jobs, stops slurmd, slurmctld, munged
@@ -123,12 +130,21 @@ SlurmctldDebug=info
 SlurmdDebug=info
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
-JobAcctGatherType=jobacct_gather/none
+# Memory is enforced as on a site without cgroups: every second each job step's processes are
+# summed up, and a step over its job's memory (--mem; default DefMemPerCPU, a CPU's share of
+# the node) is killed ("StepId=... exceeded memory limit"). The job ends FAILED: only
+# task/cgroup makes Slurm say OUT_OF_MEMORY, and these tests do not take over the machine's
+# cgroups.
+JobAcctGatherType=jobacct_gather/linux
+JobAcctGatherParams=OverMemoryKill
+JobAcctGatherFrequency=task=1
 AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/filetxt
 JobCompLoc=$DIR/log/jobcomp.txt
 SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
+# memory is a consumable (so that --mem is a limit); a job asking for none gets a CPU's share
+SelectTypeParameters=CR_Core_Memory
+DefMemPerCPU=$(( mem / cpus ))
 SchedulerType=sched/backfill
 # the default batch_sched_delay=3 makes every job wait for a 3 s tick
 SchedulerParameters=batch_sched_delay=0,sched_min_interval=0
@@ -139,10 +155,28 @@ SlurmctldTimeout=30
 SlurmdTimeout=30
 InactiveLimit=0
 KillWait=2
-NodeName=localhost NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem State=UNKNOWN
-PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
+# Preemption: a job in "urgent" (higher PriorityTier) preempts jobs of the lower partitions on
+# the same node. Slurm requeues a preempted job of "debug" itself (it keeps its id, as
+# on a site with PreemptMode=REQUEUE); one of "preemptible" is cancelled and ends PREEMPTED.
+# Nothing is submitted to "urgent" but the tests of preemption.
+PreemptType=preempt/partition_prio
+PreemptMode=REQUEUE
+# Two fake GPUs (gres.conf: File= entries naming character devices made here), so that Slurm
+# gives a job asking for GPUs its devices and sets CUDA_VISIBLE_DEVICES, as on a GPU node.
+GresTypes=gpu
+NodeName=localhost NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem Gres=gpu:2 State=UNKNOWN
+PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP PriorityTier=1
+PartitionName=preemptible Nodes=localhost MaxTime=INFINITE State=UP PriorityTier=1 PreemptMode=CANCEL
+PartitionName=urgent Nodes=localhost MaxTime=INFINITE State=UP PriorityTier=2 PreemptMode=OFF
 EOF
   mv -f "$DIR/slurm.conf.tmp" "$SLURM_CONF"
+  mkdir -p "$DIR/dev"
+  # Character devices as the NVIDIA driver makes them (major 195): slurmd refuses a gres.conf
+  # File= that is not a device (a regular file gives no GPU), and opens none of them.
+  for i in 0 1; do
+    [ -c "$DIR/dev/gpu$i" ] || { rm -f "$DIR/dev/gpu$i"; mknod "$DIR/dev/gpu$i" c 195 "$i"; }
+  done
+  printf 'NodeName=localhost Name=gpu File=%s\n' "$DIR/dev/gpu[0-1]" > "$DIR/gres.conf"
   # Not used with proctrack/linuxproc + task/none, but slurmd looks for it.
   printf 'CgroupPlugin=autodetect\nIgnoreSystemd=yes\n' > "$DIR/cgroup.conf"
 

@@ -28,9 +28,11 @@ def _scontrol_job(job_id: str) -> dict:
 def test_slurm_node_idle(slurm_cluster: SlurmCluster) -> None:
     # Runs first on purpose: slurmctld schedules its first job only ~3 s after it
     # starts, so the sshd/netns/chromium tests below overlap that wait.
-    r = subprocess.run(["sinfo", "-h", "-n", slurm_cluster.node, "-o", "%t %P"], capture_output=True, text=True)
+    r = subprocess.run(["sinfo", "-h", "-n", slurm_cluster.node, "-o", "%t %P %G"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.split() == ["idle", slurm_cluster.partition + "*"]
+    # the default partition first, then the two for preemption tests; the node's fake GPUs
+    assert r.stdout.splitlines() == [f"idle {p} gpu:2" for p in (
+        slurm_cluster.partition + "*", "preemptible", "urgent")], r.stdout
 
 
 def test_sshd_fabric_run_put_get(sshd_host: SSHHost, tmp_path: Path) -> None:

@@ -66,7 +66,7 @@ def hostile(ui_home) -> str:
             event["host"] = PAYLOAD
         if event.get("ev") == "end":
             event.update(exception=PAYLOAD, error=PAYLOAD, host=PAYLOAD, pid=1,
-                         reused=True, reused_from=PAYLOAD)
+                         reused=True, reused_from=PAYLOAD, cached_from=f"{PAYLOAD}/1")
         if event.get("ev") == "run" and event.get("status") == "FAILED":
             event["error"] = PAYLOAD
     (run / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))

@@ -76,6 +76,17 @@ function sourceBlock(title, src, loadUrl) {
   return box;
 }
 
+// "cached from RUN/NODE": the run and node whose result the result cache gave this task.
+function cachedFrom(source, options) {
+  var cut = source.lastIndexOf("/");
+  var run = cut > 0 ? source.slice(0, cut) : source, node = cut > 0 ? source.slice(cut + 1) : "";
+  var label = run + (node ? " #" + node : "");
+  return cov.el("span", { class: "cached-from" }, ["cached from ",
+    options.live ? cov.el("a", { class: "mono", href: "/run/" + encodeURIComponent(run) +
+      (node ? "#task=" + encodeURIComponent(node) : ""), text: label }) :
+      cov.el("code", { text: label })]);
+}
+
 function logBlock(log, label, link) {
   var frag = document.createDocumentFragment();
   var head = [label];
@@ -115,6 +126,7 @@ cov.renderTask = function (box, t, options) {
     ["Runtime", cov.duration(t.runtime !== undefined ? t.runtime :
       (t.started && !t.ended && t.now ? t.now - t.started : null))],
     t.attempt > 1 ? ["Attempt", t.attempt] : null,
+    t.cached_from ? ["Cached", cachedFrom(t.cached_from, options)] :
     t.reused ? ["Reused", t.reused_from ? cov.el("span", { class: "reused-from" }, ["result of ",
       options.live ? cov.el("a", { class: "mono", href: "/run/" + encodeURIComponent(t.reused_from) +
         "#task=" + encodeURIComponent(t.id), text: t.reused_from + " #" + t.id }) :

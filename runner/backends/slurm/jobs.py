@@ -189,6 +189,11 @@ def lost_message(job: SlurmJob, missing_grace: float, log_path: str, log_tail: s
     if job.state == VANISHED:
         what = (f"Slurm job {job.job_id} is gone from the scheduler (no accounting or job "
                 f"completion record tells its final state)")
+    elif job.state == "FAILED" and shows_oom(log_tail):
+        # Slurm's memory kill without cgroups (JobAcctGatherParams=OverMemoryKill) ends the
+        # job FAILED; its output says why: the user should read OUT_OF_MEMORY.
+        why = f", {job.reason}" if job.reason not in ("", "None", "(null)") else ""
+        what = f"Slurm job {job.job_id} ended OUT_OF_MEMORY (Slurm's state: FAILED{why})"
     else:
         what = f"Slurm job {job.job_id} ended {job.state}"
         if job.reason and job.reason not in ("None", "(null)"):
@@ -213,7 +218,15 @@ def requeue_note(job: SlurmJob) -> str:
 # Exit statuses a dead worker leaves (the script's outcome, ``script.EXIT_REASON``).
 _EXIT_HINTS = {126: "the Python is not executable: check python_path",
                127: "no such command: check python_path or conda_env"}
-_OOM_WORDS = ("oom-kill", "oom_kill", "out of memory", "out-of-memory", "memoryerror")
+_OOM_WORDS = ("oom-kill", "oom_kill", "out of memory", "out-of-memory", "memoryerror",
+              # slurmstepd's words when it kills a step over its memory (no cgroups):
+              # "StepId=12.0 exceeded memory limit (...), being killed"
+              "exceeded memory limit", "exceeded job memory limit")
+
+
+def shows_oom(log_tail: str) -> bool:
+    """The job's own output tells of an out-of-memory kill (the kernel's or Slurm's)."""
+    return any(word in log_tail.lower() for word in _OOM_WORDS)
 
 
 def exit_message(job: SlurmJob, exit_code: int, log_path: str, log_tail: str) -> str:
@@ -229,8 +242,7 @@ def exit_message(job: SlurmJob, exit_code: int, log_path: str, log_tail: str) ->
             why += " (out of memory, or kill -9)"
     else:
         why = _EXIT_HINTS.get(exit_code, "")
-    oom = any(word in log_tail.lower() for word in _OOM_WORDS)
-    head = f"Slurm job {job.job_id} ended OUT_OF_MEMORY: " if oom else \
+    head = f"Slurm job {job.job_id} ended OUT_OF_MEMORY: " if shows_oom(log_tail) else \
         f"Slurm job {job.job_id}: "
     message = (f"{head}the task's process exited with status {exit_code}"
                + (f" ({why})" if why else "") + " without writing an outcome"
