@@ -187,6 +187,8 @@ class Claims(Sublattices, CacheHook):
                 del run.ours[node]
                 if engine.claimed_elsewhere(run.state.tasks.get(node), self.id):
                     run.schedule.mark_active(node)
+                else:
+                    run.schedule.put_back([node])  # claimed, not run: the usual way now
         for backend in extended.values():
             backend.flush()
         return finished
@@ -215,7 +217,8 @@ class Claims(Sublattices, CacheHook):
                         continue  # a dead runner's claim, taken over only once it is fenced off
                 claimed[node] = attempt if attempt is not None else \
                     (task.attempt + 1 if task else 1)
-                if task is None and left is not None and follow_on.orphan_possible(
+                if task is None and left is not None and node not in run.ours and \
+                        follow_on.orphan_possible(
                         run.manifest, run.state, node, self.id, self.registry.alive):
                     header = run.dir.outcome_header(node)
                     if header is not None and header.get("attempt", 1) == 1:
