@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import cloudpickle
 
@@ -43,7 +43,7 @@ from runner.worker_common import CURRENT_TASK, ChildRun
 
 # What an older run's results to take over: given the new manifest and pack, the events and
 # result files to copy (``redispatch.reusable_results``).
-Reuse = Callable[[Manifest, bytes], Tuple[List[Event], List[Tuple[int, Path]]]]
+Reuse = Callable[[Manifest, bytes], Tuple[List[Event], List[Tuple[int, Union[Path, bytes]]]]]
 
 # Dispatch ids made by this process, newest last (``cov dispatch`` reports a script's own).
 DISPATCHED: List[str] = []
@@ -219,7 +219,7 @@ def create_run(lattice: Lattice, args: Sequence[Any], kwargs: Dict[str, Any], *,
         INTERCEPT[-1](prepared)
         return RunDir(home / manifest.dispatch_id)
     events: List[Event] = []
-    results: List[Tuple[int, Path]] = []
+    results: List[Tuple[int, Union[Path, bytes]]] = []
     if reused is not None:
         events, results = reused(manifest, prepared.pack)
     run = write_run(prepared, home, events, results)
@@ -229,7 +229,7 @@ def create_run(lattice: Lattice, args: Sequence[Any], kwargs: Dict[str, Any], *,
 
 
 def write_run(prepared: PreparedRun, home: Path, events: Sequence[Event] = (),
-              results: Sequence[Tuple[int, Path]] = ()) -> RunDir:
+              results: Sequence[Tuple[int, Union[Path, bytes]]] = ()) -> RunDir:
     """Create the run directory of ``prepared`` (with reused ``results`` and their
     ``events``), whole or not at all."""
     try:

@@ -104,22 +104,27 @@ def write_redispatch(old: RunDir, prepared: PreparedRun, plan: ReusePlan) -> Run
 
 
 def reusable_results(old: RunDir, new: Manifest, new_pack: bytes
-                     ) -> Tuple[List[Event], List[Tuple[int, Path]]]:
+                     ) -> Tuple[List[Event], List[Tuple[int, Union[Path, bytes]]]]:
     """Events and result files for the nodes of ``new`` whose old outputs are still valid
     (``reuse.plan_reuse``): the ``Reuse`` hook of ``create_run``."""
     return reuse_events(old, plan_reuse(old, new, new_pack))
 
 
-def reuse_events(old: RunDir, plan: ReusePlan) -> Tuple[List[Event], List[Tuple[int, Path]]]:
+def reuse_events(old: RunDir, plan: ReusePlan) -> Tuple[List[Event], List[Tuple[int, Union[Path, bytes]]]]:
     """An ``end`` event per reused node and the old result files to link in."""
     events: List[Event] = []
-    results: List[Tuple[int, Path]] = []
+    results: List[Tuple[int, Union[Path, bytes]]] = []
     now = time.time()  # a reused node starts and ends at once (Covalent's convention)
     for node_id, old_id in sorted(plan.reused.items()):
         events.append({"ev": "end", "node": node_id, "status": COMPLETED, "attempt": 0,
                        "start": now, "end": now, "reused": True,
                        "reused_from": old.dispatch_id})
-        results.append((node_id, old.result_path(old_id)))
+        if old.outcome_is_packed(old_id):  # format 2.0: its bytes become a file of the new run
+            data = old.outcome_bytes(old_id)
+            if data is not None:
+                results.append((node_id, data))
+        else:
+            results.append((node_id, old.result_path(old_id)))
     return events, results
 
 

@@ -91,7 +91,8 @@ def read_nodes(rundir: RunDir, manifest: Manifest, state: RunState,
 
 def _log(rundir: RunDir, node: int, stream: str, present: set) -> Optional[str]:
     # the name checked before any Path is built: a 10,000-node snapshot has 20,000 of them
-    if log_file(node, "out" if stream == "stdout" else "err") not in present:
+    if log_file(node, "out" if stream == "stdout" else "err") not in present and \
+            rundir.log_location(node, stream) is None:
         return None
     return rundir.read_log(node, stream) or None
 

@@ -26,7 +26,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
 from runner.cache_size import CacheSize
 from runner.fs import atomic_write
@@ -34,6 +34,7 @@ from runner.layout import CACHE_INDEX_SUFFIX, cache_dir, cache_entry_paths
 from runner.manifest import (ATTRIBUTE, COLLECTION, ELECTRON, OPERATOR, PARAMETER, Manifest,
                              NodeSpec)
 from runner.outcome import read_outcome_payload
+from runner.outcome_pack import parse_record
 from runner.rundir import RunDir
 
 DEFAULT_MAX_SIZE = 10 * 1024 ** 3  # cache.max_size when the config sets none: 10 GB
@@ -135,7 +136,7 @@ class ResultCache:
         if parent.kind == PARAMETER:
             data: Optional[bytes] = run.read_blob(parent.blob) if parent.blob else b""
         else:
-            data = read_outcome_payload(str(run.result_path(parent.id)))
+            data = run.read_outcome(parent.id, payload=True)[1]  # packed or its own file
         if data is None:
             return None
         found = self._hashes[memo] = _digest(data)
@@ -178,13 +179,18 @@ class ResultCache:
         return entry
 
     # -- adding and evicting ----------------------------------------------------------------
-    def add(self, parts: KeyParts, source: Path, run_id: str, node: int) -> bool:
-        """Add the completed result at ``source`` under ``parts``' key (True if added)."""
+    def add(self, parts: KeyParts, source: Union[Path, bytes], run_id: str, node: int) -> bool:
+        """Add the completed result at ``source`` under ``parts``' key (True if added);
+        ``source`` may be the outcome's bytes (a packed one: the entry is a file of its own)."""
         key = parts.key()
         index_path, result = cache_entry_paths(self.home, key)
         if self.has(key):
             return False
-        if read_outcome_payload(str(source)) is None:
+        if isinstance(source, bytes):
+            header, _ = parse_record(source)
+            if header is None or not header.get("ok"):
+                return False
+        elif read_outcome_payload(str(source)) is None:
             return False  # not a whole successful outcome: never cached
         with self.size.locked():  # the entry and the shared total change together
             if self.has(key):  # added by another runner meanwhile
@@ -192,7 +198,10 @@ class ResultCache:
             os.makedirs(os.path.dirname(index_path), exist_ok=True)
             tmp = f"{result}.tmp-{os.getpid()}-{secrets.token_hex(3)}"
             try:
-                _link_or_copy(source, tmp)
+                if isinstance(source, bytes):  # a packed record's (format 2.0)
+                    atomic_write(tmp, source)
+                else:
+                    _link_or_copy(source, tmp)
                 os.replace(tmp, result)
             except OSError:
                 _unlink(tmp)

@@ -8,7 +8,7 @@ disk, a torn entry) is a miss or an entry not added, never a failed task.
 from __future__ import annotations
 
 import time
-from typing import Optional
+from typing import Any, List, Optional
 
 from runner.cache import cacheable
 from runner.journal import ActiveRun
@@ -51,7 +51,8 @@ class CacheHook(RunnerBase):
         self.wake()  # its children may be ready now: no file changes to wake the loop for them
         return True
 
-    def _cache_result(self, run: ActiveRun, node: int, status: str) -> None:
+    def _cache_result(self, run: ActiveRun, node: int, status: str,
+                      at: Optional[List[Any]] = None) -> None:
         """A cache-enabled node that ran and completed: its result enters the cache."""
         spec = run.manifest.node(node)
         if status != COMPLETED or not cacheable(spec):
@@ -59,6 +60,9 @@ class CacheHook(RunnerBase):
         try:
             parts = self.cache.key_parts(run.dir, run.manifest, node)
             if parts is not None:
-                self.cache.add(parts, run.dir.result_path(node), run.manifest.dispatch_id, node)
+                # a packed one (format 2.0) becomes an entry of its own
+                source = run.dir.outcome_bytes(node, at) if at else run.dir.result_path(node)
+                if source is not None:
+                    self.cache.add(parts, source, run.manifest.dispatch_id, node)
         except OSError as exc:
             self._log(f"run {run.manifest.dispatch_id}: node {node}'s result not cached: {exc}")

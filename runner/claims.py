@@ -113,7 +113,8 @@ class Claims(Sublattices, CacheHook):
         for node_id, backend in chosen:
             if node_id not in claimed:
                 continue
-            spec = engine.task_for(run.manifest, node_id, claimed[node_id], run.path, self.fence)
+            spec = engine.task_for(run.manifest, node_id, claimed[node_id], run.path, self.fence,
+                                   run.dir.packed_at)
             run.ours[node_id] = spec
             try:
                 backend.submit(spec)
@@ -266,7 +267,7 @@ class Claims(Sublattices, CacheHook):
     def _finished_on_disk(run: ActiveRun, node: int, attempt: int) -> bool:
         """A dead runner's attempt whose outcome is complete: ``_adopt_orphans`` records it;
         it is never run again."""
-        header = run.dir.outcome_header(node)
+        header = run.dir.outcome_header(node, attempt)
         return header is not None and header.get("attempt", attempt) == attempt
 
     # -- other runners' claims and cancel requests ------------------------------------------
@@ -278,7 +279,8 @@ class Claims(Sublattices, CacheHook):
                 continue
             task = run.state.tasks.get(node)
             verdict = engine.orphan_verdict(task, self.registry.alive,
-                                            lambda: run.dir.outcome_header(node))
+                                            lambda: run.dir.outcome_header(
+                                                node, task.attempt if task else None))
             if verdict.kind == "skip":
                 continue
             assert task is not None
@@ -293,7 +295,8 @@ class Claims(Sublattices, CacheHook):
                 self._end(run, node, task.attempt, verdict.header)
             elif verdict.kind == "reattach":
                 handle = dict(task.handle or {})  # the re-claim below clears task.handle
-                spec = engine.task_for(run.manifest, node, task.attempt, run.path, self.fence)
+                spec = engine.task_for(run.manifest, node, task.attempt, run.path, self.fence,
+                                       run.dir.packed_at)
                 backend = self._backend(spec.executor, run.env)
                 claimed = self._claim(run, [node], attempt=task.attempt, adopt=True)
                 if run.busy():

@@ -11,7 +11,7 @@ import os
 import secrets
 import shutil
 from pathlib import Path
-from typing import Any, Dict, Iterable, Optional, Tuple
+from typing import Any, Dict, Iterable, Optional, Tuple, Union
 
 from runner.fs import DIR_MODE, append_whole, atomic_write, fsync_dir, write_private
 from runner.layout import (ENV, EVENTS, LOGS, MANIFEST, PACK, RESULTS, SOURCES, RunPaths,
@@ -22,7 +22,7 @@ from runner.state import Event
 
 def create_run_dir(home: Path, manifest: Manifest, pack: bytes,
                    events: Iterable[Event] = (),
-                   results: Iterable[Tuple[int, Path]] = (),
+                   results: Iterable[Tuple[int, Union[Path, bytes]]] = (),
                    secret_values: Optional[Dict[str, Dict[str, Any]]] = None,
                    env: Optional[bytes] = None, sources: Optional[bytes] = None) -> Path:
     """Build the run under a temporary name and rename it into place; returns its path.
@@ -42,6 +42,9 @@ def create_run_dir(home: Path, manifest: Manifest, pack: bytes,
         (tmp / LOGS).mkdir(mode=DIR_MODE)
         for node, source in results:  # reused results of a redispatch
             dest = tmp / RESULTS / outcome_file(node)
+            if isinstance(source, bytes):  # a packed outcome's bytes (format 2.0)
+                atomic_write(dest, source)
+                continue
             try:
                 os.link(source, dest)
             except OSError:

@@ -34,6 +34,7 @@ from typing import Any, Callable, Collection, Dict, List, NamedTuple, Optional, 
 
 from runner.backends.base import Task
 from runner.manifest import PARAMETER, Manifest
+from runner.manifest_checks import packs_outcomes
 from runner.outcome import OutcomeHeader
 from runner.state import (CANCELLED, COMPLETED, DISPATCHING, FAILED, RUNNING, STARTING, Event,
                           TaskState)
@@ -59,6 +60,10 @@ def end_event(header: Header, node: int, attempt: int, claimed: Optional[float],
         event["child"] = header["child"]
     if type(header.get("pid")) is int:  # where it ran, for a task that ended before its start
         event["pid"] = header["pid"]    # was recorded (a short one on the local pool)
+    if header.get("at"):  # format 2.0: the outcome (and logs) are in pack files, here
+        event["at"] = header["at"]
+    if header.get("log_at"):
+        event["log_at"] = header["log_at"]
     if status == FAILED:
         if header.get("reason") == "exception":
             # Covalent keeps a task's own exception out of ``error`` (it is in stderr).
@@ -187,9 +192,11 @@ def still_applies(tasks: Dict[int, TaskState], event: Event) -> bool:
     return "attempt" not in event or int(event["attempt"]) == claim.attempt
 
 
-def task_for(manifest: Manifest, node_id: int, attempt: int, run: str, fence: str) -> Task:
+def task_for(manifest: Manifest, node_id: int, attempt: int, run: str, fence: str,
+             packed_at: Optional[Callable[[int], Optional[List[Any]]]] = None) -> Task:
     """The ``Task`` for attempt ``attempt`` of ``node_id`` of the run at ``run``: its inputs
-    are blobs (parameters) or the outcomes of its parents."""
+    are blobs (parameters) or the outcomes of its parents (with, from ``packed_at``, where a
+    packed one is: ``("result", node, location)``)."""
     node = manifest.node(node_id)
     inputs = []
     for edge in node.parents:
@@ -198,7 +205,8 @@ def task_for(manifest: Manifest, node_id: int, attempt: int, run: str, fence: st
             assert parent.blob is not None
             source: Tuple[Any, ...] = ("blob", parent.blob[0], parent.blob[1])
         else:
-            source = ("result", edge.node)
+            at = packed_at(edge.node) if packed_at is not None else None
+            source = ("result", edge.node, at) if at else ("result", edge.node)
         key = edge.index if edge.type == "arg" else edge.param
         inputs.append((edge.type, key, source))
     assert node.blob is not None
@@ -206,7 +214,7 @@ def task_for(manifest: Manifest, node_id: int, attempt: int, run: str, fence: st
                 attempt=attempt, fn=node.blob, inputs=inputs,
                 executor=manifest.executors.get(node.executor or "local", {}),
                 cwd=manifest.cwd, sys_path=manifest.sys_path, fence=fence,
-                files=node.files or [])
+                files=node.files or [], pack=packs_outcomes(manifest.format_version))
 
 
 def child_failed_event(node: int, attempt: int, child_id: str, status: str,

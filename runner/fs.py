@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import secrets
 import stat
-from typing import Optional, Union
+from typing import Iterable, Optional, Union
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -28,16 +28,19 @@ NETWORK_FS_TYPES = frozenset(
 )
 
 
-def atomic_write(path: PathLike, data: bytes, fsync: bool = False, mode: int = FILE_MODE) -> None:
-    """Write ``data`` to ``path`` through a temporary name and a rename; the file gets
+def atomic_write(path: PathLike, data: Union[bytes, Iterable[bytes]], fsync: bool = False,
+                 mode: int = FILE_MODE) -> None:
+    """Write ``data`` (bytes, or pieces of it made as they are written: a large file need
+    not be held whole) to ``path`` through a temporary name and a rename; the file gets
     ``mode`` (owner-only by default)."""
     path = os.fspath(path)
     tmp = f"{path}.tmp-{os.getpid()}-{secrets.token_hex(3)}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        for piece in [data] if isinstance(data, (bytes, bytearray, memoryview)) else data:
+            view = memoryview(piece)
+            while view:
+                view = view[os.write(fd, view):]
         if fsync:
             os.fsync(fd)
     except BaseException:

@@ -186,9 +186,15 @@ class Journal:
 
 def link_final_result(rundir: RunDir) -> None:
     """``result.pkl``: the output node's outcome, under a name people look for."""
-    source = rundir.result_path(rundir.manifest.output_node)
+    node = rundir.manifest.output_node
+    source = rundir.result_path(node)
     try:
         if rundir.final_result_path.exists():
+            return
+        if rundir.outcome_is_packed(node):  # format 2.0: a file of its own, copied out
+            data = rundir.outcome_bytes(node)
+            if data is not None:
+                atomic_write(rundir.final_result_path, data)
             return
         os.link(source, rundir.final_result_path)
     except OSError:

@@ -112,6 +112,7 @@ FINAL_RESULT = "result.pkl"
 REPORT = "report.html"
 ENV = "env.json"
 SOURCES = "sources.json"  # the code as dispatched (optional: older runs have none)
+SNAPSHOT = "snapshot.json"  # a finished run's node table and state, derived (runner/derived.py)
 PULLED_FROM = "pulled-from.json"  # a copy of another host's run (cov pull): runner.snapshot
 SECRETS = "secrets"  # a directory, 0700: its files are 0600 and never shown
 EXECUTOR_SECRETS = "executors.json"  # in secrets/
@@ -120,6 +121,11 @@ SSH = "ssh"  # ssh/<node>.<attempt>/: an SSH attempt's files with a shared files
 SPARE_OUTCOME = "next"  # results/next.tmp-<pid>-<random>: a pool worker's next outcome, empty
 CAPTURE_PREFIX = ".capture-"  # logs/.capture-<pid>.out|err: a pool worker's output in progress
 STREAMS = ("out", "err")  # the suffixes of a node's logs (and of capture files)
+# Format 2.0's pack files (runner/outcome_pack.py): results/pack-<token>.bin holds outcome
+# records, logs/pack-<token>.log logs; <token> is <writer pid>-<random>, one writer each.
+PACKED_PREFIX = "pack-"
+OUTCOME_PACK_SUFFIX = ".bin"
+LOG_PACK_SUFFIX = ".log"
 
 
 def outcome_file(node: Part) -> str:
@@ -153,6 +159,19 @@ def capture_pid(name: str) -> Optional[int]:
     return int(pid) if pid.isdigit() else None
 
 
+def pack_file(token: str, suffix: str) -> str:
+    """A pack file's name (``suffix``: ``OUTCOME_PACK_SUFFIX`` in ``results/``,
+    ``LOG_PACK_SUFFIX`` in ``logs/``)."""
+    return f"{PACKED_PREFIX}{token}{suffix}"
+
+
+def is_pack_name(name: str, suffix: str) -> bool:
+    """Whether ``name`` is a pack file's (a plain name: no path, no dot name)."""
+    stem = name[len(PACKED_PREFIX):-len(suffix)] if name.endswith(suffix) else ""
+    return name.startswith(PACKED_PREFIX) and bool(stem) and "/" not in name and \
+        all(c.isalnum() or c == "-" for c in stem)
+
+
 def attempt_name(node: Part, attempt: Part) -> str:
     """``<node>.<attempt>``: an attempt's Slurm bundle and SSH directory are named so."""
     return f"{node}.{attempt}"
@@ -170,6 +189,10 @@ def pack_path(run: str) -> str:
 
 def logs_dir(run: str) -> str:
     return os.path.join(run, LOGS)
+
+
+def results_dir(run: str) -> str:
+    return os.path.join(run, RESULTS)
 
 
 def outcome_path(run: str, node: int) -> str:
@@ -300,6 +323,10 @@ class RunPaths:
     @property
     def events_path(self) -> Path:
         return self.path / EVENTS
+
+    @property
+    def snapshot_path(self) -> Path:
+        return self.path / SNAPSHOT
 
     @property
     def lock_path(self) -> Path:

@@ -46,7 +46,14 @@ def read_log(run: RunDir, node: int, stream: str, offset: int = 0,
              limit: int = READ_LIMIT) -> LogChunk:
     """What ``node``'s ``stream`` holds from ``offset`` (at most ``limit`` bytes); an absent
     file is empty. Never raises for the file itself: a file that leads outside the run is
-    ``refused``."""
+    ``refused``. A packed log (format 2.0: a finished task's short output) is read from its
+    place in the logs pack, as if it were a file of its own."""
+    try:
+        packed = run.log_location(node, stream)
+    except RunDirError as exc:
+        return LogChunk(b"", offset, 0, refused=str(exc))
+    if packed is not None:
+        return _read_packed(run, packed, offset, limit)
     try:
         with run.open_file(log_path(run, node, stream)) as f:
             size = os.fstat(f.fileno()).st_size
@@ -61,6 +68,24 @@ def read_log(run: RunDir, node: int, stream: str, offset: int = 0,
     except OSError as exc:
         return LogChunk(b"", offset, 0, refused=f"{exc.strerror or exc}")
     return LogChunk(data, start, max(size, start + len(data)), restarted=restarted)
+
+
+def _read_packed(run: RunDir, packed: Tuple[Path, int, int], offset: int,
+                 limit: int) -> LogChunk:
+    path, start, size = packed
+    restarted = offset > size
+    begin = 0 if restarted else offset
+    try:
+        with run.open_file(path) as f:
+            data = os.pread(f.fileno(), min(limit, size - begin), start + begin) \
+                if size > begin and limit > 0 else b""
+    except FileNotFoundError:
+        return LogChunk(b"", 0, 0, restarted=offset > 0)
+    except OutsideRunError as exc:
+        return LogChunk(b"", offset, 0, refused=str(exc))
+    except OSError as exc:
+        return LogChunk(b"", offset, 0, refused=f"{exc.strerror or exc}")
+    return LogChunk(data, begin, size, restarted=restarted)
 
 
 def read_tail(run: RunDir, node: int, stream: str, limit: int) -> LogChunk:

@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import yaml
 
 from runner.manifest_checks import (FORMAT_VERSION, Blob, ManifestError, blob_field,
                                     check_header, executors_field, is_int, list_field,
                                     mapping_field)
+from runner.manifest_lines import NotJsonLines, decode_node_lines, split_fast
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml where the wheel has it
 
@@ -65,8 +66,10 @@ class NodeSpec:
     name: str
     kind: str
     executor: Optional[str] = None  # key into Manifest.executors; None for parameters
-    parents: List[Edge] = field(default_factory=list)
-    waits: List[int] = field(default_factory=list)  # nodes that must finish first, no value
+    # Read from a manifest, a node without inputs or waits shares one empty tuple (100,000
+    # empty lists took 5.6 MB in the runner).
+    parents: Sequence[Edge] = field(default_factory=list)
+    waits: Sequence[int] = field(default_factory=list)  # nodes that must finish first, no value
     blob: Optional[Blob] = None  # function (+hooks) for tasks, the value for parameters
     value_repr: Optional[str] = None  # parameters only
     fingerprint: Optional[str] = None  # hash of the task's code and hooks (redispatch reuse)
@@ -86,7 +89,7 @@ class NodeSpec:
         if self.parents:
             d["parents"] = [e.to_dict() for e in self.parents]
         if self.waits:
-            d["waits"] = self.waits
+            d["waits"] = list(self.waits)
         if self.blob is not None:
             d["blob"] = list(self.blob)
         if self.value_repr is not None:
@@ -102,35 +105,45 @@ class NodeSpec:
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "NodeSpec":
         """A node from its manifest line; ``ManifestError`` naming the field if it is malformed.
-        One cheap test for a whole well-formed line (20,000 lines are read per manifest);
-        ``_node_problem`` says what is wrong only when it fails."""
+        A few cheap tests for a whole well-formed line, the edges checked as they are built
+        (100,000 lines are read per manifest at scale: a single ``all()`` expression over
+        generators took 13 us a line); ``_node_problem`` says what is wrong only when it fails."""
         try:
-            blob = d["blob"]
-            parents = d.get("parents", ())
-            waits = d.get("waits", ())
-            ok = (type(d["id"]) is int and d["id"] >= 0 and type(d["name"]) is str and
-                  d["kind"] in KINDS and type(blob) is list and len(blob) == 2 and
+            node_id, name, kind, blob = d["id"], d["name"], d["kind"], d["blob"]
+            get = d.get
+            executor, value, fingerprint = get("executor"), get("value"), get("fp")
+            parents, waits = get("parents", ()), get("waits", ())
+            ok = (type(node_id) is int and node_id >= 0 and type(name) is str and
+                  kind in KINDS and type(blob) is list and len(blob) == 2 and
                   type(blob[0]) is int and type(blob[1]) is int and blob[0] >= 0 and
-                  blob[1] >= 0 and type(d.get("executor")) in _TEXT and
-                  type(d.get("value")) in _TEXT and type(d.get("fp")) in _TEXT and
-                  type(parents) in _SEQUENCE and type(waits) in _SEQUENCE and
-                  all(type(w) is int for w in waits) and all(
-                      type(e) is dict and type(e["node"]) is int and type(e["param"]) is str
-                      and e.get("type", "arg") in _EDGE_TYPES and type(e.get("index")) in _INDEX
-                      for e in parents))
+                  blob[1] >= 0 and type(executor) in _TEXT and type(value) in _TEXT and
+                  type(fingerprint) in _TEXT and type(parents) in _SEQUENCE and
+                  type(waits) in _SEQUENCE)
+            if ok and waits:
+                ok = all(type(w) is int for w in waits)
+            edges: List[Edge] = []
+            if ok:
+                for e in parents:
+                    if type(e) is not dict:
+                        ok = False
+                        break
+                    source, param = e["node"], e["param"]
+                    edge_type, index = e.get("type", "arg"), e.get("index")
+                    if type(source) is not int or type(param) is not str or \
+                            edge_type not in _EDGE_TYPES or type(index) not in _INDEX:
+                        ok = False
+                        break
+                    edges.append(Edge(source, _intern(param), _intern(edge_type), index))
         except (KeyError, TypeError):
             ok = False
         if not ok:
             raise ManifestError(_node_problem(d))
-        executor, fingerprint = d.get("executor"), d.get("fp")
-        kind, name = _intern(d["kind"]), d["name"]
-        return cls(id=d["id"], name=name if kind == PARAMETER else _intern(name), kind=kind,
-                   executor=executor and _intern(executor),
-                   parents=[Edge(e["node"], _intern(e["param"]), _intern(e.get("type", "arg")),
-                                 e.get("index")) for e in parents],
-                   waits=list(waits), blob=(blob[0], blob[1]), value_repr=d.get("value"),
-                   fingerprint=fingerprint and _intern(fingerprint), files=_files(d.get("files")),
-                   cache=d.get("cache") is True)
+        kind = _intern(kind)
+        return cls(node_id, name if kind == PARAMETER else _intern(name), kind,
+                   executor and _intern(executor), edges or _EMPTY,
+                   list(waits) if waits else _EMPTY, (blob[0], blob[1]),
+                   value, fingerprint and _intern(fingerprint), _files(get("files")),
+                   get("cache") is True)
 
 
 def _files(value: Any) -> Optional[List[Dict[str, Any]]]:
@@ -145,6 +158,7 @@ def _files(value: Any) -> Optional[List[Dict[str, Any]]]:
     return value
 
 
+_EMPTY: Tuple[Any, ...] = ()
 _TEXT = frozenset({str, type(None)})
 _SEQUENCE = frozenset({list, tuple})
 _INDEX = frozenset({int, type(None)})
@@ -244,12 +258,12 @@ class Manifest:
     @classmethod
     def from_yaml(cls, text: str) -> "Manifest":
         try:
-            header, lines = _split_fast(text)
+            header, lines = split_fast(text)
         except (ValueError, yaml.YAMLError):
             return cls._from_yaml_slow(text)
         try:
-            return cls._from_parts(header, _decode_lines(lines))
-        except _NotJson:  # a node line that is not JSON: perhaps YAML, read the slow way
+            return cls._from_parts(header, decode_node_lines(lines))
+        except NotJsonLines:  # a node line that is not JSON: perhaps YAML, read the slow way
             return cls._from_yaml_slow(text)
 
     @classmethod
@@ -268,6 +282,21 @@ class Manifest:
         h = check_header(h)
         if not isinstance(node_dicts, (list, Iterator)):
             raise ManifestError("manifest.yaml: 'nodes' must be a list")
+        try:
+            nodes = _build_nodes(node_dicts)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ManifestError(f"manifest.yaml is missing or has a malformed field ({exc})") from None
+        return cls.from_nodes(h, nodes, checked_header=True)
+
+    @classmethod
+    def from_nodes(cls, h: Dict[str, Any], nodes: List[NodeSpec],
+                   checked_header: bool = False, checked_graph: bool = False) -> "Manifest":
+        """The manifest of header ``h`` (as read from the file) and ``nodes`` (already
+        built: parsed, or taken from a run's snapshot), checked as a parsed one is; the
+        graph's references are not checked again for ``checked_graph`` (nodes of a manifest
+        that was checked when parsed)."""
+        if not checked_header:
+            h = check_header(h)
         try:
             lattice = h["lattice"]
             manifest = cls(
@@ -288,13 +317,14 @@ class Manifest:
                 blobs={str(k): blob_field(v, f"blobs.{k}") for k, v in mapping_field(h, "blobs").items()},
                 output_node=h["output_node"],
                 executors=executors_field(h),
-                nodes=[NodeSpec.from_dict(d) for d in node_dicts],
+                nodes=nodes,
                 name=h["name"],
                 tags=h["tags"],
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ManifestError(f"manifest.yaml is missing or has a malformed field ({exc})") from None
-        manifest._check_graph()
+        if not checked_graph:
+            manifest._check_graph()
         return manifest
 
     def _check_graph(self) -> None:
@@ -304,10 +334,12 @@ class Manifest:
             if node.id != position:
                 raise ManifestError(f"manifest.yaml: node ids must be 0..{count - 1} in order "
                                     f"(line {position} has id {node.id})")
-            for dep in [e.node for e in node.parents] + node.waits:
+            for edge in node.parents:  # loops, not a list per node: 100,000 nodes at scale
+                if not 0 <= edge.node < count:
+                    raise _missing(node, edge.node)
+            for dep in node.waits:
                 if not 0 <= dep < count:
-                    raise ManifestError(f"manifest.yaml: node {node.id} depends on node {dep}, "
-                                        "which does not exist")
+                    raise _missing(node, dep)
             if node.executor is not None and node.executor not in self.executors:
                 raise ManifestError(f"manifest.yaml: node {node.id} uses executor "
                                     f"{node.executor!r}, which is not in 'executors'")
@@ -315,48 +347,20 @@ class Manifest:
             raise ManifestError(f"manifest.yaml: output_node {self.output_node} does not exist")
 
 
-class _NotJson(Exception):
-    """A node line of the one-node-per-line shape that is not one JSON object."""
+def _missing(node: NodeSpec, dep: int) -> ManifestError:
+    return ManifestError(f"manifest.yaml: node {node.id} depends on node {dep}, "
+                         "which does not exist")
 
 
-def _split_fast(text: str) -> Tuple[Dict[str, Any], List[str]]:
-    """The header (through libyaml) and the node lines (``  - {...}``, not yet decoded), or
-    ValueError if the text is not in the shape dispatch writes."""
-    at = text.find("\nnodes:\n")
-    if at < 0:
-        raise ValueError("no nodes section")
-    header = yaml.load(text[:at], Loader=_Loader)
-    if not isinstance(header, dict):
-        raise ValueError("header is not a mapping")
-    # No copy of the node section besides its lines (the runner's peak RSS is the parse's)
-    lines = [line for line in text[at + 8:].splitlines() if line.strip()]
-    if not all(line.startswith("  - {") for line in lines):
-        raise ValueError("not the one-node-per-line shape")
-    return header, lines
-
-
-_CHUNK = 2000  # node lines decoded at once: few decode calls, few dicts alive at a time
-
-
-def _decode_lines(lines: List[str]) -> Iterator[Dict[str, Any]]:
-    """Each line's object, ``_NotJson`` at the first line that is not one. A chunk of lines is
-    decoded in one call (half the time of a json.loads per line: ~0.6 s against ~1.2 s for
-    100,000 nodes) and turned into nodes before the next is decoded, so that the parse does not
-    hold every node's dict at once (its peak was 157 MB for 100,000 nodes). A chunk holding a
-    line that is more or less than one object (damage) changes the count, and is then decoded
-    line by line."""
-    for start in range(0, len(lines), _CHUNK):
-        chunk = lines[start:start + _CHUNK]
-        try:
-            values = json.loads("[" + ",".join(line[4:] for line in chunk) + "]")
-        except ValueError:
-            values = None
-        if not isinstance(values, list) or len(values) != len(chunk):
-            try:
-                values = [json.loads(line[4:]) for line in chunk]
-            except ValueError:
-                raise _NotJson() from None
-        yield from values
+def _build_nodes(node_dicts: Iterable[Any]) -> List[NodeSpec]:
+    """The nodes of decoded node lines. Tasks of one function share its packed pickle: their
+    equal ``blob`` pairs are made one tuple (50,000 pairs and their ints took 6 MB)."""
+    nodes = [NodeSpec.from_dict(d) for d in node_dicts]
+    shared: Dict[Any, Any] = {}
+    for node in nodes:
+        if node.kind != PARAMETER:
+            node.blob = shared.setdefault(node.blob, node.blob)
+    return nodes
 
 
 def _first_line(exc: BaseException) -> str:

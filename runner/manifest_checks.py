@@ -1,4 +1,4 @@
-"""The checks of a manifest's header as read from disk (``manifest.yaml``, format 1.0): each
+"""The checks of a manifest's header as read from disk (``manifest.yaml``, format 2.0): each
 field a listing or the runner reads has the type it needs, or ``ManifestError`` names it; a run
 directory of a newer major format is refused.
 """
@@ -6,8 +6,20 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Tuple
 
-FORMAT_VERSION = "1.0"
-FORMAT_MAJOR = 1
+FORMAT_VERSION = "2.0"  # what dispatch writes
+FORMAT_MAJOR = 2
+# From format 2.0 on, pool workers pack small outcomes and logs (runner/outcome_pack.py):
+# cov before it would see them as missing, so such a run is refused by it (a newer major).
+PACKED_MAJOR = 2
+
+
+def packs_outcomes(version: str) -> bool:
+    """Whether the runner may write a run of this ``format_version`` in pack files (a 1.0
+    run, dispatched by an older cov, keeps its per-node files whoever serves it)."""
+    try:
+        return int(str(version).split(".")[0]) >= PACKED_MAJOR
+    except ValueError:
+        return False
 
 Blob = Tuple[int, int]  # (offset, length) in tasks.pkl
 

@@ -27,7 +27,7 @@ import os
 import reprlib
 import secrets
 import time
-from typing import Any, BinaryIO, Dict, Mapping, Optional, Tuple, TypedDict
+from typing import Any, BinaryIO, Dict, List, Mapping, Optional, Tuple, TypedDict
 
 FILE_MODE = 0o600  # outcomes are the owner's only (runner/fs.py FILE_MODE)
 
@@ -49,6 +49,12 @@ class OutcomeHeader(TypedDict, total=False):
     error: str
     reason: str  # why it failed: "exception", "load", "fenced", "worker", ...
     job_id: Optional[str]  # the Slurm job of an attempt that ended without an outcome
+    # Format 2.0 packs (runner/outcome_pack.py): a record names its node; ``log_at`` where
+    # its logs were packed; ``at`` where the record is (added by its writer and readers,
+    # never in the record itself).
+    node: int
+    log_at: Dict[str, List[Any]]
+    at: List[Any]
 
 
 # -- writing --------------------------------------------------------------------------------------

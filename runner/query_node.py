@@ -120,6 +120,11 @@ def _logs(run: RunDir, node: int) -> List[Dict[str, Any]]:
     """The node's log files, with their sizes (None: not written)."""
     out = []
     for stream, path in (("stdout", run.stdout_path(node)), ("stderr", run.stderr_path(node))):
+        packed = run.log_location(node, stream)
+        if packed is not None:  # format 2.0: in the logs pack, at an offset
+            out.append({"stream": stream, "path": str(packed[0]), "offset": packed[1],
+                        "size": packed[2]})
+            continue
         try:
             size: Optional[int] = path.lstat().st_size  # not followed: a link may lead out
         except OSError:

@@ -13,38 +13,50 @@ the run lock.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Any, BinaryIO, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
+from runner import derived
 from runner.contained import (OutsideRunError, RunDirError, open_contained,  # noqa: F401
                               open_contained_dir, open_in)
 from runner.creation import create_run_dir
 from runner.fs import FILE_MODE, append_whole, atomic_write, write_private  # noqa: F401
 from runner.layout import (CANCEL, ENV, EVENTS, EXECUTOR_SECRETS, FINAL_RESULT,  # noqa: F401
-                           LOCK, LOGS, MANIFEST, PACK, REPORT, RESULTS, SECRETS, SOURCES, TMP_PREFIX,
+                           LOCK, LOGS, MANIFEST, PACK, REPORT, RESULTS, SECRETS, SNAPSHOT,
+                           SOURCES, TMP_PREFIX,
                            RunPaths, is_run_name, outcome_file, outcome_rel)  # re-exported
 from runner.locks import Lock, acquire_patiently, make_lock
 from runner.manifest import Manifest, ManifestError, check_header
-from runner.outcome import OutcomeHeader, header_problem, read_outcome_file, read_outcome_header
+from runner.manifest_file import Identity, read_manifest
+from runner.packed_reads import PackedIndex, PackScan
+from runner.rundir_results import ResultReads
 from runner.state import Event, EventError, RunState, check_event, fold
 from runner.unreadable import (clear_unreadable, files_stamp, mark_unreadable,  # noqa: F401
                                unreadable_reasons)  # re-exported for their readers here
 
 
-class RunDir(RunPaths):
+class RunDir(RunPaths, ResultReads):
     """A view of one run directory; cheap to create, reads lazily."""
 
     def __init__(self, path: os.PathLike | str) -> None:
         super().__init__(path)
         self._manifest: Optional[Manifest] = None
+        self._manifest_identity: Optional[Identity] = None  # of the bytes it was parsed from
         self._events_offset = 0
+        # The digest of the event-log bytes folded so far (``events_identity``)
+        self._events_digest: Optional[Any] = hashlib.blake2b(digest_size=20)
         self._state: Optional[RunState] = None
+        self._snapshot_read = False
+        self._snapshot_file: Optional[derived.Snapshot] = None
         self._pack_fd: Optional[int] = None
         self._appended: Optional[List[Event]] = None
         self._lock: Optional[Lock] = None
+        self._packed = PackedIndex()  # where packed outcomes and logs are (format 2.0)
+        self._pack_scan: Optional[PackScan] = None
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
@@ -81,7 +93,7 @@ class RunDir(RunPaths):
     @classmethod
     def create(cls, home: Path, manifest: Manifest, pack: bytes,
                events: Iterable[Event] = (),
-               results: Iterable[Tuple[int, Path]] = (),
+               results: Iterable[Tuple[int, Union[Path, bytes]]] = (),
                secret_values: Optional[Dict[str, Dict[str, Any]]] = None,
                env: Optional[bytes] = None, sources: Optional[bytes] = None) -> "RunDir":
         """The new run, built whole or not at all (``runner.creation.create_run_dir``), or the
@@ -95,7 +107,15 @@ class RunDir(RunPaths):
         if self._manifest is None:
             try:
                 with self.open_file(MANIFEST) as f:
-                    text = f.read().decode("utf-8")
+                    snap = self._snapshot()
+                    found = derived.manifest_from(snap, f) if snap is not None else None
+                    if found is None:
+                        if snap is not None:
+                            snap.forget("nodes")
+                        f.seek(0)
+                        with derived.gc_paused():
+                            found = read_manifest(f)
+                    self._manifest, self._manifest_identity = found
             except FileNotFoundError:
                 raise RunDirError(f"{self.path} is not a run directory (no {MANIFEST})") from None
             except RunDirError:  # OutsideRunError: a symlink, not a manifest
@@ -105,11 +125,48 @@ class RunDir(RunPaths):
             except UnicodeDecodeError:
                 raise RunDirError(f"run {self.dispatch_id}: {MANIFEST} is not text "
                                   "(binary or corrupted)") from None
-            try:
-                self._manifest = Manifest.from_yaml(text)
             except ManifestError as exc:
                 raise RunDirError(f"run {self.dispatch_id}: {exc}") from None
         return self._manifest
+
+    def manifest_identity(self) -> Optional[Identity]:
+        """(size, digest) of the manifest file's bytes ``manifest`` was parsed from (None for
+        one handed over unparsed: ``adopt_manifest``)."""
+        return self._manifest_identity
+
+    def events_identity(self) -> Optional[Identity]:
+        """(size, digest) of the event-log bytes ``state()`` has folded, as they were read or
+        appended; None once the state began from a snapshot."""
+        if self._events_digest is None:
+            return None
+        return self._events_offset, self._events_digest.hexdigest()
+
+    def _snapshot(self) -> Optional[derived.Snapshot]:
+        """The run's snapshot (``runner.derived``), read once; None if there is none usable."""
+        if not self._snapshot_read:
+            self._snapshot_read = True
+            self._snapshot_file = derived.load(self.open_file, SNAPSHOT)
+        return self._snapshot_file
+
+    def _state_from_snapshot(self) -> None:
+        """Begin the state from the snapshot if the event log still begins with the bytes it
+        was folded from; else leave it to the fold from the start."""
+        snap = self._snapshot()
+        if snap is None:
+            return
+        try:
+            with open(self.events_path, "rb") as f:
+                matches = derived.prefix_matches(f, snap.events_id)
+        except OSError:
+            matches = False
+        if not matches:
+            snap.forget("state")
+            return
+        state = snap.state()
+        if state is not None:
+            self._state = state
+            self._events_offset = snap.events_id[0]
+            self._events_digest = None
 
     def adopt_manifest(self, manifest: Manifest) -> None:
         """Use ``manifest`` as this run's, unparsed: the creator's own copy of what it wrote
@@ -193,7 +250,8 @@ class RunDir(RunPaths):
             raise RunDirError(f"cannot read {self.events_path}: {exc.strerror or exc}") from None
         end = data.rfind(b"\n") + 1
         lines = data[:end].splitlines()
-        parsed = _decode_all(lines)
+        with derived.gc_paused():
+            parsed = _decode_all(lines)
         events = []
         try:
             if parsed is not None:
@@ -207,15 +265,22 @@ class RunDir(RunPaths):
                     events.append(check_event(event))
         except EventError as exc:  # whole but wrong: damage, reported every time it is read
             raise RunDirError(f"run {self.dispatch_id}: {EVENTS}: {exc}") from None
+        self._packed.note(events, self._events_offset, self._events_offset + end)
         self._events_offset += end
+        if self._events_digest is not None:
+            self._events_digest.update(memoryview(data)[:end])
         return events
 
     def state(self) -> RunState:
-        """The run's current state (re-reads only what was appended since the last call)."""
+        """The run's current state (re-reads only what was appended since the last call; a
+        finished run's snapshot stands for the events it was folded from)."""
+        if self._state is None and self._events_offset == 0:
+            self._state_from_snapshot()
         new = self.read_new_events()
         if self._state is None:
             self._state = RunState()
-        return fold(new, self._state)
+        with derived.gc_paused():
+            return fold(new, self._state)
 
     def append_events(self, events: List[Event], fsync: bool = False) -> None:
         """Append events; the caller holds the run lock and has read every earlier event
@@ -237,8 +302,11 @@ class RunDir(RunPaths):
                 os.fsync(fd)
         finally:
             os.close(fd)
+        self._packed.note(stamped, start, start + len(data))
         if start == self._events_offset:  # nobody else wrote in between: no need to re-read
             self._events_offset += len(data)
+            if self._events_digest is not None:
+                self._events_digest.update(data)
             if self._state is not None:
                 fold(stamped, self._state)
             self._appended = stamped
@@ -250,70 +318,7 @@ class RunDir(RunPaths):
         appended, self._appended = self._appended, None
         return appended
 
-    # -- results -------------------------------------------------------------------------
-    def outcome_header(self, node: int) -> Optional[OutcomeHeader]:
-        """The outcome header of node's result file, or None if absent or incomplete;
-        ``RunDirError`` if it is whole but not a header of ours. The runner's own read (it runs
-        the run's code anyway); readers that show a run to someone use ``read_outcome``, which
-        is contained."""
-        path = str(self.result_path(node))
-        try:
-            header = read_outcome_header(path)
-        except (TypeError, ValueError):  # a "len" that is not a number
-            header = {}
-        if header is None:
-            return None
-        problem = header_problem(header)
-        if problem:
-            raise RunDirError(f"run {self.dispatch_id}: {outcome_rel(node)}: {problem}")
-        return header
-
-    def read_outcome(self, node: int, payload: bool = False
-                     ) -> Tuple[Optional[OutcomeHeader], Optional[bytes]]:
-        """(header, pickled value) of node's outcome file (``runner.outcome``), opened through
-        ``open_file``; (None, None) if absent or incomplete, the value None unless ``payload``
-        and the task succeeded."""
-        try:
-            with self.open_file(self.result_path(node)) as f:
-                header, data = read_outcome_file(f, payload)
-        except FileNotFoundError:
-            return None, None
-        if header is None:
-            return None, None
-        problem = header_problem(header)
-        if problem:
-            raise RunDirError(f"run {self.dispatch_id}: {outcome_rel(node)}: {problem}")
-        return header, data
-
-    def read_outputs(self, nodes: Iterable[int]) -> Dict[int, bytes]:
-        """The pickled outputs of the tasks among ``nodes`` that completed, read as
-        ``read_outcome`` reads one (contained, same checks) but with the results directory
-        opened and checked once: what a ``Result`` snapshot of a large run reads."""
-        found: Dict[int, bytes] = {}
-        try:
-            dfd = open_contained_dir(self.path, self.dispatch_id, [RESULTS])
-        except FileNotFoundError:
-            return found
-        try:
-            for node in nodes:
-                try:
-                    f = os.fdopen(open_in(dfd, self.dispatch_id, [RESULTS, outcome_file(node)]),
-                                  "rb")
-                except FileNotFoundError:
-                    continue
-                with f:
-                    header, data = read_outcome_file(f, payload=True)
-                if header is not None:
-                    problem = header_problem(header)
-                    if problem:
-                        raise RunDirError(f"run {self.dispatch_id}: {outcome_rel(node)}: "
-                                          f"{problem}")
-                if data is not None:
-                    found[node] = data
-        finally:
-            os.close(dfd)
-        return found
-
+    # -- results: runner.rundir_results (ResultReads) ---------------------------------
     def load_output(self, node: int) -> Any:
         """The deserialized output of a node (parameter value or task result)."""
         import cloudpickle  # noqa: F401  (by-value objects need it importable)
@@ -331,15 +336,6 @@ class RunDir(RunPaths):
         if payload is None:
             raise RunDirError(f"run {self.dispatch_id}: node {node} has no complete result")
         return payload
-
-    def read_log(self, node: int, stream: str) -> str:
-        """A task's stdout or stderr ("" if it wrote none), read through ``open_file``."""
-        path = self.stdout_path(node) if stream == "stdout" else self.stderr_path(node)
-        try:
-            with self.open_file(path) as f:
-                return f.read().decode("utf-8", "replace")
-        except FileNotFoundError:
-            return ""
 
     # -- cancel --------------------------------------------------------------------------
     def cancel_request(self) -> Optional[Dict[str, Any]]:

@@ -176,10 +176,12 @@ class RunnerBase:
                                  (claim.started or claim.claimed) if claim else None, time.time())
         run.schedule.finish(node, event["status"])
         run.pending.append(event)
-        self._cache_result(run, node, event["status"])
+        self._cache_result(run, node, event["status"], event.get("at"))
 
-    def _cache_result(self, run: ActiveRun, node: int, status: str) -> None:
-        """Implemented by ``runner.cache_hook.CacheHook`` (a completed result enters the cache)."""
+    def _cache_result(self, run: ActiveRun, node: int, status: str,
+                      at: Optional[List[Any]] = None) -> None:
+        """Implemented by ``runner.cache_hook.CacheHook`` (a completed result enters the cache;
+        ``at``: where it is packed, from its end event, which is not appended yet)."""
 
     def _backend(self, config: Dict[str, Any], env: Optional[Dict[str, Any]] = None) -> Backend:
         """The backend for an executor config; local tasks get the pool of their run's

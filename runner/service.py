@@ -39,7 +39,7 @@ import time
 from multiprocessing.connection import wait as wait_for
 from typing import Any, List, Optional, Set
 
-from runner import engine
+from runner import derived, engine
 from runner.backends import Completion
 from runner.claims import Claims
 from runner.fs import DIR_MODE
@@ -195,6 +195,7 @@ class Runner(Claims):
         clear_unreadable(self.home, rundir.dispatch_id)  # readable now (repaired, if it was not)
         if run.state.finished:
             self.finished_runs.add(rundir.dispatch_id)
+            self._write_snapshot(run)  # a run finished before snapshots were written
             rundir.close()
             return
         self.active[path] = run
@@ -298,6 +299,17 @@ class Runner(Claims):
         self.journal.fsync_run(run)
         self._retire(run)
 
+    def _write_snapshot(self, run: ActiveRun) -> None:
+        """The finished run's snapshot for its readers (``runner.derived``), unless its state
+        began from one; a run directory this runner may not write, or a full disk, goes
+        without (it is only a cache)."""
+        if run.dir.events_identity() is None:
+            return
+        try:
+            derived.write(run.dir, run.manifest, run.state)
+        except Exception as exc:  # noqa: BLE001 - never the run's fault nor the runner's
+            self._log(f"run {run.dir.dispatch_id}: no snapshot written ({exc})")
+
     def _retire(self, run: ActiveRun) -> None:
         self.active.pop(run.path, None)
         self.finished_runs.add(run.dir.dispatch_id)
@@ -305,6 +317,7 @@ class Runner(Claims):
         self.watcher.unwatch(str(run.dir.results_dir))
         if run.dirty:
             self.journal.fsync_run(run)
+        self._write_snapshot(run)
         run.dir.close()
         for backend in self.backends.values():
             backend.release(run.path)

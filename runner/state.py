@@ -8,7 +8,9 @@ Each line of the log is one JSON object with a time ``t`` and a kind ``ev``:
 ``pending``    the scheduler's reason a QUEUED attempt waits (Slurm's ``Resources``, ``Priority``)
 ``start``      the attempt started on its worker or host at ``start`` (``pid``) -> RUNNING
 ``dispatching``a sublattice node started its child run ``child`` -> DISPATCHING
-``end``        ``node`` finished: ``status`` COMPLETED/FAILED/CANCELLED, start/end, error, pid
+``end``        ``node`` finished: ``status`` COMPLETED/FAILED/CANCELLED, start/end, error, pid,
+               ``at``/``log_at``: where a packed outcome and logs are (format 2.0; not
+               folded: ``runner.packed_reads.PackedIndex`` keeps them)
 ``run``        the run's own status: RUNNING, COMPLETED, FAILED, CANCELLED (+ ``error``)
 =============  ===========================================================================
 
@@ -102,6 +104,8 @@ class Event(TypedDict, total=False):
     reason: Optional[str]
     reused_from: Optional[str]
     cached_from: Optional[str]
+    at: Optional[List[Any]]  # [pack file, offset, length] of a packed outcome (format 2.0)
+    log_at: Optional[Dict[str, List[Any]]]  # {"out"|"err": location} of packed logs
 
 
 class EventError(ValueError):
@@ -126,7 +130,8 @@ _FIELDS: Dict[str, Dict[str, frozenset]] = {
     "end": {**_COMMON, "node": _INT, "attempt": _INT, "status": frozenset({str}),
             "error": _TEXT, "exception": _TEXT, "child": _TEXT, "start": _TIME, "end": _TIME,
             "pid": frozenset({int, type(None)}), "reused_from": _TEXT,
-            "cached_from": _TEXT},
+            "cached_from": _TEXT, "at": frozenset({list, type(None)}),
+            "log_at": frozenset({dict, type(None)})},
 }
 _HANDLE_FIELDS = {"pid": frozenset({int, type(None)}), "host": _TEXT,
                   "job_id": frozenset({str, int, type(None)})}

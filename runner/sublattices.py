@@ -52,7 +52,7 @@ class Sublattices(RunnerBase):
                                   "end": state.ended, "attempt": attempt}
         if state.status == COMPLETED:
             payload = outcome.read_outcome_payload(str(child.final_result_path)) or \
-                outcome.read_outcome_payload(str(child.result_path(child.manifest.output_node)))
+                child.read_outcome(child.manifest.output_node, payload=True)[1]
             if payload is not None:
                 preview = (child.outcome_header(child.manifest.output_node) or {}).get("preview")
                 header["ok"] = True

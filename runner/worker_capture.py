@@ -16,9 +16,11 @@ import sys
 import termios
 import threading
 import time
-from typing import List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from runner import layout
+from runner.outcome_pack import PackWriter, read_at
+from runner.worker_pack import log_fits
 from runner.worker_common import FILE_MODE, flush_std
 
 
@@ -98,7 +100,7 @@ class Capture:
         """(Re)create a capture file; the caller holds the lock."""
         if self.files[stream] >= 0:
             os.close(self.files[stream])
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+        flags = os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC  # read: packing it
         self.files[stream] = os.open(self.paths[stream], flags, FILE_MODE)
         self.written[stream] = 0
 
@@ -197,20 +199,32 @@ class Capture:
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
 
-    def finish(self, node: int) -> None:
-        """Give the output of the task that just ended to ``<node>.out``/``.err``."""
+    def finish(self, node: int, pack: Optional[PackWriter] = None) -> Optional[Dict[str, Any]]:
+        """Give the output of the task that just ended to ``<node>.out``/``.err``, or, with
+        ``pack`` (format 2.0) and a short output, append it to that logs pack (no file made,
+        the capture file is emptied for the next task): ``{"out"|"err": location}`` of what
+        was packed (None if nothing)."""
         self._settle()
+        packed: Dict[str, Any] = {}
         with self.lock:
             self.current = None
             for stream, suffix in ((0, "out"), (1, "err")):
                 if self.linked[stream]:  # already its name too (rename would do nothing)
                     os.unlink(self.paths[stream])
                     self._open(stream)
+                elif pack is not None and log_fits(self.written[stream]):
+                    fd = self.files[stream]
+                    packed[suffix] = pack.append_when_space(
+                        read_at(fd, 0, self.written[stream]))
+                    os.ftruncate(fd, 0)
+                    os.lseek(fd, 0, os.SEEK_SET)
+                    self.written[stream] = 0
                 elif self.written[stream]:
                     os.replace(self.paths[stream],
                                os.path.join(self.logs or "", layout.log_file(node, suffix)))
                     self._open(stream)
             self.linked, self.link_failed = [False, False], False
+        return packed or None
 
     def discard(self) -> None:
         """Forget what the task that just ended printed (its attempt does not count)."""

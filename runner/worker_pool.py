@@ -23,6 +23,7 @@ from runner.outcome import (OutcomeHeader, make_temporary, read_outcome_payload,
                             write_outcome_when_space)
 from runner.worker_capture import Capture
 from runner.worker_common import CURRENT_TASK, HOST, TaskFailed, flush_std, write_fd
+from runner.worker_pack import RunPacks
 from runner.worker_task import load_inputs, run_task
 
 
@@ -43,11 +44,14 @@ class _RunFiles:
         self.functions: Dict[Tuple[int, int], Dict[str, Any]] = {}
         self.outputs: "OrderedDict[int, bytes]" = OrderedDict()
         self.output_bytes = 0
+        self.packs = RunPacks(run)  # format 2.0: this worker's pack files in the run
 
-    def output(self, node: int) -> Optional[bytes]:
+    def output(self, node: int, at: Any = None) -> Optional[bytes]:
+        """``at``: where the runner says the output is packed (None: its own file)."""
         payload = self.outputs.get(node)
         if payload is None:
-            payload = read_outcome_payload(layout.outcome_path(self.run, node))
+            payload = self.packs.read_payload(node, at) if at else \
+                read_outcome_payload(layout.outcome_path(self.run, node))
             if payload is not None:
                 self.remember(node, payload)
         return payload
@@ -75,6 +79,7 @@ class _RunFiles:
 
     def close(self) -> None:
         os.close(self.fd)
+        self.packs.close()
 
 
 
@@ -142,7 +147,7 @@ def execute_local(task: Dict[str, Any], runs: Dict[str, _RunFiles],
     def load(source: Any) -> Any:
         if source[0] == "blob":
             return pickle.loads(files.blob((source[1], source[2])))
-        payload = files.output(int(source[1]))
+        payload = files.output(int(source[1]), source[2] if len(source) > 2 else None)
         if payload is None:
             raise TaskFailed(f"the result of node {source[1]} is missing or incomplete",
                              "missing_input")
@@ -175,9 +180,14 @@ def execute_local(task: Dict[str, Any], runs: Dict[str, _RunFiles],
     if fenced(task):  # another runner took the claim over while this ran: its result stands
         capture.discard()
         return FENCED.copy()
-    capture.finish(node)
+    log_at = capture.finish(node, files.packs.logs if task.get("pack") else None)
     header["attempt"] = task.get("attempt", 1)
-    write_outcome_when_space(out_path, header, payload, spare.take(run) if spare else None)
+    if log_at:
+        header["log_at"] = log_at
+    if task.get("pack"):  # format 2.0: small outcomes go to this worker's pack
+        files.packs.write_outcome(node, header, payload, spare.take(run) if spare else None)
+    else:
+        write_outcome_when_space(out_path, header, payload, spare.take(run) if spare else None)
     if header.get("ok") and payload:
         files.remember(node, payload)
     return header
@@ -349,12 +359,13 @@ def serve(conn: Any, pipes: Optional[List[Tuple[int, int]]] = None) -> None:
     skipped: set = set()
     spare = _SpareOutcome()
     last_run: Optional[str] = None
+    last_packed = False  # the last run packs its outcomes: it needs no spare file
     # (run, node) -> attempt of the tasks that succeeded here: a follow-on's ``after``
     succeeded: Dict[Tuple[str, int], int] = {}
     while True:
         try:
             while not pending or conn.poll():
-                if not pending and last_run is not None:
+                if not pending and last_run is not None and not last_packed:
                     spare.make(last_run)  # idle until the next task: its outcome's file now
                 message = conn.recv()
                 if message is None:
@@ -393,7 +404,7 @@ def serve(conn: Any, pipes: Optional[List[Tuple[int, int]]] = None) -> None:
         starts.begin(task)
         try:
             header = execute_local(task, runs, capture, spare)
-            last_run = task["run"]
+            last_run, last_packed = task["run"], bool(task.get("pack"))
         except BaseException as exc:  # noqa: BLE001 - e.g. results/ unwritable
             header = {"ok": False, "reason": "worker",
                       "error": f"worker could not record the outcome: {type(exc).__name__}: {exc}"}

@@ -24,7 +24,7 @@ LAYOUT_NAMES = {
     # a run directory
     "manifest.yaml", "tasks.pkl", "events.jsonl", "run.lock", "cancel.json", "results", "logs",
     "result.pkl", "report.html", "env.json", "sources.json", "secrets", "executors.json",
-    "pulled-from.json",
+    "snapshot.json", "pulled-from.json",
     # the Slurm backend's and an SSH attempt's files ("slurm" and "ssh" are executor types too)
     "slurm/bundles", "slurm/jobs", "bundles", "jobs", "worker.py", "bundle.pkl", "outcome.pkl",
     "stdout.log", "stderr.log", "launch.log",
@@ -43,9 +43,10 @@ WORKER_SHIPPED = {"runner.outcome", "runner.worker_common", "runner.worker_trans
                   "runner.worker_task"}
 # The local pool's modules: not shipped (the pool runs where cov is), but run in an interpreter
 # that may have only cloudpickle (a run dispatched from another virtualenv).
-WORKER_POOL = {"runner.worker_pool", "runner.worker_capture", "runner.layout"}
+WORKER_POOL = {"runner.worker_pool", "runner.worker_capture", "runner.layout",
+               "runner.worker_pack", "runner.outcome_pack"}
 # Stdlib only: the codec and the layout are imported by everything.
-STDLIB_ONLY = {"runner.outcome", "runner.layout", "runner.worker_common"}
+STDLIB_ONLY = {"runner.outcome", "runner.layout", "runner.worker_common", "runner.outcome_pack"}
 
 
 def _modules() -> Dict[str, Path]:

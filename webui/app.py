@@ -212,6 +212,8 @@ def create_app(home: os.PathLike | str, token: Optional[str] = None,
     def located(live: LiveRun, rel: str) -> Any:
         """(resolved path, clean relative path) of a file of the run, or a 404."""
         path = security.inside(live.path, rel) if rel else live.path
+        if path is None:  # a packed outcome (format 2.0) is shown under its 1.0 name too
+            path = files_mod.packed_outcome_path(live, rel)
         if path is None:
             raise not_found()
         return path, rel.strip("/")

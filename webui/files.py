@@ -4,9 +4,10 @@ Paths come in relative to the run directory and go through ``security.inside``; 
 refuses is the caller's 404. Files are opened through ``RunDir.open_file`` (contained: a symlink
 swapped in after the check is not followed). Pickles are never sent as bytes nor unpickled: a
 node's outcome file (``results/<n>.pkl``, ``result.pkl``) is shown as its JSON header, with the
-value's recorded preview; the packed ``tasks.pkl`` as the list of what it packs; any other
-``.pkl`` as its size. Other files are shown as text when they decode as UTF-8, else offered as
-a download.
+value's recorded preview; the packed ``tasks.pkl`` as the list of what it packs; an outcome
+pack (format 2.0, ``results/pack-*.bin``) as the list of its records, and a packed outcome
+under its 1.0 name ``results/<n>.pkl`` as that file would be; any other ``.pkl`` as its size.
+Other files are shown as text when they decode as UTF-8, else offered as a download.
 """
 from __future__ import annotations
 
@@ -18,9 +19,11 @@ from typing import Any, Dict, List, Optional
 
 from bottle import HTTPResponse
 
+from runner import layout
+from runner.outcome_pack import scan
 from runner.query import format_time
 from runner.manifest import PARAMETER
-from runner.rundir import FINAL_RESULT, PACK, RESULTS, RunDir
+from runner.rundir import FINAL_RESULT, PACK, RESULTS, RunDir, RunDirError
 
 from webui import security, values
 from webui.live import LiveRun
@@ -52,7 +55,7 @@ def kind_of(run: RunDir, rel: str, path: Path) -> str:
     """``dir``, ``pickle``, ``text`` or ``binary``, for ``rel`` (resolved: ``path``) of ``run``."""
     if path.is_dir():
         return "dir"
-    if path.suffix == ".pkl":
+    if path.suffix == ".pkl" or _is_outcome_pack(rel):  # never sent as bytes
         return "pickle"
     with run.open_file(rel) as f:
         head = f.read(SNIFF)
@@ -64,6 +67,52 @@ def kind_of(run: RunDir, rel: str, path: Path) -> str:
         if exc.start < len(head) - 4:  # not just a character cut at the sniff boundary
             return "binary"
     return "text"
+
+
+def _is_outcome_pack(rel: str) -> bool:
+    parts = rel.strip("/").split("/")
+    return len(parts) == 2 and parts[0] == RESULTS and \
+        layout.is_pack_name(parts[1], layout.OUTCOME_PACK_SUFFIX)
+
+
+def _outcome_number(rel: str) -> Optional[int]:
+    """The node of ``results/<n>.pkl`` (None: another path)."""
+    parts = rel.strip("/").split("/")
+    if len(parts) == 2 and parts[0] == RESULTS and parts[1].endswith(".pkl") and \
+            parts[1][:-4].isdigit():
+        return int(parts[1][:-4])
+    return None
+
+
+def packed_outcome_path(live: LiveRun, rel: str) -> Optional[Path]:
+    """``results/<n>.pkl`` of a node whose outcome is packed (no such file: format 2.0), as a
+    path the pickle view takes; None for anything else."""
+    number = _outcome_number(rel)
+    if number is None:
+        return None
+    try:
+        if live.data.outcome_location(number) is None:
+            return None
+    except RunDirError:
+        return None
+    return live.path / RESULTS / layout.outcome_file(number)
+
+
+def _pack_listing(data: RunDir, rel: str) -> str:
+    """An outcome pack's records, one line each: node, attempt, outcome, preview."""
+    lines = [f"{rel} packs small outcomes (format 2.0); one record each, whole ones only:"]
+    with data.open_file(rel) as f:
+        for offset, length, header in scan(f.fileno()):
+            found = header.get("preview")
+            preview: Dict[str, Any] = found if isinstance(found, dict) else {}
+            what = (f"ok {preview.get('type', '?')}: {preview.get('repr', '')}"
+                    if header.get("ok") else f"failed ({header.get('reason')})")
+            lines.append(f"  node {header.get('node')} attempt {header.get('attempt')}: "
+                         f"{what}  [{length} bytes at {offset}]")
+            if len(lines) > 10_000:
+                lines.append("  ...")
+                break
+    return "\n".join(lines)
 
 
 def text_of(run: RunDir, rel: str) -> Dict[str, Any]:
@@ -105,6 +154,8 @@ def pickle_view(live: LiveRun, rel: str) -> Dict[str, Any]:
         for name, blob in manifest.blobs.items():
             lines.append(f"  {name}: {blob[1]} bytes")
         return {"header": None, "value": None, "text": "\n".join(lines)}
+    if _is_outcome_pack(rel):
+        return {"header": None, "value": None, "text": _pack_listing(data, rel)}
     number: Optional[int] = None
     if len(parts) == 2 and parts[0] == RESULTS and parts[1][:-4].isdigit():
         number = int(parts[1][:-4])

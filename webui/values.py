@@ -16,7 +16,7 @@ import textwrap
 from typing import Any, Dict, Optional
 
 from runner.outcome import OutcomeHeader
-from runner.rundir import OutsideRunError, RunDir
+from runner.rundir import OutsideRunError, RunDir, RunDirError
 
 REPR_LIMIT = 4000  # characters of a value's repr shown
 LOG_LIMIT = 256 * 1024  # bytes of a log shown (its end)
@@ -111,6 +111,27 @@ def read_tail(run: RunDir, path: os.PathLike, limit: int = LOG_LIMIT) -> Dict[st
             if size > limit:
                 f.seek(size - limit)
             data = f.read(limit)
+    except FileNotFoundError:
+        return {"text": "", "size": 0, "truncated": False}
+    except OutsideRunError as exc:
+        return {"text": f"(not shown: {exc})", "size": 0, "truncated": False, "refused": True}
+    return {"text": data.decode("utf-8", "replace"), "size": size, "truncated": size > limit}
+
+
+def read_log_tail(run: RunDir, node: int, stream: str, limit: int = LOG_LIMIT) -> Dict[str, Any]:
+    """``read_tail`` of a task's ``stream``, packed (format 2.0) or in its own file."""
+    try:
+        packed = run.log_location(node, stream)
+    except RunDirError as exc:
+        return {"text": f"(not shown: {exc})", "size": 0, "truncated": False, "refused": True}
+    if packed is None:
+        return read_tail(run, run.stdout_path(node) if stream == "stdout" else
+                         run.stderr_path(node), limit)
+    path, offset, size = packed
+    start = max(0, size - limit)
+    try:
+        with run.open_file(path) as f:
+            data = os.pread(f.fileno(), size - start, offset + start)
     except FileNotFoundError:
         return {"text": "", "size": 0, "truncated": False}
     except OutsideRunError as exc:

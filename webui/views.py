@@ -241,8 +241,8 @@ def task_detail(cache: RunCache, live: LiveRun, node_id: int) -> Optional[Dict[s
         out["result"] = _node_value(live, node_id)
 
     if spec.kind != PARAMETER:
-        out["stdout"] = values.read_tail(data, data.stdout_path(node_id))
-        out["stderr"] = values.read_tail(data, data.stderr_path(node_id))
+        out["stdout"] = values.read_log_tail(data, node_id, "stdout")
+        out["stderr"] = values.read_log_tail(data, node_id, "stderr")
         out["traceback"] = values.traceback_of(header, out["stderr"]["text"])
     # As dispatched (sources.json); an older run's only from its file now, on request
     # (load_task_source: it unpickles the function).

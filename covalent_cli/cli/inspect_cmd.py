@@ -293,6 +293,8 @@ def _node_lines(d: Dict[str, Any], names: List[str]) -> List[str]:
                                     else "(none yet)" if d["status"] not in TERMINAL else "(none)"))
     for log in d["log_files"] or []:
         size = "not written" if log["size"] is None else f"{log['size']} B"
+        if "offset" in log:  # format 2.0: a finished task's short output, in a logs pack
+            size += f" at offset {log['offset']}"
         lines.append(f"{log['stream']:<8} {log['path']}  ({size})")
     return lines
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Protocol, Tuple
 
 from runner import layout
-from runner.outcome import OutcomeHeader, read_outcome_payload, write_outcome
+from runner.outcome import OutcomeHeader, write_outcome
 
 if TYPE_CHECKING:
     from runner.rundir import RunDir
@@ -67,6 +67,8 @@ class Task:
     followed: bool = False  # a follow-on is queued behind it
     early_start: Optional[Any] = None  # an Event (runner.state)
     early_done: List[Any] = field(default_factory=list)
+    # Format 2.0: a pool worker may pack the outcome and logs (runner/outcome_pack.py).
+    pack: bool = False
 
     @property
     def outcome_path(self) -> str:
@@ -84,7 +86,7 @@ class Task:
         """The local pool's form (paths and offsets; the worker reads the run directory)."""
         message = {"run": self.run, "node": self.node, "attempt": self.attempt, "fn": self.fn,
                    "inputs": self.inputs, "cwd": self.cwd, "sys_path": self.sys_path,
-                   "fence": self.fence}
+                   "fence": self.fence, "pack": self.pack}
         if self.after:
             message["after"] = self.after
         return message
@@ -249,7 +251,7 @@ def make_bundle(task: Task, rundir: "RunDir", backend_transfers: bool = False) -
     ``RuntimeError`` (the task cannot start). ``backend_transfers``: the backend copies the
     task's ``files`` (ExecutorConnection) itself, the worker leaves them alone."""
     def result(node: int) -> bytes:
-        payload = read_outcome_payload(str(rundir.result_path(node)))
+        payload = rundir.read_outcome(node, payload=True)[1]  # packed or its own file
         if payload is None:
             raise RuntimeError(f"the result of node {node} is missing or incomplete")
         return payload

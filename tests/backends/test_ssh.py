@@ -141,6 +141,26 @@ def test_tasks_on_two_hosts_and_locally(ssh_home, hosts):
     assert state.tasks[1].host == h2.name and state.tasks[0].handle["workdir"]
 
 
+def test_a_packed_local_result_is_shipped_to_an_ssh_task(ssh_home, hosts):
+    """Format 2.0: a local task's small outcome is in its worker's pack; an SSH task that
+    takes it as an input gets its bytes through the same reader (``make_bundle``)."""
+    here = ct.electron(hostname)
+    there = ct.electron(sessions, executor="gpu-box")
+
+    @ct.lattice
+    def wf():
+        return there([here(), here()])
+
+    result = ct.dispatch_sync(wf)()
+    assert result.status == ct.status.COMPLETED, result.error
+    assert result.result == [socket.gethostname()] * 2
+    from runner.rundir import RunDir
+
+    run = RunDir(ssh_home / result.dispatch_id)
+    local = [n.id for n in run.manifest.nodes if n.name == "hostname"]
+    assert all(run.outcome_location(n) is not None for n in local)  # packed, not files
+
+
 def test_stdout_stderr_and_remote_traceback(ssh_home, hosts):
     executor = ct.executor.SSHExecutor(hostname="covtest")
     ok = ct.electron(chatty, executor=executor)

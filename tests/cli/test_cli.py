@@ -210,7 +210,7 @@ def test_newer_format_and_corrupted_manifest(run_cov, tmp_path, cov_home):
     run_id = run_cov("dispatch", str(script(tmp_path, LATTICE)), "--wait", "-q").stdout.split()[0]
     manifest = cov_home / run_id / "manifest.yaml"
     text = manifest.read_text()
-    manifest.write_text(text.replace("format_version: '1.0'", "format_version: '9.0'"))
+    manifest.write_text(text.replace("format_version: '2.0'", "format_version: '9.0'"))
     assert_one_line_error(run_cov("status", run_id), 8, "newer than this cov")
     manifest.write_text(text[: len(text) // 3])
     assert_one_line_error(run_cov("result", run_id), 8, run_id)

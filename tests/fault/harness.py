@@ -9,7 +9,9 @@ results land — restarts it each time, and checks the end state against the log
 * no (node, attempt) appears twice in the log (an attempt never runs twice);
 * no node whose result was complete at a kill ran again after it (a finished result is never
   recomputed), and the attempt whose result stands is the last one that ran;
-* every ``results/*.pkl``, ``manifest.yaml`` and every line of ``events.jsonl`` parses.
+* every ``results/*.pkl``, every record of the outcome packs (format 2.0: all but a torn
+  last one, a worker killed mid-append), ``manifest.yaml`` and every line of ``events.jsonl``
+  parses.
 
 Used by ``tests/fault`` (a few trials) and ``bench/soak.py`` (many). Nothing here is mocked:
 kills are SIGKILL to the runner's pid; its pool workers die with it (PR_SET_PDEATHSIG).
@@ -260,16 +262,44 @@ def read_log(path: Path) -> List[Tuple[int, int]]:
     return [(int(a), int(b)) for a, b, _ in (line.split() for line in text.splitlines())]
 
 
+def packed_records(run_dir: Path) -> Tuple[List[Tuple[Dict[str, Any], bytes]], int]:
+    """(header, payload) of every whole record in the run's outcome packs, and how many
+    packs end in a torn record (a worker killed mid-append: ignored by readers)."""
+    from runner import layout
+    from runner.outcome_pack import read_at, scan
+
+    records, torn = [], 0
+    for entry in os.scandir(run_dir / "results"):
+        if not layout.is_pack_name(entry.name, layout.OUTCOME_PACK_SUFFIX):
+            continue
+        fd = os.open(entry.path, os.O_RDONLY)
+        try:
+            end = 0
+            for offset, length, header in scan(fd):
+                data = read_at(fd, offset, length)
+                records.append((header, data[data.index(b"\n") + 1:]))
+                end = offset + length
+            torn += end != os.fstat(fd).st_size
+        finally:
+            os.close(fd)
+    return records, torn
+
+
 def complete_results(run_dir: Path) -> Dict[int, int]:
-    """node -> attempt of every complete ``results/<node>.pkl``."""
+    """node -> attempt of every complete ``results/<node>.pkl`` and packed record (the
+    latest attempt's)."""
     from runner.outcome import read_outcome_header
 
-    found = {}
+    found: Dict[int, int] = {}
     for entry in os.scandir(run_dir / "results"):
         if entry.name.endswith(".pkl") and ".tmp-" not in entry.name:
             header = read_outcome_header(entry.path)
             if header is not None and header.get("ok"):
                 found[int(entry.name[:-4])] = int(header.get("attempt", 1))
+    for header, _ in packed_records(run_dir)[0]:
+        if header.get("ok"):
+            node = int(header["node"])
+            found[node] = max(found.get(node, 0), int(header.get("attempt", 1)))
     return found
 
 
@@ -314,8 +344,17 @@ def file_problems(run_dir: Path) -> Tuple[List[str], int]:
             torn += 1
             if b"\n{" in line or line.count(b'{"t"') > 1:
                 problems.append(f"events.jsonl:{number}: two events merged: {line[:120]!r}")
+    records, torn_packs = packed_records(run_dir)
+    torn += torn_packs
+    for header, payload in records:
+        if header.get("ok") and not header.get("child"):
+            try:
+                pickle.loads(payload)
+            except Exception as exc:  # noqa: BLE001
+                problems.append(f"node {header.get('node')}'s packed record does not unpickle: "
+                                f"{exc}")
     for entry in os.scandir(run_dir / "results"):
-        if ".tmp-" in entry.name:
+        if ".tmp-" in entry.name or not entry.name.endswith(".pkl"):
             continue
         header = read_outcome_header(entry.path)
         if header is None:
@@ -400,10 +439,11 @@ def _run_trial(home: Home, script: Path, log: Path, rng: random.Random, kills: i
         if moment == "running":
             time.sleep(rng.uniform(0.05, 1.2))
         else:  # right as new results land, before the runner has recorded them all
-            before = len(os.listdir(run_dir / "results"))
+            # results counted whole, files and packed records alike (format 2.0)
+            before = len(complete_results(run_dir))
             extra = rng.randint(0, 6)
-            wait_until(lambda: len(os.listdir(run_dir / "results")) > before + extra or
-                       (run_dir / "result.pkl").exists(), 5, step=0.0005)
+            wait_until(lambda: len(complete_results(run_dir)) > before + extra or
+                       (run_dir / "result.pkl").exists(), 5, step=0.001)
         victim = rng.randrange(count)
         if runners[victim].poll() is not None:
             break  # the run finished and the runner went idle: nothing left to kill

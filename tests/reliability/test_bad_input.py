@@ -18,6 +18,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Tuple
 
 import pytest
 
@@ -282,23 +283,36 @@ def test_rm_of_a_pending_run_cancels_it_first(run_cov, tmp_path, cov_home):
 
 # -- damaged run directories --------------------------------------------------------------------
 def test_truncated_result_pickle(run_cov, copy_of_run):
-    """A result cut short (a machine crash before it reached the disk): one line, exit 8."""
-    result = copy_of_run / "results" / "3.pkl"  # the output node; result.pkl is its hard link
-    data = result.read_bytes()
-    with open(result, "r+b") as f:
-        f.truncate(len(data) - 10)
+    """A result cut short (a machine crash before it reached the disk): one line, exit 8.
+    The output node's record is the last of its worker's pack (format 2.0); result.pkl is a
+    copy of it, removed here as a crash before it was made would leave it."""
+    pack, offset, length = _packed_output(copy_of_run)
+    with open(pack, "r+b") as f:
+        f.truncate(offset + length - 10)
+    (copy_of_run / "result.pkl").unlink()
     assert_one_line_error(run_cov("result", copy_of_run.name), 8, "node 3 has no complete result")
     assert_one_line_error(run_cov("result", copy_of_run.name, "--json"), 8, "no complete result")
     assert run_cov("status", copy_of_run.name).returncode == 0  # the rest still reads
 
 
+def _packed_output(run: Path) -> Tuple[Path, int, int]:
+    """(pack file, offset, length) of node 3's (the output node's) packed outcome."""
+    from runner.rundir import RunDir
+
+    at = RunDir(run).outcome_location(3)
+    assert at, "the output node's outcome is not packed"
+    return run / "results" / at[0], at[1], at[2]
+
+
 def test_damaged_result_pickle(run_cov, copy_of_run):
     """Same length, garbage bytes (a bad sector, a stray write): one line, exit 8."""
-    result = copy_of_run / "results" / "3.pkl"
-    header, payload = result.read_bytes().split(b"\n", 1)
-    with open(result, "r+b") as f:
-        f.seek(len(header) + 1)
+    pack, offset, length = _packed_output(copy_of_run)
+    with open(pack, "r+b") as f:
+        f.seek(offset)
+        header, payload = f.read(length).split(b"\n", 1)
+        f.seek(offset + len(header) + 1)
         f.write(b"\xff" * len(payload))
+    (copy_of_run / "result.pkl").unlink()
     assert_one_line_error(run_cov("result", copy_of_run.name), 8, "cannot be unpickled")
 
 

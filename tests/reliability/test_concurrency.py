@@ -120,8 +120,15 @@ def test_status_readers_never_see_a_half_written_file(home, tmp_path):
                     errors.append(f"progress went back: {summary['done']} < {last}")
                 last = summary["done"]
                 assert len(rows) == summary["total"]
+                # every recorded outcome, packed ones too (format 2.0), reads whole
+                done_nodes = [n for n, t in run.state().tasks.items() if t.status == "COMPLETED"]
+                whole = run.read_outputs(done_nodes)
+                if len(whole) != len(done_nodes):
+                    missing = sorted(set(done_nodes) - set(whole))[:5]
+                    errors.append(f"recorded outcomes of nodes {missing} not read whole")
+                reads["results"] += len(done_nodes)
                 for name in os.listdir(run_dir / "results"):
-                    if ".tmp-" not in name:
+                    if ".tmp-" not in name and name.endswith(".pkl"):
                         reads["results"] += 1
                         if read_outcome_header(str(run_dir / "results" / name)) is None:
                             errors.append(f"results/{name} seen half-written")

@@ -109,7 +109,7 @@ DAMAGE = {
                              "node 99"),
     "output-node-missing": (_edit_manifest("output_node: 3", "output_node: 99"),
                             "output_node 99"),
-    "newer-format": (_edit_manifest("format_version: '1.0'", "format_version: '9.0'"),
+    "newer-format": (_edit_manifest("format_version: '2.0'", "format_version: '9.0'"),
                      "newer than this cov reads"),
     "node-line-is-a-list": (_edit_manifest('  - {"id": 0', '  - [0]\n  - {"id": 0'),
                             "manifest"),

@@ -19,6 +19,8 @@ from typing import Dict, Iterator, Optional
 
 import pytest
 
+from runner.rundir import RunDir
+
 from tests.fault.harness import Home, pid_gone, wait_until
 
 CONFIG = "runner:\n  idle_timeout: 30\n  rescan_interval: 0.5\n  heartbeat_interval: 1\n" \
@@ -142,11 +144,12 @@ def check_probe(home: Home, cwd: Path, mark: Optional[str] = None) -> None:
         assert value["cwd"] == str(cwd)
         assert value["poison"] is None
         assert value["mark"] == mark
-    logs = home.path / run_id / "logs"
-    outs = sorted(p.name for p in logs.iterdir())
-    texts = [p.read_text() for p in logs.glob("[0-9]*.out")]
+    outs = sorted(p.name for p in (home.path / run_id / "logs").iterdir())
+    run = RunDir(home.path / run_id)  # the logs, in the logs pack (format 2.0) or files
+    executed = [n.id for n in run.manifest.nodes if n.executes]
+    texts = [t for t in (run.read_log(n, "stdout") for n in executed) if t]
     assert len(texts) == 3 and all("probe-out" in t and "probe-fd1" in t for t in texts), outs
-    errs = [p.read_text() for p in logs.glob("[0-9]*.err")]
+    errs = [t for t in (run.read_log(n, "stderr") for n in executed) if t]
     assert len(errs) == 3 and all("probe-err" in t for t in errs), outs
 
 

@@ -41,11 +41,36 @@ def test_manifest_edited_into_other_yaml_is_still_read():
     assert Manifest.from_yaml(reflowed).nodes[3].parents[0].type == "kwarg"
 
 
+def test_the_file_reader_reads_what_the_text_reader_reads(tmp_path):
+    """runner.manifest_file reads the file line by line (the text is never held whole): the
+    same manifest as Manifest.from_yaml, for the shape dispatch writes, for other YAML and
+    with the same errors; and the identity of the whole file's bytes."""
+    import io
+
+    from runner.manifest_file import identity_of, read_manifest
+
+    text = diamond().to_yaml()
+    reflowed = yaml.safe_dump(yaml.safe_load(text), default_flow_style=False)
+    for shape in (text, reflowed, text.rstrip("\n"), text.replace("\n  - ", "\n\n  - ")):
+        data = shape.encode()
+        manifest, identity = read_manifest(io.BytesIO(data))
+        assert manifest == Manifest.from_yaml(shape)
+        assert identity == identity_of(data)
+    broken = text.replace('"name": "c"', '"name": 3')
+    with pytest.raises(ManifestError, match="'name' must be text"):
+        read_manifest(io.BytesIO(broken.encode()))
+    missing = text.replace('{"node": 3, "param": "q"', '{"node": 9, "param": "q"')
+    with pytest.raises(ManifestError, match="depends on node 9"):
+        read_manifest(io.BytesIO(missing.encode()))
+
+
 def test_newer_major_format_is_refused_older_minor_accepted():
     text = diamond().to_yaml()
-    with pytest.raises(ManifestError, match="newer than this cov"):
-        Manifest.from_yaml(text.replace("format_version: '1.0'", "format_version: '2.0'"))
-    assert Manifest.from_yaml(text.replace("format_version: '1.0'", "format_version: '1.7'"))
+    assert "format_version: '2.0'" in text  # what dispatch writes: packed outcomes
+    with pytest.raises(ManifestError, match=r"format 3.0 is newer than this cov reads \(2.0\)"):
+        Manifest.from_yaml(text.replace("format_version: '2.0'", "format_version: '3.0'"))
+    assert Manifest.from_yaml(text.replace("format_version: '2.0'", "format_version: '2.7'"))
+    assert Manifest.from_yaml(text.replace("format_version: '2.0'", "format_version: '1.0'"))
 
 
 def test_corrupted_manifest_is_a_clear_error():

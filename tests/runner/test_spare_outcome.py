@@ -9,6 +9,7 @@ import covalent_cli as ct
 from runner import layout
 from runner.daemon import stop_runners
 from runner.outcome import make_temporary, read_outcome_file, write_outcome
+from runner.rundir import RunDir
 
 
 @ct.electron
@@ -45,8 +46,32 @@ def test_a_run_leaves_only_its_outcomes_in_results(cov_home):
             for n in range(len(result._nodes)) if result._nodes[n].kind != "parameter"][-1] == 30
     stop_runners(cov_home, timeout=10)  # the workers stop with it: their spare files go too
     names = set(os.listdir(cov_home / dispatch_id / layout.RESULTS))
+    # format 2.0: the small outcomes are in the workers' packs (no spare file is made for them)
+    assert names and all(layout.is_pack_name(n, layout.OUTCOME_PACK_SUFFIX) for n in names)
+    executed = [n.id for n in result._manifest.nodes if n.kind != "parameter"]
+    run = RunDir(cov_home / dispatch_id)
+    assert all(run.read_outcome(n)[0] is not None for n in executed)
+    events = (cov_home / dispatch_id / layout.EVENTS).read_text().splitlines()
+    assert sum(json.loads(e).get("ev") == "end" for e in events) == len(executed)
+
+
+def test_a_format_1_0_run_leaves_only_its_outcomes_in_results(cov_home, monkeypatch):
+    """A 1.0 run (an older cov's dispatch) keeps per-node files, and the spare file goes."""
+    from runner.manifest import Manifest
+
+    monkeypatch.setattr(Manifest, "__init__", _with_version(Manifest.__init__, "1.0"))
+    dispatch_id = ct.dispatch(chain)(30)
+    result = ct.get_result(dispatch_id, wait=True)
+    assert result.result == 30
+    stop_runners(cov_home, timeout=10)  # the workers stop with it: their spare files go too
+    names = set(os.listdir(cov_home / dispatch_id / layout.RESULTS))
     expected = {layout.outcome_file(n.id) for n in result._manifest.nodes
                 if n.kind != "parameter"}
     assert names == expected
-    events = (cov_home / dispatch_id / layout.EVENTS).read_text().splitlines()
-    assert sum(json.loads(e).get("ev") == "end" for e in events) == len(expected)
+
+
+def _with_version(init, version):
+    def init_with_version(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        self.format_version = version
+    return init_with_version

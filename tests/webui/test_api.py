@@ -251,9 +251,14 @@ def test_api_files(app, ui_home):
     text = get_json(app, f"/api/runs/{run}/files/manifest.yaml")
     assert text["kind"] == "text" and run in text["text"]
     ok = _node(ui_home.run_dir("failing"), "ok")
-    pickled = get_json(app, f"/api/runs/{run}/files/results/{ok}.pkl")
+    pickled = get_json(app, f"/api/runs/{run}/files/results/{ok}.pkl")  # packed: its 1.0 name
     assert pickled["kind"] == "pickle" and pickled["value"]["repr"] == "2"
     assert pickled["header"]["ok"] is True
+    packs = [e["name"] for e in get_json(app, f"/api/runs/{run}/files/results")["entries"]]
+    assert packs and all(n.startswith("pack-") and n.endswith(".bin") for n in packs), packs
+    listed = get_json(app, f"/api/runs/{run}/files/results/{packs[0]}")
+    assert listed["kind"] == "pickle" and listed["text"].startswith(f"results/{packs[0]} packs")
+    assert "attempt 1: ok" in listed["text"]
     pack = get_json(app, f"/api/runs/{run}/files/tasks.pkl")
     assert "node 2 divide: function" in pack["text"]
 

@@ -127,12 +127,18 @@ def test_file_browser(chromium_page, served, ui_home):
     page.goto(f"{served}/run/{failing}")
     page.locator("#files-link").click()
     page.locator("#file-list").wait_for()
+    # format 2.0: the short logs and small outcomes are in the workers' pack files
+    run = RunDir(ui_home.run_dir("failing"))
+    log_pack = run.log_location(divide, "stderr")[0].name
+    outcome_pack = run.outcome_location(ok)[0]
     page.locator("#file-list a", has_text="logs/").click()
-    page.locator("#file-list a", has_text=f"{divide}.err").click()
+    page.locator("#file-list a", has_text=log_pack).click()
     assert "ZeroDivisionError" in page.locator("#file-text").inner_text()
     page.locator(".crumbs a", has_text="files").click()
     page.locator("#file-list a", has_text="results/").click()
-    page.locator("#file-list a", has_text=f"{ok}.pkl").click()
+    page.locator("#file-list a", has_text=outcome_pack).click()
+    assert f"node {ok} attempt 1: ok int: 2" in page.locator("#file-text").inner_text()
+    page.goto(f"{served}/run/{failing}/files/results/{ok}.pkl")  # a packed one, by its 1.0 name
     assert page.locator("#pickle-repr").inner_text() == "2"
     assert '"ok": true' in page.locator("#pickle-header").inner_text()
     page.locator(".crumbs a", has_text="files").click()

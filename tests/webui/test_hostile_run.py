@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from runner import outcome
+from runner import layout, outcome
 from runner.manifest import Manifest
 from runner.rundir import RunDir
 from tests.conftest import REPO
@@ -40,6 +40,31 @@ def _copy_run(ui_home, name: str, new_id: str) -> Path:
     return target
 
 
+def _unpack(run: Path) -> None:
+    """Turn a format 2.0 run's packed outcomes and logs into per-node files (as 1.0 has them;
+    readers take both), so that the fixture can write markup into each one."""
+    data = RunDir(run)
+    nodes = [n.id for n in data.manifest.nodes]
+    for node in nodes:
+        loc = data.outcome_location(node)
+        if loc is not None:  # the record's bytes are an outcome file's, failures' too
+            name, offset, length = loc
+            record = (run / "results" / name).read_bytes()[offset:offset + length]
+            (run / "results" / f"{node}.pkl").write_bytes(record)
+        for stream, suffix in (("stdout", "out"), ("stderr", "err")):
+            if data.log_location(node, stream) is not None:
+                (run / "logs" / f"{node}.{suffix}").write_text(data.read_log(node, stream))
+    for folder in (run / "results", run / "logs"):
+        for entry in folder.iterdir():
+            if entry.name.startswith(layout.PACKED_PREFIX):
+                entry.unlink()
+    events = [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines()]
+    for event in events:
+        event.pop("at", None)
+        event.pop("log_at", None)
+    (run / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+
+
 @pytest.fixture(scope="module")
 def hostile(ui_home) -> str:
     """The failed run with markup in every field the UI shows: lattice name and doc, inputs,
@@ -48,6 +73,7 @@ def hostile(ui_home) -> str:
     is read: one that is not a kind makes the run UNREADABLE; the graph's drawing of any kind
     is tested on its own below.)"""
     run = _copy_run(ui_home, "failing", "hostile-run")
+    _unpack(run)  # per-node files, as format 1.0 has them, for the markup written below
     manifest = Manifest.from_yaml((run / "manifest.yaml").read_text())
     manifest.lattice_name = manifest.doc = PAYLOAD
     manifest.inputs = {"args": [PAYLOAD], "kwargs": {PAYLOAD: PAYLOAD}}
@@ -244,6 +270,10 @@ def linked(ui_home, tmp_path_factory) -> dict:
     fifo = _copy_run(ui_home, "failing", "fifo-log")
     (fifo / "logs" / f"{ok}.out").unlink(missing_ok=True)
     os.mkfifo(fifo / "logs" / f"{ok}.out")
+    for log in (fifo / "logs").iterdir():  # format 2.0: the logs packs too
+        if layout.is_pack_name(log.name, layout.LOG_PACK_SUFFIX):
+            log.unlink()
+            os.mkfifo(log)
     return {"ok": ok, "out": out}
 
 
@@ -299,6 +329,7 @@ class _Evil:
 def test_viewing_a_run_unpickles_nothing(app, ui_home, tmp_path):
     marker = tmp_path / "code-ran"
     run = _copy_run(ui_home, "bigvalue", "evil-result")
+    _unpack(run)
     out = RunDir(run).manifest.output_node
     evil = pickle.dumps(_Evil(marker))
     # an outcome as a run from before previews has it: no preview in the header

@@ -117,6 +117,18 @@ def test_pickles_are_never_served_raw(served, ui_home, name):
     assert b"\x80" not in body  # the pickle protocol marker: no raw pickle bytes
 
 
+def test_outcome_packs_are_never_served_raw(served, ui_home):
+    """Format 2.0's ``results/pack-*.bin`` hold pickles: shown as a list of records."""
+    run = ui_home.ids["failing"]
+    packs = [p.name for p in (ui_home.home / run / "results").iterdir()
+             if p.name.startswith("pack-")]
+    assert packs
+    for query in ("", "?download=1"):
+        status, ctype, body = fetch(served, f"/run/{run}/files/results/{packs[0]}{query}")
+        assert status == 200 and ctype.startswith("text/html")
+        assert b"\x80" not in body and b"packs small outcomes" in body
+
+
 def test_text_download_is_an_attachment(served, ui_home):
     url = urlparse(served)
     conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)

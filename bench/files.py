@@ -1,0 +1,122 @@
+"""Files per task (format 2.0's pack files, docs/run-directory.md): the files a run leaves in
+its run directory, and W1's time, of this checkout and of another one, interleaved.
+
+    python bench/files.py --against /work/main          # 3 rounds: W1 and a 10,000-task run
+    python bench/files.py --rounds 5 --tasks 20000
+    python bench/files.py --against /work/main --rounds 9 --w1-only   # W1's time, more rounds
+
+Each round runs, for every checkout in turn, W1 (bench/workloads.py: 1,000 tasks and a reduce,
+from a cold process with a fresh home) and a run of ``--tasks`` trivial tasks that each print
+a line (``cov dispatch --wait``); it counts the files and directories under each run directory
+(``os.walk``) and prints medians (min-max) and this checkout's ratios to the other's. The
+target (issue 14): a 10,000-task run of small results and short logs leaves <= 500 files.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+PRINTING = textwrap.dedent('''
+    import covalent as ct
+
+
+    @ct.electron
+    def echo(i):
+        print("task", i)
+        return i
+
+
+    @ct.electron
+    def total(values):
+        return sum(values)
+
+
+    @ct.lattice
+    def many(n):
+        return total([echo(i) for i in range(n)])
+''')
+
+
+def _files(path: Path) -> int:
+    return sum(len(files) + len(dirs) for _, dirs, files in os.walk(path))
+
+
+def _trial(root: Path, command: List[str], tmp: Path) -> Tuple[float, int]:
+    """(wall seconds, files in the one run directory) of ``command`` in a fresh home."""
+    home = Path(tempfile.mkdtemp(prefix="cov-files-", dir=tmp))
+    env = {**os.environ, "COV_HOME": str(home / "runs"), "COV_CONFIG": str(home / "config.yaml"),
+           "PYTHONPATH": str(root)}
+    env.pop("COV_NO_RUNNER", None)
+    (home / "config.yaml").write_text("runner:\n  idle_timeout: 2\n")
+    start = time.perf_counter()
+    proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1200,
+                          cwd=str(home))
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"{command} in {root} failed:\n{proc.stdout}\n{proc.stderr}")
+    subprocess.run([sys.executable, "-m", "covalent_cli.cli", "runner", "stop"], env=env,
+                   capture_output=True, timeout=60)
+    runs = [p for p in (home / "runs").iterdir() if not p.name.startswith(".")]
+    files = _files(runs[0]) if len(runs) == 1 else -1
+    shutil.rmtree(home, ignore_errors=True)
+    return wall, files
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--against", type=Path, help="another checkout, measured in the same run")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--tasks", type=int, default=10_000)
+    parser.add_argument("--w1-only", action="store_true", help="W1 only (no large run)")
+    args = parser.parse_args()
+    roots = [("this", ROOT)] + ([("against", args.against.resolve())] if args.against else [])
+    tmp = Path(tempfile.mkdtemp(prefix="cov-files-bench-"))
+    script = tmp / "many.py"
+    script.write_text(PRINTING)
+    figures: Dict[Tuple[str, str], List[Tuple[float, int]]] = {}
+    print(f"files per run on {os.cpu_count()} cores, load average "
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}; {args.rounds} rounds, interleaved",
+          flush=True)
+    try:
+        for _ in range(args.rounds):
+            for name, root in roots:
+                w1 = [sys.executable, str(root / "bench" / "workloads.py"), "W1", "cov"]
+                many = [sys.executable, "-m", "covalent_cli.cli", "dispatch", "-q", "--wait",
+                        str(script), "many", "-a", f"n={args.tasks}"]
+                figures.setdefault((name, "W1"), []).append(_trial(root, w1, tmp))
+                if not args.w1_only:
+                    figures.setdefault((name, "many"), []).append(_trial(root, many, tmp))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"\n{'code':8} {'workload':28} {'wall s, median (min-max)':>26} {'files':>8}")
+    medians: Dict[Tuple[str, str], Tuple[float, float]] = {}
+    for (name, workload), rows in figures.items():
+        walls = [w for w, _ in rows]
+        files = statistics.median(f for _, f in rows)
+        medians[(name, workload)] = (statistics.median(walls), files)
+        label = "W1 (1,000 tasks + reduce)" if workload == "W1" else \
+            f"{args.tasks:,} printing tasks + reduce"
+        print(f"{name:8} {label:28} {statistics.median(walls):10.2f} "
+              f"({min(walls):.2f}-{max(walls):.2f}) {files:8.0f}")
+    if args.against:
+        print()
+        for workload in ("W1",) if args.w1_only else ("W1", "many"):
+            this, other = medians[("this", workload)], medians[("against", workload)]
+            print(f"{workload:5} this/against: wall x{this[0] / other[0]:.2f}, "
+                  f"files x{this[1] / max(other[1], 1):.3f}")
+
+
+if __name__ == "__main__":
+    main()

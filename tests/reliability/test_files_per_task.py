@@ -1,0 +1,62 @@
+"""Files per task (format 2.0's pack files): on Lustre/NFS every file create is a
+metadata-server round trip and users have inode quotas, so a 10,000-task run of small results
+and short logs leaves at most 500 files in its run directory, and every reader still finds
+each task's result and output."""
+from __future__ import annotations
+
+import os
+import pickle
+import textwrap
+
+from runner.rundir import RunDir
+from tests.fault.harness import Home
+
+TASKS = 10_000
+FILE_BOUND = 500
+
+SCRIPT = textwrap.dedent('''
+    import covalent as ct
+
+
+    @ct.electron
+    def echo(i):
+        print("task", i)
+        return i
+
+
+    @ct.electron
+    def total(values):
+        return sum(values)
+
+
+    @ct.lattice
+    def many(n):
+        return total([echo(i) for i in range(n)])
+''')
+
+
+def _files(path: str) -> int:
+    return sum(len(files) + len(dirs) for _, dirs, files in os.walk(path))
+
+
+def test_a_10000_task_run_leaves_at_most_500_files(home: Home) -> None:
+    script = home.root / "many.py"
+    script.write_text(SCRIPT)
+    out = home.cov("dispatch", "-q", str(script), "many", "-a", f"n={TASKS}", timeout=300)
+    assert out.returncode == 0, out.stderr
+    run = RunDir(home.path / out.stdout.strip().splitlines()[-1])
+    home.start_runner("--workers", "2")
+    done = home.cov("wait", run.dispatch_id, "--timeout", "900", "-q", timeout=960)
+    assert done.returncode == 0, (done.stdout, done.stderr, home.runner_log_text())
+
+    count = _files(str(run.path))
+    assert count <= FILE_BOUND, f"{count} files and directories in the run directory"
+    assert pickle.loads(run.output_bytes(run.manifest.output_node)) == sum(range(TASKS))
+    echoes = [n for n in run.manifest.nodes if n.name == "echo"]
+    values = run.read_outputs(n.id for n in echoes)
+    assert len(values) == TASKS
+    first, last = echoes[0], echoes[-1]
+    assert pickle.loads(values[last.id]) == TASKS - 1
+    logs = home.cov("logs", run.dispatch_id, str(last.id), "--stream", "stdout")
+    assert logs.returncode == 0 and logs.stdout == f"task {TASKS - 1}\n"
+    assert run.read_log(first.id, "stdout") == "task 0\n"
