@@ -150,7 +150,9 @@ class Claims(Sublattices, CacheHook):
         tasks = {parent.node: parent}
         for node, waits_for in follow_on.follow_ons(run.schedule, run.manifest, parent.node,
                                                      backend.capacity(), eligible):
-            spec = engine.task_for(run.manifest, node, 1, run.path, self.fence)
+            # its parent's output is in the worker's memory; the packed others', where they are
+            spec = engine.task_for(run.manifest, node, 1, run.path, self.fence,
+                                   run.dir.packed_at)
             spec.after = [(waits_for, attempts[waits_for])]
             spec.speculative = True
             if not submit_after(spec, tasks[waits_for]):
@@ -221,7 +223,7 @@ class Claims(Sublattices, CacheHook):
                 if task is None and left is not None and node not in run.ours and \
                         follow_on.orphan_possible(
                         run.manifest, run.state, node, self.id, self.registry.alive):
-                    header = run.dir.outcome_header(node)
+                    header = run.dir.outcome_header(node, attempt=1)
                     if header is not None and header.get("attempt", 1) == 1:
                         left[node] = header
                     else:
