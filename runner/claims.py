@@ -140,8 +140,14 @@ class Claims(Sublattices, CacheHook):
         def eligible(node: int) -> bool:
             if node in run.ours or run.state.tasks.get(node) is not None:
                 return False  # claimed before (a retry, another runner's): the usual way
-            if cacheable(run.manifest.node(node)):
+            spec = run.manifest.node(node)
+            if cacheable(spec):
                 return False
+            for dep in [edge.node for edge in spec.parents] + list(spec.waits):
+                if dep in run.schedule.finished and run.manifest.node(dep).executes:
+                    task = run.state.tasks.get(dep)
+                    if task is None or not task.finished:
+                        return False  # its end, with where its output is, is not written yet
             config = run.manifest.executors.get(run.manifest.node(node).executor or "local",
                                                 {"type": "local"})
             return self._backend(config, run.env) is backend

@@ -224,3 +224,33 @@ def test_a_follow_on_that_ran_under_a_killed_runner_is_recorded_not_run_again(co
             and names[e["node"]] in ("parent", "child")]
     assert sorted((names[e["node"]], e["attempt"], e["status"]) for e in ends) == [
         ("child", 1, "COMPLETED"), ("parent", 1, "COMPLETED")]
+
+
+def test_dense_layers_give_their_result(cov_home):
+    """Each layer task reads every task of the layer before (through a list node, which follows
+    the last of them, its other inputs packed results that ended in the same step)."""
+
+    @ct.electron
+    def start(j):
+        return j + 1
+
+    @ct.electron
+    def layer(xs, j):
+        return sum(xs) % 1000003 + j
+
+    @ct.electron
+    def total(xs):
+        return sum(xs)
+
+    @ct.lattice
+    def dense():
+        prev = [start(j) for j in range(10)]
+        for _ in range(50):
+            prev = [layer(prev, j) for j in range(10)]
+        return total(prev)
+
+    expected = [j + 1 for j in range(10)]
+    for _ in range(50):
+        expected = [sum(expected) % 1000003 + j for j in range(10)]
+    for _ in range(2):
+        assert ct.dispatch_sync(dense)().result == sum(expected)
