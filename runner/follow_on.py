@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from typing import Callable, List, Optional, Tuple
 
-from runner.manifest import SUBLATTICE, Manifest
+from runner.manifest import ELECTRON, POSTPROCESS, Manifest
 from runner.scheduler import Schedule
 from runner.state import RunState
 
@@ -41,18 +41,22 @@ MAX_CHAIN = 8
 def follow_ons(schedule: Schedule, manifest: Manifest, parent: int, room: int,
                eligible: Callable[[int], bool]) -> List[Tuple[int, int]]:
     """The chain that may follow ``parent`` into its worker, as ``(node, the node it waits
-    for)`` in the order to queue them: a child whose one unfinished dependency is ``parent``,
-    then one of that child's, and so on, at most ``room``. One child per link: children that
-    could run side by side (the fan-out a node's end releases) go to whichever worker is free
-    when it ends, never all behind it in one queue. ``eligible(node)``: the runner's own
-    conditions (never claimed, not ours, the same pool, not cached)."""
+    for)`` in the order to queue them: the one consumer of ``parent``, if its one unfinished
+    dependency is ``parent``, then that one's, and so on, at most ``room``; electrons only.
+    Children that could run side by side (the fan-out a task's end releases) go to whichever
+    worker is free when it ends, never all behind it in one queue; the hop from a list or
+    other helper node (W3's dense layers: a list of a layer's results, then each next-layer
+    task) gained nothing measurable and cost the runner more steps. ``eligible(node)``: the
+    runner's own conditions (never claimed, not ours, the same pool, not cached)."""
     chosen: List[Tuple[int, int]] = []
     node = parent
     while len(chosen) < min(room, MAX_CHAIN):
-        child = next((c for c in schedule.children.get(node, ()) if _may_follow(
-            schedule, manifest, c, eligible)), None)
-        if child is None:
-            break
+        children = [c for c in schedule.children.get(node, ())  # the lattice's result
+                    if manifest.node(c).kind != POSTPROCESS]   # node reads every task
+        if manifest.node(node).kind != ELECTRON or len(children) != 1 or \
+                not _may_follow(schedule, manifest, children[0], eligible):
+            break  # only a task's one consumer follows it: a fan-out goes to free workers
+        child = children[0]
         chosen.append((child, node))
         node = child
     return chosen
@@ -64,7 +68,7 @@ def _may_follow(schedule: Schedule, manifest: Manifest, child: int,
             child in schedule.blocked or child in schedule.active:
         return False
     spec = manifest.node(child)
-    return spec.executes and spec.kind != SUBLATTICE and eligible(child)
+    return spec.kind == ELECTRON and eligible(child)
 
 
 def orphan_possible(manifest: Manifest, state: RunState, node: int, me: str,
