@@ -20,7 +20,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from pathlib import Path
 from typing import Dict, List, Tuple
@@ -28,25 +27,7 @@ from typing import Dict, List, Tuple
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
-PRINTING = textwrap.dedent('''
-    import covalent as ct
-
-
-    @ct.electron
-    def echo(i):
-        print("task", i)
-        return i
-
-
-    @ct.electron
-    def total(values):
-        return sum(values)
-
-
-    @ct.lattice
-    def many(n):
-        return total([echo(i) for i in range(n)])
-''')
+PRINTING = ROOT / "workflows" / "printing_sweep.py"  # N tasks that each print a line
 
 
 def _files(path: Path) -> int:
@@ -83,8 +64,7 @@ def main() -> None:
     args = parser.parse_args()
     roots = [("this", ROOT)] + ([("against", args.against.resolve())] if args.against else [])
     tmp = Path(tempfile.mkdtemp(prefix="cov-files-bench-"))
-    script = tmp / "many.py"
-    script.write_text(PRINTING)
+    script = PRINTING
     figures: Dict[Tuple[str, str], List[Tuple[float, int]]] = {}
     print(f"files per run on {os.cpu_count()} cores, load average "
           f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}; {args.rounds} rounds, interleaved",

@@ -1,16 +1,20 @@
 """Many short tasks through Slurm: pilot blocks vs job arrays vs the local pool, in one run.
 
     python bench/slurm_pilot.py [--tasks 2000] [--ms 10] [--trials 3] [--array-tasks N]
-                                [--workers W] [--blocks B] [--existing]
+                                [--workers W] [--blocks B] [--existing] [--no-ssh]
 
 Needs root and slurm-wlm + munge, as ``bench/bench_slurm.py`` (it starts a private single-node
-cluster, or uses ``$SLURM_CONF``'s with ``--existing``). Each trial is a cold ``cov dispatch``
+cluster, or uses ``$SLURM_CONF``'s with ``--existing``), and openssh-server for the SSH mode (a
+private sshd on 127.0.0.1 with ``tests/infra/sshd.sh``, user covtest, as ``bench/bench_ssh.py``). Each trial is a cold ``cov dispatch``
 + ``cov wait`` in a fresh runs home of a fan-out of ``--tasks`` tasks that each sleep ``--ms``
 milliseconds, plus a local ``sum``. Reported, as medians over the trials:
 
 - ``start latency``: one allocation's start, ``sbatch`` until the job's first line has run;
 - ``local pool``: the tasks on the runner's own pool (the baseline);
 - ``pilot``: ``SlurmExecutor(pilot={"max_blocks": B, "workers": W})``, ``use_srun=False``;
+- ``pilot-ssh``: the same through SSH with no shared filesystem (``address`` = the loopback
+  sshd's user, ``remote_workdir`` in its home): tickets go up and outcomes come back over the
+  connection;
 - ``array``: the default job arrays (``use_srun=False``), with ``--array-tasks`` tasks (default:
   the same number; fewer keeps the run short: its per-task time is printed too).
 
@@ -22,6 +26,7 @@ import argparse
 import os
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -64,6 +69,32 @@ def start_latency(scratch: Path) -> float:
     return time.perf_counter() - start
 
 
+def start_login(work: Path) -> Dict[str, str]:
+    """A private sshd on loopback whose user reaches the cluster (``SLURM_CONF`` from a file
+    its executor's ``bashrc_path`` sources); the executor's SSH arguments, as source text."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    sshd = work / "sshd"
+    subprocess.run(["bash", str(REPO / "tests/infra/sshd.sh"), "start", str(sshd), str(port)],
+                   check=True, stdout=subprocess.DEVNULL)
+    env_file = Path(f"/home/covtest/.cov-bench-slurm-env-{work.name}")
+    env_file.write_text(f"export SLURM_CONF={os.environ['SLURM_CONF']}\n")
+    workdir = Path(f"/home/covtest/{work.name}")
+    workdir.mkdir()
+    subprocess.run(["chown", "covtest:", str(env_file), str(workdir)], check=True)
+    return {"sshd": str(sshd), "env_file": str(env_file), "workdir": str(workdir),
+            "args": f"address='covtest', ssh_config={str(sshd / 'ssh_config')!r}, "
+                    f"bashrc_path='~/{env_file.name}', remote_workdir={str(workdir)!r}"}
+
+
+def stop_login(login: Dict[str, str]) -> None:
+    subprocess.run(["bash", str(REPO / "tests/infra/sshd.sh"), "stop", login["sshd"]],
+                   check=False, stdout=subprocess.DEVNULL)
+    Path(login["env_file"]).unlink(missing_ok=True)
+    shutil.rmtree(login["workdir"], ignore_errors=True)
+
+
 def trial(tasks: int, seconds: float, executor: str) -> float:
     base = Path(tempfile.mkdtemp(prefix="cov-bench-pilot-"))
     base.chmod(0o755)
@@ -97,15 +128,19 @@ def main() -> int:
     parser.add_argument("--blocks", type=int, default=1, help="max_blocks")
     parser.add_argument("--existing", action="store_true",
                         help="use the cluster $SLURM_CONF names instead of starting one")
+    parser.add_argument("--no-ssh", action="store_true", help="leave out pilot-ssh")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the cluster on the way out
     cluster = Path(tempfile.mkdtemp(prefix="cov-bench-cluster-"))
     cluster.chmod(0o755)
     seconds = args.ms / 1000
     array_tasks = args.array_tasks or args.tasks
+    login: Dict[str, str] = {}
     try:
         if not args.existing:
             os.environ.update(start_cluster(cluster))
+        if not args.no_ssh:
+            login = start_login(cluster)
         cpus = subprocess.run(["sinfo", "-h", "-o", "%c"], capture_output=True,
                               text=True).stdout.split()[0]
         workers = args.workers or int(cpus)
@@ -116,14 +151,22 @@ def main() -> int:
         start_latency(cluster)  # the first job after a start is slow; not measured
         latency = statistics.median(start_latency(cluster) for _ in range(5))
         rows: Dict[str, List[float]] = {"local": [], "pilot": []}
-        pilot = (f"ct.executor.SlurmExecutor(use_srun=False, pilot={{'max_blocks': "
-                 f"{args.blocks}, 'workers': {workers}, 'idle_timeout': 5}})")
-        for _ in range(args.trials):  # interleaved, so that load drifts hit both alike
+        settings = f"{{'max_blocks': {args.blocks}, 'workers': {workers}, 'idle_timeout': 5}}"
+        pilot = f"ct.executor.SlurmExecutor(use_srun=False, pilot={settings})"
+        pilot_ssh = f"ct.executor.SlurmExecutor({login.get('args')}, use_srun=False, " \
+                    f"pilot={settings})"
+        if login:
+            rows["pilot-ssh"] = []
+        for _ in range(args.trials):  # interleaved, so that load drifts hit all alike
             rows["local"].append(trial(args.tasks, seconds, '"local"'))
             rows["pilot"].append(trial(args.tasks, seconds, pilot))
+            if login:
+                rows["pilot-ssh"].append(trial(args.tasks, seconds, pilot_ssh))
         arrays = [trial(array_tasks, seconds, "ct.executor.SlurmExecutor(use_srun=False)")
                   for _ in range(args.array_trials)]
     finally:
+        if login:
+            stop_login(login)
         if not args.existing:
             stop_cluster(cluster)
         shutil.rmtree(cluster, ignore_errors=True)
@@ -132,14 +175,18 @@ def main() -> int:
     target = 3 * local + latency
     print(f"start latency (sbatch -> running) median {latency:.2f} s")
     for name, values in rows.items():
-        print(f"{name:<6} wall median {statistics.median(values):.2f} s "
+        print(f"{name:<9} wall median {statistics.median(values):.2f} s "
               f"(min {min(values):.2f}, max {max(values):.2f}); "
               f"{1000 * statistics.median(values) / args.tasks:.1f} ms/task")
-    print(f"array  wall median {array:.2f} s for {array_tasks} tasks; "
+    print(f"array     wall median {array:.2f} s for {array_tasks} tasks; "
           f"{1000 * array / array_tasks:.1f} ms/task")
     print(f"pilot / local pool: {piloted / local:.2f}x; pilot / (3 x local + latency = "
           f"{target:.2f} s): {piloted / target:.2f} ({'met' if piloted <= target else 'MISSED'})")
     print(f"array / pilot per task: {(array / array_tasks) / (piloted / args.tasks):.1f}x")
+    if login:
+        over_ssh = statistics.median(rows["pilot-ssh"])
+        print(f"pilot-ssh / pilot (shared filesystem): {over_ssh / piloted:.2f}x; "
+              f"pilot-ssh / local pool: {over_ssh / local:.2f}x")
     return 0
 
 

@@ -276,6 +276,16 @@ def ticket_task(name: str) -> Optional[Tuple[int, int]]:
     return int(node), int(attempt)
 
 
+def pool_file(name: str, rank: int) -> str:
+    """A block's per-pool file (``started.json``, ``heartbeat``, ``exited``) for the pool of
+    Slurm task ``rank`` of a block of several (``srun``): ``started-1.json`` ...; rank 0's is
+    the block's own."""
+    if rank <= 0:
+        return name
+    stem, ext = os.path.splitext(name)
+    return f"{stem}-{int(rank)}{ext}"
+
+
 def pilot_queue_dir(run: str) -> str:
     return os.path.join(run, PILOT_QUEUE)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from runner.query_failures import failed_tasks
 from runner.rundir import OutsideRunError, RunDir, RunDirError
@@ -53,20 +53,29 @@ def read_log(run: RunDir, node: int, stream: str, offset: int = 0,
     except RunDirError as exc:
         return LogChunk(b"", offset, 0, refused=str(exc))
     if packed is not None:
-        return _read_packed(run, packed, offset, limit)
+        return _guarded(offset, lambda: _read_packed(run, packed, offset, limit))
+    return _guarded(offset, lambda: _read_file(run, log_path(run, node, stream), offset, limit))
+
+
+def _guarded(offset: int, read: Callable[[], LogChunk]) -> LogChunk:
+    """``read()``, with an absent file read as empty and an unreadable one ``refused``."""
     try:
-        with run.open_file(log_path(run, node, stream)) as f:
-            size = os.fstat(f.fileno()).st_size
-            restarted = offset > size
-            start = 0 if restarted else offset
-            f.seek(start)
-            data = f.read(limit) if size > start else b""
+        return read()
     except FileNotFoundError:
         return LogChunk(b"", 0, 0, restarted=offset > 0)
     except OutsideRunError as exc:
         return LogChunk(b"", offset, 0, refused=str(exc))
     except OSError as exc:
         return LogChunk(b"", offset, 0, refused=f"{exc.strerror or exc}")
+
+
+def _read_file(run: RunDir, path: Path, offset: int, limit: int) -> LogChunk:
+    with run.open_file(path) as f:
+        size = os.fstat(f.fileno()).st_size
+        restarted = offset > size
+        start = 0 if restarted else offset
+        f.seek(start)
+        data = f.read(limit) if size > start else b""
     return LogChunk(data, start, max(size, start + len(data)), restarted=restarted)
 
 
@@ -75,16 +84,9 @@ def _read_packed(run: RunDir, packed: Tuple[Path, int, int], offset: int,
     path, start, size = packed
     restarted = offset > size
     begin = 0 if restarted else offset
-    try:
-        with run.open_file(path) as f:
-            data = os.pread(f.fileno(), min(limit, size - begin), start + begin) \
-                if size > begin and limit > 0 else b""
-    except FileNotFoundError:
-        return LogChunk(b"", 0, 0, restarted=offset > 0)
-    except OutsideRunError as exc:
-        return LogChunk(b"", offset, 0, refused=str(exc))
-    except OSError as exc:
-        return LogChunk(b"", offset, 0, refused=f"{exc.strerror or exc}")
+    with run.open_file(path) as f:
+        data = os.pread(f.fileno(), min(limit, size - begin), start + begin) \
+            if size > begin and limit > 0 else b""
     return LogChunk(data, begin, size, restarted=restarted)
 
 

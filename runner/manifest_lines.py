@@ -36,15 +36,25 @@ def line_chunks(text: str, start: int) -> Iterator[List[str]]:
     """The node lines from ``start`` on, ``CHUNK_LINES`` at a time; ``NotJsonLines`` at a line
     that is not of the one-node-per-line shape. No list of every line is made: at 100,000
     nodes it held 23 MB beside the text, at the runner's peak."""
-    chunk: List[str] = []
+    return _chunked(_lines_of(text, start), "  - {")
+
+
+def _lines_of(text: str, start: int) -> Iterator[str]:
     end = len(text)
     while start < end:
         stop = text.find("\n", start)
         if stop < 0:
             stop = end
-        line = text[start:stop]
+        yield text[start:stop]
         start = stop + 1
-        if not line.startswith("  - {"):
+
+
+def _chunked(lines: Iterable[Any], prefix: Any) -> Iterator[List[Any]]:
+    """``lines`` (text or bytes) that start with ``prefix``, ``CHUNK_LINES`` at a time; blank
+    lines are skipped, any other line raises ``NotJsonLines``."""
+    chunk: List[Any] = []
+    for line in lines:
+        if not line.startswith(prefix):
             if line.strip():
                 raise NotJsonLines()
             continue
@@ -87,15 +97,4 @@ def decode_node_lines(chunks: Iterable[Lines]) -> Iterator[Dict[str, Any]]:
 def byte_line_chunks(lines: Iterator[bytes]) -> Iterator[List[bytes]]:
     """The node lines of a file's lines, ``CHUNK_LINES`` at a time; ``NotJsonLines`` at a line
     of another shape."""
-    chunk: List[bytes] = []
-    for line in lines:
-        if not line.startswith(b"  - {"):
-            if line.strip():
-                raise NotJsonLines()
-            continue
-        chunk.append(line)
-        if len(chunk) == CHUNK_LINES:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+    return _chunked(lines, b"  - {")

@@ -2,7 +2,9 @@
 
 Started by the block's sbatch script as ``python pilot_pool.py ROOT BLOCK WORKERS IDLE WALLTIME``
 from ``ROOT/slurm/`` (the run directory as the node sees it), beside ``worker.py`` and the
-modules shipped with it (``worker.shipped_files``); it imports nothing else of cov's.
+modules shipped with it (``worker.shipped_files``); it imports nothing else of cov's. A block
+of several nodes starts one pool per Slurm task with ``srun ... pilot_pool.py ... srun``: each
+pool is rank ``SLURM_PROCID`` of ``SLURM_STEP_NUM_TASKS``, all take from the same queue.
 
 Protocol (the run directory is the only channel; ``runner.layout`` names every file):
 
@@ -17,6 +19,9 @@ Protocol (the run directory is the only channel; ``runner.layout`` names every f
   then the ticket is removed. A worker that dies without an outcome gets one written
   (``worker_died``) and is replaced. Between tasks a worker restores what a task may change
   (``_CleanSlate``: streams, environment, ``sys.path``, the cwd).
+* Several pools of one block share its ``running/``, ``cancel/`` and ``stop``; each has its
+  own ``started.json``, ``heartbeat`` and ``exited`` (rank r > 0: ``started-r.json`` ...,
+  ``layout.pool_file``), and takes only the cancel requests for tickets it runs.
 * ``heartbeat`` is touched every second. ``cancel/<node>.<attempt>`` kills that task's process
   group (its outcome says ``cancelled``); ``stop`` (or SIGTERM, or ``DRAIN`` before the
   walltime ends) makes the pool take nothing more and exit once its tasks end.
@@ -94,8 +99,10 @@ class Slot:
 class Pool:
     """One block's pool: ``slots`` worker processes, each running one task at a time."""
 
-    def __init__(self, root: str, block: str, slots: int, idle: float, walltime: float) -> None:
+    def __init__(self, root: str, block: str, slots: int, idle: float, walltime: float,
+                 rank: int = 0, pools: int = 1) -> None:
         self.root = root
+        self.rank, self.pools = rank, max(1, pools)
         self.dir = layout.pilot_block_dir(root, block)
         self.queue = layout.pilot_queue_dir(root)
         self.running = os.path.join(self.dir, layout.BLOCK_RUNNING)
@@ -118,9 +125,10 @@ class Pool:
     def serve(self) -> int:
         for path in (self.running, self.cancel_dir):
             os.makedirs(path, exist_ok=True)
-        _write_json(os.path.join(self.dir, layout.BLOCK_STARTED), {
+        _write_json(self._own(layout.BLOCK_STARTED), {
             "host": HOST, "pid": os.getpid(), "job_id": os.environ.get("SLURM_JOB_ID", ""),
-            "workers": self.size, "start": self.started})
+            "workers": self.size, "start": self.started, "rank": self.rank,
+            "pools": self.pools})
         wake_r, wake_w = os.pipe()
         os.set_blocking(wake_r, False)
         os.set_blocking(wake_w, False)
@@ -150,8 +158,7 @@ class Pool:
                 # Nothing runs and nothing will be taken any more: say so, then go.
                 self._close_slots()
                 why = "terminated" if self.terminated else "stopped" if stop else "idle"
-                _write_json(os.path.join(self.dir, layout.BLOCK_EXITED),
-                            {"end": time.time(), "why": why})
+                _write_json(self._own(layout.BLOCK_EXITED), {"end": time.time(), "why": why})
                 return 0
             tick = BUSY_TICK if waiting and len(busy) < self.size else \
                 IDLE_TICK if not busy else HEARTBEAT
@@ -169,8 +176,12 @@ class Pool:
         for slot in self.slots:
             _kill(slot.pid)
 
+    def _own(self, name: str) -> str:
+        """This pool's own file of the block (its rank's)."""
+        return os.path.join(self.dir, layout.pool_file(name, self.rank))
+
     def _beat(self) -> None:
-        path = os.path.join(self.dir, layout.BLOCK_HEARTBEAT)
+        path = self._own(layout.BLOCK_HEARTBEAT)
         try:
             os.utime(path)
         except FileNotFoundError:
@@ -325,11 +336,14 @@ class Pool:
             return
         for name in names:
             ticket = layout.ticket_file(*name.split(".", 1)) if "." in name else ""
+            mine = False
             for slot in self.slots:
                 if slot.ticket is not None and slot.ticket[0] == ticket:
                     self.cancelled.add(ticket)
                     _kill(slot.pid)
-            _unlink(os.path.join(self.cancel_dir, name))
+                    mine = True
+            if mine or self.pools == 1:  # another pool of the block may run it
+                _unlink(os.path.join(self.cancel_dir, name))
 
     def _close_slots(self) -> None:
         """Idle workers end when their pipe closes; any still there a second later is killed."""
@@ -404,7 +418,15 @@ def _unlink(path: str) -> None:
 
 def main(argv: List[str]) -> int:
     root, block, slots, idle, walltime = argv[:5]
-    return Pool(root, block, int(slots), float(idle), float(walltime)).serve()
+    rank, pools = 0, 1
+    if argv[5:6] == ["srun"]:  # one of the block's Slurm tasks
+        rank = int(os.environ.get("SLURM_PROCID") or 0)
+        pools = int(os.environ.get("SLURM_STEP_NUM_TASKS") or os.environ.get("SLURM_NTASKS")
+                    or 1)
+        # The step's tasks are pools, not ranks of one task: a task here is whole on its own
+        # (worker.py writes the outcome of rank 0 only of a step of several tasks).
+        os.environ.pop("SLURM_STEP_NUM_TASKS", None)
+    return Pool(root, block, int(slots), float(idle), float(walltime), rank, pools).serve()
 
 
 if __name__ == "__main__":

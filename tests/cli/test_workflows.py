@@ -8,6 +8,7 @@ from tests.conftest import WORKFLOWS
 EXPECTED = {
     "hello.py": ([], 0, "{'text': 'HELLO, WORLD!', 'letters': 10}"),
     "map_reduce.py": (["-a", "n=10"], 0, "285"),
+    "printing_sweep.py": (["-a", "n=10"], 0, "45"),
     "failing.py": ([], 3, None),
     "sublattice_loop.py": (["-a", "start=100"], 0, "6"),
     "deps_hooks.py": ([], 0, "21"),

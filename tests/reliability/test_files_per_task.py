@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import pickle
-import textwrap
+from pathlib import Path
 
 from runner.rundir import RunDir
 from tests.fault.harness import Home
@@ -14,25 +14,7 @@ from tests.fault.harness import Home
 TASKS = 10_000
 FILE_BOUND = 500
 
-SCRIPT = textwrap.dedent('''
-    import covalent as ct
-
-
-    @ct.electron
-    def echo(i):
-        print("task", i)
-        return i
-
-
-    @ct.electron
-    def total(values):
-        return sum(values)
-
-
-    @ct.lattice
-    def many(n):
-        return total([echo(i) for i in range(n)])
-''')
+SCRIPT = Path(__file__).resolve().parents[2] / "workflows" / "printing_sweep.py"
 
 
 def _files(path: str) -> int:
@@ -40,9 +22,7 @@ def _files(path: str) -> int:
 
 
 def test_a_10000_task_run_leaves_at_most_500_files(home: Home) -> None:
-    script = home.root / "many.py"
-    script.write_text(SCRIPT)
-    out = home.cov("dispatch", "-q", str(script), "many", "-a", f"n={TASKS}", timeout=300)
+    out = home.cov("dispatch", "-q", str(SCRIPT), "many", "-a", f"n={TASKS}", timeout=300)
     assert out.returncode == 0, out.stderr
     run = RunDir(home.path / out.stdout.strip().splitlines()[-1])
     home.start_runner("--workers", "2")

@@ -12,8 +12,9 @@ Modules:
                 cluster
     pilot       the pilot mode (``pilot=...``): blocks (allocations) that each run a pool
                 taking many tasks (``pilot_base``: its state and block submission;
-                ``pilot_settings``, ``pilot_script``, ``pilot_blocks``; the node's side is
-                ``runner/pilot_pool.py``)
+                ``pilot_settings``, ``pilot_script``, ``pilot_blocks``; ``pilot_files``: where
+                tickets move, ``pilot_remote``: the same through SSH without a shared
+                filesystem; the node's side is ``runner/pilot_pool.py``)
 """
 from typing import Any
 

@@ -23,6 +23,10 @@ Policy:
   is re-run. ``BLOCK_FAILURES`` blocks in a row gone without starting (a bad partition, a
   Python that does not start) fail the run's queued tasks with the block's output.
 * ``cancel`` takes a queued ticket back, or asks the block running it to kill it.
+* Tickets and block files move only through ``self.files`` (``pilot_files.PilotFiles``: the
+  shared run directory; ``pilot_remote.RemotePilotFiles``: through SSH without a shared
+  filesystem, the cluster's copy of the run, mirrored back by a look every 0.25 s that runs in
+  a thread of its own). The backend's other work is the runner's thread's, through SSH too.
 
 State (all in the runner's thread): ``outstanding`` (key -> the attempt out), ``fresh`` (no
 ticket yet), ``blocks`` (id -> ``Block``), ``losses`` (key -> times lost with a block),
@@ -32,19 +36,19 @@ unstarted in a row).
 from __future__ import annotations
 
 import logging
-import os
 import time
 from typing import Any, Dict, List, Optional
 
 from runner import layout
 from runner.backends.base import Completion, Task
-from runner.backends.slurm.client import FINAL_STATES, lookup, read_tail
-from runner.backends.slurm.pilot_base import QUERY_EVERY, PilotBase, unlink_quietly
-from runner.backends.slurm.pilot_blocks import Block, blocks_on_disk
+from runner.backends.slurm.client import FINAL_STATES, lookup
+from runner.backends.slurm.pilot_base import QUERY_EVERY, PilotBase
+from runner.backends.slurm.pilot_blocks import Block
+from runner.backends.slurm.pilot_files import Ticket
 from runner.backends.slurm.settings import SettingsError
 from runner.backends.slurm.site import local_identity
-from runner.fs import atomic_write
 from runner.outcome import read_outcome_header
+from runner.redact import has_mask, task_secrets
 
 log = logging.getLogger("cov.slurm")
 
@@ -67,19 +71,24 @@ class PilotBackend(PilotBase):
         key = (task.run, task.node)
         if task.attempt > 1:
             self.stale[key] = local_identity(task.run, task.node)
+        if self.settings.over_ssh and self._login_secrets is None:
+            self._login_secrets = task_secrets(task.run, task.node) if has_mask(self.config) \
+                else {}
         self.outstanding[key] = task
         self.fresh.append(task)
 
     def flush(self) -> None:
-        if self.error:
+        if self.error or not self._connect():
             return
         self._write_tickets()
         self._scale()
+        assert self.files is not None
+        self.files.sweep()
         self._deliver_handles()
 
     def poll(self) -> List[Completion]:
         self._deliver_handles()
-        if not self.error:
+        if not self.error and self._connect():
             try:
                 self._pilot_step()
             except Exception as exc:  # noqa: BLE001 - never kill the runner's loop over it
@@ -116,14 +125,18 @@ class PilotBackend(PilotBase):
             self._forget(key)
             if task in self.fresh:
                 self.fresh.remove(task)
-            unlink_quietly(self._queued(task))
+            elif self.files is not None:
+                try:
+                    self.files.take_back(task.run, [self._name(task)])
+                except Exception as exc:  # noqa: BLE001 - its outcome is then not waited for
+                    log.warning("slurm pilot: cannot take %s back: %s", task.name, exc)
 
     def release(self, run: str) -> None:
         """The run ended: its running blocks stop, those still in Slurm's queue are
         scancelled."""
         self._drop_unstarted(run, 0)
-        for block in self._live(run):
-            block.ask_to_stop()
+        if self.files is not None and self._live(run):
+            self.files.stop(self._live(run))
         if not any(key[0] == run for key in self.outstanding):
             self.known_runs.discard(run)
             for block_id in [b.id for b in self.blocks.values() if b.run == run]:
@@ -131,25 +144,13 @@ class PilotBackend(PilotBase):
 
     def reattach(self, task: Task, handle: Dict[str, Any]) -> bool:
         """An attempt a previous runner queued: found in the queue (its ticket is re-written
-        with our fence), in a block, as an outcome, or else queued again."""
+        with our fence), in a block, as an outcome, or else queued again (at the next round,
+        once connected: ``_take_reattached``)."""
         if not handle.get("pilot") or self.error:
             return False
         self.services.record_handle(task, dict(handle))
-        self._prepare(task.run)
-        key = (task.run, task.node)
-        self.outstanding[key] = task
-        queued = self._queued(task)
-        held = f"{queued}.held-{os.getpid()}"
-        try:
-            os.rename(queued, held)  # taken back from the queue: no block can take it now
-        except OSError:
-            held = ""
-        name = layout.ticket_file(task.node, task.attempt)
-        if held or not (any(name in b.tickets() for b in self._live(task.run)) or
-                        read_outcome_header(task.outcome_path) is not None):
-            atomic_write(queued, self._ticket(task))
-        if held:
-            unlink_quietly(held)
+        self.outstanding[(task.run, task.node)] = task
+        self.reattached.append(task)
         return True
 
     def _close_idle_runs(self) -> None:
@@ -159,7 +160,11 @@ class PilotBackend(PilotBase):
 
     # -- one round -------------------------------------------------------------------------
     def _pilot_step(self) -> None:
+        assert self.files is not None
+        if self.reattached:
+            self._take_reattached()
         self._write_tickets()
+        self.files.refresh(self._runs_out())
         self._collect_outcomes()
         now = time.monotonic()
         for block in self._live():
@@ -169,36 +174,10 @@ class PilotBackend(PilotBase):
         self._recover(now)
         self._deliver_cancels()
         self._scale()
+        if self.site is not None and self.site.live and now >= self.live_at:
+            self._fetch_live(now)
+        self.files.sweep()
         self._close_idle_runs()
-
-    def _write_tickets(self) -> None:
-        fresh, self.fresh = self.fresh, []
-        now = round(time.time(), 3)
-        for task in fresh:
-            key = (task.run, task.node)
-            if self.outstanding.get(key) is not task:
-                continue  # cancelled or dropped meanwhile
-            try:
-                self._prepare(task.run)
-                atomic_write(self._queued(task), self._ticket(task))
-            except Exception as exc:  # noqa: BLE001 - an input unreadable, the disk full
-                self._end(key, Completion.failed(task, "submit", f"cannot queue the task for "
-                                                 f"the pilot blocks: {exc}",
-                                                 host=self.host).header)
-                continue
-            self._emit_handle(task, {"pilot": True, "host": self.host, "submitted": now})
-
-    def _prepare(self, run: str) -> None:
-        """The run's first task: the worker and pool files, the queue, and the blocks a
-        previous runner left (they are watched and used like ours)."""
-        if run in self.known_runs:
-            return
-        assert self.site is not None
-        self.site.prepare(run)  # slurm/worker.py, pilot_pool.py ... (worker.shipped_files)
-        os.makedirs(layout.pilot_queue_dir(run), exist_ok=True)
-        for block_id, block in blocks_on_disk(run).items():
-            self.blocks.setdefault(block_id, block)
-        self.known_runs.add(run)
 
     # -- outcomes ---------------------------------------------------------------------------
     def _collect_outcomes(self, force: bool = False) -> None:
@@ -207,7 +186,8 @@ class PilotBackend(PilotBase):
         for run, node in self.outstanding:
             by_run.setdefault(run, []).append(node)
         for run, nodes in by_run.items():
-            found = self.site.outcomes(run, nodes, force=force)
+            assert self.files is not None
+            found = self.files.outcomes(run, nodes, force=force)
             for node, identity in (found or {}).items():
                 key = (run, node)
                 task = self.outstanding.get(key)
@@ -217,10 +197,16 @@ class PilotBackend(PilotBase):
                 if header is not None:
                     header.setdefault("attempt", task.attempt)
                     self._end(key, header)
+                    if header.get("ok") and self.settings.cleanup and self.site.live:
+                        # the cluster's copies of its outcome and logs (with the round's sweep)
+                        self.site.remove_task_files(run, node, task.attempt, "")
 
     # -- blocks -----------------------------------------------------------------------------
     def _watch(self, block: Block, now: float) -> None:
+        assert self.files is not None
         block.look(now)
+        if not self.files.current(block.run):
+            block.beat_seen = now  # no news through SSH is not a silent block
         if block.exited():
             self._gone(block, "exited", now)
             return
@@ -292,63 +278,78 @@ class PilotBackend(PilotBase):
         self.failures[block.run] = self.failures.get(block.run, 0) + 1
         if self.failures[block.run] >= BLOCK_FAILURES:
             self.failures[block.run] = 0
-            tail = read_tail(block.path(layout.BLOCK_LOG)).strip()
+            assert self.files is not None
+            where, tail = self.files.log_tail(block)
+            tail = tail.strip()
             self._fail_queued(block.run, f"{BLOCK_FAILURES} pilot blocks ended without "
                                          f"starting (last: {why})" +
                               (f"; end of its output:\n{tail}" if tail else
-                               f"; its output would be in {block.path(layout.BLOCK_LOG)}"))
+                               f"; its output would be in {where}"))
 
     def _recover(self, now: float) -> None:
         """Settle the tickets left in the blocks gone ``LOST_GRACE`` seconds ago."""
         for block in [b for b in self.blocks.values() if b.gone and not b.recovered]:
             if now - block.gone_at < LOST_GRACE:
                 continue
+            assert self.files is not None
             self._collect_outcomes(force=True)  # a last look: what finished is never re-run
+            again: List[Ticket] = []
+            drop: List[str] = []
             for name in sorted(block.tickets()):
-                self._settle_lost(block, name)
+                ticket = self._settle_lost(block, name)
+                if ticket is None:
+                    drop.append(name)
+                else:
+                    again.append(ticket)
+            self.files.requeue(block, again)
+            self.files.discard(block, drop)
             block.recovered = True
             del self.blocks[block.id]
 
-    def _settle_lost(self, block: Block, name: str) -> None:
-        path = os.path.join(block.path(layout.BLOCK_RUNNING), name)
+    def _settle_lost(self, block: Block, name: str) -> Optional[Ticket]:
+        """What becomes of a ticket left in a gone block: queued again (the ticket returned)
+        or removed (None: finished, not this runner's attempt, or lost too often)."""
         found = layout.ticket_task(name)
         task = self.outstanding.get((block.run, found[0])) if found else None
         if task is None or found is None or task.attempt != found[1]:
-            unlink_quietly(path)  # finished, or not this runner's attempt any more
-            return
+            return None  # finished, or not this runner's attempt any more
         key = (task.run, task.node)
         self.losses[key] = losses = self.losses.get(key, 0) + 1
         self.started_keys.discard(key)
         where = f"pilot block {block.id} (Slurm job {block.job_id or '?'}) {block.gone}"
         if losses > MAX_LOSSES:
-            unlink_quietly(path)
             self._end(key, Completion.failed(
                 task, "lost", f"task '{task.name}' was lost {losses} times with its pilot "
                 f"block; last: {where}", host=block.host or self.host,
                 job_id=block.job_id or None).header)
-            return
+            return None
         log.warning("slurm pilot: task %s lost with %s: queued again", task.name, where)
-        atomic_write(self._queued(task), self._ticket(task))
-        unlink_quietly(path)
+        return name, self._ticket(task)
 
     def _deliver_cancels(self) -> None:
+        """Take the cancelled tasks' tickets back from the queue (one ``take_back`` per run);
+        those a block took are killed there (its pool writes "cancelled")."""
+        if not self.cancelling or self.files is None:
+            return
+        by_run: Dict[str, List[Task]] = {}
         for key in list(self.cancelling):
             task = self.outstanding.get(key)
             if task is None:
                 self.cancelling.discard(key)
-                continue
-            try:
-                os.unlink(self._queued(task))
-                self._end(key, Completion.cancelled(task, "cancelled while queued").header)
-                continue
-            except FileNotFoundError:
-                pass
-            name = layout.ticket_file(task.node, task.attempt)
-            for block in self._live(task.run):
-                if name in block.tickets():
-                    block.ask_to_cancel(name)  # its pool kills it and writes "cancelled"
-                    self.cancelling.discard(key)
-                    break
+            elif task not in self.fresh:
+                by_run.setdefault(task.run, []).append(task)
+        for run, tasks in by_run.items():
+            taken = self.files.take_back(run, [self._name(t) for t in tasks])
+            for task in tasks:
+                key, name = (task.run, task.node), self._name(task)
+                if name in taken:
+                    self._end(key, Completion.cancelled(task, "cancelled while queued").header)
+                    continue
+                for block in self._live(run):
+                    if name in block.tickets():
+                        self.files.cancel(block, name)
+                        self.cancelling.discard(key)
+                        break
 
 
 __all__: List[str] = ["PilotBackend"]

@@ -5,7 +5,10 @@ runner knows of it comes from files the pool writes in ``slurm/pilot/blocks/<id>
 ``runner.pilot_pool``) and from Slurm's answers:
 
 * ``started``: ``started.json`` appeared (host, workers); until then the block is pending;
-* ``beat`` / ``beat_seen``: the heartbeat's mtime and when (on the runner's clock) it last
+* ``pools``: how many pools the block runs (one per Slurm task when started with ``srun``,
+  from ``started.json``); each writes its own ``started``/``heartbeat``/``exited``
+  (``layout.pool_file``), ``workers`` is their sum;
+* ``beat`` / ``beat_seen``: the heartbeats' mtimes and when (on the runner's clock) one last
   changed: a clock of the runner's own, so a node's clock skew cannot make a block look dead;
 * ``running``: the ticket names last seen in ``running/``;
 * ``gone``: why the block is over ("" while it lives): ``exited`` (the pool said so), Slurm's
@@ -19,7 +22,7 @@ import json
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional, Set
+from typing import Any, Dict, Optional, Set, Tuple
 
 from runner import layout
 
@@ -31,10 +34,11 @@ class Block:
     job_id: str = ""
     host: str = ""
     workers: int = 0
+    pools: int = 1
     started: bool = False
     state: str = ""  # Slurm's last answer
     reason: str = ""  # a PENDING block's reason (Resources, Priority ...)
-    beat: Optional[int] = None
+    beat: Optional[Tuple[int, ...]] = None
     beat_seen: float = 0.0
     running: Set[str] = field(default_factory=set)
     gone: str = ""
@@ -48,6 +52,10 @@ class Block:
     def path(self, name: str) -> str:
         return os.path.join(self.dir, name)
 
+    def ticket_path(self, name: str) -> str:
+        """Where a ticket this block took is (``running/<name>``)."""
+        return os.path.join(self.dir, layout.BLOCK_RUNNING, name)
+
     def look(self, now: float) -> None:
         """Read what the pool wrote: its start, its heartbeat, the tickets it runs."""
         if not self.started:
@@ -57,12 +65,21 @@ class Block:
             self.started = True
             self.host = str(info.get("host") or "")
             self.workers = int(info.get("workers") or 0)
+            self.pools = max(1, int(info.get("pools") or 1))
             self.job_id = self.job_id or str(info.get("job_id") or "")
             self.beat_seen = now
-        try:
-            beat: Optional[int] = os.stat(self.path(layout.BLOCK_HEARTBEAT)).st_mtime_ns
-        except OSError:
-            beat = None
+        if self.pools > 1:  # the other pools' workers, as they start
+            self.workers = sum(int((read_json(self.path(layout.pool_file(
+                layout.BLOCK_STARTED, rank))) or {}).get("workers") or 0)
+                for rank in range(self.pools))
+        beats = []
+        for rank in range(self.pools):
+            try:
+                beats.append(os.stat(self.path(layout.pool_file(
+                    layout.BLOCK_HEARTBEAT, rank))).st_mtime_ns)
+            except OSError:
+                beats.append(0)
+        beat = tuple(beats)
         if beat != self.beat:
             self.beat, self.beat_seen = beat, now
         self.running = self.tickets()
@@ -75,7 +92,12 @@ class Block:
         return {n for n in names if layout.ticket_task(n) is not None}
 
     def exited(self) -> bool:
-        return os.path.exists(self.path(layout.BLOCK_EXITED))
+        """Every pool of the block said it exited (it takes no ticket any more)."""
+        if self.pools == 1 and not self.started:  # a restarted runner's look: how many?
+            self.pools = max(1, int((read_json(self.path(layout.BLOCK_STARTED)) or {}).get(
+                "pools") or 1))
+        return all(os.path.exists(self.path(layout.pool_file(layout.BLOCK_EXITED, rank)))
+                   for rank in range(self.pools))
 
     def ask_to_stop(self) -> None:
         try:

@@ -1,7 +1,10 @@
 """The sbatch script of one pilot block: pure text (its quoting is ``script``'s).
 
 A block is one Slurm job running ``pilot_pool.py`` (shipped beside ``worker.py`` in
-``<root>/slurm/``), which takes tasks from the run's queue until it is idle. The executor's
+``<root>/slurm/``), which takes tasks from the run's queue until it is idle. A block of
+``nodes`` > 1 (or whose ``options`` ask for Slurm tasks: ``ntasks``, ``ntasks-per-node``) starts
+its pools with ``srun``, one per Slurm task (by default one per node), each pulling from the
+same queue. The executor's
 options, variables, conda env and prerun/postrun commands apply to the block as they would to
 each job of an array: the tasks run inside it.
 """
@@ -31,6 +34,11 @@ def render_block_script(settings: SlurmSettings, pilot: PilotSettings, *, root: 
         lines.append(directive("time", minutes))
     if pilot.workers and not settings.has_option("cpus-per-task", "c"):
         lines.append(directive("cpus-per-task", pilot.workers))
+    several = uses_srun(settings, pilot)
+    if pilot.nodes > 1 and not settings.has_option("nodes", "N"):
+        lines.append(directive("nodes", pilot.nodes))
+    if several and not settings.has_option("ntasks-per-node", "ntasks", "n"):
+        lines.append(directive("ntasks-per-node", 1))
     if not settings.has_option("requeue", "no-requeue"):
         # A requeued block would start a second pool under a job the runner took for gone.
         lines.append(directive("no-requeue", True))
@@ -49,8 +57,20 @@ def render_block_script(settings: SlurmSettings, pilot: PilotSettings, *, root: 
     pool = f'"$COV_ROOT/{layout.slurm_shipped_rel(layout.POOL)}"'
     args = [shlex.quote(a) for a in (block, str(pilot.workers), f"{pilot.idle_timeout:g}",
                                      str((minutes or 0) * 60))]
-    lines.append(" ".join([python, pool, '"$COV_ROOT"', *args]))
+    launch = [python, pool, '"$COV_ROOT"', *args]
+    if several:
+        # One pool per Slurm task; a pool that fails ends the step, so the job ends and the
+        # runner hands that block's tickets to another (a pool idle exits with 0).
+        launch = ["srun", "--kill-on-bad-exit=1",
+                  '${SLURM_CPUS_PER_TASK:+--cpus-per-task="$SLURM_CPUS_PER_TASK"}',
+                  *launch, "srun"]
+    lines.append(" ".join(launch))
     lines.append("COV_RC=$?")
     lines.extend(settings.postrun_commands)
     lines.append("exit $COV_RC")
     return "\n".join(lines) + "\n"
+
+
+def uses_srun(settings: SlurmSettings, pilot: PilotSettings) -> bool:
+    """Whether the block starts its pools with ``srun`` (several nodes or tasks)."""
+    return pilot.nodes > 1 or settings.has_option("ntasks-per-node", "ntasks", "n")

@@ -16,6 +16,7 @@ DEFAULTS: Dict[str, Any] = {
     "workers": 0,  # tasks at once per block; 0: the CPUs Slurm gives the block
     "idle_timeout": 30.0,  # seconds a block waits without work before it exits
     "walltime": "",  # the block's --time (minutes, or [D-]HH:MM:SS); "": the executor's
+    "nodes": 1,  # nodes per block: one pool on each (srun), all taking from the run's queue
 }
 _CLOCK = re.compile(r"^(?:(\d+)-)?(?:(\d+):)?(\d+)(?::(\d+))?$")
 
@@ -31,6 +32,7 @@ class PilotSettings:
     workers: int = 0
     idle_timeout: float = 30.0
     walltime_minutes: Optional[int] = None
+    nodes: int = 1
 
     @property
     def walltime_seconds(self) -> float:
@@ -60,19 +62,16 @@ def parse_pilot(value: Any) -> Optional[PilotSettings]:
     return PilotSettings(min_blocks=min_blocks, max_blocks=max_blocks,
                          workers=_count(merged["workers"], "workers", 0),
                          idle_timeout=float(idle),
-                         walltime_minutes=_minutes(merged["walltime"]))
+                         walltime_minutes=_minutes(merged["walltime"]),
+                         nodes=_count(merged["nodes"], "nodes", 1))
 
 
 def pilot_problem(config: Dict[str, Any]) -> str:
     """What is wrong with an executor's ``pilot`` setting ("" if nothing): checked at dispatch."""
     try:
-        settings = parse_pilot(config.get("pilot"))
+        parse_pilot(config.get("pilot"))
     except PilotError as exc:
         return str(exc)
-    if settings is not None and config.get("address"):
-        return ("Slurm pilot mode needs the runs home on a filesystem the compute nodes share: "
-                "run cov on the login node (no 'address'), or drop 'pilot' to use job arrays "
-                "through SSH")
     return ""
 
 

@@ -82,6 +82,7 @@ class RemoteSite(SharedSite):
         self._last_check: Dict[str, float] = {}
         self._renames: List[Tuple[str, str]] = []
         self._removals: List[str] = []
+        self._later: List[str] = []  # shell lines (quoted already) for the next sweep
         # (run, node, attempt, stream) -> bytes of the remote log already in the local one
         self._live: Dict[Tuple[str, int, int, str], int] = {}
 
@@ -105,7 +106,7 @@ class RemoteSite(SharedSite):
                  for name, data in worker.shipped_files().items()]
         dirs = " ".join(f"{root}/{d}" for d in (RESULTS, LOGS, layout.SLURM_BUNDLES,
                                                   layout.SLURM_JOBS))
-        self._checked(f"mkdir -p {dirs} && cd {root} && tar xf -", _tar(files))
+        self._checked(f"mkdir -p {dirs} && cd {root} && tar xf -", tar_files(files))
         self._prepared.add(run)
 
     def write_bundles(self, run: str, bundles: Iterable[Tuple[int, int, bytes]]) -> None:
@@ -114,7 +115,7 @@ class RemoteSite(SharedSite):
         items = list(bundles)
         if not items:
             return
-        data = _tar((layout.slurm_bundle_rel(layout.attempt_name(node, attempt)), data)
+        data = tar_files((layout.slurm_bundle_rel(layout.attempt_name(node, attempt)), data)
                     for node, attempt, data in items)
         root = shlex.quote(self.root(run))
         # its logs too: fetched live before the job starts anew, they would pass for its own
@@ -155,19 +156,32 @@ class RemoteSite(SharedSite):
         if not force and now - self._last_check.get(run, 0.0) < self.check_every:
             return None
         self._last_check[run] = now
-        wanted = {outcome_name(n): n for n in nodes}
-        root = shlex.quote(self.root(run))
-        numbers = " ".join(str(wanted[name]) for name in sorted(wanted))
-        outcome, log = layout.outcome_rel("$n"), layout.log_rel("$n", "$s")
-        # List which wanted outcomes exist, then tar them with their logs, in one round trip.
-        script = (f"cd {root} || exit 3; set --; for n in {numbers}; do [ -f {outcome} ] && "
-                  f"set -- \"$@\" {outcome}; for s in {' '.join(layout.STREAMS)}; do "
-                  f"[ -f {log} ] && set -- \"$@\" {log}; done; done; "
-                  f"[ $# -eq 0 ] || tar cf - -- \"$@\"")
+        nodes = list(nodes)
+        script = f"cd {shlex.quote(self.root(run))} || exit 3; {self.outcomes_script(nodes)}"
         code, data, err = self.remote.run_bytes(f"sh -c {shlex.quote(script)}")
         if code != 0 or not data:
             return {}
+        return self.unpack_outcomes(run, nodes, data)
+
+    @staticmethod
+    def outcomes_script(nodes: Iterable[int]) -> str:
+        """Shell lines (run in the remote root) listing which of ``nodes``' outcomes exist and
+        writing them with their logs as one tar stream on stdout (nothing if none)."""
+        numbers = " ".join(str(n) for n in sorted(set(nodes)))
+        outcome, log = layout.outcome_rel("$n"), layout.log_rel("$n", "$s")
+        return (f"set --; for n in {numbers}; do [ -f {outcome} ] && "
+                f"set -- \"$@\" {outcome}; for s in {' '.join(layout.STREAMS)}; do "
+                f"[ -f {log} ] && set -- \"$@\" {log}; done; done; "
+                f"[ $# -eq 0 ] || tar cf - -- \"$@\"")
+
+    def unpack_outcomes(self, run: str, nodes: Iterable[int], data: bytes
+                        ) -> Dict[int, Identity]:
+        """``outcomes_script``'s tar stream into the run directory: the local identities of
+        the outcomes it held."""
+        wanted = {outcome_name(n): n for n in nodes}
         found: Dict[int, Identity] = {}
+        if not data:
+            return found
         with tarfile.open(fileobj=io.BytesIO(data), mode="r") as tar:
             members = tar.getmembers()
             # logs first: once the outcome is in place the runner may read the logs
@@ -245,11 +259,17 @@ class RemoteSite(SharedSite):
     def remove_script(self, run: str, job_id: str) -> None:
         self._removals.append(f"{self.jobs_dir(run)}/{layout.job_script_file(job_id)}")
 
+    def later(self, line: str) -> None:
+        """A shell line (its paths quoted already) for the next ``sweep``'s command."""
+        self._later.append(line)
+
     def sweep(self) -> None:
-        """Renames and removals gathered since the last poll, in one command."""
+        """Renames, removals and ``later`` lines gathered since the last poll, in one
+        command."""
         renames, self._renames = self._renames, []
         removals, self._removals = self._removals, []
-        parts = [f"mv -f -- {shlex.quote(a)} {shlex.quote(b)}" for a, b in renames]
+        lines, self._later = self._later, []
+        parts = lines + [f"mv -f -- {shlex.quote(a)} {shlex.quote(b)}" for a, b in renames]
         if removals:
             parts.append("rm -f -- " + " ".join(shlex.quote(p) for p in removals))
         if not parts:
@@ -271,7 +291,7 @@ class RemoteSite(SharedSite):
                            f"(exit {code}): {err.strip()[-300:]}", self.remote.host.label)
 
 
-def _tar(files: Iterable[Tuple[str, bytes]]) -> bytes:
+def tar_files(files: Iterable[Tuple[str, bytes]]) -> bytes:
     """A tar stream of ``(relative path, bytes)`` files (mode 0644), for ``tar xf -``."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
