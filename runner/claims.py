@@ -10,11 +10,13 @@ import os
 import time
 from typing import Dict, List, Optional, Set, Tuple
 
-from runner import engine
-from runner.backends import Backend
+from runner import engine, follow_on
+from runner.backends import Backend, Task
+from runner.cache import cacheable
 from runner.cache_hook import CacheHook
 from runner.journal import ActiveRun
 from runner.liveness import HOST, RunnerRegistry, fence_path
+from runner.outcome import OutcomeHeader
 from runner.state import CANCELLED
 from runner.sublattices import Sublattices
 
@@ -27,8 +29,15 @@ class Claims(Sublattices, CacheHook):
 
     # -- claiming and submitting -----------------------------------------------------------
     def _schedule_all(self) -> None:
-        if self.journal.stalled() or self.claims_paused:
-            return  # a claim is an event (none can be written now), or a runner job hands over
+        if self.claims_paused:  # a runner job hands over: follow-ons never claimed go too
+            for run in self.active.values():
+                for node, task in list(run.ours.items()):
+                    if task.speculative:
+                        self._backend(task.executor, run.env).drop(task)
+                        del run.ours[node]
+            return
+        if self.journal.stalled():
+            return  # a claim is an event: none can be written now
         for run in list(self.active.values()):
             if run.state.finished or not run.schedule.ready or run.busy():
                 continue
@@ -49,11 +58,16 @@ class Claims(Sublattices, CacheHook):
         skipped: List[int] = []
         room: Dict[int, int] = {}
         full: Set[int] = set()
+        due: List[int] = []  # follow-ons whose parent completed: their claim is due
         while True:
             taken = run.schedule.take_ready(1)
             if not taken:
                 break
             node_id = taken[0]
+            queued = run.ours.get(node_id)
+            if queued is not None and queued.speculative:
+                due.append(node_id)  # already in its worker: claimed, never submitted again
+                continue
             key_found = self._cache_key(run, node_id)
             if key_found is not None:
                 hits[node_id] = key_found  # takes no room in a backend
@@ -72,10 +86,15 @@ class Claims(Sublattices, CacheHook):
             room[key] = left - 1
             chosen.append((node_id, backend))
         run.schedule.put_back(skipped)
-        if not chosen and not hits:
+        if not chosen and not hits and not due:
             return 0
-        claimed = self._claim(run, [n for n, _ in chosen] + list(hits))
-        finished = 0
+        orphaned: Dict[int, OutcomeHeader] = {}
+        claimed = self._claim(run, [n for n, _ in chosen] + list(hits) + due, left=orphaned)
+        for node_id, header in orphaned.items():  # a gone runner's follow-on ran: recorded
+            self._end(run, node_id, claimed[node_id], header)
+            hits.pop(node_id, None)
+        chosen = [(n, b) for n, b in chosen if n not in orphaned]
+        finished = self._claimed_follow_ons(run, due, claimed)
         for node_id, cache_key in hits.items():
             if node_id not in claimed:
                 continue
@@ -104,13 +123,91 @@ class Claims(Sublattices, CacheHook):
                 self._end(run, node_id, spec.attempt, {
                     "ok": False, "reason": "submit", "start": time.time(),
                     "error": f"could not submit task '{spec.name}': {type(exc).__name__}: {exc}"})
+                continue
+            self._queue_follow_ons(run, spec, backend)
         for backend in {id(b): b for _, b in chosen}.values():
             backend.flush()
         return finished
 
+    # -- follow-ons (runner.follow_on) -------------------------------------------------------
+    def _queue_follow_ons(self, run: ActiveRun, parent: Task, backend: Backend) -> None:
+        """Queue behind ``parent``, in its worker, the nodes that wait only for it."""
+        submit_after = getattr(backend, "submit_after", None)
+        if submit_after is None or parent.followed or \
+                os.environ.get("COV_FOLLOW_ONS") == "0":
+            return
+
+        def eligible(node: int) -> bool:
+            if node in run.ours or run.state.tasks.get(node) is not None:
+                return False  # claimed before (a retry, another runner's): the usual way
+            spec = run.manifest.node(node)
+            if cacheable(spec):
+                return False
+            for dep in [edge.node for edge in spec.parents] + list(spec.waits):
+                if dep in run.schedule.finished and run.manifest.node(dep).executes:
+                    task = run.state.tasks.get(dep)
+                    if task is None or not task.finished:
+                        return False  # its end, with where its output is, is not written yet
+            config = run.manifest.executors.get(run.manifest.node(node).executor or "local",
+                                                {"type": "local"})
+            return self._backend(config, run.env) is backend
+
+        attempts = {parent.node: parent.attempt}
+        tasks = {parent.node: parent}
+        for node, waits_for in follow_on.follow_ons(run.schedule, run.manifest, parent.node,
+                                                     backend.capacity(), eligible):
+            # its parent's output is in the worker's memory; the packed others', where they are
+            spec = engine.task_for(run.manifest, node, 1, run.path, self.fence,
+                                   run.dir.packed_at)
+            spec.after = [(waits_for, attempts[waits_for])]
+            spec.speculative = True
+            if not submit_after(spec, tasks[waits_for]):
+                break
+            tasks[waits_for].followed = True
+            run.ours[node] = spec
+            attempts[node], tasks[node] = 1, spec
+
+    def _claimed_follow_ons(self, run: ActiveRun, due: List[int], claimed: Dict[int, int]) -> int:
+        """Follow-ons whose claim was due: claimed, they are ordinary attempts of ours (their
+        start and an early completion are let through now); not claimed, they wait for a
+        later step (the lock was busy) or, claimed by someone else, are dropped. Returns how
+        many completed."""
+        finished = 0
+        extended = {}
+        for node in due:
+            spec = run.ours[node]
+            if claimed.get(node) == spec.attempt:
+                spec.speculative = False
+                if not spec.followed:  # the chain's end: it goes on a few hops ahead
+                    backend = self._backend(spec.executor, run.env)
+                    self._queue_follow_ons(run, spec, backend)
+                    extended[id(backend)] = backend
+                if spec.early_start is not None:
+                    run.pending.append(spec.early_start)
+                    spec.early_start = None
+                early, spec.early_done = spec.early_done, []
+                for done in early:
+                    self._on_completion(done)
+                    finished += 1
+            elif run.state.tasks.get(node) is None:
+                run.schedule.put_back([node])
+            else:
+                self._backend(spec.executor, run.env).drop(spec)
+                del run.ours[node]
+                if engine.claimed_elsewhere(run.state.tasks.get(node), self.id):
+                    run.schedule.mark_active(node)
+                else:
+                    run.schedule.put_back([node])  # claimed, not run: the usual way now
+        for backend in extended.values():
+            backend.flush()
+        return finished
+
     def _claim(self, run: ActiveRun, nodes: List[int], attempt: Optional[int] = None,
-               adopt: bool = False) -> Dict[int, int]:
-        """Claim nodes under the run lock after re-reading the log; returns node -> attempt."""
+               adopt: bool = False,
+               left: Optional[Dict[int, OutcomeHeader]] = None) -> Dict[int, int]:
+        """Claim nodes under the run lock after re-reading the log; returns node -> attempt.
+        ``left``: filled with the outcome headers a gone runner's follow-ons left (those nodes
+        are claimed to be recorded, not run; ``runner.follow_on``)."""
         claimed: Dict[int, int] = {}
         with self.journal.locked(run) as held:
             if not held:
@@ -129,6 +226,14 @@ class Claims(Sublattices, CacheHook):
                         continue  # a dead runner's claim, taken over only once it is fenced off
                 claimed[node] = attempt if attempt is not None else \
                     (task.attempt + 1 if task else 1)
+                if task is None and left is not None and node not in run.ours and \
+                        follow_on.orphan_possible(
+                        run.manifest, run.state, node, self.id, self.registry.alive):
+                    header = run.dir.outcome_header(node, attempt=1)
+                    if header is not None and header.get("attempt", 1) == 1:
+                        left[node] = header
+                    else:
+                        claimed[node] = 2  # never the attempt a fenced worker may still run
             events = engine.claim_events(run.manifest, claimed, self.id, HOST, run.state.status)
             if not self.journal.append(run, run.pending + events):
                 return {}  # nothing was written: nothing is claimed

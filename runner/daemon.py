@@ -87,10 +87,26 @@ def _resubmit_runner_job(home: Path) -> Optional[int]:
 
 
 def spawn_runner(home: Path, extra: Optional[List[str]] = None) -> int:
-    """Start ``python -m runner`` detached, logging to ``<home>/.runners/runner.log``."""
+    """Start ``python -m runner`` detached, logging to ``<home>/.runners/runner.log`` (a fork
+    of this process instead where ``runner.fork_start`` finds that safe)."""
+    from runner import fork_start
+
     directory = runners_dir(home)
     home.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)  # the owner's only, as dispatch makes it
     directory.mkdir(exist_ok=True)
+    if fork_start.safe():
+        pid = fork_start.fork_runner(home, directory / RUNNER_LOG, main,
+                                     ["--home", str(home), *(extra or [])])
+        if pid is not None:
+            return pid  # its placeholder heartbeat is written
+    pid = _spawn_interpreter(home, directory, extra)
+    # A placeholder heartbeat so that dispatches right behind this one see a runner coming.
+    write_heartbeat(home, {"id": f"{HOST}:{pid}:starting", "host": HOST,
+                           "pid": pid, "home": str(home), "runs": []})
+    return pid
+
+
+def _spawn_interpreter(home: Path, directory: Path, extra: Optional[List[str]]) -> int:
     log = open(directory / RUNNER_LOG, "ab")
     env = dict(os.environ)
     package_root = str(Path(__file__).resolve().parent.parent)
@@ -100,9 +116,6 @@ def spawn_runner(home: Path, extra: Optional[List[str]] = None) -> int:
         stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
         close_fds=True, env=env, cwd="/")
     log.close()
-    # A placeholder heartbeat so that dispatches right behind this one see a runner coming.
-    write_heartbeat(home, {"id": f"{HOST}:{process.pid}:starting", "host": HOST,
-                           "pid": process.pid, "home": str(home), "runs": []})
     return process.pid
 
 

@@ -214,8 +214,13 @@ def _recorded_env(rundir: RunDir) -> Optional[Dict[str, Any]]:
     data = rundir.recorded_env()
     if data is None:
         return None
-    python = str(data.get("python") or sys.executable)
-    environ = {str(k): str(v) for k, v in data["environ"].items()}
+    return pool_env(str(data.get("python") or sys.executable), data["environ"])
+
+
+def pool_env(python: str, environ: Dict[str, Any]) -> Dict[str, Any]:
+    """An interpreter and environment as the local backend takes them (``python``,
+    ``environ``), with the key naming the pool that serves them."""
+    environ = {str(k): str(v) for k, v in environ.items()}
     stable = sorted((k, v) for k, v in environ.items() if k not in _VOLATILE_ENV)
     key = hashlib.sha256(json.dumps([python, stable]).encode()).hexdigest()[:16]
     return {"python": python, "environ": environ, "key": key}

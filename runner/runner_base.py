@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple, Type, cast
 
 from runner import engine
-from runner.backends import Backend, Task, backend_class
+from runner.backends import Backend, Completion, Task, backend_class
 from runner.cache import DEFAULT_MAX_SIZE, ResultCache
 from runner.fencing import Fences
 from runner.journal import ActiveRun, Journal
@@ -123,6 +123,9 @@ class RunnerBase:
                 event["pid"] = pid
             if host is not None:
                 event["host"] = host
+            if task.speculative:  # a follow-on's start follows its claim (runner.follow_on)
+                task.early_start = event
+                return
             run.pending.append(event)
 
     def record_pending(self, task: Task, reason: str) -> None:
@@ -201,6 +204,21 @@ class RunnerBase:
             self.backends[key] = backend
         return backend
 
+    def _warm_pool(self) -> None:
+        """A runner forked by a dispatch starts the local pool for that dispatch's environment
+        at once: the workers' fork and start (~20 ms) then overlap with the run being written,
+        not with its first task. (A run with another environment gets its own pool; this one,
+        idle, is closed then.)"""
+        from runner import fork_start
+        from runner.journal import pool_env
+
+        if fork_start.dispatch_env is None:
+            return
+        backend = self._backend({"type": "local"}, pool_env(*fork_start.dispatch_env))
+        start = getattr(backend, "start_workers", None)
+        if start is not None:
+            start()
+
     def _close_idle_pools(self) -> None:
         """Before a pool for a new environment starts: the pools of other environments with
         nothing to do go (they start again if their environment dispatches again)."""
@@ -230,4 +248,8 @@ class RunnerBase:
 
     def _activate(self, path: str) -> None:
         """Serve the run at ``path`` (``Runner``: a sublattice's child run is served at once)."""
+        raise NotImplementedError
+
+    def _on_completion(self, done: Completion) -> None:
+        """Record a finished attempt (``Runner``)."""
         raise NotImplementedError

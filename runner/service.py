@@ -48,7 +48,7 @@ from runner.liveness import HOST, heartbeat_path
 from runner.rundir import RunDir, clear_unreadable, files_stamp, is_run_name
 from runner.runner_base import RunnerSettings
 from runner.snapshot import pulled_from
-from runner.state import COMPLETED, FAILED, Event, failure_message
+from runner.state import CANCELLED, COMPLETED, FAILED, Event, failure_message
 
 __all__ = ["Runner", "RunnerSettings"]
 
@@ -70,6 +70,7 @@ class Runner(Claims):
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, self._on_signal)
         self.fences.remove_dead()
+        self._warm_pool()
         last_scan = last_beat = 0.0
         idle_since: Optional[float] = None
         try:
@@ -229,6 +230,15 @@ class Runner(Claims):
         if task is None or task.attempt != done.attempt:
             return
         header = done.header
+        if task.speculative:  # a follow-on not yet claimed (runner.follow_on)
+            if header.get("ok"):
+                task.early_done.append(done)  # recorded once its claim is written
+                return
+            del run.ours[done.node]  # never claimed: as if it had never left the schedule
+            if header.get("reason") == "cancelled":  # what a cancel does to a waiting node
+                run.pending.append(engine.cancelled_event(done.node))
+                run.schedule.finish(done.node, CANCELLED)
+            return
         claim = run.state.tasks.get(done.node)
         if header.get("reason") == "fenced" or claim is None or claim.runner != self.id or \
                 claim.attempt != done.attempt:

@@ -249,6 +249,9 @@ def _die_with_parent() -> None:
         pass
 
 
+# The reply for a follow-on whose parent did not succeed in this worker (it did not run).
+AFTER_FAILED: OutcomeHeader = {"ok": False, "reason": "after_failed",
+                               "error": "the task it follows did not succeed in this worker"}
 # The reply for a task whose claim another runner took over (nothing was written for it).
 FENCED: OutcomeHeader = {"ok": False, "reason": "fenced", "error": "another runner took the claim over"}
 
@@ -357,6 +360,8 @@ def serve(conn: Any, pipes: Optional[List[Tuple[int, int]]] = None) -> None:
     spare = _SpareOutcome()
     last_run: Optional[str] = None
     last_packed = False  # the last run packs its outcomes: it needs no spare file
+    # (run, node) -> attempt of the tasks that succeeded here: a follow-on's ``after``
+    succeeded: Dict[Tuple[str, int], int] = {}
     while True:
         try:
             while not pending or conn.poll():
@@ -375,6 +380,8 @@ def serve(conn: Any, pipes: Optional[List[Tuple[int, int]]] = None) -> None:
                         if last_run == item["release"]:
                             last_run = None
                         capture.release(layout.logs_dir(item["release"]))
+                        succeeded = {k: v for k, v in succeeded.items()
+                                     if k[0] != item["release"]}
                         files = runs.pop(item["release"], None)
                         if files is not None:
                             files.close()
@@ -390,6 +397,10 @@ def serve(conn: Any, pipes: Optional[List[Tuple[int, int]]] = None) -> None:
         if fenced(task):
             starts.send((task["run"], task["node"], task.get("attempt", 1), FENCED.copy()))
             continue
+        after = task.get("after")
+        if after and any(succeeded.get((task["run"], node)) != attempt for node, attempt in after):
+            starts.send((task["run"], task["node"], task.get("attempt", 1), AFTER_FAILED.copy()))
+            continue
         starts.begin(task)
         try:
             header = execute_local(task, runs, capture, spare)
@@ -397,5 +408,9 @@ def serve(conn: Any, pipes: Optional[List[Tuple[int, int]]] = None) -> None:
         except BaseException as exc:  # noqa: BLE001 - e.g. results/ unwritable
             header = {"ok": False, "reason": "worker",
                       "error": f"worker could not record the outcome: {type(exc).__name__}: {exc}"}
+        if header.get("ok") and not header.get("child"):
+            if len(succeeded) > 100_000:
+                succeeded.clear()  # a follow-on whose parent is forgotten is run the usual way
+            succeeded[(task["run"], task["node"])] = task.get("attempt", 1)
         WORKER.restore()
         starts.send((task["run"], task["node"], task.get("attempt", 1), header))

@@ -95,8 +95,11 @@ def _dispatch(script: str, lattice_name: Optional[str], pairs: Tuple[str, ...],
     from covalent_cli.dryrun import load_script
     from covalent_cli.script import find_lattices
 
+    from runner import fork_start
+
     dry = dry_run_cmd.start() if dry_run else None  # runs are reported, not written
-    start_runner_early()  # while the script loads and its graph is built
+    with fork_start.allowed():  # a fork of this process: the script has not run yet
+        start_runner_early()  # while the script loads and its graph is built
     args, kwargs = parse_args(pairs, args_file)
     LABELS.update(name=label(name, "--name"), tags=tuple(label(t, "--tag") for t in tags))
     given = [what for what, used in (("-a", pairs), ("--args-file", args_file),

@@ -2,6 +2,7 @@
 code from ``ExitCode`` (README.md lists them); ``--debug`` shows tracebacks."""
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from pathlib import Path
@@ -97,7 +98,13 @@ def main() -> None:
     code = run_on_or_none(sys.argv[1:])  # ``--on HOST``: the command runs there
     if code is not None:
         sys.exit(code)
-    cli(prog_name="cov")
+    try:
+        cli(prog_name="cov")
+    finally:
+        # The interpreter's teardown collects garbage over every object the command made
+        # (~45 ms of CPU after a dispatch: a fifth of a small run's wait). Frozen, they are
+        # freed by their reference counts alone, files flushed and closed as before.
+        gc.freeze()
 
 
 COMMAND_MODULES = ("covalent_cli.cli.commands", "covalent_cli.cli.inspect_cmd",

@@ -59,6 +59,14 @@ class Task:
     # File transfers the backend does around the task over its own connection (the manifest
     # node's "files"; covalent_cli.fs ExecutorConnection). Empty for most tasks.
     files: List[Dict[str, Any]] = field(default_factory=list)
+    # A follow-on (``runner.follow_on``): run only once these (node, attempt) succeeded in
+    # the same pool worker; ``speculative`` until its claim is written, which holds back its
+    # start event and an early completion until then.
+    after: List[Tuple[int, int]] = field(default_factory=list)
+    speculative: bool = False
+    followed: bool = False  # a follow-on is queued behind it
+    early_start: Optional[Any] = None  # an Event (runner.state)
+    early_done: List[Any] = field(default_factory=list)
     # Format 2.0: a pool worker may pack the outcome and logs (runner/outcome_pack.py).
     pack: bool = False
 
@@ -76,9 +84,12 @@ class Task:
 
     def message(self) -> Dict[str, Any]:
         """The local pool's form (paths and offsets; the worker reads the run directory)."""
-        return {"run": self.run, "node": self.node, "attempt": self.attempt, "fn": self.fn,
-                "inputs": self.inputs, "cwd": self.cwd, "sys_path": self.sys_path,
-                "fence": self.fence, "pack": self.pack}
+        message = {"run": self.run, "node": self.node, "attempt": self.attempt, "fn": self.fn,
+                   "inputs": self.inputs, "cwd": self.cwd, "sys_path": self.sys_path,
+                   "fence": self.fence, "pack": self.pack}
+        if self.after:
+            message["after"] = self.after
+        return message
 
 
 @dataclass

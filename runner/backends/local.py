@@ -131,6 +131,10 @@ class LocalBackend(Backend):
         while len(self.workers) < self.size:
             self.workers.append(_Worker(self.env))
 
+    def start_workers(self) -> None:
+        """Start the workers now rather than at the first task."""
+        self._ensure_workers()
+
     def capacity(self) -> int:
         return self.size * PREFETCH - sum(len(w.queue) for w in self.workers)
 
@@ -144,6 +148,17 @@ class LocalBackend(Backend):
         target.queue.append(task)
         target.last_run = task.run
         target.outbox.append(task.message())
+
+    def submit_after(self, task: Task, parent: Task) -> bool:
+        """Queue ``task`` (a follow-on, ``task.after`` set) in the worker holding ``parent``;
+        False if none holds it."""
+        for w in self.workers:
+            if any(queued is parent for queued in w.queue):
+                task.cwd = _workdir(task) or task.cwd
+                w.queue.append(task)
+                w.outbox.append(task.message())
+                return True
+        return False
 
     def flush(self) -> None:
         for w in self.workers:
