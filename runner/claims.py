@@ -161,6 +161,7 @@ class Claims(Sublattices, CacheHook):
                                    run.dir.packed_at)
             spec.after = [(waits_for, attempts[waits_for])]
             spec.speculative = True
+            spec.queued_at = time.time()
             if not submit_after(spec, tasks[waits_for]):
                 break
             tasks[waits_for].followed = True
@@ -235,6 +236,13 @@ class Claims(Sublattices, CacheHook):
                     else:
                         claimed[node] = 2  # never the attempt a fenced worker may still run
             events = engine.claim_events(run.manifest, claimed, self.id, HOST, run.state.status)
+            for event in events:
+                # A follow-on was handed to its worker when it was queued, before the parent's
+                # end that its claim is written with (and it may have started since): its claim
+                # carries that moment, so that claimed <= started as for every task.
+                queued = run.ours.get(event.get("node", -1))
+                if queued is not None and queued.speculative and queued.queued_at is not None:
+                    event["t"] = queued.queued_at
             if not self.journal.append(run, run.pending + events):
                 return {}  # nothing was written: nothing is claimed
             run.pending = []

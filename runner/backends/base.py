@@ -65,6 +65,7 @@ class Task:
     after: List[Tuple[int, int]] = field(default_factory=list)
     speculative: bool = False
     followed: bool = False  # a follow-on is queued behind it
+    queued_at: Optional[float] = None  # when a follow-on went to its worker: its claim's time
     early_start: Optional[Any] = None  # an Event (runner.state)
     early_done: List[Any] = field(default_factory=list)
     # Format 2.0: a pool worker may pack the outcome and logs (runner/outcome_pack.py).
