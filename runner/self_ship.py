@@ -23,15 +23,14 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import importlib.util
-import io
-import os
-import tarfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, List, Optional, Tuple
 
+from runner.fs import FILE_MODE
 from runner.layout import SHIPPED_COV_COMPLETE, SHIPPED_COV_PREFIX, SSH_LIB, TMP_PREFIX
+from runner.tar_stream import tar_files
 
 SHIPPED_PACKAGES = ("covalent_cli", "runner", "webui")
 SHIPPED_MODULES = ("_cov_import_hook",)
@@ -54,13 +53,8 @@ class Bundle:
 
     def tar(self) -> bytes:
         """The files as one uncompressed tar, the completion marker last."""
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-            for rel, data in (*self.files, (SHIPPED_COV_COMPLETE, self.name.encode())):
-                info = tarfile.TarInfo(rel)
-                info.size, info.mode, info.mtime = len(data), 0o600, 0
-                tar.addfile(info, io.BytesIO(data))
-        return buffer.getvalue()
+        return tar_files((*self.files, (SHIPPED_COV_COMPLETE, self.name.encode())),
+                         mode=FILE_MODE, mtime=0)
 
 
 def _cov_version() -> str:

@@ -40,7 +40,8 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set, Tupl
 from runner import layout
 from runner.backends.slurm.pilot_blocks import Block
 from runner.backends.slurm.pilot_files import PilotFiles, Ticket, _unlink
-from runner.backends.slurm.remote import RemoteSite, tar_files
+from runner.backends.slurm.remote import RemoteSite
+from runner.tar_stream import tar_files
 from runner.backends.slurm.site import Identity
 from runner.fs import atomic_write
 

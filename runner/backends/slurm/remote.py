@@ -32,6 +32,7 @@ from runner.backends.slurm.settings import SlurmSettings
 from runner.backends.slurm.site import Identity, SharedSite, outcome_name
 from runner.fs import atomic_write
 from runner.redact import unmask
+from runner.tar_stream import tar_files
 from runner.layout import LOGS, RESULTS, SECRETS, SLURM_REMOTE as REMOTE_DIR
 
 
@@ -290,16 +291,6 @@ class RemoteSite(SharedSite):
             raise SSHError(f"`{command[:60]}...` failed on {self.remote.host.label} "
                            f"(exit {code}): {err.strip()[-300:]}", self.remote.host.label)
 
-
-def tar_files(files: Iterable[Tuple[str, bytes]]) -> bytes:
-    """A tar stream of ``(relative path, bytes)`` files (mode 0644), for ``tar xf -``."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for name, data in files:
-            info = tarfile.TarInfo(name)
-            info.size, info.mtime, info.mode = len(data), int(time.time()), 0o644
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
 
 
 def connect(settings: SlurmSettings, secrets: Optional[Dict[str, Any]] = None
