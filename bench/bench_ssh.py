@@ -27,7 +27,6 @@ import os
 import shutil
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -35,6 +34,7 @@ from typing import Dict, List
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from bench.loopback_sshd import start_sshd, stop_sshd  # noqa: E402
 from bench.timing import median_ms, timed  # noqa: E402
 
 
@@ -106,12 +106,7 @@ def main() -> int:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="cov-bench-ssh-"))
     work.chmod(0o755)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    sshd = work / "sshd"
-    subprocess.run(["bash", str(REPO / "tests/infra/sshd.sh"), "start", str(sshd), str(port)],
-                   check=True, stdout=subprocess.DEVNULL)
+    sshd, port = start_sshd(work)
     try:
         os.environ.update(COV_HOME=str(work / "home"), COV_CONFIG=str(work / "config.yaml"),
                           COV_SSH_CONFIG=str(sshd / "ssh_config"))
@@ -153,8 +148,7 @@ def main() -> int:
                 chain[name].append(_chain(home, executor, args.chain))
         stop_runners(home)
     finally:
-        subprocess.run(["bash", str(REPO / "tests/infra/sshd.sh"), "stop", str(sshd)],
-                       check=False)
+        stop_sshd(sshd)
         shutil.rmtree(work, ignore_errors=True)
     rows = [("fabric run('true')", fabric_plain),
             ("fabric run('true') + TCP_NODELAY", fabric_nodelay),

@@ -26,7 +26,6 @@ import argparse
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,6 +36,7 @@ from typing import Dict, List
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from bench.loopback_sshd import start_sshd, stop_sshd  # noqa: E402
 from bench.bench_slurm import start_cluster, stop_cluster  # noqa: E402
 
 WORKFLOW = """
@@ -72,12 +72,7 @@ def start_latency(scratch: Path) -> float:
 def start_login(work: Path) -> Dict[str, str]:
     """A private sshd on loopback whose user reaches the cluster (``SLURM_CONF`` from a file
     its executor's ``bashrc_path`` sources); the executor's SSH arguments, as source text."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    sshd = work / "sshd"
-    subprocess.run(["bash", str(REPO / "tests/infra/sshd.sh"), "start", str(sshd), str(port)],
-                   check=True, stdout=subprocess.DEVNULL)
+    sshd, _ = start_sshd(work)
     env_file = Path(f"/home/covtest/.cov-bench-slurm-env-{work.name}")
     env_file.write_text(f"export SLURM_CONF={os.environ['SLURM_CONF']}\n")
     workdir = Path(f"/home/covtest/{work.name}")
@@ -89,8 +84,7 @@ def start_login(work: Path) -> Dict[str, str]:
 
 
 def stop_login(login: Dict[str, str]) -> None:
-    subprocess.run(["bash", str(REPO / "tests/infra/sshd.sh"), "stop", login["sshd"]],
-                   check=False, stdout=subprocess.DEVNULL)
+    stop_sshd(Path(login["sshd"]))
     Path(login["env_file"]).unlink(missing_ok=True)
     shutil.rmtree(login["workdir"], ignore_errors=True)
 

@@ -26,6 +26,7 @@ class ResultReads:
 
     path: Path
     _packed: PackedIndex
+    _events_offset: int  # bytes of events.jsonl this RunDir has read or appended
     _pack_scan: Optional[PackScan]
 
     if TYPE_CHECKING:  # provided by RunDir / RunPaths
@@ -56,8 +57,11 @@ class ResultReads:
 
     def packed_at(self, node: int) -> Optional[List[Any]]:
         """``outcome_location`` unchecked, as a list (what the runner hands a pool worker for
-        an input; the worker checks it)."""
-        self._packed.refresh(self.events_path)
+        an input; the worker checks it). The runner asks for every input of every task it
+        hands out: while the index has noted every event this ``RunDir`` read or appended, it
+        holds the input's end already, and no ``stat`` is needed."""
+        if self._packed.offset != self._events_offset:
+            self._packed.refresh(self.events_path)
         return self._packed.outcome_at(node)
 
     def log_location(self, node: int, stream: str) -> Optional[Tuple[Path, int, int]]:
