@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import TYPE_CHECKING, Any, List, Optional
 
 import click
-from click.shell_completion import CompletionItem
+
+if TYPE_CHECKING:  # imported where completions are made: not for every command line
+    from click.shell_completion import CompletionItem
 
 RUN_PARAMS = ("run_id", "run_ids")
 NODE_PARAMS = ("node", "nodes")
@@ -23,22 +25,29 @@ MAX_DESCRIBED = 50  # candidates described with their lattice and status (each r
 def finish(group: click.Group) -> None:
     """Give every command of ``group`` (recursively) the global options and completion."""
     for command in group.commands.values():
-        names = {name for p in command.params for name in p.opts}
-        if "--home" not in names:  # `cov ui --home` has its own, meaning the same
-            command.params.append(click.Option(
-                ["--home"], metavar="DIR", expose_value=False, callback=_set_home,
-                help="Runs home (as `cov --home DIR`)."))
-        if "--debug" not in names:
-            command.params.append(click.Option(
-                ["--debug"], is_flag=True, expose_value=False, callback=_set_debug,
-                help="Show tracebacks of cov's own errors (as `cov --debug`)."))
-        for param in command.params:
-            if param.name in RUN_PARAMS and param._custom_shell_complete is None:
-                param._custom_shell_complete = complete_run  # click's hook for shell_complete=
-            elif param.name in NODE_PARAMS and param._custom_shell_complete is None:
-                param._custom_shell_complete = complete_node
-        if isinstance(command, click.Group):
-            finish(command)
+        finish_command(command)
+
+
+def finish_command(command: click.Command) -> None:
+    """Give ``command`` (and a group's commands, recursively) the global options and
+    completion; once is enough, twice changes nothing (the main group's lazy loading calls it
+    for each command it imports)."""
+    names = {name for p in command.params for name in p.opts}
+    if "--home" not in names:  # `cov ui --home` has its own, meaning the same
+        command.params.append(click.Option(
+            ["--home"], metavar="DIR", expose_value=False, callback=_set_home,
+            help="Runs home (as `cov --home DIR`)."))
+    if "--debug" not in names:
+        command.params.append(click.Option(
+            ["--debug"], is_flag=True, expose_value=False, callback=_set_debug,
+            help="Show tracebacks of cov's own errors (as `cov --debug`)."))
+    for param in command.params:
+        if param.name in RUN_PARAMS and param._custom_shell_complete is None:
+            param._custom_shell_complete = complete_run  # click's hook for shell_complete=
+        elif param.name in NODE_PARAMS and param._custom_shell_complete is None:
+            param._custom_shell_complete = complete_node
+    if isinstance(command, click.Group):
+        finish(command)
 
 
 def _set_home(ctx: click.Context, param: click.Parameter, value: Optional[str]) -> None:
@@ -73,9 +82,11 @@ def _home(ctx: click.Context) -> Optional[Path]:
 
 
 def complete_run(ctx: click.Context, param: click.Parameter, incomplete: str
-                 ) -> List[CompletionItem]:
+                 ) -> List["CompletionItem"]:
     """Run ids under the home starting with ``incomplete`` (and ``latest``), newest first;
     described with their lattice and status when there are few."""
+    from click.shell_completion import CompletionItem
+
     from runner.rundir import RunDir, is_run_name
 
     home = _home(ctx)
@@ -109,8 +120,10 @@ def _mtime(entry: Any) -> float:
 
 
 def complete_node(ctx: click.Context, param: click.Parameter, incomplete: str
-                  ) -> List[CompletionItem]:
+                  ) -> List["CompletionItem"]:
     """Node ids (with their names) of the run named earlier on the line; tasks only."""
+    from click.shell_completion import CompletionItem
+
     from covalent_cli.result import resolve_run
 
     run_id = ctx.params.get("run_id")
