@@ -29,11 +29,13 @@ from covalent_cli.graph import Graph, GraphNode
 from covalent_cli.lattice import DEFAULT_EXECUTOR, Lattice
 from covalent_cli.pack import Packer, pickle_local_modules_by_value
 from covalent_cli import own_runs
+# (re-exported: the dispatch's hooks and runner starts, in a module of their own)
+from covalent_cli.runner_start import (INTERCEPT, RUNNER_STARTERS, start_runner,  # noqa: F401
+                                       start_runner_early)
 from covalent_cli.result import get_result
 from covalent_cli.sources import Sources, capture
 from covalent_cli.version import VERSION
 from runner.config import ConfigError, check_config, runs_home
-from runner.daemon import ensure_running
 from runner.cache import CACHED_RESHAPING
 from runner.manifest import (ELECTRON, LOCAL_ONLY_KINDS, PARAMETER, SUBLATTICE, Edge, Manifest,
                              NodeSpec)
@@ -96,40 +98,6 @@ def _lattice_dispatch_sync(self: Lattice, *args: Any, **kwargs: Any) -> Any:
 # Bound here, not in lattice.py, so that the graph layer never imports dispatch (no circle).
 Lattice.dispatch = _lattice_dispatch  # type: ignore[attr-defined]
 Lattice.dispatch_sync = _lattice_dispatch_sync  # type: ignore[attr-defined]
-
-
-def start_runner(home: Path) -> None:
-    """Make sure a runner serves ``home`` (start one unless a live one does); not in a dry
-    run (see ``INTERCEPT``). ``RUNNER_STARTERS``' newest, if any, starts it instead."""
-    if not INTERCEPT:
-        (RUNNER_STARTERS[-1] if RUNNER_STARTERS else ensure_running)(home)
-
-
-# ``cov dispatch --as-job`` sets one: the runner is submitted as a Slurm job (runner_job).
-RUNNER_STARTERS: List[Callable[[Path], Any]] = []
-
-
-def start_runner_early() -> None:
-    """Start the runner before the graph is built, so that its interpreter start and imports
-    (the larger part of a small run's fixed cost) overlap with building, pickling and writing
-    the run, on another core. Best effort: ``start_runner`` after the run is written is the one
-    that reports a failure (or starts another if this one went idle meanwhile). Nothing starts
-    in a dry run, nor with a config mistake (``prepare_run`` reports it; a runner started now
-    would only die of it)."""
-    if INTERCEPT or os.environ.get("COV_NO_RUNNER"):
-        return
-    try:
-        check_config()
-        ensure_running(runs_home())
-    except Exception:  # noqa: BLE001 - said again, with its hint, by start_runner
-        pass
-
-
-# Hooks that take the runs ``create_run`` would write, newest last. While one is set, a
-# prepared run is handed to it instead of written and no runner starts: ``cov dispatch
-# --dry-run`` and loading an edited script for a redispatch (``covalent_cli/dryrun.py``). A
-# hook may raise (a script-style dispatch given -a is refused before it creates a run).
-INTERCEPT: List[Callable[["PreparedRun"], None]] = []
 
 
 @dataclass

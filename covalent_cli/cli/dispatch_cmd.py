@@ -4,24 +4,22 @@ from __future__ import annotations
 import math
 import sys
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 import click
 
-from covalent_cli.cli.args import parse_args
 from covalent_cli.cli.as_job import describe, job_options, job_request, submit_job
-from covalent_cli.cli.commands import STATUS_EXIT, _echo_json, _result_value, _run, _state
 from covalent_cli.cli.main import Context, cli, pass_ctx
 from covalent_cli.cli.remote_on import dispatch_on_option, on_option
 from covalent_cli.errors import ExitCode, RunNotFound, RunUnreadable, UserError
-from covalent_cli.result import wait_for_run
-from runner.daemon import Keeper
-from runner.locks import LockBusy
-from runner.json_view import result_document
-from runner.query_failures import failed_tasks, inner_failure_lines
-from runner.rundir import RunDir, RunDirError
-from runner.snapshot import pulled_from
-from runner.state import COMPLETED, TERMINAL, RunState
+
+if TYPE_CHECKING:
+    from runner.rundir import RunDir
+    from runner.state import RunState
+
+# The rest of what these commands use is imported where it is used: ``cov dispatch`` starts
+# its runner (a fork of this process) before it imports the SDK's graph, pickling and result
+# layers, so that those imports overlap with the runner's own start on another core.
 
 
 @cli.command()
@@ -54,9 +52,6 @@ def dispatch(ctx: Context, script: str, lattice_name: Optional[str], pairs: Tupl
     If the script dispatches on its own when run (the usual Covalent script), those dispatches
     are reported; otherwise its one lattice (or LATTICE) is dispatched with the -a arguments.
     """
-    from covalent_cli.dispatch import CACHE_ALL, RUNNER_STARTERS
-
-    CACHE_ALL["on"] = use_cache
     request = job_request(as_job, job_time, job_partition, job_cpus)
     jobs: List[Dict[str, Any]] = []
     if request is not None:
@@ -64,6 +59,12 @@ def dispatch(ctx: Context, script: str, lattice_name: Optional[str], pairs: Tupl
         # a walltime over the limit) leaves no run behind; each dispatch (the script's own
         # too) then makes sure of it, submitting it again if it already left, idle.
         jobs.append(submit_job(ctx.home, request))
+    if not dry_run:
+        _start_runner_early()
+    from covalent_cli.dispatch import CACHE_ALL, RUNNER_STARTERS
+
+    CACHE_ALL["on"] = use_cache
+    if request is not None:
         RUNNER_STARTERS.append(lambda home: submit_job(home, request))
     try:
         ids = _dispatch(script, lattice_name, pairs, args_file, name, tags, dry_run, as_json)
@@ -72,6 +73,8 @@ def dispatch(ctx: Context, script: str, lattice_name: Optional[str], pairs: Tupl
             RUNNER_STARTERS.pop()
     if ids is None:
         return  # a dry run, reported
+    from covalent_cli.cli.commands import _echo_json
+
     if as_json and not wait_:
         _echo_json({"dispatch_ids": ids})
     elif not as_json:
@@ -91,15 +94,12 @@ def _dispatch(script: str, lattice_name: Optional[str], pairs: Tuple[str, ...],
     """Load SCRIPT and dispatch (its own dispatches, or its lattice); the dispatch ids, or
     None for a dry run (reported here)."""
     from covalent_cli.cli import dry_run_cmd
-    from covalent_cli.dispatch import LABELS, start_runner, start_runner_early
+    from covalent_cli.cli.args import parse_args
+    from covalent_cli.dispatch import LABELS, start_runner
     from covalent_cli.dryrun import load_script
     from covalent_cli.script import find_lattices
 
-    from runner import fork_start
-
     dry = dry_run_cmd.start() if dry_run else None  # runs are reported, not written
-    with fork_start.allowed():  # a fork of this process: the script has not run yet
-        start_runner_early()  # while the script loads and its graph is built
     args, kwargs = parse_args(pairs, args_file)
     LABELS.update(name=label(name, "--name"), tags=tuple(label(t, "--tag") for t in tags))
     given = [what for what, used in (("-a", pairs), ("--args-file", args_file),
@@ -132,9 +132,26 @@ def _dispatch(script: str, lattice_name: Optional[str], pairs: Tuple[str, ...],
     return ids
 
 
+def _start_runner_early() -> None:
+    """The runner, started now (``runner_start.start_runner_early``): a fork of this process,
+    which has one thread and has not run the user's script yet (``runner.fork_start``), so its
+    imports and its pool's start run on another core while this process imports the SDK,
+    runs the script and builds the graph."""
+    from covalent_cli.runner_start import start_runner_early
+    from runner import fork_start
+
+    with fork_start.allowed():
+        start_runner_early()
+
+
 def wait_and_report(ctx: Context, ids: List[str], quiet: bool, as_json: bool) -> None:
     """``--wait`` of dispatch and redispatch: wait for each run, print its result (a failed
     one's error and failed inner tasks on stderr) and exit with the worst run's code."""
+    from covalent_cli.cli.commands import STATUS_EXIT, _echo_json, _result_value
+    from runner.json_view import result_document
+    from runner.query_failures import failed_tasks, inner_failure_lines
+    from runner.state import COMPLETED
+
     outcomes = [_await(ctx, dispatch_id, None, progress=not (quiet or as_json))
                 for dispatch_id in ids]
     results = []
@@ -189,6 +206,8 @@ def _await(ctx: Context, run_id: str, timeout: Optional[float],
            progress: bool) -> Tuple[RunDir, RunState]:
     """The run and its state once it ended (or ``timeout`` passed). Ctrl-C stops the waiting,
     not the run: say so, and how to cancel it (exit 130)."""
+    from covalent_cli.cli.commands import _run
+
     run = _run(ctx, run_id)
     try:
         return run, _wait_with_progress(run, timeout, not progress)
@@ -201,6 +220,10 @@ def _await(ctx: Context, run_id: str, timeout: Optional[float],
 
 
 def _wait_with_progress(run: RunDir, timeout: Optional[float], quiet: bool) -> RunState:
+    from covalent_cli.result import wait_for_run
+    from runner.daemon import Keeper
+    from runner.state import COMPLETED, TERMINAL
+
     keeper = Keeper(run.path, strict=True)
     if quiet or not sys.stderr.isatty():
         return wait_for_run(run, timeout, keeper)
@@ -245,6 +268,10 @@ def wait_cmd(ctx: Context, run_id: str, timeout: Optional[float], quiet: bool) -
     """Wait for a run to end; exit 0 completed, 3 failed, 4 cancelled, 5 timeout.
 
     Prints one line, ``ID STATUS`` (a failed run's error follows on stderr)."""
+    from covalent_cli.cli.commands import STATUS_EXIT
+    from runner.query_failures import failed_tasks, inner_failure_lines
+    from runner.state import COMPLETED, TERMINAL
+
     run, state = _await(ctx, run_id, timeout, progress=not quiet)
     finished = state.status in TERMINAL
     if not quiet:
@@ -267,7 +294,11 @@ def wait_cmd(ctx: Context, run_id: str, timeout: Optional[float], quiet: bool) -
 @pass_ctx
 def cancel(ctx: Context, run_id: str, nodes: Tuple[int, ...]) -> None:
     """Cancel a run, or only NODES of it (and what depends on them)."""
+    from covalent_cli.cli.commands import _run, _state
     from covalent_cli.redispatch import cancel as cancel_run
+    from runner.locks import LockBusy
+    from runner.rundir import RunDirError
+    from runner.snapshot import pulled_from
 
     run = _run(ctx, run_id)
     if _state(run).finished:
