@@ -12,7 +12,6 @@ before anything is dispatched, not a runner dying later.
 from __future__ import annotations
 
 import copy
-import difflib
 import importlib.util
 import os
 from pathlib import Path
@@ -172,6 +171,8 @@ def config_problem(config: Dict[str, Any]) -> str:
     if not isinstance(executors, dict):
         return f"'executors' must be a mapping of names to executors (found {executors!r})"
     for name, executor in executors.items():
+        if executor == DEFAULTS["executors"].get(name):
+            continue  # a built-in executor as shipped (checking the Slurm one imports its backend)
         problem = executor_problem(str(name), executor)
         if problem:
             return problem
@@ -215,7 +216,9 @@ def executor_problem(name: str, executor: Any) -> str:
 def _backend_problem(where: str, type_name: str) -> str:
     if not backends.is_known(type_name):
         known = backends.known_types()
-        close = difflib.get_close_matches(type_name, known, n=1)
+        from difflib import get_close_matches  # (only for a mistake)
+
+        close = get_close_matches(type_name, known, n=1)
         return (f"{where}: no backend for executor type {type_name!r} "
                 f"(did you mean {close[0]!r}?)" if close else
                 f"{where}: no backend for executor type {type_name!r}; "
@@ -235,7 +238,9 @@ def _backend_problem(where: str, type_name: str) -> str:
 def _unknown(prefix: str, mapping: Dict[str, Any], known: Tuple[str, ...]) -> str:
     for key in mapping:
         if key not in known:
-            close = difflib.get_close_matches(str(key), known, n=1)
+            from difflib import get_close_matches  # (only for a mistake)
+
+            close = get_close_matches(str(key), known, n=1)
             hint = f" (did you mean '{prefix}{close[0]}'?)" if close else \
                 f" (known: {', '.join(prefix + k for k in known)})"
             return f"unknown key '{prefix}{key}'{hint}"

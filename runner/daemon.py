@@ -73,6 +73,9 @@ def _resubmit_runner_job(home: Path) -> Optional[int]:
     id. None when there is no such job, or when it cannot be submitted (then said, and the
     runner starts here)."""
     from runner.runner_job.record import read_record, remove_record
+
+    if read_record(home) is None:
+        return None  # (what heal finds first: the job machinery is not even imported)
     from runner.runner_job.submit import RunnerJobError, heal
 
     try:

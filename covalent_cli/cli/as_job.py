@@ -37,8 +37,6 @@ def job_request(as_job: bool, job_time: Optional[str], job_partition: Optional[s
                 job_cpus: Optional[int], runner_args: Optional[List[str]] = None) -> Any:
     """The ``JobRequest`` of the options (None without ``--as-job``); checked before anything
     is written: a malformed time, or no sbatch here, is one error line."""
-    from runner.runner_job.submit import JobRequest, RunnerJobError, check_sbatch
-
     used = [name for name, value in (("--job-time", job_time), ("--job-partition",
                                                                  job_partition),
                                      ("--job-cpus", job_cpus)) if value is not None]
@@ -46,6 +44,8 @@ def job_request(as_job: bool, job_time: Optional[str], job_partition: Optional[s
         if used:
             raise UserError(f"{used[0]} applies to the runner job only", "add --as-job")
         return None
+    from runner.runner_job.submit import JobRequest, RunnerJobError, check_sbatch
+
     try:
         request = JobRequest(time=job_time, partition=job_partition, cpus=job_cpus,
                              runner_args=list(runner_args or []))

@@ -35,6 +35,9 @@ MISTAKES = {
     "executor-field-wrong-type": (BASE + "executors:\n  local: {type: local, retries: lots}\n",
                                   "executors.local.retries must be a whole number"),
     "executor-not-a-mapping": (BASE + "executors:\n  box: 5\n", "executors.box must be a mapping"),
+    # the built-in slurm executor, changed: checked (as shipped it is not: see below)
+    "slurm-executor-resource": (BASE + "executors:\n  slurm: {mem: lots}\n",
+                                "executors.slurm: Slurm executor parameter 'mem' must be a size"),
 }
 
 
@@ -70,3 +73,14 @@ def test_a_valid_config_passes(cov_home, run_cov, tmp_path):
     assert run_cov("config").returncode == 0
     proc = run_cov("dispatch", "--wait", "-q", str(script(tmp_path, OK)))
     assert proc.returncode == 0 and proc.stdout.split()[-1] == "2", proc.stderr
+
+
+def test_the_built_in_executors_pass_their_own_checks():
+    """check_config skips an executor left as shipped (checking the Slurm one imports the Slurm
+    backend, at every dispatch): each must pass the check it skips."""
+    from runner.config import DEFAULTS, executor_problem
+
+    shipped = DEFAULTS["executors"]
+    assert sorted(shipped) == ["dask", "local", "slurm", "ssh"]
+    assert {name: executor_problem(name, config) for name, config in shipped.items()} == \
+        {name: "" for name in shipped}
