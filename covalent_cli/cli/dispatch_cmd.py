@@ -93,7 +93,7 @@ def _dispatch(script: str, lattice_name: Optional[str], pairs: Tuple[str, ...],
               dry_run: bool, as_json: bool) -> Optional[List[str]]:
     """Load SCRIPT and dispatch (its own dispatches, or its lattice); the dispatch ids, or
     None for a dry run (reported here)."""
-    from covalent_cli.cli import dry_run_cmd
+    from covalent_cli.cli import dry_run_cmd, quick_exit
     from covalent_cli.cli.args import parse_args
     from covalent_cli.dispatch import LABELS, start_runner
     from covalent_cli.dryrun import load_script
@@ -104,6 +104,7 @@ def _dispatch(script: str, lattice_name: Optional[str], pairs: Tuple[str, ...],
     LABELS.update(name=label(name, "--name"), tags=tuple(label(t, "--tag") for t in tags))
     given = [what for what, used in (("-a", pairs), ("--args-file", args_file),
                                      ("LATTICE", lattice_name)) if used]
+    quick_exit.user_code_starts()  # what the script imports is torn down at exit, as usual
     namespace, ids = load_script(script, refuse="/".join(given))
     if not ids:
         lattices = find_lattices(namespace)

@@ -153,6 +153,10 @@ def main() -> None:
         sys.exit(code)
     try:
         cli(prog_name="cov")
+    except SystemExit as exc:
+        from covalent_cli.cli.quick_exit import end
+
+        end(exc.code)  # without the teardown of cov's modules where that loses nothing
     finally:
         # The interpreter's teardown collects garbage over every object the command made
         # (~45 ms of CPU after a dispatch: a fifth of a small run's wait). Frozen, they are
