@@ -24,6 +24,10 @@ from runner.daemon import ensure_running
 # takes a ``dispatch.PreparedRun`` (not named here: that module imports this one).
 INTERCEPT: List[Callable[[Any], None]] = []
 
+# What every run's reshaping nodes (lists, items, attributes, the final reconstruct) unpickle
+# their functions from: a runner forked by the dispatch has its pool's workers import it first.
+WORKER_MODULES = ("covalent_cli.build",)
+
 # ``cov dispatch --as-job`` sets one: the runner is submitted as a Slurm job (runner_job).
 RUNNER_STARTERS: List[Callable[[Path], Any]] = []
 
@@ -44,6 +48,9 @@ def start_runner_early() -> None:
     would only die of it)."""
     if INTERCEPT or os.environ.get("COV_NO_RUNNER"):
         return
+    from runner import fork_start
+
+    fork_start.worker_modules = WORKER_MODULES  # for a runner forked now (see there)
     try:
         check_config()
         ensure_running(runs_home())

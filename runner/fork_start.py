@@ -33,6 +33,11 @@ _allowed = False
 # In a forked runner: the interpreter and environment of the dispatch it was forked from, whose
 # run is coming (its local pool is started before the run is there); None elsewhere.
 dispatch_env: Optional[Tuple[str, Dict[str, str]]] = None
+# Modules the dispatching process says its runs' tasks refer to by name (the SDK's reshaping
+# functions, ``covalent_cli.build``): a runner forked from it imports them before it forks its
+# pool (``runner_base._warm_pool``), so that a worker does not import them at its first such
+# task (~10 ms at the end of a small run). Set before the fork; by name, as a pickle does.
+worker_modules: Tuple[str, ...] = ()
 
 
 @contextmanager

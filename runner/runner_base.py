@@ -10,6 +10,7 @@ What each step decides is a pure function of ``runner.engine``; the writes go th
 """
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
@@ -214,6 +215,11 @@ class RunnerBase:
 
         if fork_start.dispatch_env is None:
             return
+        for name in fork_start.worker_modules:  # the workers, forked below, inherit them
+            try:
+                importlib.import_module(name)
+            except Exception:  # noqa: BLE001 - a worker imports it itself (and says why)
+                pass
         backend = self._backend({"type": "local"}, pool_env(*fork_start.dispatch_env))
         start = getattr(backend, "start_workers", None)
         if start is not None:
