@@ -15,7 +15,6 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from covalent_cli.dispatch import INTERCEPT, PreparedRun
 from covalent_cli.errors import RunNotFound, UserError
-from covalent_cli.reuse import INTERNAL_KINDS
 from covalent_cli.script import find_lattices, run_script, user_location
 from runner.manifest import PARAMETER, SUBLATTICE, Manifest
 
@@ -109,6 +108,8 @@ def load_lattice(path: str, name: str) -> Tuple[Any, int]:
 def task_counts(manifest: Manifest) -> Dict[str, Any]:
     """What a dry run reports of one run: tasks per function and executor, internal nodes
     (lists, items, the final reconstruct), parameters and sublattices."""
+    from covalent_cli.reuse import INTERNAL_KINDS  # (a dry run's report only)
+
     per: Counter = Counter()
     internal = parameters = sublattices = 0
     for node in manifest.nodes:

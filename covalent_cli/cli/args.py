@@ -7,7 +7,6 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import yaml
 
-from covalent_cli.cli.yaml12 import Core12Loader
 from covalent_cli.errors import UserError
 
 MAX_ALIAS_EXPANSION = 100_000  # values YAML aliases may add to an argument once copied out
@@ -18,6 +17,8 @@ def load_yaml(text: str, what: str) -> Any:
     whose aliases add more than ``MAX_ALIAS_EXPANSION`` values once expanded (a "billion
     laughs" bomb: tiny as text, exponential once repr'd, as the manifest does). Big documents
     without aliases pass."""
+    from covalent_cli.cli.yaml12 import Core12Loader  # (only for -a and --args-file)
+
     loader = Core12Loader(text)
     try:
         node = loader.get_single_node()
