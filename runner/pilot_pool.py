@@ -47,12 +47,18 @@ from typing import Any, Dict, List, Optional, Set, Tuple
 
 if __package__:  # imported by the runner (tests, the documentation of the protocol)
     from runner import layout, worker
+    from runner.outcome_pack import scan
+    from runner.worker_capture import Capture
+    from runner.worker_pack import RunPacks
 else:  # ``python pilot_pool.py ...`` on a node: the shipped modules are beside this file
     sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
     import layout  # type: ignore[no-redef,import-not-found]
-    import worker  # type: ignore[no-redef,import-not-found]
+    from outcome_pack import scan  # type: ignore[no-redef,import-not-found]
+    from worker_capture import Capture  # type: ignore[no-redef,import-not-found]
+    from worker_pack import RunPacks  # type: ignore[no-redef,import-not-found]
+    import worker  # type: ignore[no-redef,import-not-found]  # last: it takes the path off
     # The tasks' imports are their own (worker.py took its directory off sys.path already).
-    for _name in ("layout", "worker"):
+    for _name in ("layout", "worker", "outcome_pack", "worker_pack", "worker_capture"):
         sys.modules.pop(_name, None)
 
 HEARTBEAT = 1.0  # seconds between two touches of the heartbeat file
@@ -89,11 +95,12 @@ def default_workers() -> int:
 class Slot:
     """A worker process of the pool: it runs the tickets it is sent, one at a time, and
     answers a line for each (so that a task costs a message, not a fork: the local pool's
-    way). ``ticket``: (name, node, attempt, outcome identity before) of the one it runs."""
+    way). ``ticket``: (name, node, attempt, outcome identity before, packed) of the one it
+    runs (``packed``: a format 2.0 run's, whose outcome and logs its worker packs)."""
 
     def __init__(self, pid: int, send: int, done: int) -> None:
         self.pid, self.send, self.done = pid, send, done
-        self.ticket: Optional[Tuple[str, int, int, Identity]] = None
+        self.ticket: Optional[Tuple[str, int, int, Identity, bool]] = None
 
 
 class Pool:
@@ -220,15 +227,17 @@ class Pool:
         node, attempt = found
         try:
             with open(path, "rb") as f:
-                fence = pickle.load(f).get("fence") or ""
+                ticket = pickle.load(f)
+            fence, pack = ticket.get("fence") or "", bool(ticket.get("pack"))
         except Exception:  # noqa: BLE001 - a torn ticket: the worker reports the load error
-            fence = ""
+            fence, pack = "", False
         if fence and os.path.exists(fence):
             _unlink(path)  # another runner took this runner's claims over: not ours to run
             return False
         slot = next((s for s in self.slots if s.ticket is None), None) or self._spawn()
-        slot.ticket = (name, node, attempt, _identity(layout.outcome_path(self.root, node)))
-        os.write(slot.send, name.encode() + b"\n")
+        slot.ticket = (name, node, attempt, _identity(layout.outcome_path(self.root, node)),
+                       pack)
+        os.write(slot.send, f"{name} {int(pack)}\n".encode())
         return True
 
     def _spawn(self) -> Slot:
@@ -256,16 +265,23 @@ class Pool:
 
     def _serve_slot(self, tickets: int, answers: int) -> int:
         clean = _CleanSlate()
+        packed: Optional[_PackedSlot] = None
         with os.fdopen(tickets, "r") as lines:
             for line in lines:
-                name = line.strip()
+                name, _, pack = line.strip().partition(" ")
                 node = int(name.split(".", 1)[0])
-                worker.execute_bundle(os.path.join(self.running, name),
-                                      layout.outcome_path(self.root, node),
-                                      layout.log_path(self.root, node, "out"),
-                                      layout.log_path(self.root, node, "err"))
+                path = os.path.join(self.running, name)
+                if pack == "1":
+                    packed = packed or _PackedSlot(self.root)
+                    packed.run(path, node, int(name.split(".")[1]))
+                else:
+                    worker.execute_bundle(path, layout.outcome_path(self.root, node),
+                                          layout.log_path(self.root, node, "out"),
+                                          layout.log_path(self.root, node, "err"))
                 clean.restore()
                 os.write(answers, b"\n")
+        if packed is not None:
+            packed.close()
         return 0
 
     def _drain(self, fd: int) -> None:
@@ -303,10 +319,14 @@ class Pool:
             if slot.ticket is not None:
                 self._died(slot.ticket, pid, os.waitstatus_to_exitcode(status))
 
-    def _died(self, ticket: Tuple[str, int, int, Identity], pid: int, code: int) -> None:
-        name, node, attempt, before = ticket
+    def _died(self, ticket: Tuple[str, int, int, Identity, bool], pid: int, code: int) -> None:
+        name, node, attempt, before, packed = ticket
         outcome = layout.outcome_path(self.root, node)
-        finished = _identity(outcome) != before  # it wrote an outcome of its own
+        # it wrote an outcome of its own (into its pack, format 2.0, or a file)
+        finished = _identity(outcome) != before or \
+            (packed and _packed_by(self.root, pid, node, attempt))
+        if packed:  # what it printed under its task stays, as the task's own log files
+            _keep_capture(self.root, pid, node)
         header: Optional[Dict[str, Any]] = None
         if name in self.cancelled:
             self.cancelled.discard(name)
@@ -362,6 +382,74 @@ class Pool:
                 _kill(slot.pid)
             os.close(slot.done)
         self.slots = []
+
+
+class _PackedSlot:
+    """A worker's tasks of a format 2.0 run: their output goes to the worker's capture files
+    (``worker_capture.Capture``, as in the local pool: linked to ``logs/<node>.out|err`` once
+    a task has printed for a while, so that ``cov logs -f`` follows it), short logs and small
+    outcomes are appended to the worker's own pack files (``worker_pack.RunPacks``), flushed
+    at each append so that the runner on another machine sees them. The record's header says
+    where its logs are (``log_at``): the runner reads it from the pack."""
+
+    def __init__(self, root: str) -> None:
+        self.logs = layout.logs_dir(root)
+        self.packs = RunPacks(root, sync=True)
+        self.capture = Capture()
+
+    def run(self, path: str, node: int, attempt: int) -> None:
+        self.capture.point_at(self.logs)
+        worker.watch_time_limit()
+        self.capture.begin(node)
+        header, payload = worker.run_bundle(path, 1, 2)
+        log_at = self.capture.finish(node, self.packs.logs)
+        header["attempt"] = attempt
+        if log_at:
+            header["log_at"] = log_at
+        self.packs.write_outcome(node, header, payload, None)
+
+    def close(self) -> None:
+        self.capture.close()
+        self.packs.close()
+
+
+def _packed_by(root: str, pid: int, node: int, attempt: int) -> bool:
+    """Whether the worker ``pid`` appended a whole record of ``node``'s ``attempt`` to its
+    outcome pack (it died after that, before it answered)."""
+    results = layout.results_dir(root)
+    prefix = layout.pack_file(f"{pid}-", "")
+    try:
+        names = [n for n in os.listdir(results) if n.startswith(prefix)
+                 and layout.is_pack_name(n, layout.OUTCOME_PACK_SUFFIX)]
+    except OSError:
+        return False
+    for name in names:
+        try:
+            fd = os.open(os.path.join(results, name), os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            if any(h.get("node") == node and h.get("attempt") == attempt
+                   for _, _, h in scan(fd)):
+                return True
+        finally:
+            os.close(fd)
+    return False
+
+
+def _keep_capture(root: str, pid: int, node: int) -> None:
+    """A dead worker's capture files: what it printed becomes its task's log files (an empty
+    one goes)."""
+    logs = layout.logs_dir(root)
+    for stream in layout.STREAMS:
+        capture = os.path.join(logs, layout.capture_file(pid, stream))
+        try:
+            if os.path.getsize(capture):  # (already linked there if it ran a while: the
+                os.replace(capture, layout.log_path(root, node, stream))  # rename then
+            if os.path.exists(capture):  # leaves both names)
+                os.unlink(capture)
+        except OSError:
+            pass
 
 
 class _CleanSlate:

@@ -2,8 +2,9 @@
 capture files in the current run's ``logs/``, renamed to ``<node>.out``/``.err`` after each task
 (hard-linked under that name while a long task still runs).
 
-Used by the local pool only (``runner.worker_pool``), which may run in another interpreter than
-the runner's: it imports only the stdlib and the worker's stdlib-only modules.
+Used by the local pool (``runner.worker_pool``), which may run in another interpreter than
+the runner's, and by a Slurm pilot block's workers on their node (``runner.pilot_pool``): it
+imports only the stdlib and the worker's stdlib-only modules.
 """
 from __future__ import annotations
 
@@ -18,10 +19,16 @@ import threading
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
-from runner import layout
-from runner.outcome_pack import PackWriter, read_at
-from runner.worker_pack import log_fits
-from runner.worker_common import FILE_MODE, flush_std
+if __package__:
+    from runner import layout
+    from runner.outcome_pack import PackWriter, read_at
+    from runner.worker_common import FILE_MODE, flush_std
+    from runner.worker_pack import log_fits
+else:  # shipped beside the worker to a Slurm pilot block's node (``worker.SHIPPED_BESIDE``)
+    import layout  # type: ignore[no-redef,import-not-found]
+    from outcome_pack import PackWriter, read_at  # type: ignore[no-redef,import-not-found]
+    from worker_common import FILE_MODE, flush_std  # type: ignore[no-redef,import-not-found]
+    from worker_pack import log_fits  # type: ignore[no-redef,import-not-found]
 
 
 def _pipe_to_file(src: int, dst: int, size: int) -> int:

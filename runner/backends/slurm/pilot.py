@@ -47,7 +47,7 @@ from runner.backends.slurm.pilot_blocks import Block
 from runner.backends.slurm.pilot_files import Ticket
 from runner.backends.slurm.settings import SettingsError
 from runner.backends.slurm.site import local_identity
-from runner.outcome import read_outcome_header
+from runner.outcome import header_problem, read_outcome_header
 from runner.redact import has_mask, task_secrets
 
 log = logging.getLogger("cov.slurm")
@@ -187,6 +187,7 @@ class PilotBackend(PilotBase):
             by_run.setdefault(run, []).append(node)
         for run, nodes in by_run.items():
             assert self.files is not None
+            self._collect_packed(run, force)
             found = self.files.outcomes(run, nodes, force=force)
             for node, identity in (found or {}).items():
                 key = (run, node)
@@ -200,6 +201,18 @@ class PilotBackend(PilotBase):
                     if header.get("ok") and self.settings.cleanup and self.site.live:
                         # the cluster's copies of its outcome and logs (with the round's sweep)
                         self.site.remove_task_files(run, node, task.attempt, "")
+
+    def _collect_packed(self, run: str, force: bool) -> None:
+        """The ends the run's blocks appended to their packs (format 2.0): each record is an
+        outcome, ``at`` its location, which goes into the ``end`` event."""
+        assert self.files is not None
+        for header, at in self.files.packed(run, force=force):
+            key = (run, header["node"])
+            task = self.outstanding.get(key)
+            if task is None or header["attempt"] != task.attempt or header_problem(header):
+                continue
+            header["at"] = at
+            self._end(key, header)  # type: ignore[arg-type]  # checked: header_problem
 
     # -- blocks -----------------------------------------------------------------------------
     def _watch(self, block: Block, now: float) -> None:

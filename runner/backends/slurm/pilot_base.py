@@ -105,6 +105,8 @@ class PilotBase(SlurmBackend):
         """The task's bundle with the claim's fence (the pool checks it before starting)."""
         bundle = pickle.loads(self._bundle(task))
         bundle["fence"] = task.fence
+        # format 2.0 on a shared filesystem: the block's worker packs its outcome and logs
+        bundle["pack"] = bool(task.pack and self.files is not None and self.files.packs)
         return pickle.dumps(bundle, protocol=pickle.HIGHEST_PROTOCOL)
 
     def _end(self, key: Key, header: OutcomeHeader) -> None:
