@@ -98,8 +98,11 @@ class Slot:
     way). ``ticket``: (name, node, attempt, outcome identity before, packed) of the one it
     runs (``packed``: a format 2.0 run's, whose outcome and logs its worker packs)."""
 
-    def __init__(self, pid: int, send: int, done: int) -> None:
+    def __init__(self, pid: int, send: int, done: int, output: Tuple[int, int]) -> None:
         self.pid, self.send, self.done = pid, send, done
+        # the read ends of the pipes its tasks print to (format 2.0: ``_PackedSlot``), kept
+        # here too: what a worker that died had not yet moved to its capture file is there
+        self.output = output
         self.ticket: Optional[Tuple[str, int, int, Identity, bool]] = None
 
 
@@ -243,6 +246,7 @@ class Pool:
     def _spawn(self) -> Slot:
         to_child, from_parent = os.pipe()[::-1]
         from_child, to_parent = os.pipe()
+        outputs = [os.pipe(), os.pipe()]
         pid = os.fork()
         if pid == 0:  # the worker: serves tickets until the pool closes its pipe
             code = 1
@@ -252,18 +256,22 @@ class Pool:
                 for sig in (signal.SIGCHLD, signal.SIGTERM):
                     signal.signal(sig, signal.SIG_DFL)
                 for fd in (*self.wake, to_child, from_child,
-                           *(fd for s in self.slots for fd in (s.send, s.done))):
+                           *(fd for s in self.slots for fd in (s.send, s.done, *s.output))):
                     os.close(fd)
-                code = self._serve_slot(from_parent, to_parent)
+                code = self._serve_slot(from_parent, to_parent, outputs)
             finally:
                 os._exit(code)
         os.close(from_parent)
         os.close(to_parent)
-        slot = Slot(pid, to_child, from_child)
+        for _, write_end in outputs:
+            os.close(write_end)
+        for read_end, _ in outputs:
+            os.set_blocking(read_end, False)
+        slot = Slot(pid, to_child, from_child, (outputs[0][0], outputs[1][0]))
         self.slots.append(slot)
         return slot
 
-    def _serve_slot(self, tickets: int, answers: int) -> int:
+    def _serve_slot(self, tickets: int, answers: int, outputs: List[Tuple[int, int]]) -> int:
         clean = _CleanSlate()
         packed: Optional[_PackedSlot] = None
         with os.fdopen(tickets, "r") as lines:
@@ -272,7 +280,7 @@ class Pool:
                 node = int(name.split(".", 1)[0])
                 path = os.path.join(self.running, name)
                 if pack == "1":
-                    packed = packed or _PackedSlot(self.root)
+                    packed = packed or _PackedSlot(self.root, outputs)
                     packed.run(path, node, int(name.split(".")[1]))
                 else:
                     worker.execute_bundle(path, layout.outcome_path(self.root, node),
@@ -317,7 +325,11 @@ class Pool:
             os.close(slot.send)
             os.close(slot.done)
             if slot.ticket is not None:
+                if slot.ticket[4]:
+                    _rescue_output(self.root, pid, slot.output)
                 self._died(slot.ticket, pid, os.waitstatus_to_exitcode(status))
+            for fd in slot.output:
+                os.close(fd)
 
     def _died(self, ticket: Tuple[str, int, int, Identity, bool], pid: int, code: int) -> None:
         name, node, attempt, before, packed = ticket
@@ -325,8 +337,11 @@ class Pool:
         # it wrote an outcome of its own (into its pack, format 2.0, or a file)
         finished = _identity(outcome) != before or \
             (packed and _packed_by(self.root, pid, node, attempt))
-        if packed:  # what it printed under its task stays, as the task's own log files
-            _keep_capture(self.root, pid, node)
+        if packed:  # what it printed under its task stays, as the task's own log files,
+            # unless the task is lost with the job (it runs again: its next attempt's count)
+            lost = not finished and name not in self.cancelled and \
+                (self.terminated or code == -signal.SIGTERM)
+            _keep_capture(self.root, pid, None if lost else node)
         header: Optional[Dict[str, Any]] = None
         if name in self.cancelled:
             self.cancelled.discard(name)
@@ -381,6 +396,8 @@ class Pool:
             else:
                 _kill(slot.pid)
             os.close(slot.done)
+            for fd in slot.output:
+                os.close(fd)
         self.slots = []
 
 
@@ -392,10 +409,10 @@ class _PackedSlot:
     at each append so that the runner on another machine sees them. The record's header says
     where its logs are (``log_at``): the runner reads it from the pack."""
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, pipes: List[Tuple[int, int]]) -> None:
         self.logs = layout.logs_dir(root)
         self.packs = RunPacks(root, sync=True)
-        self.capture = Capture()
+        self.capture = Capture(pipes)  # the pool holds their read ends too
 
     def run(self, path: str, node: int, attempt: int) -> None:
         self.capture.point_at(self.logs)
@@ -437,14 +454,39 @@ def _packed_by(root: str, pid: int, node: int, attempt: int) -> bool:
     return False
 
 
-def _keep_capture(root: str, pid: int, node: int) -> None:
-    """A dead worker's capture files: what it printed becomes its task's log files (an empty
-    one goes)."""
+def _rescue_output(root: str, pid: int, output: Tuple[int, int]) -> None:
+    """What a dead worker's task printed that was still in its pipes: onto its capture files,
+    where ``_keep_capture`` finds it."""
+    for stream, read_end in zip(layout.STREAMS, output):
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(read_end, 1 << 16)
+            except (BlockingIOError, InterruptedError):
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        if chunks:
+            path = os.path.join(layout.logs_dir(root), layout.capture_file(pid, stream))
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                try:
+                    os.write(fd, b"".join(chunks))
+                finally:
+                    os.close(fd)
+            except OSError:
+                pass
+
+
+def _keep_capture(root: str, pid: int, node: Optional[int]) -> None:
+    """A dead worker's capture files: what it printed becomes ``node``'s log files (an empty
+    one, or any if ``node`` is None, goes)."""
     logs = layout.logs_dir(root)
     for stream in layout.STREAMS:
         capture = os.path.join(logs, layout.capture_file(pid, stream))
         try:
-            if os.path.getsize(capture):  # (already linked there if it ran a while: the
+            if node is not None and os.path.getsize(capture):  # (already linked there if it ran a while: the
                 os.replace(capture, layout.log_path(root, node, stream))  # rename then
             if os.path.exists(capture):  # leaves both names)
                 os.unlink(capture)
