@@ -45,7 +45,7 @@ def _files(path: Path) -> int:
 
 def _check_run(run_cov: Callable, home: Path, run_id: str) -> int:
     """Assert every task's result and output is found; the run directory's file count."""
-    status = wait_status(run_cov, run_id, timeout=240)
+    status = wait_status(run_cov, run_id, timeout=max(240, TASKS * 0.2))
     assert status["status"] == "COMPLETED", [t for t in status["tasks"] if t.get("error")][:2]
     assert run_result(run_cov, run_id) == sum(range(TASKS))
     run = RunDir(home / run_id)

@@ -139,6 +139,8 @@ class PilotBackend(PilotBase):
             self.files.stop(self._live(run))
         if not any(key[0] == run for key in self.outstanding):
             self.known_runs.discard(run)
+            if self.files is not None:
+                self.files.forget(run)
             for block_id in [b.id for b in self.blocks.values() if b.run == run]:
                 del self.blocks[block_id]
 

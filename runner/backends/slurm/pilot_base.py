@@ -24,6 +24,7 @@ from runner.backends.slurm.settings import SettingsError
 from runner.backends.slurm.site import SharedSite
 from runner.fs import atomic_write
 from runner.outcome import OutcomeHeader, read_outcome_header
+from runner.packed_reads import PackScan
 from runner.ssh.hostspec import SSHError
 
 log = logging.getLogger("cov.slurm")
@@ -137,7 +138,8 @@ class PilotBase(SlurmBackend):
                 name = self._name(task)
                 self.files.reattach(task.run, (name, self._ticket(task)), lambda: any(
                     name in b.tickets() for b in self._live(task.run)) or
-                    read_outcome_header(task.outcome_path) is not None)
+                    read_outcome_header(task.outcome_path) is not None or
+                    _packed(task))
             self.reattached.pop(0)
 
     def _runs_out(self) -> Dict[str, List[int]]:
@@ -296,6 +298,12 @@ class PilotBase(SlurmBackend):
                 continue  # a block took it: it runs, or is settled when its block goes
             self._end((task.run, task.node),
                       Completion.failed(task, "submit", message, host=self.host).header)
+
+
+def _packed(task: Task) -> bool:
+    """Whether a block's worker appended the outcome of ``task``'s attempt to its pack (a
+    ticket that ended while no runner watched: format 2.0)."""
+    return PackScan(layout.results_dir(task.run)).find(task.node, task.attempt) is not None
 
 
 def unlink_quietly(path: str) -> None:
