@@ -52,6 +52,8 @@ class SSHAttempt:
         self.recorded = False  # its handle went to services.record_handle
         self.launch_log = b""
         self.packed: Optional[OutcomeHeader] = None  # its outcome, appended to a pack
+        # live copies of streams now packed: removed once the end event points at the pack
+        self.stale_live: List[str] = []
         self.live: set = set()  # streams whose live copy this attempt has started
 
     def write_live(self, stream: str, offset: int, data: bytes) -> None:
@@ -149,8 +151,11 @@ class AttemptFiles:
         logs = {name: data for name, data in files if name in LOG_STREAMS}
         log_at = self._pack_logs(job, logs) if task.pack and not self.shared else {}
         for name in (layout.SSH_STDOUT, layout.SSH_STDERR):  # an earlier attempt's logs must go
-            if not self.shared and (name not in names or LOG_STREAMS[name] in log_at) \
-                    and os.path.exists(targets[name]):
+            if self.shared or not os.path.exists(targets[name]):
+                continue
+            if name in names and LOG_STREAMS[name] in log_at and LIVE_NAMES[name] in job.live:
+                job.stale_live.append(targets[name])  # followed now: removed a little later
+            elif name not in names or LOG_STREAMS[name] in log_at:
                 os.unlink(targets[name])
         for name, data in files:
             if name not in targets or self.shared:
@@ -167,13 +172,13 @@ class AttemptFiles:
 
     @staticmethod
     def _pack_logs(job: SSHAttempt, logs: Dict[str, bytes]) -> Dict[str, Any]:
-        """Append the short streams that did not go live to the runner's logs pack; their
-        locations by stream (``out``/``err``). A stream whose live copy the runner wrote while
-        the task ran keeps its file, replaced whole (readers may be following it)."""
+        """Append the short streams to the runner's logs pack; their locations by stream
+        (``out``/``err``). A stream the runner wrote live while the task ran keeps its live
+        copy until the task's ``end`` event points at the pack (a reader following it, ``cov
+        logs -f``, then reads on from the pack at the same offset): ``SSHBackend`` removes
+        it at its next poll."""
         log_at: Dict[str, Any] = {}
         for name, data in logs.items():
-            if LIVE_NAMES[name] in job.live:
-                continue
             at = runner_packs.append_log(job.task.run, data)
             if at is not None:
                 log_at[LOG_STREAMS[name]] = at
