@@ -419,10 +419,12 @@ class _PackedSlot:
         worker.watch_time_limit()
         self.capture.begin(node)
         header, payload = worker.run_bundle(path, 1, 2)
-        log_at = self.capture.finish(node, self.packs.logs)
+        log_at = self.capture.finish(node, self.packs.logs, pack_live=True)
         header["attempt"] = attempt
         if log_at:
             header["log_at"] = log_at
+        if self.capture.live_packed:  # their live names: the runner removes them
+            header["live_packed"] = self.capture.live_packed
         self.packs.write_outcome(node, header, payload, None)
 
     def close(self) -> None:

@@ -236,3 +236,24 @@ def test_pack_tail_sees_a_torn_record_once_it_is_whole(tmp_path: Path) -> None:
         f.write(second[-1:])
     found = tail.new_records()
     assert [(h["node"], at) for h, at in found] == [(2, [pack.name, len(first), len(second)])]
+
+
+def print_and_wait(x: int) -> int:
+    print(f"live {x}", flush=True)
+    time.sleep(0.6)  # past Capture.LIVE_AFTER: its output is linked to logs/<node>.out
+    return x
+
+
+def test_a_packed_task_s_live_output_is_packed_and_its_live_name_left_to_the_runner(
+        tmp_path: Path) -> None:
+    from runner.packed_reads import PackTail
+
+    run = _run_dir(tmp_path)
+    _packed_ticket(run, 3, print_and_wait, 3)
+    proc = _pool(run, "b1", workers=1)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    ((header, _),) = PackTail(str(run / layout.RESULTS)).new_records()
+    assert header["live_packed"] == ["out"] and header["log_at"]["out"][2] == len("live 3\n")
+    # the live name stays until the runner has recorded the end (it removes it then)
+    assert (run / layout.LOGS / layout.log_file(3, "out")).read_text() == "live 3\n"

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from runner import layout
+from runner.packed_reads import PackTail
 from runner.rundir import RunDir
 from tests.infra.executors import add_to_config, dispatch_script, run_result, wait_status
 from tests.infra.fixtures import SSHHost
@@ -91,3 +92,39 @@ def test_slurm_pilot_tasks_leave_no_file_per_task(slurm_home: Path, run_cov: Cal
     ends = [e for e in ends if e["node"] in echoes]
     assert 1 <= len({e["at"][0] for e in ends}) <= 2, {e["at"][0] for e in ends}
     assert all(e.get("log_at", {}).get("out") for e in ends)
+
+
+SLOW = """
+    @ct.electron(executor=ct.executor.SlurmExecutor(
+        poll_freq=0.3, use_srun=False, options={'partition': 'debug'},
+        pilot={'max_blocks': 1, 'workers': 2, 'idle_timeout': 5}))
+    def slow(i):
+        print("slow", i, flush=True)
+        time.sleep(0.5)  # its output goes live (logs/<node>.out) while it runs
+        return i
+
+    @ct.lattice
+    def slow_ones(n=12):
+        return [slow(i) for i in range(n)]
+    """
+
+
+def test_slurm_pilot_tasks_whose_output_went_live_leave_no_log_file(
+        slurm_home: Path, run_cov: Callable, tmp_path: Path) -> None:
+    """A pilot task that printed and ran a while had its output linked to
+    ``logs/<node>.out`` (``cov logs -f``); at its end it is packed too, and that name goes
+    once the end event points at the pack."""
+    run_id = dispatch_script(run_cov, tmp_path, SLOW)
+    status = wait_status(run_cov, run_id, timeout=120)
+    assert status["status"] == "COMPLETED", status
+    assert run_result(run_cov, run_id) == list(range(12))
+    run = RunDir(slurm_home / run_id)
+    slow = [n for n in run.manifest.nodes if n.name == "slow"]
+    assert [run.read_log(n.id, "stdout") for n in slow] == [f"slow {i}\n" for i in range(12)]
+    assert all(run.log_location(n.id, "stdout") is not None for n in slow)
+    went_live = [h["node"] for h, _ in PackTail(str(run.results_dir)).new_records()
+                 if h.get("live_packed")]
+    assert len(went_live) == 12, went_live  # they did go live: the case under test
+    left = [n for n in os.listdir(run.path / layout.LOGS) if not layout.is_pack_name(
+        n, layout.LOG_PACK_SUFFIX)]
+    assert left == [], left

@@ -42,7 +42,7 @@ from typing import Any, Dict, List, Optional
 from runner import layout
 from runner.backends.base import Completion, Task
 from runner.backends.slurm.client import FINAL_STATES, lookup
-from runner.backends.slurm.pilot_base import QUERY_EVERY, PilotBase
+from runner.backends.slurm.pilot_base import QUERY_EVERY, PilotBase, unlink_quietly
 from runner.backends.slurm.pilot_blocks import Block
 from runner.backends.slurm.pilot_files import Ticket
 from runner.backends.slurm.settings import SettingsError
@@ -88,6 +88,7 @@ class PilotBackend(PilotBase):
 
     def poll(self) -> List[Completion]:
         self._deliver_handles()
+        self._drop_live_copies()  # those found at the last poll: their end events are written
         if not self.error and self._connect():
             try:
                 self._pilot_step()
@@ -135,6 +136,7 @@ class PilotBackend(PilotBase):
         """The run ended: its running blocks stop, those still in Slurm's queue are
         scancelled."""
         self._drop_unstarted(run, 0)
+        self._drop_live_copies(run)
         if self.files is not None and self._live(run):
             self.files.stop(self._live(run))
         if not any(key[0] == run for key in self.outstanding):
@@ -215,6 +217,19 @@ class PilotBackend(PilotBase):
                 continue
             header["at"] = at
             self._end(key, header)  # type: ignore[arg-type]  # checked: header_problem
+            for stream in header.get("live_packed") or ():
+                if stream in layout.STREAMS:  # its live copy: once its end event is written
+                    self.live_copies.append((run, key[1], layout.log_path(run, key[1], stream)))
+
+    def _drop_live_copies(self, run: Optional[str] = None) -> None:
+        """The live ``logs/<node>.out|err`` of packed streams whose end events are written now
+        (collected at an earlier poll; ``run``: that run's, at its end), unless the node runs
+        again (a new attempt's live copy has the same name)."""
+        due = [c for c in self.live_copies if run is None or c[0] == run]
+        self.live_copies = [c for c in self.live_copies if c not in due]
+        for run_path, node, path in due:
+            if (run_path, node) not in self.outstanding:
+                unlink_quietly(path)
 
     # -- blocks -----------------------------------------------------------------------------
     def _watch(self, block: Block, now: float) -> None:

@@ -8,7 +8,7 @@ import os
 import pickle
 import secrets
 import time
-from typing import Any, Dict, List, Optional, Set
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 from runner import layout
 from runner.backends.base import Completion, Services, Task
@@ -62,6 +62,8 @@ class PilotBase(SlurmBackend):
         self.cancelling: Set[Key] = set()
         self.failures: Dict[str, int] = {}
         self.query_at = 0.0
+        # (run, node, path): live log copies of packed streams, removed at the next poll
+        self.live_copies: List[Tuple[str, int, str]] = []
 
     def _use_site(self, site: SharedSite) -> None:
         super()._use_site(site)
