@@ -15,8 +15,10 @@ Protocol (the run directory is the only channel; ``runner.layout`` names every f
 * A taken ticket whose fence exists (another runner took the claims over) is dropped unrun.
   Else one of the pool's worker processes (``Slot``: forked once, reused for every task, in its
   own process group) runs it with ``worker.execute_bundle``: the outcome goes to
-  ``results/<node>.pkl`` and the logs to ``logs/<node>.out|err``, as for any other attempt;
-  then the ticket is removed. A worker that dies without an outcome gets one written
+  ``results/<node>.pkl`` and the logs to ``logs/<node>.out|err``, as for any other attempt
+  (a ticket with ``pack``, a format 2.0 run's: appended to the worker's own pack files
+  instead, ``pilot_packs.PackedSlot``, which the runner reads for the task's end); then the
+  ticket is removed. A worker that dies without an outcome gets one written
   (``worker_died``) and is replaced. Between tasks a worker restores what a task may change
   (``_CleanSlate``: streams, environment, ``sys.path``, the cwd).
 * Several pools of one block share its ``running/``, ``cancel/`` and ``stop``; each has its
@@ -47,18 +49,16 @@ from typing import Any, Dict, List, Optional, Set, Tuple
 
 if __package__:  # imported by the runner (tests, the documentation of the protocol)
     from runner import layout, worker
-    from runner.outcome_pack import scan
-    from runner.worker_capture import Capture
-    from runner.worker_pack import RunPacks
+    from runner.pilot_packs import PackedSlot, keep_capture, packed_by, rescue_output
 else:  # ``python pilot_pool.py ...`` on a node: the shipped modules are beside this file
     sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
     import layout  # type: ignore[no-redef,import-not-found]
-    from outcome_pack import scan  # type: ignore[no-redef,import-not-found]
-    from worker_capture import Capture  # type: ignore[no-redef,import-not-found]
-    from worker_pack import RunPacks  # type: ignore[no-redef,import-not-found]
+    from pilot_packs import (PackedSlot, keep_capture,  # type: ignore[no-redef,import-not-found]
+                             packed_by, rescue_output)
     import worker  # type: ignore[no-redef,import-not-found]  # last: it takes the path off
     # The tasks' imports are their own (worker.py took its directory off sys.path already).
-    for _name in ("layout", "worker", "outcome_pack", "worker_pack", "worker_capture"):
+    for _name in ("layout", "worker", "outcome_pack", "worker_pack", "worker_capture",
+                  "pilot_packs"):
         sys.modules.pop(_name, None)
 
 HEARTBEAT = 1.0  # seconds between two touches of the heartbeat file
@@ -100,7 +100,7 @@ class Slot:
 
     def __init__(self, pid: int, send: int, done: int, output: Tuple[int, int]) -> None:
         self.pid, self.send, self.done = pid, send, done
-        # the read ends of the pipes its tasks print to (format 2.0: ``_PackedSlot``), kept
+        # the read ends of the pipes its tasks print to (format 2.0: ``PackedSlot``), kept
         # here too: what a worker that died had not yet moved to its capture file is there
         self.output = output
         self.ticket: Optional[Tuple[str, int, int, Identity, bool]] = None
@@ -273,14 +273,15 @@ class Pool:
 
     def _serve_slot(self, tickets: int, answers: int, outputs: List[Tuple[int, int]]) -> int:
         clean = _CleanSlate()
-        packed: Optional[_PackedSlot] = None
+        packed: Optional[PackedSlot] = None
         with os.fdopen(tickets, "r") as lines:
             for line in lines:
                 name, _, pack = line.strip().partition(" ")
                 node = int(name.split(".", 1)[0])
                 path = os.path.join(self.running, name)
                 if pack == "1":
-                    packed = packed or _PackedSlot(self.root, outputs)
+                    packed = packed or PackedSlot(self.root, outputs, worker.run_bundle,
+                                                  worker.watch_time_limit)
                     packed.run(path, node, int(name.split(".")[1]))
                 else:
                     worker.execute_bundle(path, layout.outcome_path(self.root, node),
@@ -326,7 +327,7 @@ class Pool:
             os.close(slot.done)
             if slot.ticket is not None:
                 if slot.ticket[4]:
-                    _rescue_output(self.root, pid, slot.output)
+                    rescue_output(self.root, pid, slot.output)
                 self._died(slot.ticket, pid, os.waitstatus_to_exitcode(status))
             for fd in slot.output:
                 os.close(fd)
@@ -336,12 +337,12 @@ class Pool:
         outcome = layout.outcome_path(self.root, node)
         # it wrote an outcome of its own (into its pack, format 2.0, or a file)
         finished = _identity(outcome) != before or \
-            (packed and _packed_by(self.root, pid, node, attempt))
+            (packed and packed_by(self.root, pid, node, attempt))
         if packed:  # what it printed under its task stays, as the task's own log files,
             # unless the task is lost with the job (it runs again: its next attempt's count)
             lost = not finished and name not in self.cancelled and \
                 (self.terminated or code == -signal.SIGTERM)
-            _keep_capture(self.root, pid, None if lost else node)
+            keep_capture(self.root, pid, None if lost else node)
         header: Optional[Dict[str, Any]] = None
         if name in self.cancelled:
             self.cancelled.discard(name)
@@ -399,101 +400,6 @@ class Pool:
             for fd in slot.output:
                 os.close(fd)
         self.slots = []
-
-
-class _PackedSlot:
-    """A worker's tasks of a format 2.0 run: their output goes to the worker's capture files
-    (``worker_capture.Capture``, as in the local pool: linked to ``logs/<node>.out|err`` once
-    a task has printed for a while, so that ``cov logs -f`` follows it), short logs and small
-    outcomes are appended to the worker's own pack files (``worker_pack.RunPacks``), flushed
-    at each append so that the runner on another machine sees them. The record's header says
-    where its logs are (``log_at``): the runner reads it from the pack."""
-
-    def __init__(self, root: str, pipes: List[Tuple[int, int]]) -> None:
-        self.logs = layout.logs_dir(root)
-        self.packs = RunPacks(root, sync=True)
-        self.capture = Capture(pipes)  # the pool holds their read ends too
-
-    def run(self, path: str, node: int, attempt: int) -> None:
-        self.capture.point_at(self.logs)
-        worker.watch_time_limit()
-        self.capture.begin(node)
-        header, payload = worker.run_bundle(path, 1, 2)
-        log_at = self.capture.finish(node, self.packs.logs, pack_live=True)
-        header["attempt"] = attempt
-        if log_at:
-            header["log_at"] = log_at
-        if self.capture.live_packed:  # their live names: the runner removes them
-            header["live_packed"] = self.capture.live_packed
-        self.packs.write_outcome(node, header, payload, None)
-
-    def close(self) -> None:
-        self.capture.close()
-        self.packs.close()
-
-
-def _packed_by(root: str, pid: int, node: int, attempt: int) -> bool:
-    """Whether the worker ``pid`` appended a whole record of ``node``'s ``attempt`` to its
-    outcome pack (it died after that, before it answered)."""
-    results = layout.results_dir(root)
-    prefix = layout.pack_file(f"{pid}-", "")
-    try:
-        names = [n for n in os.listdir(results) if n.startswith(prefix)
-                 and layout.is_pack_name(n, layout.OUTCOME_PACK_SUFFIX)]
-    except OSError:
-        return False
-    for name in names:
-        try:
-            fd = os.open(os.path.join(results, name), os.O_RDONLY)
-        except OSError:
-            continue
-        try:
-            if any(h.get("node") == node and h.get("attempt") == attempt
-                   for _, _, h in scan(fd)):
-                return True
-        finally:
-            os.close(fd)
-    return False
-
-
-def _rescue_output(root: str, pid: int, output: Tuple[int, int]) -> None:
-    """What a dead worker's task printed that was still in its pipes: onto its capture files,
-    where ``_keep_capture`` finds it."""
-    for stream, read_end in zip(layout.STREAMS, output):
-        chunks = []
-        while True:
-            try:
-                chunk = os.read(read_end, 1 << 16)
-            except (BlockingIOError, InterruptedError):
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-        if chunks:
-            path = os.path.join(layout.logs_dir(root), layout.capture_file(pid, stream))
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-                try:
-                    os.write(fd, b"".join(chunks))
-                finally:
-                    os.close(fd)
-            except OSError:
-                pass
-
-
-def _keep_capture(root: str, pid: int, node: Optional[int]) -> None:
-    """A dead worker's capture files: what it printed becomes ``node``'s log files (an empty
-    one, or any if ``node`` is None, goes)."""
-    logs = layout.logs_dir(root)
-    for stream in layout.STREAMS:
-        capture = os.path.join(logs, layout.capture_file(pid, stream))
-        try:
-            if node is not None and os.path.getsize(capture):  # (already linked there if it ran a while: the
-                os.replace(capture, layout.log_path(root, node, stream))  # rename then
-            if os.path.exists(capture):  # leaves both names)
-                os.unlink(capture)
-        except OSError:
-            pass
 
 
 class _CleanSlate:

@@ -31,7 +31,8 @@ SHIPPED_WITH = ("outcome", "worker_common", "worker_transfers", "worker_task")
 # Shipped too, though the worker does not import them: a Slurm pilot block's pool
 # (runner/pilot_pool.py), which imports the worker, and the stdlib-only modules it uses (the
 # layout; the pack files its workers append outcomes and logs to, format 2.0).
-SHIPPED_BESIDE = ("layout", "outcome_pack", "worker_pack", "worker_capture", "pilot_pool")
+SHIPPED_BESIDE = ("layout", "outcome_pack", "worker_pack", "worker_capture", "pilot_packs",
+                  "pilot_pool")
 
 if __package__:  # runner.worker: imported by the runner
     from runner.outcome import OutcomeHeader, read_outcome_header, write_outcome

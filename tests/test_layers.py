@@ -48,7 +48,7 @@ WORKER_POOL = {"runner.worker_pool", "runner.worker_capture", "runner.layout",
 # Shipped beside the worker too (worker.SHIPPED_BESIDE): a Slurm pilot block's pool and the pool
 # modules it uses on its node (its workers pack outcomes and logs, format 2.0).
 SHIPPED_BESIDE = {"runner.layout", "runner.outcome_pack", "runner.worker_pack",
-                  "runner.worker_capture", "runner.pilot_pool"}
+                  "runner.worker_capture", "runner.pilot_packs", "runner.pilot_pool"}
 # Stdlib only: the codec and the layout are imported by everything.
 STDLIB_ONLY = {"runner.outcome", "runner.layout", "runner.worker_common", "runner.outcome_pack"}
 

@@ -211,7 +211,7 @@ def test_a_dead_worker_s_packed_record_counts_as_its_outcome(tmp_path: Path) -> 
     """A worker killed after it appended its task's record, before it said so: the pool finds
     the record in that worker's pack, and writes no ``worker_died`` outcome over it."""
     from runner.outcome_pack import encode_record
-    from runner.pilot_pool import _packed_by
+    from runner.pilot_packs import packed_by as _packed_by
 
     run = _run_dir(tmp_path)
     pack = run / layout.RESULTS / layout.pack_file("4321-abcdef", layout.OUTCOME_PACK_SUFFIX)
