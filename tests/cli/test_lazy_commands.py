@@ -50,10 +50,11 @@ def test_help_lists_every_command_as_click_lists_the_real_ones(run_cov, columns,
 
 
 def _imported(*args: str) -> set:
-    code = ("import runpy, sys\nsys.argv = ['cov', *sys.argv[1:]]\n"
-            "try:\n    runpy.run_module('covalent_cli.cli', run_name='__main__')\n"
-            "except SystemExit:\n    pass\n"
-            "print(' '.join(sorted(sys.modules)), file=sys.__stderr__)\n")
+    # (at exit: `cov dispatch` ends with os._exit once the atexit functions ran)
+    code = ("import atexit, runpy, sys\nsys.argv = ['cov', *sys.argv[1:]]\n"
+            "atexit.register(lambda: print(' '.join(sorted(sys.modules)), file=sys.__stderr__,"
+            " flush=True))\n"
+            "runpy.run_module('covalent_cli.cli', run_name='__main__')\n")
     proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
                           cwd=str(REPO), timeout=120)
     assert proc.stderr.strip(), proc
