@@ -53,7 +53,8 @@ def end(code: Any) -> NoReturn:
         namespace = getattr(module, "__dict__", None)
         if isinstance(namespace, dict):
             _clear(namespace)
-    for stream in (sys.stdout, sys.stderr):
+    # (the originals too, should the script have replaced them: at exit they would be freed)
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
         try:
             if stream is not None:
                 stream.flush()
