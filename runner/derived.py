@@ -149,9 +149,9 @@ def _body(manifest: Manifest, state: RunState, packed: Optional[PackedIndex]
         return
     columns = packed.columns()
     yield '{"names": ' + json.dumps(columns.pop("names"))
-    for kind, (names, offsets, lengths) in columns.items():
-        yield ', %s: [%s, %s, %s]' % (json.dumps(kind), json.dumps(encode_column(names)),
-                                      json.dumps(offsets), json.dumps(lengths))
+    for kind, (names, offsets, lengths) in columns.items():  # [count, name ids, offsets, lengths]
+        yield ', %s: [%d, %s]' % (json.dumps(kind), len(names), ", ".join(
+            json.dumps(encode_column(c)) for c in (names, offsets, lengths)))
     yield "}}"
 
 
@@ -231,8 +231,8 @@ class Snapshot:
                 return None
             columns: Dict[str, Any] = {"names": body["names"]}
             for kind in PackedIndex.KINDS:
-                names, offsets, lengths = body[kind]
-                columns[kind] = [decode_column(names, len(offsets)), offsets, lengths]
+                count, *encoded = body[kind]
+                columns[kind] = [decode_column(c, int(count)) for c in encoded]
             return PackedIndex.from_columns(columns, self.events_id[0])
         except Exception:  # noqa: BLE001 - a damaged snapshot is only ignored
             return None

@@ -134,7 +134,7 @@ def _damaged(data: bytes) -> Dict[str, bytes]:
     short_body = json.dumps(short).encode()
     short_head = {**head, "body": derived.body_digest(short_body)}
     unplaced = json.loads(body)
-    unplaced["packed"]["at"][1] = unplaced["packed"]["at"][1][:-1]  # an offset missing
+    unplaced["packed"]["at"][0] += 1  # columns one location short
     unplaced_body = json.dumps(unplaced).encode()
     unplaced_head = {**head, "body": derived.body_digest(unplaced_body)}
     return {
