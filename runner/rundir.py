@@ -53,6 +53,7 @@ class RunDir(RunPaths, ResultReads):
         self._snapshot_read = False
         self._snapshot_file: Optional[derived.Snapshot] = None
         self.began_from_snapshot = False  # whether state() began from the run's snapshot
+        self._nodes_from_snapshot = False  # whether the manifest's nodes came from it
         self._pack_fd: Optional[int] = None
         self._appended: Optional[List[Event]] = None
         self._lock: Optional[Lock] = None
@@ -110,6 +111,7 @@ class RunDir(RunPaths, ResultReads):
                 with self.open_file(MANIFEST) as f:
                     snap = self._snapshot()
                     found = derived.manifest_from(snap, f) if snap is not None else None
+                    self._nodes_from_snapshot = found is not None
                     if found is None:
                         if snap is not None:
                             snap.forget("nodes")
@@ -140,6 +142,14 @@ class RunDir(RunPaths, ResultReads):
         appended (a state begun from a snapshot: the prefix it stands for, hashed as it was
         checked, and what was read since)."""
         return self._events_offset, self._events_digest.hexdigest()
+
+    def snapshot_is_current(self) -> bool:
+        """Whether the run's snapshot stands for exactly the manifest and the events read so
+        far (the manifest's nodes and ``state()`` were taken from it, nothing folded since):
+        writing it again would write the same."""
+        snap = self._snapshot_file
+        return (self._nodes_from_snapshot and self.began_from_snapshot and snap is not None
+                and self._events_offset == snap.events_id[0])
 
     def packed_index(self) -> Optional[PackedIndex]:
         """The packed locations noted from exactly the event-log bytes ``state()`` has

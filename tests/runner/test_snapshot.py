@@ -236,3 +236,25 @@ def test_the_snapshot_says_where_the_packed_outcomes_are(cov_home):
     for node in tasks:
         assert reader.outcome_location(node, refresh=False) == plain.outcome_location(node)
         assert reader.read_outcome(node, payload=True) == plain.read_outcome(node, payload=True)
+
+
+def test_a_snapshot_that_stands_for_what_was_read_is_current(cov_home):
+    """A runner that finds a finished run with its snapshot does not write it again; one
+    that folded events on top of it does."""
+    run = _finished_run(cov_home)
+    reader = RunDir(run.path)
+    reader.manifest  # noqa: B018
+    reader.state()
+    assert reader.snapshot_is_current()
+    node = next(n.id for n in run.manifest.nodes if n.name == "inc")
+    with open(run.events_path, "a") as f:
+        f.write(json.dumps({"t": 5.0, "ev": "pending", "node": node, "attempt": 1}) + "\n")
+    reader.state()
+    assert not reader.snapshot_is_current()
+    copy = cov_home.parent / "copied" / run.dispatch_id
+    shutil.copytree(run.path, copy)
+    (copy / SNAPSHOT).unlink()
+    plain = RunDir(copy)
+    plain.manifest  # noqa: B018
+    plain.state()
+    assert not plain.snapshot_is_current()
