@@ -380,6 +380,6 @@ def _state(run: Dict[str, Any], tasks: Dict[str, Any]) -> RunState:
     position = _TASK_FIELDS.index("status")
     columns[position] = [_STATUS[s] for s in columns[position]]
     with gc_paused():
-        states = dict(zip([int(i) for i in ids], [TaskState(*row) for row in zip(*columns)]))
+        states = dict(zip([int(i) for i in ids], map(TaskState, *columns)))
     return RunState(status=_STATUS[run["status"]], error=run["error"], started=run["started"],
                     ended=run["ended"], tasks=states)
