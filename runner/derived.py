@@ -1,12 +1,13 @@
-"""A run's derived snapshot, ``snapshot.json``: its node table and folded state, made from the
-manifest and the event log, so that a reader of a large finished run neither parses the
+"""A run's derived snapshot, ``snapshot.json``: its node table, folded state and pack locations,
+made from the manifest and the event log, so that a reader of a large run neither parses the
 manifest's node lines nor folds its event log (at 100,000 nodes, on a loaded machine: ~2 s and
 ~0.8 s of a ``cov status``'s CPU, against ~0.7 s for the snapshot).
 
 The run directory stays the whole truth. The snapshot is optional and checked:
 
 * the runner writes it (atomically: a temporary name, then a rename) when it retires a run, or
-  finds a finished run without one; readers may be read-only, and never write it;
+  finds a finished run without a current one, and while a large run is live
+  (``runner.live_snapshot`` says when); readers may be read-only, and never write it;
 * it names the manifest it was made from (the size and BLAKE2 digest of the bytes that runner
   parsed) and the event-log prefix its state is the fold of (the size, and the digest of exactly
   the bytes that runner read or appended, hashed as they went by: ``RunDir``);
