@@ -4,6 +4,7 @@
     python bench/scale.py --nodes 50000        # another size
     python bench/scale.py --no-run             # the dispatch only (no runner, seconds not minutes)
     python bench/scale.py --against /work/main # the same figures of another checkout, interleaved
+    python bench/scale.py --live               # and `cov status --json` of a live run (+1 run a size)
 
 The graph is the one bench/run.py uses at 10k: a wide fan-out (N/2 tasks, each with one
 argument node) and, for the run, a reduce over it. Dispatch is timed inside the process
@@ -23,6 +24,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 from bench.run import ROOT, dispatch_10k, run_10k  # noqa: E402
+from bench.scale_live import live_status  # noqa: E402
 
 
 def main() -> None:
@@ -31,13 +33,16 @@ def main() -> None:
     parser.add_argument("--dispatches", type=int, default=3, help="dispatch trials per size")
     parser.add_argument("--no-run", action="store_true", help="measure the dispatch only")
     parser.add_argument("--against", type=Path, help="another checkout to measure in the same run")
+    parser.add_argument("--live", action="store_true",
+                        help="also `cov status --json` of a live run (bench/scale_live.py)")
     args = parser.parse_args()
     roots = [("this", ROOT)] + ([("against", args.against.resolve())] if args.against else [])
     sizes = [10_000, args.nodes]
     print(f"cov at scale on {os.cpu_count()} cores, load average "
           f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}; medians (min-max)\n")
     print(f"{'nodes':>8} {'code':8} {'dispatch s':>20}" +
-          ("" if args.no_run else f" {'run s':>8} {'runner MiB':>10} {'status --json s':>16} {'its CPU s':>9}"))
+          ("" if args.no_run else f" {'run s':>8} {'runner MiB':>10} {'status --json s':>16} {'its CPU s':>9}")
+          + (f" {'live status s':>13} {'its CPU s':>9}" if args.live and not args.no_run else ""))
     figures: dict = {}
     for size in sizes:
         for name, root in roots:  # interleaved: each size measures every checkout back to back
@@ -52,6 +57,10 @@ def main() -> None:
                            status_cpu=r["status_cpu"])
                 line += (f" {r['wall']:8.2f} {r['rss']:10.0f} {r['status_median']:16.2f}"
                          f" {r['status_cpu']:9.2f}")
+                if args.live:
+                    live = live_status(size, root)
+                    row.update(live_status=live["status_median"], live_cpu=live["status_cpu"])
+                    line += f" {live['status_median']:13.2f} {live['status_cpu']:9.2f}"
             figures[(size, name)] = row
             print(line, flush=True)
     print(f"\n{args.nodes:,} against 10,000 nodes (x{args.nodes / 10_000:g} the nodes):")

@@ -1,18 +1,19 @@
-"""A run's derived snapshot, ``snapshot.json``: its node table and folded state, made from the
-manifest and the event log, so that a reader of a large finished run neither parses the
+"""A run's derived snapshot, ``snapshot.json``: its node table, folded state and pack locations,
+made from the manifest and the event log, so that a reader of a large run neither parses the
 manifest's node lines nor folds its event log (at 100,000 nodes, on a loaded machine: ~2 s and
 ~0.8 s of a ``cov status``'s CPU, against ~0.7 s for the snapshot).
 
 The run directory stays the whole truth. The snapshot is optional and checked:
 
 * the runner writes it (atomically: a temporary name, then a rename) when it retires a run, or
-  finds a finished run without one; readers may be read-only, and never write it;
+  finds a finished run without a current one, and while a large run is live
+  (``runner.live_snapshot`` says when); readers may be read-only, and never write it;
 * it names the manifest it was made from (the size and BLAKE2 digest of the bytes that runner
   parsed) and the event-log prefix its state is the fold of (the size, and the digest of exactly
   the bytes that runner read or appended, hashed as they went by: ``RunDir``);
 * its last line holds the digest of the rest, and a key of the code that wrote it (a digest of
-  the sources of ``runner.state``, ``runner.manifest`` and this module: what a node and a
-  task state are, and how events fold);
+  the sources of ``runner.state``, ``runner.manifest``, ``runner.packed_reads`` and this
+  module: what a node and a task state are, how events fold, where packed outcomes are);
 * a reader takes the node table only for a manifest of that identity, and the state only if
   the event log still begins with those bytes (then folds what was appended since); a snapshot
   absent, unreadable, damaged, of other code or of other files is ignored, and the reader
@@ -33,6 +34,7 @@ from typing import Any, BinaryIO, Callable, Dict, Iterator, List, Optional, Prot
 
 from runner.manifest import PARAMETER, Edge, Manifest, NodeSpec
 from runner.manifest_file import Identity
+from runner.packed_reads import PackedIndex
 from runner.state import RunState, Status, TaskState
 
 VERSION = 1
@@ -52,6 +54,8 @@ class SnapshotSource(Protocol):
     def manifest_identity(self) -> Optional[Identity]: ...
 
     def events_identity(self) -> Optional[Identity]: ...
+
+    def packed_index(self) -> Optional[PackedIndex]: ...
 
 
 @contextmanager
@@ -77,11 +81,13 @@ def code_key() -> Optional[str]:
     global _CODE
     if _CODE is None:
         import runner.manifest
+        import runner.packed_reads
         import runner.state
 
         digest = hashlib.blake2b(digest_size=16)
         try:
-            for module_file in (runner.state.__file__, runner.manifest.__file__, __file__):
+            for module_file in (runner.state.__file__, runner.manifest.__file__,
+                                runner.packed_reads.__file__, __file__):
                 with open(module_file, "rb") as f:
                     digest.update(f.read())
         except (OSError, TypeError):
@@ -93,9 +99,9 @@ def code_key() -> Optional[str]:
 # -- writing ------------------------------------------------------------------------------------
 def write(run: SnapshotSource, manifest: Manifest, state: RunState) -> bool:
     """Write ``run``'s snapshot of ``manifest`` and ``state`` (the run's own objects, parsed
-    and folded from the bytes ``run`` names); False, writing nothing, if ``run`` cannot say
-    which bytes those were (a manifest handed over unparsed, a state that began from a
-    snapshot) or the code key is unknown. OSError if it cannot be written."""
+    and folded from the bytes ``run`` names, or begun from a snapshot of them); False,
+    writing nothing, if ``run`` cannot say which bytes those were (a manifest handed over
+    unparsed) or the code key is unknown. OSError if it cannot be written."""
     key = code_key()
     manifest_id, events_id = run.manifest_identity(), run.events_identity()
     if key is None or manifest_id is None or events_id is None:
@@ -103,7 +109,7 @@ def write(run: SnapshotSource, manifest: Manifest, state: RunState) -> bool:
     digest = hashlib.blake2b(digest_size=20)
 
     def pieces() -> Iterator[bytes]:
-        for piece in _body(manifest, state):
+        for piece in _body(manifest, state, run.packed_index()):
             data = piece.encode()
             digest.update(data)
             yield data
@@ -117,9 +123,13 @@ def write(run: SnapshotSource, manifest: Manifest, state: RunState) -> bool:
     return True
 
 
-def _body(manifest: Manifest, state: RunState) -> Iterator[str]:
+def _body(manifest: Manifest, state: RunState, packed: Optional[PackedIndex]
+          ) -> Iterator[str]:
     """The body's JSON, a column at a time (none of them is held long: the runner writes this
-    with a 100,000-node run in memory)."""
+    with a 100,000-node run in memory). ``packed``: where the folded ``end`` events put the
+    packed outcomes and logs (``runner.packed_reads``), or None if unknown: without it a
+    reader asking for one node's outcome re-read the whole log (1.4 s of a 100,000-node
+    ``cov status`` under the profiler, for the result's preview alone)."""
     nodes = manifest.nodes
     yield '{"nodes": {"count": %d' % len(nodes)
     for name, column in _node_columns(nodes):
@@ -134,6 +144,15 @@ def _body(manifest: Manifest, state: RunState) -> Iterator[str]:
         if name == "status":
             column = [s.value for s in column]
         yield ", %s: %s" % (json.dumps(name), json.dumps(encode_column(column)))
+    yield '}, "packed": '
+    if packed is None:
+        yield "null}"
+        return
+    columns = packed.columns()
+    yield '{"names": ' + json.dumps(columns.pop("names"))
+    for kind, (names, offsets, lengths) in columns.items():  # [count, name ids, offsets, lengths]
+        yield ', %s: [%d, %s]' % (json.dumps(kind), len(names), ", ".join(
+            json.dumps(encode_column(c)) for c in (names, offsets, lengths)))
     yield "}}"
 
 
@@ -184,7 +203,7 @@ class Snapshot:
     def forget(self, part: str) -> None:
         """Drop a part not taken (``"nodes"``, or ``"state"``: of other files), so that a
         long-lived reader does not keep it."""
-        for key in ("run", "tasks") if part == "state" else (part,):
+        for key in ("run", "tasks", "packed") if part == "state" else (part,):
             self._body.pop(key, None)
 
     def nodes(self) -> Optional[List[NodeSpec]]:
@@ -200,6 +219,22 @@ class Snapshot:
         run, tasks = self._body.pop("run", None), self._body.pop("tasks", None)
         try:
             return _state(run, tasks) if run is not None and tasks is not None else None
+        except Exception:  # noqa: BLE001 - a damaged snapshot is only ignored
+            return None
+
+    def packed(self) -> Optional[PackedIndex]:
+        """Where the state's ``end`` events put packed outcomes and logs (once), as noted
+        from the event-log prefix the state is the fold of; None if not recorded or unusable
+        (the reader then reads the log for them)."""
+        body = self._body.pop("packed", None)
+        try:
+            if body is None:
+                return None
+            columns: Dict[str, Any] = {"names": body["names"]}
+            for kind in PackedIndex.KINDS:
+                count, *encoded = body[kind]
+                columns[kind] = [decode_column(c, int(count)) for c in encoded]
+            return PackedIndex.from_columns(columns, self.events_id[0])
         except Exception:  # noqa: BLE001 - a damaged snapshot is only ignored
             return None
 
@@ -261,18 +296,21 @@ def manifest_from(snap: Snapshot, f: BinaryIO) -> Optional[Tuple[Manifest, Ident
         return None
 
 
-def prefix_matches(f: BinaryIO, identity: Identity) -> bool:
-    """Whether the file ``f`` begins with the bytes of ``identity`` (size, digest)."""
+def prefix_digest(f: BinaryIO, identity: Identity) -> Optional[Any]:
+    """The digest object (BLAKE2b, as ``RunDir`` keeps it) of the file ``f``'s first bytes if
+    they are those of ``identity`` (size, digest), else None: a reader that goes on from
+    there hashes the bytes it reads next into it, so its state, begun from a snapshot, can
+    still say which bytes it is the fold of (and be written as a snapshot again)."""
     size, expected = identity
     digest = hashlib.blake2b(digest_size=20)
     left = size
     while left > 0:
         block = f.read(min(left, 1 << 20))
         if not block:
-            return False
+            return None
         digest.update(block)
         left -= len(block)
-    return digest.hexdigest() == expected
+    return digest if digest.hexdigest() == expected else None
 
 
 def decode_column(value: Any, count: int) -> List[Any]:
@@ -343,6 +381,6 @@ def _state(run: Dict[str, Any], tasks: Dict[str, Any]) -> RunState:
     position = _TASK_FIELDS.index("status")
     columns[position] = [_STATUS[s] for s in columns[position]]
     with gc_paused():
-        states = dict(zip([int(i) for i in ids], [TaskState(*row) for row in zip(*columns)]))
+        states = dict(zip([int(i) for i in ids], map(TaskState, *columns)))
     return RunState(status=_STATUS[run["status"]], error=run["error"], started=run["started"],
                     ended=run["ended"], tasks=states)

@@ -37,6 +37,15 @@ def dumps(value: Any) -> str:
         return json.dumps(jsonable(value), allow_nan=False)
 
 
+def dumps_spliced(value: Dict[str, Any], last: str) -> str:
+    """``dumps(value)`` with ``last``, JSON text made elsewhere (``runner.query_json``), as
+    the value of its last field, which ``value`` holds as ``[]``."""
+    text = dumps(value)
+    if not text.endswith(": []}"):
+        raise ValueError("the last field of a spliced document must be []")
+    return text[:-3] + last + "}"
+
+
 def jsonable(value: Any, _depth: int = 0) -> Any:
     """A copy of ``value`` that JSON holds as it is: str, int, finite float, bool and None
     pass, lists and tuples become lists, dicts with str (or int, float, bool, None: JSON makes

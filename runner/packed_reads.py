@@ -109,6 +109,38 @@ class PackedIndex:
                 self._note(event)
         self.offset += end
 
+    def columns(self) -> Dict[str, Any]:
+        """The index as plain lists, for a run's snapshot (``runner.derived``): ``names``,
+        and per kind ``[pack name ids, offsets, lengths]`` indexed by node."""
+        found: Dict[str, Any] = {"names": list(self.names)}
+        for kind in self.KINDS:
+            found[kind] = [self._name[kind].tolist(), self._at[kind].tolist(),
+                           self._len[kind].tolist()]
+        return found
+
+    @classmethod
+    def from_columns(cls, columns: Dict[str, Any], offset: int) -> "PackedIndex":
+        """The index ``columns`` describes, as noted from the first ``offset`` bytes of the
+        log; ValueError (or TypeError, OverflowError) for columns of another shape."""
+        index = cls()
+        names = columns["names"]
+        if not all(type(n) is str for n in names) or len(set(names)) != len(names):
+            raise ValueError("pack names of another shape")
+        index.names = list(names)
+        index._name_ids = {name: i for i, name in enumerate(names)}
+        for kind in cls.KINDS:
+            name_ids, offsets, lengths = columns[kind]
+            if not len(name_ids) == len(offsets) == len(lengths):
+                raise ValueError("pack location columns of other lengths")
+            index._name[kind] = array("i", name_ids)
+            index._at[kind] = array("q", offsets)
+            index._len[kind] = array("i", lengths)
+            if index._name[kind] and not -2 <= min(index._name[kind]) <= \
+                    max(index._name[kind]) < len(names):
+                raise ValueError("a pack location names no pack")
+        index.offset = offset
+        return index
+
     def _get(self, kind: str, node: int) -> Optional[List[Any]]:
         names = self._name[kind]
         if node < 0 or node >= len(names) or names[node] == _NONE:

@@ -253,9 +253,15 @@ def shown_status(status: str, not_run: bool = False) -> str:
 
 def status_counts(rows: List[Dict[str, Any]]) -> Dict[str, int]:
     """Tasks per shown status, in the order people read them."""
-    counts: Dict[str, int] = {}
-    for row in rows:
-        counts[row["shown"]] = counts.get(row["shown"], 0) + 1
+    return ordered_counts([row["shown"] for row in rows])
+
+
+def ordered_counts(shown: List[str]) -> Dict[str, int]:
+    """How many of ``shown`` (shown statuses) there are of each, in the order people read
+    them."""
+    counts: Dict[str, int] = dict.fromkeys(shown, 0)  # each status as first met, in that order
+    for status in shown:
+        counts[status] += 1
     order = {s: i for i, s in enumerate(SHOWN_STATUSES)}
     return dict(sorted(counts.items(), key=lambda item: order.get(item[0], len(order))))
 

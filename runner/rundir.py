@@ -48,10 +48,12 @@ class RunDir(RunPaths, ResultReads):
         self._manifest_identity: Optional[Identity] = None  # of the bytes it was parsed from
         self._events_offset = 0
         # The digest of the event-log bytes folded so far (``events_identity``)
-        self._events_digest: Optional[Any] = hashlib.blake2b(digest_size=20)
+        self._events_digest: Any = hashlib.blake2b(digest_size=20)
         self._state: Optional[RunState] = None
         self._snapshot_read = False
         self._snapshot_file: Optional[derived.Snapshot] = None
+        self.began_from_snapshot = False  # whether state() began from the run's snapshot
+        self._nodes_from_snapshot = False  # whether the manifest's nodes came from it
         self._pack_fd: Optional[int] = None
         self._appended: Optional[List[Event]] = None
         self._lock: Optional[Lock] = None
@@ -109,6 +111,7 @@ class RunDir(RunPaths, ResultReads):
                 with self.open_file(MANIFEST) as f:
                     snap = self._snapshot()
                     found = derived.manifest_from(snap, f) if snap is not None else None
+                    self._nodes_from_snapshot = found is not None
                     if found is None:
                         if snap is not None:
                             snap.forget("nodes")
@@ -136,10 +139,22 @@ class RunDir(RunPaths, ResultReads):
 
     def events_identity(self) -> Optional[Identity]:
         """(size, digest) of the event-log bytes ``state()`` has folded, as they were read or
-        appended; None once the state began from a snapshot."""
-        if self._events_digest is None:
-            return None
+        appended (a state begun from a snapshot: the prefix it stands for, hashed as it was
+        checked, and what was read since)."""
         return self._events_offset, self._events_digest.hexdigest()
+
+    def snapshot_is_current(self) -> bool:
+        """Whether the run's snapshot stands for exactly the manifest and the events read so
+        far (the manifest's nodes and ``state()`` were taken from it, nothing folded since):
+        writing it again would write the same."""
+        snap = self._snapshot_file
+        return (self._nodes_from_snapshot and self.began_from_snapshot and snap is not None
+                and self._events_offset == snap.events_id[0])
+
+    def packed_index(self) -> Optional[PackedIndex]:
+        """The packed locations noted from exactly the event-log bytes ``state()`` has
+        folded (for a snapshot of that state), or None if the index noted more or less."""
+        return self._packed if self._packed.offset == self._events_offset else None
 
     def _snapshot(self) -> Optional[derived.Snapshot]:
         """The run's snapshot (``runner.derived``), read once; None if there is none usable."""
@@ -156,17 +171,21 @@ class RunDir(RunPaths, ResultReads):
             return
         try:
             with open(self.events_path, "rb") as f:
-                matches = derived.prefix_matches(f, snap.events_id)
+                digest = derived.prefix_digest(f, snap.events_id)
         except OSError:
-            matches = False
-        if not matches:
+            digest = None
+        if digest is None:
             snap.forget("state")
             return
         state = snap.state()
         if state is not None:
             self._state = state
             self._events_offset = snap.events_id[0]
-            self._events_digest = None
+            self._events_digest = digest
+            self.began_from_snapshot = True
+            packed = snap.packed()
+            if packed is not None:
+                self._packed = packed
 
     def adopt_manifest(self, manifest: Manifest) -> None:
         """Use ``manifest`` as this run's, unparsed: the creator's own copy of what it wrote
@@ -267,8 +286,7 @@ class RunDir(RunPaths, ResultReads):
             raise RunDirError(f"run {self.dispatch_id}: {EVENTS}: {exc}") from None
         self._packed.note(events, self._events_offset, self._events_offset + end)
         self._events_offset += end
-        if self._events_digest is not None:
-            self._events_digest.update(memoryview(data)[:end])
+        self._events_digest.update(memoryview(data)[:end])
         return events
 
     def state(self) -> RunState:
@@ -305,8 +323,7 @@ class RunDir(RunPaths, ResultReads):
         self._packed.note(stamped, start, start + len(data))
         if start == self._events_offset:  # nobody else wrote in between: no need to re-read
             self._events_offset += len(data)
-            if self._events_digest is not None:
-                self._events_digest.update(data)
+            self._events_digest.update(data)
             if self._state is not None:
                 fold(stamped, self._state)
             self._appended = stamped

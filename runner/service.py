@@ -9,7 +9,8 @@ Loop (single thread; watchdog's observer thread only writes hints to a pipe):
 4. claim ready nodes (``claim`` events, one locked append per run) and submit them;
 5. every ``rescan_interval``: rescan the home (the safety net under the hints), take over the
    claims of dead runners, resolve finished sublattice runs; every ``heartbeat_interval``:
-   touch the heartbeat file and fsync the event logs written since the last time.
+   touch the heartbeat file, fsync the event logs written since the last time, and snapshot
+   the large live runs that are due for it (``runner.live_snapshot``).
 
 What each step decides (the end event of an outcome, a retry, cancel targets, the verdict on a
 dead runner's claim, what may be claimed, the task handed to a backend) is a pure function of
@@ -44,6 +45,7 @@ from runner.backends import Completion
 from runner.claims import Claims
 from runner.fs import DIR_MODE
 from runner.journal import ActiveRun, link_final_result
+from runner.live_snapshot import LiveSnapshots
 from runner.liveness import HOST, heartbeat_path
 from runner.rundir import RunDir, clear_unreadable, files_stamp, is_run_name
 from runner.runner_base import RunnerSettings
@@ -71,6 +73,7 @@ class Runner(Claims):
             signal.signal(sig, self._on_signal)
         self.fences.remove_dead()
         self._warm_pool()
+        live_snapshots = LiveSnapshots()
         last_scan = last_beat = 0.0
         idle_since: Optional[float] = None
         try:
@@ -89,6 +92,7 @@ class Runner(Claims):
                     self._check_fenced()
                     self._write_heartbeat()
                     self.journal.fsync_dirty(self.active.values())
+                    live_snapshots.tick(list(self.active.values()), self._write_snapshot)
                     last_beat = now
                 busy = bool(self.active) or any(b.busy() for b in self.backends.values())
                 if busy:
@@ -300,10 +304,10 @@ class Runner(Claims):
         self._retire(run)
 
     def _write_snapshot(self, run: ActiveRun) -> None:
-        """The finished run's snapshot for its readers (``runner.derived``), unless its state
-        began from one; a run directory this runner may not write, or a full disk, goes
-        without (it is only a cache)."""
-        if run.dir.events_identity() is None:
+        """The run's snapshot for its readers (``runner.derived``): as it finishes, or while
+        it runs (``runner.live_snapshot``); a run directory this runner may not write, or a
+        full disk, goes without (it is only a cache)."""
+        if run.dir.events_identity() is None or run.dir.snapshot_is_current():
             return
         try:
             derived.write(run.dir, run.manifest, run.state)

@@ -22,7 +22,8 @@ from covalent_cli.result import keep_served
 from runner.query import (NOT_RUN, PENDING, SHOWN_STATUSES, format_seconds, format_time,
                           run_names, run_summary, status_counts, task_rows, unique_prefix)
 from runner.query_failures import failed_tasks, inner_failure_lines
-from runner.json_view import jsonable, result_document
+from runner.json_view import dumps_spliced, jsonable, result_document
+from runner.query_json import NotPlain, TaskTable, task_table
 from runner.query_node import node_detail
 from runner.manifest import PARAMETER
 from runner.rundir import RunDir, RunDirError
@@ -179,12 +180,20 @@ def status(ctx: Context, run_id: str, node: Optional[str], as_json: bool, show_a
         except RunDirError as exc:
             raise RunUnreadable(str(exc)) from None
         return
+    table: Optional[TaskTable] = None
     try:
         summary = run_summary(run)
         if node is not None:
             detail = node_detail(run, _node_id(run, node))
         else:
-            rows = task_rows(run, include_parameters=show_all, include_reshaping=show_all)
+            if as_json:  # the rows' JSON made a column at a time (runner/query_json.py)
+                try:
+                    table = task_table(run, include_parameters=show_all,
+                                       include_reshaping=show_all, wanted=wanted)
+                except NotPlain:
+                    pass  # a value only the general encoder marks: the rows as dicts
+            rows = [] if table is not None else \
+                task_rows(run, include_parameters=show_all, include_reshaping=show_all)
     except RunDirError as exc:
         raise RunUnreadable(str(exc)) from None
     if summary["status"] not in TERMINAL:
@@ -196,9 +205,14 @@ def status(ctx: Context, run_id: str, node: Optional[str], as_json: bool, show_a
         else:
             click.echo("\n".join(_node_lines(detail, names)))
         return
+    preview = _result_preview(run) if summary["status"] == COMPLETED else None
+    if table is not None:  # as the dicts below would print (tests/cli/test_status_json_text.py)
+        click.echo(dumps_spliced({**summary, "total": table.total, "done": table.done,
+                                  "result_preview": preview, "counts": table.counts,
+                                  "notes": _notes(run), "tasks": []}, table.json))
+        return
     counts = status_counts(rows)
     shown_rows = [r for r in rows if wanted is None or r["shown"] in wanted]
-    preview = _result_preview(run) if summary["status"] == COMPLETED else None
     if as_json:
         # total/done of the tasks this table is about (reshaping nodes only with --all), as
         # the text says "tasks 3: 3 completed"; parameter nodes are values, never tasks

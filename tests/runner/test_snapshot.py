@@ -73,7 +73,7 @@ def test_the_runner_writes_a_snapshot_equal_to_the_parse_and_the_fold(cov_home):
     reader = RunDir(run.path)
     assert reader.manifest == manifest
     assert reader.state() == state
-    assert reader.events_identity() is None, "the state was not taken from the snapshot"
+    assert reader.began_from_snapshot, "the state was not taken from the snapshot"
     failed = [t for t in state.tasks.values() if t.status == "FAILED"]
     assert failed and failed[0].exception and "bad value" in failed[0].exception
 
@@ -99,7 +99,7 @@ def test_events_appended_after_the_snapshot_are_folded_on_top(cov_home):
                             "status": "COMPLETED", "start": 1.0, "end": 4.0}) + "\n")
     reader = RunDir(run.path)
     state = reader.state()
-    assert reader.events_identity() is None  # began from the snapshot ...
+    assert reader.began_from_snapshot  # began from the snapshot ...
     assert state.tasks[node].ended == 4.0  # ... and folded the new event on top
     assert state == _parsed(run)[1]
 
@@ -110,7 +110,7 @@ def test_a_rewritten_event_log_is_folded_whole(cov_home):
     run.events_path.write_bytes(data.replace(b'"status": "FAILED"', b'"status": "CANCELLED"'))
     reader = RunDir(run.path)
     state = reader.state()
-    assert reader.events_identity() is not None, "a snapshot of other bytes was used"
+    assert not reader.began_from_snapshot, "a snapshot of other bytes was used"
     assert str(state.status) == "CANCELLED" and state == _parsed(run)[1]
 
 
@@ -133,6 +133,10 @@ def _damaged(data: bytes) -> Dict[str, bytes]:
     short["tasks"]["status"] = {"values": ["NO_SUCH_STATUS"], "index": [0]}
     short_body = json.dumps(short).encode()
     short_head = {**head, "body": derived.body_digest(short_body)}
+    unplaced = json.loads(body)
+    unplaced["packed"]["at"][0] += 1  # columns one location short
+    unplaced_body = json.dumps(unplaced).encode()
+    unplaced_head = {**head, "body": derived.body_digest(unplaced_body)}
     return {
         "empty": b"",
         "cut short": data[: len(data) // 2],
@@ -142,6 +146,8 @@ def _damaged(data: bytes) -> Dict[str, bytes]:
         "of other code": body + b"\n" + json.dumps({**head, "code": "0" * 32}).encode(),
         "of another version": body + b"\n" + json.dumps({**head, "snapshot": 99}).encode(),
         "inconsistent columns": short_body + b"\n" + json.dumps(short_head).encode(),
+        "inconsistent pack locations": unplaced_body + b"\n" +
+        json.dumps(unplaced_head).encode(),
     }
 
 
@@ -164,7 +170,7 @@ def test_a_damaged_snapshot_never_changes_or_breaks_status(cov_home, run_cov):
     elsewhere.write_bytes(good)
     run.snapshot_path.symlink_to(elsewhere)  # a symlink is never followed out of a run
     reader = RunDir(run.path)
-    assert reader.state() == state and reader.events_identity() is not None
+    assert reader.state() == state and not reader.began_from_snapshot
 
 
 def test_a_run_dir_the_runner_cannot_write_a_snapshot_in_still_completes(cov_home, run_cov,
@@ -198,9 +204,57 @@ def test_a_column_keeps_the_types_of_its_values():
     assert derived.decode_column(derived.encode_column(handles), 3) == handles
 
 
-def test_a_state_that_began_from_a_snapshot_is_never_written_as_one(cov_home):
+def test_a_state_begun_from_a_snapshot_is_written_again_as_the_same_snapshot(cov_home):
+    """A runner that takes a run over from its snapshot (a live run's, after a restart) can
+    still snapshot it: the prefix is hashed as it is checked, and the new snapshot stands for
+    the same bytes as the parse and the fold would."""
+    run = _finished_run(cov_home)
+    manifest, state = _parsed(run)
+    reader = RunDir(run.path)
+    begun = reader.state()
+    assert reader.events_identity() == (run.events_path.stat().st_size,
+                                        derived.body_digest(run.events_path.read_bytes()))
+    assert derived.write(reader, reader.manifest, begun) is True
+    again = RunDir(run.path)
+    assert again.manifest == manifest and again.state() == state
+    assert derived.load(again.open_file, SNAPSHOT) is not None
+
+
+def test_the_snapshot_says_where_the_packed_outcomes_are(cov_home):
+    """A reader of the snapshot finds a node's packed outcome without reading the log for it,
+    and finds what a reader of the log finds."""
+    run = _finished_run(cov_home)
+    copy = cov_home.parent / "copied" / run.dispatch_id
+    shutil.copytree(run.path, copy)
+    (copy / SNAPSHOT).unlink()
+    reader, plain = RunDir(run.path), RunDir(copy)
+    reader.state()
+    index = reader.packed_index()
+    assert index is not None and index.offset == run.events_path.stat().st_size
+    tasks = [n.id for n in reader.manifest.nodes if n.kind == "electron"]
+    assert any(reader.outcome_location(n, refresh=False) for n in tasks), "nothing was packed"
+    for node in tasks:
+        assert reader.outcome_location(node, refresh=False) == plain.outcome_location(node)
+        assert reader.read_outcome(node, payload=True) == plain.read_outcome(node, payload=True)
+
+
+def test_a_snapshot_that_stands_for_what_was_read_is_current(cov_home):
+    """A runner that finds a finished run with its snapshot does not write it again; one
+    that folded events on top of it does."""
     run = _finished_run(cov_home)
     reader = RunDir(run.path)
-    state = reader.state()
-    assert isinstance(next(iter(state.tasks.values())), TaskState)
-    assert derived.write(reader, reader.manifest, state) is False
+    reader.manifest  # noqa: B018
+    reader.state()
+    assert reader.snapshot_is_current()
+    node = next(n.id for n in run.manifest.nodes if n.name == "inc")
+    with open(run.events_path, "a") as f:
+        f.write(json.dumps({"t": 5.0, "ev": "pending", "node": node, "attempt": 1}) + "\n")
+    reader.state()
+    assert not reader.snapshot_is_current()
+    copy = cov_home.parent / "copied" / run.dispatch_id
+    shutil.copytree(run.path, copy)
+    (copy / SNAPSHOT).unlink()
+    plain = RunDir(copy)
+    plain.manifest  # noqa: B018
+    plain.state()
+    assert not plain.snapshot_is_current()
