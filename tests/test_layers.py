@@ -44,7 +44,7 @@ WORKER_SHIPPED = {"runner.outcome", "runner.worker_common", "runner.worker_trans
 # The local pool's modules: not shipped (the pool runs where cov is), but run in an interpreter
 # that may have only cloudpickle (a run dispatched from another virtualenv).
 WORKER_POOL = {"runner.worker_pool", "runner.worker_capture", "runner.layout",
-               "runner.worker_pack", "runner.outcome_pack"}
+               "runner.worker_pack", "runner.outcome_pack", "runner.worker_replies"}
 # Stdlib only: the codec and the layout are imported by everything.
 STDLIB_ONLY = {"runner.outcome", "runner.layout", "runner.worker_common", "runner.outcome_pack"}
 
