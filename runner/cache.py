@@ -142,6 +142,11 @@ class ResultCache:
         found = self._hashes[memo] = _digest(data)
         return found
 
+    def note_value(self, run_path: str, node_id: int, payload: bytes) -> None:
+        """``node_id``'s pickled value, known before a reader of the run could find it (a hit
+        appended to a pack, whose ``end`` event is not written yet): its consumers' keys."""
+        self._hashes[(run_path, node_id)] = _digest(payload)
+
     def forget_run(self, run_path: str) -> None:
         """Drop the hashes of a run no longer served."""
         for memo in [m for m in self._hashes if m[0] == run_path]:
@@ -177,6 +182,28 @@ class ResultCache:
         except OSError:
             pass
         return entry
+
+    def take_record(self, key: str) -> Optional[Tuple[Dict[str, Any], Dict[str, Any], bytes]]:
+        """Entry ``key``'s (index, outcome header, pickled value), read whole, for a run that
+        packs its outcomes (format 2.0: the runner appends it to its pack, making no file);
+        None on a miss (absent, evicted meanwhile, torn, not a success)."""
+        index_path, result = cache_entry_paths(self.home, key)
+        entry = _read_index(index_path)
+        if entry is None:
+            return None
+        try:
+            with open(result, "rb") as f:  # an eviction after the open leaves it readable
+                data = f.read()
+        except OSError:
+            return None
+        header, payload = parse_record(data)
+        if header is None or not header.get("ok"):
+            return None
+        try:
+            os.utime(index_path)  # its last use
+        except OSError:
+            pass
+        return entry, header, payload
 
     # -- adding and evicting ----------------------------------------------------------------
     def add(self, parts: KeyParts, source: Union[Path, bytes], run_id: str, node: int) -> bool:

@@ -1,6 +1,8 @@
 """Where the runner consults the result cache (``runner.cache``): when it is about to claim a
 ready cache-enabled task (a hit is recorded completed, its result linked in, nothing run), and
-when such a task completes (its result enters the cache).
+when such a task completes (its result enters the cache). A format 2.0 run's hit is appended to
+the runner's pack of the run (``runner.runner_packs``), as the SSH backend's outcomes are; a
+format 1.0 run's (or one over the pack's record limit) is linked in as its own file.
 
 Part of ``Runner`` (``runner.runner_base`` says how it is cut). A fault of the cache (a full
 disk, a torn entry) is a miss or an entry not added, never a failed task.
@@ -8,10 +10,12 @@ disk, a torn entry) is a miss or an entry not added, never a failed task.
 from __future__ import annotations
 
 import time
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
+from runner import runner_packs
 from runner.cache import cacheable
 from runner.journal import ActiveRun
+from runner.manifest_checks import packs_outcomes
 from runner.runner_base import RunnerBase
 from runner.state import COMPLETED, Event
 
@@ -35,8 +39,13 @@ class CacheHook(RunnerBase):
     def _take_cached(self, run: ActiveRun, node_id: int, attempt: int, key: str) -> bool:
         """Finish the claimed ``node_id`` with the cached result ``key`` (False on a miss:
         the entry went meanwhile, and the node must run)."""
+        at: Optional[List[Any]] = None
         try:
-            entry = self.cache.take(key, run.dir.result_path(node_id))
+            entry = None
+            if packs_outcomes(run.manifest.format_version):
+                at, entry = self._take_packed(run, node_id, attempt, key)
+            if entry is None:
+                entry = self.cache.take(key, run.dir.result_path(node_id))
         except OSError:
             entry = None
         if entry is None:
@@ -46,10 +55,31 @@ class CacheHook(RunnerBase):
                         "start": now, "end": now, "reused": True,
                         "reused_from": str(entry.get("run")),
                         "cached_from": f"{entry.get('run')}/{entry.get('node')}"}
+        if at is not None:
+            event["at"] = at
         run.schedule.finish(node_id, COMPLETED)
         run.pending.append(event)
         self.wake()  # its children may be ready now: no file changes to wake the loop for them
         return True
+
+    def _take_packed(self, run: ActiveRun, node_id: int, attempt: int, key: str
+                     ) -> Tuple[Optional[List[Any]], Optional[Dict[str, Any]]]:
+        """A format 2.0 run: the entry's record appended to the runner's pack of the run
+        (``runner_packs``: no file per hit); (its location, the entry's index), or (None,
+        None) for a miss or a record too large for a pack (then linked in as a file)."""
+        found = self.cache.take_record(key)
+        if found is None:
+            return None, None
+        entry, header, payload = found
+        for field in ("at", "log_at", "node"):  # the entry's run's, not this one's
+            header.pop(field, None)
+        header["attempt"] = attempt
+        if not runner_packs.record_fits(node_id, header, payload):  # type: ignore[arg-type]
+            return None, None
+        packed = runner_packs.append_outcome(run.path, node_id, header,  # type: ignore[arg-type]
+                                             payload)
+        self.cache.note_value(run.path, node_id, payload)  # its end event is not written yet
+        return packed["at"], entry
 
     def _cache_result(self, run: ActiveRun, node: int, status: str,
                       at: Optional[List[Any]] = None) -> None:

@@ -11,13 +11,58 @@ import os
 import secrets
 import shutil
 from pathlib import Path
-from typing import Any, Dict, Iterable, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 from runner.fs import DIR_MODE, append_whole, atomic_write, fsync_dir, write_private
 from runner.layout import (ENV, EVENTS, LOGS, MANIFEST, PACK, RESULTS, SOURCES, RunPaths,
-                           creating_path, outcome_file)
+                           OUTCOME_PACK_SUFFIX, creating_path, outcome_file)
 from runner.manifest import Manifest
+from runner.manifest_checks import packs_outcomes
+from runner.outcome_pack import RECORD_LIMIT, PackWriter, encode_record, parse_record
 from runner.state import Event
+
+
+def _pack_reused(results_dir: Path, results: List[Tuple[int, Union[Path, bytes]]],
+                 events: Iterable[Event]
+                 ) -> Tuple[List[Tuple[int, Union[Path, bytes]]], List[Event]]:
+    """Format 2.0: the reused results go into one pack of the creator's (a file for all of
+    them, not one per node), and their ``end`` events get its locations (``at``); returns
+    the results left to be files of their own (too large for a pack, or unreadable: they then
+    read as missing, as a cut file would) and the events."""
+    writer = PackWriter(str(results_dir), OUTCOME_PACK_SUFFIX)
+    left: List[Tuple[int, Union[Path, bytes]]] = []
+    where: Dict[int, List[Any]] = {}
+    try:
+        for node, source in results:
+            data = source if isinstance(source, bytes) else _read(source)
+            header, payload = parse_record(data) if data is not None else (None, b"")
+            if header is None:
+                left.append((node, source))
+                continue
+            for field in ("at", "log_at"):  # the old run's locations, not this one's
+                header.pop(field, None)
+            header.update(node=node, attempt=0)  # the attempt of a reused node's end event
+            record = encode_record(header, payload)
+            if len(record) > RECORD_LIMIT:
+                left.append((node, source))
+                continue
+            where[node] = writer.append(record)
+    finally:
+        writer.close()
+    packed: List[Event] = []
+    for event in events:
+        if event.get("ev") == "end" and event.get("node") in where:
+            event = event.copy()  # the caller's stays as it was
+            event["at"] = where[event["node"]]
+        packed.append(event)
+    return left, packed
+
+
+def _read(path: Union[Path, str]) -> Optional[bytes]:
+    try:
+        return Path(path).read_bytes()
+    except OSError:
+        return None
 
 
 def create_run_dir(home: Path, manifest: Manifest, pack: bytes,
@@ -40,6 +85,9 @@ def create_run_dir(home: Path, manifest: Manifest, pack: bytes,
     try:
         (tmp / RESULTS).mkdir(mode=DIR_MODE)
         (tmp / LOGS).mkdir(mode=DIR_MODE)
+        results = list(results)
+        if results and packs_outcomes(manifest.format_version):
+            results, events = _pack_reused(tmp / RESULTS, results, events)
         for node, source in results:  # reused results of a redispatch
             dest = tmp / RESULTS / outcome_file(node)
             if isinstance(source, bytes):  # a packed outcome's bytes (format 2.0)

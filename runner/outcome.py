@@ -54,6 +54,7 @@ class OutcomeHeader(TypedDict, total=False):
     # never in the record itself).
     node: int
     log_at: Dict[str, List[Any]]
+    live_packed: List[str]  # streams packed whose live ``logs/<node>.out|err`` the runner removes
     at: List[Any]
 
 

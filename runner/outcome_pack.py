@@ -22,7 +22,8 @@ within ``results/`` (outcomes) or ``logs/`` (logs); readers check the name is a 
 A record larger than ``RECORD_LIMIT`` (or a log larger than ``LOG_LIMIT``) is written as the
 classic per-node file instead; readers accept both in one run.
 
-Stdlib only, importing nothing of cov's but the layout: the pool worker imports it.
+Stdlib only, importing nothing of cov's but the layout: the pool worker imports it, and it is
+shipped to Slurm pilot blocks (``worker.SHIPPED_BESIDE``).
 """
 from __future__ import annotations
 
@@ -32,7 +33,10 @@ import os
 import time
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
-from runner import layout
+if __package__:
+    from runner import layout
+else:  # shipped beside the worker to a Slurm pilot block's node (``worker.SHIPPED_BESIDE``)
+    import layout  # type: ignore[no-redef,import-not-found]
 
 RECORD_LIMIT = 64 * 1024  # an outcome larger than this gets its own file
 LOG_LIMIT = 64 * 1024  # a stream's output larger than this gets its own file
@@ -47,11 +51,16 @@ def encode_record(header: Mapping[str, Any], payload: bytes) -> bytes:
 
 
 class PackWriter:
-    """Appends to one pack file of this process, created on the first append."""
+    """Appends to one pack file of this process, created on the first append. ``sync``: each
+    append is flushed to the file's storage before it returns (``fdatasync``): a writer on
+    another machine than its readers (a Slurm pilot block's node) keeps its file open, and on
+    NFS what it wrote would otherwise stay in its own cache until it closed the file, where a
+    reader elsewhere cannot see it."""
 
-    def __init__(self, folder: str, suffix: str) -> None:
+    def __init__(self, folder: str, suffix: str, sync: bool = False) -> None:
         self.folder = folder
         self.suffix = suffix
+        self.sync = sync
         self.fd = -1
         self.name = ""
         self.size = 0
@@ -79,6 +88,8 @@ class PackWriter:
             while view:
                 done = os.pwrite(self.fd, view, offset)
                 view, offset = view[done:], offset + done
+            if self.sync:
+                os.fdatasync(self.fd)
         except BaseException:
             try:
                 os.ftruncate(self.fd, start)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from array import array
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
@@ -125,28 +126,36 @@ class PackedIndex:
         return self._get(stream, node)
 
 
-class PackScan:
-    """The records of a run's outcome packs by (node, attempt), read incrementally (packs are
-    append-only): a dead runner's attempts whose end was never recorded."""
+class PackTail:
+    """The whole records appended to a run's outcome packs since the last look (packs are
+    append-only, so each is read from where the last look stopped, and a torn tail is read
+    again once it is whole). What a Slurm pilot backend learns its tasks' ends from: the
+    blocks' workers append them on their nodes."""
+
+    RELIST = 1.0  # seconds between two listings of results/ (new packs: a new worker's)
 
     def __init__(self, results: str) -> None:
         self.results = results
         self.scanned: Dict[str, int] = {}  # pack name -> bytes scanned
-        self.found: Dict[Tuple[int, int], Tuple[Dict[str, Any], Location]] = {}
+        self.listed_at = -self.RELIST
 
-    def find(self, node: int, attempt: int) -> Optional[Tuple[Dict[str, Any], Location]]:
-        """(header, location) of the last whole record of ``node``'s ``attempt``, or None."""
-        self._scan()
-        return self.found.get((node, attempt))
-
-    def _scan(self) -> None:
-        try:
-            names = [n for n in os.listdir(self.results)
-                     if layout.is_pack_name(n, layout.OUTCOME_PACK_SUFFIX)]
-        except OSError:
-            return
-        for name in names:
+    def new_records(self, relist: bool = True) -> List[Tuple[Dict[str, Any], Location]]:
+        """(header, location) of each record appended since the last call, whose header
+        names its ``node`` and ``attempt``. ``relist=False``: the packs known, and a new
+        listing of ``results/`` only ``RELIST`` seconds after the last (on NFS a listing is
+        a round trip to the metadata server; the packs' growth is not)."""
+        found: List[Tuple[Dict[str, Any], Location]] = []
+        now = time.monotonic()
+        if relist or now - self.listed_at >= self.RELIST:
             try:
+                for name in os.listdir(self.results):
+                    if layout.is_pack_name(name, layout.OUTCOME_PACK_SUFFIX):
+                        self.scanned.setdefault(name, 0)
+            except OSError:
+                return found
+            self.listed_at = now
+        for name in list(self.scanned):
+            try:  # opened anew each time: on NFS an open revalidates the file's size
                 fd = os.open(os.path.join(self.results, name), os.O_RDONLY)
             except OSError:
                 continue
@@ -155,11 +164,27 @@ class PackScan:
                 for offset, length, header in scan(fd, done):
                     node, attempt = header.get("node"), header.get("attempt")
                     if type(node) is int and type(attempt) is int:
-                        self.found[(node, attempt)] = (header, [name, offset, length])
+                        found.append((header, [name, offset, length]))
                     done = offset + length
                 self.scanned[name] = done
             finally:
                 os.close(fd)
+        return found
+
+
+class PackScan(PackTail):
+    """The records of a run's outcome packs by (node, attempt), read incrementally: a dead
+    runner's attempts whose end was never recorded."""
+
+    def __init__(self, results: str) -> None:
+        super().__init__(results)
+        self.found: Dict[Tuple[int, int], Tuple[Dict[str, Any], Location]] = {}
+
+    def find(self, node: int, attempt: int) -> Optional[Tuple[Dict[str, Any], Location]]:
+        """(header, location) of the last whole record of ``node``'s ``attempt``, or None."""
+        for header, at in self.new_records():
+            self.found[(header["node"], header["attempt"])] = (header, at)
+        return self.found.get((node, attempt))
 
 
 def checked_location(at: Any, suffix: str, what: str) -> Tuple[str, int, int]:

@@ -15,8 +15,10 @@ Protocol (the run directory is the only channel; ``runner.layout`` names every f
 * A taken ticket whose fence exists (another runner took the claims over) is dropped unrun.
   Else one of the pool's worker processes (``Slot``: forked once, reused for every task, in its
   own process group) runs it with ``worker.execute_bundle``: the outcome goes to
-  ``results/<node>.pkl`` and the logs to ``logs/<node>.out|err``, as for any other attempt;
-  then the ticket is removed. A worker that dies without an outcome gets one written
+  ``results/<node>.pkl`` and the logs to ``logs/<node>.out|err``, as for any other attempt
+  (a ticket with ``pack``, a format 2.0 run's: appended to the worker's own pack files
+  instead, ``pilot_packs.PackedSlot``, which the runner reads for the task's end); then the
+  ticket is removed. A worker that dies without an outcome gets one written
   (``worker_died``) and is replaced. Between tasks a worker restores what a task may change
   (``_CleanSlate``: streams, environment, ``sys.path``, the cwd).
 * Several pools of one block share its ``running/``, ``cancel/`` and ``stop``; each has its
@@ -47,12 +49,16 @@ from typing import Any, Dict, List, Optional, Set, Tuple
 
 if __package__:  # imported by the runner (tests, the documentation of the protocol)
     from runner import layout, worker
+    from runner.pilot_packs import PackedSlot, keep_capture, packed_by, rescue_output
 else:  # ``python pilot_pool.py ...`` on a node: the shipped modules are beside this file
     sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
     import layout  # type: ignore[no-redef,import-not-found]
-    import worker  # type: ignore[no-redef,import-not-found]
+    from pilot_packs import (PackedSlot, keep_capture,  # type: ignore[no-redef,import-not-found]
+                             packed_by, rescue_output)
+    import worker  # type: ignore[no-redef,import-not-found]  # last: it takes the path off
     # The tasks' imports are their own (worker.py took its directory off sys.path already).
-    for _name in ("layout", "worker"):
+    for _name in ("layout", "worker", "outcome_pack", "worker_pack", "worker_capture",
+                  "pilot_packs"):
         sys.modules.pop(_name, None)
 
 HEARTBEAT = 1.0  # seconds between two touches of the heartbeat file
@@ -89,11 +95,15 @@ def default_workers() -> int:
 class Slot:
     """A worker process of the pool: it runs the tickets it is sent, one at a time, and
     answers a line for each (so that a task costs a message, not a fork: the local pool's
-    way). ``ticket``: (name, node, attempt, outcome identity before) of the one it runs."""
+    way). ``ticket``: (name, node, attempt, outcome identity before, packed) of the one it
+    runs (``packed``: a format 2.0 run's, whose outcome and logs its worker packs)."""
 
-    def __init__(self, pid: int, send: int, done: int) -> None:
+    def __init__(self, pid: int, send: int, done: int, output: Tuple[int, int]) -> None:
         self.pid, self.send, self.done = pid, send, done
-        self.ticket: Optional[Tuple[str, int, int, Identity]] = None
+        # the read ends of the pipes its tasks print to (format 2.0: ``PackedSlot``), kept
+        # here too: what a worker that died had not yet moved to its capture file is there
+        self.output = output
+        self.ticket: Optional[Tuple[str, int, int, Identity, bool]] = None
 
 
 class Pool:
@@ -220,20 +230,23 @@ class Pool:
         node, attempt = found
         try:
             with open(path, "rb") as f:
-                fence = pickle.load(f).get("fence") or ""
+                ticket = pickle.load(f)
+            fence, pack = ticket.get("fence") or "", bool(ticket.get("pack"))
         except Exception:  # noqa: BLE001 - a torn ticket: the worker reports the load error
-            fence = ""
+            fence, pack = "", False
         if fence and os.path.exists(fence):
             _unlink(path)  # another runner took this runner's claims over: not ours to run
             return False
         slot = next((s for s in self.slots if s.ticket is None), None) or self._spawn()
-        slot.ticket = (name, node, attempt, _identity(layout.outcome_path(self.root, node)))
-        os.write(slot.send, name.encode() + b"\n")
+        slot.ticket = (name, node, attempt, _identity(layout.outcome_path(self.root, node)),
+                       pack)
+        os.write(slot.send, f"{name} {int(pack)}\n".encode())
         return True
 
     def _spawn(self) -> Slot:
         to_child, from_parent = os.pipe()[::-1]
         from_child, to_parent = os.pipe()
+        outputs = [os.pipe(), os.pipe()]
         pid = os.fork()
         if pid == 0:  # the worker: serves tickets until the pool closes its pipe
             code = 1
@@ -243,29 +256,41 @@ class Pool:
                 for sig in (signal.SIGCHLD, signal.SIGTERM):
                     signal.signal(sig, signal.SIG_DFL)
                 for fd in (*self.wake, to_child, from_child,
-                           *(fd for s in self.slots for fd in (s.send, s.done))):
+                           *(fd for s in self.slots for fd in (s.send, s.done, *s.output))):
                     os.close(fd)
-                code = self._serve_slot(from_parent, to_parent)
+                code = self._serve_slot(from_parent, to_parent, outputs)
             finally:
                 os._exit(code)
         os.close(from_parent)
         os.close(to_parent)
-        slot = Slot(pid, to_child, from_child)
+        for _, write_end in outputs:
+            os.close(write_end)
+        for read_end, _ in outputs:
+            os.set_blocking(read_end, False)
+        slot = Slot(pid, to_child, from_child, (outputs[0][0], outputs[1][0]))
         self.slots.append(slot)
         return slot
 
-    def _serve_slot(self, tickets: int, answers: int) -> int:
+    def _serve_slot(self, tickets: int, answers: int, outputs: List[Tuple[int, int]]) -> int:
         clean = _CleanSlate()
+        packed: Optional[PackedSlot] = None
         with os.fdopen(tickets, "r") as lines:
             for line in lines:
-                name = line.strip()
+                name, _, pack = line.strip().partition(" ")
                 node = int(name.split(".", 1)[0])
-                worker.execute_bundle(os.path.join(self.running, name),
-                                      layout.outcome_path(self.root, node),
-                                      layout.log_path(self.root, node, "out"),
-                                      layout.log_path(self.root, node, "err"))
+                path = os.path.join(self.running, name)
+                if pack == "1":
+                    packed = packed or PackedSlot(self.root, outputs, worker.run_bundle,
+                                                  worker.watch_time_limit)
+                    packed.run(path, node, int(name.split(".")[1]))
+                else:
+                    worker.execute_bundle(path, layout.outcome_path(self.root, node),
+                                          layout.log_path(self.root, node, "out"),
+                                          layout.log_path(self.root, node, "err"))
                 clean.restore()
                 os.write(answers, b"\n")
+        if packed is not None:
+            packed.close()
         return 0
 
     def _drain(self, fd: int) -> None:
@@ -301,12 +326,23 @@ class Pool:
             os.close(slot.send)
             os.close(slot.done)
             if slot.ticket is not None:
+                if slot.ticket[4]:
+                    rescue_output(self.root, pid, slot.output)
                 self._died(slot.ticket, pid, os.waitstatus_to_exitcode(status))
+            for fd in slot.output:
+                os.close(fd)
 
-    def _died(self, ticket: Tuple[str, int, int, Identity], pid: int, code: int) -> None:
-        name, node, attempt, before = ticket
+    def _died(self, ticket: Tuple[str, int, int, Identity, bool], pid: int, code: int) -> None:
+        name, node, attempt, before, packed = ticket
         outcome = layout.outcome_path(self.root, node)
-        finished = _identity(outcome) != before  # it wrote an outcome of its own
+        # it wrote an outcome of its own (into its pack, format 2.0, or a file)
+        finished = _identity(outcome) != before or \
+            (packed and packed_by(self.root, pid, node, attempt))
+        if packed:  # what it printed under its task stays, as the task's own log files,
+            # unless the task is lost with the job (it runs again: its next attempt's count)
+            lost = not finished and name not in self.cancelled and \
+                (self.terminated or code == -signal.SIGTERM)
+            keep_capture(self.root, pid, None if lost else node)
         header: Optional[Dict[str, Any]] = None
         if name in self.cancelled:
             self.cancelled.discard(name)
@@ -361,6 +397,8 @@ class Pool:
             else:
                 _kill(slot.pid)
             os.close(slot.done)
+            for fd in slot.output:
+                os.close(fd)
         self.slots = []
 
 

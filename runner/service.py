@@ -39,7 +39,7 @@ import time
 from multiprocessing.connection import wait as wait_for
 from typing import Any, List, Optional, Set
 
-from runner import derived, engine
+from runner import derived, engine, runner_packs
 from runner.backends import Completion
 from runner.claims import Claims
 from runner.fs import DIR_MODE
@@ -329,6 +329,7 @@ class Runner(Claims):
         run.dir.close()
         for backend in self.backends.values():
             backend.release(run.path)
+        runner_packs.release(run.path)  # this process's packs of the run (SSH, cache hits)
         parent = run.manifest.parent
         if parent:
             parent_run = self.active.get(str(self.home / parent["dispatch_id"]))

@@ -29,8 +29,10 @@ from typing import Any, Dict, Tuple
 SHIPPED_WITH = ("outcome", "worker_common", "worker_transfers", "worker_task")
 
 # Shipped too, though the worker does not import them: a Slurm pilot block's pool
-# (runner/pilot_pool.py), which imports the worker, and the stdlib-only module it uses.
-SHIPPED_BESIDE = ("layout", "pilot_pool")
+# (runner/pilot_pool.py), which imports the worker, and the stdlib-only modules it uses (the
+# layout; the pack files its workers append outcomes and logs to, format 2.0).
+SHIPPED_BESIDE = ("layout", "outcome_pack", "worker_pack", "worker_capture", "pilot_packs",
+                  "pilot_pool")
 
 if __package__:  # runner.worker: imported by the runner
     from runner.outcome import OutcomeHeader, read_outcome_header, write_outcome
@@ -105,36 +107,48 @@ def execute_bundle(bundle_path: str, outcome_path: str, stdout_path: str, stderr
     existing = read_outcome_header(outcome_path) if ranks == 1 else None  # ranks: the script
     if existing is not None and existing.get("ok"):
         return 0  # a requeued job whose attempt already succeeded: nothing to do
-    if hasattr(signal, "SIGUSR1") and threading.current_thread() is threading.main_thread():
-        # the job's time limit is near (sbatch --signal): noted, not fatal (ct.get_context())
-        signal.signal(signal.SIGUSR1, lambda *_: CURRENT_TASK.update(warned=time.time()))
+    watch_time_limit()
     with _Redirect(stdout_path, stderr_path, shared=ranks > 1) as fds:
-        try:
-            with open(bundle_path, "rb") as f:
-                bundle = pickle.load(f)
-            if bundle.get("cwd"):
-                try:
-                    os.chdir(bundle["cwd"])
-                except OSError:
-                    pass
-            for entry in bundle.get("sys_path", ()):
-                sys.path.insert(0, entry)
-            CURRENT_TASK.update(bundle.get("context", {}))
-            electron = pickle.loads(bundle["fn"])
-            args, kwargs = load_inputs(bundle["inputs"], lambda src: pickle.loads(src))
-        except BaseException as exc:  # noqa: BLE001
-            text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-            header: OutcomeHeader = {"ok": False, "reason": "load", "host": HOST, "pid": os.getpid(),
-                      "error": f"cannot load the task on {HOST}:\n{text}",
-                      "start": time.time(), "end": time.time()}
-            write_fd(fds[1], header["error"])
-            payload = b""
-        else:
-            header, payload = run_task(electron, args, kwargs, fds[0], fds[1],
-                                       bool(bundle.get("backend_transfers")))
+        header, payload = run_bundle(bundle_path, fds[0], fds[1])
     if rank == 0:  # the task's result is rank 0's
         write_outcome(outcome_path, header, payload)
     return 0
+
+
+def watch_time_limit() -> None:
+    """The job's time limit is near (sbatch --signal sends SIGUSR1): noted, not fatal
+    (``ct.get_context()``)."""
+    if hasattr(signal, "SIGUSR1") and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGUSR1, lambda *_: CURRENT_TASK.update(warned=time.time()))
+
+
+def run_bundle(bundle_path: str, out_fd: int, err_fd: int) -> Tuple[OutcomeHeader, bytes]:
+    """Load a self-contained task bundle and run it, its output already on fds 1 and 2
+    (``out_fd``/``err_fd``: where a failure to load it is written too); (header, payload) of
+    its outcome. A Slurm pilot block's worker calls this itself, to pack the outcome
+    (``runner.pilot_pool``)."""
+    try:
+        with open(bundle_path, "rb") as f:
+            bundle = pickle.load(f)
+        if bundle.get("cwd"):
+            try:
+                os.chdir(bundle["cwd"])
+            except OSError:
+                pass
+        for entry in bundle.get("sys_path", ()):
+            sys.path.insert(0, entry)
+        CURRENT_TASK.update(bundle.get("context", {}))
+        electron = pickle.loads(bundle["fn"])
+        args, kwargs = load_inputs(bundle["inputs"], lambda src: pickle.loads(src))
+    except BaseException as exc:  # noqa: BLE001
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        header: OutcomeHeader = {"ok": False, "reason": "load", "host": HOST, "pid": os.getpid(),
+                  "error": f"cannot load the task on {HOST}:\n{text}",
+                  "start": time.time(), "end": time.time()}
+        write_fd(err_fd, header["error"])
+        return header, b""
+    return run_task(electron, args, kwargs, out_fd, err_fd,
+                    bool(bundle.get("backend_transfers")))
 
 
 def _slurm_rank() -> Tuple[int, int]:

@@ -2,8 +2,9 @@
 capture files in the current run's ``logs/``, renamed to ``<node>.out``/``.err`` after each task
 (hard-linked under that name while a long task still runs).
 
-Used by the local pool only (``runner.worker_pool``), which may run in another interpreter than
-the runner's: it imports only the stdlib and the worker's stdlib-only modules.
+Used by the local pool (``runner.worker_pool``), which may run in another interpreter than
+the runner's, and by a Slurm pilot block's workers on their node (``runner.pilot_pool``): it
+imports only the stdlib and the worker's stdlib-only modules.
 """
 from __future__ import annotations
 
@@ -18,10 +19,16 @@ import threading
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
-from runner import layout
-from runner.outcome_pack import PackWriter, read_at
-from runner.worker_pack import log_fits
-from runner.worker_common import FILE_MODE, flush_std
+if __package__:
+    from runner import layout
+    from runner.outcome_pack import PackWriter, read_at
+    from runner.worker_common import FILE_MODE, flush_std
+    from runner.worker_pack import log_fits
+else:  # shipped beside the worker to a Slurm pilot block's node (``worker.SHIPPED_BESIDE``)
+    import layout  # type: ignore[no-redef,import-not-found]
+    from outcome_pack import PackWriter, read_at  # type: ignore[no-redef,import-not-found]
+    from worker_common import FILE_MODE, flush_std  # type: ignore[no-redef,import-not-found]
+    from worker_pack import log_fits  # type: ignore[no-redef,import-not-found]
 
 
 def _pipe_to_file(src: int, dst: int, size: int) -> int:
@@ -199,17 +206,28 @@ class Capture:
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
 
-    def finish(self, node: int, pack: Optional[PackWriter] = None) -> Optional[Dict[str, Any]]:
+    def finish(self, node: int, pack: Optional[PackWriter] = None, pack_live: bool = False
+               ) -> Optional[Dict[str, Any]]:
         """Give the output of the task that just ended to ``<node>.out``/``.err``, or, with
         ``pack`` (format 2.0) and a short output, append it to that logs pack (no file made,
         the capture file is emptied for the next task): ``{"out"|"err": location}`` of what
-        was packed (None if nothing)."""
+        was packed (None if nothing). ``pack_live``: a short output that went live is packed
+        too, its ``<node>.out|err`` name left for whoever records the task's end to remove
+        once readers find the pack (``self.live_packed`` names those streams)."""
         self._settle()
         packed: Dict[str, Any] = {}
+        self.live_packed: List[str] = []
         with self.lock:
             self.current = None
             for stream, suffix in ((0, "out"), (1, "err")):
-                if self.linked[stream]:  # already its name too (rename would do nothing)
+                if self.linked[stream] and pack is not None and pack_live and \
+                        log_fits(self.written[stream]):
+                    packed[suffix] = pack.append_when_space(
+                        read_at(self.files[stream], 0, self.written[stream]))
+                    self.live_packed.append(suffix)
+                    os.unlink(self.paths[stream])
+                    self._open(stream)
+                elif self.linked[stream]:  # already its name too (rename would do nothing)
                     os.unlink(self.paths[stream])
                     self._open(stream)
                 elif pack is not None and log_fits(self.written[stream]):

@@ -4,27 +4,34 @@ small outcomes to ``results/pack-<pid>-<random>.bin`` and its tasks' short logs 
 from any worker's pack.
 
 Stdlib only, importing nothing of cov's but the worker's modules: the pool may run in another
-interpreter than the runner's.
+interpreter than the runner's, and a Slurm pilot block's workers use it on their node.
 """
 from __future__ import annotations
 
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
-from runner import layout
-from runner.outcome import OutcomeHeader, write_outcome_when_space
-from runner.outcome_pack import (LOG_LIMIT, RECORD_LIMIT, PackWriter, encode_record,
-                                 parse_record, read_at, valid_location)
+if __package__:
+    from runner import layout
+    from runner.outcome import OutcomeHeader, write_outcome_when_space
+    from runner.outcome_pack import (LOG_LIMIT, RECORD_LIMIT, PackWriter, encode_record,
+                                     parse_record, read_at, valid_location)
+else:  # shipped beside the worker to a Slurm pilot block's node (``worker.SHIPPED_BESIDE``)
+    import layout  # type: ignore[no-redef,import-not-found]
+    from outcome import (OutcomeHeader,  # type: ignore[no-redef,import-not-found]
+                         write_outcome_when_space)
+    from outcome_pack import (LOG_LIMIT, RECORD_LIMIT,  # type: ignore[no-redef,import-not-found]
+                              PackWriter, encode_record, parse_record, read_at, valid_location)
 
 
 class RunPacks:
     """One run's pack writers of this worker (made on their first append) and the packs it
-    read from (kept open: they only grow)."""
+    read from (kept open: they only grow). ``sync``: ``PackWriter``'s (a pilot block's node)."""
 
-    def __init__(self, run: str) -> None:
+    def __init__(self, run: str, sync: bool = False) -> None:
         self.run = run
-        self.outcomes = PackWriter(layout.results_dir(run), layout.OUTCOME_PACK_SUFFIX)
-        self.logs = PackWriter(layout.logs_dir(run), layout.LOG_PACK_SUFFIX)
+        self.outcomes = PackWriter(layout.results_dir(run), layout.OUTCOME_PACK_SUFFIX, sync)
+        self.logs = PackWriter(layout.logs_dir(run), layout.LOG_PACK_SUFFIX, sync)
         self.readers: Dict[str, int] = {}
 
     def read_payload(self, node: int, at: Any) -> Optional[bytes]:

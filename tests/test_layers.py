@@ -45,6 +45,10 @@ WORKER_SHIPPED = {"runner.outcome", "runner.worker_common", "runner.worker_trans
 # that may have only cloudpickle (a run dispatched from another virtualenv).
 WORKER_POOL = {"runner.worker_pool", "runner.worker_capture", "runner.layout",
                "runner.worker_pack", "runner.outcome_pack", "runner.worker_replies"}
+# Shipped beside the worker too (worker.SHIPPED_BESIDE): a Slurm pilot block's pool and the pool
+# modules it uses on its node (its workers pack outcomes and logs, format 2.0).
+SHIPPED_BESIDE = {"runner.layout", "runner.outcome_pack", "runner.worker_pack",
+                  "runner.worker_capture", "runner.pilot_packs", "runner.pilot_pool"}
 # Stdlib only: the codec and the layout are imported by everything.
 STDLIB_ONLY = {"runner.outcome", "runner.layout", "runner.worker_common", "runner.outcome_pack"}
 
@@ -119,17 +123,20 @@ def _stdlib(name: str) -> bool:
 
 def _bare(target: str) -> str:
     """``target`` as a shipped module's bare import means it ("" if it is not one)."""
-    return f"runner.{target}" if f"runner.{target}" in WORKER_SHIPPED | {"runner.worker"} \
-        else ""
+    return f"runner.{target}" if f"runner.{target}" in \
+        WORKER_SHIPPED | SHIPPED_BESIDE | {"runner.worker"} else ""
 
 
 def test_worker_imports_only_the_stdlib_and_cloudpickle():
-    for name in sorted(WORKER_SHIPPED | WORKER_POOL | {"runner.worker"}):
+    shipped = WORKER_SHIPPED | SHIPPED_BESIDE | {"runner.worker"}
+    for name in sorted(WORKER_SHIPPED | WORKER_POOL | SHIPPED_BESIDE | {"runner.worker"}):
         imports = _imports(name)
         ours = {_ours(t) for t in imports if _ours(t)}
-        if name in WORKER_SHIPPED | {"runner.worker"}:
+        if name in shipped:
             bare = {_bare(t) for t in imports} - {""}
-            assert ours <= WORKER_SHIPPED, f"{name} imports {sorted(ours - WORKER_SHIPPED)}: " \
+            allowed_ours = WORKER_SHIPPED if name in WORKER_SHIPPED | {"runner.worker"} \
+                else shipped
+            assert ours <= allowed_ours, f"{name} imports {sorted(ours - allowed_ours)}: " \
                 "it is shipped, so what it imports of ours must be shipped too (SHIPPED_WITH)"
             assert ours == bare, f"{name} imports {sorted(ours ^ bare)} one way only: a " \
                 "shipped module imports each of ours twice, from runner (in the package) and " \
@@ -152,6 +159,14 @@ def test_the_worker_ships_what_it_imports():
                    if isinstance(node, ast.Assign) and
                    any(isinstance(t, ast.Name) and t.id == "SHIPPED_WITH" for t in node.targets))
     assert {f"runner.{name}" for name in shipped} == WORKER_SHIPPED
+    beside = next(ast.literal_eval(node.value) for node in ast.walk(tree)
+                  if isinstance(node, ast.Assign) and
+                  any(isinstance(t, ast.Name) and t.id == "SHIPPED_BESIDE" for t in node.targets))
+    assert {f"runner.{name}" for name in beside} == SHIPPED_BESIDE
+    for i, name in enumerate(beside):  # each after what it imports (a copier's order)
+        later = {_ours(t) for t in _imports(f"runner.{name}")} & \
+            {f"runner.{n}" for n in beside[i:]}
+        assert not later, f"SHIPPED_BESIDE lists {name} before {sorted(later)}, which it imports"
     needed, todo = set(), ["runner.worker"]
     while todo:  # what worker.py imports of ours, and they import, and so on
         for target in {_ours(t) for t in _imports(todo.pop())} - needed - {""}:

@@ -157,3 +157,103 @@ def test_cancel_marker_kills_the_task_and_says_cancelled(tmp_path: Path) -> None
     proc.communicate(timeout=60)
     assert _header(run, 0)["reason"] == "cancelled"
     assert _value(run, 1) == 9  # the next task ran in a new worker
+
+
+# -- format 2.0: the workers pack outcomes and logs -------------------------------------------
+def _packed_ticket(run: Path, node: int, fn: Callable, *args: Any) -> None:
+    _ticket(run, node, fn, *args)
+    path = run / layout.PILOT_QUEUE / layout.ticket_file(node, 1)
+    ticket = pickle.loads(path.read_bytes())
+    ticket["pack"] = True  # what the pilot backend sets for a format 2.0 run
+    path.write_bytes(pickle.dumps(ticket))
+
+
+def print_then_crash() -> None:
+    print("last words", flush=True)
+    os._exit(4)
+
+
+def test_a_format_2_run_s_workers_pack_outcomes_and_logs(tmp_path: Path) -> None:
+    from runner.outcome_pack import parse_record, read_at
+    from runner.packed_reads import PackTail
+
+    run = _run_dir(tmp_path)
+    for node in range(30):
+        _packed_ticket(run, node, square, node)
+    _packed_ticket(run, 40, crash)
+    _packed_ticket(run, 41, print_then_crash)
+    proc = _pool(run, "b1")
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    records = {h["node"]: (h, at) for h, at in PackTail(str(run / layout.RESULTS)).new_records()}
+    assert set(records) == set(range(30))  # the two that died wrote none
+    packs = {at[0] for _, at in records.values()}
+    assert 1 <= len(packs) <= 2  # one per worker process, whatever the task count
+    for node, (header, at) in records.items():
+        assert header["ok"] and header["attempt"] == 1
+        with open(run / layout.RESULTS / at[0], "rb") as f:
+            _, payload = parse_record(read_at(f.fileno(), at[1], at[2]))
+        assert pickle.loads(payload) == node * node
+        name, offset, length = header["log_at"]["out"]
+        with open(run / layout.LOGS / name, "rb") as f:
+            assert read_at(f.fileno(), offset, length) == f"squaring {node}\n".encode()
+        assert not os.path.exists(layout.outcome_path(str(run), node))
+    died = _header(run, 40)  # a worker that died under its task: a file, as before
+    assert died["reason"] == "worker_died" and "exit code 3" in died["error"], died
+    assert "exit code 4" in _header(run, 41)["error"]
+    # what it printed before dying is its task's log file; no capture file is left
+    assert (run / layout.LOGS / layout.log_file(41, "out")).read_text() == "last words\n"
+    assert not [n for n in os.listdir(run / layout.LOGS) if n.startswith(layout.CAPTURE_PREFIX)]
+    assert len(os.listdir(run / layout.RESULTS)) <= 2 + 2  # the packs and the two deaths'
+
+
+def test_a_dead_worker_s_packed_record_counts_as_its_outcome(tmp_path: Path) -> None:
+    """A worker killed after it appended its task's record, before it said so: the pool finds
+    the record in that worker's pack, and writes no ``worker_died`` outcome over it."""
+    from runner.outcome_pack import encode_record
+    from runner.pilot_packs import packed_by as _packed_by
+
+    run = _run_dir(tmp_path)
+    pack = run / layout.RESULTS / layout.pack_file("4321-abcdef", layout.OUTCOME_PACK_SUFFIX)
+    record = encode_record({"ok": True, "node": 5, "attempt": 2}, b"x")
+    pack.write_bytes(record + record[:7])  # a whole record, then a torn one
+    assert _packed_by(str(run), 4321, 5, 2)
+    assert not _packed_by(str(run), 4321, 5, 1) and not _packed_by(str(run), 432, 5, 2)
+
+
+def test_pack_tail_sees_a_torn_record_once_it_is_whole(tmp_path: Path) -> None:
+    from runner.outcome_pack import encode_record
+    from runner.packed_reads import PackTail
+
+    pack = tmp_path / layout.pack_file("1-a", layout.OUTCOME_PACK_SUFFIX)
+    first = encode_record({"ok": True, "node": 1, "attempt": 1}, b"one")
+    second = encode_record({"ok": True, "node": 2, "attempt": 1}, b"two")
+    pack.write_bytes(first + second[:-1])
+    tail = PackTail(str(tmp_path))
+    assert [h["node"] for h, _ in tail.new_records()] == [1]
+    assert tail.new_records() == []
+    with open(pack, "ab") as f:
+        f.write(second[-1:])
+    found = tail.new_records()
+    assert [(h["node"], at) for h, at in found] == [(2, [pack.name, len(first), len(second)])]
+
+
+def print_and_wait(x: int) -> int:
+    print(f"live {x}", flush=True)
+    time.sleep(0.6)  # past Capture.LIVE_AFTER: its output is linked to logs/<node>.out
+    return x
+
+
+def test_a_packed_task_s_live_output_is_packed_and_its_live_name_left_to_the_runner(
+        tmp_path: Path) -> None:
+    from runner.packed_reads import PackTail
+
+    run = _run_dir(tmp_path)
+    _packed_ticket(run, 3, print_and_wait, 3)
+    proc = _pool(run, "b1", workers=1)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    ((header, _),) = PackTail(str(run / layout.RESULTS)).new_records()
+    assert header["live_packed"] == ["out"] and header["log_at"]["out"][2] == len("live 3\n")
+    # the live name stays until the runner has recorded the end (it removes it then)
+    assert (run / layout.LOGS / layout.log_file(3, "out")).read_text() == "live 3\n"

@@ -9,7 +9,7 @@ import json
 import subprocess
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Set
 
 import pytest
 
@@ -18,6 +18,8 @@ from runner.backends.slurm.pilot_blocks import wanted_blocks
 from runner.backends.slurm.pilot_script import render_block_script
 from runner.backends.slurm.pilot_settings import PilotError, parse_pilot, pilot_problem
 from runner.backends.slurm.settings import parse_settings
+from runner.packed_reads import PackTail
+from runner.rundir import RunDir
 from tests.backends.test_slurm import _squeue, _until
 from tests.infra.executors import dispatch_script, run_result, wait_status
 
@@ -161,28 +163,32 @@ def test_block_killed_mid_run_its_tasks_run_again_nothing_finished_reruns(
         {"max_blocks": 1, "workers": 2, "idle_timeout": 5}, marks, n=16, pause=0.5))
     results = slurm_home / run_id / layout.RESULTS
 
+    def finished() -> Set[int]:
+        """The nodes whose outcome is written: in the blocks' packs (format 2.0), or files."""
+        found = {h["node"] for h, _ in PackTail(str(results)).new_records()}
+        return found | {int(p.name.split(".")[0]) for p in results.iterdir()
+                        if p.name.endswith(".pkl")} if results.is_dir() else found
+
     def first_block_busy() -> Any:
         blocks = _blocks(slurm_home, run_id)
         if not blocks or not (blocks[0] / layout.BLOCK_INFO).exists():
             return None
         running = list((blocks[0] / layout.BLOCK_RUNNING).iterdir())
-        done = [p for p in results.iterdir()] if results.is_dir() else []
-        return blocks[0] if running and len(done) >= 2 else None
+        return blocks[0] if running and len(finished()) >= 2 else None
 
     block = _until(first_block_busy, timeout=60, what="the block to have run tasks")
     job = _block_job(block)
     subprocess.run(["scancel", job], check=True)
-    finished_before = {int(p.name.split(".")[0]) for p in results.iterdir()
-                       if p.name.endswith(".pkl")}
+    finished_before = finished()
+    assert finished_before
     status = wait_status(run_cov, run_id, timeout=120)
     assert status["status"] == "COMPLETED", status
     assert run_result(run_cov, run_id) == sum(i * i for i in range(16))
     counts = _executions(marks)
     assert set(counts) == set(range(16))
-    logs = slurm_home / run_id / layout.LOGS
+    run = RunDir(slurm_home / run_id)
     for node in finished_before:  # finished before the kill: never run again
-        log = logs / layout.log_file(node, "out")
-        text = log.read_text().split() if log.exists() else []
+        text = run.read_log(node, "stdout").split()
         if text[:1] == ["item"]:  # a square task (not the parameters' or total's node)
             assert counts[int(text[1])] == 1, (node, counts)
     assert any(n > 1 for n in counts.values()), counts  # the killed ones ran again

@@ -13,6 +13,7 @@ import cloudpickle
 import covalent_cli as ct
 import tests.live
 from runner.ssh import protocol
+from runner.rundir import RunDir
 from tests.backends.test_ssh import hosts, ssh_home  # noqa: F401 - fixtures
 from tests.live import Follower, check_live, talker
 
@@ -39,9 +40,11 @@ def test_follow_shows_a_running_ssh_task_as_it_prints(ssh_home, hosts):  # noqa:
     run_id = _follow(ssh_home, ct.executor.SSHExecutor(hostname="covtest"))
     result = ct.get_result(run_id, wait=True)
     assert result.result == "done"
-    out = (ssh_home / run_id / "logs" / "0.out").read_text().splitlines()
+    run = RunDir(ssh_home / run_id)  # the logs are packed (format 2.0) once the task ended
+    out = run.read_log(0, "stdout").splitlines()
     assert [line.split()[0] for line in out] == ["first", "second"]  # whole, once
-    assert (ssh_home / run_id / "logs" / "0.err").read_text().startswith("warn ")
+    assert run.read_log(0, "stderr").startswith("warn ")
+    assert run.log_location(0, "stdout") is not None
 
 
 def test_follow_on_a_shared_filesystem_host(cov_home, hosts, monkeypatch):  # noqa: F811

@@ -42,12 +42,12 @@ from typing import Any, Dict, List, Optional
 from runner import layout
 from runner.backends.base import Completion, Task
 from runner.backends.slurm.client import FINAL_STATES, lookup
-from runner.backends.slurm.pilot_base import QUERY_EVERY, PilotBase
+from runner.backends.slurm.pilot_base import QUERY_EVERY, PilotBase, unlink_quietly
 from runner.backends.slurm.pilot_blocks import Block
 from runner.backends.slurm.pilot_files import Ticket
 from runner.backends.slurm.settings import SettingsError
 from runner.backends.slurm.site import local_identity
-from runner.outcome import read_outcome_header
+from runner.outcome import header_problem, read_outcome_header
 from runner.redact import has_mask, task_secrets
 
 log = logging.getLogger("cov.slurm")
@@ -88,6 +88,7 @@ class PilotBackend(PilotBase):
 
     def poll(self) -> List[Completion]:
         self._deliver_handles()
+        self._drop_live_copies()  # those found at the last poll: their end events are written
         if not self.error and self._connect():
             try:
                 self._pilot_step()
@@ -135,10 +136,13 @@ class PilotBackend(PilotBase):
         """The run ended: its running blocks stop, those still in Slurm's queue are
         scancelled."""
         self._drop_unstarted(run, 0)
+        self._drop_live_copies(run)
         if self.files is not None and self._live(run):
             self.files.stop(self._live(run))
         if not any(key[0] == run for key in self.outstanding):
             self.known_runs.discard(run)
+            if self.files is not None:
+                self.files.forget(run)
             for block_id in [b.id for b in self.blocks.values() if b.run == run]:
                 del self.blocks[block_id]
 
@@ -187,6 +191,7 @@ class PilotBackend(PilotBase):
             by_run.setdefault(run, []).append(node)
         for run, nodes in by_run.items():
             assert self.files is not None
+            self._collect_packed(run, force)
             found = self.files.outcomes(run, nodes, force=force)
             for node, identity in (found or {}).items():
                 key = (run, node)
@@ -200,6 +205,31 @@ class PilotBackend(PilotBase):
                     if header.get("ok") and self.settings.cleanup and self.site.live:
                         # the cluster's copies of its outcome and logs (with the round's sweep)
                         self.site.remove_task_files(run, node, task.attempt, "")
+
+    def _collect_packed(self, run: str, force: bool) -> None:
+        """The ends the run's blocks appended to their packs (format 2.0): each record is an
+        outcome, ``at`` its location, which goes into the ``end`` event."""
+        assert self.files is not None
+        for header, at in self.files.packed(run, force=force):
+            key = (run, header["node"])
+            task = self.outstanding.get(key)
+            if task is None or header["attempt"] != task.attempt or header_problem(header):
+                continue
+            header["at"] = at
+            self._end(key, header)  # type: ignore[arg-type]  # checked: header_problem
+            for stream in header.get("live_packed") or ():
+                if stream in layout.STREAMS:  # its live copy: once its end event is written
+                    self.live_copies.append((run, key[1], layout.log_path(run, key[1], stream)))
+
+    def _drop_live_copies(self, run: Optional[str] = None) -> None:
+        """The live ``logs/<node>.out|err`` of packed streams whose end events are written now
+        (collected at an earlier poll; ``run``: that run's, at its end), unless the node runs
+        again (a new attempt's live copy has the same name)."""
+        due = [c for c in self.live_copies if run is None or c[0] == run]
+        self.live_copies = [c for c in self.live_copies if c not in due]
+        for run_path, node, path in due:
+            if (run_path, node) not in self.outstanding:
+                unlink_quietly(path)
 
     # -- blocks -----------------------------------------------------------------------------
     def _watch(self, block: Block, now: float) -> None:

@@ -8,7 +8,7 @@ import os
 import pickle
 import secrets
 import time
-from typing import Any, Dict, List, Optional, Set
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 from runner import layout
 from runner.backends.base import Completion, Services, Task
@@ -24,6 +24,7 @@ from runner.backends.slurm.settings import SettingsError
 from runner.backends.slurm.site import SharedSite
 from runner.fs import atomic_write
 from runner.outcome import OutcomeHeader, read_outcome_header
+from runner.packed_reads import PackScan
 from runner.ssh.hostspec import SSHError
 
 log = logging.getLogger("cov.slurm")
@@ -61,6 +62,8 @@ class PilotBase(SlurmBackend):
         self.cancelling: Set[Key] = set()
         self.failures: Dict[str, int] = {}
         self.query_at = 0.0
+        # (run, node, path): live log copies of packed streams, removed at the next poll
+        self.live_copies: List[Tuple[str, int, str]] = []
 
     def _use_site(self, site: SharedSite) -> None:
         super()._use_site(site)
@@ -105,6 +108,8 @@ class PilotBase(SlurmBackend):
         """The task's bundle with the claim's fence (the pool checks it before starting)."""
         bundle = pickle.loads(self._bundle(task))
         bundle["fence"] = task.fence
+        # format 2.0 on a shared filesystem: the block's worker packs its outcome and logs
+        bundle["pack"] = bool(task.pack and self.files is not None and self.files.packs)
         return pickle.dumps(bundle, protocol=pickle.HIGHEST_PROTOCOL)
 
     def _end(self, key: Key, header: OutcomeHeader) -> None:
@@ -135,7 +140,8 @@ class PilotBase(SlurmBackend):
                 name = self._name(task)
                 self.files.reattach(task.run, (name, self._ticket(task)), lambda: any(
                     name in b.tickets() for b in self._live(task.run)) or
-                    read_outcome_header(task.outcome_path) is not None)
+                    read_outcome_header(task.outcome_path) is not None or
+                    _packed(task))
             self.reattached.pop(0)
 
     def _runs_out(self) -> Dict[str, List[int]]:
@@ -294,6 +300,12 @@ class PilotBase(SlurmBackend):
                 continue  # a block took it: it runs, or is settled when its block goes
             self._end((task.run, task.node),
                       Completion.failed(task, "submit", message, host=self.host).header)
+
+
+def _packed(task: Task) -> bool:
+    """Whether a block's worker appended the outcome of ``task``'s attempt to its pack (a
+    ticket that ended while no runner watched: format 2.0)."""
+    return PackScan(layout.results_dir(task.run)).find(task.node, task.attempt) is not None
 
 
 def unlink_quietly(path: str) -> None:

@@ -12,13 +12,15 @@ cases: through SSH, ``refresh`` first copies what the blocks wrote there (a mirr
 from __future__ import annotations
 
 import os
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from runner import layout
 from runner.backends.slurm.client import read_tail
 from runner.backends.slurm.pilot_blocks import Block
 from runner.backends.slurm.site import Identity, SharedSite
 from runner.fs import atomic_write
+from runner.outcome_pack import Location
+from runner.packed_reads import PackTail
 
 Ticket = Tuple[str, bytes]  # (file name <node>.<attempt>.pkl, the ticket's bytes)
 
@@ -26,8 +28,11 @@ Ticket = Tuple[str, bytes]  # (file name <node>.<attempt>.pkl, the ticket's byte
 class PilotFiles:
     """The queue and the blocks' files in the run directory (shared with the nodes)."""
 
+    packs = True  # a format 2.0 run's blocks pack outcomes and logs (``packed``)
+
     def __init__(self, site: SharedSite) -> None:
         self.site = site
+        self._tails: Dict[str, PackTail] = {}
 
     def prepare(self, run: str) -> None:
         """The run's first task: the shipped worker and pool files, and the queue."""
@@ -100,6 +105,19 @@ class PilotFiles:
     def outcomes(self, run: str, nodes: Iterable[int], force: bool = False
                  ) -> Optional[Dict[int, Identity]]:
         return self.site.outcomes(run, nodes, force=force)
+
+    def packed(self, run: str, force: bool = False) -> List[Tuple[Dict[str, Any], Location]]:
+        """(header, location) of the outcome records the run's blocks appended to their
+        packs since the last look (format 2.0); ``force``: list ``results/`` for new packs
+        now."""
+        tail = self._tails.get(run)
+        if tail is None:
+            tail = self._tails[run] = PackTail(layout.results_dir(run))
+        return tail.new_records(relist=force)
+
+    def forget(self, run: str) -> None:
+        """The run is no longer served: its scan state goes."""
+        self._tails.pop(run, None)
 
     def log_tail(self, block: Block) -> Tuple[str, str]:
         """(where, the end of) the block job's own output."""

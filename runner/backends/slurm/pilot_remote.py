@@ -35,7 +35,7 @@ import shlex
 import tarfile
 import threading
 import time
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from runner import layout
 from runner.backends.slurm.pilot_blocks import Block
@@ -44,6 +44,7 @@ from runner.backends.slurm.remote import RemoteSite
 from runner.tar_stream import tar_files
 from runner.backends.slurm.site import Identity
 from runner.fs import atomic_write
+from runner.outcome_pack import Location
 
 log = logging.getLogger("cov.slurm")
 
@@ -55,6 +56,13 @@ MARK = b"@cov outcomes\n"  # between the block listing and the outcomes' tar str
 
 class RemotePilotFiles(PilotFiles):
     """The pilot queue and blocks in the cluster's copy of the run directory."""
+
+    # Outcomes and logs are copied back one file per node (``outcomes``): the blocks write
+    # them so, not into packs (docs/executors.md).
+    packs = False
+
+    def packed(self, run: str, force: bool = False) -> List[Tuple[Dict[str, Any], Location]]:
+        return []
 
     def __init__(self, site: RemoteSite) -> None:
         super().__init__(site)

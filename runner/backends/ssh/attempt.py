@@ -16,10 +16,11 @@ import threading
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from runner import layout
+from runner import layout, runner_packs
 from runner.backends.base import Completion, Task, make_bundle
 from runner.fs import atomic_write
-from runner.outcome import read_outcome_header
+from runner.outcome import OutcomeHeader, header_problem, read_outcome_header
+from runner.outcome_pack import parse_record
 from runner.rundir import RunDir
 from runner.ssh import protocol
 from runner.ssh.connection import SSHError
@@ -32,6 +33,8 @@ log = logging.getLogger("cov.ssh")
 FILES = (layout.SSH_OUTCOME, layout.SSH_STDOUT, layout.SSH_STDERR, layout.SSH_LAUNCH_LOG)
 # streamed while the task runs (frame stream name, file)
 LIVE = (("stdout", layout.SSH_STDOUT), ("stderr", layout.SSH_STDERR))
+LIVE_NAMES = {name: stream for stream, name in LIVE}
+LOG_STREAMS = {layout.SSH_STDOUT: "out", layout.SSH_STDERR: "err"}  # file -> log_at key
 DEFAULT_WORKDIR = "covalent-workdir"
 
 
@@ -48,6 +51,9 @@ class SSHAttempt:
         self.cancelled = False
         self.recorded = False  # its handle went to services.record_handle
         self.launch_log = b""
+        self.packed: Optional[OutcomeHeader] = None  # its outcome, appended to a pack
+        # live copies of streams now packed: removed once the end event points at the pack
+        self.stale_live: List[str] = []
         self.live: set = set()  # streams whose live copy this attempt has started
 
     def write_live(self, stream: str, offset: int, data: bytes) -> None:
@@ -135,29 +141,71 @@ class AttemptFiles:
                 "remove": list(remove)}
 
     def receive(self, job: SSHAttempt, files: Sequence[Tuple[str, bytes]]) -> None:
-        """Write the files that came back: outcome (atomically), logs, launcher log (kept)."""
+        """Write the files that came back: outcome (atomically), logs, launcher log (kept).
+        A format 2.0 run's small outcome and short logs are appended to the runner's packs
+        instead (``runner.runner_packs``); ``job.packed`` is then the outcome's header."""
         task = job.task
         targets = {layout.SSH_OUTCOME: task.outcome_path, layout.SSH_STDOUT: task.stdout_path,
                    layout.SSH_STDERR: task.stderr_path}
         names = {name for name, _ in files}
+        logs = {name: data for name, data in files if name in LOG_STREAMS}
+        log_at = self._pack_logs(job, logs) if task.pack and not self.shared else {}
         for name in (layout.SSH_STDOUT, layout.SSH_STDERR):  # an earlier attempt's logs must go
-            if not self.shared and name not in names and os.path.exists(targets[name]):
+            if self.shared or not os.path.exists(targets[name]):
+                continue
+            if name in names and LOG_STREAMS[name] in log_at and LIVE_NAMES[name] in job.live:
+                job.stale_live.append(targets[name])  # followed now: removed a little later
+            elif name not in names or LOG_STREAMS[name] in log_at:
                 os.unlink(targets[name])
         for name, data in files:
             if name not in targets or self.shared:
                 job.launch_log = data
+                continue
+            if name in logs and LOG_STREAMS[name] in log_at:
+                continue  # packed
+            if name == layout.SSH_OUTCOME and task.pack and self._pack_outcome(job, data, log_at):
                 continue
             tmp = f"{targets[name]}.tmp-ssh-{os.getpid()}-{threading.get_ident()}"
             with open(tmp, "wb") as out:
                 out.write(data)
             os.replace(tmp, targets[name])
 
+    @staticmethod
+    def _pack_logs(job: SSHAttempt, logs: Dict[str, bytes]) -> Dict[str, Any]:
+        """Append the short streams to the runner's logs pack; their locations by stream
+        (``out``/``err``). A stream the runner wrote live while the task ran keeps its live
+        copy until the task's ``end`` event points at the pack (a reader following it, ``cov
+        logs -f``, then reads on from the pack at the same offset): ``SSHBackend`` removes
+        it at its next poll."""
+        log_at: Dict[str, Any] = {}
+        for name, data in logs.items():
+            at = runner_packs.append_log(job.task.run, data)
+            if at is not None:
+                log_at[LOG_STREAMS[name]] = at
+        return log_at
+
+    @staticmethod
+    def _pack_outcome(job: SSHAttempt, data: bytes, log_at: Dict[str, Any]) -> bool:
+        """Append the outcome to the runner's pack if it is whole and small; False: it keeps
+        its own file (a cut one there reads as missing, as before)."""
+        header, payload = parse_record(data)
+        if header is None or header_problem(header):
+            return False
+        header.setdefault("attempt", job.task.attempt)
+        if log_at:
+            header["log_at"] = log_at
+        if not runner_packs.record_fits(job.task.node, header, payload):  # type: ignore[arg-type]
+            return False
+        job.packed = runner_packs.append_outcome(job.task.run, job.task.node,
+                                                 header, payload)  # type: ignore[arg-type]
+        return True
+
     def outcome(self, job: SSHAttempt, rc: int) -> Completion:
         """The attempt's Completion: its outcome file, or why there is none."""
         task = job.task
         deadline = time.time() + (10.0 if self.shared else 0.0)  # NFS may show it late
         while True:
-            header = read_outcome_header(task.outcome_path)
+            header = job.packed or read_outcome_header(task.outcome_path)
             if header is not None and int(header.get("pid", job.pid) or 0) == job.pid:
                 return Completion.of(task, header)
             if time.time() >= deadline or (rc not in (0, -1) and self.shared):

@@ -37,6 +37,7 @@ the pid and fetches the result files the same way.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import shutil
 import threading
@@ -102,6 +103,10 @@ class SSHBackend(ThreadedBackend):
         self._threads: List[threading.Thread] = []
         self._closing = False
         self._secrets_taken = False
+        # Live log copies of streams since packed (``SSHAttempt.stale_live``): by attempt until
+        # its completion is taken, then due at the next poll, once its end event is written.
+        self._stale_live: Dict[Tuple[str, int], List[str]] = {}
+        self._unlink_due: List[Tuple[str, int, str]] = []
 
     def _take_secrets(self, secrets: Dict[str, Any]) -> None:
         """Secret fields (``password``, ``passphrase``) are masked in the manifest; their values
@@ -143,6 +148,36 @@ class SSHBackend(ThreadedBackend):
                 thread.start()
         self._queue.put(job)
 
+    def poll(self) -> List[Completion]:
+        self._drop_stale_live()
+        done = super().poll()
+        with self._lock:
+            for completion in done:
+                for path in self._stale_live.pop((completion.run, completion.node), ()):
+                    self._unlink_due.append((completion.run, completion.node, path))
+        return done
+
+    def release(self, run: str) -> None:
+        """The run ended (its events are written): its live copies that were packed go."""
+        with self._lock:
+            for key in [k for k in self._stale_live if k[0] == run]:
+                self._unlink_due.extend((run, key[1], p) for p in self._stale_live.pop(key))
+        self._drop_stale_live(run)
+
+    def _drop_stale_live(self, run: Optional[str] = None) -> None:
+        """Remove the live copies due (of ``run``, or all), unless their node runs again here
+        (a retry's live copy has the same name: its own end settles it)."""
+        with self._lock:
+            due = [d for d in self._unlink_due if run is None or d[0] == run]
+            self._unlink_due = [d for d in self._unlink_due if d not in due]
+            busy = set(self._inflight)
+        for run_path, node, path in due:
+            if (run_path, node) not in busy:
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
+
     def cancel(self, run: str, node: int) -> None:
         job = self._inflight.get((run, node))
         if job is not None and not job.cancelled:
@@ -176,6 +211,8 @@ class SSHBackend(ThreadedBackend):
                 return  # the runner is exiting: the handle lets the next one re-attach
             with self._lock:
                 self._inflight.pop((job.task.run, job.task.node), None)
+                if job.stale_live:
+                    self._stale_live[(job.task.run, job.task.node)] = job.stale_live
                 self._done.append(done)
                 if self.cleanup and job.files and not self.shared:
                     self._trash.append(job.files)
