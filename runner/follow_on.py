@@ -30,30 +30,35 @@ from __future__ import annotations
 
 from typing import Callable, List, Optional, Tuple
 
-from runner.manifest import ELECTRON, POSTPROCESS, Manifest
+from runner.manifest import ATTRIBUTE, COLLECTION, ELECTRON, OPERATOR, POSTPROCESS, Manifest
 from runner.scheduler import Schedule
 from runner.state import RunState
 
 # Follow-ons per submitted task, at most: a chain is fed a few hops ahead, not claimed whole.
 MAX_CHAIN = 8
+# What may be a link of a chain: tasks, and the helper nodes between them (a list or dict of
+# results, an attribute, an item, an operator): these only reshape values the worker already
+# holds. Never a sublattice (it dispatches a child run) or the lattice's result node.
+LINKS = frozenset({ELECTRON, COLLECTION, ATTRIBUTE, OPERATOR})
 
 
 def follow_ons(schedule: Schedule, manifest: Manifest, parent: int, room: int,
                eligible: Callable[[int], bool]) -> List[Tuple[int, int]]:
     """The chain that may follow ``parent`` into its worker, as ``(node, the node it waits
     for)`` in the order to queue them: the one consumer of ``parent``, if its one unfinished
-    dependency is ``parent``, then that one's, and so on, at most ``room``; electrons only.
-    Children that could run side by side (the fan-out a task's end releases) go to whichever
-    worker is free when it ends, never all behind it in one queue; the hop from a list or
-    other helper node (W3's dense layers: a list of a layer's results, then each next-layer
-    task) gained nothing measurable and cost the runner more steps. ``eligible(node)``: the
-    runner's own conditions (never claimed, not ours, the same pool, not cached)."""
+    dependency is ``parent``, then that one's, and so on, at most ``room``; tasks and helper
+    nodes only (``LINKS``). Children that could run side by side (the fan-out a task's end
+    releases) go to whichever worker is free when it ends, never all behind it in one queue.
+    A helper node's consumer follows it: W3's dense layers are a list of the layer's results
+    per next-layer task, which then runs behind its list in the same worker, one round trip
+    through the runner per layer instead of two. ``eligible(node)``: the runner's own
+    conditions (never claimed, not ours, the same pool, not cached)."""
     chosen: List[Tuple[int, int]] = []
     node = parent
     while len(chosen) < min(room, MAX_CHAIN):
         children = [c for c in schedule.children.get(node, ())  # the lattice's result
                     if manifest.node(c).kind != POSTPROCESS]   # node reads every task
-        if manifest.node(node).kind != ELECTRON or len(children) != 1 or \
+        if manifest.node(node).kind not in LINKS or len(children) != 1 or \
                 not _may_follow(schedule, manifest, children[0], eligible):
             break  # only a task's one consumer follows it: a fan-out goes to free workers
         child = children[0]
@@ -68,7 +73,7 @@ def _may_follow(schedule: Schedule, manifest: Manifest, child: int,
             child in schedule.blocked or child in schedule.active:
         return False
     spec = manifest.node(child)
-    return spec.kind == ELECTRON and eligible(child)
+    return spec.kind in LINKS and eligible(child)
 
 
 def orphan_possible(manifest: Manifest, state: RunState, node: int, me: str,

@@ -54,6 +54,11 @@ from runner.state import CANCELLED, COMPLETED, FAILED, Event, failure_message
 
 __all__ = ["Runner", "RunnerSettings"]
 
+# Ends of a follow-on not yet claimed that are not an attempt's outcome: it never ran (its
+# parent failed in the worker, or the claim was fenced), or its worker died under it. Such a
+# node goes back to the schedule as if it had never left it.
+_NOT_RUN_HERE = frozenset({"after_failed", "fenced", "worker_died", "cancelled"})
+
 
 class Runner(Claims):
     """Serves the runs of one home (or only the runs given)."""
@@ -235,8 +240,11 @@ class Runner(Claims):
             return
         header = done.header
         if task.speculative:  # a follow-on not yet claimed (runner.follow_on)
-            if header.get("ok"):
-                task.early_done.append(done)  # recorded once its claim is written
+            if header.get("ok") or header.get("reason") not in _NOT_RUN_HERE:
+                # It ran (and failed, perhaps: once, as a claimed task would have): recorded
+                # once its claim is written. (A worker sends a follow-on's end with its
+                # parent's, so this is the usual case, not a race: runner.worker_replies.)
+                task.early_done.append(done)
                 return
             del run.ours[done.node]  # never claimed: as if it had never left the schedule
             if header.get("reason") == "cancelled":  # what a cancel does to a waiting node

@@ -46,7 +46,7 @@ WORKER_SHIPPED = {"runner.outcome", "runner.worker_common", "runner.worker_trans
 # The local pool's modules: not shipped (the pool runs where cov is), but run in an interpreter
 # that may have only cloudpickle (a run dispatched from another virtualenv).
 WORKER_POOL = {"runner.worker_pool", "runner.worker_capture", "runner.layout",
-               "runner.worker_pack", "runner.outcome_pack"}
+               "runner.worker_pack", "runner.outcome_pack", "runner.worker_replies"}
 # Shipped beside the worker too (worker.SHIPPED_BESIDE): a Slurm pilot block's pool and the pool
 # modules it uses on its node (its workers pack outcomes and logs, format 2.0).
 SHIPPED_BESIDE = {"runner.layout", "runner.outcome_pack", "runner.worker_pack",

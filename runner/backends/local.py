@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -97,6 +98,9 @@ class _Worker:
         for _, write_end in pipes:
             os.close(write_end)
         self.output = [read_end for read_end, _ in pipes]
+        # Is a reply waiting? One system call (Connection.poll builds a selector each time).
+        self.incoming = select.poll()
+        self.incoming.register(self.conn.fileno(), select.POLLIN)
         self.queue: Deque[Task] = deque()
         self.outbox: List[Dict[str, Any]] = []
         self.cancelled: set = set()
@@ -136,7 +140,11 @@ class LocalBackend(Backend):
         self._ensure_workers()
 
     def capacity(self) -> int:
-        return self.size * PREFETCH - sum(len(w.queue) for w in self.workers)
+        # Follow-ons (queued ``after`` a task: runner.follow_on) take no room: they are bound
+        # to their parent's worker and at most MAX_CHAIN per task; counted, they left W3's
+        # last list nodes of a layer (10 lists, each with its consumer behind it, against 16
+        # places) without their consumer, for a round trip through the runner more per layer.
+        return self.size * PREFETCH - sum(1 for w in self.workers for t in w.queue if not t.after)
 
     def busy(self) -> bool:
         return any(w.queue for w in self.workers)
@@ -177,16 +185,19 @@ class LocalBackend(Backend):
         starts: Dict[Tuple[str, int, int], Tuple[Task, float, int]] = {}
         for w in list(self.workers):
             try:
-                while w.conn.poll():
-                    run, node, attempt, news = w.conn.recv()
-                    if not isinstance(news, dict):  # a task running for a while: its start
-                        if w.queue and w.queue[0].node == node and w.queue[0].run == run:
-                            starts[(run, node, attempt)] = (w.queue[0], news, w.pid)
-                            w.started = news
-                    elif self._pop(w, run, node, attempt):  # else: cancelled or dropped
-                        starts.pop((run, node, attempt), None)
-                        w.started = None
-                        done.append(Completion(run, node, attempt, cast(OutcomeHeader, news)))
+                while w.incoming.poll(0):
+                    message = w.conn.recv()
+                    # one reply, or a list of them (ends a worker held: runner.worker_replies)
+                    for run, node, attempt, news in message if isinstance(message, list) \
+                            else (message,):
+                        if not isinstance(news, dict):  # a task running for a while: its start
+                            if w.queue and w.queue[0].node == node and w.queue[0].run == run:
+                                starts[(run, node, attempt)] = (w.queue[0], news, w.pid)
+                                w.started = news
+                        elif self._pop(w, run, node, attempt):  # else: cancelled or dropped
+                            starts.pop((run, node, attempt), None)
+                            w.started = None
+                            done.append(Completion(run, node, attempt, cast(OutcomeHeader, news)))
             except (EOFError, OSError):
                 pass
             if not w.process.is_alive():
