@@ -34,24 +34,6 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
 PRINTING = ROOT / "workflows" / "printing_sweep.py"  # N tasks that each print a line
-SSH_PRINTING = '''import covalent as ct
-
-
-@ct.electron(executor=ct.executor.SSHExecutor(hostname="covtest"))
-def echo(i):
-    print("task", i)
-    return i
-
-
-@ct.electron
-def total(values):
-    return sum(values)
-
-
-@ct.lattice
-def many(n=100):
-    return total([echo(i) for i in range(n)])
-'''
 
 
 def _files(path: Path) -> int:
@@ -100,7 +82,9 @@ def main() -> None:
 
         sshd, _ = start_sshd(tmp)
         script = tmp / "ssh_printing.py"
-        script.write_text(SSH_PRINTING)
+        from tests.infra.executors import printing_sweep_on
+
+        script.write_text(printing_sweep_on('ct.executor.SSHExecutor(hostname="covtest")'))
         config = f"executors:\n  ssh:\n    remote_workdir: {tmp}/ssh-work\n"
         env_extra = {"COV_SSH_CONFIG": str(sshd / "ssh_config")}
         (tmp / "ssh-work").mkdir(mode=0o777)

@@ -31,6 +31,18 @@ def add_to_config(text: str) -> None:
     config.write_text(config.read_text() + textwrap.dedent(text))
 
 
+PRINTING_SWEEP = Path(__file__).resolve().parents[2] / "workflows" / "printing_sweep.py"
+
+
+def printing_sweep_on(executor: str) -> str:
+    """The source of ``workflows/printing_sweep.py`` (``many(n)``: n tasks that each print a
+    line, and their sum) with its printing tasks on ``executor`` (Python source of one)."""
+    source = PRINTING_SWEEP.read_text()
+    plain = "@ct.electron\ndef echo("
+    assert plain in source, f"{PRINTING_SWEEP} no longer has {plain!r}"
+    return source.replace(plain, f"@ct.electron(executor={executor})\ndef echo(", 1)
+
+
 def dispatch_script(run_cov: Callable, folder: Path, source: str, *args: str) -> str:
     """``cov dispatch -q`` a new workflow script in ``folder``: ``source`` (dedented) after
     ``import covalent as ct`` and ``import hashlib, os, time``. ``args`` go to ``cov dispatch``.

@@ -17,27 +17,14 @@ from typing import Callable
 from runner import layout
 from runner.packed_reads import PackTail
 from runner.rundir import RunDir
-from tests.infra.executors import add_to_config, dispatch_script, run_result, wait_status
+from tests.infra.executors import (add_to_config, dispatch_script, printing_sweep_on, run_result,
+                                   wait_status)
 from tests.infra.fixtures import SSHHost
 
 TASKS = int(os.environ.get("COV_TEST_TASKS", "200"))
 FIXED = 60  # the run's own files, slurm/'s shipped modules, a block's directory ...
 PER_TASK = 0.05  # 10 files for 200 tasks: none of them per task
 
-SWEEP = """
-    @ct.electron(executor={executor})
-    def echo(i):
-        print("task", i)
-        return i
-
-    @ct.electron
-    def total(values):
-        return sum(values)
-
-    @ct.lattice
-    def many(n={n}):
-        return total([echo(i) for i in range(n)])
-    """
 
 
 def _files(path: Path) -> int:
@@ -73,7 +60,8 @@ def test_ssh_tasks_leave_no_file_per_task(cov_home: Path, run_cov: Callable,
     monkeypatch.setenv("COV_SSH_CONFIG", sshd_host.ssh_config)
     add_to_config("executors:\n  ssh:\n    remote_workdir: /tmp/cov-ssh-test-work\n")
     executor = f"ct.executor.SSHExecutor(hostname={sshd_host.name!r})"
-    run_id = dispatch_script(run_cov, tmp_path, SWEEP.format(executor=executor, n=TASKS))
+    run_id = dispatch_script(run_cov, tmp_path, printing_sweep_on(executor),
+                             "-a", f"n={TASKS}")
     _check_run(run_cov, cov_home, run_id)
 
 
@@ -82,7 +70,8 @@ def test_slurm_pilot_tasks_leave_no_file_per_task(slurm_home: Path, run_cov: Cal
     executor = ("ct.executor.SlurmExecutor(poll_freq=0.3, use_srun=False, "
                 "options={'partition': 'debug'}, "
                 "pilot={'max_blocks': 1, 'workers': 2, 'idle_timeout': 5})")
-    run_id = dispatch_script(run_cov, tmp_path, SWEEP.format(executor=executor, n=TASKS))
+    run_id = dispatch_script(run_cov, tmp_path, printing_sweep_on(executor),
+                             "-a", f"n={TASKS}")
     _check_run(run_cov, slurm_home, run_id)
     # the echo tasks' packs are the block's two workers': one writer each, on the node
     echoes = {n.id for n in RunDir(slurm_home / run_id).manifest.nodes if n.name == "echo"}
