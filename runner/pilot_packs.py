@@ -1,7 +1,7 @@
 """A Slurm pilot block's workers in a format 2.0 run (``runner.pilot_pool`` runs them): their
 tasks' outcomes and short logs go to pack files of their own (``runner.worker_pack``), their
-output through the local pool's capture (``runner.worker_capture``); and what the pool does
-for a worker that died under a packed task.
+output through the local pool's capture (``runner.worker_capture``, which also keeps what a
+worker that died had printed); and whether such a worker had packed its task's outcome.
 
 Shipped beside ``worker.py`` with the pool (``worker.SHIPPED_BESIDE``): stdlib only, importing
 nothing of cov's but shipped modules.
@@ -9,7 +9,7 @@ nothing of cov's but shipped modules.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, List, Tuple
 
 if __package__:
     from runner import layout
@@ -81,43 +81,3 @@ def packed_by(root: str, pid: int, node: int, attempt: int) -> bool:
         finally:
             os.close(fd)
     return False
-
-
-def rescue_output(root: str, pid: int, output: Tuple[int, int]) -> None:
-    """What a dead worker's task printed that was still in its pipes: onto its capture files,
-    where ``keep_capture`` finds it."""
-    for stream, read_end in zip(layout.STREAMS, output):
-        chunks = []
-        while True:
-            try:
-                chunk = os.read(read_end, 1 << 16)
-            except (BlockingIOError, InterruptedError):
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-        if chunks:
-            path = os.path.join(layout.logs_dir(root), layout.capture_file(pid, stream))
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-                try:
-                    os.write(fd, b"".join(chunks))
-                finally:
-                    os.close(fd)
-            except OSError:
-                pass
-
-
-def keep_capture(root: str, pid: int, node: Optional[int]) -> None:
-    """A dead worker's capture files: what it printed becomes ``node``'s log files (an empty
-    one, or any if ``node`` is None, goes)."""
-    logs = layout.logs_dir(root)
-    for stream in layout.STREAMS:
-        capture = os.path.join(logs, layout.capture_file(pid, stream))
-        try:
-            if node is not None and os.path.getsize(capture):  # (already linked there if it ran a while: the
-                os.replace(capture, layout.log_path(root, node, stream))  # rename then
-            if os.path.exists(capture):  # leaves both names)
-                os.unlink(capture)
-        except OSError:
-            pass

@@ -49,12 +49,14 @@ from typing import Any, Dict, List, Optional, Set, Tuple
 
 if __package__:  # imported by the runner (tests, the documentation of the protocol)
     from runner import layout, worker
-    from runner.pilot_packs import PackedSlot, keep_capture, packed_by, rescue_output
+    from runner.pilot_packs import PackedSlot, packed_by
+    from runner.worker_capture import keep_capture, rescue_pipes
 else:  # ``python pilot_pool.py ...`` on a node: the shipped modules are beside this file
     sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
     import layout  # type: ignore[no-redef,import-not-found]
-    from pilot_packs import (PackedSlot, keep_capture,  # type: ignore[no-redef,import-not-found]
-                             packed_by, rescue_output)
+    from pilot_packs import PackedSlot, packed_by  # type: ignore[no-redef,import-not-found]
+    from worker_capture import (keep_capture,  # type: ignore[no-redef,import-not-found]
+                                rescue_pipes)
     import worker  # type: ignore[no-redef,import-not-found]  # last: it takes the path off
     # The tasks' imports are their own (worker.py took its directory off sys.path already).
     for _name in ("layout", "worker", "outcome_pack", "worker_pack", "worker_capture",
@@ -327,7 +329,7 @@ class Pool:
             os.close(slot.done)
             if slot.ticket is not None:
                 if slot.ticket[4]:
-                    rescue_output(self.root, pid, slot.output)
+                    rescue_pipes(self.root, pid, slot.output)
                 self._died(slot.ticket, pid, os.waitstatus_to_exitcode(status))
             for fd in slot.output:
                 os.close(fd)
@@ -342,7 +344,7 @@ class Pool:
             # unless the task is lost with the job (it runs again: its next attempt's count)
             lost = not finished and name not in self.cancelled and \
                 (self.terminated or code == -signal.SIGTERM)
-            keep_capture(self.root, pid, None if lost else node)
+            keep_capture(self.root, pid, node, keep=not lost)
         header: Optional[Dict[str, Any]] = None
         if name in self.cancelled:
             self.cancelled.discard(name)

@@ -17,7 +17,7 @@ import sys
 import termios
 import threading
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 if __package__:
     from runner import layout
@@ -292,3 +292,55 @@ class Capture:
 def _unread(fd: int) -> int:
     """Bytes waiting in a pipe."""
     return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+
+
+# -- a worker that died under its task (the local pool's runner, a pilot block's pool) ----------
+def rescue_pipes(root: str, pid: int, read_ends: Sequence[int]) -> None:
+    """What worker ``pid``'s task wrote that its pump had not yet moved is still in the pipes
+    (whose read ends the caller holds): append it to the worker's capture files in run
+    ``root``, where ``keep_capture`` finds it."""
+    for read_end, stream in zip(read_ends, layout.STREAMS):
+        os.set_blocking(read_end, False)
+        chunks = []
+        try:
+            while True:
+                chunk = os.read(read_end, 1 << 20)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        except (BlockingIOError, InterruptedError):
+            pass
+        if chunks:
+            path = os.path.join(layout.logs_dir(root), layout.capture_file(pid, stream))
+            try:
+                with open(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE),
+                          "wb") as f:
+                    f.write(b"".join(chunks))
+            except OSError:
+                pass
+
+
+def keep_capture(root: str, pid: int, node: int, keep: bool = True) -> None:
+    """Worker ``pid`` died under ``node``'s task: what the task printed becomes its log files,
+    or (``keep`` False: an attempt that does not count) is removed, with the live name the
+    worker had linked it under."""
+    for stream in layout.STREAMS:
+        capture = os.path.join(layout.logs_dir(root), layout.capture_file(pid, stream))
+        target = layout.log_path(root, node, stream)
+        try:
+            live = _same_file(capture, target)  # the worker had linked it (live output)
+            if keep and os.path.getsize(capture) and not live:
+                os.replace(capture, target)
+            else:
+                if live and not keep:
+                    os.unlink(target)
+                os.unlink(capture)
+        except OSError:
+            pass
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False

@@ -23,9 +23,9 @@ from typing import AbstractSet, Any, Deque, Dict, List, Optional, Tuple, cast
 
 from runner import layout, worker_common, worker_pool
 from runner.backends.base import Backend, Completion, Services, Task
-from runner.fs import FILE_MODE
 from runner.outcome import OutcomeHeader
 from runner.liveness import pid_alive
+from runner.worker_capture import keep_capture, rescue_pipes
 
 # Tasks queued in each worker: enough that a worker never waits for the runner between two
 # short tasks, and that the runner handles completions and claims in batches.
@@ -222,13 +222,13 @@ class LocalBackend(Backend):
         lost: List[Completion] = []
         w.outbox.clear()
         if w.dropped is not None:  # the running task's claim was lost: nothing is its output
-            _keep_captured_output(w.pid, w.dropped, keep=False)
+            keep_capture(w.dropped.run, w.pid, w.dropped.node, keep=False)
         elif not w.queue and w.last_run:  # it died between tasks
             _remove_captures(w.last_run, {w.pid})
         elif w.queue:
             task = w.queue.popleft()
-            _rescue_output(w, task)
-            _keep_captured_output(w.pid, task)
+            rescue_pipes(task.run, w.pid, w.output)
+            keep_capture(task.run, w.pid, task.node)
             where: Dict[str, Any] = {"host": worker_common.HOST, "pid": w.pid}
             if w.started is not None:
                 where["start"] = w.started  # the end event's start: when it really started
@@ -316,55 +316,6 @@ class LocalBackend(Backend):
                 w.process.join(timeout=1)
             w.close_output()
         self.workers.clear()
-
-
-def _rescue_output(w: _Worker, task: Task) -> None:
-    """A worker died mid-task: what it wrote that its pump had not yet moved is still in the
-    pipes (whose read ends the runner holds); append it to the capture files."""
-    for fd, suffix in zip(w.output, layout.STREAMS):
-        os.set_blocking(fd, False)
-        chunks = []
-        try:
-            while True:
-                chunk = os.read(fd, 1 << 20)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-        except BlockingIOError:
-            pass
-        if chunks:
-            path = os.path.join(layout.logs_dir(task.run), layout.capture_file(w.pid, suffix))
-            try:
-                with open(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE),
-                          "wb") as f:
-                    f.write(b"".join(chunks))
-            except OSError:
-                pass
-
-
-def _keep_captured_output(pid: int, task: Task, keep: bool = True) -> None:
-    """A worker died mid-task: what the task printed so far becomes its logs (or, for an
-    attempt that does not count, is removed)."""
-    for suffix in layout.STREAMS:
-        capture = os.path.join(layout.logs_dir(task.run), layout.capture_file(pid, suffix))
-        target = layout.log_path(task.run, task.node, suffix)
-        try:
-            live = _same_file(capture, target)  # the worker had linked it (live output)
-            if keep and os.path.getsize(capture) and not live:
-                os.replace(capture, target)
-            else:
-                if live and not keep:
-                    os.unlink(target)
-                os.unlink(capture)
-        except OSError:
-            pass
-
-
-def _same_file(a: str, b: str) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
 
 
 def _remove_captures(run: str, pids: Optional[set], keep: AbstractSet[Any] = frozenset()) -> None:
